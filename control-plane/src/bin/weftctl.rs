@@ -1,0 +1,55 @@
+//! weftctl: the Weft operator CLI. Each subcommand lives in `weft_control_plane::cli`; this
+//! file only parses the command line, sets up logging and turns results into exit codes.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use weft_control_plane::cli::{analyze, bootstrap, demo_app, up};
+
+#[derive(Parser)]
+#[command(name = "weftctl", version, about = "Operate a Weft service mesh")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start a local mesh on 127.0.0.1 from a config folder (e.g. examples/bookinfo).
+    Up(up::UpArgs),
+    /// Run one BookInfo-style demo service (used by `up`).
+    DemoApp(demo_app::DemoAppArgs),
+    /// Print an Envoy v3 bootstrap that makes Envoy a Weft sidecar.
+    BootstrapEnvoy(bootstrap::BootstrapArgs),
+    /// Check a config folder for problems.
+    Analyze {
+        /// The folder of Istio YAML to check.
+        dir: PathBuf,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    // `up` runs here, on the main thread, not in a spawned task: see `up::run`.
+    let result = match cli.command {
+        Command::Up(args) => up::run(args).await,
+        Command::DemoApp(args) => demo_app::run(args).await.map(|()| 0),
+        Command::BootstrapEnvoy(args) => bootstrap::run(&args).map(|()| 0),
+        Command::Analyze { dir } => analyze::run(&dir),
+    };
+    match result {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(1)
+        }
+    }
+}

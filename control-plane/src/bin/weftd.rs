@@ -1,0 +1,63 @@
+//! weftd: the Weft control plane.
+
+use clap::Parser;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use weft_control_plane::daemon::{self, DaemonConfig};
+use weft_control_plane::translate::{AccessLogFormat, TranslateOptions};
+
+#[derive(Parser, Debug)]
+#[command(name = "weftd", version, about = "The Weft control plane: Istio config in, xDS out")]
+struct Args {
+    /// The folder of Istio YAML (VirtualService, DestinationRule, ServiceEntry, WorkloadEntry).
+    #[arg(long)]
+    config_dir: PathBuf,
+    /// Where proxies connect for ADS.
+    #[arg(long, default_value = "127.0.0.1:15010")]
+    xds_addr: SocketAddr,
+    /// /ready, /metrics and /debug/syncz.
+    #[arg(long, default_value = "127.0.0.1:15014")]
+    http_addr: SocketAddr,
+    /// Do not configure per-request access logs on the proxies.
+    #[arg(long)]
+    no_access_log: bool,
+    /// The proxies' access log format.
+    #[arg(long, value_enum, default_value = "envoy")]
+    access_log_format: AccessLogFormat,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    anyhow::ensure!(
+        args.config_dir.is_dir(),
+        "--config-dir {}: not a folder",
+        args.config_dir.display()
+    );
+    let cfg = DaemonConfig {
+        config_dir: args.config_dir,
+        xds_addr: args.xds_addr,
+        http_addr: args.http_addr,
+        options: TranslateOptions {
+            access_log: (!args.no_access_log).then_some(args.access_log_format),
+        },
+    };
+    daemon::run(cfg, shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

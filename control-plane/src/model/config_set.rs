@@ -1,0 +1,81 @@
+//! The set of valid resources that translation works from.
+
+use super::meta::{AnyResource, Resource};
+use super::{DestinationRule, ServiceEntry, VirtualService, WorkloadEntrySpec};
+use serde::Serialize;
+
+/// Every valid resource, each kind sorted by (namespace, name). Hosts in VirtualServices and
+/// DestinationRules are resolved to fully qualified names (`model::fqdn`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ConfigSet {
+    pub virtual_services: Vec<Resource<VirtualService>>,
+    pub destination_rules: Vec<Resource<DestinationRule>>,
+    pub service_entries: Vec<Resource<ServiceEntry>>,
+    pub workload_entries: Vec<Resource<WorkloadEntrySpec>>,
+}
+
+impl ConfigSet {
+    /// Sorts the resources into a set; hosts are taken as they are.
+    pub fn from_resources(resources: impl IntoIterator<Item = AnyResource>) -> Self {
+        let mut set = ConfigSet::default();
+        for resource in resources {
+            match resource {
+                AnyResource::VirtualService(r) => set.virtual_services.push(r),
+                AnyResource::DestinationRule(r) => set.destination_rules.push(r),
+                AnyResource::ServiceEntry(r) => set.service_entries.push(r),
+                AnyResource::WorkloadEntry(r) => set.workload_entries.push(r),
+            }
+        }
+        fn by_name<T>(r: &Resource<T>) -> (String, String) {
+            (r.meta.namespace.clone(), r.meta.name.clone())
+        }
+        set.virtual_services.sort_by_key(by_name);
+        set.destination_rules.sort_by_key(by_name);
+        set.service_entries.sort_by_key(by_name);
+        set.workload_entries.sort_by_key(by_name);
+        set
+    }
+
+    pub fn len(&self) -> usize {
+        self.virtual_services.len()
+            + self.destination_rules.len()
+            + self.service_entries.len()
+            + self.workload_entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every resource, kind by kind.
+    pub fn resources(&self) -> impl Iterator<Item = AnyResource> + '_ {
+        let vs = self
+            .virtual_services
+            .iter()
+            .cloned()
+            .map(AnyResource::VirtualService);
+        let dr = self
+            .destination_rules
+            .iter()
+            .cloned()
+            .map(AnyResource::DestinationRule);
+        let se = self
+            .service_entries
+            .iter()
+            .cloned()
+            .map(AnyResource::ServiceEntry);
+        let we = self
+            .workload_entries
+            .iter()
+            .cloned()
+            .map(AnyResource::WorkloadEntry);
+        vs.chain(dr).chain(se).chain(we)
+    }
+
+    /// The DestinationRules that apply to `host` (a resolved host name): those for exactly
+    /// it, else those of the most specific wildcard matching it.
+    pub fn destination_rules_for(&self, host: &str) -> Vec<&Resource<DestinationRule>> {
+        let all: Vec<&Resource<DestinationRule>> = self.destination_rules.iter().collect();
+        super::validate::cross::rules_for_host(host, &all)
+    }
+}

@@ -1,0 +1,55 @@
+//! Istio's networking resources (VirtualService, DestinationRule, ServiceEntry,
+//! WorkloadEntry of networking.istio.io v1, v1beta1 and v1alpha3) as Rust types, how they are
+//! read from YAML, and how they are validated, with diagnostics that name the file, the
+//! resource and the field.
+//!
+//! - [`parse_file`] reads one file; `source::load_dir` and [`Store`] read a folder.
+//! - Validation of one resource is in `validate`; checks across resources (duplicates,
+//!   subsets that must exist) run where the whole set is known, in the store.
+//! - Fields that parse but that weft-proxy does not act on yet produce warnings; the list
+//!   of acted-on fields is [`acted_on_fields`].
+
+mod config_set;
+mod destination_rule;
+mod diagnostic;
+pub mod duration;
+mod host;
+mod locate;
+mod meta;
+mod parse;
+mod path;
+mod service_entry;
+mod string_match;
+pub mod validate;
+mod virtual_service;
+
+pub use config_set::ConfigSet;
+pub use destination_rule::*;
+pub use diagnostic::{count as count_diagnostics, Diagnostic, Severity};
+pub use host::{
+    fqdn, host_matches, resolve_destination_rule, resolve_host, resolve_virtual_service,
+    CLUSTER_DOMAIN,
+};
+pub use locate::locate;
+pub use meta::{
+    AnyResource, Kind, ObjectMeta, Resource, ResourceKey, Spec, API_GROUP, API_VERSIONS,
+    DEFAULT_NAMESPACE,
+};
+pub use parse::{parse_file, parse_file_detailed, ParsedDoc, ParsedFile};
+pub use path::{FieldPath, Segment};
+pub use service_entry::*;
+pub use string_match::StringMatch;
+pub use validate::{acted_on_fields, validate, Finding, NOT_ACTED_ON};
+pub use virtual_service::*;
+
+// The store reads folders, so it lives with the sources; it is re-exported here because it
+// is the model's versioned view.
+pub use crate::source::{load_dir, ApplyOutcome, Store};
+
+/// For `skip_serializing_if` on booleans that default to false.
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+#[cfg(test)]
+mod tests;

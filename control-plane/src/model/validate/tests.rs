@@ -1,0 +1,351 @@
+//! Each check produces a diagnostic naming the file, the resource and the field.
+
+use crate::model::{parse_file, Diagnostic, Severity, NOT_ACTED_ON};
+use std::path::Path;
+
+fn diagnostics(text: &str) -> Vec<Diagnostic> {
+    parse_file(Path::new("mesh/r.yaml"), text).1
+}
+
+/// Asserts that `text` has an error at `field` whose message contains `needle`, and that
+/// the resource is rejected.
+fn assert_error(text: &str, field: &str, needle: &str) {
+    let (resources, diagnostics) = parse_file(Path::new("mesh/r.yaml"), text);
+    let found = diagnostics
+        .iter()
+        .find(|d| d.severity == Severity::Error && d.field.as_deref() == Some(field));
+    let Some(d) = found else {
+        panic!("no error at {field}: {diagnostics:#?}");
+    };
+    assert!(d.message.contains(needle), "{d}");
+    assert_eq!(d.file, Path::new("mesh/r.yaml"));
+    assert!(d.resource.is_some(), "{d}");
+    assert!(d.line.is_some(), "{d}");
+    assert!(
+        resources.is_empty(),
+        "an invalid resource must not be returned"
+    );
+}
+
+fn vs(spec: &str) -> String {
+    format!("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: reviews}}\nspec:\n{spec}")
+}
+
+fn dr(spec: &str) -> String {
+    format!("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: reviews}}\nspec:\n{spec}")
+}
+
+fn se(spec: &str) -> String {
+    format!("apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {{name: ext}}\nspec:\n{spec}")
+}
+
+#[test]
+fn weights_must_sum_to_100() {
+    let text = vs("  hosts: [reviews]
+  http:
+  - route:
+    - destination: {host: reviews, subset: v1}
+      weight: 50
+    - destination: {host: reviews, subset: v2}
+      weight: 40
+");
+    assert_error(
+        &text,
+        "spec.http[0].route",
+        "weights sum to 90, they must sum to 100",
+    );
+    let d = diagnostics(&text)
+        .into_iter()
+        .find(|d| d.is_error())
+        .expect("error");
+    assert_eq!(
+        d.to_string(),
+        "mesh/r.yaml:8:5: error: VirtualService default/reviews: spec.http[0].route: weights sum to 90, they must sum to 100"
+    );
+}
+
+#[test]
+fn a_single_destination_may_omit_its_weight() {
+    let text = vs("  hosts: [reviews]\n  http:\n  - route:\n    - destination: {host: reviews}\n");
+    assert!(diagnostics(&text).iter().all(|d| !d.is_error()));
+}
+
+#[test]
+fn weights_of_tcp_routes_are_checked_too() {
+    let text = vs("  hosts: [db]
+  tcp:
+  - route:
+    - {destination: {host: db}, weight: 30}
+    - {destination: {host: db}, weight: 30}
+");
+    assert_error(&text, "spec.tcp[0].route", "weights sum to 60");
+}
+
+#[test]
+fn a_negative_weight_is_an_error() {
+    let text = vs("  hosts: [reviews]
+  http:
+  - route:
+    - {destination: {host: reviews}, weight: -10}
+    - {destination: {host: reviews}, weight: 110}
+");
+    assert_error(&text, "spec.http[0].route[0].weight", "negative");
+}
+
+#[test]
+fn route_and_redirect_together_is_an_error() {
+    let text = vs("  hosts: [reviews]
+  http:
+  - route: [{destination: {host: reviews}}]
+    redirect: {uri: /x}
+");
+    assert_error(&text, "spec.http[0].redirect", "both route and redirect");
+    let text = vs("  hosts: [reviews]
+  http:
+  - route: [{destination: {host: reviews}}]
+    directResponse: {status: 200}
+");
+    assert_error(
+        &text,
+        "spec.http[0].directResponse",
+        "both route and directResponse",
+    );
+}
+
+#[test]
+fn an_http_route_needs_an_action() {
+    let text = vs("  hosts: [reviews]\n  http:\n  - name: nothing\n");
+    assert_error(
+        &text,
+        "spec.http[0]",
+        "needs one of route, redirect, directResponse or delegate",
+    );
+}
+
+#[test]
+fn an_invalid_regex_is_an_error() {
+    let text = vs("  hosts: [reviews]
+  http:
+  - match:
+    - uri: {regex: \"/api/(v1\"}
+    route: [{destination: {host: reviews}}]
+");
+    assert_error(
+        &text,
+        "spec.http[0].match[0].uri.regex",
+        "invalid regex \"/api/(v1\"",
+    );
+    let text = vs("  hosts: [reviews]
+  http:
+  - match:
+    - headers:
+        x-user: {regex: \"[a-\"}
+    route: [{destination: {host: reviews}}]
+");
+    assert_error(
+        &text,
+        "spec.http[0].match[0].headers.x-user.regex",
+        "invalid regex",
+    );
+}
+
+#[test]
+fn an_empty_host_is_an_error() {
+    let text = vs("  hosts: [reviews]\n  http:\n  - route: [{destination: {host: \"\"}}]\n");
+    assert_error(
+        &text,
+        "spec.http[0].route[0].destination.host",
+        "must not be empty",
+    );
+    let text = vs("  hosts: [reviews]\n  http:\n  - route: [{destination: {subset: v1}}]\n");
+    assert_error(
+        &text,
+        "spec.http[0].route[0].destination.host",
+        "must not be empty",
+    );
+    assert_error(&dr("  host: \"\"\n"), "spec.host", "must not be empty");
+}
+
+#[test]
+fn a_bad_port_number_is_an_error() {
+    let text = vs("  hosts: [reviews]\n  http:\n  - route: [{destination: {host: reviews, port: {number: 0}}}]\n");
+    assert_error(
+        &text,
+        "spec.http[0].route[0].destination.port.number",
+        "out of range",
+    );
+    let text = se("  hosts: [a.example.com]\n  ports: [{number: 70000, name: http}]\n");
+    assert_error(&text, "spec.ports[0].number", "port 70000 is out of range");
+    let text = se("  hosts: [a.example.com]\n  ports: [{number: 80, name: http, targetPort: 0}]\n");
+    assert_error(&text, "spec.ports[0].targetPort", "out of range");
+}
+
+#[test]
+fn a_service_entry_needs_hosts_and_ports() {
+    assert_error(
+        &se("  ports: [{number: 80, name: http}]\n"),
+        "spec.hosts",
+        "at least one host",
+    );
+    assert_error(
+        &se("  hosts: [a.example.com]\n"),
+        "spec.ports",
+        "at least one port",
+    );
+}
+
+#[test]
+fn static_resolution_needs_ip_endpoints() {
+    let text = se("  hosts: [a.example.com]
+  ports: [{number: 80, name: http}]
+  resolution: STATIC
+  endpoints:
+  - address: 10.0.0.1
+  - address: unix:///var/run/a.sock
+  - address: a-1.example.com
+");
+    assert_error(
+        &text,
+        "spec.endpoints[2].address",
+        "not an IP address or unix:// socket",
+    );
+}
+
+#[test]
+fn endpoints_and_workload_selector_together_is_an_error() {
+    let text = se("  hosts: [a.example.com]
+  ports: [{number: 80, name: http}]
+  endpoints: [{address: 10.0.0.1}]
+  workloadSelector: {labels: {app: a}}
+");
+    assert_error(
+        &text,
+        "spec.workloadSelector",
+        "either endpoints or workloadSelector",
+    );
+}
+
+#[test]
+fn endpoint_ports_must_name_service_ports() {
+    let text = se("  hosts: [a.example.com]
+  ports: [{number: 80, name: http}]
+  endpoints: [{address: 10.0.0.1, ports: {grpc: 9000}}]
+");
+    assert_error(
+        &text,
+        "spec.endpoints[0].ports.grpc",
+        "not one of the ServiceEntry's ports",
+    );
+}
+
+#[test]
+fn subsets_need_unique_names() {
+    assert_error(
+        &dr("  host: reviews\n  subsets:\n  - labels: {version: v1}\n"),
+        "spec.subsets[0].name",
+        "needs a name",
+    );
+    let text = dr("  host: reviews
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v1, labels: {version: v2}}
+");
+    assert_error(&text, "spec.subsets[1].name", "\"v1\" is defined twice");
+}
+
+#[test]
+fn load_balancer_oneofs_are_checked() {
+    let text = dr("  host: reviews
+  trafficPolicy:
+    loadBalancer:
+      simple: ROUND_ROBIN
+      consistentHash: {useSourceIp: true}
+");
+    assert_error(
+        &text,
+        "spec.trafficPolicy.loadBalancer",
+        "either simple or consistentHash",
+    );
+}
+
+#[test]
+fn percentages_are_checked() {
+    let text = vs("  hosts: [reviews]
+  http:
+  - route: [{destination: {host: reviews}}]
+    fault: {abort: {httpStatus: 503, percentage: {value: 150}}}
+");
+    assert_error(
+        &text,
+        "spec.http[0].fault.abort.percentage.value",
+        "between 0 and 100",
+    );
+}
+
+#[test]
+fn an_unknown_enum_value_is_an_error() {
+    let text =
+        se("  hosts: [a.example.com]\n  ports: [{number: 80, name: http}]\n  resolution: MAGIC\n");
+    assert_error(&text, "spec.resolution", "unknown variant `MAGIC`");
+}
+
+#[test]
+fn fields_not_acted_on_warn_once_per_resource_and_path() {
+    let text = vs("  hosts: [reviews]
+  gateways: [mesh]
+  http:
+  - name: a
+    match: [{uri: {prefix: /a}, ignoreUriCase: true}]
+    route: [{destination: {host: reviews}}]
+    timeout: 1s
+    retries: {attempts: 2}
+  - name: b
+    route: [{destination: {host: reviews}}]
+    timeout: 2s
+");
+    let (resources, diagnostics) = parse_file(Path::new("mesh/r.yaml"), &text);
+    assert_eq!(
+        resources.len(),
+        1,
+        "warnings do not reject: {diagnostics:#?}"
+    );
+    let warned: Vec<&str> = diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Warning)
+        .map(|d| {
+            assert_eq!(d.message, NOT_ACTED_ON);
+            assert_eq!(
+                d.resource.as_deref(),
+                Some("VirtualService default/reviews")
+            );
+            d.field.as_deref().unwrap_or("")
+        })
+        .collect();
+    assert_eq!(
+        warned,
+        [
+            "spec.gateways",
+            "spec.http[0].match[0].ignoreUriCase",
+            "spec.http[0].retries",
+            "spec.http[0].timeout"
+        ]
+    );
+}
+
+#[test]
+fn acted_on_fields_do_not_warn() {
+    let text = se("  hosts: [a.example.com]
+  ports: [{number: 80, name: http, protocol: HTTP, targetPort: 8080}]
+  resolution: STATIC
+  endpoints: [{address: 10.0.0.1, ports: {http: 9000}, labels: {v: a}, weight: 2}]
+");
+    assert!(diagnostics(&text).is_empty(), "{:#?}", diagnostics(&text));
+    let text = dr("  host: reviews\n  subsets: [{name: v1, labels: {version: v1}}]\n");
+    assert!(diagnostics(&text).is_empty(), "{:#?}", diagnostics(&text));
+    let text = dr("  host: reviews\n  trafficPolicy: {loadBalancer: {simple: RANDOM}}\n");
+    let fields: Vec<_> = diagnostics(&text)
+        .into_iter()
+        .filter_map(|d| d.field)
+        .collect();
+    assert_eq!(fields, ["spec.trafficPolicy"]);
+}

@@ -1,0 +1,315 @@
+//! The store: one versioned view of every valid resource, kept up to date by reloading the
+//! whole folder.
+//!
+//! Each reload is merged with what the store held before, resource by resource:
+//! - a resource that is valid now replaces its previous version;
+//! - a resource that is invalid now keeps its last good version (the error is reported,
+//!   with a warning saying which version stays in effect);
+//! - a resource that is no longer in the folder is removed, unless the file that held it
+//!   could not be read whole (YAML syntax error, unreadable file, a document without kind
+//!   or name): then everything that file held stays until it can be read again;
+//! - the second definition of the same kind/namespace/name is an error and is ignored.
+//!
+//! Checks across resources run on the set that would result: a VirtualService that routes
+//! to a subset no DestinationRule defines is rejected, and keeps its last good version.
+
+use super::folder::parse_dir;
+use crate::model::validate::cross::check_subsets;
+use crate::model::{
+    resolve_destination_rule, resolve_virtual_service, AnyResource, ConfigSet, Diagnostic,
+    FieldPath, Kind, ParsedFile, Resource, ResourceKey, Severity,
+};
+use crate::registry::Registry;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// What a reload did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ApplyOutcome {
+    /// Whether the config set differs from the one before.
+    pub changed: bool,
+    /// The store's version after the reload.
+    pub version: u64,
+    /// Errors and warnings, sorted by file and position.
+    pub diagnostics: Vec<Diagnostic>,
+    /// Resources that are invalid (or unreadable) now and keep their last good version.
+    pub kept: Vec<ResourceKey>,
+}
+
+impl ApplyOutcome {
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Store {
+    /// The resources of `config`, by key.
+    good: BTreeMap<ResourceKey, AnyResource>,
+    config: ConfigSet,
+    registry: Registry,
+    version: u64,
+}
+
+/// Where a resource was read in this reload: file index and document index.
+#[derive(Debug, Clone, Copy)]
+struct Origin {
+    file: usize,
+    doc: usize,
+}
+
+impl Store {
+    pub fn new() -> Self {
+        Store::default()
+    }
+
+    /// Reads the folder again and merges it in. If the folder cannot be listed at all,
+    /// nothing changes.
+    pub fn reload_dir(&mut self, dir: &Path) -> ApplyOutcome {
+        match parse_dir(dir) {
+            Ok(files) => self.apply(files),
+            Err(err) => ApplyOutcome {
+                changed: false,
+                version: self.version,
+                diagnostics: vec![err.diagnostic()],
+                kept: self.good.keys().cloned().collect(),
+            },
+        }
+    }
+
+    /// Merges a fresh read of every file (see the module documentation).
+    pub fn apply(&mut self, mut files: Vec<ParsedFile>) -> ApplyOutcome {
+        let mut diagnostics: Vec<Diagnostic> = files
+            .iter_mut()
+            .flat_map(|f| std::mem::take(&mut f.diagnostics))
+            .collect();
+        let broken: BTreeSet<PathBuf> = files
+            .iter()
+            .filter(|f| !f.intact)
+            .map(|f| f.path.clone())
+            .collect();
+
+        // One definition per key, in file order.
+        let mut origins: BTreeMap<ResourceKey, Origin> = BTreeMap::new();
+        let mut candidates: BTreeMap<ResourceKey, AnyResource> = BTreeMap::new();
+        let mut rejected: BTreeSet<ResourceKey> = BTreeSet::new();
+        let mut duplicates = Vec::new();
+        for (index, file) in files.iter_mut().enumerate() {
+            for doc in std::mem::take(&mut file.docs) {
+                let origin = Origin {
+                    file: index,
+                    doc: doc.doc,
+                };
+                if let Some(first) = origins.get(&doc.key) {
+                    duplicates.push((doc.key, origin, *first));
+                    continue;
+                }
+                origins.insert(doc.key.clone(), origin);
+                match doc.resource {
+                    Some(resource) => {
+                        candidates.insert(doc.key, resource);
+                    }
+                    None => {
+                        rejected.insert(doc.key);
+                    }
+                }
+            }
+        }
+        let name_field = FieldPath::root().key("metadata").key("name");
+        for (key, at, first) in duplicates {
+            let first_file = &files[first.file];
+            let line = first_file
+                .locate(first.doc, &name_field)
+                .map(|(line, _)| format!(":{line}"))
+                .unwrap_or_default();
+            let message = format!(
+                "defined twice: the first definition, at {}{line}, is used and this one is ignored",
+                first_file.path.display()
+            );
+            diagnostics.push(files[at.file].diagnostic(
+                at.doc,
+                Some(&key),
+                Severity::Error,
+                &name_field,
+                message,
+            ));
+        }
+
+        // Last good versions that stay.
+        let mut next: BTreeMap<ResourceKey, AnyResource> = BTreeMap::new();
+        let mut kept = Vec::new();
+        for (key, old) in &self.good {
+            if candidates.contains_key(key) {
+                continue;
+            }
+            if let Some(at) = rejected.contains(key).then(|| origins.get(key)).flatten() {
+                diagnostics.push(keeping(&files[at.file], *at, key, old));
+            } else if broken.contains(old.file()) {
+                diagnostics.push(
+                    Diagnostic::warning(
+                        old.file(),
+                        "keeping the last good version until this file can be read again",
+                    )
+                    .with_resource(key),
+                );
+            } else {
+                continue;
+            }
+            kept.push(key.clone());
+            next.insert(key.clone(), old.clone());
+        }
+
+        // ServiceEntries and WorkloadEntries depend on nothing else.
+        let (mut routing, entries): (Vec<_>, Vec<_>) = candidates
+            .into_iter()
+            .partition(|(key, _)| matches!(key.kind, Kind::VirtualService | Kind::DestinationRule));
+        next.extend(entries);
+
+        // Hosts resolve against the hosts ServiceEntries declare.
+        let declared: BTreeSet<String> = next
+            .values()
+            .filter_map(|r| match r {
+                AnyResource::ServiceEntry(se) => Some(se.spec.hosts.iter().cloned()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        let is_declared = |host: &str| declared.contains(host);
+        for (_, resource) in routing.iter_mut() {
+            match resource {
+                AnyResource::VirtualService(r) => {
+                    resolve_virtual_service(&mut r.spec, &r.meta.namespace, &is_declared)
+                }
+                AnyResource::DestinationRule(r) => {
+                    resolve_destination_rule(&mut r.spec, &r.meta.namespace, &is_declared)
+                }
+                _ => {}
+            }
+        }
+        let (virtual_services, rules): (Vec<_>, Vec<_>) = routing
+            .into_iter()
+            .partition(|(key, _)| key.kind == Kind::VirtualService);
+        next.extend(rules);
+
+        // VirtualServices are checked against the DestinationRules that will be in effect.
+        let mut accepted = Vec::new();
+        {
+            let destination_rules: Vec<&Resource<_>> = next
+                .values()
+                .filter_map(|r| match r {
+                    AnyResource::DestinationRule(dr) => Some(dr),
+                    _ => None,
+                })
+                .collect();
+            for (key, resource) in virtual_services {
+                let AnyResource::VirtualService(vs) = &resource else {
+                    continue;
+                };
+                let findings = check_subsets(&vs.spec, &destination_rules);
+                if findings.is_empty() {
+                    accepted.push((key, resource));
+                    continue;
+                }
+                let Some(at) = origins.get(&key) else {
+                    continue;
+                };
+                let file = &files[at.file];
+                for finding in findings {
+                    diagnostics.push(file.diagnostic(
+                        at.doc,
+                        Some(&key),
+                        finding.severity,
+                        &finding.path,
+                        finding.message,
+                    ));
+                }
+                if let Some(old) = self.good.get(&key) {
+                    diagnostics.push(keeping(file, *at, &key, old));
+                    kept.push(key.clone());
+                    accepted.push((key, old.clone()));
+                }
+            }
+        }
+        next.extend(accepted);
+
+        let config = ConfigSet::from_resources(next.values().cloned());
+        diagnostics.extend(host_conflicts(&config));
+        let changed = config != self.config;
+        if changed {
+            self.version += 1;
+            self.registry = Registry::build(&config);
+            self.config = config;
+        }
+        self.good = next;
+        diagnostics.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+        kept.sort();
+        ApplyOutcome {
+            changed,
+            version: self.version,
+            diagnostics,
+            kept,
+        }
+    }
+
+    /// The current good set.
+    pub fn config(&self) -> &ConfigSet {
+        &self.config
+    }
+
+    /// The services and endpoints of the current good set.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Starts at 0 and goes up by one whenever the config set changes.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    pub fn into_config(self) -> ConfigSet {
+        self.config
+    }
+}
+
+fn keeping(file: &ParsedFile, at: Origin, key: &ResourceKey, old: &AnyResource) -> Diagnostic {
+    let message = format!(
+        "invalid, so the last good version (read from {}) stays in effect",
+        old.file().display()
+    );
+    file.diagnostic(
+        at.doc,
+        Some(key),
+        Severity::Warning,
+        &FieldPath::root(),
+        message,
+    )
+}
+
+/// The registry has one service per host name: when several ServiceEntries declare a
+/// host, the first by namespace and name provides it.
+fn host_conflicts(config: &ConfigSet) -> Vec<Diagnostic> {
+    let mut first: BTreeMap<&str, ResourceKey> = BTreeMap::new();
+    let mut out = Vec::new();
+    for se in &config.service_entries {
+        for (i, host) in se.spec.hosts.iter().enumerate() {
+            match first.get(host.as_str()) {
+                Some(owner) if *owner != se.key() => out.push(
+                    Diagnostic::warning(
+                        &se.file,
+                        format!("host {host} is also declared by {owner}, which provides it"),
+                    )
+                    .with_resource(se.key())
+                    .with_field(FieldPath::spec().key("hosts").index(i)),
+                ),
+                Some(_) => {}
+                None => {
+                    first.insert(host, se.key());
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

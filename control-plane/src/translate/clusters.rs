@@ -1,0 +1,112 @@
+//! Clusters: one per service port (all endpoints), plus one per DestinationRule subset.
+
+use super::names::{is_http2, outbound_cluster};
+use super::MeshSnapshot;
+use crate::model::Resolution;
+use crate::registry::Service;
+use std::time::Duration;
+use xds_protos::any::pack;
+use xds_protos::pb::envoy::config::cluster::v3::cluster::{
+    ClusterDiscoveryType, DiscoveryType, EdsClusterConfig, LbPolicy,
+};
+use xds_protos::pb::envoy::config::cluster::v3::Cluster;
+use xds_protos::pb::envoy::config::core::v3::{
+    config_source::ConfigSourceSpecifier, AggregatedConfigSource, ApiVersion, ConfigSource,
+    Http2ProtocolOptions,
+};
+use xds_protos::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::{
+    explicit_http_config::ProtocolConfig, ExplicitHttpConfig, UpstreamProtocolOptions,
+};
+use xds_protos::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
+use xds_protos::pb::google::protobuf::Duration as PbDuration;
+use xds_protos::type_url::HTTP_PROTOCOL_OPTIONS;
+
+/// Istio's default connect timeout.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub fn clusters(mesh: &MeshSnapshot) -> Vec<Cluster> {
+    let mut out = Vec::new();
+    for svc in &mesh.registry.services {
+        for port in &svc.ports {
+            out.push(cluster(mesh, svc, port.number, "", is_http2(port.protocol.as_deref())));
+            for subset in subsets_of(mesh, &svc.hostname) {
+                out.push(cluster(mesh, svc, port.number, subset, is_http2(port.protocol.as_deref())));
+            }
+        }
+    }
+    out
+}
+
+/// Names of the subsets DestinationRules define for a host.
+pub fn subsets_of<'a>(mesh: &'a MeshSnapshot, hostname: &'a str) -> impl Iterator<Item = &'a str> {
+    mesh.config
+        .destination_rules
+        .iter()
+        .filter(move |dr| crate::model::fqdn(&dr.spec.host, &dr.meta.namespace) == hostname)
+        .flat_map(|dr| dr.spec.subsets.iter().map(|s| s.name.as_str()))
+}
+
+fn cluster(mesh: &MeshSnapshot, svc: &Service, port: u32, subset: &str, http2: bool) -> Cluster {
+    let name = outbound_cluster(port, subset, &svc.hostname);
+    let mut c = Cluster {
+        name: name.clone(),
+        connect_timeout: Some(pb_duration(CONNECT_TIMEOUT)),
+        lb_policy: LbPolicy::RoundRobin as i32,
+        ..Default::default()
+    };
+    match svc.resolution {
+        Resolution::Dns | Resolution::DnsRoundRobin => {
+            let kind = if svc.resolution == Resolution::Dns {
+                DiscoveryType::StrictDns
+            } else {
+                DiscoveryType::LogicalDns
+            };
+            c.cluster_discovery_type = Some(ClusterDiscoveryType::Type(kind as i32));
+            c.load_assignment = Some(super::endpoints::assignment(mesh, svc, port, subset));
+        }
+        Resolution::None => {
+            c.cluster_discovery_type =
+                Some(ClusterDiscoveryType::Type(DiscoveryType::OriginalDst as i32));
+            c.lb_policy = LbPolicy::ClusterProvided as i32;
+        }
+        Resolution::Static => {
+            c.cluster_discovery_type = Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32));
+            c.eds_cluster_config = Some(EdsClusterConfig {
+                eds_config: Some(ads_config_source()),
+                service_name: name,
+            });
+        }
+    }
+    if http2 {
+        let opts = HttpProtocolOptions {
+            upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(
+                ExplicitHttpConfig {
+                    protocol_config: Some(ProtocolConfig::Http2ProtocolOptions(
+                        Http2ProtocolOptions::default(),
+                    )),
+                },
+            )),
+            ..Default::default()
+        };
+        c.typed_extension_protocol_options.insert(
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".to_string(),
+            pack(HTTP_PROTOCOL_OPTIONS, &opts),
+        );
+    }
+    c
+}
+
+pub fn ads_config_source() -> ConfigSource {
+    ConfigSource {
+        config_source_specifier: Some(ConfigSourceSpecifier::Ads(AggregatedConfigSource {})),
+        resource_api_version: ApiVersion::V3 as i32,
+        ..Default::default()
+    }
+}
+
+pub fn pb_duration(d: Duration) -> PbDuration {
+    PbDuration {
+        seconds: d.as_secs() as i64,
+        nanos: d.subsec_nanos() as i32,
+    }
+}

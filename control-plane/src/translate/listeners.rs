@@ -1,0 +1,125 @@
+//! Listeners: the outbound HTTP proxy listener (`virtualOutbound`) where the local application
+//! sends its calls.
+
+use super::clusters::ads_config_source;
+use super::endpoints::socket_address;
+use super::names::{HTTP_PROXY_ROUTE, VIRTUAL_OUTBOUND};
+use super::{AccessLogFormat, MeshSnapshot};
+use xds_protos::pb::envoy::config::core::v3::{substitution_format_string, SubstitutionFormatString};
+use xds_protos::pb::envoy::extensions::access_loggers::stream::v3::stdout_access_log;
+use xds_protos::pb::google::protobuf::{value, Struct, Value};
+use xds_protos::any::pack;
+use xds_protos::node::NodeIdentity;
+use xds_protos::pb::envoy::config::accesslog::v3::{access_log, AccessLog};
+use xds_protos::pb::envoy::config::listener::v3::{filter, Filter, FilterChain, Listener};
+use xds_protos::pb::envoy::extensions::access_loggers::stream::v3::StdoutAccessLog;
+use xds_protos::pb::envoy::extensions::filters::http::router::v3::Router;
+use xds_protos::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    http_connection_manager::{CodecType, RouteSpecifier},
+    http_filter, HttpConnectionManager, HttpFilter, Rds,
+};
+use xds_protos::type_url::{HTTP_CONNECTION_MANAGER, ROUTER, STDOUT_ACCESS_LOG};
+
+pub fn listeners(mesh: &MeshSnapshot, node: &NodeIdentity) -> Vec<Listener> {
+    let Some((host, port)) = node
+        .outbound_addr
+        .as_deref()
+        .and_then(|a| a.rsplit_once(':'))
+        .and_then(|(h, p)| Some((h.trim_matches(['[', ']']), p.parse::<u32>().ok()?)))
+    else {
+        return Vec::new();
+    };
+    vec![outbound_listener(mesh, host, port)]
+}
+
+fn outbound_listener(mesh: &MeshSnapshot, host: &str, port: u32) -> Listener {
+    let mut hcm = HttpConnectionManager {
+        stat_prefix: format!("outbound_{host}_{port}"),
+        codec_type: CodecType::Auto as i32,
+        route_specifier: Some(RouteSpecifier::Rds(Rds {
+            config_source: Some(ads_config_source()),
+            route_config_name: HTTP_PROXY_ROUTE.to_string(),
+        })),
+        http_filters: vec![HttpFilter {
+            name: "envoy.filters.http.router".to_string(),
+            config_type: Some(http_filter::ConfigType::TypedConfig(pack(
+                ROUTER,
+                &Router::default(),
+            ))),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    if let Some(format) = mesh.options.access_log {
+        hcm.access_log.push(AccessLog {
+            name: "envoy.access_loggers.stdout".to_string(),
+            config_type: Some(access_log::ConfigType::TypedConfig(pack(
+                STDOUT_ACCESS_LOG,
+                &stdout_log(format),
+            ))),
+            ..Default::default()
+        });
+    }
+    Listener {
+        name: VIRTUAL_OUTBOUND.to_string(),
+        address: Some(socket_address(host, port)),
+        filter_chains: vec![FilterChain {
+            filters: vec![Filter {
+                name: "envoy.filters.network.http_connection_manager".to_string(),
+                config_type: Some(filter::ConfigType::TypedConfig(pack(
+                    HTTP_CONNECTION_MANAGER,
+                    &hcm,
+                ))),
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// Envoy's default text format needs no configuration; JSON names each field with Envoy's
+/// command operators, so Envoy and weft-proxy write the same keys.
+fn stdout_log(format: AccessLogFormat) -> StdoutAccessLog {
+    match format {
+        AccessLogFormat::Envoy => StdoutAccessLog::default(),
+        AccessLogFormat::Json => {
+            let fields = [
+                ("start_time", "%START_TIME%"),
+                ("method", "%REQ(:METHOD)%"),
+                ("path", "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%"),
+                ("protocol", "%PROTOCOL%"),
+                ("response_code", "%RESPONSE_CODE%"),
+                ("response_flags", "%RESPONSE_FLAGS%"),
+                ("bytes_received", "%BYTES_RECEIVED%"),
+                ("bytes_sent", "%BYTES_SENT%"),
+                ("duration", "%DURATION%"),
+                ("upstream_service_time", "%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%"),
+                ("x_forwarded_for", "%REQ(X-FORWARDED-FOR)%"),
+                ("user_agent", "%REQ(USER-AGENT)%"),
+                ("request_id", "%REQ(X-REQUEST-ID)%"),
+                ("authority", "%REQ(:AUTHORITY)%"),
+                ("upstream_host", "%UPSTREAM_HOST%"),
+                ("upstream_cluster", "%UPSTREAM_CLUSTER%"),
+                ("route_name", "%ROUTE_NAME%"),
+            ]
+            .into_iter()
+            .map(|(k, v)| {
+                let value = Value {
+                    kind: Some(value::Kind::StringValue(v.to_string())),
+                };
+                (k.to_string(), value)
+            })
+            .collect();
+            StdoutAccessLog {
+                access_log_format: Some(stdout_access_log::AccessLogFormat::LogFormat(
+                    SubstitutionFormatString {
+                        format: Some(substitution_format_string::Format::JsonFormat(Struct {
+                            fields,
+                        })),
+                        ..Default::default()
+                    },
+                )),
+            }
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! Translation: a pure function from the mesh's configuration and one proxy's identity to the
+//! Envoy v3 resources that proxy should run.
+//!
+//! Naming follows Istio so that dashboards and habits carry over: clusters
+//! `outbound|<port>|<subset>|<host>`, the outbound listener `virtualOutbound`, and the route
+//! configuration of the HTTP proxy listener `http_proxy`.
+
+mod clusters;
+mod endpoints;
+mod listeners;
+pub mod names;
+mod routes;
+#[cfg(test)]
+mod tests;
+
+
+use crate::model::ConfigSet;
+use crate::registry::Registry;
+use crate::xds::{ResourceGenerator, Resources};
+use xds_protos::node::NodeIdentity;
+
+/// Choices that are the operator's, not the mesh config's.
+#[derive(Debug, Clone)]
+pub struct TranslateOptions {
+    /// How the outbound listener logs each request to stdout; `None` logs nothing.
+    pub access_log: Option<AccessLogFormat>,
+}
+
+/// The access log formats proxies are told to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AccessLogFormat {
+    /// Envoy's default text line.
+    Envoy,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Default for TranslateOptions {
+    fn default() -> Self {
+        TranslateOptions {
+            access_log: Some(AccessLogFormat::Envoy),
+        }
+    }
+}
+
+/// One consistent view of the mesh: what every proxy's resources are generated from.
+pub struct MeshSnapshot {
+    pub config: ConfigSet,
+    pub registry: Registry,
+    pub options: TranslateOptions,
+}
+
+impl MeshSnapshot {
+    pub fn new(config: ConfigSet, options: TranslateOptions) -> Self {
+        let registry = Registry::build(&config);
+        MeshSnapshot {
+            config,
+            registry,
+            options,
+        }
+    }
+}
+
+impl ResourceGenerator for MeshSnapshot {
+    fn generate(&self, node: &NodeIdentity) -> Resources {
+        translate(self, node)
+    }
+}
+
+/// All resources for one proxy.
+pub fn translate(mesh: &MeshSnapshot, node: &NodeIdentity) -> Resources {
+    let mut out = Resources::default();
+    for cluster in clusters::clusters(mesh) {
+        out.insert(
+            xds_protos::type_url::CLUSTER,
+            cluster.name.clone(),
+            xds_protos::any::pack(xds_protos::type_url::CLUSTER, &cluster),
+        );
+    }
+    for cla in endpoints::load_assignments(mesh) {
+        out.insert(
+            xds_protos::type_url::ENDPOINT,
+            cla.cluster_name.clone(),
+            xds_protos::any::pack(xds_protos::type_url::ENDPOINT, &cla),
+        );
+    }
+    for listener in listeners::listeners(mesh, node) {
+        out.insert(
+            xds_protos::type_url::LISTENER,
+            listener.name.clone(),
+            xds_protos::any::pack(xds_protos::type_url::LISTENER, &listener),
+        );
+    }
+    let rc = routes::http_proxy_routes(mesh, node);
+    out.insert(
+        xds_protos::type_url::ROUTE,
+        rc.name.clone(),
+        xds_protos::any::pack(xds_protos::type_url::ROUTE, &rc),
+    );
+    out
+}

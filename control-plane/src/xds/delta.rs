@@ -1,0 +1,228 @@
+//! One delta ADS stream (incremental xDS).
+//!
+//! Per type the session tracks the names the proxy subscribed to (or wildcard) and the version
+//! of every resource it holds, so a config change sends only what changed and names what was
+//! removed. A reconnecting proxy announces what it holds in `initial_resource_versions`, and is
+//! not sent those again.
+
+use super::resources::{ConfigVersion, Resources};
+use super::sequencer::PushSequencer;
+use super::sotw::{sleep_until, StreamEnd};
+use super::{Shared, StreamIo};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use tracing::{debug, info, warn};
+use xds_protos::node::NodeIdentity;
+use xds_protos::type_url::{is_wildcard_type, PUSH_ORDER};
+use xds_protos::{DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource};
+
+#[derive(Default)]
+struct TypeState {
+    subscribed: BTreeSet<String>,
+    wildcard: bool,
+    /// What the proxy holds: name -> version.
+    held: HashMap<String, String>,
+    /// Nonces of responses not yet answered, with the config version they carried.
+    in_flight: HashMap<String, String>,
+}
+
+struct Session {
+    shared: Arc<Shared>,
+    conn: u64,
+    identity: NodeIdentity,
+    io: StreamIo<DeltaDiscoveryRequest, DeltaDiscoveryResponse>,
+    config: Arc<ConfigVersion>,
+    resources: Resources,
+    types: HashMap<&'static str, TypeState>,
+    seq: PushSequencer,
+    nonce: u64,
+}
+
+pub(super) async fn run(
+    shared: Arc<Shared>,
+    mut io: StreamIo<DeltaDiscoveryRequest, DeltaDiscoveryResponse>,
+) {
+    let first = match io.requests.message().await {
+        Ok(Some(req)) => req,
+        _ => return,
+    };
+    let Some(node) = first.node.as_ref() else {
+        io.fail(tonic::Status::invalid_argument("the first request must carry a Node"))
+            .await;
+        return;
+    };
+    let identity = NodeIdentity::from_node(node);
+    let conn = shared.next_conn_id();
+    shared.status.connect(conn, &identity, "delta");
+    info!(node = %identity.id, conn, "proxy connected (delta)");
+    let config = shared.config.borrow().clone();
+    let resources = config.generator.generate(&identity);
+    let mut session = Session {
+        shared: shared.clone(),
+        conn,
+        identity,
+        io,
+        config,
+        resources,
+        types: HashMap::new(),
+        seq: PushSequencer::default(),
+        nonce: 0,
+    };
+    if let Err(e) = session.drive(first).await {
+        debug!(conn, error = %e, "stream ended");
+    }
+    shared.status.disconnect(conn);
+    info!(node = %session.identity.id, conn, "proxy disconnected");
+}
+
+impl Session {
+    async fn drive(&mut self, first: DeltaDiscoveryRequest) -> Result<(), StreamEnd> {
+        let mut config_rx = self.shared.config.clone();
+        self.on_request(first).await?;
+        loop {
+            while let Some(type_url) = self.seq.next() {
+                if self.types.contains_key(type_url) && self.send_changes(type_url).await? {
+                    self.seq.wait_for(type_url);
+                }
+            }
+            if let Some(since) = self.seq.take_finished() {
+                self.shared.status.converged(since);
+            }
+            let deadline = self.seq.deadline();
+            tokio::select! {
+                msg = self.io.requests.message() => match msg {
+                    Ok(Some(req)) => self.on_request(req).await?,
+                    Ok(None) => return Err(StreamEnd::ClientClosed),
+                    Err(status) => return Err(StreamEnd::Grpc(status)),
+                },
+                changed = config_rx.changed() => {
+                    changed.map_err(|_| StreamEnd::ServerStopping)?;
+                    self.config = config_rx.borrow_and_update().clone();
+                    self.resources = self.config.generator.generate(&self.identity);
+                    self.seq.start(self.config.published);
+                }
+                _ = sleep_until(deadline), if deadline.is_some() => self.seq.timed_out(),
+            }
+        }
+    }
+
+    async fn on_request(&mut self, req: DeltaDiscoveryRequest) -> Result<(), StreamEnd> {
+        let Some(type_url) = PUSH_ORDER.iter().copied().find(|t| *t == req.type_url) else {
+            warn!(type_url = %req.type_url, "ignoring request for an unsupported type");
+            return Ok(());
+        };
+        let new_type = !self.types.contains_key(type_url);
+        let state = self.types.entry(type_url).or_default();
+        if !req.response_nonce.is_empty() {
+            let version = state.in_flight.remove(&req.response_nonce).unwrap_or_default();
+            match &req.error_detail {
+                Some(err) => {
+                    warn!(node = %self.identity.id, type_url, error = %err.message, "NACK");
+                    self.shared.status.nacked(
+                        self.conn,
+                        type_url,
+                        &version,
+                        &req.response_nonce,
+                        &err.message,
+                    );
+                }
+                None => self.shared.status.acked(self.conn, type_url, &version),
+            }
+            if state.in_flight.is_empty() {
+                self.seq.answered(type_url);
+            }
+        }
+        if new_type {
+            state.held.extend(req.initial_resource_versions.clone());
+            // A first request naming nothing is the legacy wildcard subscription.
+            if is_wildcard_type(type_url) && req.resource_names_subscribe.is_empty() {
+                state.wildcard = true;
+            }
+        }
+        let mut changed = new_type;
+        for name in &req.resource_names_subscribe {
+            if name == "*" {
+                changed |= !state.wildcard;
+                state.wildcard = true;
+            } else {
+                changed |= state.subscribed.insert(name.clone());
+            }
+        }
+        for name in &req.resource_names_unsubscribe {
+            if name == "*" {
+                state.wildcard = false;
+            } else {
+                state.subscribed.remove(name);
+            }
+            // The proxy dropped it: if it subscribes again it must be sent again.
+            state.held.remove(name);
+        }
+        if changed {
+            self.send_changes(type_url).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends what the proxy lacks or holds in an old version, and what it holds that is gone.
+    async fn send_changes(&mut self, type_url: &'static str) -> Result<bool, StreamEnd> {
+        let Some(state) = self.types.get_mut(type_url) else {
+            return Ok(false);
+        };
+        let current = self.resources.of_type(type_url);
+        let wanted = |name: &str| state.wildcard || state.subscribed.contains(name);
+        let mut resources = Vec::new();
+        if let Some(all) = current {
+            let names: Box<dyn Iterator<Item = &String>> = if state.wildcard {
+                Box::new(all.keys())
+            } else {
+                Box::new(state.subscribed.iter())
+            };
+            for name in names {
+                let Some(r) = all.get(name) else { continue };
+                if state.held.get(name) != Some(&r.version) {
+                    resources.push(Resource {
+                        name: name.clone(),
+                        version: r.version.clone(),
+                        resource: Some(r.any.clone()),
+                        ..Default::default()
+                    });
+                }
+            }
+        }
+        let removed: Vec<String> = state
+            .held
+            .keys()
+            .filter(|n| wanted(n) && current.is_none_or(|all| !all.contains_key(*n)))
+            .cloned()
+            .collect();
+        if resources.is_empty() && removed.is_empty() {
+            return Ok(false);
+        }
+        for r in &resources {
+            state.held.insert(r.name.clone(), r.version.clone());
+        }
+        for n in &removed {
+            state.held.remove(n);
+        }
+        self.nonce += 1;
+        let nonce = self.nonce.to_string();
+        state
+            .in_flight
+            .insert(nonce.clone(), self.config.version.clone());
+        let count = resources.len();
+        self.shared
+            .status
+            .sent(self.conn, type_url, &self.config.version, &nonce, count);
+        debug!(node = %self.identity.id, type_url, count, removed = removed.len(), "delta push");
+        let response = DeltaDiscoveryResponse {
+            system_version_info: self.config.version.clone(),
+            resources,
+            type_url: type_url.to_string(),
+            removed_resources: removed,
+            nonce,
+            ..Default::default()
+        };
+        self.io.send(response).await?;
+        Ok(true)
+    }
+}

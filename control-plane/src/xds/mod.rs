@@ -1,0 +1,140 @@
+//! The ADS server: state-of-the-world and delta streams over one gRPC service.
+//!
+//! A new configuration is published once, as a [`ConfigVersion`] on a watch channel; every
+//! stream notices it, generates the resources of its own proxy and pushes them in
+//! make-before-break order (see [`sequencer`]). What each proxy was sent, ACKed and NACKed is
+//! recorded in [`StatusRegistry`].
+
+mod delta;
+pub mod resources;
+pub mod sequencer;
+mod sotw;
+pub mod status;
+
+pub use resources::{ConfigVersion, ResourceGenerator, Resources, VersionedResource};
+pub use status::{ProxyStatus, StatusRegistry};
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status, Streaming};
+use xds_protos::{
+    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer, DeltaDiscoveryRequest,
+    DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+};
+
+/// Responses buffered per stream before the session waits for the proxy to read.
+const STREAM_BUFFER: usize = 16;
+
+/// State every stream shares.
+pub struct Shared {
+    pub config: watch::Receiver<Arc<ConfigVersion>>,
+    pub status: Arc<StatusRegistry>,
+    conn_ids: AtomicU64,
+}
+
+impl Shared {
+    fn next_conn_id(&self) -> u64 {
+        self.conn_ids.fetch_add(1, Ordering::Relaxed) + 1
+    }
+}
+
+/// The two halves of one bidirectional stream.
+struct StreamIo<Req, Resp> {
+    requests: Streaming<Req>,
+    responses: mpsc::Sender<Result<Resp, Status>>,
+}
+
+impl<Req, Resp> StreamIo<Req, Resp> {
+    async fn send(&self, resp: Resp) -> Result<(), sotw::StreamEnd> {
+        self.responses
+            .send(Ok(resp))
+            .await
+            .map_err(|_| sotw::StreamEnd::ClientClosed)
+    }
+
+    async fn fail(&self, status: Status) {
+        let _ = self.responses.send(Err(status)).await;
+    }
+}
+
+#[derive(Clone)]
+pub struct AdsService {
+    shared: Arc<Shared>,
+}
+
+impl AdsService {
+    pub fn new(config: watch::Receiver<Arc<ConfigVersion>>, status: Arc<StatusRegistry>) -> Self {
+        AdsService {
+            shared: Arc::new(Shared {
+                config,
+                status,
+                conn_ids: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    pub fn into_server(self) -> AggregatedDiscoveryServiceServer<AdsService> {
+        // Large meshes produce large responses: allow them (Envoy accepts up to 2^32 bytes).
+        AggregatedDiscoveryServiceServer::new(self)
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(usize::MAX)
+    }
+}
+
+type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl AggregatedDiscoveryService for AdsService {
+    type StreamAggregatedResourcesStream = ResponseStream<DiscoveryResponse>;
+    type DeltaAggregatedResourcesStream = ResponseStream<DeltaDiscoveryResponse>;
+
+    async fn stream_aggregated_resources(
+        &self,
+        request: Request<Streaming<DiscoveryRequest>>,
+    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let io = StreamIo {
+            requests: request.into_inner(),
+            responses: tx,
+        };
+        tokio::spawn(sotw::run(self.shared.clone(), io));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn delta_aggregated_resources(
+        &self,
+        request: Request<Streaming<DeltaDiscoveryRequest>>,
+    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let io = StreamIo {
+            requests: request.into_inner(),
+            responses: tx,
+        };
+        tokio::spawn(delta::run(self.shared.clone(), io));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// Serves ADS on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    service: AdsService,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .add_service(service.into_server())
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+}
+
+/// Where the server listens, for logs.
+pub fn describe(addr: SocketAddr) -> String {
+    format!("grpc://{addr}")
+}

@@ -1,0 +1,95 @@
+//! Make-before-break push ordering, shared by the state-of-the-world and delta sessions.
+//!
+//! When the configuration changes, a proxy is sent clusters, then endpoints, then listeners,
+//! then routes, and each step waits for the proxy's ACK or NACK of the previous one. Waiting
+//! matters: a proxy that receives a new cluster asks for its endpoints before ACKing it, so by
+//! the time routes that point at the new cluster arrive, the cluster has endpoints and no
+//! request sees a cluster that is not ready. A proxy that never answers does not stall the
+//! push for ever: after `ACK_WAIT` the sequence moves on.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+use xds_protos::type_url::PUSH_ORDER;
+
+pub const ACK_WAIT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Default)]
+pub struct PushSequencer {
+    queue: VecDeque<&'static str>,
+    waiting: Option<(&'static str, tokio::time::Instant)>,
+    /// When the config being pushed was published, to measure convergence.
+    since: Option<Instant>,
+}
+
+impl PushSequencer {
+    /// A new config is out: every type is due again, in order. A step already waiting for an
+    /// ACK keeps waiting; the new content goes out when the sequence reaches its type.
+    pub fn start(&mut self, published: Instant) {
+        self.queue = PUSH_ORDER.iter().copied().collect();
+        self.since = Some(published);
+    }
+
+    /// The next type to consider, unless a step is waiting for its answer.
+    pub fn next(&mut self) -> Option<&'static str> {
+        if self.waiting.is_some() {
+            return None;
+        }
+        self.queue.pop_front()
+    }
+
+    pub fn wait_for(&mut self, type_url: &'static str) {
+        self.waiting = Some((type_url, tokio::time::Instant::now() + ACK_WAIT));
+    }
+
+    /// The proxy answered (ACK or NACK) for `type_url`.
+    pub fn answered(&mut self, type_url: &str) {
+        if self.waiting.is_some_and(|(t, _)| t == type_url) {
+            self.waiting = None;
+        }
+    }
+
+    pub fn deadline(&self) -> Option<tokio::time::Instant> {
+        self.waiting.map(|(_, d)| d)
+    }
+
+    pub fn timed_out(&mut self) {
+        self.waiting = None;
+    }
+
+    /// Once the whole sequence is done: when the config it pushed was published.
+    pub fn take_finished(&mut self) -> Option<Instant> {
+        if self.waiting.is_none() && self.queue.is_empty() {
+            self.since.take()
+        } else {
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xds_protos::type_url::{CLUSTER, ENDPOINT};
+
+    #[tokio::test(start_paused = true)]
+    async fn waits_for_answer_before_next_type() {
+        let mut s = PushSequencer::default();
+        s.start(Instant::now());
+        assert_eq!(s.next(), Some(CLUSTER));
+        s.wait_for(CLUSTER);
+        assert_eq!(s.next(), None);
+        s.answered(ENDPOINT);
+        assert_eq!(s.next(), None, "an answer for another type does not release the wait");
+        s.answered(CLUSTER);
+        assert_eq!(s.next(), Some(ENDPOINT));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn finishes_once_queue_drained() {
+        let mut s = PushSequencer::default();
+        s.start(Instant::now());
+        while s.next().is_some() {}
+        assert!(s.take_finished().is_some());
+        assert!(s.take_finished().is_none());
+    }
+}

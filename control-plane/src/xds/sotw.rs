@@ -1,0 +1,216 @@
+//! One state-of-the-world ADS stream.
+//!
+//! Per type the session remembers what the proxy subscribed to, the nonce of the last
+//! response and a hash of its content, so that a config change only re-sends the types whose
+//! content changed for this proxy. Requests carrying a nonce other than the latest are stale
+//! (the proxy has not seen the newest response yet) and are ignored, as the protocol says.
+
+use super::resources::{content_hash, ConfigVersion, Resources};
+use super::sequencer::PushSequencer;
+use super::{Shared, StreamIo};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use tracing::{debug, info, warn};
+use xds_protos::node::NodeIdentity;
+use xds_protos::type_url::{is_wildcard_type, PUSH_ORDER};
+use xds_protos::{DiscoveryRequest, DiscoveryResponse};
+
+#[derive(Default)]
+struct TypeState {
+    subscribed: BTreeSet<String>,
+    wildcard: bool,
+    last_nonce: String,
+    last_version: String,
+    sent_hash: Option<u64>,
+}
+
+struct Session {
+    shared: Arc<Shared>,
+    conn: u64,
+    identity: NodeIdentity,
+    io: StreamIo<DiscoveryRequest, DiscoveryResponse>,
+    config: Arc<ConfigVersion>,
+    resources: Resources,
+    types: HashMap<&'static str, TypeState>,
+    seq: PushSequencer,
+    nonce: u64,
+}
+
+pub(super) async fn run(shared: Arc<Shared>, mut io: StreamIo<DiscoveryRequest, DiscoveryResponse>) {
+    let first = match io.requests.message().await {
+        Ok(Some(req)) => req,
+        _ => return,
+    };
+    let Some(node) = first.node.as_ref() else {
+        io.fail(tonic::Status::invalid_argument("the first request must carry a Node"))
+            .await;
+        return;
+    };
+    let identity = NodeIdentity::from_node(node);
+    let conn = shared.next_conn_id();
+    shared.status.connect(conn, &identity, "sotw");
+    info!(node = %identity.id, conn, "proxy connected (state of the world)");
+    let config = shared.config.borrow().clone();
+    let resources = config.generator.generate(&identity);
+    let mut session = Session {
+        shared: shared.clone(),
+        conn,
+        identity,
+        io,
+        config,
+        resources,
+        types: HashMap::new(),
+        seq: PushSequencer::default(),
+        nonce: 0,
+    };
+    let result = session.drive(first).await;
+    if let Err(e) = result {
+        debug!(conn, error = %e, "stream ended");
+    }
+    shared.status.disconnect(conn);
+    info!(node = %session.identity.id, conn, "proxy disconnected");
+}
+
+impl Session {
+    async fn drive(&mut self, first: DiscoveryRequest) -> Result<(), StreamEnd> {
+        let mut config_rx = self.shared.config.clone();
+        self.on_request(first).await?;
+        loop {
+            self.advance_push().await?;
+            let deadline = self.seq.deadline();
+            tokio::select! {
+                msg = self.io.requests.message() => match msg {
+                    Ok(Some(req)) => self.on_request(req).await?,
+                    Ok(None) => return Err(StreamEnd::ClientClosed),
+                    Err(status) => return Err(StreamEnd::Grpc(status)),
+                },
+                changed = config_rx.changed() => {
+                    changed.map_err(|_| StreamEnd::ServerStopping)?;
+                    self.config = config_rx.borrow_and_update().clone();
+                    self.resources = self.config.generator.generate(&self.identity);
+                    self.seq.start(self.config.published);
+                }
+                _ = sleep_until(deadline), if deadline.is_some() => {
+                    warn!(node = %self.identity.id, "no ACK in time, continuing the push");
+                    self.seq.timed_out();
+                }
+            }
+        }
+    }
+
+    async fn on_request(&mut self, req: DiscoveryRequest) -> Result<(), StreamEnd> {
+        let Some(type_url) = known_type(&req.type_url) else {
+            warn!(type_url = %req.type_url, "ignoring request for an unsupported type");
+            return Ok(());
+        };
+        let state = self.types.entry(type_url).or_default();
+        if !req.response_nonce.is_empty() && req.response_nonce != state.last_nonce {
+            debug!(type_url, nonce = %req.response_nonce, "stale nonce, ignored");
+            return Ok(());
+        }
+        let answered = !req.response_nonce.is_empty();
+        if let Some(err) = &req.error_detail {
+            warn!(node = %self.identity.id, type_url, error = %err.message, "NACK");
+            self.shared.status.nacked(
+                self.conn,
+                type_url,
+                &state.last_version,
+                &req.response_nonce,
+                &err.message,
+            );
+        } else if answered {
+            self.shared
+                .status
+                .acked(self.conn, type_url, &req.version_info);
+        }
+        if answered {
+            self.seq.answered(type_url);
+        }
+
+        let names: BTreeSet<String> = req.resource_names.iter().cloned().collect();
+        let wildcard = is_wildcard_type(type_url)
+            && (names.is_empty() || names.contains("*"));
+        let first_request = !answered;
+        let changed = names != state.subscribed || wildcard != state.wildcard;
+        state.subscribed = names;
+        state.wildcard = wildcard;
+        if first_request || changed {
+            self.send(type_url, true).await?;
+        }
+        Ok(())
+    }
+
+    async fn advance_push(&mut self) -> Result<(), StreamEnd> {
+        while let Some(type_url) = self.seq.next() {
+            if self.types.contains_key(type_url) && self.send(type_url, false).await? {
+                self.seq.wait_for(type_url);
+            }
+        }
+        if let Some(since) = self.seq.take_finished() {
+            self.shared.status.converged(since);
+        }
+        Ok(())
+    }
+
+    /// Sends the current resources of a type; unless `force`, only when they changed.
+    async fn send(&mut self, type_url: &'static str, force: bool) -> Result<bool, StreamEnd> {
+        let Some(state) = self.types.get_mut(type_url) else {
+            return Ok(false);
+        };
+        let resources: Vec<_> = match self.resources.of_type(type_url) {
+            Some(all) if state.wildcard => all.values().map(|r| r.any.clone()).collect(),
+            Some(all) => state
+                .subscribed
+                .iter()
+                .filter_map(|n| all.get(n).map(|r| r.any.clone()))
+                .collect(),
+            None => Vec::new(),
+        };
+        let hash = resources
+            .iter()
+            .fold(0u64, |h, r| h.rotate_left(5) ^ content_hash(&r.value));
+        if !force && state.sent_hash == Some(hash) {
+            return Ok(false);
+        }
+        self.nonce += 1;
+        let nonce = self.nonce.to_string();
+        state.last_nonce = nonce.clone();
+        state.last_version = self.config.version.clone();
+        state.sent_hash = Some(hash);
+        let count = resources.len();
+        let response = DiscoveryResponse {
+            version_info: self.config.version.clone(),
+            resources,
+            type_url: type_url.to_string(),
+            nonce: nonce.clone(),
+            ..Default::default()
+        };
+        self.shared
+            .status
+            .sent(self.conn, type_url, &self.config.version, &nonce, count);
+        debug!(node = %self.identity.id, type_url, count, nonce = %nonce, "push");
+        self.io.send(response).await?;
+        Ok(true)
+    }
+}
+
+fn known_type(type_url: &str) -> Option<&'static str> {
+    PUSH_ORDER.iter().copied().find(|t| *t == type_url)
+}
+
+pub(super) async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(super) enum StreamEnd {
+    #[error("the proxy closed the stream")]
+    ClientClosed,
+    #[error("grpc error: {0}")]
+    Grpc(tonic::Status),
+    #[error("the server is stopping")]
+    ServerStopping,
+}

@@ -1,0 +1,139 @@
+//! What each connected proxy was sent, ACKed and NACKed, per type URL: the source of
+//! `/debug/syncz`, `weftctl proxy-status` and the xDS metrics.
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Instant, SystemTime};
+use xds_protos::node::NodeIdentity;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProxyStatus {
+    pub node_id: String,
+    pub namespace: String,
+    pub workload: String,
+    /// "sotw" or "delta".
+    pub protocol: &'static str,
+    pub connected_at: String,
+    pub types: BTreeMap<String, TypeStatus>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TypeStatus {
+    pub last_sent_version: Option<String>,
+    pub last_sent_nonce: Option<String>,
+    pub last_acked_version: Option<String>,
+    pub last_nack: Option<Nack>,
+    pub resources_sent: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Nack {
+    pub version: String,
+    pub nonce: String,
+    pub error_detail: String,
+    pub at: String,
+}
+
+/// Counters exported on `/metrics`.
+#[derive(Debug, Default)]
+pub struct XdsCounters {
+    pub pushes: AtomicU64,
+    pub push_errors: AtomicU64,
+    pub acks: AtomicU64,
+    pub nacks: AtomicU64,
+    pub connections_total: AtomicU64,
+    /// Sum and count of config-change-to-last-ACK times, in microseconds.
+    pub convergence_us_sum: AtomicU64,
+    pub convergence_count: AtomicU64,
+}
+
+/// Shared by every stream. The lock is only held to copy small records, never across an await.
+#[derive(Debug, Default)]
+pub struct StatusRegistry {
+    proxies: Mutex<BTreeMap<u64, ProxyStatus>>,
+    pub counters: XdsCounters,
+}
+
+impl StatusRegistry {
+    pub fn connect(&self, conn: u64, id: &NodeIdentity, protocol: &'static str) {
+        self.counters.connections_total.fetch_add(1, Ordering::Relaxed);
+        let status = ProxyStatus {
+            node_id: id.id.clone(),
+            namespace: id.namespace.clone(),
+            workload: id.workload.clone(),
+            protocol,
+            connected_at: httpdate(SystemTime::now()),
+            types: BTreeMap::new(),
+        };
+        self.lock().insert(conn, status);
+    }
+
+    pub fn disconnect(&self, conn: u64) {
+        self.lock().remove(&conn);
+    }
+
+    pub fn sent(&self, conn: u64, type_url: &str, version: &str, nonce: &str, count: usize) {
+        self.counters.pushes.fetch_add(1, Ordering::Relaxed);
+        self.update(conn, type_url, |t| {
+            t.last_sent_version = Some(version.to_string());
+            t.last_sent_nonce = Some(nonce.to_string());
+            t.resources_sent = count;
+        });
+    }
+
+    pub fn acked(&self, conn: u64, type_url: &str, version: &str) {
+        self.counters.acks.fetch_add(1, Ordering::Relaxed);
+        self.update(conn, type_url, |t| {
+            t.last_acked_version = Some(version.to_string())
+        });
+    }
+
+    pub fn nacked(&self, conn: u64, type_url: &str, version: &str, nonce: &str, error: &str) {
+        self.counters.nacks.fetch_add(1, Ordering::Relaxed);
+        self.update(conn, type_url, |t| {
+            t.last_nack = Some(Nack {
+                version: version.to_string(),
+                nonce: nonce.to_string(),
+                error_detail: error.to_string(),
+                at: httpdate(SystemTime::now()),
+            })
+        });
+    }
+
+    pub fn converged(&self, since: Instant) {
+        let us = u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.counters
+            .convergence_us_sum
+            .fetch_add(us, Ordering::Relaxed);
+        self.counters
+            .convergence_count
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> Vec<ProxyStatus> {
+        self.lock().values().cloned().collect()
+    }
+
+    pub fn connected(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn update(&self, conn: u64, type_url: &str, f: impl FnOnce(&mut TypeStatus)) {
+        if let Some(p) = self.lock().get_mut(&conn) {
+            f(p.types.entry(type_url.to_string()).or_default());
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, ProxyStatus>> {
+        // A panic while holding this lock cannot leave a record half-written in a way that
+        // matters for a debug view, so a poisoned lock is still usable.
+        self.proxies.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn httpdate(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+

@@ -1,0 +1,77 @@
+//! JSON and text views of the snapshot for `/config_dump` and `/clusters`.
+
+use crate::config::snapshot::Snapshot;
+use crate::config::RouteSource;
+use serde_json::{json, Value};
+use std::fmt::Write as _;
+
+pub fn config_dump(snap: &Snapshot) -> Value {
+    let listeners: Vec<Value> = snap
+        .listeners
+        .values()
+        .map(|l| {
+            json!({
+                "name": l.name,
+                "address": l.address.map(|a| a.to_string()),
+                "route_config_name": match &l.route_source {
+                    RouteSource::Rds(n) => Some(n.as_str()),
+                    RouteSource::Inline(_) => None,
+                },
+                "access_log": l.access_log.map(|f| format!("{f:?}")),
+            })
+        })
+        .collect();
+    let mut routes: Vec<Value> = snap
+        .routes
+        .iter()
+        .map(|(name, table)| json!({ "name": name, "route_config": table.describe() }))
+        .collect();
+    routes.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    json!({
+        "versions": snap.versions,
+        "complete": snap.complete,
+        "listeners": listeners,
+        "route_configs": routes,
+        "clusters": clusters_json(snap)["clusters"].clone(),
+    })
+}
+
+pub fn clusters_json(snap: &Snapshot) -> Value {
+    let mut clusters: Vec<_> = snap.clusters.values().collect();
+    clusters.sort_by(|a, b| a.name.cmp(&b.name));
+    let list: Vec<Value> = clusters
+        .iter()
+        .map(|c| {
+            json!({
+                "name": &*c.name,
+                "type": format!("{:?}", c.config.discovery),
+                "lb_policy": format!("{:?}", c.config.lb_policy),
+                "protocol": format!("{:?}", c.config.protocol),
+                "hosts": c.hosts.iter().map(|h| json!({
+                    "address": h.address().to_string(),
+                    "weight": h.weight,
+                    "healthy": h.healthy(),
+                    "rq_active": h.active_requests(),
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({ "clusters": list })
+}
+
+/// Envoy's `/clusters` text form: `cluster::host::field::value`, one per line.
+pub fn clusters_text(snap: &Snapshot) -> String {
+    let mut clusters: Vec<_> = snap.clusters.values().collect();
+    clusters.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut out = String::new();
+    for c in clusters {
+        for h in &c.hosts {
+            let addr = h.address();
+            let health = if h.healthy() { "healthy" } else { "/failed_eds_health" };
+            let _ = writeln!(out, "{}::{addr}::health_flags::{health}", c.name);
+            let _ = writeln!(out, "{}::{addr}::weight::{}", c.name, h.weight);
+            let _ = writeln!(out, "{}::{addr}::rq_active::{}", c.name, h.active_requests());
+        }
+    }
+    out
+}

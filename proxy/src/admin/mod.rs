@@ -1,0 +1,123 @@
+//! The admin server: readiness, config dump, clusters, Prometheus stats, shutdown.
+//!
+//! It speaks plain HTTP/1.1 on its own address and only reads the current snapshot, so it
+//! never contends with the request path.
+
+mod dump;
+
+use crate::context::ProxyContext;
+use crate::http::body::ProxyBody;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tracing::{debug, info};
+
+/// Serves the admin API until the process exits. `quit` is notified by `/quitquitquit`.
+pub async fn serve(listener: TcpListener, ctx: Arc<ProxyContext>, quit: Arc<Notify>) {
+    info!(addr = ?listener.local_addr().ok(), "admin listening");
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        let ctx = ctx.clone();
+        let quit = quit.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let ctx = ctx.clone();
+                let quit = quit.clone();
+                async move { Ok::<_, std::convert::Infallible>(route(&ctx, &quit, req)) }
+            });
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await
+            {
+                debug!(error = %e, "admin connection error");
+            }
+        });
+    }
+}
+
+fn route(ctx: &ProxyContext, quit: &Notify, req: Request<Incoming>) -> Response<ProxyBody> {
+    match (req.method(), req.uri().path()) {
+        (_, "/ready") | (_, "/healthz/ready") => {
+            if ctx.is_ready() && !*ctx.draining.borrow() {
+                text(StatusCode::OK, "LIVE\n".to_string())
+            } else {
+                text(StatusCode::SERVICE_UNAVAILABLE, "PRE_INITIALIZING\n".to_string())
+            }
+        }
+        (_, "/config_dump") => json(dump::config_dump(&ctx.snapshot.load())),
+        (_, "/clusters") => {
+            let snap = ctx.snapshot.load();
+            if req.uri().query().is_some_and(|q| q.contains("format=json")) {
+                json(dump::clusters_json(&snap))
+            } else {
+                text(StatusCode::OK, dump::clusters_text(&snap))
+            }
+        }
+        (_, "/stats/prometheus") => text(StatusCode::OK, prometheus(ctx)),
+        (&Method::POST, "/quitquitquit") | (&Method::GET, "/quitquitquit") => {
+            quit.notify_one();
+            text(StatusCode::OK, "OK\n".to_string())
+        }
+        (_, "/") => text(
+            StatusCode::OK,
+            "admin commands: /ready /config_dump /clusters /stats/prometheus /quitquitquit\n".to_string(),
+        ),
+        _ => text(StatusCode::NOT_FOUND, "not found\n".to_string()),
+    }
+}
+
+fn prometheus(ctx: &ProxyContext) -> String {
+    let snap = ctx.snapshot.load();
+    let mut out = String::new();
+    let mut clusters: Vec<_> = snap.clusters.values().collect();
+    clusters.sort_by(|a, b| a.name.cmp(&b.name));
+    out.push_str("# TYPE envoy_cluster_upstream_rq counter\n");
+    for c in &clusters {
+        for (code, n) in c.runtime.stats.codes() {
+            let _ = writeln!(out, "envoy_cluster_upstream_rq{{envoy_response_code=\"{code}\",envoy_cluster_name=\"{}\"}} {n}", c.name);
+        }
+    }
+    out.push_str("# TYPE envoy_cluster_upstream_rq_total counter\n");
+    for c in &clusters {
+        let _ = writeln!(out, "envoy_cluster_upstream_rq_total{{envoy_cluster_name=\"{}\"}} {}", c.name, c.runtime.stats.rq_total.load(Ordering::Relaxed));
+    }
+    out.push_str("# TYPE envoy_cluster_upstream_cx_connect_fail counter\n");
+    for c in &clusters {
+        let _ = writeln!(out, "envoy_cluster_upstream_cx_connect_fail{{envoy_cluster_name=\"{}\"}} {}", c.name, c.runtime.stats.cx_connect_fail.load(Ordering::Relaxed));
+    }
+    out.push_str("# TYPE envoy_cluster_membership_healthy gauge\n");
+    for c in &clusters {
+        let _ = writeln!(out, "envoy_cluster_membership_healthy{{envoy_cluster_name=\"{}\"}} {}", c.name, c.healthy_hosts());
+    }
+    out.push_str("# TYPE envoy_cluster_membership_total gauge\n");
+    for c in &clusters {
+        let _ = writeln!(out, "envoy_cluster_membership_total{{envoy_cluster_name=\"{}\"}} {}", c.name, c.hosts.len());
+    }
+    out.push_str("# TYPE envoy_server_live gauge\n");
+    let _ = writeln!(out, "envoy_server_live {}", u8::from(ctx.is_ready()));
+    out.push_str("# TYPE envoy_http_downstream_cx_active gauge\n");
+    let _ = writeln!(out, "envoy_http_downstream_cx_active {}", ctx.open_connections.load(Ordering::Relaxed));
+    out
+}
+
+fn text(status: StatusCode, body: String) -> Response<ProxyBody> {
+    let mut r = Response::new(ProxyBody::full(body));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
+}
+
+fn json(v: serde_json::Value) -> Response<ProxyBody> {
+    let body = serde_json::to_string_pretty(&v).unwrap_or_default();
+    let mut r = Response::new(ProxyBody::full(body));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}

@@ -1,0 +1,223 @@
+//! `Listener` to what the listener and HTTP layers need: where to bind, where routes come from,
+//! and how to log.
+//!
+//! Only listeners that terminate HTTP are understood: the HTTP connection manager is looked up
+//! in the filter chains in order (then the default chain), and the first one wins.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use prost::Message;
+use xds_protos::pb::envoy::config::accesslog::v3::{access_log, AccessLog};
+use xds_protos::pb::envoy::config::core::v3::{
+    substitution_format_string, SubstitutionFormatString,
+};
+use xds_protos::pb::envoy::config::listener::v3::{filter, FilterChain, Listener};
+use xds_protos::pb::envoy::extensions::access_loggers::file::v3::{file_access_log, FileAccessLog};
+use xds_protos::pb::envoy::extensions::access_loggers::stream::v3::{
+    stdout_access_log, StdoutAccessLog,
+};
+use xds_protos::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    http_connection_manager::RouteSpecifier, HttpConnectionManager,
+};
+use xds_protos::type_url;
+
+use super::endpoint::{endpoint_address, EndpointAddress};
+use super::error::{AtField, FieldError, ValidationError};
+use super::route::route_table;
+use crate::router::RouteTable;
+
+#[derive(Debug, Clone)]
+pub struct ListenerConfig {
+    pub name: String,
+    /// `None` when the listener has no address (it only receives handed-off connections).
+    pub address: Option<SocketAddr>,
+    pub route_source: RouteSource,
+    /// `None` when no supported access logger is configured.
+    pub access_log: Option<AccessLogFormat>,
+    /// The connection manager's `stat_prefix`, else the listener's, else the listener name.
+    pub stat_prefix: String,
+}
+
+#[derive(Debug, Clone)]
+pub enum RouteSource {
+    /// `rds.route_config_name`: the table arrives separately over RDS.
+    Rds(String),
+    Inline(Arc<RouteTable>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessLogFormat {
+    /// Envoy's default text line (also used for custom text formats, which are not parsed).
+    EnvoyDefault,
+    Json,
+}
+
+pub const HTTP_CONNECTION_MANAGER_NAME: &str = "envoy.filters.network.http_connection_manager";
+const FILE_ACCESS_LOG: &str =
+    "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog";
+
+pub fn compile_listener(l: &Listener) -> Result<ListenerConfig, ValidationError> {
+    compile(l).map_err(|e| e.into_error("Listener", &l.name))
+}
+
+fn compile(l: &Listener) -> Result<ListenerConfig, FieldError> {
+    if l.name.is_empty() {
+        return Err(FieldError::new("name", "must not be empty"));
+    }
+    let address = match &l.address {
+        None => None,
+        Some(a) => match endpoint_address(a, false).at("address")? {
+            EndpointAddress::Socket(s) => Some(s),
+            // Unreachable with `allow_hostnames` off; kept as an error rather than a panic.
+            EndpointAddress::Dns { .. } => {
+                return Err(FieldError::new("address", "must be an IP address"))
+            }
+        },
+    };
+    let (field, hcm) = find_http_connection_manager(l)?;
+    let route_source = route_source(&hcm).at(&field)?;
+    let access_log = access_log(&hcm.access_log).at(&field)?;
+    let stat_prefix = [
+        hcm.stat_prefix.as_str(),
+        l.stat_prefix.as_str(),
+        l.name.as_str(),
+    ]
+    .into_iter()
+    .find(|p| !p.is_empty())
+    .unwrap_or_default()
+    .to_string();
+    Ok(ListenerConfig {
+        name: l.name.clone(),
+        address,
+        route_source,
+        access_log,
+        stat_prefix,
+    })
+}
+
+/// The first HTTP connection manager, decoded, with the path of its `typed_config`. A filter
+/// counts when it has the well-known name or carries the HCM type (v3 lets names be anything).
+fn find_http_connection_manager(
+    l: &Listener,
+) -> Result<(String, HttpConnectionManager), FieldError> {
+    let chains = l
+        .filter_chains
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (format!("filter_chains[{i}]"), c))
+        .chain(
+            l.default_filter_chain
+                .iter()
+                .map(|c| ("default_filter_chain".to_string(), c)),
+        );
+    for (chain_field, chain) in chains {
+        if let Some(found) = hcm_in_chain(chain).at(&chain_field)? {
+            return Ok((format!("{chain_field}.{}", found.0), found.1));
+        }
+    }
+    Err(FieldError::new(
+        "filter_chains",
+        format!("no {HTTP_CONNECTION_MANAGER_NAME} filter (only HTTP listeners are supported)"),
+    ))
+}
+
+fn hcm_in_chain(
+    chain: &FilterChain,
+) -> Result<Option<(String, HttpConnectionManager)>, FieldError> {
+    for (j, f) in chain.filters.iter().enumerate() {
+        let field = format!("filters[{j}]");
+        let any = match &f.config_type {
+            Some(filter::ConfigType::TypedConfig(any)) => any,
+            Some(filter::ConfigType::ConfigDiscovery(_))
+                if f.name == HTTP_CONNECTION_MANAGER_NAME =>
+            {
+                return Err(FieldError::unsupported("config_discovery").under(&field))
+            }
+            _ => continue,
+        };
+        let is_hcm = any.type_url == type_url::HTTP_CONNECTION_MANAGER;
+        if !is_hcm && f.name != HTTP_CONNECTION_MANAGER_NAME {
+            continue;
+        }
+        let field = format!("{field}.typed_config");
+        if !is_hcm {
+            return Err(FieldError::new(
+                field,
+                format!(
+                    "expected {}, got {}",
+                    type_url::HTTP_CONNECTION_MANAGER,
+                    any.type_url
+                ),
+            ));
+        }
+        let hcm = HttpConnectionManager::decode(any.value.as_slice())
+            .map_err(|e| FieldError::new(field.clone(), format!("cannot decode: {e}")))?;
+        return Ok(Some((field, hcm)));
+    }
+    Ok(None)
+}
+
+fn route_source(hcm: &HttpConnectionManager) -> Result<RouteSource, FieldError> {
+    match &hcm.route_specifier {
+        Some(RouteSpecifier::Rds(rds)) if rds.route_config_name.is_empty() => Err(FieldError::new(
+            "rds.route_config_name",
+            "must not be empty",
+        )),
+        Some(RouteSpecifier::Rds(rds)) => Ok(RouteSource::Rds(rds.route_config_name.clone())),
+        Some(RouteSpecifier::RouteConfig(rc)) => Ok(RouteSource::Inline(Arc::new(
+            route_table(rc).at("route_config")?,
+        ))),
+        Some(RouteSpecifier::ScopedRoutes(_)) => Err(FieldError::unsupported("scoped_routes")),
+        None => Err(FieldError::new(
+            "route_specifier",
+            "one of rds or route_config is required",
+        )),
+    }
+}
+
+/// The format of the first access logger that writes to stdout: `StdoutAccessLog`, or a
+/// `FileAccessLog` to `/dev/stdout` (what Istio's `accessLogFile: /dev/stdout` produces). Other
+/// loggers are skipped.
+#[allow(deprecated)] // FileAccessLog's older format fields are deprecated but still sent.
+fn access_log(logs: &[AccessLog]) -> Result<Option<AccessLogFormat>, FieldError> {
+    for (k, log) in logs.iter().enumerate() {
+        let Some(access_log::ConfigType::TypedConfig(any)) = &log.config_type else {
+            continue;
+        };
+        let field = || format!("access_log[{k}].typed_config");
+        let decode_error =
+            |e: prost::DecodeError| FieldError::new(field(), format!("cannot decode: {e}"));
+        if any.type_url == type_url::STDOUT_ACCESS_LOG {
+            let config = StdoutAccessLog::decode(any.value.as_slice()).map_err(decode_error)?;
+            return Ok(Some(match &config.access_log_format {
+                Some(stdout_access_log::AccessLogFormat::LogFormat(f)) => format_of(f),
+                None => AccessLogFormat::EnvoyDefault,
+            }));
+        }
+        if any.type_url == FILE_ACCESS_LOG {
+            let config = FileAccessLog::decode(any.value.as_slice()).map_err(decode_error)?;
+            if config.path != "/dev/stdout" {
+                continue;
+            }
+            return Ok(Some(match &config.access_log_format {
+                Some(file_access_log::AccessLogFormat::LogFormat(f)) => format_of(f),
+                Some(
+                    file_access_log::AccessLogFormat::JsonFormat(_)
+                    | file_access_log::AccessLogFormat::TypedJsonFormat(_),
+                ) => AccessLogFormat::Json,
+                Some(file_access_log::AccessLogFormat::Format(_)) | None => {
+                    AccessLogFormat::EnvoyDefault
+                }
+            }));
+        }
+    }
+    Ok(None)
+}
+
+fn format_of(format: &SubstitutionFormatString) -> AccessLogFormat {
+    match &format.format {
+        Some(substitution_format_string::Format::JsonFormat(_)) => AccessLogFormat::Json,
+        _ => AccessLogFormat::EnvoyDefault,
+    }
+}

@@ -1,0 +1,315 @@
+use std::collections::HashMap;
+
+use xds_protos::pb::envoy::config::accesslog::v3::{access_log, AccessLog};
+use xds_protos::pb::envoy::config::core::v3::{
+    substitution_format_string::Format, SubstitutionFormatString,
+};
+use xds_protos::pb::envoy::config::listener::v3::{filter, Filter, FilterChain, Listener};
+use xds_protos::pb::envoy::config::route::v3::{
+    route, route_action, route_match::PathSpecifier, Route, RouteAction, RouteConfiguration,
+    RouteMatch, VirtualHost,
+};
+use xds_protos::pb::envoy::extensions::access_loggers::file::v3::{file_access_log, FileAccessLog};
+use xds_protos::pb::envoy::extensions::access_loggers::stream::v3::{
+    stdout_access_log, StdoutAccessLog,
+};
+use xds_protos::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    http_connection_manager::RouteSpecifier, HttpConnectionManager, Rds,
+};
+use xds_protos::pb::envoy::r#type::matcher::v3::RegexMatcher;
+use xds_protos::pb::google::protobuf::{Any, Struct};
+use xds_protos::type_url;
+
+use super::{any, socket};
+use crate::config::{
+    compile_listener, AccessLogFormat, ListenerConfig, RouteSource, HTTP_CONNECTION_MANAGER_NAME,
+};
+
+fn hcm_filter(hcm: &HttpConnectionManager) -> Filter {
+    Filter {
+        name: HTTP_CONNECTION_MANAGER_NAME.into(),
+        config_type: Some(filter::ConfigType::TypedConfig(any(
+            type_url::HTTP_CONNECTION_MANAGER,
+            hcm,
+        ))),
+    }
+}
+
+fn rds(name: &str) -> HttpConnectionManager {
+    HttpConnectionManager {
+        stat_prefix: "outbound_0.0.0.0_9080".into(),
+        route_specifier: Some(RouteSpecifier::Rds(Rds {
+            route_config_name: name.into(),
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+}
+
+fn listener(chains: Vec<FilterChain>) -> Listener {
+    Listener {
+        name: "0.0.0.0_9080".into(),
+        address: Some(socket("0.0.0.0", 9080)),
+        filter_chains: chains,
+        ..Default::default()
+    }
+}
+
+fn chain(filters: Vec<Filter>) -> FilterChain {
+    FilterChain {
+        filters,
+        ..Default::default()
+    }
+}
+
+fn compile(l: &Listener) -> ListenerConfig {
+    compile_listener(l).expect("valid listener")
+}
+
+fn stdout(format: Option<Format>) -> AccessLog {
+    let config = StdoutAccessLog {
+        access_log_format: format.map(|f| {
+            stdout_access_log::AccessLogFormat::LogFormat(SubstitutionFormatString {
+                format: Some(f),
+                ..Default::default()
+            })
+        }),
+    };
+    AccessLog {
+        name: "envoy.access_loggers.stdout".into(),
+        config_type: Some(access_log::ConfigType::TypedConfig(any(
+            type_url::STDOUT_ACCESS_LOG,
+            &config,
+        ))),
+        ..Default::default()
+    }
+}
+
+fn with_logs(logs: Vec<AccessLog>) -> Option<AccessLogFormat> {
+    let hcm = HttpConnectionManager {
+        access_log: logs,
+        ..rds("80")
+    };
+    compile(&listener(vec![chain(vec![hcm_filter(&hcm)])])).access_log
+}
+
+fn json_format() -> Format {
+    Format::JsonFormat(Struct {
+        fields: HashMap::new(),
+    })
+}
+
+#[test]
+fn rds_listener() {
+    let cfg = compile(&listener(vec![chain(vec![hcm_filter(&rds("9080"))])]));
+    assert_eq!(cfg.name, "0.0.0.0_9080");
+    assert_eq!(cfg.address, Some("0.0.0.0:9080".parse().expect("addr")));
+    assert!(matches!(&cfg.route_source, RouteSource::Rds(n) if n == "9080"));
+    assert_eq!(cfg.stat_prefix, "outbound_0.0.0.0_9080");
+    assert_eq!(cfg.access_log, None);
+}
+
+#[test]
+fn hcm_is_found_past_other_filters_and_chains() {
+    let other = Filter {
+        name: "envoy.filters.network.tcp_proxy".into(),
+        config_type: Some(filter::ConfigType::TypedConfig(Any {
+            type_url: "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
+                .into(),
+            value: vec![],
+        })),
+    };
+    // Found by type even under another name.
+    let mut renamed = hcm_filter(&rds("80"));
+    renamed.name = "hcm".into();
+    let l = listener(vec![chain(vec![other]), chain(vec![renamed])]);
+    assert!(matches!(compile(&l).route_source, RouteSource::Rds(n) if n == "80"));
+}
+
+#[test]
+fn listener_without_hcm_is_rejected() {
+    let err = compile_listener(&listener(vec![chain(vec![])])).unwrap_err();
+    assert_eq!(err.type_url_short, "Listener");
+    assert_eq!(err.resource, "0.0.0.0_9080");
+    assert_eq!(err.field, "filter_chains");
+}
+
+#[test]
+fn undecodable_hcm_is_rejected() {
+    let f = Filter {
+        name: HTTP_CONNECTION_MANAGER_NAME.into(),
+        config_type: Some(filter::ConfigType::TypedConfig(Any {
+            type_url: type_url::HTTP_CONNECTION_MANAGER.into(),
+            value: vec![0xff, 0xff],
+        })),
+    };
+    let err = compile_listener(&listener(vec![chain(vec![f])])).unwrap_err();
+    assert_eq!(err.field, "filter_chains[0].filters[0].typed_config");
+}
+
+#[test]
+fn rds_needs_a_name_and_some_route_source_is_required() {
+    let l = listener(vec![chain(vec![hcm_filter(&rds(""))])]);
+    let err = compile_listener(&l).unwrap_err();
+    assert_eq!(
+        err.field,
+        "filter_chains[0].filters[0].typed_config.rds.route_config_name"
+    );
+
+    let hcm = HttpConnectionManager::default();
+    let err = compile_listener(&listener(vec![chain(vec![hcm_filter(&hcm)])])).unwrap_err();
+    assert_eq!(
+        err.field,
+        "filter_chains[0].filters[0].typed_config.route_specifier"
+    );
+}
+
+fn inline(rc: RouteConfiguration) -> Listener {
+    let hcm = HttpConnectionManager {
+        stat_prefix: "inbound".into(),
+        route_specifier: Some(RouteSpecifier::RouteConfig(rc)),
+        ..Default::default()
+    };
+    listener(vec![chain(vec![hcm_filter(&hcm)])])
+}
+
+fn inline_route(path: PathSpecifier) -> RouteConfiguration {
+    RouteConfiguration {
+        name: "inbound|9080||".into(),
+        virtual_hosts: vec![VirtualHost {
+            name: "inbound|http|9080".into(),
+            domains: vec!["*".into()],
+            routes: vec![Route {
+                r#match: Some(RouteMatch {
+                    path_specifier: Some(path),
+                    ..Default::default()
+                }),
+                action: Some(route::Action::Route(RouteAction {
+                    cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(
+                        "inbound|9080||".into(),
+                    )),
+                    ..Default::default()
+                })),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+#[test]
+fn inline_route_config_is_compiled() {
+    let cfg = compile(&inline(inline_route(PathSpecifier::Prefix("/".into()))));
+    let RouteSource::Inline(table) = &cfg.route_source else {
+        panic!("expected an inline table");
+    };
+    assert_eq!(table.name, "inbound|9080||");
+    assert_eq!(table.virtual_hosts[0].routes.len(), 1);
+}
+
+#[test]
+fn inline_route_errors_carry_the_listener_path() {
+    let bad = inline_route(PathSpecifier::SafeRegex(RegexMatcher {
+        regex: "(".into(),
+        ..Default::default()
+    }));
+    let err = compile_listener(&inline(bad)).unwrap_err();
+    assert_eq!(
+        err.field,
+        "filter_chains[0].filters[0].typed_config.route_config.virtual_hosts[0].routes[0].match.safe_regex.regex"
+    );
+    assert!(err.reason.starts_with("invalid regex"), "{}", err.reason);
+}
+
+#[test]
+fn access_log_format_detection() {
+    assert_eq!(with_logs(vec![]), None);
+    assert_eq!(
+        with_logs(vec![stdout(None)]),
+        Some(AccessLogFormat::EnvoyDefault)
+    );
+    assert_eq!(
+        with_logs(vec![stdout(Some(json_format()))]),
+        Some(AccessLogFormat::Json)
+    );
+    #[allow(deprecated)]
+    let text = Format::TextFormat("%START_TIME%\n".into());
+    assert_eq!(
+        with_logs(vec![stdout(Some(text))]),
+        Some(AccessLogFormat::EnvoyDefault)
+    );
+
+    // Istio's `accessLogFile: /dev/stdout` is a file logger.
+    let file = |path: &str| AccessLog {
+        config_type: Some(access_log::ConfigType::TypedConfig(any(
+            "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+            &FileAccessLog {
+                path: path.into(),
+                access_log_format: Some(file_access_log::AccessLogFormat::LogFormat(
+                    SubstitutionFormatString {
+                        format: Some(json_format()),
+                        ..Default::default()
+                    },
+                )),
+            },
+        ))),
+        ..Default::default()
+    };
+    assert_eq!(
+        with_logs(vec![file("/dev/stdout")]),
+        Some(AccessLogFormat::Json)
+    );
+    assert_eq!(with_logs(vec![file("/var/log/a.log")]), None);
+    assert_eq!(
+        with_logs(vec![file("/var/log/a.log"), stdout(None)]),
+        Some(AccessLogFormat::EnvoyDefault)
+    );
+}
+
+#[test]
+fn undecodable_access_log_names_the_entry() {
+    let broken = AccessLog {
+        config_type: Some(access_log::ConfigType::TypedConfig(Any {
+            type_url: type_url::STDOUT_ACCESS_LOG.into(),
+            value: vec![0xff],
+        })),
+        ..Default::default()
+    };
+    let hcm = HttpConnectionManager {
+        access_log: vec![stdout(None), broken],
+        ..rds("80")
+    };
+    // The first stdout logger wins; later entries are not looked at.
+    assert!(compile_listener(&listener(vec![chain(vec![hcm_filter(&hcm)])])).is_ok());
+    let hcm = HttpConnectionManager {
+        access_log: hcm.access_log.into_iter().rev().collect(),
+        ..rds("80")
+    };
+    let err = compile_listener(&listener(vec![chain(vec![hcm_filter(&hcm)])])).unwrap_err();
+    assert_eq!(
+        err.field,
+        "filter_chains[0].filters[0].typed_config.access_log[0].typed_config"
+    );
+}
+
+#[test]
+fn listener_address_must_be_an_ip() {
+    let mut l = listener(vec![chain(vec![hcm_filter(&rds("80"))])]);
+    l.address = Some(socket("localhost", 80));
+    let err = compile_listener(&l).unwrap_err();
+    assert_eq!(err.field, "address.socket_address.address");
+
+    l.address = None;
+    assert_eq!(compile(&l).address, None);
+}
+
+#[test]
+fn stat_prefix_falls_back() {
+    let hcm = HttpConnectionManager {
+        stat_prefix: String::new(),
+        ..rds("80")
+    };
+    let l = listener(vec![chain(vec![hcm_filter(&hcm)])]);
+    assert_eq!(compile(&l).stat_prefix, "0.0.0.0_9080");
+}

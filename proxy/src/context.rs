@@ -1,0 +1,35 @@
+//! What every part of a running proxy shares.
+
+use crate::config::snapshot::Snapshot;
+use crate::observe::access_log::AccessLogWriter;
+use arc_swap::ArcSwap;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+pub struct ProxyContext {
+    /// The configuration the request path reads; swapped whole on every accepted update.
+    pub snapshot: ArcSwap<Snapshot>,
+    pub access_log: AccessLogWriter,
+    /// Flips to true when the proxy starts draining: listeners stop accepting and connections
+    /// finish their in-flight requests.
+    pub draining: watch::Sender<bool>,
+    /// Downstream connections open now, so a draining proxy knows when it may exit.
+    pub open_connections: AtomicUsize,
+}
+
+impl ProxyContext {
+    pub fn new(access_log: AccessLogWriter) -> Arc<Self> {
+        Arc::new(ProxyContext {
+            snapshot: ArcSwap::from_pointee(Snapshot::default()),
+            access_log,
+            draining: watch::channel(false).0,
+            open_connections: AtomicUsize::new(0),
+        })
+    }
+
+    /// Ready once the first complete configuration is being served.
+    pub fn is_ready(&self) -> bool {
+        self.snapshot.load().complete
+    }
+}

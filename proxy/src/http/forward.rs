@@ -1,0 +1,276 @@
+//! One request through the proxy: plan (listener, route, cluster, host), then execute
+//! (upstream request, response), then account (stats, access log).
+
+use super::body::ProxyBody;
+use super::headers::{self, X_ENVOY_UPSTREAM_SERVICE_TIME, X_FORWARDED_FOR, X_FORWARDED_PROTO};
+use super::local_reply::{local_reply, ResponseFlag};
+use crate::config::snapshot::Snapshot;
+use crate::config::{RouteSource, UpstreamProtocol};
+use crate::context::ProxyContext;
+use crate::observe::access_log::LogRecord;
+use crate::router::{RequestView, RouteAction, RouteTable};
+use crate::upstream::connect::ConnectError;
+use crate::upstream::Cluster;
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{header, HeaderValue, Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+/// What the request path learned, for the access log and stats.
+struct Outcome {
+    flag: ResponseFlag,
+    cluster: Option<Arc<Cluster>>,
+    upstream_host: String,
+    route_name: Arc<str>,
+    upstream_time: Option<u128>,
+}
+
+impl Default for Outcome {
+    fn default() -> Self {
+        Outcome {
+            flag: ResponseFlag::None,
+            cluster: None,
+            upstream_host: String::new(),
+            route_name: Arc::from(""),
+            upstream_time: None,
+        }
+    }
+}
+
+pub async fn handle(
+    ctx: &ProxyContext,
+    listener: &str,
+    peer: SocketAddr,
+    mut req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    let start = Instant::now();
+    let start_wall = SystemTime::now();
+    let snapshot = ctx.snapshot.load_full();
+    let request_id = headers::ensure_request_id(req.headers_mut());
+    let authority = request_authority(&req);
+    let method = req.method().clone();
+    let path = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| "/".to_string(), |p| p.as_str().to_string());
+    let protocol = protocol_name(req.version());
+    let bytes_received = content_length(req.headers());
+    let forwarded_for_in = header_str(req.headers(), &X_FORWARDED_FOR).to_string();
+    let user_agent = header_str(req.headers(), &header::USER_AGENT).to_string();
+    let listener_cfg = snapshot.listeners.get(listener).cloned();
+
+    let mut outcome = Outcome::default();
+    let response = proxy(&snapshot, listener_cfg.as_deref(), &authority, peer, req, &mut outcome).await;
+
+    let status = response.status().as_u16();
+    if let Some(cluster) = &outcome.cluster {
+        cluster.runtime.stats.record(status);
+    }
+    if let Some(format) = listener_cfg.as_ref().and_then(|l| l.access_log) {
+        ctx.access_log.log(
+            format,
+            &LogRecord {
+                start: start_wall,
+                method: method.as_str(),
+                path: &path,
+                protocol,
+                status,
+                flags: outcome.flag.as_str(),
+                bytes_received,
+                bytes_sent: content_length(response.headers()),
+                duration_ms: start.elapsed().as_millis(),
+                upstream_service_time_ms: outcome.upstream_time,
+                forwarded_for: &forwarded_for_in,
+                user_agent: &user_agent,
+                request_id: request_id.to_str().unwrap_or("-"),
+                authority: &authority,
+                upstream_host: &outcome.upstream_host,
+                upstream_cluster: outcome.cluster.as_ref().map_or("", |c| &c.name),
+                route_name: &outcome.route_name,
+            },
+        );
+    }
+    response
+}
+
+async fn proxy(
+    snapshot: &Snapshot,
+    listener: Option<&crate::config::ListenerConfig>,
+    authority: &str,
+    peer: SocketAddr,
+    mut req: Request<Incoming>,
+    outcome: &mut Outcome,
+) -> Response<ProxyBody> {
+    // Upgrades (WebSocket and friends) are not configured on any route yet: refuse them
+    // cleanly, as Envoy does when a route does not allow the upgrade type.
+    if req.headers().contains_key(header::UPGRADE) && req.version() < Version::HTTP_2 {
+        return local_reply(StatusCode::FORBIDDEN, "");
+    }
+    let table = listener.and_then(|l| route_table(snapshot, &l.route_source));
+    let Some(table) = table else {
+        outcome.flag = ResponseFlag::NoRoute;
+        return local_reply(StatusCode::NOT_FOUND, "");
+    };
+    let route = {
+        let path_and_query = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let view = RequestView {
+            authority,
+            path_and_query,
+            method: req.method(),
+            headers: req.headers(),
+        };
+        table.find(&view)
+    };
+    let Some(route) = route else {
+        outcome.flag = ResponseFlag::NoRoute;
+        return local_reply(StatusCode::NOT_FOUND, "");
+    };
+    outcome.route_name = Arc::from(route.name.as_str());
+    let cluster_name = match &route.action {
+        RouteAction::Cluster(target) => target.name.clone(),
+        RouteAction::Weighted(w) => w.pick_random().name.clone(),
+        RouteAction::DirectResponse { status, body } => {
+            let mut resp = Response::new(body.clone().map_or(ProxyBody::Empty, ProxyBody::full));
+            *resp.status_mut() = StatusCode::from_u16(*status).unwrap_or(StatusCode::OK);
+            return resp;
+        }
+        #[allow(unreachable_patterns)]
+        _ => {
+            outcome.flag = ResponseFlag::NoRoute;
+            return local_reply(StatusCode::NOT_FOUND, "");
+        }
+    };
+    let Some(cluster) = snapshot.cluster(&cluster_name) else {
+        outcome.flag = ResponseFlag::NoCluster;
+        return local_reply(StatusCode::SERVICE_UNAVAILABLE, "no cluster");
+    };
+    outcome.cluster = Some(cluster.clone());
+    let Some(host) = cluster.pick() else {
+        outcome.flag = ResponseFlag::NoHealthyUpstream;
+        return local_reply(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream");
+    };
+    outcome.upstream_host = host.address().to_string();
+
+    prepare_upstream_request(&mut req, authority, peer, cluster.config.protocol);
+    let _active = host.start_request();
+    let upstream_start = Instant::now();
+    let conn = match host.pool().checkout(cluster.config.connect_timeout).await {
+        Ok(c) => c,
+        Err(e) => {
+            cluster
+                .runtime
+                .stats
+                .cx_connect_fail
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            outcome.flag = ResponseFlag::UpstreamConnectFailure;
+            tracing::debug!(host = %outcome.upstream_host, error = %e, "upstream connect failed");
+            return local_reply(StatusCode::SERVICE_UNAVAILABLE, connect_failure_text(&e));
+        }
+    };
+    let req = req.map(ProxyBody::Incoming);
+    match conn.send(req).await {
+        Ok(mut resp) => {
+            let elapsed = upstream_start.elapsed().as_millis();
+            outcome.upstream_time = Some(elapsed);
+            headers::strip_hop_by_hop(resp.headers_mut());
+            resp.headers_mut()
+                .insert(X_ENVOY_UPSTREAM_SERVICE_TIME.clone(), HeaderValue::from(elapsed as u64));
+            resp
+        }
+        Err(e) => {
+            tracing::debug!(host = %outcome.upstream_host, error = %e, "upstream request failed");
+            outcome.flag = ResponseFlag::UpstreamConnectionTermination;
+            local_reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "upstream connect error or disconnect/reset before headers. reset reason: connection termination",
+            )
+        }
+    }
+}
+
+fn route_table<'a>(snapshot: &'a Snapshot, source: &'a RouteSource) -> Option<&'a Arc<RouteTable>> {
+    match source {
+        RouteSource::Rds(name) => snapshot.route_table(name),
+        RouteSource::Inline(table) => Some(table),
+    }
+}
+
+/// The authority a request is for: the absolute-form target or `:authority`, else `Host`.
+fn request_authority(req: &Request<Incoming>) -> String {
+    if let Some(a) = req.uri().authority() {
+        return a.as_str().to_string();
+    }
+    header_str(req.headers(), &header::HOST).to_string()
+}
+
+/// Rewrites the downstream request into the upstream one: hop-by-hop headers out, forwarding
+/// headers in, and the target in the form the upstream protocol wants (origin-form plus `Host`
+/// for HTTP/1.1, scheme and `:authority` for HTTP/2). The authority the client asked for is
+/// kept, as Envoy keeps it, rather than replaced by the upstream host's address.
+fn prepare_upstream_request(
+    req: &mut Request<Incoming>,
+    authority: &str,
+    peer: SocketAddr,
+    protocol: UpstreamProtocol,
+) {
+    let h = req.headers_mut();
+    headers::strip_hop_by_hop(h);
+    // The proxy already answered any `Expect: 100-continue` towards the client.
+    h.remove(header::EXPECT);
+    headers::append_forwarded_for(h, peer.ip());
+    if !h.contains_key(&X_FORWARDED_PROTO) {
+        h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    }
+    let path = req
+        .uri()
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    match protocol {
+        UpstreamProtocol::Http1 => {
+            *req.uri_mut() = Uri::from(path);
+            *req.version_mut() = Version::HTTP_11;
+            if let Ok(v) = HeaderValue::from_str(authority) {
+                req.headers_mut().insert(header::HOST, v);
+            }
+        }
+        UpstreamProtocol::Http2 => {
+            let mut parts = http::uri::Parts::default();
+            parts.scheme = Some(Scheme::HTTP);
+            parts.authority = Authority::try_from(authority).ok();
+            parts.path_and_query = Some(path);
+            if let Ok(uri) = Uri::from_parts(parts) {
+                *req.uri_mut() = uri;
+            }
+            *req.version_mut() = Version::HTTP_2;
+            req.headers_mut().remove(header::HOST);
+        }
+    }
+}
+
+fn connect_failure_text(e: &ConnectError) -> &'static str {
+    match e {
+        ConnectError::Timeout => "upstream connect error or disconnect/reset before headers. reset reason: connection timeout",
+        _ => "upstream connect error or disconnect/reset before headers. reset reason: connection failure",
+    }
+}
+
+fn header_str<'a>(h: &'a http::HeaderMap, name: &header::HeaderName) -> &'a str {
+    h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+}
+
+fn content_length(h: &http::HeaderMap) -> u64 {
+    header_str(h, &header::CONTENT_LENGTH).parse().unwrap_or(0)
+}
+
+fn protocol_name(v: Version) -> &'static str {
+    match v {
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_11 => "HTTP/1.1",
+        Version::HTTP_2 => "HTTP/2",
+        _ => "HTTP/?",
+    }
+}
+

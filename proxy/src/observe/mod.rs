@@ -1,0 +1,3 @@
+//! Observability: the access log, and the counters the admin server renders.
+
+pub mod access_log;

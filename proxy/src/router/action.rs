@@ -1,0 +1,76 @@
+//! What a matched route does, and the per-route settings kept for the filters that come later.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use xds_protos::pb::envoy::config::core::v3::HeaderValueOption;
+use xds_protos::pb::envoy::config::route::v3::{route_action::RequestMirrorPolicy, RetryPolicy};
+
+use super::weighted::WeightedClusters;
+
+#[derive(Debug, Clone)]
+pub enum RouteAction {
+    Cluster(ClusterTarget),
+    Weighted(WeightedClusters),
+    Redirect(Redirect),
+    DirectResponse { status: u16, body: Option<Bytes> },
+}
+
+/// A cluster by name; the `Arc<str>` lets the request path carry the name without copying it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ClusterTarget {
+    pub name: Arc<str>,
+}
+
+impl ClusterTarget {
+    pub fn new(name: &str) -> Self {
+        ClusterTarget { name: name.into() }
+    }
+}
+
+/// A compiled `RedirectAction`. Each `None` keeps that part of the request's URL. Building the
+/// `Location` header from it is not yet acted on (the HTTP layer will do it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redirect {
+    /// `https_redirect` becomes `Some("https")`.
+    pub scheme: Option<Box<str>>,
+    pub host: Option<Box<str>>,
+    pub port: Option<u16>,
+    pub path: Option<RedirectPath>,
+    pub strip_query: bool,
+    /// 301 (Envoy's default), 302, 303, 307 or 308.
+    pub status: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedirectPath {
+    /// `path_redirect`: replaces the whole path (and the query, if it carries one).
+    Path(Box<str>),
+    /// `prefix_rewrite`: replaces the part the route's prefix matched.
+    PrefixRewrite(Box<str>),
+}
+
+/// Per-route settings compiled from the xDS route but **not yet acted on**: the router returns
+/// them with the route, and the timeout, retry, mirroring, rewrite and header-manipulation work
+/// that reads them comes in later changes. Protos are stored as received where their shape is
+/// still to be decided by that work.
+#[derive(Debug, Clone, Default)]
+pub struct RoutePolicy {
+    /// `route.timeout` with Envoy's default (15 s) applied; `None` when configured as 0, which
+    /// Envoy reads as "no timeout".
+    pub timeout: Option<Duration>,
+    pub retry_policy: Option<RetryPolicy>,
+    pub request_mirror_policies: Vec<RequestMirrorPolicy>,
+    /// `route.prefix_rewrite`, when not empty.
+    pub prefix_rewrite: Option<Box<str>>,
+    /// `route.host_rewrite_literal`.
+    pub host_rewrite_literal: Option<Box<str>>,
+    pub request_headers_to_add: Vec<HeaderValueOption>,
+    pub request_headers_to_remove: Vec<String>,
+    pub response_headers_to_add: Vec<HeaderValueOption>,
+    pub response_headers_to_remove: Vec<String>,
+}
+
+/// Envoy's upstream timeout when a route sets none.
+pub const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(15);

@@ -1,0 +1,138 @@
+//! Route selection as a pure function over precompiled data: pick the virtual host by the
+//! request's authority, then take the first route whose matcher passes (Envoy's order; routes
+//! are never reordered by specificity).
+//!
+//! Everything here is built once per configuration push (see `crate::config`, which turns xDS
+//! protos into these types and reports what is wrong with them). The request path only borrows:
+//! [`RequestView`] points into the request, and matching allocates only when a header that a
+//! matcher reads appears several times (Envoy joins the values with `,`).
+
+mod action;
+mod describe;
+mod domain;
+mod header;
+mod matcher;
+mod query;
+mod string_match;
+mod weighted;
+
+#[cfg(test)]
+mod tests;
+
+use http::{HeaderMap, Method, Uri};
+
+pub use action::{
+    ClusterTarget, Redirect, RedirectPath, RouteAction, RoutePolicy, DEFAULT_ROUTE_TIMEOUT,
+};
+pub use domain::DuplicateDomain;
+pub use header::{HeaderMatch, HeaderMatcher, HeaderSource};
+pub use matcher::{PathMatcher, RouteMatcher};
+pub use query::{first_value as query_first_value, QueryMatch, QueryMatcher};
+pub use string_match::StringMatcher;
+pub use weighted::{WeightError, WeightedCluster, WeightedClusters};
+
+use domain::DomainIndex;
+use matcher::PathTarget;
+
+/// What the router needs from a request, borrowed.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestView<'a> {
+    /// `:authority`, or the HTTP/1 `Host` header, port included as sent.
+    pub authority: &'a str,
+    /// `:path`, query string included.
+    pub path_and_query: &'a str,
+    pub method: &'a Method,
+    pub headers: &'a HeaderMap,
+}
+
+impl<'a> RequestView<'a> {
+    /// Reads the authority from the URI (HTTP/2, absolute-form HTTP/1) or else from `Host`. A
+    /// request without either has the empty authority, which only a `*` domain matches.
+    pub fn new(method: &'a Method, uri: &'a Uri, headers: &'a HeaderMap) -> Self {
+        let authority = uri
+            .authority()
+            .map(|a| a.as_str())
+            .or_else(|| {
+                headers
+                    .get(http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+            })
+            .unwrap_or("");
+        RequestView {
+            authority,
+            path_and_query: uri.path_and_query().map_or("/", |pq| pq.as_str()),
+            method,
+            headers,
+        }
+    }
+}
+
+/// A compiled `RouteConfiguration`.
+#[derive(Debug, Clone)]
+pub struct RouteTable {
+    pub name: String,
+    pub virtual_hosts: Vec<VirtualHost>,
+    /// `ignore_port_in_host_matching`: compare the authority without its port.
+    pub ignore_port_in_host_matching: bool,
+    domains: DomainIndex,
+}
+
+#[derive(Debug, Clone)]
+pub struct VirtualHost {
+    pub name: String,
+    /// As configured; lookups go through the table's index.
+    pub domains: Vec<String>,
+    pub routes: Vec<Route>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub name: String,
+    pub matcher: RouteMatcher,
+    pub action: RouteAction,
+    /// Compiled but not yet acted on; see [`RoutePolicy`].
+    pub policy: RoutePolicy,
+}
+
+impl RouteTable {
+    /// Fails when a domain appears twice across the virtual hosts.
+    pub fn new(
+        name: String,
+        virtual_hosts: Vec<VirtualHost>,
+        ignore_port_in_host_matching: bool,
+    ) -> Result<Self, DuplicateDomain> {
+        let domains = DomainIndex::build(virtual_hosts.iter().map(|vh| vh.domains.as_slice()))?;
+        Ok(RouteTable {
+            name,
+            virtual_hosts,
+            ignore_port_in_host_matching,
+            domains,
+        })
+    }
+
+    /// The route for `req`, or `None` (Envoy answers 404 with response flag NR).
+    pub fn find(&self, req: &RequestView<'_>) -> Option<&Route> {
+        self.find_with_host(req).map(|(_, route)| route)
+    }
+
+    /// Like [`find`](Self::find), also returning the virtual host (its name goes into stats).
+    pub fn find_with_host(&self, req: &RequestView<'_>) -> Option<(&VirtualHost, &Route)> {
+        let vh = self.virtual_host(req.authority)?;
+        let target = PathTarget::new(req.path_and_query);
+        vh.routes
+            .iter()
+            .find(|r| r.matcher.matches_target(req, &target))
+            .map(|r| (vh, r))
+    }
+
+    pub fn virtual_host(&self, authority: &str) -> Option<&VirtualHost> {
+        let host = if self.ignore_port_in_host_matching {
+            domain::strip_port(authority)
+        } else {
+            authority
+        };
+        self.domains
+            .find(host)
+            .and_then(|i| self.virtual_hosts.get(i))
+    }
+}

@@ -1,0 +1,87 @@
+//! In-process upstream servers: an HTTP echo server (HTTP/1.1 and HTTP/2) that says who it is.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// An echo server: answers every request with JSON naming itself, the request line and the
+/// headers it received, and the header `x-served-by`.
+pub struct Echo {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub requests: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Echo {
+    pub async fn start(name: &str) -> Echo {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind echo");
+        let addr = listener.local_addr().expect("addr");
+        let requests = Arc::new(AtomicU64::new(0));
+        let count = requests.clone();
+        let me = name.to_string();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let me = me.clone();
+                let count = count.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| {
+                        count.fetch_add(1, Ordering::Relaxed);
+                        echo(me.clone(), req)
+                    });
+                    let _ = auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Echo {
+            name: name.to_string(),
+            addr,
+            requests,
+            task,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+}
+
+impl Drop for Echo {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn echo(me: String, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, hyper::Error> {
+    let (parts, body) = req.into_parts();
+    let body = body.collect().await?.to_bytes();
+    let headers: serde_json::Map<String, serde_json::Value> = parts
+        .headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").into()))
+        .collect();
+    let json = serde_json::json!({
+        "served_by": me,
+        "method": parts.method.as_str(),
+        "path": parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"),
+        "version": format!("{:?}", parts.version),
+        "headers": headers,
+        "body_len": body.len(),
+    });
+    let mut resp = Response::new(Full::new(Bytes::from(json.to_string())));
+    resp.headers_mut()
+        .insert("x-served-by", me.parse().expect("header value"));
+    resp.headers_mut()
+        .insert("content-type", "application/json".parse().expect("header value"));
+    Ok(resp)
+}
