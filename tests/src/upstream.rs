@@ -64,6 +64,15 @@ impl Drop for Echo {
 
 async fn echo(me: String, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, hyper::Error> {
     let (parts, body) = req.into_parts();
+    // `?delay_ms=N` holds the answer back, for tests of in-flight requests.
+    if let Some(ms) = parts
+        .uri
+        .query()
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("delay_ms=")))
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
     let body = body.collect().await?.to_bytes();
     let headers: serde_json::Map<String, serde_json::Value> = parts
         .headers

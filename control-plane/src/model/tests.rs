@@ -310,3 +310,19 @@ fn kinds_display_their_istio_names() {
         assert_eq!(Kind::from_name(&kind.to_string()), Some(kind));
     }
 }
+
+#[test]
+fn damaged_files_are_reported_not_panicked_on() {
+    // Cut one character at a time (every 61st) out of the full schema: whatever the result,
+    // parsing must come back with diagnostics, never panic.
+    let chars: Vec<char> = FULL_SCHEMA.chars().collect();
+    for cut in (0..chars.len()).step_by(61) {
+        let text: String = chars
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != cut)
+            .map(|(_, c)| c)
+            .collect();
+        let _ = parse(&text);
+    }
+}

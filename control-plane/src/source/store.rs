@@ -89,51 +89,11 @@ impl Store {
             .map(|f| f.path.clone())
             .collect();
 
-        // One definition per key, in file order.
-        let mut origins: BTreeMap<ResourceKey, Origin> = BTreeMap::new();
-        let mut candidates: BTreeMap<ResourceKey, AnyResource> = BTreeMap::new();
-        let mut rejected: BTreeSet<ResourceKey> = BTreeSet::new();
-        let mut duplicates = Vec::new();
-        for (index, file) in files.iter_mut().enumerate() {
-            for doc in std::mem::take(&mut file.docs) {
-                let origin = Origin {
-                    file: index,
-                    doc: doc.doc,
-                };
-                if let Some(first) = origins.get(&doc.key) {
-                    duplicates.push((doc.key, origin, *first));
-                    continue;
-                }
-                origins.insert(doc.key.clone(), origin);
-                match doc.resource {
-                    Some(resource) => {
-                        candidates.insert(doc.key, resource);
-                    }
-                    None => {
-                        rejected.insert(doc.key);
-                    }
-                }
-            }
-        }
-        let name_field = FieldPath::root().key("metadata").key("name");
-        for (key, at, first) in duplicates {
-            let first_file = &files[first.file];
-            let line = first_file
-                .locate(first.doc, &name_field)
-                .map(|(line, _)| format!(":{line}"))
-                .unwrap_or_default();
-            let message = format!(
-                "defined twice: the first definition, at {}{line}, is used and this one is ignored",
-                first_file.path.display()
-            );
-            diagnostics.push(files[at.file].diagnostic(
-                at.doc,
-                Some(&key),
-                Severity::Error,
-                &name_field,
-                message,
-            ));
-        }
+        let Collected {
+            origins,
+            candidates,
+            rejected,
+        } = collect(&mut files, &mut diagnostics);
 
         // Last good versions that stay.
         let mut next: BTreeMap<ResourceKey, AnyResource> = BTreeMap::new();
@@ -165,27 +125,7 @@ impl Store {
             .partition(|(key, _)| matches!(key.kind, Kind::VirtualService | Kind::DestinationRule));
         next.extend(entries);
 
-        // Hosts resolve against the hosts ServiceEntries declare.
-        let declared: BTreeSet<String> = next
-            .values()
-            .filter_map(|r| match r {
-                AnyResource::ServiceEntry(se) => Some(se.spec.hosts.iter().cloned()),
-                _ => None,
-            })
-            .flatten()
-            .collect();
-        let is_declared = |host: &str| declared.contains(host);
-        for (_, resource) in routing.iter_mut() {
-            match resource {
-                AnyResource::VirtualService(r) => {
-                    resolve_virtual_service(&mut r.spec, &r.meta.namespace, &is_declared)
-                }
-                AnyResource::DestinationRule(r) => {
-                    resolve_destination_rule(&mut r.spec, &r.meta.namespace, &is_declared)
-                }
-                _ => {}
-            }
-        }
+        resolve_hosts(&mut routing, &next);
         let (virtual_services, rules): (Vec<_>, Vec<_>) = routing
             .into_iter()
             .partition(|(key, _)| key.kind == Kind::VirtualService);
@@ -268,6 +208,95 @@ impl Store {
 
     pub fn into_config(self) -> ConfigSet {
         self.config
+    }
+}
+
+/// The resources of one reload, one definition per key.
+struct Collected {
+    origins: BTreeMap<ResourceKey, Origin>,
+    /// The valid ones.
+    candidates: BTreeMap<ResourceKey, AnyResource>,
+    /// The invalid ones.
+    rejected: BTreeSet<ResourceKey>,
+}
+
+/// Takes the documents out of `files`, in file order; a second definition of a key is an
+/// error and is ignored.
+fn collect(files: &mut [ParsedFile], diagnostics: &mut Vec<Diagnostic>) -> Collected {
+    let mut out = Collected {
+        origins: BTreeMap::new(),
+        candidates: BTreeMap::new(),
+        rejected: BTreeSet::new(),
+    };
+    let mut duplicates = Vec::new();
+    for (index, file) in files.iter_mut().enumerate() {
+        for doc in std::mem::take(&mut file.docs) {
+            let origin = Origin {
+                file: index,
+                doc: doc.doc,
+            };
+            if let Some(first) = out.origins.get(&doc.key) {
+                duplicates.push((doc.key, origin, *first));
+                continue;
+            }
+            out.origins.insert(doc.key.clone(), origin);
+            match doc.resource {
+                Some(resource) => {
+                    out.candidates.insert(doc.key, resource);
+                }
+                None => {
+                    out.rejected.insert(doc.key);
+                }
+            }
+        }
+    }
+    let name_field = FieldPath::root().key("metadata").key("name");
+    for (key, at, first) in duplicates {
+        let first_file = &files[first.file];
+        let line = first_file
+            .locate(first.doc, &name_field)
+            .map(|(line, _)| format!(":{line}"))
+            .unwrap_or_default();
+        let message = format!(
+            "defined twice: the first definition, at {}{line}, is used and this one is ignored",
+            first_file.path.display()
+        );
+        diagnostics.push(files[at.file].diagnostic(
+            at.doc,
+            Some(&key),
+            Severity::Error,
+            &name_field,
+            message,
+        ));
+    }
+    out
+}
+
+/// Resolves the hosts of new VirtualServices and DestinationRules, keeping as written the
+/// hosts that a ServiceEntry in `next` declares.
+fn resolve_hosts(
+    routing: &mut [(ResourceKey, AnyResource)],
+    next: &BTreeMap<ResourceKey, AnyResource>,
+) {
+    let declared: BTreeSet<&str> = next
+        .values()
+        .filter_map(|r| match r {
+            AnyResource::ServiceEntry(se) => Some(se.spec.hosts.iter().map(String::as_str)),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let is_declared = |host: &str| declared.contains(host);
+    for (_, resource) in routing.iter_mut() {
+        match resource {
+            AnyResource::VirtualService(r) => {
+                resolve_virtual_service(&mut r.spec, &r.meta.namespace, &is_declared)
+            }
+            AnyResource::DestinationRule(r) => {
+                resolve_destination_rule(&mut r.spec, &r.meta.namespace, &is_declared)
+            }
+            _ => {}
+        }
     }
 }
 

@@ -80,7 +80,7 @@ impl Session {
         let mut config_rx = self.shared.config.clone();
         self.on_request(first).await?;
         loop {
-            while let Some(type_url) = self.seq.next() {
+            while let Some(type_url) = self.seq.next_step() {
                 if self.types.contains_key(type_url) && self.send_changes(type_url).await? {
                     self.seq.wait_for(type_url);
                 }

@@ -30,7 +30,7 @@ impl PushSequencer {
     }
 
     /// The next type to consider, unless a step is waiting for its answer.
-    pub fn next(&mut self) -> Option<&'static str> {
+    pub fn next_step(&mut self) -> Option<&'static str> {
         if self.waiting.is_some() {
             return None;
         }
@@ -75,20 +75,20 @@ mod tests {
     async fn waits_for_answer_before_next_type() {
         let mut s = PushSequencer::default();
         s.start(Instant::now());
-        assert_eq!(s.next(), Some(CLUSTER));
+        assert_eq!(s.next_step(), Some(CLUSTER));
         s.wait_for(CLUSTER);
-        assert_eq!(s.next(), None);
+        assert_eq!(s.next_step(), None);
         s.answered(ENDPOINT);
-        assert_eq!(s.next(), None, "an answer for another type does not release the wait");
+        assert_eq!(s.next_step(), None, "an answer for another type does not release the wait");
         s.answered(CLUSTER);
-        assert_eq!(s.next(), Some(ENDPOINT));
+        assert_eq!(s.next_step(), Some(ENDPOINT));
     }
 
     #[tokio::test(start_paused = true)]
     async fn finishes_once_queue_drained() {
         let mut s = PushSequencer::default();
         s.start(Instant::now());
-        while s.next().is_some() {}
+        while s.next_step().is_some() {}
         assert!(s.take_finished().is_some());
         assert!(s.take_finished().is_none());
     }

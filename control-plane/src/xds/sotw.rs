@@ -141,7 +141,7 @@ impl Session {
     }
 
     async fn advance_push(&mut self) -> Result<(), StreamEnd> {
-        while let Some(type_url) = self.seq.next() {
+        while let Some(type_url) = self.seq.next_step() {
             if self.types.contains_key(type_url) && self.send(type_url, false).await? {
                 self.seq.wait_for(type_url);
             }

@@ -14,7 +14,9 @@ use std::task::{ready, Context, Poll};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+#[derive(Default)]
 pub enum ProxyBody {
+    #[default]
     Empty,
     Full(Option<Bytes>),
     Incoming(Incoming),
@@ -82,11 +84,5 @@ impl Body for ProxyBody {
             ProxyBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             ProxyBody::Incoming(b) | ProxyBody::Pooled(b, _) => b.size_hint(),
         }
-    }
-}
-
-impl Default for ProxyBody {
-    fn default() -> Self {
-        ProxyBody::Empty
     }
 }

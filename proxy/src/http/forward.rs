@@ -10,31 +10,58 @@ use crate::context::ProxyContext;
 use crate::observe::access_log::LogRecord;
 use crate::router::{RequestView, RouteAction, RouteTable};
 use crate::upstream::connect::ConnectError;
-use crate::upstream::Cluster;
+use crate::upstream::{Cluster, Host};
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{header, HeaderValue, Request, Response, StatusCode, Uri, Version};
+use http::{header, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-/// What the request path learned, for the access log and stats.
-struct Outcome {
+/// What the request path learned, for the access log and stats. It borrows from the
+/// snapshot the request runs on, so recording it costs no allocation.
+struct Outcome<'s> {
     flag: ResponseFlag,
-    cluster: Option<Arc<Cluster>>,
-    upstream_host: String,
-    route_name: Arc<str>,
+    cluster: Option<&'s Arc<Cluster>>,
+    host: Option<&'s Arc<Host>>,
+    route_name: &'s str,
     upstream_time: Option<u128>,
 }
 
-impl Default for Outcome {
+impl Default for Outcome<'_> {
     fn default() -> Self {
         Outcome {
             flag: ResponseFlag::None,
             cluster: None,
-            upstream_host: String::new(),
-            route_name: Arc::from(""),
+            host: None,
+            route_name: "",
             upstream_time: None,
+        }
+    }
+}
+
+/// The request fields the access log needs, captured before the request is forwarded; only
+/// when the listener logs at all.
+struct LogCapture {
+    start_wall: SystemTime,
+    method: Method,
+    path: Option<PathAndQuery>,
+    version: Version,
+    bytes_received: u64,
+    forwarded_for: Option<HeaderValue>,
+    user_agent: Option<HeaderValue>,
+}
+
+impl LogCapture {
+    fn new(req: &Request<Incoming>) -> Self {
+        LogCapture {
+            start_wall: SystemTime::now(),
+            method: req.method().clone(),
+            path: req.uri().path_and_query().cloned(),
+            version: req.version(),
+            bytes_received: content_length(req.headers()),
+            forwarded_for: req.headers().get(&X_FORWARDED_FOR).cloned(),
+            user_agent: req.headers().get(header::USER_AGENT).cloned(),
         }
     }
 }
@@ -46,62 +73,83 @@ pub async fn handle(
     mut req: Request<Incoming>,
 ) -> Response<ProxyBody> {
     let start = Instant::now();
-    let start_wall = SystemTime::now();
     let snapshot = ctx.snapshot.load_full();
     let request_id = headers::ensure_request_id(req.headers_mut());
-    let authority = request_authority(&req);
-    let method = req.method().clone();
-    let path = req
-        .uri()
-        .path_and_query()
-        .map_or_else(|| "/".to_string(), |p| p.as_str().to_string());
-    let protocol = protocol_name(req.version());
-    let bytes_received = content_length(req.headers());
-    let forwarded_for_in = header_str(req.headers(), &X_FORWARDED_FOR).to_string();
-    let user_agent = header_str(req.headers(), &header::USER_AGENT).to_string();
-    let listener_cfg = snapshot.listeners.get(listener).cloned();
+    let authority = RequestAuthority::of(&req);
+    let listener_cfg = snapshot.listeners.get(listener);
+    let log_format = listener_cfg.and_then(|l| l.access_log);
+    let capture = log_format.map(|_| LogCapture::new(&req));
 
     let mut outcome = Outcome::default();
-    let response = proxy(&snapshot, listener_cfg.as_deref(), &authority, peer, req, &mut outcome).await;
+    let response = proxy(&snapshot, listener_cfg.map(|l| &**l), authority.as_str(), peer, req, &mut outcome).await;
 
     let status = response.status().as_u16();
-    if let Some(cluster) = &outcome.cluster {
+    if let Some(cluster) = outcome.cluster {
         cluster.runtime.stats.record(status);
     }
-    if let Some(format) = listener_cfg.as_ref().and_then(|l| l.access_log) {
+    if let (Some(format), Some(c)) = (log_format, capture) {
+        let upstream_host = outcome.host.map(|h| h.address().to_string()).unwrap_or_default();
         ctx.access_log.log(
             format,
             &LogRecord {
-                start: start_wall,
-                method: method.as_str(),
-                path: &path,
-                protocol,
+                start: c.start_wall,
+                method: c.method.as_str(),
+                path: c.path.as_ref().map_or("/", |p| p.as_str()),
+                protocol: protocol_name(c.version),
                 status,
                 flags: outcome.flag.as_str(),
-                bytes_received,
+                bytes_received: c.bytes_received,
                 bytes_sent: content_length(response.headers()),
                 duration_ms: start.elapsed().as_millis(),
                 upstream_service_time_ms: outcome.upstream_time,
-                forwarded_for: &forwarded_for_in,
-                user_agent: &user_agent,
+                forwarded_for: c.forwarded_for.as_ref().and_then(|v| v.to_str().ok()).unwrap_or(""),
+                user_agent: c.user_agent.as_ref().and_then(|v| v.to_str().ok()).unwrap_or(""),
                 request_id: request_id.to_str().unwrap_or("-"),
-                authority: &authority,
-                upstream_host: &outcome.upstream_host,
-                upstream_cluster: outcome.cluster.as_ref().map_or("", |c| &c.name),
-                route_name: &outcome.route_name,
+                authority: authority.as_str(),
+                upstream_host: &upstream_host,
+                upstream_cluster: outcome.cluster.map_or("", |c| &c.name),
+                route_name: outcome.route_name,
             },
         );
     }
     response
 }
 
-async fn proxy(
-    snapshot: &Snapshot,
-    listener: Option<&crate::config::ListenerConfig>,
+/// The authority a request is for: the absolute-form target or `:authority`, else `Host`.
+/// Both are reference-counted buffers, so keeping it costs no copy.
+enum RequestAuthority {
+    Uri(Authority),
+    Host(HeaderValue),
+    None,
+}
+
+impl RequestAuthority {
+    fn of(req: &Request<Incoming>) -> Self {
+        if let Some(a) = req.uri().authority() {
+            return RequestAuthority::Uri(a.clone());
+        }
+        match req.headers().get(header::HOST) {
+            Some(h) => RequestAuthority::Host(h.clone()),
+            None => RequestAuthority::None,
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            RequestAuthority::Uri(a) => a.as_str(),
+            RequestAuthority::Host(h) => h.to_str().unwrap_or(""),
+            RequestAuthority::None => "",
+        }
+    }
+}
+
+async fn proxy<'s>(
+    snapshot: &'s Snapshot,
+    listener: Option<&'s crate::config::ListenerConfig>,
     authority: &str,
     peer: SocketAddr,
     mut req: Request<Incoming>,
-    outcome: &mut Outcome,
+    outcome: &mut Outcome<'s>,
 ) -> Response<ProxyBody> {
     // Upgrades (WebSocket and friends) are not configured on any route yet: refuse them
     // cleanly, as Envoy does when a route does not allow the upgrade type.
@@ -127,7 +175,7 @@ async fn proxy(
         outcome.flag = ResponseFlag::NoRoute;
         return local_reply(StatusCode::NOT_FOUND, "");
     };
-    outcome.route_name = Arc::from(route.name.as_str());
+    outcome.route_name = &route.name;
     let cluster_name = match &route.action {
         RouteAction::Cluster(target) => target.name.clone(),
         RouteAction::Weighted(w) => w.pick_random().name.clone(),
@@ -146,12 +194,12 @@ async fn proxy(
         outcome.flag = ResponseFlag::NoCluster;
         return local_reply(StatusCode::SERVICE_UNAVAILABLE, "no cluster");
     };
-    outcome.cluster = Some(cluster.clone());
+    outcome.cluster = Some(cluster);
     let Some(host) = cluster.pick() else {
         outcome.flag = ResponseFlag::NoHealthyUpstream;
         return local_reply(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream");
     };
-    outcome.upstream_host = host.address().to_string();
+    outcome.host = Some(host);
 
     prepare_upstream_request(&mut req, authority, peer, cluster.config.protocol);
     let _active = host.start_request();
@@ -165,7 +213,7 @@ async fn proxy(
                 .cx_connect_fail
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             outcome.flag = ResponseFlag::UpstreamConnectFailure;
-            tracing::debug!(host = %outcome.upstream_host, error = %e, "upstream connect failed");
+            tracing::debug!(host = %host.address(), error = %e, "upstream connect failed");
             return local_reply(StatusCode::SERVICE_UNAVAILABLE, connect_failure_text(&e));
         }
     };
@@ -180,7 +228,7 @@ async fn proxy(
             resp
         }
         Err(e) => {
-            tracing::debug!(host = %outcome.upstream_host, error = %e, "upstream request failed");
+            tracing::debug!(host = %host.address(), error = %e, "upstream request failed");
             outcome.flag = ResponseFlag::UpstreamConnectionTermination;
             local_reply(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -195,14 +243,6 @@ fn route_table<'a>(snapshot: &'a Snapshot, source: &'a RouteSource) -> Option<&'
         RouteSource::Rds(name) => snapshot.route_table(name),
         RouteSource::Inline(table) => Some(table),
     }
-}
-
-/// The authority a request is for: the absolute-form target or `:authority`, else `Host`.
-fn request_authority(req: &Request<Incoming>) -> String {
-    if let Some(a) = req.uri().authority() {
-        return a.as_str().to_string();
-    }
-    header_str(req.headers(), &header::HOST).to_string()
 }
 
 /// Rewrites the downstream request into the upstream one: hop-by-hop headers out, forwarding
@@ -232,8 +272,14 @@ fn prepare_upstream_request(
         UpstreamProtocol::Http1 => {
             *req.uri_mut() = Uri::from(path);
             *req.version_mut() = Version::HTTP_11;
-            if let Ok(v) = HeaderValue::from_str(authority) {
-                req.headers_mut().insert(header::HOST, v);
+            let host_is_authority = req
+                .headers()
+                .get(header::HOST)
+                .is_some_and(|h| h.as_bytes() == authority.as_bytes());
+            if !host_is_authority {
+                if let Ok(v) = HeaderValue::from_str(authority) {
+                    req.headers_mut().insert(header::HOST, v);
+                }
             }
         }
         UpstreamProtocol::Http2 => {
