@@ -35,7 +35,10 @@ pub struct ProxyConn {
 
 impl ProxyConn {
     pub fn new(proxy: SocketAddr) -> ProxyConn {
-        ProxyConn { proxy, sender: None }
+        ProxyConn {
+            proxy,
+            sender: None,
+        }
     }
 
     async fn sender(&mut self) -> anyhow::Result<&mut http1::SendRequest<Full<Bytes>>> {
@@ -46,7 +49,10 @@ impl ProxyConn {
             tokio::spawn(conn);
             self.sender = Some(sender);
         }
-        let sender = self.sender.as_mut().ok_or_else(|| anyhow::anyhow!("no connection"))?;
+        let sender = self
+            .sender
+            .as_mut()
+            .ok_or_else(|| anyhow::anyhow!("no connection"))?;
         sender.ready().await?;
         Ok(sender)
     }
@@ -57,11 +63,20 @@ impl ProxyConn {
     }
 
     /// GET `url` in origin-form (`GET /path` with `Host`), as to a server rather than a proxy.
-    pub async fn get_origin(&mut self, url: &str, headers: &[(&str, &str)]) -> anyhow::Result<Reply> {
+    pub async fn get_origin(
+        &mut self,
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<Reply> {
         self.request(url, headers, false).await
     }
 
-    async fn request(&mut self, url: &str, headers: &[(&str, &str)], absolute: bool) -> anyhow::Result<Reply> {
+    async fn request(
+        &mut self,
+        url: &str,
+        headers: &[(&str, &str)],
+        absolute: bool,
+    ) -> anyhow::Result<Reply> {
         let uri: http::Uri = url.parse()?;
         let target = if absolute {
             uri.clone()
@@ -95,7 +110,11 @@ impl ProxyConn {
 }
 
 /// One request on a fresh connection.
-pub async fn get_via(proxy: SocketAddr, url: &str, headers: &[(&str, &str)]) -> anyhow::Result<Reply> {
+pub async fn get_via(
+    proxy: SocketAddr,
+    url: &str,
+    headers: &[(&str, &str)],
+) -> anyhow::Result<Reply> {
     ProxyConn::new(proxy).get(url, headers).await
 }
 

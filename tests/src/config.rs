@@ -94,8 +94,15 @@ impl Mesh {
             .unwrap_or(serde_json::Value::Null)
     }
 
-    fn identity_args(&self, workload: &str, namespace: &str, outbound: SocketAddr, admin: SocketAddr) -> (String, Vec<String>) {
-        let node_id = format!("sidecar~127.0.0.1~{workload}.{namespace}~{namespace}.svc.cluster.local");
+    fn identity_args(
+        &self,
+        workload: &str,
+        namespace: &str,
+        outbound: SocketAddr,
+        admin: SocketAddr,
+    ) -> (String, Vec<String>) {
+        let node_id =
+            format!("sidecar~127.0.0.1~{workload}.{namespace}~{namespace}.svc.cluster.local");
         let args = vec![
             "--xds-addr".to_string(),
             format!("127.0.0.1:{}", self.xds_port),
@@ -121,7 +128,12 @@ impl Mesh {
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
         let (node_id, args) = self.identity_args(workload, namespace, outbound, admin);
         let proc = Proc::spawn(workload, &bin("weft-proxy"), &args, self.logs.path());
-        let proxy = Proxy { proc, outbound, admin, node_id };
+        let proxy = Proxy {
+            proc,
+            outbound,
+            admin,
+            node_id,
+        };
         proxy.wait_ready().await;
         proxy
     }
@@ -141,7 +153,11 @@ impl Mesh {
             .args(&args)
             .output()
             .expect("run weftctl bootstrap-envoy");
-        assert!(out.status.success(), "bootstrap-envoy failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "bootstrap-envoy failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let bootstrap = self.logs.path().join(format!("{workload}-bootstrap.yaml"));
         std::fs::write(&bootstrap, &out.stdout).expect("write bootstrap");
         let envoy_args = vec![
@@ -154,8 +170,18 @@ impl Mesh {
             "--log-level".into(),
             "warn".into(),
         ];
-        let proc = Proc::spawn(&format!("envoy-{workload}"), &envoy, &envoy_args, self.logs.path());
-        let proxy = Proxy { proc, outbound, admin, node_id };
+        let proc = Proc::spawn(
+            &format!("envoy-{workload}"),
+            &envoy,
+            &envoy_args,
+            self.logs.path(),
+        );
+        let proxy = Proxy {
+            proc,
+            outbound,
+            admin,
+            node_id,
+        };
         proxy.wait_ready().await;
         Some(proxy)
     }
@@ -164,10 +190,14 @@ impl Mesh {
 impl Proxy {
     pub async fn wait_ready(&self) {
         let url = format!("http://{}/ready", self.admin);
-        eventually(&format!("{} ready", self.proc.name), Duration::from_secs(30), || {
-            let url = url.clone();
-            async move { get_plain(&url).await.ok().filter(|r| r.status == 200) }
-        })
+        eventually(
+            &format!("{} ready", self.proc.name),
+            Duration::from_secs(30),
+            || {
+                let url = url.clone();
+                async move { get_plain(&url).await.ok().filter(|r| r.status == 200) }
+            },
+        )
         .await;
     }
 

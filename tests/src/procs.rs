@@ -16,10 +16,20 @@ pub fn bin_dir() -> PathBuf {
             .and_then(Path::parent)
             .expect("test binary in target/<profile>/deps")
             .to_path_buf();
-        if ["weftd", "weft-proxy", "weftctl"].iter().any(|b| !dir.join(b).exists()) {
+        if ["weftd", "weft-proxy", "weftctl"]
+            .iter()
+            .any(|b| !dir.join(b).exists())
+        {
             // `cargo test --workspace` builds them; a lone `cargo test -p weft-e2e` may not.
             let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-                .args(["build", "-p", "weft-control-plane", "-p", "weft-proxy", "--bins"])
+                .args([
+                    "build",
+                    "-p",
+                    "weft-control-plane",
+                    "-p",
+                    "weft-proxy",
+                    "--bins",
+                ])
                 .status()
                 .expect("run cargo build");
             assert!(status.success(), "cargo build --bins failed");
@@ -48,7 +58,10 @@ impl Proc {
         let err = out.try_clone().expect("clone log");
         let child = Command::new(program)
             .args(args)
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)

@@ -22,14 +22,18 @@ pub struct Echo {
 
 impl Echo {
     pub async fn start(name: &str) -> Echo {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind echo");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind echo");
         let addr = listener.local_addr().expect("addr");
         let requests = Arc::new(AtomicU64::new(0));
         let count = requests.clone();
         let me = name.to_string();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let me = me.clone();
                 let count = count.clone();
                 tokio::spawn(async move {
@@ -90,7 +94,9 @@ async fn echo(me: String, req: Request<Incoming>) -> Result<Response<Full<Bytes>
     let mut resp = Response::new(Full::new(Bytes::from(json.to_string())));
     resp.headers_mut()
         .insert("x-served-by", me.parse().expect("header value"));
-    resp.headers_mut()
-        .insert("content-type", "application/json".parse().expect("header value"));
+    resp.headers_mut().insert(
+        "content-type",
+        "application/json".parse().expect("header value"),
+    );
     Ok(resp)
 }

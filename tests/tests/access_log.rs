@@ -11,25 +11,60 @@ use weft_e2e::upstream::Echo;
 async fn default_format_logs_flags_for_own_answers() {
     let echo = Echo::start("ratings-v1").await;
     let mut mesh = Mesh::new();
-    mesh.write("se.yaml", &service_entry("ratings", 9080, "HTTP", &[(echo.port(), "v1")]));
+    mesh.write(
+        "se.yaml",
+        &service_entry("ratings", 9080, "HTTP", &[(echo.port(), "v1")]),
+    );
     // A service whose only endpoint refuses connections: UF.
     let closed = weft_e2e::free_port();
-    mesh.write("dead.yaml", &service_entry("dead", 9080, "HTTP", &[(closed, "v1")]));
+    mesh.write(
+        "dead.yaml",
+        &service_entry("dead", 9080, "HTTP", &[(closed, "v1")]),
+    );
     mesh.start_weftd().await;
     let proxy = mesh.start_proxy("client", "default").await;
     let mut conn = ProxyConn::new(proxy.outbound);
-    assert_eq!(conn.get("http://ratings:9080/ratings/1", &[("x-request-id", "req-ok")]).await.expect("ok").status, 200);
-    assert_eq!(conn.get("http://missing:9080/", &[("x-request-id", "req-nr")]).await.expect("nr").status, 404);
-    let uf = conn.get("http://dead:9080/", &[("x-request-id", "req-uf")]).await.expect("uf");
+    assert_eq!(
+        conn.get(
+            "http://ratings:9080/ratings/1",
+            &[("x-request-id", "req-ok")]
+        )
+        .await
+        .expect("ok")
+        .status,
+        200
+    );
+    assert_eq!(
+        conn.get("http://missing:9080/", &[("x-request-id", "req-nr")])
+            .await
+            .expect("nr")
+            .status,
+        404
+    );
+    let uf = conn
+        .get("http://dead:9080/", &[("x-request-id", "req-uf")])
+        .await
+        .expect("uf");
     assert_eq!(uf.status, 503);
     let log = eventually("three access log lines", Duration::from_secs(10), || {
         let log = proxy.proc.log();
         async move { (log.matches("\"req-").count() >= 3).then_some(log) }
     })
     .await;
-    let line = |id: &str| log.lines().find(|l| l.contains(id)).unwrap_or_default().to_string();
-    assert!(line("req-ok").contains("\"GET /ratings/1 HTTP/1.1\" 200 - "), "{log}");
-    assert!(line("req-ok").contains(&format!("\"127.0.0.1:{}\"", echo.port())), "{log}");
+    let line = |id: &str| {
+        log.lines()
+            .find(|l| l.contains(id))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(
+        line("req-ok").contains("\"GET /ratings/1 HTTP/1.1\" 200 - "),
+        "{log}"
+    );
+    assert!(
+        line("req-ok").contains(&format!("\"127.0.0.1:{}\"", echo.port())),
+        "{log}"
+    );
     assert!(line("req-nr").contains(" 404 NR "), "{log}");
     assert!(line("req-uf").contains(" 503 UF "), "{log}");
 }
@@ -39,7 +74,10 @@ async fn json_format_when_weftd_asks_for_it() {
     let echo = Echo::start("ratings-v1").await;
     let mut mesh = Mesh::new();
     mesh.weftd_args = vec!["--access-log-format".into(), "json".into()];
-    mesh.write("se.yaml", &service_entry("ratings", 9080, "HTTP", &[(echo.port(), "v1")]));
+    mesh.write(
+        "se.yaml",
+        &service_entry("ratings", 9080, "HTTP", &[(echo.port(), "v1")]),
+    );
     mesh.start_weftd().await;
     let proxy = mesh.start_proxy("client", "default").await;
     let r = ProxyConn::new(proxy.outbound)
@@ -58,5 +96,8 @@ async fn json_format_when_weftd_asks_for_it() {
     .await;
     assert_eq!(entry["response_code"], 200);
     assert_eq!(entry["authority"], "ratings:9080");
-    assert_eq!(entry["upstream_cluster"], "outbound|9080||ratings.default.svc.cluster.local");
+    assert_eq!(
+        entry["upstream_cluster"],
+        "outbound|9080||ratings.default.svc.cluster.local"
+    );
 }

@@ -4,8 +4,13 @@ use std::process::Command;
 use weft_e2e::procs::bin;
 
 fn analyze(dir: &std::path::Path) -> (i32, String) {
-    let out = Command::new(bin("weftctl")).arg("analyze").arg(dir).output().expect("run weftctl");
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let out = Command::new(bin("weftctl"))
+        .arg("analyze")
+        .arg(dir)
+        .output()
+        .expect("run weftctl");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     (out.status.code().unwrap_or(-1), text)
 }
 

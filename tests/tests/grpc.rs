@@ -38,7 +38,9 @@ async fn grpc_unary_and_server_streaming_through_the_proxy() {
     reporter
         .set_service_status("reviews", tonic_health::ServingStatus::Serving)
         .await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let port = listener.local_addr().expect("addr").port();
     tokio::spawn(
         tonic::transport::Server::builder()
@@ -65,7 +67,9 @@ async fn grpc_unary_and_server_streaming_through_the_proxy() {
         let mut client = client.clone();
         async move {
             client
-                .check(HealthCheckRequest { service: "reviews".into() })
+                .check(HealthCheckRequest {
+                    service: "reviews".into(),
+                })
                 .await
                 .ok()
                 .map(|r| r.into_inner().status)
@@ -76,14 +80,18 @@ async fn grpc_unary_and_server_streaming_through_the_proxy() {
 
     // An unknown service is a gRPC error carried in trailers: it must arrive intact.
     let err = client
-        .check(HealthCheckRequest { service: "nope".into() })
+        .check(HealthCheckRequest {
+            service: "nope".into(),
+        })
         .await
         .expect_err("unknown service");
     assert_eq!(err.code(), tonic::Code::NotFound, "{err:?}");
 
     // Server streaming: Watch sends the current status, then every change.
     let mut stream = client
-        .watch(HealthCheckRequest { service: "reviews".into() })
+        .watch(HealthCheckRequest {
+            service: "reviews".into(),
+        })
         .await
         .expect("watch")
         .into_inner();

@@ -12,7 +12,10 @@ use weft_e2e::upstream::Echo;
 async fn mesh() -> (Mesh, Echo, Proxy) {
     let echo = Echo::start("details-v1").await;
     let mut mesh = Mesh::new();
-    mesh.write("se.yaml", &service_entry("details", 9080, "HTTP", &[(echo.port(), "v1")]));
+    mesh.write(
+        "se.yaml",
+        &service_entry("details", 9080, "HTTP", &[(echo.port(), "v1")]),
+    );
     mesh.start_weftd().await;
     let proxy = mesh.start_proxy("client", "default").await;
     (mesh, echo, proxy)
@@ -20,7 +23,9 @@ async fn mesh() -> (Mesh, Echo, Proxy) {
 
 /// Sends raw bytes on a fresh connection and reads until `done` says the answer is complete.
 async fn raw(proxy: &Proxy, request: &[u8], done: impl Fn(&str) -> bool) -> String {
-    let mut s = tokio::net::TcpStream::connect(proxy.outbound).await.expect("connect");
+    let mut s = tokio::net::TcpStream::connect(proxy.outbound)
+        .await
+        .expect("connect");
     s.write_all(request).await.expect("write");
     let mut out = Vec::new();
     let mut buf = [0u8; 8192];
@@ -48,7 +53,9 @@ async fn chunked_and_expect_continue_reach_the_upstream() {
     .await;
     assert!(chunked.starts_with("HTTP/1.1 200"), "{chunked}");
 
-    let mut s = tokio::net::TcpStream::connect(proxy.outbound).await.expect("connect");
+    let mut s = tokio::net::TcpStream::connect(proxy.outbound)
+        .await
+        .expect("connect");
     s.write_all(b"PUT /x HTTP/1.1\r\nHost: details:9080\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
         .await
         .expect("write");
@@ -75,10 +82,16 @@ async fn upgrades_are_refused_and_malformed_requests_get_400() {
     )
     .await;
     assert!(ws.starts_with("HTTP/1.1 403"), "{ws}");
-    let bad = raw(&proxy, b"GET / HTTP/1.1\r\nHost details\r\n\r\n", |t| t.contains("\r\n\r\n")).await;
+    let bad = raw(&proxy, b"GET / HTTP/1.1\r\nHost details\r\n\r\n", |t| {
+        t.contains("\r\n\r\n")
+    })
+    .await;
     assert!(bad.starts_with("HTTP/1.1 400"), "{bad}");
     // The proxy is still fine for the next client.
-    let ok = ProxyConn::new(proxy.outbound).get("http://details:9080/", &[]).await.expect("request");
+    let ok = ProxyConn::new(proxy.outbound)
+        .get("http://details:9080/", &[])
+        .await
+        .expect("request");
     assert_eq!(ok.status, 200);
 }
 
@@ -88,15 +101,26 @@ async fn forwarding_headers_are_set_and_hop_by_hop_ones_dropped() {
     let r = ProxyConn::new(proxy.outbound)
         .get(
             "http://details:9080/h",
-            &[("connection", "x-private"), ("x-private", "secret"), ("proxy-connection", "keep-alive")],
+            &[
+                ("connection", "x-private"),
+                ("x-private", "secret"),
+                ("proxy-connection", "keep-alive"),
+            ],
         )
         .await
         .expect("request");
     let seen = &r.json()["headers"];
     assert_eq!(seen["host"], "details:9080");
     assert_eq!(seen["x-forwarded-for"], "127.0.0.1");
-    assert_eq!(seen["x-request-id"].as_str().map(str::len), Some(36), "{seen}");
-    assert!(seen.get("x-private").is_none() && seen.get("proxy-connection").is_none(), "{seen}");
+    assert_eq!(
+        seen["x-request-id"].as_str().map(str::len),
+        Some(36),
+        "{seen}"
+    );
+    assert!(
+        seen.get("x-private").is_none() && seen.get("proxy-connection").is_none(),
+        "{seen}"
+    );
     assert!(r.headers.contains_key("x-envoy-upstream-service-time"));
     // A request id the client sent is kept as it is.
     let r = ProxyConn::new(proxy.outbound)
@@ -109,11 +133,14 @@ async fn forwarding_headers_are_set_and_hop_by_hop_ones_dropped() {
 #[tokio::test(flavor = "multi_thread")]
 async fn http2_prior_knowledge_downstream() {
     let (_mesh, _echo, proxy) = mesh().await;
-    let stream = tokio::net::TcpStream::connect(proxy.outbound).await.expect("connect");
-    let (mut sender, conn) = hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-        .handshake::<_, Full<Bytes>>(hyper_util::rt::TokioIo::new(stream))
+    let stream = tokio::net::TcpStream::connect(proxy.outbound)
         .await
-        .expect("h2 handshake");
+        .expect("connect");
+    let (mut sender, conn) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .handshake::<_, Full<Bytes>>(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("h2 handshake");
     tokio::spawn(conn);
     for i in 0..5 {
         let req = http::Request::get(format!("http://details:9080/h2/{i}"))
@@ -124,7 +151,10 @@ async fn http2_prior_knowledge_downstream() {
         let body = resp.into_body().collect().await.expect("body").to_bytes();
         let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
         assert_eq!(v["path"], format!("/h2/{i}"));
-        assert_eq!(v["headers"]["host"], "details:9080", "HTTP/1.1 upstream gets the authority as Host");
+        assert_eq!(
+            v["headers"]["host"], "details:9080",
+            "HTTP/1.1 upstream gets the authority as Host"
+        );
     }
 }
 
@@ -133,7 +163,9 @@ async fn sigterm_finishes_in_flight_requests_then_exits_zero() {
     let (_mesh, _echo, mut proxy) = mesh().await;
     let addr = proxy.outbound;
     let slow = tokio::spawn(async move {
-        ProxyConn::new(addr).get("http://details:9080/slow?delay_ms=1500", &[]).await
+        ProxyConn::new(addr)
+            .get("http://details:9080/slow?delay_ms=1500", &[])
+            .await
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let status = tokio::task::spawn_blocking(move || {
@@ -142,7 +174,13 @@ async fn sigterm_finishes_in_flight_requests_then_exits_zero() {
     })
     .await
     .expect("join");
-    let reply = slow.await.expect("join").expect("the in-flight request completes");
+    let reply = slow
+        .await
+        .expect("join")
+        .expect("the in-flight request completes");
     assert_eq!(reply.status, 200);
-    assert!(status.0.expect("exit status").success(), "weft-proxy exits 0 after draining");
+    assert!(
+        status.0.expect("exit status").success(),
+        "weft-proxy exits 0 after draining"
+    );
 }

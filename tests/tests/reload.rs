@@ -19,9 +19,19 @@ async fn mesh_with_reviews() -> (Mesh, Vec<Echo>) {
         Echo::start("reviews-v3").await,
     ];
     let mesh = Mesh::new();
-    let eps: Vec<(u16, &str)> = echoes.iter().zip(["v1", "v2", "v3"]).map(|(e, v)| (e.port(), v)).collect();
-    mesh.write("reviews-se.yaml", &service_entry("reviews", 9080, "HTTP", &eps));
-    mesh.write("reviews-dr.yaml", &destination_rule("reviews", &["v1", "v2", "v3"]));
+    let eps: Vec<(u16, &str)> = echoes
+        .iter()
+        .zip(["v1", "v2", "v3"])
+        .map(|(e, v)| (e.port(), v))
+        .collect();
+    mesh.write(
+        "reviews-se.yaml",
+        &service_entry("reviews", 9080, "HTTP", &eps),
+    );
+    mesh.write(
+        "reviews-dr.yaml",
+        &destination_rule("reviews", &["v1", "v2", "v3"]),
+    );
     mesh.write("reviews-vs.yaml", &weighted_vs("reviews", &[("v1", 100)]));
     (mesh, echoes)
 }
@@ -29,19 +39,23 @@ async fn mesh_with_reviews() -> (Mesh, Vec<Echo>) {
 /// Waits until `n` fresh requests in a row are all served by `who`; returns how long it took.
 async fn converge_to(proxy: &Proxy, who: &str) -> Duration {
     let start = Instant::now();
-    eventually(&format!("traffic moves to {who}"), Duration::from_secs(15), || {
-        let addr = proxy.outbound;
-        let who = who.to_string();
-        async move {
-            let mut c = ProxyConn::new(addr);
-            for _ in 0..5 {
-                if c.get(URL, &[]).await.ok()?.served_by() != who {
-                    return None;
+    eventually(
+        &format!("traffic moves to {who}"),
+        Duration::from_secs(15),
+        || {
+            let addr = proxy.outbound;
+            let who = who.to_string();
+            async move {
+                let mut c = ProxyConn::new(addr);
+                for _ in 0..5 {
+                    if c.get(URL, &[]).await.ok()?.served_by() != who {
+                        return None;
+                    }
                 }
+                Some(())
             }
-            Some(())
-        }
-    })
+        },
+    )
     .await;
     start.elapsed()
 }
@@ -65,9 +79,21 @@ async fn hot_reload_under_load_fails_no_request() {
         slowest = slowest.max(converge_to(&proxy, target).await);
     }
     let stats = load.stop().await;
-    println!("20 rewrites under load: slowest convergence {slowest:?}; {}", stats.summary());
-    assert_eq!(stats.failed.load(Ordering::Relaxed), 0, "{}", stats.summary());
-    assert!(stats.ok.load(Ordering::Relaxed) > 100, "{}", stats.summary());
+    println!(
+        "20 rewrites under load: slowest convergence {slowest:?}; {}",
+        stats.summary()
+    );
+    assert_eq!(
+        stats.failed.load(Ordering::Relaxed),
+        0,
+        "{}",
+        stats.summary()
+    );
+    assert!(
+        stats.ok.load(Ordering::Relaxed) > 100,
+        "{}",
+        stats.summary()
+    );
 }
 
 const BAD_REGEX_VS: &str = r#"apiVersion: networking.istio.io/v1
@@ -97,17 +123,27 @@ async fn invalid_update_keeps_last_good_config_and_is_reported() {
 
     mesh.write("reviews-vs.yaml", BAD_REGEX_VS);
     // weftd reports the problem and keeps serving the last good VirtualService.
-    eventually("weftd reports the config error", Duration::from_secs(10), || {
-        let url = mesh.http_url("/metrics");
-        async move {
-            let m = weft_e2e::client::get_plain(&url).await.ok()?;
-            m.body.lines().any(|l| l == "weftd_config_errors 1").then_some(())
-        }
-    })
+    eventually(
+        "weftd reports the config error",
+        Duration::from_secs(10),
+        || {
+            let url = mesh.http_url("/metrics");
+            async move {
+                let m = weft_e2e::client::get_plain(&url).await.ok()?;
+                m.body
+                    .lines()
+                    .any(|l| l == "weftd_config_errors 1")
+                    .then_some(())
+            }
+        },
+    )
     .await;
     let mut conn = ProxyConn::new(proxy.outbound);
     for _ in 0..20 {
-        assert_eq!(conn.get(URL, &[]).await.expect("request").served_by(), "reviews-v1");
+        assert_eq!(
+            conn.get(URL, &[]).await.expect("request").served_by(),
+            "reviews-v1"
+        );
     }
 
     // weftctl analyze names the file, the resource and the field, and fails.
@@ -116,7 +152,8 @@ async fn invalid_update_keeps_last_good_config_and_is_reported() {
         .arg(mesh.path())
         .output()
         .expect("run weftctl analyze");
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("reviews-vs.yaml"), "{text}");
     assert!(text.contains("VirtualService default/reviews"), "{text}");
@@ -137,21 +174,27 @@ async fn proxy_nack_is_visible_in_syncz() {
     let taken = blocker.local_addr().expect("addr");
     let admin = format!("127.0.0.1:{}", weft_e2e::free_port());
     let args: Vec<String> = [
-        "--xds-addr", &format!("127.0.0.1:{}", mesh.xds_port),
-        "--node-id", "sidecar~127.0.0.1~blocked.default~default.svc.cluster.local",
-        "--outbound-addr", &taken.to_string(),
-        "--admin-addr", &admin,
+        "--xds-addr",
+        &format!("127.0.0.1:{}", mesh.xds_port),
+        "--node-id",
+        "sidecar~127.0.0.1~blocked.default~default.svc.cluster.local",
+        "--outbound-addr",
+        &taken.to_string(),
+        "--admin-addr",
+        &admin,
     ]
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let _proxy = weft_e2e::procs::Proc::spawn("blocked", &bin("weft-proxy"), &args, mesh.logs.path());
+    let _proxy =
+        weft_e2e::procs::Proc::spawn("blocked", &bin("weft-proxy"), &args, mesh.logs.path());
     let nack = eventually("NACK in /debug/syncz", Duration::from_secs(15), || {
         let mesh = &mesh;
         async move {
             let syncz = mesh.syncz().await;
             syncz.as_array()?.iter().find_map(|p| {
-                let n = &p["types"]["type.googleapis.com/envoy.config.listener.v3.Listener"]["last_nack"];
+                let n = &p["types"]["type.googleapis.com/envoy.config.listener.v3.Listener"]
+                    ["last_nack"];
                 n["error_detail"].as_str().map(str::to_string)
             })
         }
@@ -176,10 +219,18 @@ async fn control_plane_restart_under_load() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     // ...is not seen yet: the proxy keeps serving its last config.
     let mut conn = ProxyConn::new(proxy.outbound);
-    assert_eq!(conn.get(URL, &[]).await.expect("request").served_by(), "reviews-v1");
+    assert_eq!(
+        conn.get(URL, &[]).await.expect("request").served_by(),
+        "reviews-v1"
+    );
     mesh.start_weftd().await;
     let took = converge_to(&proxy, "reviews-v3").await;
     let stats = load.stop().await;
     println!("reconverged {took:?} after restart; {}", stats.summary());
-    assert_eq!(stats.failed.load(Ordering::Relaxed), 0, "{}", stats.summary());
+    assert_eq!(
+        stats.failed.load(Ordering::Relaxed),
+        0,
+        "{}",
+        stats.summary()
+    );
 }

@@ -55,8 +55,14 @@ async fn fixture(kind: Kind, with_vs: bool) -> Option<Fixture> {
         .zip(["v1", "v2", "v3"])
         .map(|(e, v)| (e.port(), v))
         .collect();
-    mesh.write("reviews-se.yaml", &service_entry("reviews", 9080, "HTTP", &eps));
-    mesh.write("reviews-dr.yaml", &destination_rule("reviews", &["v1", "v2", "v3"]));
+    mesh.write(
+        "reviews-se.yaml",
+        &service_entry("reviews", 9080, "HTTP", &eps),
+    );
+    mesh.write(
+        "reviews-dr.yaml",
+        &destination_rule("reviews", &["v1", "v2", "v3"]),
+    );
     if with_vs {
         // Start from a known routing (all to v1), so a change is seen as a change.
         mesh.write("reviews-vs.yaml", &weighted_vs("reviews", &[("v1", 100)]));
@@ -77,7 +83,9 @@ async fn fixture(kind: Kind, with_vs: bool) -> Option<Fixture> {
 const URL: &str = "http://reviews:9080/reviews/1";
 
 async fn header_match(kind: Kind) {
-    let Some(f) = fixture(kind, true).await else { return };
+    let Some(f) = fixture(kind, true).await else {
+        return;
+    };
     f.mesh.write("reviews-vs.yaml", JASON_VS);
     let mut conn = ProxyConn::new(f.proxy.outbound);
     eventually("jason routed to v2", Duration::from_secs(10), || {
@@ -94,19 +102,34 @@ async fn header_match(kind: Kind) {
     })
     .await;
     for _ in 0..50 {
-        let r = conn.get(URL, &[("end-user", "jason")]).await.expect("request");
+        let r = conn
+            .get(URL, &[("end-user", "jason")])
+            .await
+            .expect("request");
         assert_eq!(r.status, 200);
         assert_eq!(r.served_by(), "reviews-v2", "{kind:?}: jason must reach v2");
         let r = conn.get(URL, &[]).await.expect("request");
-        assert_eq!(r.served_by(), "reviews-v1", "{kind:?}: others must reach v1");
-        let r = conn.get(URL, &[("end-user", "mallory")]).await.expect("request");
+        assert_eq!(
+            r.served_by(),
+            "reviews-v1",
+            "{kind:?}: others must reach v1"
+        );
+        let r = conn
+            .get(URL, &[("end-user", "mallory")])
+            .await
+            .expect("request");
         assert_eq!(r.served_by(), "reviews-v1");
     }
 }
 
 async fn weighted_split(kind: Kind) {
-    let Some(f) = fixture(kind, true).await else { return };
-    f.mesh.write("reviews-vs.yaml", &weighted_vs("reviews", &[("v1", 80), ("v3", 20)]));
+    let Some(f) = fixture(kind, true).await else {
+        return;
+    };
+    f.mesh.write(
+        "reviews-vs.yaml",
+        &weighted_vs("reviews", &[("v1", 80), ("v3", 20)]),
+    );
     eventually("v3 receives traffic", Duration::from_secs(10), || {
         let proxy = f.proxy.outbound;
         async move {
@@ -130,11 +153,16 @@ async fn weighted_split(kind: Kind) {
         }
     }
     // Binomial(1000, 0.8): mean 800, standard deviation 12.6; five deviations either side.
-    assert!((737..=863).contains(&v1), "{kind:?}: v1 got {v1} of 1000, v3 {v3}");
+    assert!(
+        (737..=863).contains(&v1),
+        "{kind:?}: v1 got {v1} of 1000, v3 {v3}"
+    );
 }
 
 async fn defaults_and_flags(kind: Kind) {
-    let Some(f) = fixture(kind, false).await else { return };
+    let Some(f) = fixture(kind, false).await else {
+        return;
+    };
     let mut conn = ProxyConn::new(f.proxy.outbound);
     // No VirtualService: round robin over every endpoint, by any of the service's names.
     let mut seen = std::collections::BTreeSet::new();
@@ -150,9 +178,16 @@ async fn defaults_and_flags(kind: Kind) {
             seen.insert(r.served_by().to_string());
         }
     }
-    assert_eq!(seen.len(), 3, "{kind:?}: round robin reaches every endpoint: {seen:?}");
+    assert_eq!(
+        seen.len(),
+        3,
+        "{kind:?}: round robin reaches every endpoint: {seen:?}"
+    );
     // Unknown host, or a known host on a port it does not serve: no route, 404.
-    let r = conn.get("http://nowhere:9080/", &[]).await.expect("request");
+    let r = conn
+        .get("http://nowhere:9080/", &[])
+        .await
+        .expect("request");
     assert_eq!(r.status, 404);
     let r = conn.get("http://reviews/", &[]).await.expect("request");
     assert_eq!(r.status, 404, "a host without a port means port 80");

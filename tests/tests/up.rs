@@ -14,8 +14,22 @@ async fn weftctl_up_bookinfo_answers_the_printed_curl() {
     let mut child = Command::new(bin("weftctl"))
         .arg("up")
         .arg(&examples)
-        .args(["--xds-port", "25510", "--http-port", "25514", "--ingress-port", "25501"])
-        .args(["--ingress-admin-port", "25500", "--sidecar-outbound-base", "25600", "--sidecar-admin-base", "25700"])
+        .args([
+            "--xds-port",
+            "25510",
+            "--http-port",
+            "25514",
+            "--ingress-port",
+            "25501",
+        ])
+        .args([
+            "--ingress-admin-port",
+            "25500",
+            "--sidecar-outbound-base",
+            "25600",
+            "--sidecar-admin-base",
+            "25700",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -49,14 +63,29 @@ async fn weftctl_up_bookinfo_answers_the_printed_curl() {
         .and_then(|p| p.trim_start_matches("http://").parse().ok())
         .expect("proxy address in the curl line");
     let url = words.last().expect("url");
-    let reply = ProxyConn::new(proxy).get(url, &[]).await.expect("the printed curl works");
+    let reply = ProxyConn::new(proxy)
+        .get(url, &[])
+        .await
+        .expect("the printed curl works");
     assert_eq!(reply.status, 200, "{}", reply.body);
     let body = reply.json();
     assert_eq!(body["served_by"], "productpage-v1", "{body}");
-    assert!(body["details"]["served_by"].as_str().is_some_and(|s| s.starts_with("details")), "{body}");
-    assert!(body["reviews"]["served_by"].as_str().is_some_and(|s| s.starts_with("reviews")), "{body}");
+    assert!(
+        body["details"]["served_by"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("details")),
+        "{body}"
+    );
+    assert!(
+        body["reviews"]["served_by"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("reviews")),
+        "{body}"
+    );
 
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
     let status = child.wait().expect("wait");
     assert!(status.success(), "weftctl up exits 0 on SIGTERM: {status}");
 }

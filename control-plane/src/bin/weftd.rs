@@ -7,7 +7,11 @@ use weft_control_plane::daemon::{self, DaemonConfig};
 use weft_control_plane::translate::{AccessLogFormat, TranslateOptions};
 
 #[derive(Parser, Debug)]
-#[command(name = "weftd", version, about = "The Weft control plane: Istio config in, xDS out")]
+#[command(
+    name = "weftd",
+    version,
+    about = "The Weft control plane: Istio config in, xDS out"
+)]
 struct Args {
     /// The folder of Istio YAML (VirtualService, DestinationRule, ServiceEntry, WorkloadEntry).
     #[arg(long)]

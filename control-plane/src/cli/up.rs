@@ -44,7 +44,7 @@ pub struct UpArgs {
     /// The ingress proxy's admin port.
     #[arg(long, default_value_t = 15000)]
     pub ingress_admin_port: u16,
-    /// Sidecar i (in file order) gets outbound port base + i.
+    /// Sidecar i (by namespace and name) gets outbound port base + i.
     #[arg(long, default_value_t = 15100)]
     pub sidecar_outbound_base: u16,
     /// Sidecar i gets admin port base + i.

@@ -14,7 +14,9 @@ use tokio::net::TcpListener;
 
 pub async fn serve(listener: TcpListener, state: Arc<DaemonState>) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
         let state = state.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
@@ -34,7 +36,11 @@ fn route(state: &DaemonState, req: Request<Incoming>) -> Response<Full<Bytes>> {
             if state.ready.load(Ordering::Relaxed) {
                 reply(StatusCode::OK, "text/plain", "ready\n".into())
             } else {
-                reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not ready\n".into())
+                reply(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain",
+                    "not ready\n".into(),
+                )
             }
         }
         "/metrics" => reply(StatusCode::OK, "text/plain; version=0.0.4", metrics(state)),
@@ -43,7 +49,11 @@ fn route(state: &DaemonState, req: Request<Incoming>) -> Response<Full<Bytes>> {
             reply(StatusCode::OK, "application/json", body)
         }
         "/debug/diagnostics" => {
-            let diags = state.diagnostics.lock().map(|d| d.clone()).unwrap_or_default();
+            let diags = state
+                .diagnostics
+                .lock()
+                .map(|d| d.clone())
+                .unwrap_or_default();
             let body = serde_json::to_string_pretty(&diags).unwrap_or_default();
             reply(StatusCode::OK, "application/json", body)
         }
@@ -55,17 +65,65 @@ fn metrics(state: &DaemonState) -> String {
     let c = &state.status.counters;
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
     };
-    metric("weftd_xds_connected_proxies", "gauge", "Proxies with an open ADS stream.", state.status.connected() as u64);
-    metric("weftd_xds_connections_total", "counter", "ADS streams opened.", c.connections_total.load(Ordering::Relaxed));
-    metric("weftd_xds_pushes_total", "counter", "xDS responses sent.", c.pushes.load(Ordering::Relaxed));
-    metric("weftd_xds_push_errors_total", "counter", "xDS responses that could not be sent.", c.push_errors.load(Ordering::Relaxed));
-    metric("weftd_xds_acks_total", "counter", "xDS responses ACKed.", c.acks.load(Ordering::Relaxed));
-    metric("weftd_xds_nacks_total", "counter", "xDS responses NACKed.", c.nacks.load(Ordering::Relaxed));
-    metric("weftd_config_errors", "gauge", "Errors in the configuration folder now.", state.config_errors.load(Ordering::Relaxed) as u64);
-    metric("weftd_config_warnings", "gauge", "Warnings about the configuration folder now.", state.config_warnings.load(Ordering::Relaxed) as u64);
-    metric("weftd_config_reloads_total", "counter", "Configuration versions published.", state.reloads.load(Ordering::Relaxed));
+    metric(
+        "weftd_xds_connected_proxies",
+        "gauge",
+        "Proxies with an open ADS stream.",
+        state.status.connected() as u64,
+    );
+    metric(
+        "weftd_xds_connections_total",
+        "counter",
+        "ADS streams opened.",
+        c.connections_total.load(Ordering::Relaxed),
+    );
+    metric(
+        "weftd_xds_pushes_total",
+        "counter",
+        "xDS responses sent.",
+        c.pushes.load(Ordering::Relaxed),
+    );
+    metric(
+        "weftd_xds_push_errors_total",
+        "counter",
+        "xDS responses that could not be sent.",
+        c.push_errors.load(Ordering::Relaxed),
+    );
+    metric(
+        "weftd_xds_acks_total",
+        "counter",
+        "xDS responses ACKed.",
+        c.acks.load(Ordering::Relaxed),
+    );
+    metric(
+        "weftd_xds_nacks_total",
+        "counter",
+        "xDS responses NACKed.",
+        c.nacks.load(Ordering::Relaxed),
+    );
+    metric(
+        "weftd_config_errors",
+        "gauge",
+        "Errors in the configuration folder now.",
+        state.config_errors.load(Ordering::Relaxed) as u64,
+    );
+    metric(
+        "weftd_config_warnings",
+        "gauge",
+        "Warnings about the configuration folder now.",
+        state.config_warnings.load(Ordering::Relaxed) as u64,
+    );
+    metric(
+        "weftd_config_reloads_total",
+        "counter",
+        "Configuration versions published.",
+        state.reloads.load(Ordering::Relaxed),
+    );
     let sum = c.convergence_us_sum.load(Ordering::Relaxed) as f64 / 1e6;
     let count = c.convergence_count.load(Ordering::Relaxed);
     let _ = writeln!(out, "# HELP weftd_proxy_convergence_seconds Time from a config change to a proxy's last ACK.\n# TYPE weftd_proxy_convergence_seconds summary\nweftd_proxy_convergence_seconds_sum {sum}\nweftd_proxy_convergence_seconds_count {count}");

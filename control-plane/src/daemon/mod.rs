@@ -2,8 +2,8 @@
 
 mod http;
 
-use crate::model::{Diagnostic, Severity};
 use crate::model::Store;
+use crate::model::{Diagnostic, Severity};
 use crate::translate::{MeshSnapshot, TranslateOptions};
 use crate::xds::{AdsService, ConfigVersion, StatusRegistry};
 use std::net::SocketAddr;
@@ -43,7 +43,8 @@ pub async fn run(
     report(&state, &outcome.diagnostics);
     let version = publish_version(&state, &store);
     let mesh = MeshSnapshot::new(store.config().clone(), cfg.options.clone());
-    let (config_tx, config_rx) = watch::channel(Arc::new(ConfigVersion::new(version, Arc::new(mesh))));
+    let (config_tx, config_rx) =
+        watch::channel(Arc::new(ConfigVersion::new(version, Arc::new(mesh))));
 
     let xds_listener = tokio::net::TcpListener::bind(cfg.xds_addr).await?;
     let http_listener = tokio::net::TcpListener::bind(cfg.http_addr).await?;
@@ -82,7 +83,9 @@ pub async fn run(
 
 fn publish_version(state: &DaemonState, store: &Store) -> String {
     let n = state.reloads.fetch_add(1, Ordering::Relaxed) + 1;
-    state.config_version.store(store.version(), Ordering::Relaxed);
+    state
+        .config_version
+        .store(store.version(), Ordering::Relaxed);
     format!("{}-{n}", store.version())
 }
 

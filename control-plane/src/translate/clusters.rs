@@ -2,7 +2,7 @@
 
 use super::names::{is_http2, outbound_cluster};
 use super::MeshSnapshot;
-use crate::model::Resolution;
+use crate::model::{Resolution, Subset};
 use crate::registry::Service;
 use std::time::Duration;
 use xds_protos::any::pack;
@@ -28,22 +28,35 @@ pub fn clusters(mesh: &MeshSnapshot) -> Vec<Cluster> {
     let mut out = Vec::new();
     for svc in &mesh.registry.services {
         for port in &svc.ports {
-            out.push(cluster(mesh, svc, port.number, "", is_http2(port.protocol.as_deref())));
+            out.push(cluster(
+                mesh,
+                svc,
+                port.number,
+                "",
+                is_http2(port.protocol.as_deref()),
+            ));
             for subset in subsets_of(mesh, &svc.hostname) {
-                out.push(cluster(mesh, svc, port.number, subset, is_http2(port.protocol.as_deref())));
+                out.push(cluster(
+                    mesh,
+                    svc,
+                    port.number,
+                    &subset.name,
+                    is_http2(port.protocol.as_deref()),
+                ));
             }
         }
     }
     out
 }
 
-/// Names of the subsets DestinationRules define for a host.
-pub fn subsets_of<'a>(mesh: &'a MeshSnapshot, hostname: &'a str) -> impl Iterator<Item = &'a str> {
+/// The subsets of a host: those of the most specific DestinationRule for it, as Istio uses
+/// one rule per host.
+pub fn subsets_of<'a>(mesh: &'a MeshSnapshot, hostname: &str) -> impl Iterator<Item = &'a Subset> {
     mesh.config
-        .destination_rules
-        .iter()
-        .filter(move |dr| crate::model::fqdn(&dr.spec.host, &dr.meta.namespace) == hostname)
-        .flat_map(|dr| dr.spec.subsets.iter().map(|s| s.name.as_str()))
+        .destination_rules_for(hostname)
+        .into_iter()
+        .take(1)
+        .flat_map(|dr| dr.spec.subsets.iter())
 }
 
 fn cluster(mesh: &MeshSnapshot, svc: &Service, port: u32, subset: &str, http2: bool) -> Cluster {
@@ -65,8 +78,9 @@ fn cluster(mesh: &MeshSnapshot, svc: &Service, port: u32, subset: &str, http2: b
             c.load_assignment = Some(super::endpoints::assignment(mesh, svc, port, subset));
         }
         Resolution::None => {
-            c.cluster_discovery_type =
-                Some(ClusterDiscoveryType::Type(DiscoveryType::OriginalDst as i32));
+            c.cluster_discovery_type = Some(ClusterDiscoveryType::Type(
+                DiscoveryType::OriginalDst as i32,
+            ));
             c.lb_policy = LbPolicy::ClusterProvided as i32;
         }
         Resolution::Static => {

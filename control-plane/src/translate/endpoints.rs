@@ -5,6 +5,7 @@ use super::names::outbound_cluster;
 use super::MeshSnapshot;
 use crate::model::Resolution;
 use crate::registry::{subset_matches, Service};
+use std::collections::BTreeMap;
 use xds_protos::pb::envoy::config::core::v3::{
     address, socket_address::PortSpecifier, Address, SocketAddress,
 };
@@ -16,11 +17,16 @@ use xds_protos::pb::google::protobuf::UInt32Value;
 /// Assignments for every EDS cluster (services resolved STATIC).
 pub fn load_assignments(mesh: &MeshSnapshot) -> Vec<ClusterLoadAssignment> {
     let mut out = Vec::new();
-    for svc in mesh.registry.services.iter().filter(|s| s.resolution == Resolution::Static) {
+    for svc in mesh
+        .registry
+        .services
+        .iter()
+        .filter(|s| s.resolution == Resolution::Static)
+    {
         for port in &svc.ports {
             out.push(assignment(mesh, svc, port.number, ""));
             for subset in subsets_of(mesh, &svc.hostname) {
-                out.push(assignment(mesh, svc, port.number, subset));
+                out.push(assignment(mesh, svc, port.number, &subset.name));
             }
         }
     }
@@ -28,7 +34,12 @@ pub fn load_assignments(mesh: &MeshSnapshot) -> Vec<ClusterLoadAssignment> {
 }
 
 /// The endpoints of a service port, all of them (`subset` empty) or those of one subset.
-pub fn assignment(mesh: &MeshSnapshot, svc: &Service, port: u32, subset: &str) -> ClusterLoadAssignment {
+pub fn assignment(
+    mesh: &MeshSnapshot,
+    svc: &Service,
+    port: u32,
+    subset: &str,
+) -> ClusterLoadAssignment {
     let name = outbound_cluster(port, subset, &svc.hostname);
     if subset.is_empty() {
         return filtered(svc, port, &name, |_| true);
@@ -37,16 +48,8 @@ pub fn assignment(mesh: &MeshSnapshot, svc: &Service, port: u32, subset: &str) -
     filtered(svc, port, &name, |l| subset_matches(&labels, l))
 }
 
-fn subset_labels(
-    mesh: &MeshSnapshot,
-    hostname: &str,
-    subset: &str,
-) -> std::collections::BTreeMap<String, String> {
-    mesh.config
-        .destination_rules
-        .iter()
-        .filter(|dr| crate::model::fqdn(&dr.spec.host, &dr.meta.namespace) == hostname)
-        .flat_map(|dr| dr.spec.subsets.iter())
+fn subset_labels(mesh: &MeshSnapshot, hostname: &str, subset: &str) -> BTreeMap<String, String> {
+    subsets_of(mesh, hostname)
         .find(|s| s.name == subset)
         .map(|s| s.labels.clone())
         .unwrap_or_default()
@@ -56,7 +59,7 @@ fn filtered(
     svc: &Service,
     port: u32,
     name: &str,
-    keep: impl Fn(&std::collections::BTreeMap<String, String>) -> bool,
+    keep: impl Fn(&BTreeMap<String, String>) -> bool,
 ) -> ClusterLoadAssignment {
     let Some(sp) = svc.ports.iter().find(|p| p.number == port) else {
         return ClusterLoadAssignment {
@@ -73,7 +76,9 @@ fn filtered(
                 address: Some(socket_address(&ep.address, svc.endpoint_port(ep, sp))),
                 ..Default::default()
             })),
-            load_balancing_weight: Some(UInt32Value { value: ep.weight.max(1) }),
+            load_balancing_weight: Some(UInt32Value {
+                value: ep.weight.max(1),
+            }),
             ..Default::default()
         })
         .collect();

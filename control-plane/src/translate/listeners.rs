@@ -5,19 +5,21 @@ use super::clusters::ads_config_source;
 use super::endpoints::socket_address;
 use super::names::{HTTP_PROXY_ROUTE, VIRTUAL_OUTBOUND};
 use super::{AccessLogFormat, MeshSnapshot};
-use xds_protos::pb::envoy::config::core::v3::{substitution_format_string, SubstitutionFormatString};
-use xds_protos::pb::envoy::extensions::access_loggers::stream::v3::stdout_access_log;
-use xds_protos::pb::google::protobuf::{value, Struct, Value};
 use xds_protos::any::pack;
 use xds_protos::node::NodeIdentity;
 use xds_protos::pb::envoy::config::accesslog::v3::{access_log, AccessLog};
+use xds_protos::pb::envoy::config::core::v3::{
+    substitution_format_string, SubstitutionFormatString,
+};
 use xds_protos::pb::envoy::config::listener::v3::{filter, Filter, FilterChain, Listener};
+use xds_protos::pb::envoy::extensions::access_loggers::stream::v3::stdout_access_log;
 use xds_protos::pb::envoy::extensions::access_loggers::stream::v3::StdoutAccessLog;
 use xds_protos::pb::envoy::extensions::filters::http::router::v3::Router;
 use xds_protos::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     http_connection_manager::{CodecType, RouteSpecifier},
     http_filter, HttpConnectionManager, HttpFilter, Rds,
 };
+use xds_protos::pb::google::protobuf::{value, Struct, Value};
 use xds_protos::type_url::{HTTP_CONNECTION_MANAGER, ROUTER, STDOUT_ACCESS_LOG};
 
 pub fn listeners(mesh: &MeshSnapshot, node: &NodeIdentity) -> Vec<Listener> {
@@ -93,7 +95,10 @@ fn stdout_log(format: AccessLogFormat) -> StdoutAccessLog {
                 ("bytes_received", "%BYTES_RECEIVED%"),
                 ("bytes_sent", "%BYTES_SENT%"),
                 ("duration", "%DURATION%"),
-                ("upstream_service_time", "%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%"),
+                (
+                    "upstream_service_time",
+                    "%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%",
+                ),
                 ("x_forwarded_for", "%REQ(X-FORWARDED-FOR)%"),
                 ("user_agent", "%REQ(USER-AGENT)%"),
                 ("request_id", "%REQ(X-REQUEST-ID)%"),

@@ -13,7 +13,6 @@ mod routes;
 #[cfg(test)]
 mod tests;
 
-
 use crate::model::ConfigSet;
 use crate::registry::Registry;
 use crate::xds::{ResourceGenerator, Resources};

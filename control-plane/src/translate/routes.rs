@@ -4,18 +4,22 @@
 use super::clusters::pb_duration;
 use super::names::{is_http, outbound_cluster, HTTP_PROXY_ROUTE};
 use super::MeshSnapshot;
-use crate::model::{fqdn, HttpMatchRequest, HttpRouteDestination, Resource, StringMatch, VirtualService};
+use crate::model::{
+    host_matches, HttpMatchRequest, HttpRouteDestination, Resource, StringMatch, VirtualService,
+};
 use crate::registry::Service;
 use std::collections::HashSet;
 use std::time::Duration;
 use xds_protos::node::NodeIdentity;
 use xds_protos::pb::envoy::config::route::v3::{
     header_matcher::HeaderMatchSpecifier, query_parameter_matcher::QueryParameterMatchSpecifier,
-    route, route_action::ClusterSpecifier, route_match::PathSpecifier, weighted_cluster::ClusterWeight,
-    HeaderMatcher, QueryParameterMatcher, Route, RouteAction, RouteConfiguration, RouteMatch,
-    VirtualHost, WeightedCluster,
+    route, route_action::ClusterSpecifier, route_match::PathSpecifier,
+    weighted_cluster::ClusterWeight, HeaderMatcher, QueryParameterMatcher, Route, RouteAction,
+    RouteConfiguration, RouteMatch, VirtualHost, WeightedCluster,
 };
-use xds_protos::pb::envoy::r#type::matcher::v3::{string_matcher::MatchPattern, RegexMatcher, StringMatcher};
+use xds_protos::pb::envoy::r#type::matcher::v3::{
+    string_matcher::MatchPattern, RegexMatcher, StringMatcher,
+};
 use xds_protos::pb::google::protobuf::{BoolValue, UInt32Value};
 
 pub fn http_proxy_routes(mesh: &MeshSnapshot, node: &NodeIdentity) -> RouteConfiguration {
@@ -34,7 +38,11 @@ pub fn http_proxy_routes(mesh: &MeshSnapshot, node: &NodeIdentity) -> RouteConfi
             }
             let routes = match virtual_service_for(mesh, &svc.hostname) {
                 Some(vs) => vs_routes(mesh, vs, port.number),
-                None => vec![default_route(&outbound_cluster(port.number, "", &svc.hostname))],
+                None => vec![default_route(&outbound_cluster(
+                    port.number,
+                    "",
+                    &svc.hostname,
+                ))],
             };
             virtual_hosts.push(VirtualHost {
                 name: format!("{}:{}", svc.hostname, port.number),
@@ -79,15 +87,20 @@ pub fn domains(svc: &Service, port: u32, proxy_namespace: &str) -> Vec<String> {
     out
 }
 
-/// The VirtualService that routes a host. When several claim it, the first by namespace and
-/// name wins, so the choice is stable.
-fn virtual_service_for<'a>(mesh: &'a MeshSnapshot, hostname: &str) -> Option<&'a Resource<VirtualService>> {
-    mesh.config.virtual_services.iter().find(|vs| {
-        vs.spec
-            .hosts
-            .iter()
-            .any(|h| fqdn(h, &vs.meta.namespace) == hostname)
-    })
+/// The VirtualService that routes a host: one naming it exactly, else one whose wildcard host
+/// covers it. When several qualify, the first by namespace and name wins, so the choice is
+/// stable. (Hosts in the config set are already resolved to what the registry uses.)
+fn virtual_service_for<'a>(
+    mesh: &'a MeshSnapshot,
+    hostname: &str,
+) -> Option<&'a Resource<VirtualService>> {
+    let vss = &mesh.config.virtual_services;
+    vss.iter()
+        .find(|vs| vs.spec.hosts.iter().any(|h| h == hostname))
+        .or_else(|| {
+            vss.iter()
+                .find(|vs| vs.spec.hosts.iter().any(|h| host_matches(h, hostname)))
+        })
 }
 
 fn vs_routes(mesh: &MeshSnapshot, vs: &Resource<VirtualService>, port: u32) -> Vec<Route> {
@@ -96,7 +109,7 @@ fn vs_routes(mesh: &MeshSnapshot, vs: &Resource<VirtualService>, port: u32) -> V
         if http.route.is_empty() {
             continue;
         }
-        let action = route_action(mesh, &vs.meta.namespace, &http.route, port);
+        let action = route_action(mesh, &http.route, port);
         let name = http.name.clone().unwrap_or_default();
         if http.r#match.is_empty() {
             out.push(route(&name, catch_all(), action));
@@ -123,7 +136,11 @@ fn route(name: &str, m: RouteMatch, action: RouteAction) -> Route {
 }
 
 fn default_route(cluster: &str) -> Route {
-    route("default", catch_all(), cluster_action(ClusterSpecifier::Cluster(cluster.to_string())))
+    route(
+        "default",
+        catch_all(),
+        cluster_action(ClusterSpecifier::Cluster(cluster.to_string())),
+    )
 }
 
 fn catch_all() -> RouteMatch {
@@ -142,20 +159,20 @@ fn cluster_action(spec: ClusterSpecifier) -> RouteAction {
     }
 }
 
-fn route_action(mesh: &MeshSnapshot, namespace: &str, dests: &[HttpRouteDestination], port: u32) -> RouteAction {
+fn route_action(mesh: &MeshSnapshot, dests: &[HttpRouteDestination], port: u32) -> RouteAction {
     let cluster_of = |d: &HttpRouteDestination| {
-        let host = fqdn(&d.destination.host, namespace);
+        let host = d.destination.host.as_str();
         let port = d
             .destination
             .port
             .as_ref()
             .map(|p| p.number)
             .or_else(|| {
-                let svc = mesh.registry.service(&host)?;
+                let svc = mesh.registry.service(host)?;
                 (svc.ports.len() == 1).then(|| svc.ports[0].number)
             })
             .unwrap_or(port);
-        outbound_cluster(port, d.destination.subset.as_deref().unwrap_or(""), &host)
+        outbound_cluster(port, d.destination.subset.as_deref().unwrap_or(""), host)
     };
     if let [only] = dests {
         return cluster_action(ClusterSpecifier::Cluster(cluster_of(only)));

@@ -5,7 +5,9 @@ use prost::Message;
 use xds_protos::pb::envoy::config::cluster::v3::cluster::{ClusterDiscoveryType, DiscoveryType};
 use xds_protos::pb::envoy::config::cluster::v3::Cluster;
 use xds_protos::pb::envoy::config::core::v3::address;
-use xds_protos::pb::envoy::config::endpoint::v3::{lb_endpoint::HostIdentifier, ClusterLoadAssignment};
+use xds_protos::pb::envoy::config::endpoint::v3::{
+    lb_endpoint::HostIdentifier, ClusterLoadAssignment,
+};
 use xds_protos::pb::envoy::config::listener::v3::Listener;
 use xds_protos::pb::envoy::config::route::v3::{
     header_matcher::HeaderMatchSpecifier, route, route_action::ClusterSpecifier, RouteConfiguration,
@@ -84,7 +86,9 @@ fn mesh(yaml: &[&str]) -> MeshSnapshot {
     }
     let (config, diagnostics) = crate::source::load_dir(dir.path());
     assert!(
-        diagnostics.iter().all(|d| d.severity != crate::model::Severity::Error),
+        diagnostics
+            .iter()
+            .all(|d| d.severity != crate::model::Severity::Error),
         "{diagnostics:?}"
     );
     MeshSnapshot::new(config, TranslateOptions::default())
@@ -100,12 +104,16 @@ fn node(namespace: &str) -> NodeIdentity {
 }
 
 fn decode<M: Message + Default>(r: &Resources, type_url: &str, name: &str) -> M {
-    let res = r.get(type_url, name).unwrap_or_else(|| panic!("no {type_url} {name}"));
+    let res = r
+        .get(type_url, name)
+        .unwrap_or_else(|| panic!("no {type_url} {name}"));
     M::decode(res.any.value.as_slice()).expect("decode")
 }
 
 fn names(r: &Resources, type_url: &str) -> Vec<String> {
-    r.of_type(type_url).map(|m| m.keys().cloned().collect()).unwrap_or_default()
+    r.of_type(type_url)
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default()
 }
 
 #[test]
@@ -121,10 +129,20 @@ fn clusters_follow_istio_naming_with_one_per_subset() {
             "outbound|9080||reviews.default.svc.cluster.local",
         ]
     );
-    let c: Cluster = decode(&r, CLUSTER, "outbound|9080|v1|reviews.default.svc.cluster.local");
-    assert_eq!(c.cluster_discovery_type, Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32)));
+    let c: Cluster = decode(
+        &r,
+        CLUSTER,
+        "outbound|9080|v1|reviews.default.svc.cluster.local",
+    );
+    assert_eq!(
+        c.cluster_discovery_type,
+        Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32))
+    );
     assert_eq!(c.eds_cluster_config.expect("eds").service_name, c.name);
-    assert!(c.typed_extension_protocol_options.is_empty(), "HTTP/1.1 upstream");
+    assert!(
+        c.typed_extension_protocol_options.is_empty(),
+        "HTTP/1.1 upstream"
+    );
 }
 
 #[test]
@@ -134,7 +152,8 @@ fn grpc_ports_speak_http2_upstream_on_the_target_port() {
     assert!(c
         .typed_extension_protocol_options
         .contains_key("envoy.extensions.upstreams.http.v3.HttpProtocolOptions"));
-    let cla: ClusterLoadAssignment = decode(&r, ENDPOINT, "outbound|80||greeter.prod.svc.cluster.local");
+    let cla: ClusterLoadAssignment =
+        decode(&r, ENDPOINT, "outbound|80||greeter.prod.svc.cluster.local");
     assert_eq!(endpoints(&cla), [("127.0.0.9".to_string(), 50051, 1)]);
 }
 
@@ -142,7 +161,10 @@ fn grpc_ports_speak_http2_upstream_on_the_target_port() {
 fn dns_services_resolve_in_the_proxy() {
     let r = translate(&mesh(&[BOOKINFO]), &node("default"));
     let c: Cluster = decode(&r, CLUSTER, "outbound|443||api.example.com");
-    assert_eq!(c.cluster_discovery_type, Some(ClusterDiscoveryType::Type(DiscoveryType::StrictDns as i32)));
+    assert_eq!(
+        c.cluster_discovery_type,
+        Some(ClusterDiscoveryType::Type(DiscoveryType::StrictDns as i32))
+    );
     assert!(r.get(ENDPOINT, "outbound|443||api.example.com").is_none());
 }
 
@@ -151,14 +173,27 @@ fn endpoints(cla: &ClusterLoadAssignment) -> Vec<(String, u32, u32)> {
         .iter()
         .flat_map(|l| &l.lb_endpoints)
         .map(|e| {
-            let Some(HostIdentifier::Endpoint(ep)) = &e.host_identifier else { panic!("endpoint") };
-            let Some(address::Address::SocketAddress(sa)) = ep.address.as_ref().and_then(|a| a.address.as_ref()) else {
+            let Some(HostIdentifier::Endpoint(ep)) = &e.host_identifier else {
+                panic!("endpoint")
+            };
+            let Some(address::Address::SocketAddress(sa)) =
+                ep.address.as_ref().and_then(|a| a.address.as_ref())
+            else {
                 panic!("socket address")
             };
-            let Some(xds_protos::pb::envoy::config::core::v3::socket_address::PortSpecifier::PortValue(port)) = sa.port_specifier else {
+            let Some(
+                xds_protos::pb::envoy::config::core::v3::socket_address::PortSpecifier::PortValue(
+                    port,
+                ),
+            ) = sa.port_specifier
+            else {
                 panic!("port")
             };
-            (sa.address.clone(), port, e.load_balancing_weight.as_ref().map_or(1, |w| w.value))
+            (
+                sa.address.clone(),
+                port,
+                e.load_balancing_weight.as_ref().map_or(1, |w| w.value),
+            )
         })
         .collect()
 }
@@ -166,9 +201,17 @@ fn endpoints(cla: &ClusterLoadAssignment) -> Vec<(String, u32, u32)> {
 #[test]
 fn subsets_select_workload_entries_by_label() {
     let r = translate(&mesh(&[BOOKINFO]), &node("default"));
-    let all: ClusterLoadAssignment = decode(&r, ENDPOINT, "outbound|9080||reviews.default.svc.cluster.local");
+    let all: ClusterLoadAssignment = decode(
+        &r,
+        ENDPOINT,
+        "outbound|9080||reviews.default.svc.cluster.local",
+    );
     assert_eq!(endpoints(&all).len(), 2);
-    let v2: ClusterLoadAssignment = decode(&r, ENDPOINT, "outbound|9080|v2|reviews.default.svc.cluster.local");
+    let v2: ClusterLoadAssignment = decode(
+        &r,
+        ENDPOINT,
+        "outbound|9080|v2|reviews.default.svc.cluster.local",
+    );
     assert_eq!(endpoints(&v2), [("127.0.0.2".to_string(), 19083, 3)]);
 }
 
@@ -177,7 +220,9 @@ fn the_outbound_listener_binds_where_the_proxy_said_and_uses_rds() {
     let r = translate(&mesh(&[BOOKINFO]), &node("default"));
     assert_eq!(names(&r, LISTENER), ["virtualOutbound"]);
     let l: Listener = decode(&r, LISTENER, "virtualOutbound");
-    let Some(address::Address::SocketAddress(sa)) = l.address.and_then(|a| a.address) else { panic!() };
+    let Some(address::Address::SocketAddress(sa)) = l.address.and_then(|a| a.address) else {
+        panic!()
+    };
     assert_eq!(sa.address, "127.0.0.1");
     assert_eq!(names(&r, ROUTE), ["http_proxy"]);
     // A proxy that announced no outbound address gets no listener.
@@ -189,18 +234,41 @@ fn the_outbound_listener_binds_where_the_proxy_said_and_uses_rds() {
 fn virtual_hosts_answer_every_name_of_a_service() {
     let r = translate(&mesh(&[BOOKINFO]), &node("default"));
     let rc: RouteConfiguration = decode(&r, ROUTE, "http_proxy");
-    let vh = rc.virtual_hosts.iter().find(|v| v.name == "reviews.default.svc.cluster.local:9080").expect("vhost");
-    for d in ["reviews:9080", "reviews.default:9080", "reviews.default.svc:9080", "reviews.default.svc.cluster.local:9080"] {
+    let vh = rc
+        .virtual_hosts
+        .iter()
+        .find(|v| v.name == "reviews.default.svc.cluster.local:9080")
+        .expect("vhost");
+    for d in [
+        "reviews:9080",
+        "reviews.default:9080",
+        "reviews.default.svc:9080",
+        "reviews.default.svc.cluster.local:9080",
+    ] {
         assert!(vh.domains.iter().any(|x| x == d), "{d} in {:?}", vh.domains);
     }
-    assert!(!vh.domains.iter().any(|x| x == "reviews"), "no port means port 80");
+    assert!(
+        !vh.domains.iter().any(|x| x == "reviews"),
+        "no port means port 80"
+    );
     // Port 80: the port-less names too; the short name only within the namespace.
-    let greeter = rc.virtual_hosts.iter().find(|v| v.name.starts_with("greeter")).expect("vhost");
+    let greeter = rc
+        .virtual_hosts
+        .iter()
+        .find(|v| v.name.starts_with("greeter"))
+        .expect("vhost");
     assert!(greeter.domains.iter().any(|x| x == "greeter.prod"));
-    assert!(!greeter.domains.iter().any(|x| x == "greeter" || x == "greeter:80"));
+    assert!(!greeter
+        .domains
+        .iter()
+        .any(|x| x == "greeter" || x == "greeter:80"));
     let r = translate(&mesh(&[BOOKINFO]), &node("prod"));
     let rc: RouteConfiguration = decode(&r, ROUTE, "http_proxy");
-    let greeter = rc.virtual_hosts.iter().find(|v| v.name.starts_with("greeter")).expect("vhost");
+    let greeter = rc
+        .virtual_hosts
+        .iter()
+        .find(|v| v.name.starts_with("greeter"))
+        .expect("vhost");
     assert!(greeter.domains.iter().any(|x| x == "greeter"));
 }
 
@@ -208,12 +276,20 @@ fn virtual_hosts_answer_every_name_of_a_service() {
 fn without_a_virtual_service_a_host_routes_to_all_endpoints() {
     let r = translate(&mesh(&[BOOKINFO]), &node("default"));
     let rc: RouteConfiguration = decode(&r, ROUTE, "http_proxy");
-    let vh = rc.virtual_hosts.iter().find(|v| v.name.starts_with("reviews")).expect("vhost");
+    let vh = rc
+        .virtual_hosts
+        .iter()
+        .find(|v| v.name.starts_with("reviews"))
+        .expect("vhost");
     assert_eq!(vh.routes.len(), 1);
-    let Some(route::Action::Route(a)) = &vh.routes[0].action else { panic!() };
+    let Some(route::Action::Route(a)) = &vh.routes[0].action else {
+        panic!()
+    };
     assert_eq!(
         a.cluster_specifier,
-        Some(ClusterSpecifier::Cluster("outbound|9080||reviews.default.svc.cluster.local".into()))
+        Some(ClusterSpecifier::Cluster(
+            "outbound|9080||reviews.default.svc.cluster.local".into()
+        ))
     );
 }
 
@@ -221,16 +297,31 @@ fn without_a_virtual_service_a_host_routes_to_all_endpoints() {
 fn virtual_service_match_blocks_become_ordered_routes() {
     let r = translate(&mesh(&[BOOKINFO, JASON_VS]), &node("default"));
     let rc: RouteConfiguration = decode(&r, ROUTE, "http_proxy");
-    let vh = rc.virtual_hosts.iter().find(|v| v.name.starts_with("reviews")).expect("vhost");
+    let vh = rc
+        .virtual_hosts
+        .iter()
+        .find(|v| v.name.starts_with("reviews"))
+        .expect("vhost");
     // Two OR'ed match blocks, then the catch-all split.
     assert_eq!(vh.routes.len(), 3);
     let m = vh.routes[0].r#match.as_ref().expect("match");
     assert_eq!(m.headers[0].name, "end-user");
-    assert!(matches!(m.headers[0].header_match_specifier, Some(HeaderMatchSpecifier::StringMatch(_))));
+    assert!(matches!(
+        m.headers[0].header_match_specifier,
+        Some(HeaderMatchSpecifier::StringMatch(_))
+    ));
     assert_eq!(vh.routes[0].name, "jason");
-    let Some(route::Action::Route(a)) = &vh.routes[2].action else { panic!() };
-    let Some(ClusterSpecifier::WeightedClusters(w)) = &a.cluster_specifier else { panic!("weighted") };
-    let split: Vec<_> = w.clusters.iter().map(|c| (c.name.as_str(), c.weight.as_ref().map_or(0, |w| w.value))).collect();
+    let Some(route::Action::Route(a)) = &vh.routes[2].action else {
+        panic!()
+    };
+    let Some(ClusterSpecifier::WeightedClusters(w)) = &a.cluster_specifier else {
+        panic!("weighted")
+    };
+    let split: Vec<_> = w
+        .clusters
+        .iter()
+        .map(|c| (c.name.as_str(), c.weight.as_ref().map_or(0, |w| w.value)))
+        .collect();
     assert_eq!(
         split,
         [
@@ -243,5 +334,46 @@ fn virtual_service_match_blocks_become_ordered_routes() {
 #[test]
 fn translation_is_deterministic() {
     let m = mesh(&[BOOKINFO, JASON_VS]);
-    assert_eq!(translate(&m, &node("default")), translate(&m, &node("default")));
+    assert_eq!(
+        translate(&m, &node("default")),
+        translate(&m, &node("default"))
+    );
+}
+
+#[test]
+fn external_hosts_keep_their_names_in_routes() {
+    let se = r#"
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: httpbin, namespace: default}
+spec:
+  hosts: [httpbin.org]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.7}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: httpbin, namespace: default}
+spec:
+  hosts: [httpbin.org]
+  http:
+  - match: [{uri: {prefix: /status}}]
+    route: [{destination: {host: httpbin.org}}]
+"#;
+    let r = translate(&mesh(&[se]), &node("default"));
+    let rc: RouteConfiguration = decode(&r, ROUTE, "http_proxy");
+    let vh = rc
+        .virtual_hosts
+        .iter()
+        .find(|v| v.name == "httpbin.org:80")
+        .expect("vhost");
+    assert!(vh.domains.iter().any(|d| d == "httpbin.org"));
+    let Some(route::Action::Route(a)) = &vh.routes[0].action else {
+        panic!()
+    };
+    assert_eq!(
+        a.cluster_specifier,
+        Some(ClusterSpecifier::Cluster("outbound|80||httpbin.org".into()))
+    );
 }

@@ -47,8 +47,10 @@ pub(super) async fn run(
         _ => return,
     };
     let Some(node) = first.node.as_ref() else {
-        io.fail(tonic::Status::invalid_argument("the first request must carry a Node"))
-            .await;
+        io.fail(tonic::Status::invalid_argument(
+            "the first request must carry a Node",
+        ))
+        .await;
         return;
     };
     let identity = NodeIdentity::from_node(node);
@@ -114,7 +116,10 @@ impl Session {
         let new_type = !self.types.contains_key(type_url);
         let state = self.types.entry(type_url).or_default();
         if !req.response_nonce.is_empty() {
-            let version = state.in_flight.remove(&req.response_nonce).unwrap_or_default();
+            let version = state
+                .in_flight
+                .remove(&req.response_nonce)
+                .unwrap_or_default();
             match &req.error_detail {
                 Some(err) => {
                     warn!(node = %self.identity.id, type_url, error = %err.message, "NACK");

@@ -79,7 +79,11 @@ mod tests {
         s.wait_for(CLUSTER);
         assert_eq!(s.next_step(), None);
         s.answered(ENDPOINT);
-        assert_eq!(s.next_step(), None, "an answer for another type does not release the wait");
+        assert_eq!(
+            s.next_step(),
+            None,
+            "an answer for another type does not release the wait"
+        );
         s.answered(CLUSTER);
         assert_eq!(s.next_step(), Some(ENDPOINT));
     }

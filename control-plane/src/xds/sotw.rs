@@ -36,14 +36,19 @@ struct Session {
     nonce: u64,
 }
 
-pub(super) async fn run(shared: Arc<Shared>, mut io: StreamIo<DiscoveryRequest, DiscoveryResponse>) {
+pub(super) async fn run(
+    shared: Arc<Shared>,
+    mut io: StreamIo<DiscoveryRequest, DiscoveryResponse>,
+) {
     let first = match io.requests.message().await {
         Ok(Some(req)) => req,
         _ => return,
     };
     let Some(node) = first.node.as_ref() else {
-        io.fail(tonic::Status::invalid_argument("the first request must carry a Node"))
-            .await;
+        io.fail(tonic::Status::invalid_argument(
+            "the first request must carry a Node",
+        ))
+        .await;
         return;
     };
     let identity = NodeIdentity::from_node(node);
@@ -128,8 +133,7 @@ impl Session {
         }
 
         let names: BTreeSet<String> = req.resource_names.iter().cloned().collect();
-        let wildcard = is_wildcard_type(type_url)
-            && (names.is_empty() || names.contains("*"));
+        let wildcard = is_wildcard_type(type_url) && (names.is_empty() || names.contains("*"));
         let first_request = !answered;
         let changed = names != state.subscribed || wildcard != state.wildcard;
         state.subscribed = names;

@@ -58,7 +58,9 @@ pub struct StatusRegistry {
 
 impl StatusRegistry {
     pub fn connect(&self, conn: u64, id: &NodeIdentity, protocol: &'static str) {
-        self.counters.connections_total.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .connections_total
+            .fetch_add(1, Ordering::Relaxed);
         let status = ProxyStatus {
             node_id: id.id.clone(),
             namespace: id.namespace.clone(),
@@ -136,4 +138,3 @@ impl StatusRegistry {
 fn httpdate(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
-

@@ -67,10 +67,19 @@ pub fn clusters_text(snap: &Snapshot) -> String {
     for c in clusters {
         for h in &c.hosts {
             let addr = h.address();
-            let health = if h.healthy() { "healthy" } else { "/failed_eds_health" };
+            let health = if h.healthy() {
+                "healthy"
+            } else {
+                "/failed_eds_health"
+            };
             let _ = writeln!(out, "{}::{addr}::health_flags::{health}", c.name);
             let _ = writeln!(out, "{}::{addr}::weight::{}", c.name, h.weight);
-            let _ = writeln!(out, "{}::{addr}::rq_active::{}", c.name, h.active_requests());
+            let _ = writeln!(
+                out,
+                "{}::{addr}::rq_active::{}",
+                c.name,
+                h.active_requests()
+            );
         }
     }
     out

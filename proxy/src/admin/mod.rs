@@ -22,7 +22,9 @@ use tracing::{debug, info};
 pub async fn serve(listener: TcpListener, ctx: Arc<ProxyContext>, quit: Arc<Notify>) {
     info!(addr = ?listener.local_addr().ok(), "admin listening");
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
         let ctx = ctx.clone();
         let quit = quit.clone();
         tokio::spawn(async move {
@@ -47,7 +49,10 @@ fn route(ctx: &ProxyContext, quit: &Notify, req: Request<Incoming>) -> Response<
             if ctx.is_ready() && !*ctx.draining.borrow() {
                 text(StatusCode::OK, "LIVE\n".to_string())
             } else {
-                text(StatusCode::SERVICE_UNAVAILABLE, "PRE_INITIALIZING\n".to_string())
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "PRE_INITIALIZING\n".to_string(),
+                )
             }
         }
         (_, "/config_dump") => json(dump::config_dump(&ctx.snapshot.load())),
@@ -66,7 +71,8 @@ fn route(ctx: &ProxyContext, quit: &Notify, req: Request<Incoming>) -> Response<
         }
         (_, "/") => text(
             StatusCode::OK,
-            "admin commands: /ready /config_dump /clusters /stats/prometheus /quitquitquit\n".to_string(),
+            "admin commands: /ready /config_dump /clusters /stats/prometheus /quitquitquit\n"
+                .to_string(),
         ),
         _ => text(StatusCode::NOT_FOUND, "not found\n".to_string()),
     }
@@ -85,39 +91,67 @@ fn prometheus(ctx: &ProxyContext) -> String {
     }
     out.push_str("# TYPE envoy_cluster_upstream_rq_total counter\n");
     for c in &clusters {
-        let _ = writeln!(out, "envoy_cluster_upstream_rq_total{{envoy_cluster_name=\"{}\"}} {}", c.name, c.runtime.stats.rq_total.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "envoy_cluster_upstream_rq_total{{envoy_cluster_name=\"{}\"}} {}",
+            c.name,
+            c.runtime.stats.rq_total.load(Ordering::Relaxed)
+        );
     }
     out.push_str("# TYPE envoy_cluster_upstream_cx_connect_fail counter\n");
     for c in &clusters {
-        let _ = writeln!(out, "envoy_cluster_upstream_cx_connect_fail{{envoy_cluster_name=\"{}\"}} {}", c.name, c.runtime.stats.cx_connect_fail.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "envoy_cluster_upstream_cx_connect_fail{{envoy_cluster_name=\"{}\"}} {}",
+            c.name,
+            c.runtime.stats.cx_connect_fail.load(Ordering::Relaxed)
+        );
     }
     out.push_str("# TYPE envoy_cluster_membership_healthy gauge\n");
     for c in &clusters {
-        let _ = writeln!(out, "envoy_cluster_membership_healthy{{envoy_cluster_name=\"{}\"}} {}", c.name, c.healthy_hosts());
+        let _ = writeln!(
+            out,
+            "envoy_cluster_membership_healthy{{envoy_cluster_name=\"{}\"}} {}",
+            c.name,
+            c.healthy_hosts()
+        );
     }
     out.push_str("# TYPE envoy_cluster_membership_total gauge\n");
     for c in &clusters {
-        let _ = writeln!(out, "envoy_cluster_membership_total{{envoy_cluster_name=\"{}\"}} {}", c.name, c.hosts.len());
+        let _ = writeln!(
+            out,
+            "envoy_cluster_membership_total{{envoy_cluster_name=\"{}\"}} {}",
+            c.name,
+            c.hosts.len()
+        );
     }
     out.push_str("# TYPE envoy_server_live gauge\n");
     let _ = writeln!(out, "envoy_server_live {}", u8::from(ctx.is_ready()));
     out.push_str("# TYPE envoy_http_downstream_cx_active gauge\n");
-    let _ = writeln!(out, "envoy_http_downstream_cx_active {}", ctx.open_connections.load(Ordering::Relaxed));
+    let _ = writeln!(
+        out,
+        "envoy_http_downstream_cx_active {}",
+        ctx.open_connections.load(Ordering::Relaxed)
+    );
     out
 }
 
 fn text(status: StatusCode, body: String) -> Response<ProxyBody> {
     let mut r = Response::new(ProxyBody::full(body));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     r
 }
 
 fn json(v: serde_json::Value) -> Response<ProxyBody> {
     let body = serde_json::to_string_pretty(&v).unwrap_or_default();
     let mut r = Response::new(ProxyBody::full(body));
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     r
 }

@@ -17,7 +17,11 @@ use xds_protos::node::NodeIdentity;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 
 #[derive(Parser, Debug)]
-#[command(name = "weft-proxy", version, about = "The Weft sidecar: an L7 proxy configured over xDS")]
+#[command(
+    name = "weft-proxy",
+    version,
+    about = "The Weft sidecar: an L7 proxy configured over xDS"
+)]
 struct Args {
     /// The control plane's ADS address, host:port.
     #[arg(long)]
@@ -59,8 +63,7 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -116,7 +119,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
 async fn drain(ctx: &ProxyContext) {
     let _ = ctx.draining.send(true);
     let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
-    while ctx.open_connections.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline {
+    while ctx.open_connections.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     info!(

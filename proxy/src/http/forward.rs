@@ -81,14 +81,25 @@ pub async fn handle(
     let capture = log_format.map(|_| LogCapture::new(&req));
 
     let mut outcome = Outcome::default();
-    let response = proxy(&snapshot, listener_cfg.map(|l| &**l), authority.as_str(), peer, req, &mut outcome).await;
+    let response = proxy(
+        &snapshot,
+        listener_cfg.map(|l| &**l),
+        authority.as_str(),
+        peer,
+        req,
+        &mut outcome,
+    )
+    .await;
 
     let status = response.status().as_u16();
     if let Some(cluster) = outcome.cluster {
         cluster.runtime.stats.record(status);
     }
     if let (Some(format), Some(c)) = (log_format, capture) {
-        let upstream_host = outcome.host.map(|h| h.address().to_string()).unwrap_or_default();
+        let upstream_host = outcome
+            .host
+            .map(|h| h.address().to_string())
+            .unwrap_or_default();
         ctx.access_log.log(
             format,
             &LogRecord {
@@ -102,8 +113,16 @@ pub async fn handle(
                 bytes_sent: content_length(response.headers()),
                 duration_ms: start.elapsed().as_millis(),
                 upstream_service_time_ms: outcome.upstream_time,
-                forwarded_for: c.forwarded_for.as_ref().and_then(|v| v.to_str().ok()).unwrap_or(""),
-                user_agent: c.user_agent.as_ref().and_then(|v| v.to_str().ok()).unwrap_or(""),
+                forwarded_for: c
+                    .forwarded_for
+                    .as_ref()
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or(""),
+                user_agent: c
+                    .user_agent
+                    .as_ref()
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or(""),
                 request_id: request_id.to_str().unwrap_or("-"),
                 authority: authority.as_str(),
                 upstream_host: &upstream_host,
@@ -223,8 +242,10 @@ async fn proxy<'s>(
             let elapsed = upstream_start.elapsed().as_millis();
             outcome.upstream_time = Some(elapsed);
             headers::strip_hop_by_hop(resp.headers_mut());
-            resp.headers_mut()
-                .insert(X_ENVOY_UPSTREAM_SERVICE_TIME.clone(), HeaderValue::from(elapsed as u64));
+            resp.headers_mut().insert(
+                X_ENVOY_UPSTREAM_SERVICE_TIME.clone(),
+                HeaderValue::from(elapsed as u64),
+            );
             resp
         }
         Err(e) => {
@@ -319,4 +340,3 @@ fn protocol_name(v: Version) -> &'static str {
         _ => "HTTP/?",
     }
 }
-

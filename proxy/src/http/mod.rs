@@ -32,14 +32,19 @@ pub async fn serve_connection(
     let service = service_fn(move |req| {
         let ctx = svc_ctx.clone();
         let listener = listener.clone();
-        async move { Ok::<_, std::convert::Infallible>(forward::handle(&ctx, &listener, peer, req).await) }
+        async move {
+            Ok::<_, std::convert::Infallible>(forward::handle(&ctx, &listener, peer, req).await)
+        }
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(std::time::Duration::from_secs(60));
-    builder.http2().timer(TokioTimer::new()).adaptive_window(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .adaptive_window(true);
     let conn = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
     let result = tokio::select! {

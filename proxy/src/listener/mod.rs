@@ -55,7 +55,12 @@ impl ListenerManager {
                 Ok(listener) => {
                     let (stop, stop_rx) = watch::channel(false);
                     info!(listener = %name, %addr, "listening");
-                    tokio::spawn(accept_loop(self.ctx.clone(), Arc::from(name.as_str()), listener, stop_rx));
+                    tokio::spawn(accept_loop(
+                        self.ctx.clone(),
+                        Arc::from(name.as_str()),
+                        listener,
+                        stop_rx,
+                    ));
                     self.bound.insert(name.clone(), Bound { addr, stop });
                 }
                 Err(e) => {

@@ -16,7 +16,10 @@ pub enum ConnectError {
     Handshake(hyper::Error),
 }
 
-pub async fn connect(address: &EndpointAddress, timeout: Duration) -> Result<TcpStream, ConnectError> {
+pub async fn connect(
+    address: &EndpointAddress,
+    timeout: Duration,
+) -> Result<TcpStream, ConnectError> {
     let attempt = async {
         let stream = match address {
             EndpointAddress::Socket(addr) => TcpStream::connect(addr).await?,
@@ -24,7 +27,9 @@ pub async fn connect(address: &EndpointAddress, timeout: Duration) -> Result<Tcp
                 // Resolved per connection: a DNS cluster follows its name's records as they
                 // change, without a resolver cache of our own.
                 let mut addrs = tokio::net::lookup_host((host.as_str(), *port)).await?;
-                let addr = addrs.next().ok_or_else(|| ConnectError::Resolve(host.clone()))?;
+                let addr = addrs
+                    .next()
+                    .ok_or_else(|| ConnectError::Resolve(host.clone()))?;
                 TcpStream::connect(addr).await?
             }
         };

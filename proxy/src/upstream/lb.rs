@@ -14,7 +14,12 @@ pub struct LbState {
     next: AtomicUsize,
 }
 
-pub fn pick<'a>(policy: LbPolicy, state: &LbState, hosts: &'a [Arc<Host>], weighted: bool) -> Option<&'a Arc<Host>> {
+pub fn pick<'a>(
+    policy: LbPolicy,
+    state: &LbState,
+    hosts: &'a [Arc<Host>],
+    weighted: bool,
+) -> Option<&'a Arc<Host>> {
     if hosts.is_empty() {
         return None;
     }
@@ -44,13 +49,21 @@ fn random(hosts: &[Arc<Host>]) -> Option<&Arc<Host>> {
 fn least_request(hosts: &[Arc<Host>]) -> Option<&Arc<Host>> {
     let a = random(hosts)?;
     let b = random(hosts)?;
-    Some(if b.active_requests() < a.active_requests() { b } else { a })
+    Some(if b.active_requests() < a.active_requests() {
+        b
+    } else {
+        a
+    })
 }
 
 /// Weighted round robin by stride over the cumulative weights: host i gets weight_i of every
 /// total_weight picks, spread in order.
 fn pick_weighted<'a>(state: &LbState, hosts: &'a [Arc<Host>]) -> Option<&'a Arc<Host>> {
-    let total: u64 = hosts.iter().filter(|h| h.is_available()).map(|h| u64::from(h.weight)).sum();
+    let total: u64 = hosts
+        .iter()
+        .filter(|h| h.is_available())
+        .map(|h| u64::from(h.weight))
+        .sum();
     if total == 0 {
         return None;
     }
@@ -75,7 +88,8 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, w)| {
-                let addr = EndpointAddress::Socket(format!("127.0.0.1:{}", 1000 + i).parse().unwrap());
+                let addr =
+                    EndpointAddress::Socket(format!("127.0.0.1:{}", 1000 + i).parse().unwrap());
                 Host::new(addr, *w, true, UpstreamProtocol::Http1)
             })
             .collect()
@@ -85,7 +99,14 @@ mod tests {
     fn round_robin_visits_every_host_in_turn() {
         let hs = hosts(&[1, 1, 1]);
         let st = LbState::default();
-        let picks: Vec<_> = (0..6).map(|_| pick(LbPolicy::RoundRobin, &st, &hs, false).unwrap().address().to_string()).collect();
+        let picks: Vec<_> = (0..6)
+            .map(|_| {
+                pick(LbPolicy::RoundRobin, &st, &hs, false)
+                    .unwrap()
+                    .address()
+                    .to_string()
+            })
+            .collect();
         assert_eq!(picks[0..3], picks[3..6]);
         assert_ne!(picks[0], picks[1]);
     }
@@ -96,7 +117,12 @@ mod tests {
         hs[0] = Host::new(hs[0].address().clone(), 1, false, UpstreamProtocol::Http1);
         let st = LbState::default();
         for _ in 0..4 {
-            assert_eq!(pick(LbPolicy::RoundRobin, &st, &hs, false).unwrap().address(), hs[1].address());
+            assert_eq!(
+                pick(LbPolicy::RoundRobin, &st, &hs, false)
+                    .unwrap()
+                    .address(),
+                hs[1].address()
+            );
         }
     }
 
@@ -105,7 +131,12 @@ mod tests {
         let hs = hosts(&[3, 1]);
         let st = LbState::default();
         let first = (0..400)
-            .filter(|_| pick(LbPolicy::RoundRobin, &st, &hs, true).unwrap().address() == hs[0].address())
+            .filter(|_| {
+                pick(LbPolicy::RoundRobin, &st, &hs, true)
+                    .unwrap()
+                    .address()
+                    == hs[0].address()
+            })
             .count();
         assert_eq!(first, 300);
     }
@@ -114,7 +145,12 @@ mod tests {
     fn nothing_to_pick_from_an_empty_or_unhealthy_cluster() {
         let st = LbState::default();
         assert!(pick(LbPolicy::RoundRobin, &st, &[], false).is_none());
-        let hs = vec![Host::new(EndpointAddress::Socket("127.0.0.1:1".parse().unwrap()), 1, false, UpstreamProtocol::Http1)];
+        let hs = vec![Host::new(
+            EndpointAddress::Socket("127.0.0.1:1".parse().unwrap()),
+            1,
+            false,
+            UpstreamProtocol::Http1,
+        )];
         assert!(pick(LbPolicy::LeastRequest, &st, &hs, false).is_none());
     }
 }

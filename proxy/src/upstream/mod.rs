@@ -28,7 +28,12 @@ pub struct Host {
 }
 
 impl Host {
-    pub fn new(address: EndpointAddress, weight: u32, healthy: bool, protocol: UpstreamProtocol) -> Arc<Host> {
+    pub fn new(
+        address: EndpointAddress,
+        weight: u32,
+        healthy: bool,
+        protocol: UpstreamProtocol,
+    ) -> Arc<Host> {
         Arc::new(Host {
             weight: weight.max(1),
             healthy,
@@ -100,10 +105,19 @@ pub struct Cluster {
 
 impl Cluster {
     /// Builds the cluster for a new snapshot, reusing what `previous` had for unchanged parts.
-    pub fn build(config: Arc<ClusterConfig>, endpoints: &[Endpoint], previous: Option<&Cluster>) -> Cluster {
+    pub fn build(
+        config: Arc<ClusterConfig>,
+        endpoints: &[Endpoint],
+        previous: Option<&Cluster>,
+    ) -> Cluster {
         let reuse = previous.filter(|p| p.config.protocol == config.protocol);
         let mut old_hosts: HashMap<String, &Arc<Host>> = reuse
-            .map(|p| p.hosts.iter().map(|h| (h.address().to_string(), h)).collect())
+            .map(|p| {
+                p.hosts
+                    .iter()
+                    .map(|h| (h.address().to_string(), h))
+                    .collect()
+            })
             .unwrap_or_default();
         let hosts: Vec<Arc<Host>> = endpoints
             .iter()
@@ -118,9 +132,7 @@ impl Cluster {
                 None => Host::new(ep.address.clone(), ep.weight, ep.healthy, config.protocol),
             })
             .collect();
-        let runtime = previous
-            .map(|p| p.runtime.clone())
-            .unwrap_or_default();
+        let runtime = previous.map(|p| p.runtime.clone()).unwrap_or_default();
         Cluster {
             name: Arc::from(config.name.as_str()),
             weighted: hosts.iter().any(|h| h.weight != 1),
@@ -131,7 +143,12 @@ impl Cluster {
     }
 
     pub fn pick(&self) -> Option<&Arc<Host>> {
-        lb::pick(self.config.lb_policy, &self.runtime.lb, &self.hosts, self.weighted)
+        lb::pick(
+            self.config.lb_policy,
+            &self.runtime.lb,
+            &self.hosts,
+            self.weighted,
+        )
     }
 
     pub fn healthy_hosts(&self) -> usize {

@@ -66,14 +66,20 @@ impl HostPool {
     }
 
     /// A connection ready to send one request on.
-    pub async fn checkout(self: &Arc<Self>, connect_timeout: Duration) -> Result<Connection, ConnectError> {
+    pub async fn checkout(
+        self: &Arc<Self>,
+        connect_timeout: Duration,
+    ) -> Result<Connection, ConnectError> {
         match self.protocol {
             UpstreamProtocol::Http1 => self.checkout_http1(connect_timeout).await,
             UpstreamProtocol::Http2 => self.checkout_http2(connect_timeout).await,
         }
     }
 
-    async fn checkout_http1(self: &Arc<Self>, connect_timeout: Duration) -> Result<Connection, ConnectError> {
+    async fn checkout_http1(
+        self: &Arc<Self>,
+        connect_timeout: Duration,
+    ) -> Result<Connection, ConnectError> {
         while let Some(mut sender) = self.pop_idle() {
             // A keep-alive connection the server closed while idle fails here, not on the
             // request, so the request is never sent on a dead connection from the pool.
@@ -102,7 +108,10 @@ impl HostPool {
         Connection::Http1(sender, ret)
     }
 
-    async fn checkout_http2(self: &Arc<Self>, connect_timeout: Duration) -> Result<Connection, ConnectError> {
+    async fn checkout_http2(
+        self: &Arc<Self>,
+        connect_timeout: Duration,
+    ) -> Result<Connection, ConnectError> {
         if let Some(sender) = self.live_h2() {
             return Ok(Connection::Http2(sender));
         }

@@ -71,7 +71,11 @@ impl XdsClient {
             if let Err(e) = self.stream_once().await {
                 warn!(xds = %self.address, error = %e, "xDS stream down; serving last good config");
             }
-            failures = if self.stream_delivered { 1 } else { failures.saturating_add(1) };
+            failures = if self.stream_delivered {
+                1
+            } else {
+                failures.saturating_add(1)
+            };
             tokio::time::sleep(backoff(failures)).await;
         }
     }
@@ -83,8 +87,8 @@ impl XdsClient {
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(30));
         let channel = endpoint.connect().await?;
-        let mut client = AggregatedDiscoveryServiceClient::new(channel)
-            .max_decoding_message_size(256 << 20);
+        let mut client =
+            AggregatedDiscoveryServiceClient::new(channel).max_decoding_message_size(256 << 20);
         let (tx, rx) = mpsc::channel(16);
         // Subscribe: clusters and listeners by wildcard; routes and endpoints by the names the
         // cache holds (after a reconnect, so they are not lost until the next CDS/LDS).
@@ -95,9 +99,14 @@ impl XdsClient {
             first = false;
             let _ = tx.send(req).await;
         }
-        for (t, names) in [(ENDPOINT, self.cache.wanted_endpoints()), (ROUTE, self.cache.wanted_routes())] {
+        for (t, names) in [
+            (ENDPOINT, self.cache.wanted_endpoints()),
+            (ROUTE, self.cache.wanted_routes()),
+        ] {
             if !names.is_empty() {
-                let _ = tx.send(self.request(t, names, String::new(), None, false)).await;
+                let _ = tx
+                    .send(self.request(t, names, String::new(), None, false))
+                    .await;
             }
         }
         let mut responses = client
@@ -138,14 +147,18 @@ impl XdsClient {
                 .iter()
                 .map(|(n, e)| (n.clone(), e.compiled.clone()))
                 .collect();
-            applied.rejected.extend(self.listeners.reconcile(&snapshot_listeners));
+            applied
+                .rejected
+                .extend(self.listeners.reconcile(&snapshot_listeners));
         }
         // Ask for the routes and endpoints new listeners and clusters need before ACKing them.
         if t == CLUSTER {
-            self.resubscribe(ENDPOINT, self.cache.wanted_endpoints(), tx).await;
+            self.resubscribe(ENDPOINT, self.cache.wanted_endpoints(), tx)
+                .await;
         }
         if t == LISTENER {
-            self.resubscribe(ROUTE, self.cache.wanted_routes(), tx).await;
+            self.resubscribe(ROUTE, self.cache.wanted_routes(), tx)
+                .await;
         }
         self.cache.prune();
         let previous = self.ctx.snapshot.load_full();
@@ -174,7 +187,12 @@ impl XdsClient {
         let _ = tx.send(req).await;
     }
 
-    async fn resubscribe(&mut self, t: &'static str, names: BTreeSet<String>, tx: &mpsc::Sender<DiscoveryRequest>) {
+    async fn resubscribe(
+        &mut self,
+        t: &'static str,
+        names: BTreeSet<String>,
+        tx: &mpsc::Sender<DiscoveryRequest>,
+    ) {
         if self.requested.get(t) == Some(&names) {
             return;
         }

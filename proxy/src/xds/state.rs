@@ -57,34 +57,55 @@ impl XdsCache {
         let mut applied = Applied::default();
         match type_url_ {
             type_url::LISTENER => {
-                let next = apply_set(&self.listeners, resources, type_url_, &mut applied, |l: &Listener| l.name.clone(), |l| {
-                    config::compile_listener(l).map_err(|e| e.to_string())
-                });
+                let next = apply_set(
+                    &self.listeners,
+                    resources,
+                    type_url_,
+                    &mut applied,
+                    |l: &Listener| l.name.clone(),
+                    |l| config::compile_listener(l).map_err(|e| e.to_string()),
+                );
                 self.listeners = next;
             }
             type_url::CLUSTER => {
-                let next = apply_set(&self.clusters, resources, type_url_, &mut applied, |c: &ClusterProto| c.name.clone(), |c| {
-                    config::compile_cluster(c).map_err(|e| e.to_string())
-                });
+                let next = apply_set(
+                    &self.clusters,
+                    resources,
+                    type_url_,
+                    &mut applied,
+                    |c: &ClusterProto| c.name.clone(),
+                    |c| config::compile_cluster(c).map_err(|e| e.to_string()),
+                );
                 self.clusters = next;
             }
             type_url::ROUTE => {
-                let next = apply_set(&self.routes, resources, type_url_, &mut applied, |r: &RouteConfiguration| r.name.clone(), |r| {
-                    config::compile_route_config(r).map_err(|e| e.to_string())
-                });
+                let next = apply_set(
+                    &self.routes,
+                    resources,
+                    type_url_,
+                    &mut applied,
+                    |r: &RouteConfiguration| r.name.clone(),
+                    |r| config::compile_route_config(r).map_err(|e| e.to_string()),
+                );
                 self.routes.extend(next);
             }
             type_url::ENDPOINT => {
-                let next = apply_set(&self.endpoints, resources, type_url_, &mut applied, |c: &ClusterLoadAssignment| c.cluster_name.clone(), |c| {
-                    config::compile_load_assignment(c, false).map_err(|e| e.to_string())
-                });
+                let next = apply_set(
+                    &self.endpoints,
+                    resources,
+                    type_url_,
+                    &mut applied,
+                    |c: &ClusterLoadAssignment| c.cluster_name.clone(),
+                    |c| config::compile_load_assignment(c, false).map_err(|e| e.to_string()),
+                );
                 self.endpoints.extend(next);
             }
             other => applied.rejected.push(format!("unsupported type {other}")),
         }
         self.received.insert(type_url_.to_string());
         if applied.rejected.is_empty() {
-            self.versions.insert(type_url_.to_string(), version.to_string());
+            self.versions
+                .insert(type_url_.to_string(), version.to_string());
         }
         applied
     }
@@ -122,8 +143,14 @@ impl XdsCache {
     pub fn is_complete(&self) -> bool {
         self.received.contains(type_url::LISTENER)
             && self.received.contains(type_url::CLUSTER)
-            && self.wanted_routes().iter().all(|r| self.routes.contains_key(r))
-            && self.wanted_endpoints().iter().all(|e| self.endpoints.contains_key(e))
+            && self
+                .wanted_routes()
+                .iter()
+                .all(|r| self.routes.contains_key(r))
+            && self
+                .wanted_endpoints()
+                .iter()
+                .all(|e| self.endpoints.contains_key(e))
     }
 
     /// Builds the snapshot the request path will read, carrying over runtime state (pools,
@@ -181,15 +208,18 @@ where
     let mut next = BTreeMap::new();
     for (i, any) in resources.iter().enumerate() {
         if any.type_url != type_url_ {
-            applied
-                .rejected
-                .push(format!("resources[{i}]: expected {type_url_}, got {}", any.type_url));
+            applied.rejected.push(format!(
+                "resources[{i}]: expected {type_url_}, got {}",
+                any.type_url
+            ));
             continue;
         }
         let proto = match P::decode(any.value.as_slice()) {
             Ok(p) => p,
             Err(e) => {
-                applied.rejected.push(format!("resources[{i}]: cannot decode: {e}"));
+                applied
+                    .rejected
+                    .push(format!("resources[{i}]: cannot decode: {e}"));
                 continue;
             }
         };

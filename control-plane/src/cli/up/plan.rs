@@ -5,7 +5,7 @@
 //! Rules:
 //! - A WorkloadEntry is a local demo workload when its address is 127.0.0.1 and it has the
 //!   labels `app` and `version`. Its app listens on its `http` port (or its only/first port).
-//! - Workload i (in file order) gets a sidecar with outbound port `outbound_base + i` and
+//! - Workload i (by namespace and name) gets a sidecar with outbound port `outbound_base + i` and
 //!   admin port `admin_base + i`; the demo app uses that sidecar as its HTTP proxy.
 //! - One more proxy, "ingress", sits at the ingress port for the user's curl.
 //! - Every port is distinct; a clash is an error before anything starts.
