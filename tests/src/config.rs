@@ -267,3 +267,27 @@ pub fn weighted_vs(host: &str, split: &[(&str, u32)]) -> String {
         "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: {host}\n  namespace: default\nspec:\n  hosts:\n  - {host}\n  http:\n  - route:\n{routes}"
     )
 }
+
+/// A mesh with `reviews` (port 9080) served by three echo servers, versions v1, v2 and v3,
+/// and a DestinationRule with a subset per version. weftd is not started yet.
+pub async fn reviews_mesh() -> (Mesh, Vec<crate::upstream::Echo>) {
+    let mut echoes = Vec::new();
+    for v in ["v1", "v2", "v3"] {
+        echoes.push(crate::upstream::Echo::start(&format!("reviews-{v}")).await);
+    }
+    let mesh = Mesh::new();
+    let eps: Vec<(u16, &str)> = echoes
+        .iter()
+        .zip(["v1", "v2", "v3"])
+        .map(|(e, v)| (e.port(), v))
+        .collect();
+    mesh.write(
+        "reviews-se.yaml",
+        &service_entry("reviews", 9080, "HTTP", &eps),
+    );
+    mesh.write(
+        "reviews-dr.yaml",
+        &destination_rule("reviews", &["v1", "v2", "v3"]),
+    );
+    (mesh, echoes)
+}

@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use weft_e2e::client::ProxyConn;
-use weft_e2e::config::{destination_rule, service_entry, weighted_vs, Mesh, Proxy};
+use weft_e2e::config::{reviews_mesh, weighted_vs, Mesh, Proxy};
 use weft_e2e::eventually;
 use weft_e2e::load::Load;
 use weft_e2e::procs::bin;
@@ -13,25 +13,7 @@ use weft_e2e::upstream::Echo;
 const URL: &str = "http://reviews:9080/reviews/1";
 
 async fn mesh_with_reviews() -> (Mesh, Vec<Echo>) {
-    let echoes = vec![
-        Echo::start("reviews-v1").await,
-        Echo::start("reviews-v2").await,
-        Echo::start("reviews-v3").await,
-    ];
-    let mesh = Mesh::new();
-    let eps: Vec<(u16, &str)> = echoes
-        .iter()
-        .zip(["v1", "v2", "v3"])
-        .map(|(e, v)| (e.port(), v))
-        .collect();
-    mesh.write(
-        "reviews-se.yaml",
-        &service_entry("reviews", 9080, "HTTP", &eps),
-    );
-    mesh.write(
-        "reviews-dr.yaml",
-        &destination_rule("reviews", &["v1", "v2", "v3"]),
-    );
+    let (mesh, echoes) = reviews_mesh().await;
     mesh.write("reviews-vs.yaml", &weighted_vs("reviews", &[("v1", 100)]));
     (mesh, echoes)
 }

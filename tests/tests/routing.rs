@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 use weft_e2e::client::ProxyConn;
-use weft_e2e::config::{destination_rule, service_entry, weighted_vs, Mesh, Proxy};
+use weft_e2e::config::{reviews_mesh, weighted_vs, Mesh, Proxy};
 use weft_e2e::eventually;
 use weft_e2e::upstream::Echo;
 
@@ -44,25 +44,7 @@ struct Fixture {
 }
 
 async fn fixture(kind: Kind, with_vs: bool) -> Option<Fixture> {
-    let echoes = vec![
-        Echo::start("reviews-v1").await,
-        Echo::start("reviews-v2").await,
-        Echo::start("reviews-v3").await,
-    ];
-    let mut mesh = Mesh::new();
-    let eps: Vec<(u16, &str)> = echoes
-        .iter()
-        .zip(["v1", "v2", "v3"])
-        .map(|(e, v)| (e.port(), v))
-        .collect();
-    mesh.write(
-        "reviews-se.yaml",
-        &service_entry("reviews", 9080, "HTTP", &eps),
-    );
-    mesh.write(
-        "reviews-dr.yaml",
-        &destination_rule("reviews", &["v1", "v2", "v3"]),
-    );
+    let (mut mesh, echoes) = reviews_mesh().await;
     if with_vs {
         // Start from a known routing (all to v1), so a change is seen as a change.
         mesh.write("reviews-vs.yaml", &weighted_vs("reviews", &[("v1", 100)]));

@@ -5,14 +5,11 @@
 //! removed. A reconnecting proxy announces what it holds in `initial_resource_versions`, and is
 //! not sent those again.
 
-use super::resources::{ConfigVersion, Resources};
-use super::sequencer::PushSequencer;
 use super::sotw::{sleep_until, StreamEnd};
-use super::{Shared, StreamIo};
+use super::{Session, Shared, StreamIo};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use tracing::{debug, info, warn};
-use xds_protos::node::NodeIdentity;
+use tracing::{debug, warn};
 use xds_protos::type_url::{is_wildcard_type, PUSH_ORDER};
 use xds_protos::{DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource};
 
@@ -26,84 +23,55 @@ struct TypeState {
     in_flight: HashMap<String, String>,
 }
 
-struct Session {
-    shared: Arc<Shared>,
-    conn: u64,
-    identity: NodeIdentity,
-    io: StreamIo<DeltaDiscoveryRequest, DeltaDiscoveryResponse>,
-    config: Arc<ConfigVersion>,
-    resources: Resources,
+/// A delta stream: the common session plus the per-type state.
+struct Stream {
+    s: Session<DeltaDiscoveryRequest, DeltaDiscoveryResponse>,
     types: HashMap<&'static str, TypeState>,
-    seq: PushSequencer,
-    nonce: u64,
 }
 
 pub(super) async fn run(
     shared: Arc<Shared>,
-    mut io: StreamIo<DeltaDiscoveryRequest, DeltaDiscoveryResponse>,
+    io: StreamIo<DeltaDiscoveryRequest, DeltaDiscoveryResponse>,
 ) {
-    let first = match io.requests.message().await {
-        Ok(Some(req)) => req,
-        _ => return,
-    };
-    let Some(node) = first.node.as_ref() else {
-        io.fail(tonic::Status::invalid_argument(
-            "the first request must carry a Node",
-        ))
-        .await;
+    let Some((session, first)) = Session::open(shared, io, "delta", |r| r.node.as_ref()).await
+    else {
         return;
     };
-    let identity = NodeIdentity::from_node(node);
-    let conn = shared.next_conn_id();
-    shared.status.connect(conn, &identity, "delta");
-    info!(node = %identity.id, conn, "proxy connected (delta)");
-    let config = shared.config.borrow().clone();
-    let resources = config.generator.generate(&identity);
-    let mut session = Session {
-        shared: shared.clone(),
-        conn,
-        identity,
-        io,
-        config,
-        resources,
+    let mut stream = Stream {
+        s: session,
         types: HashMap::new(),
-        seq: PushSequencer::default(),
-        nonce: 0,
     };
-    if let Err(e) = session.drive(first).await {
-        debug!(conn, error = %e, "stream ended");
+    if let Err(e) = stream.drive(first).await {
+        debug!(conn = stream.s.conn, error = %e, "stream ended");
     }
-    shared.status.disconnect(conn);
-    info!(node = %session.identity.id, conn, "proxy disconnected");
 }
 
-impl Session {
+impl Stream {
     async fn drive(&mut self, first: DeltaDiscoveryRequest) -> Result<(), StreamEnd> {
-        let mut config_rx = self.shared.config.clone();
+        let mut config_rx = self.s.shared.config.clone();
         self.on_request(first).await?;
         loop {
-            while let Some(type_url) = self.seq.next_step() {
+            while let Some(type_url) = self.s.seq.next_step() {
                 if self.types.contains_key(type_url) && self.send_changes(type_url).await? {
-                    self.seq.wait_for(type_url);
+                    self.s.seq.wait_for(type_url);
                 }
             }
-            if let Some(since) = self.seq.take_finished() {
-                self.shared.status.converged(since);
+            if let Some(since) = self.s.seq.take_finished() {
+                self.s.shared.status.converged(since);
             }
-            let deadline = self.seq.deadline();
+            let deadline = self.s.seq.deadline();
             tokio::select! {
-                msg = self.io.requests.message() => match msg {
+                msg = self.s.io.requests.message() => match msg {
                     Ok(Some(req)) => self.on_request(req).await?,
                     Ok(None) => return Err(StreamEnd::ClientClosed),
                     Err(status) => return Err(StreamEnd::Grpc(status)),
                 },
                 changed = config_rx.changed() => {
                     changed.map_err(|_| StreamEnd::ServerStopping)?;
-                    self.config = config_rx.borrow_and_update().clone();
-                    self.resources = self.config.generator.generate(&self.identity);
-                    self.seq.start(self.config.published);
+                    let config = config_rx.borrow_and_update().clone();
+                    self.s.reconfigure(config);
                 }
-                _ = sleep_until(deadline), if deadline.is_some() => self.seq.timed_out(),
+                _ = sleep_until(deadline), if deadline.is_some() => self.s.seq.timed_out(),
             }
         }
     }
@@ -122,19 +90,19 @@ impl Session {
                 .unwrap_or_default();
             match &req.error_detail {
                 Some(err) => {
-                    warn!(node = %self.identity.id, type_url, error = %err.message, "NACK");
-                    self.shared.status.nacked(
-                        self.conn,
+                    warn!(node = %self.s.identity.id, type_url, error = %err.message, "NACK");
+                    self.s.shared.status.nacked(
+                        self.s.conn,
                         type_url,
                         &version,
                         &req.response_nonce,
                         &err.message,
                     );
                 }
-                None => self.shared.status.acked(self.conn, type_url, &version),
+                None => self.s.shared.status.acked(self.s.conn, type_url, &version),
             }
             if state.in_flight.is_empty() {
-                self.seq.answered(type_url);
+                self.s.seq.answered(type_url);
             }
         }
         if new_type {
@@ -173,7 +141,7 @@ impl Session {
         let Some(state) = self.types.get_mut(type_url) else {
             return Ok(false);
         };
-        let current = self.resources.of_type(type_url);
+        let current = self.s.resources.of_type(type_url);
         let wanted = |name: &str| state.wildcard || state.subscribed.contains(name);
         let mut resources = Vec::new();
         if let Some(all) = current {
@@ -209,25 +177,25 @@ impl Session {
         for n in &removed {
             state.held.remove(n);
         }
-        self.nonce += 1;
-        let nonce = self.nonce.to_string();
+        let nonce = self.s.next_nonce();
         state
             .in_flight
-            .insert(nonce.clone(), self.config.version.clone());
+            .insert(nonce.clone(), self.s.config.version.clone());
         let count = resources.len();
-        self.shared
+        self.s
+            .shared
             .status
-            .sent(self.conn, type_url, &self.config.version, &nonce, count);
-        debug!(node = %self.identity.id, type_url, count, removed = removed.len(), "delta push");
+            .sent(self.s.conn, type_url, &self.s.config.version, &nonce, count);
+        debug!(node = %self.s.identity.id, type_url, count, removed = removed.len(), "delta push");
         let response = DeltaDiscoveryResponse {
-            system_version_info: self.config.version.clone(),
+            system_version_info: self.s.config.version.clone(),
             resources,
             type_url: type_url.to_string(),
             removed_resources: removed,
             nonce,
             ..Default::default()
         };
-        self.io.send(response).await?;
+        self.s.io.send(response).await?;
         Ok(true)
     }
 }

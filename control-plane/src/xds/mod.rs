@@ -22,6 +22,8 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
+use xds_protos::node::NodeIdentity;
+use xds_protos::pb::envoy::config::core::v3::Node;
 use xds_protos::{
     AggregatedDiscoveryService, AggregatedDiscoveryServiceServer, DeltaDiscoveryRequest,
     DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
@@ -59,6 +61,74 @@ impl<Req, Resp> StreamIo<Req, Resp> {
 
     async fn fail(&self, status: Status) {
         let _ = self.responses.send(Err(status)).await;
+    }
+}
+
+/// What every session, state-of-the-world or delta, holds: who the proxy is, what it should
+/// have now, and the push in progress.
+struct Session<Req, Resp> {
+    shared: Arc<Shared>,
+    conn: u64,
+    identity: NodeIdentity,
+    io: StreamIo<Req, Resp>,
+    config: Arc<ConfigVersion>,
+    resources: Resources,
+    seq: sequencer::PushSequencer,
+    nonce: u64,
+}
+
+impl<Req, Resp> Session<Req, Resp> {
+    /// Reads the first request, which must name the proxy, and registers the stream.
+    async fn open(
+        shared: Arc<Shared>,
+        mut io: StreamIo<Req, Resp>,
+        protocol: &'static str,
+        node_of: fn(&Req) -> Option<&Node>,
+    ) -> Option<(Self, Req)> {
+        let first = io.requests.message().await.ok()??;
+        let Some(node) = node_of(&first) else {
+            io.fail(Status::invalid_argument(
+                "the first request must carry a Node",
+            ))
+            .await;
+            return None;
+        };
+        let identity = NodeIdentity::from_node(node);
+        let conn = shared.next_conn_id();
+        shared.status.connect(conn, &identity, protocol);
+        tracing::info!(node = %identity.id, conn, protocol, "proxy connected");
+        let config = shared.config.borrow().clone();
+        let resources = config.generator.generate(&identity);
+        let session = Session {
+            shared,
+            conn,
+            identity,
+            io,
+            config,
+            resources,
+            seq: sequencer::PushSequencer::default(),
+            nonce: 0,
+        };
+        Some((session, first))
+    }
+
+    /// A new configuration was published: regenerate and start pushing it.
+    fn reconfigure(&mut self, config: Arc<ConfigVersion>) {
+        self.resources = config.generator.generate(&self.identity);
+        self.seq.start(config.published);
+        self.config = config;
+    }
+
+    fn next_nonce(&mut self) -> String {
+        self.nonce += 1;
+        self.nonce.to_string()
+    }
+}
+
+impl<Req, Resp> Drop for Session<Req, Resp> {
+    fn drop(&mut self) {
+        self.shared.status.disconnect(self.conn);
+        tracing::info!(node = %self.identity.id, conn = self.conn, "proxy disconnected");
     }
 }
 

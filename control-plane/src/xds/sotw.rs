@@ -5,13 +5,11 @@
 //! content changed for this proxy. Requests carrying a nonce other than the latest are stale
 //! (the proxy has not seen the newest response yet) and are ignored, as the protocol says.
 
-use super::resources::{content_hash, ConfigVersion, Resources};
-use super::sequencer::PushSequencer;
-use super::{Shared, StreamIo};
+use super::resources::content_hash;
+use super::{Session, Shared, StreamIo};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use tracing::{debug, info, warn};
-use xds_protos::node::NodeIdentity;
+use tracing::{debug, warn};
 use xds_protos::type_url::{is_wildcard_type, PUSH_ORDER};
 use xds_protos::{DiscoveryRequest, DiscoveryResponse};
 
@@ -24,80 +22,47 @@ struct TypeState {
     sent_hash: Option<u64>,
 }
 
-struct Session {
-    shared: Arc<Shared>,
-    conn: u64,
-    identity: NodeIdentity,
-    io: StreamIo<DiscoveryRequest, DiscoveryResponse>,
-    config: Arc<ConfigVersion>,
-    resources: Resources,
+/// A sotw stream: the common session plus the per-type state.
+struct Stream {
+    s: Session<DiscoveryRequest, DiscoveryResponse>,
     types: HashMap<&'static str, TypeState>,
-    seq: PushSequencer,
-    nonce: u64,
 }
 
-pub(super) async fn run(
-    shared: Arc<Shared>,
-    mut io: StreamIo<DiscoveryRequest, DiscoveryResponse>,
-) {
-    let first = match io.requests.message().await {
-        Ok(Some(req)) => req,
-        _ => return,
-    };
-    let Some(node) = first.node.as_ref() else {
-        io.fail(tonic::Status::invalid_argument(
-            "the first request must carry a Node",
-        ))
-        .await;
+pub(super) async fn run(shared: Arc<Shared>, io: StreamIo<DiscoveryRequest, DiscoveryResponse>) {
+    let Some((session, first)) = Session::open(shared, io, "sotw", |r| r.node.as_ref()).await
+    else {
         return;
     };
-    let identity = NodeIdentity::from_node(node);
-    let conn = shared.next_conn_id();
-    shared.status.connect(conn, &identity, "sotw");
-    info!(node = %identity.id, conn, "proxy connected (state of the world)");
-    let config = shared.config.borrow().clone();
-    let resources = config.generator.generate(&identity);
-    let mut session = Session {
-        shared: shared.clone(),
-        conn,
-        identity,
-        io,
-        config,
-        resources,
+    let mut stream = Stream {
+        s: session,
         types: HashMap::new(),
-        seq: PushSequencer::default(),
-        nonce: 0,
     };
-    let result = session.drive(first).await;
-    if let Err(e) = result {
-        debug!(conn, error = %e, "stream ended");
+    if let Err(e) = stream.drive(first).await {
+        debug!(conn = stream.s.conn, error = %e, "stream ended");
     }
-    shared.status.disconnect(conn);
-    info!(node = %session.identity.id, conn, "proxy disconnected");
 }
 
-impl Session {
+impl Stream {
     async fn drive(&mut self, first: DiscoveryRequest) -> Result<(), StreamEnd> {
-        let mut config_rx = self.shared.config.clone();
+        let mut config_rx = self.s.shared.config.clone();
         self.on_request(first).await?;
         loop {
             self.advance_push().await?;
-            let deadline = self.seq.deadline();
+            let deadline = self.s.seq.deadline();
             tokio::select! {
-                msg = self.io.requests.message() => match msg {
+                msg = self.s.io.requests.message() => match msg {
                     Ok(Some(req)) => self.on_request(req).await?,
                     Ok(None) => return Err(StreamEnd::ClientClosed),
                     Err(status) => return Err(StreamEnd::Grpc(status)),
                 },
                 changed = config_rx.changed() => {
                     changed.map_err(|_| StreamEnd::ServerStopping)?;
-                    self.config = config_rx.borrow_and_update().clone();
-                    self.resources = self.config.generator.generate(&self.identity);
-                    self.seq.start(self.config.published);
+                    let config = config_rx.borrow_and_update().clone();
+                    self.s.reconfigure(config);
                 }
                 _ = sleep_until(deadline), if deadline.is_some() => {
-                    warn!(node = %self.identity.id, "no ACK in time, continuing the push");
-                    self.seq.timed_out();
+                    warn!(node = %self.s.identity.id, "no ACK in time, continuing the push");
+                    self.s.seq.timed_out();
                 }
             }
         }
@@ -115,21 +80,22 @@ impl Session {
         }
         let answered = !req.response_nonce.is_empty();
         if let Some(err) = &req.error_detail {
-            warn!(node = %self.identity.id, type_url, error = %err.message, "NACK");
-            self.shared.status.nacked(
-                self.conn,
+            warn!(node = %self.s.identity.id, type_url, error = %err.message, "NACK");
+            self.s.shared.status.nacked(
+                self.s.conn,
                 type_url,
                 &state.last_version,
                 &req.response_nonce,
                 &err.message,
             );
         } else if answered {
-            self.shared
+            self.s
+                .shared
                 .status
-                .acked(self.conn, type_url, &req.version_info);
+                .acked(self.s.conn, type_url, &req.version_info);
         }
         if answered {
-            self.seq.answered(type_url);
+            self.s.seq.answered(type_url);
         }
 
         let names: BTreeSet<String> = req.resource_names.iter().cloned().collect();
@@ -145,13 +111,13 @@ impl Session {
     }
 
     async fn advance_push(&mut self) -> Result<(), StreamEnd> {
-        while let Some(type_url) = self.seq.next_step() {
+        while let Some(type_url) = self.s.seq.next_step() {
             if self.types.contains_key(type_url) && self.send(type_url, false).await? {
-                self.seq.wait_for(type_url);
+                self.s.seq.wait_for(type_url);
             }
         }
-        if let Some(since) = self.seq.take_finished() {
-            self.shared.status.converged(since);
+        if let Some(since) = self.s.seq.take_finished() {
+            self.s.shared.status.converged(since);
         }
         Ok(())
     }
@@ -161,7 +127,7 @@ impl Session {
         let Some(state) = self.types.get_mut(type_url) else {
             return Ok(false);
         };
-        let resources: Vec<_> = match self.resources.of_type(type_url) {
+        let resources: Vec<_> = match self.s.resources.of_type(type_url) {
             Some(all) if state.wildcard => all.values().map(|r| r.any.clone()).collect(),
             Some(all) => state
                 .subscribed
@@ -176,24 +142,24 @@ impl Session {
         if !force && state.sent_hash == Some(hash) {
             return Ok(false);
         }
-        self.nonce += 1;
-        let nonce = self.nonce.to_string();
+        let nonce = self.s.next_nonce();
         state.last_nonce = nonce.clone();
-        state.last_version = self.config.version.clone();
+        state.last_version = self.s.config.version.clone();
         state.sent_hash = Some(hash);
         let count = resources.len();
         let response = DiscoveryResponse {
-            version_info: self.config.version.clone(),
+            version_info: self.s.config.version.clone(),
             resources,
             type_url: type_url.to_string(),
             nonce: nonce.clone(),
             ..Default::default()
         };
-        self.shared
+        self.s
+            .shared
             .status
-            .sent(self.conn, type_url, &self.config.version, &nonce, count);
-        debug!(node = %self.identity.id, type_url, count, nonce = %nonce, "push");
-        self.io.send(response).await?;
+            .sent(self.s.conn, type_url, &self.s.config.version, &nonce, count);
+        debug!(node = %self.s.identity.id, type_url, count, nonce = %nonce, "push");
+        self.s.io.send(response).await?;
         Ok(true)
     }
 }
