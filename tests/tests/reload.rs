@@ -104,7 +104,7 @@ async fn invalid_update_keeps_last_good_config_and_is_reported() {
     converge_to(&proxy, "reviews-v1").await;
 
     mesh.write("reviews-vs.yaml", BAD_REGEX_VS);
-    // weftd reports the problem and keeps serving the last good VirtualService.
+    // weftd reports the problem...
     eventually(
         "weftd reports the config error",
         Duration::from_secs(10),
@@ -120,6 +120,26 @@ async fn invalid_update_keeps_last_good_config_and_is_reported() {
         },
     )
     .await;
+    // ...and leaves regexes to the proxies (their dialects differ): weft-proxy refuses the
+    // route configuration, says why in its NACK, and keeps routing with the last good one.
+    let nack = eventually(
+        "the proxy's NACK in /debug/syncz",
+        Duration::from_secs(10),
+        || {
+            let mesh = &mesh;
+            async move {
+                let syncz = mesh.syncz().await;
+                syncz.as_array()?.iter().find_map(|p| {
+                    let t =
+                        &p["types"]["type.googleapis.com/envoy.config.route.v3.RouteConfiguration"];
+                    t["last_nack"]["error_detail"].as_str().map(str::to_string)
+                })
+            }
+        },
+    )
+    .await;
+    assert!(nack.contains("RouteConfiguration http_proxy"), "{nack}");
+    assert!(nack.contains("regex"), "{nack}");
     let mut conn = ProxyConn::new(proxy.outbound);
     for _ in 0..20 {
         assert_eq!(

@@ -56,7 +56,10 @@ pub(super) fn check_regex(f: &mut Findings, path: &FieldPath, pattern: &str) {
             .unwrap_or("")
             .trim()
             .trim_start_matches("error: ");
-        f.error(path, format!("invalid regex {pattern:?}: {why}"));
+        f.proxy_error(
+            path,
+            format!("invalid regex {pattern:?}: {why} (proxies will refuse this route and keep their last good one)"),
+        );
     }
 }
 

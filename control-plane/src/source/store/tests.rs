@@ -143,11 +143,30 @@ fn an_invalid_resource_keeps_its_last_good_version() {
 #[test]
 fn an_invalid_resource_without_a_good_version_is_left_out() {
     let mut store = Store::new();
+    let broken = vs("/a").replacen("weight: 50", "weight: 30", 1);
+    let outcome = store.apply(files(&[("a.yaml", SE), ("b.yaml", DR), ("c.yaml", &broken)]));
+    let errs = errors(&outcome);
+    assert_eq!(errs.len(), 1, "{:#?}", outcome.diagnostics);
+    assert!(errs[0].contains("weights sum to 80"), "{errs:?}");
+    assert!(store.config().virtual_services.is_empty());
+}
+
+#[test]
+fn a_bad_regex_is_reported_and_left_to_the_proxies() {
+    let mut store = Store::new();
+    store.apply(files(&[("a.yaml", SE), ("b.yaml", DR)]));
     let broken = vs("/a").replace("prefix: /a", "regex: \"(\"");
-    let outcome = store.apply(files(&[("c.yaml", &broken)]));
+    let outcome = store.apply(files(&[
+        ("a.yaml", SE),
+        ("b.yaml", DR),
+        ("c.yaml", &broken),
+    ]));
     assert_eq!(errors(&outcome).len(), 1, "{:#?}", outcome.diagnostics);
-    assert!(store.config().is_empty());
-    assert!(!outcome.changed);
+    assert!(
+        outcome.changed,
+        "sent on: the proxies refuse it and keep their last good routes"
+    );
+    assert_eq!(uri_prefix(&store), Some(StringMatch::Regex("(".into())));
 }
 
 #[test]
