@@ -6,6 +6,7 @@ use crate::model::Store;
 use crate::model::{Diagnostic, Severity};
 use crate::translate::{MeshSnapshot, TranslateOptions};
 use crate::xds::{AdsService, ConfigVersion, StatusRegistry};
+use anyhow::Context as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -46,8 +47,12 @@ pub async fn run(
     let (config_tx, config_rx) =
         watch::channel(Arc::new(ConfigVersion::new(version, Arc::new(mesh))));
 
-    let xds_listener = tokio::net::TcpListener::bind(cfg.xds_addr).await?;
-    let http_listener = tokio::net::TcpListener::bind(cfg.http_addr).await?;
+    let xds_listener = tokio::net::TcpListener::bind(cfg.xds_addr)
+        .await
+        .with_context(|| format!("cannot bind the xDS address {}", cfg.xds_addr))?;
+    let http_listener = tokio::net::TcpListener::bind(cfg.http_addr)
+        .await
+        .with_context(|| format!("cannot bind the HTTP address {}", cfg.http_addr))?;
     info!(xds = %xds_listener.local_addr()?, http = %http_listener.local_addr()?, dir = %cfg.config_dir.display(), "weftd serving");
 
     let (stop_tx, stop_rx) = watch::channel(false);

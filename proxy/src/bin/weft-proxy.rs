@@ -92,6 +92,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         outbound_addr: Some(args.outbound_addr.clone()),
         admin_addr: Some(args.admin_addr.clone()),
     };
+    // Registered before anything starts, so a SIGTERM during startup still drains cleanly.
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let ctx = ProxyContext::new(AccessLogWriter::stdout());
     let quit = Arc::new(Notify::new());
 
@@ -105,7 +107,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
     tokio::spawn(client.run());
     info!(node = %args.node_id, xds = %args.xds_addr, "weft-proxy started");
 
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = sigterm.recv() => info!("SIGTERM: draining"),
         _ = tokio::signal::ctrl_c() => info!("interrupt: draining"),

@@ -144,7 +144,11 @@ fn an_invalid_resource_keeps_its_last_good_version() {
 fn an_invalid_resource_without_a_good_version_is_left_out() {
     let mut store = Store::new();
     let broken = vs("/a").replacen("weight: 50", "weight: 30", 1);
-    let outcome = store.apply(files(&[("a.yaml", SE), ("b.yaml", DR), ("c.yaml", &broken)]));
+    let outcome = store.apply(files(&[
+        ("a.yaml", SE),
+        ("b.yaml", DR),
+        ("c.yaml", &broken),
+    ]));
     let errs = errors(&outcome);
     assert_eq!(errs.len(), 1, "{:#?}", outcome.diagnostics);
     assert!(errs[0].contains("weights sum to 80"), "{errs:?}");
