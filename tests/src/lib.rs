@@ -35,3 +35,18 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("no free port")
 }
+
+/// The first of `n` consecutive free loopback ports, for programs that number ports from a
+/// base.
+pub fn free_port_range(n: u16) -> u16 {
+    for _ in 0..100 {
+        let base = rand::random_range(20_000..60_000u16);
+        let listeners: Vec<_> = (base..base + n)
+            .map_while(|p| std::net::TcpListener::bind(("127.0.0.1", p)).ok())
+            .collect();
+        if listeners.len() == usize::from(n) {
+            return base;
+        }
+    }
+    panic!("no {n} consecutive free ports");
+}

@@ -6,6 +6,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 use weft_e2e::client::ProxyConn;
 use weft_e2e::procs::bin;
+use weft_e2e::{free_port, free_port_range};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn weftctl_up_bookinfo_answers_the_printed_curl() {
