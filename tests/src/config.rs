@@ -116,8 +116,9 @@ impl Mesh {
             namespace.to_string(),
             "--workload".into(),
             workload.to_string(),
+            // One worker (the single-threaded runtime); `weftctl up` runs the multi-threaded one.
             "--concurrency".into(),
-            "2".into(),
+            "1".into(),
         ];
         (node_id, args)
     }
