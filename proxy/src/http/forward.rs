@@ -10,6 +10,7 @@ use crate::context::ProxyContext;
 use crate::observe::access_log::LogRecord;
 use crate::router::{RequestView, RouteAction, RouteTable};
 use crate::upstream::connect::ConnectError;
+use crate::upstream::pool::SendError;
 use crate::upstream::{Cluster, Host};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{header, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
@@ -223,21 +224,8 @@ async fn proxy<'s>(
     prepare_upstream_request(&mut req, authority, peer, cluster.config.protocol);
     let _active = host.start_request();
     let upstream_start = Instant::now();
-    let conn = match host.pool().checkout(cluster.config.connect_timeout).await {
-        Ok(c) => c,
-        Err(e) => {
-            cluster
-                .runtime
-                .stats
-                .cx_connect_fail
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            outcome.flag = ResponseFlag::UpstreamConnectFailure;
-            tracing::debug!(host = %host.address(), error = %e, "upstream connect failed");
-            return local_reply(StatusCode::SERVICE_UNAVAILABLE, connect_failure_text(&e));
-        }
-    };
     let req = req.map(ProxyBody::Incoming);
-    match conn.send(req).await {
+    match host.pool().send(req, cluster.config.connect_timeout).await {
         Ok(mut resp) => {
             let elapsed = upstream_start.elapsed().as_millis();
             outcome.upstream_time = Some(elapsed);
@@ -247,6 +235,16 @@ async fn proxy<'s>(
                 HeaderValue::from(elapsed as u64),
             );
             resp
+        }
+        Err(SendError::Connect(e)) => {
+            cluster
+                .runtime
+                .stats
+                .cx_connect_fail
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            outcome.flag = ResponseFlag::UpstreamConnectFailure;
+            tracing::debug!(host = %host.address(), error = %e, "upstream connect failed");
+            local_reply(StatusCode::SERVICE_UNAVAILABLE, connect_failure_text(&e))
         }
         Err(e) => {
             tracing::debug!(host = %host.address(), error = %e, "upstream request failed");

@@ -32,8 +32,20 @@ pub struct HostPool {
 }
 
 pub enum Connection {
-    Http1(http1::SendRequest<ProxyBody>, ConnectionReturn),
+    /// An HTTP/1.1 connection; `reused` when it came from the idle stack.
+    Http1(http1::SendRequest<ProxyBody>, ConnectionReturn, bool),
     Http2(http2::SendRequest<ProxyBody>),
+}
+
+/// Why an upstream exchange failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    #[error("upstream reset: {0}")]
+    Reset(hyper::Error),
+    #[error("upstream closed the connection before the request was sent")]
+    ClosedBeforeSend,
 }
 
 /// Gives an HTTP/1.1 connection back to its pool.
@@ -66,7 +78,7 @@ impl HostPool {
     }
 
     /// A connection ready to send one request on.
-    pub async fn checkout(
+    async fn checkout(
         self: &Arc<Self>,
         connect_timeout: Duration,
     ) -> Result<Connection, ConnectError> {
@@ -84,7 +96,7 @@ impl HostPool {
             // A keep-alive connection the server closed while idle fails here, not on the
             // request, so the request is never sent on a dead connection from the pool.
             if sender.ready().await.is_ok() {
-                return Ok(self.http1(sender));
+                return Ok(self.http1(sender, true));
             }
         }
         let io = connect(&self.address, connect_timeout).await?;
@@ -97,15 +109,50 @@ impl HostPool {
                 debug!(error = %e, "upstream http/1.1 connection ended");
             }
         });
-        Ok(self.http1(sender))
+        Ok(self.http1(sender, false))
     }
 
-    fn http1(self: &Arc<Self>, sender: http1::SendRequest<ProxyBody>) -> Connection {
+    fn http1(self: &Arc<Self>, sender: http1::SendRequest<ProxyBody>, reused: bool) -> Connection {
         let ret = ConnectionReturn {
             pool: Arc::downgrade(self),
             sender: None,
         };
-        Connection::Http1(sender, ret)
+        Connection::Http1(sender, ret, reused)
+    }
+
+    /// One request/response exchange with this host.
+    ///
+    /// A keep-alive connection can be closed by the server at the very moment it is reused;
+    /// then the request never left and is safe to send again, once, on a new connection
+    /// (whatever its method). A request that did go out is never replayed here: that is the
+    /// retry policy's decision.
+    pub async fn send(
+        self: &Arc<Self>,
+        req: http::Request<ProxyBody>,
+        connect_timeout: Duration,
+    ) -> Result<http::Response<ProxyBody>, SendError> {
+        let conn = self.checkout(connect_timeout).await?;
+        match conn.send(req).await {
+            Ok(resp) => Ok(resp),
+            Err(Unsent::Retry(req)) => {
+                debug!(host = %self.address, "reused connection closed before the request went out; retrying on a new one");
+                let fresh = self.fresh_http1(connect_timeout).await?;
+                fresh.send(*req).await.map_err(|e| match e {
+                    Unsent::Retry(_) => SendError::ClosedBeforeSend,
+                    Unsent::Failed(e) => SendError::Reset(e),
+                })
+            }
+            Err(Unsent::Failed(e)) => Err(SendError::Reset(e)),
+        }
+    }
+
+    async fn fresh_http1(
+        self: &Arc<Self>,
+        connect_timeout: Duration,
+    ) -> Result<Connection, ConnectError> {
+        // Drop idle connections first: if one was closed under us, its siblings likely were too.
+        lock(&self.idle).clear();
+        self.checkout_http1(connect_timeout).await
     }
 
     async fn checkout_http2(
@@ -167,16 +214,31 @@ impl HostPool {
     }
 }
 
+/// How sending on one connection failed.
+enum Unsent {
+    /// The request never left a reused connection: it may go out again on a new one.
+    Retry(Box<http::Request<ProxyBody>>),
+    Failed(hyper::Error),
+}
+
 impl Connection {
     /// Sends the request. For HTTP/1.1 the connection rides along with the response body and
     /// returns to the pool when the body ends.
-    pub async fn send(
+    async fn send(
         self,
         req: http::Request<ProxyBody>,
-    ) -> Result<http::Response<ProxyBody>, hyper::Error> {
+    ) -> Result<http::Response<ProxyBody>, Unsent> {
         match self {
-            Connection::Http1(mut sender, mut ret) => {
-                let resp = sender.send_request(req).await?;
+            Connection::Http1(mut sender, mut ret, reused) => {
+                let resp = match sender.try_send_request(req).await {
+                    Ok(resp) => resp,
+                    Err(mut e) => {
+                        return Err(match e.take_message() {
+                            Some(req) if reused => Unsent::Retry(Box::new(req)),
+                            _ => Unsent::Failed(e.into_error()),
+                        })
+                    }
+                };
                 ret.sender = Some(sender);
                 let (parts, body) = resp.into_parts();
                 let body = if hyper::body::Body::is_end_stream(&body) {
@@ -188,7 +250,7 @@ impl Connection {
                 Ok(http::Response::from_parts(parts, body))
             }
             Connection::Http2(mut sender) => {
-                let resp = sender.send_request(req).await?;
+                let resp = sender.send_request(req).await.map_err(Unsent::Failed)?;
                 Ok(resp.map(ProxyBody::Incoming))
             }
         }
@@ -197,4 +259,95 @@ impl Connection {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// An upstream that answers one request per connection and then closes it, without saying
+    /// so (no `Connection: close`): the pooled connection looks reusable but is dead.
+    async fn one_shot_server() -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    let mut seen = Vec::new();
+                    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                        let n = s.read(&mut buf).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        seen.extend_from_slice(&buf[..n]);
+                    }
+                    let _ = s
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                        .await;
+                });
+            }
+        });
+        addr
+    }
+
+    fn request() -> http::Request<ProxyBody> {
+        http::Request::get("/")
+            .header("host", "up")
+            .body(ProxyBody::Empty)
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn keep_alive_connections_the_server_closed_are_not_reused() {
+        let addr = one_shot_server().await;
+        let pool = HostPool::new(EndpointAddress::Socket(addr), UpstreamProtocol::Http1);
+        for _ in 0..5 {
+            let resp = pool
+                .send(request(), Duration::from_secs(1))
+                .await
+                .expect("sent");
+            assert_eq!(resp.status(), 200);
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(&body[..], b"ok");
+        }
+    }
+
+    #[tokio::test]
+    async fn connections_return_to_the_pool_when_the_body_is_read() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = listener.accept().await {
+                count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let svc = hyper::service::service_fn(|_req| async {
+                    Ok::<_, std::convert::Infallible>(http::Response::new(
+                        http_body_util::Full::new(bytes::Bytes::from_static(b"hello")),
+                    ))
+                });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(s), svc),
+                );
+            }
+        });
+        let pool = HostPool::new(EndpointAddress::Socket(addr), UpstreamProtocol::Http1);
+        for _ in 0..10 {
+            let resp = pool
+                .send(request(), Duration::from_secs(1))
+                .await
+                .expect("sent");
+            resp.into_body().collect().await.unwrap();
+        }
+        assert_eq!(
+            accepted.load(std::sync::atomic::Ordering::Relaxed),
+            1,
+            "one keep-alive connection"
+        );
+        assert_eq!(pool.idle_connections(), 1);
+    }
 }
