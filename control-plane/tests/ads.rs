@@ -255,12 +255,44 @@ async fn delta_sends_changes_and_removals_only() {
     .await
     .unwrap();
 
-    // "a" changes, "b" goes, "c" comes.
+    // "a" changes, "b" goes, "c" comes: additions first...
     publish.send(config("v2", &["a", "c"], 2)).unwrap();
     let update = next(&mut responses).await;
     let mut names: Vec<_> = update.resources.iter().map(|r| r.name.as_str()).collect();
     names.sort();
     assert_eq!(names, ["a", "c"]);
-    assert_eq!(update.removed_resources, ["b"]);
+    assert!(
+        update.removed_resources.is_empty(),
+        "removals wait for the new routes"
+    );
     assert_eq!(update.system_version_info, "v2");
+    tx.send(DeltaDiscoveryRequest {
+        type_url: CLUSTER.into(),
+        response_nonce: update.nonce.clone(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    // ...then the removal.
+    let removal = next(&mut responses).await;
+    assert!(removal.resources.is_empty());
+    assert_eq!(removal.removed_resources, ["b"]);
+
+    // Subscribing by name to something that does not exist is answered, as removed.
+    tx.send(DeltaDiscoveryRequest {
+        type_url: ENDPOINT.into(),
+        resource_names_subscribe: vec!["nope".into(), "a".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let eds = next(&mut responses).await;
+    assert_eq!(
+        eds.resources
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect::<Vec<_>>(),
+        ["a"]
+    );
+    assert_eq!(eds.removed_resources, ["nope"]);
 }

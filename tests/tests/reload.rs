@@ -219,7 +219,7 @@ async fn control_plane_restart_under_load() {
     // A change made while the control plane is gone...
     mesh.write("reviews-vs.yaml", &weighted_vs("reviews", &[("v3", 100)]));
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    // ...is not seen yet: the proxy keeps serving its last config.
+    // ...cannot reach the proxy, which keeps serving its last config without a control plane.
     let mut conn = ProxyConn::new(proxy.outbound);
     assert_eq!(
         conn.get(URL, &[]).await.expect("request").served_by(),
@@ -229,6 +229,76 @@ async fn control_plane_restart_under_load() {
     let took = converge_to(&proxy, "reviews-v3").await;
     let stats = load.stop().await;
     println!("reconverged {took:?} after restart; {}", stats.summary());
+    assert_eq!(
+        stats.failed.load(Ordering::Relaxed),
+        0,
+        "{}",
+        stats.summary()
+    );
+}
+
+/// A DestinationRule with one subset and a VirtualService sending everything to it, in one
+/// file: each rewrite adds a subset and removes the one the old routes use.
+fn single_subset_routing(subset: &str, version: &str) -> String {
+    format!(
+        r#"apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: reviews, namespace: default}}
+spec:
+  host: reviews
+  subsets:
+  - name: {subset}
+    labels: {{version: {version}}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: reviews, namespace: default}}
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - destination: {{host: reviews, subset: {subset}}}
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renaming_subsets_and_routes_together_fails_no_request() {
+    renaming_subsets(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renaming_subsets_and_routes_together_fails_no_request_on_envoy() {
+    renaming_subsets(true).await;
+}
+
+async fn renaming_subsets(envoy: bool) {
+    let (mut mesh, _echoes) = reviews_mesh().await;
+    mesh.remove("reviews-dr.yaml");
+    mesh.write("routing.yaml", &single_subset_routing("blue", "v1"));
+    mesh.start_weftd().await;
+    let proxy = if envoy {
+        let Some(p) = mesh.start_envoy("productpage-v1", "default", false).await else {
+            return;
+        };
+        p
+    } else {
+        mesh.start_proxy("productpage-v1", "default").await
+    };
+    converge_to(&proxy, "reviews-v1").await;
+
+    let load = Load::start(proxy.outbound, URL, 8);
+    for i in 0..10 {
+        let (subset, version) = if i % 2 == 0 {
+            (format!("green{i}"), "v3")
+        } else {
+            (format!("blue{i}"), "v1")
+        };
+        mesh.write("routing.yaml", &single_subset_routing(&subset, version));
+        converge_to(&proxy, &format!("reviews-{version}")).await;
+    }
+    let stats = load.stop().await;
+    println!("10 subset renames under load: {}", stats.summary());
     assert_eq!(
         stats.failed.load(Ordering::Relaxed),
         0,

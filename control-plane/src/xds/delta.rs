@@ -5,6 +5,7 @@
 //! removed. A reconnecting proxy announces what it holds in `initial_resource_versions`, and is
 //! not sent those again.
 
+use super::sequencer::Phase;
 use super::sotw::{sleep_until, StreamEnd};
 use super::{Session, Shared, StreamIo};
 use std::collections::{BTreeSet, HashMap};
@@ -51,9 +52,12 @@ impl Stream {
         let mut config_rx = self.s.shared.config.clone();
         self.on_request(first).await?;
         loop {
-            while let Some(type_url) = self.s.seq.next_step() {
-                if self.types.contains_key(type_url) && self.send_changes(type_url).await? {
-                    self.s.seq.wait_for(type_url);
+            while let Some(step) = self.s.seq.next_step() {
+                let t = step.type_url;
+                if self.types.contains_key(t)
+                    && self.send_changes(t, step.phase, &BTreeSet::new()).await?
+                {
+                    self.s.seq.wait_for(t);
                 }
             }
             if let Some(since) = self.s.seq.take_finished() {
@@ -113,12 +117,18 @@ impl Stream {
             }
         }
         let mut changed = new_type;
+        // Names subscribed in this request are answered even if the proxy is thought to hold
+        // them (it may have dropped them), and names that do not exist are answered as removed,
+        // so the proxy does not wait for them.
+        let mut asked = BTreeSet::new();
         for name in &req.resource_names_subscribe {
             if name == "*" {
                 changed |= !state.wildcard;
                 state.wildcard = true;
             } else {
-                changed |= state.subscribed.insert(name.clone());
+                state.subscribed.insert(name.clone());
+                asked.insert(name.clone());
+                changed = true;
             }
         }
         for name in &req.resource_names_unsubscribe {
@@ -131,13 +141,19 @@ impl Stream {
             state.held.remove(name);
         }
         if changed {
-            self.send_changes(type_url).await?;
+            self.send_changes(type_url, Phase::Exact, &asked).await?;
         }
         Ok(())
     }
 
-    /// Sends what the proxy lacks or holds in an old version, and what it holds that is gone.
-    async fn send_changes(&mut self, type_url: &'static str) -> Result<bool, StreamEnd> {
+    /// Sends what the proxy lacks or holds in an old version and, in the exact phase, what it
+    /// holds that is gone. Names in `asked` are sent (or reported missing) regardless.
+    async fn send_changes(
+        &mut self,
+        type_url: &'static str,
+        phase: Phase,
+        asked: &BTreeSet<String>,
+    ) -> Result<bool, StreamEnd> {
         let Some(state) = self.types.get_mut(type_url) else {
             return Ok(false);
         };
@@ -152,7 +168,7 @@ impl Stream {
             };
             for name in names {
                 let Some(r) = all.get(name) else { continue };
-                if state.held.get(name) != Some(&r.version) {
+                if state.held.get(name) != Some(&r.version) || asked.contains(name) {
                     resources.push(Resource {
                         name: name.clone(),
                         version: r.version.clone(),
@@ -162,12 +178,21 @@ impl Stream {
                 }
             }
         }
-        let removed: Vec<String> = state
-            .held
-            .keys()
-            .filter(|n| wanted(n) && current.is_none_or(|all| !all.contains_key(*n)))
-            .cloned()
-            .collect();
+        let exists = |n: &str| current.is_some_and(|all| all.contains_key(n));
+        let mut removed: Vec<String> = match phase {
+            Phase::Exact => state
+                .held
+                .keys()
+                .filter(|n| wanted(n) && !exists(n))
+                .cloned()
+                .collect(),
+            Phase::Add => Vec::new(),
+        };
+        for n in asked.iter().filter(|n| !exists(n)) {
+            if !removed.contains(n) {
+                removed.push(n.clone());
+            }
+        }
         if resources.is_empty() && removed.is_empty() {
             return Ok(false);
         }

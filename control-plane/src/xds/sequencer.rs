@@ -1,21 +1,52 @@
 //! Make-before-break push ordering, shared by the state-of-the-world and delta sessions.
 //!
-//! When the configuration changes, a proxy is sent clusters, then endpoints, then listeners,
-//! then routes, and each step waits for the proxy's ACK or NACK of the previous one. Waiting
-//! matters: a proxy that receives a new cluster asks for its endpoints before ACKing it, so by
-//! the time routes that point at the new cluster arrive, the cluster has endpoints and no
-//! request sees a cluster that is not ready. A proxy that never answers does not stall the
-//! push for ever: after `ACK_WAIT` the sequence moves on.
+//! When the configuration changes, a proxy is sent new and changed clusters, then their
+//! endpoints, then listeners, then routes, and only then the removal of clusters and
+//! endpoints nothing routes to any more. Each step waits for the proxy's ACK or NACK of the
+//! previous one. Waiting matters: a proxy that receives a new cluster asks for its endpoints
+//! before ACKing it, so by the time routes that point at the new cluster arrive, the cluster
+//! has endpoints; and a cluster the old routes still use is removed only after the new routes
+//! are in place. So no request sees a missing or empty cluster during a change. A proxy that
+//! never answers does not stall the push for ever: after `ACK_WAIT` the sequence moves on.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
-use xds_protos::type_url::PUSH_ORDER;
+use xds_protos::type_url::{CLUSTER, ENDPOINT, LISTENER, ROUTE};
 
 pub const ACK_WAIT: Duration = Duration::from_secs(5);
 
+/// What one step of a push sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// New and changed resources; those that went away stay for now.
+    Add,
+    /// Exactly the current resources: those that went away are removed.
+    Exact,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Step {
+    pub type_url: &'static str,
+    pub phase: Phase,
+}
+
+const fn step(type_url: &'static str, phase: Phase) -> Step {
+    Step { type_url, phase }
+}
+
+/// Additions before the references to them; removals after the references are gone.
+const PUSH_STEPS: [Step; 6] = [
+    step(CLUSTER, Phase::Add),
+    step(ENDPOINT, Phase::Add),
+    step(LISTENER, Phase::Exact),
+    step(ROUTE, Phase::Exact),
+    step(CLUSTER, Phase::Exact),
+    step(ENDPOINT, Phase::Exact),
+];
+
 #[derive(Debug, Default)]
 pub struct PushSequencer {
-    queue: VecDeque<&'static str>,
+    queue: VecDeque<Step>,
     waiting: Option<(&'static str, tokio::time::Instant)>,
     /// When the config being pushed was published, to measure convergence.
     since: Option<Instant>,
@@ -25,12 +56,12 @@ impl PushSequencer {
     /// A new config is out: every type is due again, in order. A step already waiting for an
     /// ACK keeps waiting; the new content goes out when the sequence reaches its type.
     pub fn start(&mut self, published: Instant) {
-        self.queue = PUSH_ORDER.iter().copied().collect();
+        self.queue = PUSH_STEPS.iter().copied().collect();
         self.since = Some(published);
     }
 
-    /// The next type to consider, unless a step is waiting for its answer.
-    pub fn next_step(&mut self) -> Option<&'static str> {
+    /// The next step, unless one is waiting for its answer.
+    pub fn next_step(&mut self) -> Option<Step> {
         if self.waiting.is_some() {
             return None;
         }
@@ -69,13 +100,12 @@ impl PushSequencer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use xds_protos::type_url::{CLUSTER, ENDPOINT};
 
     #[tokio::test(start_paused = true)]
     async fn waits_for_answer_before_next_type() {
         let mut s = PushSequencer::default();
         s.start(Instant::now());
-        assert_eq!(s.next_step(), Some(CLUSTER));
+        assert_eq!(s.next_step(), Some(step(CLUSTER, Phase::Add)));
         s.wait_for(CLUSTER);
         assert_eq!(s.next_step(), None);
         s.answered(ENDPOINT);
@@ -85,7 +115,20 @@ mod tests {
             "an answer for another type does not release the wait"
         );
         s.answered(CLUSTER);
-        assert_eq!(s.next_step(), Some(ENDPOINT));
+        assert_eq!(s.next_step(), Some(step(ENDPOINT, Phase::Add)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn removals_come_after_routes() {
+        let mut s = PushSequencer::default();
+        s.start(Instant::now());
+        let steps: Vec<Step> = std::iter::from_fn(|| s.next_step()).collect();
+        let route = steps.iter().position(|x| x.type_url == ROUTE).unwrap();
+        let removal = steps
+            .iter()
+            .position(|x| x.phase == Phase::Exact && x.type_url == CLUSTER)
+            .unwrap();
+        assert!(route < removal, "{steps:?}");
     }
 
     #[tokio::test(start_paused = true)]

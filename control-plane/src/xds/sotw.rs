@@ -6,10 +6,12 @@
 //! (the proxy has not seen the newest response yet) and are ignored, as the protocol says.
 
 use super::resources::content_hash;
+use super::sequencer::Phase;
 use super::{Session, Shared, StreamIo};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use tracing::{debug, warn};
+use xds_protos::pb::google::protobuf::Any;
 use xds_protos::type_url::{is_wildcard_type, PUSH_ORDER};
 use xds_protos::{DiscoveryRequest, DiscoveryResponse};
 
@@ -20,6 +22,8 @@ struct TypeState {
     last_nonce: String,
     last_version: String,
     sent_hash: Option<u64>,
+    /// What the proxy was last sent, by name: kept through the additive steps of a push.
+    sent: BTreeMap<String, Any>,
 }
 
 /// A sotw stream: the common session plus the per-type state.
@@ -105,15 +109,16 @@ impl Stream {
         state.subscribed = names;
         state.wildcard = wildcard;
         if first_request || changed {
-            self.send(type_url, true).await?;
+            self.send(type_url, Phase::Exact, true).await?;
         }
         Ok(())
     }
 
     async fn advance_push(&mut self) -> Result<(), StreamEnd> {
-        while let Some(type_url) = self.s.seq.next_step() {
-            if self.types.contains_key(type_url) && self.send(type_url, false).await? {
-                self.s.seq.wait_for(type_url);
+        while let Some(step) = self.s.seq.next_step() {
+            let t = step.type_url;
+            if self.types.contains_key(t) && self.send(t, step.phase, false).await? {
+                self.s.seq.wait_for(t);
             }
         }
         if let Some(since) = self.s.seq.take_finished() {
@@ -122,22 +127,40 @@ impl Stream {
         Ok(())
     }
 
-    /// Sends the current resources of a type; unless `force`, only when they changed.
-    async fn send(&mut self, type_url: &'static str, force: bool) -> Result<bool, StreamEnd> {
+    /// Sends the current resources of a type; unless `force`, only when they changed. In the
+    /// additive phase, what the proxy has and the config dropped is sent again, not removed.
+    async fn send(
+        &mut self,
+        type_url: &'static str,
+        phase: Phase,
+        force: bool,
+    ) -> Result<bool, StreamEnd> {
         let Some(state) = self.types.get_mut(type_url) else {
             return Ok(false);
         };
-        let resources: Vec<_> = match self.s.resources.of_type(type_url) {
-            Some(all) if state.wildcard => all.values().map(|r| r.any.clone()).collect(),
+        let current = self.s.resources.of_type(type_url);
+        let mut next: BTreeMap<String, Any> = match current {
+            Some(all) if state.wildcard => all
+                .iter()
+                .map(|(n, r)| (n.clone(), r.any.clone()))
+                .collect(),
             Some(all) => state
                 .subscribed
                 .iter()
-                .filter_map(|n| all.get(n).map(|r| r.any.clone()))
+                .filter_map(|n| all.get(n).map(|r| (n.clone(), r.any.clone())))
                 .collect(),
-            None => Vec::new(),
+            None => BTreeMap::new(),
         };
-        let hash = resources
-            .iter()
+        if phase == Phase::Add {
+            for (name, any) in &state.sent {
+                let still_wanted = state.wildcard || state.subscribed.contains(name);
+                if still_wanted && !next.contains_key(name) {
+                    next.insert(name.clone(), any.clone());
+                }
+            }
+        }
+        let hash = next
+            .values()
             .fold(0u64, |h, r| h.rotate_left(5) ^ content_hash(&r.value));
         if !force && state.sent_hash == Some(hash) {
             return Ok(false);
@@ -146,6 +169,8 @@ impl Stream {
         state.last_nonce = nonce.clone();
         state.last_version = self.s.config.version.clone();
         state.sent_hash = Some(hash);
+        let resources: Vec<Any> = next.values().cloned().collect();
+        state.sent = next;
         let count = resources.len();
         let response = DiscoveryResponse {
             version_info: self.s.config.version.clone(),
