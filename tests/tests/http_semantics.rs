@@ -42,6 +42,13 @@ async fn raw(proxy: &Proxy, request: &[u8], done: impl Fn(&str) -> bool) -> Stri
     }
 }
 
+async fn read_in_time(s: &mut tokio::net::TcpStream, buf: &mut [u8]) -> usize {
+    tokio::time::timeout(Duration::from_secs(10), s.read(buf))
+        .await
+        .expect("an answer in time")
+        .expect("read")
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn chunked_and_expect_continue_reach_the_upstream() {
     let (_mesh, _echo, proxy) = mesh().await;
@@ -60,12 +67,12 @@ async fn chunked_and_expect_continue_reach_the_upstream() {
         .await
         .expect("write");
     let mut buf = [0u8; 1024];
-    let n = s.read(&mut buf).await.expect("read");
+    let n = read_in_time(&mut s, &mut buf).await;
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 100 Continue"));
     s.write_all(b"data").await.expect("body");
     let mut out = String::new();
     while !out.contains("\"body_len\":4") {
-        let n = s.read(&mut buf).await.expect("read");
+        let n = read_in_time(&mut s, &mut buf).await;
         assert!(n > 0, "closed early: {out}");
         out.push_str(&String::from_utf8_lossy(&buf[..n]));
     }
@@ -82,6 +89,14 @@ async fn upgrades_are_refused_and_malformed_requests_get_400() {
     )
     .await;
     assert!(ws.starts_with("HTTP/1.1 403"), "{ws}");
+    // An h2c offer (curl --http2 on http://) is declined by answering in HTTP/1.1.
+    let h2c = raw(
+        &proxy,
+        b"GET /h2c HTTP/1.1\r\nHost: details:9080\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
+        |t| t.contains("\"path\":\"/h2c\""),
+    )
+    .await;
+    assert!(h2c.starts_with("HTTP/1.1 200"), "{h2c}");
     let bad = raw(&proxy, b"GET / HTTP/1.1\r\nHost details\r\n\r\n", |t| {
         t.contains("\r\n\r\n")
     })
@@ -160,14 +175,23 @@ async fn http2_prior_knowledge_downstream() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_finishes_in_flight_requests_then_exits_zero() {
-    let (_mesh, _echo, mut proxy) = mesh().await;
+    let (_mesh, echo, mut proxy) = mesh().await;
     let addr = proxy.outbound;
     let slow = tokio::spawn(async move {
         ProxyConn::new(addr)
             .get("http://details:9080/slow?delay_ms=1500", &[])
             .await
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // SIGTERM only once the request is at the upstream, i.e. truly in flight.
+    weft_e2e::eventually(
+        "the slow request reaches the upstream",
+        Duration::from_secs(10),
+        || {
+            let n = echo.requests.load(std::sync::atomic::Ordering::Relaxed);
+            async move { (n >= 1).then_some(()) }
+        },
+    )
+    .await;
     let status = tokio::task::spawn_blocking(move || {
         let s = proxy.proc.terminate(Duration::from_secs(20));
         (s, proxy)

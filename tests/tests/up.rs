@@ -11,30 +11,22 @@ use weft_e2e::{free_port, free_port_range};
 #[tokio::test(flavor = "multi_thread")]
 async fn weftctl_up_bookinfo_answers_the_printed_curl() {
     let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/bookinfo");
-    // Ports away from the defaults, so the test can run beside a developer's own mesh.
+    // Free ports rather than the defaults, so the test can run beside a developer's own mesh.
+    let port = || free_port().to_string();
     let mut child = Command::new(bin("weftctl"))
         .arg("up")
         .arg(&examples)
-        .args([
-            "--xds-port",
-            "25510",
-            "--http-port",
-            "25514",
-            "--ingress-port",
-            "25501",
-        ])
-        .args([
-            "--ingress-admin-port",
-            "25500",
-            "--sidecar-outbound-base",
-            "25600",
-            "--sidecar-admin-base",
-            "25700",
-        ])
+        .args(["--xds-port", &port(), "--http-port", &port()])
+        .args(["--ingress-port", &port(), "--ingress-admin-port", &port()])
+        .args(["--sidecar-outbound-base", &free_port_range(6).to_string()])
+        .args(["--sidecar-admin-base", &free_port_range(6).to_string()])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start weftctl up");
+    let pid = child.id();
+    // If the test fails half-way, stop the mesh rather than leave it holding ports.
+    let _stop = Stop(pid);
     let stdout = child.stdout.take().expect("stdout");
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -89,4 +81,16 @@ async fn weftctl_up_bookinfo_answers_the_printed_curl() {
         .status();
     let status = child.wait().expect("wait");
     assert!(status.success(), "weftctl up exits 0 on SIGTERM: {status}");
+}
+
+struct Stop(u32);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.0.to_string()])
+                .status();
+        }
+    }
 }

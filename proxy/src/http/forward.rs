@@ -171,10 +171,16 @@ async fn proxy<'s>(
     mut req: Request<Incoming>,
     outcome: &mut Outcome<'s>,
 ) -> Response<ProxyBody> {
-    // Upgrades (WebSocket and friends) are not configured on any route yet: refuse them
-    // cleanly, as Envoy does when a route does not allow the upgrade type.
-    if req.headers().contains_key(header::UPGRADE) && req.version() < Version::HTTP_2 {
-        return local_reply(StatusCode::FORBIDDEN, "");
+    if let Some(upgrade) = req.headers().get(header::UPGRADE) {
+        if upgrade.as_bytes().eq_ignore_ascii_case(b"h2c") {
+            // An offer to switch to cleartext HTTP/2: declined by carrying on in HTTP/1.1, as
+            // the offer allows (some clients make it on every request).
+            headers::strip_h2c_upgrade(req.headers_mut());
+        } else if req.version() < Version::HTTP_2 {
+            // Upgrades (WebSocket and friends) are not configured on any route yet: refuse
+            // them cleanly, as Envoy does when a route does not allow the upgrade type.
+            return local_reply(StatusCode::FORBIDDEN, "");
+        }
     }
     let table = listener.and_then(|l| route_table(snapshot, &l.route_source));
     let Some(table) = table else {

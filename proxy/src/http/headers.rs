@@ -10,6 +10,7 @@ pub static X_ENVOY_UPSTREAM_SERVICE_TIME: HeaderName =
     HeaderName::from_static("x-envoy-upstream-service-time");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+static HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
 
 /// Removes the headers that describe one hop, not the message: the fixed set, and every header
 /// the `Connection` header names. `TE: trailers` survives, because gRPC needs it end to end.
@@ -42,6 +43,33 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
     if !te_trailers {
         headers.remove(header::TE);
+    }
+}
+
+/// Removes an `Upgrade: h2c` offer: the upgrade header, its settings, and their tokens in
+/// `Connection`.
+pub fn strip_h2c_upgrade(headers: &mut HeaderMap) {
+    headers.remove(header::UPGRADE);
+    headers.remove(&HTTP2_SETTINGS);
+    if let Some(conn) = headers.get(header::CONNECTION) {
+        let kept: Vec<&str> = conn
+            .to_str()
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|t| {
+                !t.eq_ignore_ascii_case("upgrade") && !t.eq_ignore_ascii_case("http2-settings")
+            })
+            .filter(|t| !t.is_empty())
+            .collect();
+        match HeaderValue::from_str(&kept.join(", ")) {
+            Ok(v) if !kept.is_empty() => {
+                headers.insert(header::CONNECTION, v);
+            }
+            _ => {
+                headers.remove(header::CONNECTION);
+            }
+        }
     }
 }
 
@@ -104,6 +132,18 @@ mod tests {
         let mut h = map(&[("te", "trailers")]);
         strip_hop_by_hop(&mut h);
         assert_eq!(h.get("te").unwrap(), "trailers");
+    }
+
+    #[test]
+    fn an_h2c_offer_is_removed_with_its_connection_tokens() {
+        let mut h = map(&[
+            ("connection", "Upgrade, HTTP2-Settings, keep-alive"),
+            ("upgrade", "h2c"),
+            ("http2-settings", "AAMAAABkAARAAAAAAAIAAAAA"),
+        ]);
+        strip_h2c_upgrade(&mut h);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert_eq!(h.get("connection").unwrap(), "keep-alive");
     }
 
     #[test]

@@ -23,7 +23,9 @@ use std::sync::Arc;
 pub struct Host {
     pub weight: u32,
     healthy: bool,
-    active: AtomicU64,
+    /// Requests in flight; shared with the host's next incarnation when a reload changes its
+    /// weight or health, so guards of requests started before the reload still count down.
+    active: Arc<AtomicU64>,
     pool: Arc<HostPool>,
 }
 
@@ -37,7 +39,7 @@ impl Host {
         Arc::new(Host {
             weight: weight.max(1),
             healthy,
-            active: AtomicU64::new(0),
+            active: Arc::new(AtomicU64::new(0)),
             pool: HostPool::new(address, protocol),
         })
     }
@@ -64,17 +66,17 @@ impl Host {
     }
 
     /// Counts the request as in flight until the guard drops.
-    pub fn start_request(self: &Arc<Self>) -> ActiveRequest {
+    pub fn start_request(&self) -> ActiveRequest {
         self.active.fetch_add(1, Ordering::Relaxed);
-        ActiveRequest(self.clone())
+        ActiveRequest(self.active.clone())
     }
 }
 
-pub struct ActiveRequest(Arc<Host>);
+pub struct ActiveRequest(Arc<AtomicU64>);
 
 impl Drop for ActiveRequest {
     fn drop(&mut self) {
-        self.0.active.fetch_sub(1, Ordering::Relaxed);
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -126,7 +128,7 @@ impl Cluster {
                 Some(h) => Arc::new(Host {
                     weight: ep.weight.max(1),
                     healthy: ep.healthy,
-                    active: AtomicU64::new(h.active_requests()),
+                    active: h.active.clone(),
                     pool: h.pool.clone(),
                 }),
                 None => Host::new(ep.address.clone(), ep.weight, ep.healthy, config.protocol),

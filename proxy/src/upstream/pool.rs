@@ -92,10 +92,11 @@ impl HostPool {
         self: &Arc<Self>,
         connect_timeout: Duration,
     ) -> Result<Connection, ConnectError> {
-        while let Some(mut sender) = self.pop_idle() {
-            // A keep-alive connection the server closed while idle fails here, not on the
-            // request, so the request is never sent on a dead connection from the pool.
-            if sender.ready().await.is_ok() {
+        while let Some(sender) = self.pop_idle() {
+            // Only a connection ready right now is reused. One the server closed while idle is
+            // dropped here; so is one still sending a request body the server answered early
+            // (it came back when the response ended): waiting for it could take for ever.
+            if sender.is_ready() {
                 return Ok(self.http1(sender, true));
             }
         }
