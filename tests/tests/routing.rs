@@ -175,6 +175,78 @@ async fn defaults_and_flags(kind: Kind) {
     assert_eq!(r.status, 404, "a host without a port means port 80");
 }
 
+const REDIRECT_VS: &str = r#"apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: reviews
+  namespace: default
+spec:
+  hosts:
+  - reviews
+  http:
+  - match:
+    - uri:
+        prefix: /old
+    redirect:
+      uri: /new
+      redirectCode: 302
+  - match:
+    - uri:
+        prefix: /admin
+    directResponse:
+      status: 403
+      body:
+        string: denied
+  - route:
+    - destination:
+        host: reviews
+        subset: v1
+"#;
+
+async fn redirects_and_direct_responses(kind: Kind) {
+    let Some(f) = fixture(kind, true).await else {
+        return;
+    };
+    f.mesh.write("reviews-vs.yaml", REDIRECT_VS);
+    let reply = eventually("the redirect is in place", Duration::from_secs(10), || {
+        let proxy = f.proxy.outbound;
+        async move {
+            let r = ProxyConn::new(proxy)
+                .get("http://reviews:9080/old?x=1", &[])
+                .await
+                .ok()?;
+            (r.status == 302).then_some(r)
+        }
+    })
+    .await;
+    assert_eq!(
+        reply.headers["location"], "http://reviews:9080/new?x=1",
+        "{kind:?}"
+    );
+    let mut conn = ProxyConn::new(f.proxy.outbound);
+    let denied = conn
+        .get("http://reviews:9080/admin/users", &[])
+        .await
+        .expect("request");
+    assert_eq!(
+        (denied.status.as_u16(), denied.body.as_str()),
+        (403, "denied"),
+        "{kind:?}"
+    );
+    let ok = conn.get(URL, &[]).await.expect("request");
+    assert_eq!(ok.served_by(), "reviews-v1");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn weft_redirects_and_direct_responses() {
+    redirects_and_direct_responses(Kind::Weft).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn envoy_sotw_redirects_and_direct_responses() {
+    redirects_and_direct_responses(Kind::EnvoySotw).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn weft_header_match() {
     header_match(Kind::Weft).await;

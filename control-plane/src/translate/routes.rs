@@ -5,17 +5,20 @@ use super::clusters::pb_duration;
 use super::names::{is_http, outbound_cluster, HTTP_PROXY_ROUTE};
 use super::MeshSnapshot;
 use crate::model::{
-    host_matches, HttpMatchRequest, HttpRouteDestination, Resource, StringMatch, VirtualService,
+    host_matches, HttpDirectResponse, HttpMatchRequest, HttpRedirect, HttpRoute,
+    HttpRouteDestination, Resource, StringMatch, VirtualService,
 };
 use crate::registry::Service;
 use std::collections::HashSet;
 use std::time::Duration;
 use xds_protos::node::NodeIdentity;
+use xds_protos::pb::envoy::config::core::v3::{data_source, DataSource};
 use xds_protos::pb::envoy::config::route::v3::{
     header_matcher::HeaderMatchSpecifier, query_parameter_matcher::QueryParameterMatchSpecifier,
-    route, route_action::ClusterSpecifier, route_match::PathSpecifier,
-    weighted_cluster::ClusterWeight, HeaderMatcher, QueryParameterMatcher, Route, RouteAction,
-    RouteConfiguration, RouteMatch, VirtualHost, WeightedCluster,
+    redirect_action, route, route_action::ClusterSpecifier, route_match::PathSpecifier,
+    weighted_cluster::ClusterWeight, DirectResponseAction, HeaderMatcher, QueryParameterMatcher,
+    RedirectAction, Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost,
+    WeightedCluster,
 };
 use xds_protos::pb::envoy::r#type::matcher::v3::{
     string_matcher::MatchPattern, RegexMatcher, StringMatcher,
@@ -37,7 +40,7 @@ pub fn http_proxy_routes(mesh: &MeshSnapshot, node: &NodeIdentity) -> RouteConfi
                 continue;
             }
             let routes = match virtual_service_for(mesh, &svc.hostname) {
-                Some(vs) => vs_routes(mesh, vs, port.number),
+                Some(vs) => vs_routes(mesh, vs, port.number, node),
                 None => vec![default_route(&outbound_cluster(
                     port.number,
                     "",
@@ -94,43 +97,144 @@ fn virtual_service_for<'a>(
     mesh: &'a MeshSnapshot,
     hostname: &str,
 ) -> Option<&'a Resource<VirtualService>> {
-    let vss = &mesh.config.virtual_services;
-    vss.iter()
-        .find(|vs| vs.spec.hosts.iter().any(|h| h == hostname))
+    // A VirtualService bound to gateways only does not apply to sidecars.
+    let vss: Vec<&Resource<VirtualService>> = mesh
+        .config
+        .virtual_services
+        .iter()
+        .filter(|vs| {
+            vs.spec.gateways.is_empty() || vs.spec.gateways.iter().any(|g| g == MESH_GATEWAY)
+        })
+        .collect();
+    let exact = vss
+        .iter()
+        .find(|vs| vs.spec.hosts.iter().any(|h| h == hostname));
+    exact
         .or_else(|| {
             vss.iter()
                 .find(|vs| vs.spec.hosts.iter().any(|h| host_matches(h, hostname)))
         })
+        .copied()
 }
 
-fn vs_routes(mesh: &MeshSnapshot, vs: &Resource<VirtualService>, port: u32) -> Vec<Route> {
+/// The reserved gateway name for "all sidecars".
+const MESH_GATEWAY: &str = "mesh";
+
+fn vs_routes(
+    mesh: &MeshSnapshot,
+    vs: &Resource<VirtualService>,
+    port: u32,
+    node: &NodeIdentity,
+) -> Vec<Route> {
     let mut out = Vec::new();
     for http in &vs.spec.http {
-        if http.route.is_empty() {
+        let Some(action) = http_action(mesh, http, port) else {
             continue;
-        }
-        let action = route_action(mesh, &http.route, port);
+        };
         let name = http.name.clone().unwrap_or_default();
         if http.r#match.is_empty() {
             out.push(route(&name, catch_all(), action));
             continue;
         }
-        // Match blocks are ORed: each becomes its own route with the same action.
-        for m in &http.r#match {
-            if m.port.is_some_and(|p| p != port) {
-                continue;
-            }
+        // Match blocks are ORed: each becomes its own route with the same action. Conditions
+        // on the client (its labels, namespace, or being a gateway) are decided here, for this
+        // proxy, as Istio does for sidecars.
+        for m in http.r#match.iter().filter(|m| applies_to(m, port, node)) {
             out.push(route(&name, route_match(m), action.clone()));
         }
     }
     out
 }
 
-fn route(name: &str, m: RouteMatch, action: RouteAction) -> Route {
+/// Whether a match block can match traffic from this sidecar on this port.
+fn applies_to(m: &HttpMatchRequest, port: u32, node: &NodeIdentity) -> bool {
+    m.port.is_none_or(|p| p == port)
+        && (m.gateways.is_empty() || m.gateways.iter().any(|g| g == MESH_GATEWAY))
+        && m.source_namespace
+            .as_ref()
+            .is_none_or(|ns| *ns == node.namespace)
+        && m.source_labels
+            .iter()
+            .all(|(k, v)| node.labels.get(k) == Some(v))
+}
+
+/// What an HTTP route does: forward, redirect or answer. `None` for what weft does not
+/// translate yet (delegation), which `weftctl analyze` reports as not acted on.
+fn http_action(mesh: &MeshSnapshot, http: &HttpRoute, port: u32) -> Option<route::Action> {
+    if let Some(r) = &http.redirect {
+        return Some(route::Action::Redirect(redirect(r)));
+    }
+    if let Some(d) = &http.direct_response {
+        return Some(route::Action::DirectResponse(direct_response(d)));
+    }
+    (!http.route.is_empty()).then(|| route::Action::Route(route_action(mesh, &http.route, port)))
+}
+
+fn redirect(r: &HttpRedirect) -> RedirectAction {
+    use redirect_action::{
+        PathRewriteSpecifier, RedirectResponseCode as Code, SchemeRewriteSpecifier,
+    };
+    let response_code = match r.redirect_code.unwrap_or(301) {
+        302 => Code::Found,
+        303 => Code::SeeOther,
+        307 => Code::TemporaryRedirect,
+        308 => Code::PermanentRedirect,
+        _ => Code::MovedPermanently,
+    };
+    RedirectAction {
+        host_redirect: r.authority.clone().unwrap_or_default(),
+        port_redirect: r.port.unwrap_or(0),
+        response_code: response_code as i32,
+        scheme_rewrite_specifier: r.scheme.clone().map(SchemeRewriteSpecifier::SchemeRedirect),
+        path_rewrite_specifier: r.uri.clone().map(PathRewriteSpecifier::PathRedirect),
+        ..Default::default()
+    }
+}
+
+fn direct_response(d: &HttpDirectResponse) -> DirectResponseAction {
+    let body = d.body.as_ref().and_then(|b| match (&b.string, &b.bytes) {
+        (Some(s), _) => Some(data_source::Specifier::InlineString(s.clone())),
+        (None, Some(b64)) => Some(data_source::Specifier::InlineBytes(decode_base64(b64))),
+        (None, None) => None,
+    });
+    DirectResponseAction {
+        status: d.status,
+        body: body.map(|specifier| DataSource {
+            specifier: Some(specifier),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Standard base64 (the model has already checked it is valid).
+fn decode_base64(s: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    };
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0);
+    for v in s.bytes().filter_map(value) {
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    out
+}
+
+fn route(name: &str, m: RouteMatch, action: route::Action) -> Route {
     Route {
         name: name.to_string(),
         r#match: Some(m),
-        action: Some(route::Action::Route(action)),
+        action: Some(action),
         ..Default::default()
     }
 }
@@ -139,7 +243,9 @@ fn default_route(cluster: &str) -> Route {
     route(
         "default",
         catch_all(),
-        cluster_action(ClusterSpecifier::Cluster(cluster.to_string())),
+        route::Action::Route(cluster_action(ClusterSpecifier::Cluster(
+            cluster.to_string(),
+        ))),
     )
 }
 
@@ -212,6 +318,15 @@ fn route_match(m: &HttpMatchRequest) -> RouteMatch {
     if let Some(sm) = &m.authority {
         headers.push(header_matcher(":authority", sm));
     }
+    if let Some(sm) = &m.scheme {
+        headers.push(header_matcher(":scheme", sm));
+    }
+    // withoutHeaders: the header is absent, or does not match.
+    headers.extend(m.without_headers.iter().map(|(name, sm)| HeaderMatcher {
+        invert_match: true,
+        treat_missing_header_as_empty: true,
+        ..header_matcher(&name.to_ascii_lowercase(), sm)
+    }));
     let query_parameters = m
         .query_params
         .iter()

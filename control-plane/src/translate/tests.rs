@@ -377,3 +377,61 @@ spec:
         Some(ClusterSpecifier::Cluster("outbound|80||httpbin.org".into()))
     );
 }
+
+#[test]
+fn client_conditions_are_decided_for_each_sidecar() {
+    let vs = r#"
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{sourceLabels: {app: canary-client}}]
+    route: [{destination: {host: reviews, subset: v2}}]
+  - match: [{uri: {prefix: /admin}}]
+    directResponse: {status: 403, body: {string: denied}}
+  - match: [{uri: {prefix: /old}}]
+    redirect: {uri: /new, redirectCode: 302}
+  - match: [{withoutHeaders: {end-user: {exact: jason}}}]
+    route: [{destination: {host: reviews, subset: v1}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: gateway-only, namespace: default}
+spec:
+  hosts: [ratings]
+  gateways: [ingress]
+  http:
+  - route: [{destination: {host: ratings}}]
+"#;
+    let routes_for = |labels: &[(&str, &str)]| {
+        let mut n = node("default");
+        n.labels = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let r = translate(&mesh(&[BOOKINFO, vs]), &n);
+        let rc: RouteConfiguration = decode(&r, ROUTE, "http_proxy");
+        rc.virtual_hosts
+            .into_iter()
+            .find(|v| v.name.starts_with("reviews"))
+            .expect("vhost")
+            .routes
+    };
+    assert_eq!(routes_for(&[("app", "canary-client")]).len(), 4);
+    let others = routes_for(&[("app", "productpage")]);
+    assert_eq!(
+        others.len(),
+        3,
+        "the sourceLabels block is not this sidecar's"
+    );
+    assert!(
+        matches!(others[0].action, Some(route::Action::DirectResponse(ref d)) if d.status == 403)
+    );
+    assert!(
+        matches!(others[1].action, Some(route::Action::Redirect(ref r)) if r.response_code == 1)
+    );
+    let without = &others[2].r#match.as_ref().expect("match").headers[0];
+    assert!(without.invert_match && without.treat_missing_header_as_empty);
+}

@@ -210,10 +210,9 @@ async fn proxy<'s>(
             *resp.status_mut() = StatusCode::from_u16(*status).unwrap_or(StatusCode::OK);
             return resp;
         }
-        #[allow(unreachable_patterns)]
-        _ => {
-            outcome.flag = ResponseFlag::NoRoute;
-            return local_reply(StatusCode::NOT_FOUND, "");
+        RouteAction::Redirect(r) => {
+            let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+            return super::redirect::respond(r, &route.matcher.path, authority, path);
         }
     };
     let Some(cluster) = snapshot.cluster(&cluster_name) else {

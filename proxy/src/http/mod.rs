@@ -5,6 +5,7 @@ pub mod body;
 pub mod forward;
 pub mod headers;
 pub mod local_reply;
+pub mod redirect;
 
 use crate::context::ProxyContext;
 use hyper::service::service_fn;

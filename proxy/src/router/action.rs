@@ -29,8 +29,8 @@ impl ClusterTarget {
     }
 }
 
-/// A compiled `RedirectAction`. Each `None` keeps that part of the request's URL. Building the
-/// `Location` header from it is not yet acted on (the HTTP layer will do it).
+/// A compiled `RedirectAction`. Each `None` keeps that part of the request's URL
+/// (`http::redirect` builds the `Location`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Redirect {
     /// `https_redirect` becomes `Some("https")`.
