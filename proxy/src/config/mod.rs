@@ -7,7 +7,8 @@
 //! ones.
 //!
 //! Semantics and defaults follow Envoy's documentation. What is parsed but not acted on yet is
-//! said where it is stored (see [`crate::router::RoutePolicy`]).
+//! said where it is stored (see [`crate::router::RoutePolicy`]); features not acted on at all
+//! are refused, so a NACK says so instead of an ACK that misleads.
 
 mod cluster;
 mod endpoint;

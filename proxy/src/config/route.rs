@@ -97,7 +97,7 @@ fn compile_route(r: &Route, body_limit: u32) -> Result<CompiledRoute, FieldError
         .as_ref()
         .ok_or_else(|| FieldError::new("match", "required"))
         .and_then(|m| route_match(m).at("match"))?;
-    let (action, mut policy) = match &r.action {
+    let (action, policy) = match &r.action {
         Some(route::Action::Route(ra)) => route_action(ra).at("route")?,
         Some(route::Action::Redirect(rd)) => (
             RouteAction::Redirect(redirect(rd).at("redirect")?),
@@ -120,10 +120,29 @@ fn compile_route(r: &Route, body_limit: u32) -> Result<CompiledRoute, FieldError
             ))
         }
     };
-    policy.request_headers_to_add = r.request_headers_to_add.clone();
-    policy.request_headers_to_remove = r.request_headers_to_remove.clone();
-    policy.response_headers_to_add = r.response_headers_to_add.clone();
-    policy.response_headers_to_remove = r.response_headers_to_remove.clone();
+    // Header mutations are not acted on yet: refuse them rather than pretend.
+    for (set, field) in [
+        (
+            !r.request_headers_to_add.is_empty(),
+            "request_headers_to_add",
+        ),
+        (
+            !r.request_headers_to_remove.is_empty(),
+            "request_headers_to_remove",
+        ),
+        (
+            !r.response_headers_to_add.is_empty(),
+            "response_headers_to_add",
+        ),
+        (
+            !r.response_headers_to_remove.is_empty(),
+            "response_headers_to_remove",
+        ),
+    ] {
+        if set {
+            return Err(FieldError::unsupported(field));
+        }
+    }
     Ok(CompiledRoute {
         name: r.name.clone(),
         matcher,
@@ -160,22 +179,25 @@ fn route_action(ra: &ProtoRouteAction) -> Result<(RouteAction, RoutePolicy), Fie
         None => Some(DEFAULT_ROUTE_TIMEOUT),
         Some(d) => Some(duration(d).at("timeout")?).filter(|d| !d.is_zero()),
     };
-    let host_rewrite_literal = match &ra.host_rewrite_specifier {
-        Some(route_action::HostRewriteSpecifier::HostRewriteLiteral(h)) if !h.is_empty() => {
-            Some(h.as_str().into())
+    // Retries, mirroring and rewrites are not acted on yet: refuse them rather than pretend.
+    for (set, field) in [
+        (ra.retry_policy.is_some(), "route.retry_policy"),
+        (
+            !ra.request_mirror_policies.is_empty(),
+            "route.request_mirror_policies",
+        ),
+        (!ra.prefix_rewrite.is_empty(), "route.prefix_rewrite"),
+        (ra.regex_rewrite.is_some(), "route.regex_rewrite"),
+        (
+            ra.host_rewrite_specifier.is_some(),
+            "route.host_rewrite_specifier",
+        ),
+    ] {
+        if set {
+            return Err(FieldError::unsupported(field));
         }
-        _ => None,
-    };
-    let policy = RoutePolicy {
-        timeout,
-        retry_policy: ra.retry_policy.clone(),
-        request_mirror_policies: ra.request_mirror_policies.clone(),
-        prefix_rewrite: Some(ra.prefix_rewrite.as_str())
-            .filter(|p| !p.is_empty())
-            .map(Into::into),
-        host_rewrite_literal,
-        ..RoutePolicy::default()
-    };
+    }
+    let policy = RoutePolicy { timeout };
     Ok((action, policy))
 }
 

@@ -4,8 +4,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use xds_protos::pb::envoy::config::core::v3::HeaderValueOption;
-use xds_protos::pb::envoy::config::route::v3::{route_action::RequestMirrorPolicy, RetryPolicy};
 
 use super::weighted::WeightedClusters;
 
@@ -51,25 +49,15 @@ pub enum RedirectPath {
     PrefixRewrite(Box<str>),
 }
 
-/// Per-route settings compiled from the xDS route but **not yet acted on**: the router returns
-/// them with the route, and the timeout, retry, mirroring, rewrite and header-manipulation work
-/// that reads them comes in later changes. Protos are stored as received where their shape is
-/// still to be decided by that work.
+/// Per-route settings compiled from the xDS route. The timeout is kept but **not yet acted
+/// on** (the timeout work reads it). Retries, mirroring, rewrites and header mutations are not
+/// compiled at all: a route that sets them is refused with a NACK, so no control plane is told
+/// they are in force when they are not.
 #[derive(Debug, Clone, Default)]
 pub struct RoutePolicy {
     /// `route.timeout` with Envoy's default (15 s) applied; `None` when configured as 0, which
     /// Envoy reads as "no timeout".
     pub timeout: Option<Duration>,
-    pub retry_policy: Option<RetryPolicy>,
-    pub request_mirror_policies: Vec<RequestMirrorPolicy>,
-    /// `route.prefix_rewrite`, when not empty.
-    pub prefix_rewrite: Option<Box<str>>,
-    /// `route.host_rewrite_literal`.
-    pub host_rewrite_literal: Option<Box<str>>,
-    pub request_headers_to_add: Vec<HeaderValueOption>,
-    pub request_headers_to_remove: Vec<String>,
-    pub response_headers_to_add: Vec<HeaderValueOption>,
-    pub response_headers_to_remove: Vec<String>,
 }
 
 /// Envoy's upstream timeout when a route sets none.

@@ -284,19 +284,21 @@ fn redirect_and_direct_response() {
 }
 
 #[test]
-fn stored_policy() {
-    let action = Some(route::Action::Route(ProtoRouteAction {
-        cluster_specifier: Some(route_action::ClusterSpecifier::Cluster("c".into())),
-        timeout: Some(ProtoDuration {
-            seconds: 3,
-            nanos: 0,
-        }),
-        prefix_rewrite: "/".into(),
-        host_rewrite_specifier: Some(route_action::HostRewriteSpecifier::HostRewriteLiteral(
-            "backend".into(),
-        )),
-        ..Default::default()
-    }));
+fn features_not_acted_on_yet_are_refused_with_their_field() {
+    let with = |f: fn(&mut ProtoRouteAction)| {
+        let mut ra = ProtoRouteAction {
+            cluster_specifier: Some(route_action::ClusterSpecifier::Cluster("c".into())),
+            ..Default::default()
+        };
+        f(&mut ra);
+        let err = compile_route_config(&one(r("r", prefix("/"), Some(route::Action::Route(ra)))))
+            .expect_err("refused");
+        err.to_string()
+    };
+    assert!(
+        with(|ra| ra.prefix_rewrite = "/".into()).contains("route.prefix_rewrite: not supported")
+    );
+    assert!(with(|ra| ra.retry_policy = Some(Default::default())).contains("route.retry_policy"));
     let header = HeaderValueOption {
         header: Some(ProtoHeaderValue {
             key: "x-route".into(),
@@ -307,16 +309,31 @@ fn stored_policy() {
     };
     let route = Route {
         request_headers_to_add: vec![header],
-        response_headers_to_remove: vec!["server".into()],
-        ..r("r", prefix("/"), action)
+        ..r("r", prefix("/"), to_cluster("c"))
     };
-    let t = compile_route_config(&one(route)).expect("valid");
-    let p = &t.virtual_hosts[0].routes[0].policy;
-    assert_eq!(p.timeout, Some(Duration::from_secs(3)));
-    assert_eq!(p.prefix_rewrite.as_deref(), Some("/"));
-    assert_eq!(p.host_rewrite_literal.as_deref(), Some("backend"));
-    assert_eq!(p.request_headers_to_add.len(), 1);
-    assert_eq!(p.response_headers_to_remove, vec!["server".to_string()]);
+    let err = compile_route_config(&one(route)).expect_err("refused");
+    assert!(
+        err.to_string()
+            .contains("request_headers_to_add: not supported"),
+        "{err}"
+    );
+}
+
+#[test]
+fn stored_policy() {
+    let action = Some(route::Action::Route(ProtoRouteAction {
+        cluster_specifier: Some(route_action::ClusterSpecifier::Cluster("c".into())),
+        timeout: Some(ProtoDuration {
+            seconds: 3,
+            nanos: 0,
+        }),
+        ..Default::default()
+    }));
+    let t = compile_route_config(&one(r("r", prefix("/"), action))).expect("valid");
+    assert_eq!(
+        t.virtual_hosts[0].routes[0].policy.timeout,
+        Some(Duration::from_secs(3))
+    );
 
     // Envoy's defaults: 15 s when unset, no timeout when 0.
     let t = compile_route_config(&one(r("r", prefix("/"), to_cluster("c")))).expect("valid");
