@@ -1,0 +1,435 @@
+//! The ADS load client (`weft-bench ads-load`): N simulated proxies on one thread, each with
+//! its own gRPC connection, node id and outbound address, speaking state-of-the-world or
+//! delta ADS to weftd the way a sidecar does: CDS and LDS by wildcard, then EDS and RDS by the
+//! names those name, and an ACK for every response.
+//!
+//! It measures xDS push latency itself, so that the clock and the file write are in the same
+//! process: it writes a changed file into weftd's folder and times until every client has
+//! received and ACKed a response carrying the new version for clusters, endpoints and routes
+//! (the probe change adds a service, so all three change).
+//!
+//! It prints JSON lines: `{"phase":"connected",...}` once every client holds a full config
+//! (the harness samples weftd's CPU and memory then), and `{"phase":"done",...}` at the end.
+
+use crate::configs::{push_probe, write_atomic};
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tonic::transport::{Channel, Endpoint};
+use xds_protos::any::unpack;
+use xds_protos::node::NodeIdentity;
+use xds_protos::pb::envoy::config::cluster::v3::{
+    cluster::ClusterDiscoveryType, cluster::DiscoveryType, Cluster,
+};
+use xds_protos::pb::envoy::config::listener::v3::{filter::ConfigType, Listener};
+use xds_protos::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    http_connection_manager::RouteSpecifier, HttpConnectionManager,
+};
+use xds_protos::type_url::{CLUSTER, ENDPOINT, HTTP_CONNECTION_MANAGER, LISTENER, ROUTE};
+use xds_protos::{AggregatedDiscoveryServiceClient, DeltaDiscoveryRequest, DiscoveryRequest};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct AdsArgs {
+    #[arg(long)]
+    pub xds_addr: SocketAddr,
+    #[arg(long, default_value_t = 1)]
+    pub clients: usize,
+    /// Incremental (delta) ADS instead of state-of-the-world.
+    #[arg(long)]
+    pub delta: bool,
+    /// weftd's config folder: the probe file is written there.
+    #[arg(long)]
+    pub config_dir: PathBuf,
+    /// How many changes to time.
+    #[arg(long, default_value_t = 5)]
+    pub pushes: usize,
+    /// The endpoint port of the probe service (any port: nothing calls it).
+    #[arg(long, default_value_t = 9)]
+    pub probe_port: u16,
+    /// Give up on a push (or on the initial config) after this long.
+    #[arg(long, default_value_t = 60.0)]
+    pub timeout: f64,
+    /// Pause between pushes, so each is timed on its own and not merged by weftd's debounce.
+    #[arg(long, default_value_t = 300)]
+    pub gap_ms: u64,
+    /// Where to write the final JSON; stdout still gets it.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// The final report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AdsReport {
+    pub phase: String,
+    pub clients: usize,
+    pub protocol: String,
+    /// From starting to connect until every client ACKed its whole initial config.
+    pub connect_secs: f64,
+    /// Per push: file written -> last client ACKed (ms).
+    pub push_all_ms: Vec<f64>,
+    /// Per push: the median client's latency (ms).
+    pub push_median_ms: Vec<f64>,
+    /// Pushes that did not reach every client within the timeout.
+    pub timeouts: usize,
+}
+
+/// The types the probe change touches, by index into the per-client version table.
+const TYPES: [&str; 4] = [CLUSTER, ENDPOINT, LISTENER, ROUTE];
+const CHANGED: [usize; 3] = [0, 1, 3];
+
+fn type_index(url: &str) -> Option<usize> {
+    TYPES.iter().position(|t| *t == url)
+}
+
+/// A client ACKed a response of `type_idx` carrying `version`.
+struct Ack {
+    client: usize,
+    type_idx: usize,
+    version: String,
+    at: Instant,
+}
+
+pub fn run(args: AdsArgs) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, drive(args))
+}
+
+fn emit(line: &impl Serialize) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", serde_json::to_string(line)?)?;
+    out.flush()?;
+    Ok(())
+}
+
+async fn drive(args: AdsArgs) -> Result<()> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Ack>();
+    let endpoint = Endpoint::from_shared(format!("http://{}", args.xds_addr))?
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(10));
+    let start = Instant::now();
+    // versions[client][type]: the last version the client ACKed.
+    let mut versions: Vec<[Option<String>; 4]> = vec![Default::default(); args.clients];
+    let mut errors = Vec::new();
+    for i in 0..args.clients {
+        let channel = endpoint.connect().await.context("connect to weftd")?;
+        let tx = tx.clone();
+        let delta = args.delta;
+        let (err_tx, err_rx) = tokio::sync::oneshot::channel();
+        errors.push(err_rx);
+        tokio::task::spawn_local(async move {
+            let r = if delta {
+                delta_client(i, channel, tx).await
+            } else {
+                sotw_client(i, channel, tx).await
+            };
+            let _ = err_tx.send(r);
+        });
+    }
+    drop(tx);
+    let limit = Duration::from_secs_f64(args.timeout);
+
+    // Initial config: every client ACKed clusters, listeners, and the endpoints and routes
+    // they name.
+    let initial = |v: &Vec<[Option<String>; 4]>| v.iter().all(|c| c.iter().all(Option::is_some));
+    while !initial(&versions) {
+        match tokio::time::timeout_at(start + limit, rx.recv()).await {
+            Ok(Some(a)) => versions[a.client][a.type_idx] = Some(a.version),
+            Ok(None) => bail!("every client stopped: {}", first_error(errors).await),
+            Err(_) => {
+                let done = versions
+                    .iter()
+                    .filter(|c| c.iter().all(Option::is_some))
+                    .count();
+                bail!(
+                    "only {done} of {} clients got a whole config within {limit:?}",
+                    args.clients
+                )
+            }
+        }
+    }
+    let connect_secs = start.elapsed().as_secs_f64();
+    emit(&serde_json::json!({"phase": "connected", "secs": connect_secs}))?;
+
+    let mut report = AdsReport {
+        phase: "done".into(),
+        clients: args.clients,
+        protocol: if args.delta { "delta" } else { "sotw" }.into(),
+        connect_secs,
+        push_all_ms: Vec::new(),
+        push_median_ms: Vec::new(),
+        timeouts: 0,
+    };
+    let generation_base = std::process::id() as u64 * 1000;
+    for k in 0..args.pushes {
+        tokio::time::sleep(Duration::from_millis(args.gap_ms)).await;
+        // Drain ACKs that arrived during the gap (there should be none).
+        while let Ok(a) = rx.try_recv() {
+            versions[a.client][a.type_idx] = Some(a.version);
+        }
+        let before = versions.clone();
+        let mut done_at: Vec<Option<Instant>> = vec![None; args.clients];
+        let mut remaining = args.clients;
+        let text = push_probe(generation_base + k as u64, args.probe_port);
+        let t0 = Instant::now();
+        write_atomic(&args.config_dir, "push-probe.yaml", &text)?;
+        while remaining > 0 {
+            match tokio::time::timeout_at(t0 + limit, rx.recv()).await {
+                Ok(Some(a)) => {
+                    versions[a.client][a.type_idx] = Some(a.version);
+                    let c = a.client;
+                    let changed = CHANGED.iter().all(|&t| versions[c][t] != before[c][t]);
+                    if done_at[c].is_none() && changed {
+                        done_at[c] = Some(a.at);
+                        remaining -= 1;
+                    }
+                }
+                Ok(None) => bail!("every client stopped: {}", first_error(errors).await),
+                Err(_) => break,
+            }
+        }
+        if remaining > 0 {
+            report.timeouts += 1;
+            continue;
+        }
+        let mut ms: Vec<f64> = done_at
+            .iter()
+            .flatten()
+            .map(|t| t.duration_since(t0).as_secs_f64() * 1000.0)
+            .collect();
+        ms.sort_by(f64::total_cmp);
+        report.push_all_ms.push(*ms.last().unwrap_or(&0.0));
+        report.push_median_ms.push(ms[ms.len() / 2]);
+    }
+    if let Some(out) = &args.out {
+        std::fs::write(out, serde_json::to_string(&report)?)?;
+    }
+    emit(&report)?;
+    // Leave the folder as it was, for whoever measures next (after the report, so that the
+    // harness's CPU reading does not include this last push).
+    let _ = std::fs::remove_file(args.config_dir.join("push-probe.yaml"));
+    Ok(())
+}
+
+async fn first_error(errors: Vec<tokio::sync::oneshot::Receiver<Result<()>>>) -> String {
+    for e in errors {
+        if let Ok(Err(e)) = e.await {
+            return format!("{e:#}");
+        }
+    }
+    "no error reported".into()
+}
+
+fn identity(i: usize) -> NodeIdentity {
+    NodeIdentity {
+        id: format!("sidecar~127.0.0.1~ads-load-{i}.default~default.svc.cluster.local"),
+        namespace: "default".into(),
+        workload: format!("ads-load-{i}"),
+        // Distinct per client, as real sidecars' are; nothing listens there.
+        outbound_addr: Some(format!("127.0.0.1:{}", 20_000 + i % 40_000)),
+        ..Default::default()
+    }
+}
+
+fn ads_client(channel: Channel) -> AggregatedDiscoveryServiceClient<Channel> {
+    // With 10,000 services a whole state-of-the-world response is several MB.
+    AggregatedDiscoveryServiceClient::new(channel)
+        .max_decoding_message_size(usize::MAX)
+        .max_encoding_message_size(usize::MAX)
+}
+
+/// The EDS name of a cluster that gets its endpoints from EDS.
+fn eds_name(c: &Cluster) -> Option<String> {
+    let is_eds = matches!(c.cluster_discovery_type, Some(ClusterDiscoveryType::Type(t)) if t == DiscoveryType::Eds as i32);
+    if !is_eds {
+        return None;
+    }
+    let service = c
+        .eds_cluster_config
+        .as_ref()
+        .map(|e| e.service_name.clone())
+        .unwrap_or_default();
+    Some(if service.is_empty() {
+        c.name.clone()
+    } else {
+        service
+    })
+}
+
+/// The route configurations a listener's HTTP connection managers fetch over RDS.
+fn rds_names(l: &Listener) -> Vec<String> {
+    let mut out = Vec::new();
+    for chain in l.filter_chains.iter().chain(l.default_filter_chain.iter()) {
+        for f in &chain.filters {
+            let Some(ConfigType::TypedConfig(any)) = &f.config_type else {
+                continue;
+            };
+            if any.type_url != HTTP_CONNECTION_MANAGER {
+                continue;
+            }
+            let Ok(hcm) = unpack::<HttpConnectionManager>(HTTP_CONNECTION_MANAGER, any) else {
+                continue;
+            };
+            if let Some(RouteSpecifier::Rds(rds)) = hcm.route_specifier {
+                out.push(rds.route_config_name);
+            }
+        }
+    }
+    out
+}
+
+/// One state-of-the-world proxy.
+async fn sotw_client(i: usize, channel: Channel, acks: mpsc::UnboundedSender<Ack>) -> Result<()> {
+    let (tx, rx) = mpsc::unbounded_channel::<DiscoveryRequest>();
+    let node = identity(i).to_node("weft-bench-ads-load");
+    for (n, t) in [CLUSTER, LISTENER].iter().enumerate() {
+        tx.send(DiscoveryRequest {
+            node: (n == 0).then(|| node.clone()),
+            type_url: t.to_string(),
+            ..Default::default()
+        })?;
+    }
+    let mut stream = ads_client(channel)
+        .stream_aggregated_resources(UnboundedReceiverStream::new(rx))
+        .await?
+        .into_inner();
+    // Per type: the names subscribed, the last ACKed version and nonce.
+    let mut names: [Vec<String>; 4] = Default::default();
+    let mut acked: [(String, String); 4] = Default::default();
+    while let Some(resp) = stream.message().await? {
+        let Some(t) = type_index(&resp.type_url) else {
+            continue;
+        };
+        // What the names of dependent resources are now, from clusters and listeners.
+        let follow = match t {
+            0 => {
+                let set: BTreeSet<String> = resp
+                    .resources
+                    .iter()
+                    .filter_map(|a| unpack::<Cluster>(CLUSTER, a).ok())
+                    .filter_map(|c| eds_name(&c))
+                    .collect();
+                Some((1, set.into_iter().collect::<Vec<_>>()))
+            }
+            2 => {
+                let set: BTreeSet<String> = resp
+                    .resources
+                    .iter()
+                    .filter_map(|a| unpack::<Listener>(LISTENER, a).ok())
+                    .flat_map(|l| rds_names(&l))
+                    .collect();
+                Some((3, set.into_iter().collect::<Vec<_>>()))
+            }
+            _ => None,
+        };
+        acked[t] = (resp.version_info.clone(), resp.nonce.clone());
+        tx.send(DiscoveryRequest {
+            version_info: resp.version_info.clone(),
+            response_nonce: resp.nonce.clone(),
+            type_url: resp.type_url.clone(),
+            resource_names: names[t].clone(),
+            ..Default::default()
+        })?;
+        let _ = acks.send(Ack {
+            client: i,
+            type_idx: t,
+            version: resp.version_info,
+            at: Instant::now(),
+        });
+        if let Some((dep, wanted)) = follow {
+            if wanted != names[dep] {
+                names[dep] = wanted;
+                tx.send(DiscoveryRequest {
+                    version_info: acked[dep].0.clone(),
+                    response_nonce: acked[dep].1.clone(),
+                    type_url: TYPES[dep].to_string(),
+                    resource_names: names[dep].clone(),
+                    ..Default::default()
+                })?;
+            }
+        }
+    }
+    bail!("client {i}: weftd closed the stream")
+}
+
+/// One delta (incremental) proxy.
+async fn delta_client(i: usize, channel: Channel, acks: mpsc::UnboundedSender<Ack>) -> Result<()> {
+    let (tx, rx) = mpsc::unbounded_channel::<DeltaDiscoveryRequest>();
+    let node = identity(i).to_node("weft-bench-ads-load");
+    for (n, t) in [CLUSTER, LISTENER].iter().enumerate() {
+        // A first request that names nothing is the wildcard subscription.
+        tx.send(DeltaDiscoveryRequest {
+            node: (n == 0).then(|| node.clone()),
+            type_url: t.to_string(),
+            ..Default::default()
+        })?;
+    }
+    let mut stream = ads_client(channel)
+        .delta_aggregated_resources(UnboundedReceiverStream::new(rx))
+        .await?
+        .into_inner();
+    // Clusters and listeners held, with the names they make us follow.
+    let mut held: [BTreeMap<String, Vec<String>>; 4] = Default::default();
+    let mut subscribed: [BTreeSet<String>; 4] = Default::default();
+    while let Some(resp) = stream.message().await? {
+        let Some(t) = type_index(&resp.type_url) else {
+            continue;
+        };
+        if t == 0 || t == 2 {
+            for r in &resp.resources {
+                let Some(any) = &r.resource else { continue };
+                let deps = if t == 0 {
+                    unpack::<Cluster>(CLUSTER, any)
+                        .ok()
+                        .and_then(|c| eds_name(&c))
+                        .into_iter()
+                        .collect()
+                } else {
+                    unpack::<Listener>(LISTENER, any)
+                        .map(|l| rds_names(&l))
+                        .unwrap_or_default()
+                };
+                held[t].insert(r.name.clone(), deps);
+            }
+            for name in &resp.removed_resources {
+                held[t].remove(name);
+            }
+        }
+        tx.send(DeltaDiscoveryRequest {
+            type_url: resp.type_url.clone(),
+            response_nonce: resp.nonce.clone(),
+            ..Default::default()
+        })?;
+        let _ = acks.send(Ack {
+            client: i,
+            type_idx: t,
+            version: resp.system_version_info.clone(),
+            at: Instant::now(),
+        });
+        if t == 0 || t == 2 {
+            let dep = t + 1;
+            let wanted: BTreeSet<String> = held[t].values().flatten().cloned().collect();
+            let add: Vec<String> = wanted.difference(&subscribed[dep]).cloned().collect();
+            let drop: Vec<String> = subscribed[dep].difference(&wanted).cloned().collect();
+            if !add.is_empty() || !drop.is_empty() {
+                subscribed[dep] = wanted;
+                tx.send(DeltaDiscoveryRequest {
+                    type_url: TYPES[dep].to_string(),
+                    resource_names_subscribe: add,
+                    resource_names_unsubscribe: drop,
+                    ..Default::default()
+                })?;
+            }
+        }
+    }
+    bail!("client {i}: weftd closed the stream")
+}
