@@ -1,7 +1,7 @@
 //! What every part of a running proxy shares.
 
-use crate::config::snapshot::Snapshot;
 use crate::observe::access_log::AccessLogWriter;
+use crate::snapshot::Snapshot;
 use arc_swap::ArcSwap;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;

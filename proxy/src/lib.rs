@@ -1,11 +1,13 @@
 //! weft-proxy: the Weft sidecar, an L7 proxy configured only over xDS.
 
 pub mod admin;
+pub mod body;
 pub mod config;
 pub mod context;
 pub mod http;
 pub mod listener;
 pub mod observe;
 pub mod router;
+pub mod snapshot;
 pub mod upstream;
 pub mod xds;

@@ -1,7 +1,7 @@
 //! JSON and text views of the snapshot for `/config_dump` and `/clusters`.
 
-use crate::config::snapshot::Snapshot;
 use crate::config::RouteSource;
+use crate::snapshot::Snapshot;
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 

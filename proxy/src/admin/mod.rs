@@ -5,8 +5,8 @@
 
 mod dump;
 
+use crate::body::ProxyBody;
 use crate::context::ProxyContext;
-use crate::http::body::ProxyBody;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;

@@ -23,9 +23,12 @@ use xds_protos::pb::envoy::extensions::filters::network::http_connection_manager
 use xds_protos::type_url;
 
 use super::endpoint::{endpoint_address, EndpointAddress};
-use super::error::{AtField, FieldError, ValidationError};
+use super::error::{duration, AtField, FieldError, ValidationError};
+use super::http_filters::http_filter_chain;
 use super::route::route_table;
+use crate::router::filter_config::HttpFilterChain;
 use crate::router::RouteTable;
+use std::time::Duration;
 
 #[derive(Debug, Clone)]
 pub struct ListenerConfig {
@@ -37,7 +40,13 @@ pub struct ListenerConfig {
     pub access_log: Option<AccessLogFormat>,
     /// The connection manager's `stat_prefix`, else the listener's, else the listener name.
     pub stat_prefix: String,
+    pub http_filters: Arc<HttpFilterChain>,
+    /// `stream_idle_timeout` (Envoy's default 5 minutes); `None` when disabled with 0.
+    pub stream_idle_timeout: Option<Duration>,
 }
+
+/// Envoy's default `stream_idle_timeout`.
+pub const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Clone)]
 pub enum RouteSource {
@@ -78,6 +87,13 @@ fn compile(l: &Listener) -> Result<ListenerConfig, FieldError> {
     let (field, hcm) = find_http_connection_manager(l)?;
     let route_source = route_source(&hcm).at(&field)?;
     let access_log = access_log(&hcm.access_log).at(&field)?;
+    let http_filters = Arc::new(http_filter_chain(&hcm.http_filters).at(&field)?);
+    let stream_idle_timeout = match &hcm.stream_idle_timeout {
+        None => Some(DEFAULT_STREAM_IDLE_TIMEOUT),
+        Some(d) => {
+            Some(duration(d).at(&format!("{field}.stream_idle_timeout"))?).filter(|d| !d.is_zero())
+        }
+    };
     let stat_prefix = [
         hcm.stat_prefix.as_str(),
         l.stat_prefix.as_str(),
@@ -93,6 +109,8 @@ fn compile(l: &Listener) -> Result<ListenerConfig, FieldError> {
         route_source,
         access_log,
         stat_prefix,
+        http_filters,
+        stream_idle_timeout,
     })
 }
 

@@ -13,12 +13,14 @@
 mod cluster;
 mod endpoint;
 mod error;
+mod filter_config;
+mod header_mutation;
+mod http_filters;
 mod listener;
+mod retry;
 mod route;
 mod route_match;
-// `snapshot` names `crate::upstream::Cluster`, and lib.rs is reduced to `config` + `router` for
-// now; declare it again (uncomment) as soon as lib.rs declares `upstream`.
-pub mod snapshot;
+mod route_policy;
 
 #[cfg(test)]
 mod tests;

@@ -1,8 +1,11 @@
 //! `RouteConfiguration` to a [`RouteTable`]: virtual hosts, routes and their actions.
 //!
-//! Fields that would change where a request goes but are not implemented are rejected (a NACK
-//! is better than silently routing elsewhere); fields that only tune behaviour the proxy does
-//! not have yet (CORS, hash policy, rate limits, ...) are ignored.
+//! Settings that Envoy lets three levels carry (route configuration, virtual host, route:
+//! header mutations, per-filter configs, the retry policy) are folded into each route here,
+//! most specific first, so the request path reads one [`RoutePolicy`] per route.
+//!
+//! Fields that change traffic but are not implemented are refused by name (a NACK is better
+//! than silently routing elsewhere); fields that only label, trace or count are accepted.
 
 use bytes::Bytes;
 use xds_protos::pb::envoy::config::core::v3::data_source;
@@ -13,12 +16,18 @@ use xds_protos::pb::envoy::config::route::v3::{
     WeightedCluster,
 };
 
-use super::error::{duration, AtField, FieldError, ValidationError};
+use super::error::{AtField, FieldError, ValidationError};
+use super::filter_config::per_filter_configs;
+use super::header_mutation::{header_policy, HeaderLists};
+use super::retry::retry_policy;
 use super::route_match::route_match;
+use super::route_policy::{action_policy, ActionPolicy};
+use crate::router::filter_config::FilterConfigs;
 use crate::router::{
-    ClusterTarget, Redirect, RedirectPath, Route as CompiledRoute, RouteAction, RoutePolicy,
-    RouteTable, VirtualHost, WeightError, WeightedClusters, DEFAULT_ROUTE_TIMEOUT,
+    ClusterTarget, HeaderPolicy, Redirect, RedirectPath, RetryPolicy, Route as CompiledRoute,
+    RouteAction, RoutePolicy, RouteTable, VirtualHost, WeightError, WeightedClusters,
 };
+use std::sync::Arc;
 
 /// Envoy's default for `max_direct_response_body_size_bytes`.
 const DEFAULT_MAX_DIRECT_RESPONSE_BODY: u32 = 4096;
@@ -27,21 +36,65 @@ pub fn compile_route_config(rc: &RouteConfiguration) -> Result<RouteTable, Valid
     route_table(rc).map_err(|e| e.into_error("RouteConfiguration", &rc.name))
 }
 
+/// What a level above the route hands down to it.
+#[derive(Default)]
+struct Inherited {
+    headers: HeaderPolicy,
+    filters: FilterConfigs,
+    retry: Option<Arc<RetryPolicy>>,
+    include_attempt_count: bool,
+    body_limit: u32,
+}
+
 pub(crate) fn route_table(rc: &RouteConfiguration) -> Result<RouteTable, FieldError> {
-    if rc.vhds.is_some() {
-        return Err(FieldError::unsupported("vhds"));
+    for (set, field) in [
+        (rc.vhds.is_some(), "vhds"),
+        (
+            !rc.cluster_specifier_plugins.is_empty(),
+            "cluster_specifier_plugins",
+        ),
+        (
+            !rc.internal_only_headers.is_empty(),
+            "internal_only_headers",
+        ),
+        (
+            rc.most_specific_header_mutations_wins,
+            "most_specific_header_mutations_wins",
+        ),
+        (
+            !rc.request_mirror_policies.is_empty(),
+            "request_mirror_policies",
+        ),
+        (!rc.vhost_header.is_empty(), "vhost_header"),
+        (
+            rc.ignore_path_parameters_in_path_matching,
+            "ignore_path_parameters_in_path_matching",
+        ),
+        (!rc.route_specifiers.is_empty(), "route_specifiers"),
+    ] {
+        if set {
+            return Err(FieldError::unsupported(field));
+        }
     }
-    if !rc.cluster_specifier_plugins.is_empty() {
-        return Err(FieldError::unsupported("cluster_specifier_plugins"));
-    }
-    let body_limit = rc
-        .max_direct_response_body_size_bytes
-        .map_or(DEFAULT_MAX_DIRECT_RESPONSE_BODY, |v| v.value);
+    let top = Inherited {
+        headers: header_policy(HeaderLists {
+            request_add: &rc.request_headers_to_add,
+            request_remove: &rc.request_headers_to_remove,
+            response_add: &rc.response_headers_to_add,
+            response_remove: &rc.response_headers_to_remove,
+        })?,
+        filters: per_filter_configs(&rc.typed_per_filter_config)?,
+        retry: None,
+        include_attempt_count: false,
+        body_limit: rc
+            .max_direct_response_body_size_bytes
+            .map_or(DEFAULT_MAX_DIRECT_RESPONSE_BODY, |v| v.value),
+    };
     let virtual_hosts = rc
         .virtual_hosts
         .iter()
         .enumerate()
-        .map(|(i, vh)| virtual_host(vh, body_limit).at_index("virtual_hosts", i))
+        .map(|(i, vh)| virtual_host(vh, &top).at_index("virtual_hosts", i))
         .collect::<Result<Vec<_>, _>>()?;
     RouteTable::new(
         rc.name.clone(),
@@ -62,7 +115,8 @@ pub(crate) fn route_table(rc: &RouteConfiguration) -> Result<RouteTable, FieldEr
     })
 }
 
-fn virtual_host(vh: &ProtoVirtualHost, body_limit: u32) -> Result<VirtualHost, FieldError> {
+#[allow(deprecated)] // `cors` is deprecated but still sent.
+fn virtual_host(vh: &ProtoVirtualHost, top: &Inherited) -> Result<VirtualHost, FieldError> {
     if vh.name.is_empty() {
         return Err(FieldError::new("name", "must not be empty"));
     }
@@ -75,14 +129,68 @@ fn virtual_host(vh: &ProtoVirtualHost, body_limit: u32) -> Result<VirtualHost, F
             "must not be empty",
         ));
     }
-    if vh.matcher.is_some() {
-        return Err(FieldError::unsupported("matcher"));
+    for (set, field) in [
+        (vh.matcher.is_some(), "matcher"),
+        (vh.require_tls != 0, "require_tls"),
+        (!vh.rate_limits.is_empty(), "rate_limits"),
+        (vh.cors.is_some(), "cors"),
+        (
+            vh.include_attempt_count_in_response,
+            "include_attempt_count_in_response",
+        ),
+        (
+            vh.retry_policy_typed_config.is_some(),
+            "retry_policy_typed_config",
+        ),
+        (vh.hedge_policy.is_some(), "hedge_policy"),
+        (
+            vh.include_is_timeout_retry_header,
+            "include_is_timeout_retry_header",
+        ),
+        (
+            vh.per_request_buffer_limit_bytes.is_some(),
+            "per_request_buffer_limit_bytes",
+        ),
+        (
+            vh.request_body_buffer_limit.is_some(),
+            "request_body_buffer_limit",
+        ),
+        (
+            !vh.request_mirror_policies.is_empty(),
+            "request_mirror_policies",
+        ),
+        (!vh.route_specifiers.is_empty(), "route_specifiers"),
+    ] {
+        if set {
+            return Err(FieldError::unsupported(field));
+        }
     }
+    let mut headers = header_policy(HeaderLists {
+        request_add: &vh.request_headers_to_add,
+        request_remove: &vh.request_headers_to_remove,
+        response_add: &vh.response_headers_to_add,
+        response_remove: &vh.response_headers_to_remove,
+    })?;
+    headers.then(&top.headers);
+    let mut filters = per_filter_configs(&vh.typed_per_filter_config)?;
+    filters.then(&top.filters);
+    let retry = vh
+        .retry_policy
+        .as_ref()
+        .map(|p| retry_policy(p).at("retry_policy").map(Arc::new))
+        .transpose()?;
+    let inherited = Inherited {
+        headers,
+        filters,
+        retry,
+        include_attempt_count: vh.include_request_attempt_count,
+        body_limit: top.body_limit,
+    };
     let routes = vh
         .routes
         .iter()
         .enumerate()
-        .map(|(i, r)| compile_route(r, body_limit).at_index("routes", i))
+        .map(|(i, r)| compile_route(r, &inherited).at_index("routes", i))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(VirtualHost {
         name: vh.name.clone(),
@@ -91,21 +199,39 @@ fn virtual_host(vh: &ProtoVirtualHost, body_limit: u32) -> Result<VirtualHost, F
     })
 }
 
-fn compile_route(r: &Route, body_limit: u32) -> Result<CompiledRoute, FieldError> {
+#[allow(deprecated)] // `per_request_buffer_limit_bytes` is deprecated but still sent.
+fn compile_route(r: &Route, up: &Inherited) -> Result<CompiledRoute, FieldError> {
+    for (set, field) in [
+        (
+            r.per_request_buffer_limit_bytes.is_some(),
+            "per_request_buffer_limit_bytes",
+        ),
+        (
+            r.request_body_buffer_limit.is_some(),
+            "request_body_buffer_limit",
+        ),
+        (!r.route_specifiers.is_empty(), "route_specifiers"),
+    ] {
+        if set {
+            return Err(FieldError::unsupported(field));
+        }
+    }
     let matcher = r
         .r#match
         .as_ref()
         .ok_or_else(|| FieldError::new("match", "required"))
         .and_then(|m| route_match(m).at("match"))?;
-    let (action, policy) = match &r.action {
-        Some(route::Action::Route(ra)) => route_action(ra).at("route")?,
-        Some(route::Action::Redirect(rd)) => (
-            RouteAction::Redirect(redirect(rd).at("redirect")?),
-            RoutePolicy::default(),
-        ),
+    let (action, action_policy) = match &r.action {
+        Some(route::Action::Route(ra)) => {
+            let (action, policy) = route_action(ra).at("route")?;
+            (action, Some(policy))
+        }
+        Some(route::Action::Redirect(rd)) => {
+            (RouteAction::Redirect(redirect(rd).at("redirect")?), None)
+        }
         Some(route::Action::DirectResponse(dr)) => (
-            direct_response(dr, body_limit).at("direct_response")?,
-            RoutePolicy::default(),
+            direct_response(dr, up.body_limit).at("direct_response")?,
+            None,
         ),
         Some(route::Action::FilterAction(_)) => {
             return Err(FieldError::unsupported("filter_action"))
@@ -120,28 +246,32 @@ fn compile_route(r: &Route, body_limit: u32) -> Result<CompiledRoute, FieldError
             ))
         }
     };
-    // Header mutations are not acted on yet: refuse them rather than pretend.
-    for (set, field) in [
-        (
-            !r.request_headers_to_add.is_empty(),
-            "request_headers_to_add",
-        ),
-        (
-            !r.request_headers_to_remove.is_empty(),
-            "request_headers_to_remove",
-        ),
-        (
-            !r.response_headers_to_add.is_empty(),
-            "response_headers_to_add",
-        ),
-        (
-            !r.response_headers_to_remove.is_empty(),
-            "response_headers_to_remove",
-        ),
-    ] {
-        if set {
-            return Err(FieldError::unsupported(field));
+    let mut headers = header_policy(HeaderLists {
+        request_add: &r.request_headers_to_add,
+        request_remove: &r.request_headers_to_remove,
+        response_add: &r.response_headers_to_add,
+        response_remove: &r.response_headers_to_remove,
+    })?;
+    headers.then(&up.headers);
+    let mut filters = per_filter_configs(&r.typed_per_filter_config)?;
+    filters.then(&up.filters);
+    let mut policy = RoutePolicy {
+        headers,
+        filters,
+        retry: up.retry.clone(),
+        include_attempt_count: up.include_attempt_count,
+        ..RoutePolicy::default()
+    };
+    if let Some(p) = action_policy {
+        policy.timeout = p.timeout;
+        policy.idle_timeout = p.idle_timeout;
+        policy.max_stream_duration = p.max_stream_duration;
+        if let Some(retry) = p.retry {
+            policy.retry = Some(Arc::new(retry));
         }
+        policy.mirrors = p.mirrors;
+        policy.rewrite = p.rewrite;
+        policy.cluster_not_found_status = p.cluster_not_found_status;
     }
     Ok(CompiledRoute {
         name: r.name.clone(),
@@ -151,7 +281,7 @@ fn compile_route(r: &Route, body_limit: u32) -> Result<CompiledRoute, FieldError
     })
 }
 
-fn route_action(ra: &ProtoRouteAction) -> Result<(RouteAction, RoutePolicy), FieldError> {
+fn route_action(ra: &ProtoRouteAction) -> Result<(RouteAction, ActionPolicy), FieldError> {
     use route_action::ClusterSpecifier as Spec;
     let action = match &ra.cluster_specifier {
         Some(Spec::Cluster(name)) if name.is_empty() => {
@@ -175,30 +305,7 @@ fn route_action(ra: &ProtoRouteAction) -> Result<(RouteAction, RoutePolicy), Fie
             ))
         }
     };
-    let timeout = match &ra.timeout {
-        None => Some(DEFAULT_ROUTE_TIMEOUT),
-        Some(d) => Some(duration(d).at("timeout")?).filter(|d| !d.is_zero()),
-    };
-    // Retries, mirroring and rewrites are not acted on yet: refuse them rather than pretend.
-    for (set, field) in [
-        (ra.retry_policy.is_some(), "route.retry_policy"),
-        (
-            !ra.request_mirror_policies.is_empty(),
-            "route.request_mirror_policies",
-        ),
-        (!ra.prefix_rewrite.is_empty(), "route.prefix_rewrite"),
-        (ra.regex_rewrite.is_some(), "route.regex_rewrite"),
-        (
-            ra.host_rewrite_specifier.is_some(),
-            "route.host_rewrite_specifier",
-        ),
-    ] {
-        if set {
-            return Err(FieldError::unsupported(field));
-        }
-    }
-    let policy = RoutePolicy { timeout };
-    Ok((action, policy))
+    Ok((action, action_policy(ra)?))
 }
 
 #[allow(deprecated)] // `total_weight` is deprecated but still checked when sent.
@@ -221,9 +328,32 @@ fn weighted_clusters(wc: &WeightedCluster) -> Result<WeightedClusters, FieldErro
         if c.name.is_empty() {
             return Err(at(FieldError::new("name", "must not be empty")));
         }
-        clusters.push((ClusterTarget::new(&c.name), c.weight.map_or(0, |w| w.value)));
+        for (set, field) in [
+            (c.metadata_match.is_some(), "metadata_match"),
+            (
+                !c.typed_per_filter_config.is_empty(),
+                "typed_per_filter_config",
+            ),
+            (c.host_rewrite_specifier.is_some(), "host_rewrite_specifier"),
+        ] {
+            if set {
+                return Err(at(FieldError::unsupported(field)));
+            }
+        }
+        let headers = header_policy(HeaderLists {
+            request_add: &c.request_headers_to_add,
+            request_remove: &c.request_headers_to_remove,
+            response_add: &c.response_headers_to_add,
+            response_remove: &c.response_headers_to_remove,
+        })
+        .map_err(at)?;
+        clusters.push((
+            ClusterTarget::new(&c.name),
+            c.weight.map_or(0, |w| w.value),
+            headers,
+        ));
     }
-    let sum: u64 = clusters.iter().map(|(_, w)| u64::from(*w)).sum();
+    let sum: u64 = clusters.iter().map(|(_, w, _)| u64::from(*w)).sum();
     if sum > u64::from(u32::MAX) {
         return Err(FieldError::new(
             "clusters",
@@ -239,7 +369,7 @@ fn weighted_clusters(wc: &WeightedCluster) -> Result<WeightedClusters, FieldErro
             ),
         ));
     }
-    WeightedClusters::new(clusters).map_err(|e| match e {
+    WeightedClusters::with_headers(clusters).map_err(|e| match e {
         WeightError::Empty => FieldError::new("clusters", "must not be empty"),
         WeightError::ZeroTotal => {
             FieldError::new("clusters", "the sum of the weights must be greater than 0")

@@ -154,7 +154,7 @@ fn query_matcher(q: &ProtoQueryMatcher) -> Result<QueryMatcher, FieldError> {
     })
 }
 
-fn string_matcher(sm: &ProtoStringMatcher) -> Result<StringMatcher, FieldError> {
+pub(crate) fn string_matcher(sm: &ProtoStringMatcher) -> Result<StringMatcher, FieldError> {
     let ic = sm.ignore_case;
     Ok(match &sm.match_pattern {
         Some(MatchPattern::Exact(s)) => StringMatcher::exact(s, ic),
@@ -179,12 +179,12 @@ fn string_matcher(sm: &ProtoStringMatcher) -> Result<StringMatcher, FieldError> 
     })
 }
 
-fn regex_pattern(r: &RegexMatcher) -> Result<&str, FieldError> {
+pub(crate) fn regex_pattern(r: &RegexMatcher) -> Result<&str, FieldError> {
     non_empty(&r.regex, "regex")?;
     Ok(&r.regex)
 }
 
-fn invalid_regex(field: &str, e: regex::Error) -> FieldError {
+pub(crate) fn invalid_regex(field: &str, e: regex::Error) -> FieldError {
     FieldError::new(field, format!("invalid regex: {e}"))
 }
 

@@ -1,345 +1,446 @@
-//! One request through the proxy: plan (listener, route, cluster, host), then execute
-//! (upstream request, response), then account (stats, access log).
+//! The router at work: carry out a plan that sends the request to a cluster.
+//!
+//! One loop, Envoy's: pick a host (avoiding the ones already tried when the policy says so),
+//! send one try under its per-try timeout and the request's overall deadline, and look at what
+//! came back. A response is forwarded unless the retry policy calls it retriable and tries
+//! remain; a failure before any response is answered locally with its flag unless the policy
+//! retries it. Between tries the loop backs off (fully jittered), never past the deadline.
+//!
+//! The request body goes out as it arrives; it is kept for another try (or a mirror) only up
+//! to a bounded size (`ReplayBody`), past which the request is no longer retried.
 
-use super::body::ProxyBody;
-use super::headers::{self, X_ENVOY_UPSTREAM_SERVICE_TIME, X_FORWARDED_FOR, X_FORWARDED_PROTO};
-use super::local_reply::{local_reply, ResponseFlag};
-use crate::config::snapshot::Snapshot;
-use crate::config::{RouteSource, UpstreamProtocol};
-use crate::context::ProxyContext;
-use crate::observe::access_log::LogRecord;
-use crate::router::{RequestView, RouteAction, RouteTable};
+use super::local_reply::{local_reply, ResponseFlag, ResponseFlags};
+use super::mirror;
+use super::plan::Timeouts;
+use super::upstream_request::{RouterHeaders, UpstreamHead};
+use crate::body::{ProxyBody, ReplayBody, UpstreamBody, DEFAULT_REPLAY_LIMIT};
+use crate::router::filter_config::RouterConfig;
+use crate::router::{HeaderPolicy, RetryPolicy, Route, TryFailure};
+use crate::snapshot::Snapshot;
 use crate::upstream::connect::ConnectError;
 use crate::upstream::pool::SendError;
 use crate::upstream::{Cluster, Host};
-use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{header, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use tokio::time::Instant;
+
+pub static X_ENVOY_UPSTREAM_SERVICE_TIME: HeaderName =
+    HeaderName::from_static("x-envoy-upstream-service-time");
 
 /// What the request path learned, for the access log and stats. It borrows from the
 /// snapshot the request runs on, so recording it costs no allocation.
-struct Outcome<'s> {
-    flag: ResponseFlag,
-    cluster: Option<&'s Arc<Cluster>>,
-    host: Option<&'s Arc<Host>>,
-    route_name: &'s str,
-    upstream_time: Option<u128>,
+#[derive(Default)]
+pub struct Outcome<'s> {
+    pub flags: ResponseFlags,
+    pub cluster: Option<&'s Arc<Cluster>>,
+    pub host: Option<&'s Arc<Host>>,
+    pub route_name: &'s str,
+    pub upstream_time: Option<u128>,
 }
 
-impl Default for Outcome<'_> {
-    fn default() -> Self {
-        Outcome {
-            flag: ResponseFlag::None,
-            cluster: None,
-            host: None,
-            route_name: "",
-            upstream_time: None,
-        }
-    }
+/// Where the request goes and under which rules.
+pub struct Forward<'s, 'p> {
+    pub snapshot: &'s Snapshot,
+    pub route: &'s Route,
+    pub cluster_name: &'s Arc<str>,
+    pub cluster_headers: Option<&'s HeaderPolicy>,
+    pub timeouts: &'p Timeouts,
+    pub router: RouterConfig,
+    pub authority: &'p str,
+    pub peer: SocketAddr,
 }
 
-/// The request fields the access log needs, captured before the request is forwarded; only
-/// when the listener logs at all.
-struct LogCapture {
-    start_wall: SystemTime,
-    method: Method,
-    path: Option<PathAndQuery>,
-    version: Version,
-    bytes_received: u64,
-    forwarded_for: Option<HeaderValue>,
-    user_agent: Option<HeaderValue>,
-}
-
-impl LogCapture {
-    fn new(req: &Request<Incoming>) -> Self {
-        LogCapture {
-            start_wall: SystemTime::now(),
-            method: req.method().clone(),
-            path: req.uri().path_and_query().cloned(),
-            version: req.version(),
-            bytes_received: content_length(req.headers()),
-            forwarded_for: req.headers().get(&X_FORWARDED_FOR).cloned(),
-            user_agent: req.headers().get(header::USER_AGENT).cloned(),
-        }
-    }
-}
-
-pub async fn handle(
-    ctx: &ProxyContext,
-    listener: &str,
-    peer: SocketAddr,
-    mut req: Request<Incoming>,
-) -> Response<ProxyBody> {
-    let start = Instant::now();
-    let snapshot = ctx.snapshot.load_full();
-    let request_id = headers::ensure_request_id(req.headers_mut());
-    let authority = RequestAuthority::of(&req);
-    let listener_cfg = snapshot.listeners.get(listener);
-    let log_format = listener_cfg.and_then(|l| l.access_log);
-    let capture = log_format.map(|_| LogCapture::new(&req));
-
-    let mut outcome = Outcome::default();
-    let response = proxy(
-        &snapshot,
-        listener_cfg.map(|l| &**l),
-        authority.as_str(),
-        peer,
-        req,
-        &mut outcome,
-    )
-    .await;
-
-    let status = response.status().as_u16();
-    if let Some(cluster) = outcome.cluster {
-        cluster.runtime.stats.record(status);
-    }
-    if let (Some(format), Some(c)) = (log_format, capture) {
-        let upstream_host = outcome
-            .host
-            .map(|h| h.address().to_string())
-            .unwrap_or_default();
-        ctx.access_log.log(
-            format,
-            &LogRecord {
-                start: c.start_wall,
-                method: c.method.as_str(),
-                path: c.path.as_ref().map_or("/", |p| p.as_str()),
-                protocol: protocol_name(c.version),
-                status,
-                flags: outcome.flag.as_str(),
-                bytes_received: c.bytes_received,
-                bytes_sent: content_length(response.headers()),
-                duration_ms: start.elapsed().as_millis(),
-                upstream_service_time_ms: outcome.upstream_time,
-                forwarded_for: c
-                    .forwarded_for
-                    .as_ref()
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or(""),
-                user_agent: c
-                    .user_agent
-                    .as_ref()
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or(""),
-                request_id: request_id.to_str().unwrap_or("-"),
-                authority: authority.as_str(),
-                upstream_host: &upstream_host,
-                upstream_cluster: outcome.cluster.map_or("", |c| &c.name),
-                route_name: outcome.route_name,
-            },
-        );
-    }
-    response
-}
-
-/// The authority a request is for: the absolute-form target or `:authority`, else `Host`.
-/// Both are reference-counted buffers, so keeping it costs no copy.
-enum RequestAuthority {
-    Uri(Authority),
-    Host(HeaderValue),
-    None,
-}
-
-impl RequestAuthority {
-    fn of(req: &Request<Incoming>) -> Self {
-        if let Some(a) = req.uri().authority() {
-            return RequestAuthority::Uri(a.clone());
-        }
-        match req.headers().get(header::HOST) {
-            Some(h) => RequestAuthority::Host(h.clone()),
-            None => RequestAuthority::None,
-        }
-    }
-
-    fn as_str(&self) -> &str {
-        match self {
-            RequestAuthority::Uri(a) => a.as_str(),
-            RequestAuthority::Host(h) => h.to_str().unwrap_or(""),
-            RequestAuthority::None => "",
-        }
-    }
-}
-
-async fn proxy<'s>(
-    snapshot: &'s Snapshot,
-    listener: Option<&'s crate::config::ListenerConfig>,
-    authority: &str,
-    peer: SocketAddr,
-    mut req: Request<Incoming>,
+pub async fn forward<'s>(
+    f: Forward<'s, '_>,
+    req: Request<Incoming>,
     outcome: &mut Outcome<'s>,
 ) -> Response<ProxyBody> {
-    if let Some(upgrade) = req.headers().get(header::UPGRADE) {
-        if upgrade.as_bytes().eq_ignore_ascii_case(b"h2c") {
-            // An offer to switch to cleartext HTTP/2: declined by carrying on in HTTP/1.1, as
-            // the offer allows (some clients make it on every request).
-            headers::strip_h2c_upgrade(req.headers_mut());
-        } else if req.version() < Version::HTTP_2 {
-            // Upgrades (WebSocket and friends) are not configured on any route yet: refuse
-            // them cleanly, as Envoy does when a route does not allow the upgrade type.
-            return local_reply(StatusCode::FORBIDDEN, "");
-        }
-    }
-    let table = listener.and_then(|l| route_table(snapshot, &l.route_source));
-    let Some(table) = table else {
-        outcome.flag = ResponseFlag::NoRoute;
-        return local_reply(StatusCode::NOT_FOUND, "");
-    };
-    let route = {
-        let path_and_query = req.uri().path_and_query().map_or("/", |p| p.as_str());
-        let view = RequestView {
-            authority,
-            path_and_query,
-            method: req.method(),
-            headers: req.headers(),
-        };
-        table.find(&view)
-    };
-    let Some(route) = route else {
-        outcome.flag = ResponseFlag::NoRoute;
-        return local_reply(StatusCode::NOT_FOUND, "");
-    };
-    outcome.route_name = &route.name;
-    let cluster_name = match &route.action {
-        RouteAction::Cluster(target) => target.name.clone(),
-        RouteAction::Weighted(w) => w.pick_random().name.clone(),
-        RouteAction::DirectResponse { status, body } => {
-            let mut resp = Response::new(body.clone().map_or(ProxyBody::Empty, ProxyBody::full));
-            *resp.status_mut() = StatusCode::from_u16(*status).unwrap_or(StatusCode::OK);
-            return resp;
-        }
-        RouteAction::Redirect(r) => {
-            let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-            return super::redirect::respond(r, &route.matcher.path, authority, path);
-        }
-    };
-    let Some(cluster) = snapshot.cluster(&cluster_name) else {
-        outcome.flag = ResponseFlag::NoCluster;
-        return local_reply(StatusCode::SERVICE_UNAVAILABLE, "no cluster");
+    let start = Instant::now();
+    let policy = &f.route.policy;
+    let Some(cluster) = f.snapshot.cluster(f.cluster_name) else {
+        outcome.flags.set(ResponseFlag::NoCluster);
+        return local_reply(
+            StatusCode::from_u16(policy.cluster_not_found_status)
+                .unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+            "",
+        );
     };
     outcome.cluster = Some(cluster);
-    let Some(host) = cluster.pick() else {
-        outcome.flag = ResponseFlag::NoHealthyUpstream;
-        return local_reply(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream");
-    };
-    outcome.host = Some(host);
-
-    prepare_upstream_request(&mut req, authority, peer, cluster.config.protocol);
-    let _active = host.start_request();
-    let upstream_start = Instant::now();
-    let req = req.map(ProxyBody::Incoming);
-    match host.pool().send(req, cluster.config.connect_timeout).await {
-        Ok(mut resp) => {
-            let elapsed = upstream_start.elapsed().as_millis();
-            outcome.upstream_time = Some(elapsed);
-            headers::strip_hop_by_hop(resp.headers_mut());
-            resp.headers_mut().insert(
-                X_ENVOY_UPSTREAM_SERVICE_TIME.clone(),
-                HeaderValue::from(elapsed as u64),
-            );
-            resp
-        }
-        Err(SendError::Connect(e)) => {
-            cluster
-                .runtime
-                .stats
-                .cx_connect_fail
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            outcome.flag = ResponseFlag::UpstreamConnectFailure;
-            tracing::debug!(host = %host.address(), error = %e, "upstream connect failed");
-            local_reply(StatusCode::SERVICE_UNAVAILABLE, connect_failure_text(&e))
-        }
-        Err(e) => {
-            tracing::debug!(host = %host.address(), error = %e, "upstream request failed");
-            outcome.flag = ResponseFlag::UpstreamConnectionTermination;
-            local_reply(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "upstream connect error or disconnect/reset before headers. reset reason: connection termination",
-            )
-        }
-    }
-}
-
-fn route_table<'a>(snapshot: &'a Snapshot, source: &'a RouteSource) -> Option<&'a Arc<RouteTable>> {
-    match source {
-        RouteSource::Rds(name) => snapshot.route_table(name),
-        RouteSource::Inline(table) => Some(table),
-    }
-}
-
-/// Rewrites the downstream request into the upstream one: hop-by-hop headers out, forwarding
-/// headers in, and the target in the form the upstream protocol wants (origin-form plus `Host`
-/// for HTTP/1.1, scheme and `:authority` for HTTP/2). The authority the client asked for is
-/// kept, as Envoy keeps it, rather than replaced by the upstream host's address.
-fn prepare_upstream_request(
-    req: &mut Request<Incoming>,
-    authority: &str,
-    peer: SocketAddr,
-    protocol: UpstreamProtocol,
-) {
-    let h = req.headers_mut();
-    headers::strip_hop_by_hop(h);
-    // The proxy already answered any `Expect: 100-continue` towards the client.
-    h.remove(header::EXPECT);
-    headers::append_forwarded_for(h, peer.ip());
-    if !h.contains_key(&X_FORWARDED_PROTO) {
-        h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
-    }
-    let path = req
-        .uri()
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    match protocol {
-        UpstreamProtocol::Http1 => {
-            *req.uri_mut() = Uri::from(path);
-            *req.version_mut() = Version::HTTP_11;
-            let host_is_authority = req
-                .headers()
-                .get(header::HOST)
-                .is_some_and(|h| h.as_bytes() == authority.as_bytes());
-            if !host_is_authority {
-                if let Ok(v) = HeaderValue::from_str(authority) {
-                    req.headers_mut().insert(header::HOST, v);
+    let deadline = f.timeouts.total.map(|t| start + t);
+    let (parts, body) = req.into_parts();
+    let head = UpstreamHead::new(
+        parts,
+        f.authority,
+        f.peer,
+        f.route,
+        f.cluster_headers,
+        &RouterHeaders {
+            expected_timeout: f.timeouts.per_try.or(f.timeouts.total),
+            suppress_envoy_headers: f.router.suppress_envoy_headers,
+        },
+    );
+    let retry = policy.retry.as_deref().filter(|r| r.num_retries > 0);
+    let body = RequestBody::new(body, retry.is_some() || !policy.mirrors.is_empty());
+    for m in policy.mirrors.iter().filter(|m| m.fraction.roll()) {
+        match f.snapshot.cluster(&m.cluster.name) {
+            Some(target) => {
+                if let Some(copy) = body.copy() {
+                    mirror::spawn(
+                        target.clone(),
+                        head.shadow(m.shadow_suffix),
+                        copy,
+                        f.timeouts.total.or(f.timeouts.idle),
+                    );
                 }
             }
+            None => tracing::debug!(cluster = %m.cluster.name, "mirror cluster not found"),
         }
-        UpstreamProtocol::Http2 => {
-            let mut parts = http::uri::Parts::default();
-            parts.scheme = Some(Scheme::HTTP);
-            parts.authority = Authority::try_from(authority).ok();
-            parts.path_and_query = Some(path);
-            if let Ok(uri) = Uri::from_parts(parts) {
-                *req.uri_mut() = uri;
+    }
+    let mut tries = Tries {
+        cluster,
+        retry,
+        include_attempt_count: policy.include_attempt_count,
+        head: Some(head),
+        body,
+        tried: Vec::new(),
+        attempt: 0,
+    };
+    loop {
+        tries.attempt += 1;
+        let Some(host) = tries.pick() else {
+            outcome.flags.set(ResponseFlag::NoHealthyUpstream);
+            return local_reply(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream");
+        };
+        outcome.host = Some(host);
+        let Some(req) = tries.request() else {
+            // The body can no longer be replayed; the previous try's answer was already lost.
+            outcome
+                .flags
+                .set(ResponseFlag::UpstreamConnectionTermination);
+            return local_reply(StatusCode::SERVICE_UNAVAILABLE, RESET_TEXT);
+        };
+        let in_flight = host.start_request();
+        let try_start = Instant::now();
+        let per_try_deadline = f.timeouts.per_try.map(|t| try_start + t);
+        let result = one_try(
+            host,
+            req,
+            cluster.config.connect_timeout,
+            per_try_deadline,
+            deadline,
+            f.timeouts.idle,
+        )
+        .await;
+        let failure = match result {
+            TryResult::Response(resp) => {
+                let retriable = tries
+                    .retry
+                    .is_some_and(|r| r.retries_response(resp.status().as_u16(), resp.headers()));
+                if retriable && tries.may_retry() {
+                    drop(resp);
+                    if let Some(reply) = tries.back_off(deadline, &mut outcome.flags).await {
+                        return reply;
+                    }
+                    continue;
+                }
+                if retriable {
+                    outcome.flags.set(ResponseFlag::UpstreamRetryLimitExceeded);
+                }
+                let elapsed = try_start.elapsed().as_millis();
+                outcome.upstream_time = Some(elapsed);
+                let mut resp = finish(resp, in_flight, deadline, f.timeouts.idle);
+                let h = resp.headers_mut();
+                if !f.router.suppress_envoy_headers {
+                    h.insert(
+                        X_ENVOY_UPSTREAM_SERVICE_TIME.clone(),
+                        HeaderValue::from(elapsed as u64),
+                    );
+                }
+                if let Some(cluster_headers) = f.cluster_headers {
+                    cluster_headers.response.apply(h);
+                }
+                policy.headers.response.apply(h);
+                return resp;
             }
-            *req.version_mut() = Version::HTTP_2;
-            req.headers_mut().remove(header::HOST);
+            TryResult::TotalTimeout => {
+                outcome.flags.set(ResponseFlag::UpstreamTimeout);
+                return local_reply(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout");
+            }
+            TryResult::Idle => {
+                outcome.flags.set(ResponseFlag::StreamIdleTimeout);
+                return local_reply(StatusCode::REQUEST_TIMEOUT, "stream timeout");
+            }
+            TryResult::Failed(failure, error) => {
+                if let Some(e) = &error {
+                    tracing::debug!(host = %host.address(), error = %e, "upstream try failed");
+                    if matches!(e, SendError::Connect(_)) {
+                        cluster
+                            .runtime
+                            .stats
+                            .cx_connect_fail
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+                (failure, error)
+            }
+        };
+        drop(in_flight);
+        let (failure, error) = failure;
+        let retriable = tries.retry.is_some_and(|r| r.retries_failure(failure));
+        if retriable && tries.may_retry() {
+            if let Some(reply) = tries.back_off(deadline, &mut outcome.flags).await {
+                return reply;
+            }
+            continue;
+        }
+        if retriable {
+            outcome.flags.set(ResponseFlag::UpstreamRetryLimitExceeded);
+        }
+        return failure_reply(failure, error.as_ref(), &mut outcome.flags);
+    }
+}
+
+const RESET_TEXT: &str =
+    "upstream connect error or disconnect/reset before headers. reset reason: connection termination";
+
+/// The state of the retry loop.
+struct Tries<'s> {
+    cluster: &'s Cluster,
+    retry: Option<&'s RetryPolicy>,
+    include_attempt_count: bool,
+    /// Taken by the last possible try, copied by the others.
+    head: Option<UpstreamHead>,
+    body: RequestBody,
+    /// Hosts already tried, by address in memory (their identity); only kept when the policy
+    /// avoids them.
+    tried: Vec<usize>,
+    attempt: u32,
+}
+
+impl<'s> Tries<'s> {
+    fn pick(&mut self) -> Option<&'s Arc<Host>> {
+        let avoid = self.retry.is_some_and(|r| r.avoid_previous_hosts);
+        let picks = match self.retry {
+            Some(r) if avoid && !self.tried.is_empty() => r.host_selection_max_attempts,
+            _ => 1,
+        };
+        let mut chosen = None;
+        for _ in 0..picks {
+            let host = self.cluster.pick()?;
+            chosen = Some(host);
+            if !self.tried.contains(&(Arc::as_ptr(host) as usize)) {
+                break;
+            }
+        }
+        if avoid {
+            if let Some(h) = chosen {
+                self.tried.push(Arc::as_ptr(h) as usize);
+            }
+        }
+        chosen
+    }
+
+    /// The request for this try; the head is copied only when another try may follow.
+    fn request(&mut self) -> Option<Request<ProxyBody>> {
+        let body = self.body.for_try()?;
+        let protocol = self.cluster.config.protocol;
+        let mut head = if self.may_retry() {
+            self.head.clone()?
+        } else {
+            self.head.take()?
+        };
+        if self.include_attempt_count {
+            head.set_attempt(self.attempt);
+        }
+        Some(head.into_request(protocol, body))
+    }
+
+    fn may_retry(&self) -> bool {
+        self.retry.is_some_and(|r| self.attempt <= r.num_retries) && self.body.is_replayable()
+    }
+
+    /// Waits before the next try. `Some(reply)` when the deadline comes first.
+    async fn back_off(
+        &self,
+        deadline: Option<Instant>,
+        flags: &mut ResponseFlags,
+    ) -> Option<Response<ProxyBody>> {
+        let wait = self
+            .retry
+            .map(|r| r.backoff(self.attempt, rand::random::<f64>()))
+            .unwrap_or_default();
+        let until = Instant::now() + wait;
+        match deadline {
+            Some(d) if d <= until => {
+                tokio::time::sleep_until(d).await;
+                flags.set(ResponseFlag::UpstreamTimeout);
+                Some(local_reply(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "upstream request timeout",
+                ))
+            }
+            _ => {
+                tokio::time::sleep_until(until).await;
+                None
+            }
         }
     }
 }
 
-fn connect_failure_text(e: &ConnectError) -> &'static str {
+/// The downstream body, as many times as the tries need it.
+enum RequestBody {
+    Empty,
+    /// Sent once; a retry is impossible once it is gone.
+    Once(Option<Incoming>),
+    Replay(ReplayBody),
+}
+
+impl RequestBody {
+    fn new(body: Incoming, replayable: bool) -> RequestBody {
+        if http_body::Body::is_end_stream(&body) {
+            RequestBody::Empty
+        } else if replayable {
+            RequestBody::Replay(ReplayBody::new(body, DEFAULT_REPLAY_LIMIT))
+        } else {
+            RequestBody::Once(Some(body))
+        }
+    }
+
+    fn for_try(&mut self) -> Option<ProxyBody> {
+        match self {
+            RequestBody::Empty => Some(ProxyBody::Empty),
+            RequestBody::Once(body) => body.take().map(ProxyBody::Incoming),
+            RequestBody::Replay(body) => body.replay().ok().map(ProxyBody::Replay),
+        }
+    }
+
+    /// A copy for a mirror, which must not hold up the tries.
+    fn copy(&self) -> Option<ProxyBody> {
+        match self {
+            RequestBody::Empty => Some(ProxyBody::Empty),
+            RequestBody::Once(_) => None,
+            RequestBody::Replay(body) => body.replay().ok().map(ProxyBody::Replay),
+        }
+    }
+
+    fn is_replayable(&self) -> bool {
+        match self {
+            RequestBody::Empty => true,
+            RequestBody::Once(_) => false,
+            RequestBody::Replay(body) => body.is_replayable(),
+        }
+    }
+}
+
+/// How one try ended. Not boxed: that would cost an allocation per request, and the value
+/// only lives on the stack of the loop.
+#[allow(clippy::large_enum_variant)]
+enum TryResult {
+    Response(Response<UpstreamBody>),
+    Failed(TryFailure, Option<SendError>),
+    TotalTimeout,
+    Idle,
+}
+
+async fn one_try(
+    host: &Arc<Host>,
+    req: Request<ProxyBody>,
+    connect_timeout: std::time::Duration,
+    per_try_deadline: Option<Instant>,
+    deadline: Option<Instant>,
+    idle: Option<std::time::Duration>,
+) -> TryResult {
+    let send = host.pool().send(req, connect_timeout);
+    let idle_deadline = idle.map(|d| Instant::now() + d);
+    tokio::select! {
+        biased;
+        result = send => match result {
+            Ok(resp) => TryResult::Response(resp),
+            Err(e) => TryResult::Failed(classify(&e), Some(e)),
+        },
+        () = sleep_until(deadline) => TryResult::TotalTimeout,
+        () = sleep_until(per_try_deadline) => TryResult::Failed(TryFailure::PerTryTimeout, None),
+        () = sleep_until(idle_deadline) => TryResult::Idle,
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn classify(e: &SendError) -> TryFailure {
     match e {
-        ConnectError::Timeout => "upstream connect error or disconnect/reset before headers. reset reason: connection timeout",
-        _ => "upstream connect error or disconnect/reset before headers. reset reason: connection failure",
+        SendError::Connect(_) => TryFailure::ConnectFailure,
+        SendError::ClosedBeforeSend => TryFailure::ResetBeforeRequest,
+        SendError::Reset(e) if is_refused_stream(e) => TryFailure::RefusedStream,
+        SendError::Reset(_) => TryFailure::Reset,
     }
 }
 
-fn header_str<'a>(h: &'a http::HeaderMap, name: &header::HeaderName) -> &'a str {
-    h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
-}
-
-fn content_length(h: &http::HeaderMap) -> u64 {
-    header_str(h, &header::CONTENT_LENGTH).parse().unwrap_or(0)
-}
-
-fn protocol_name(v: Version) -> &'static str {
-    match v {
-        Version::HTTP_10 => "HTTP/1.0",
-        Version::HTTP_11 => "HTTP/1.1",
-        Version::HTTP_2 => "HTTP/2",
-        _ => "HTTP/?",
+fn is_refused_stream(e: &hyper::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if let Some(h2) = err.downcast_ref::<h2::Error>() {
+            return h2.reason() == Some(h2::Reason::REFUSED_STREAM);
+        }
+        source = err.source();
     }
+    false
+}
+
+fn failure_reply(
+    failure: TryFailure,
+    error: Option<&SendError>,
+    flags: &mut ResponseFlags,
+) -> Response<ProxyBody> {
+    match failure {
+        TryFailure::PerTryTimeout => {
+            flags.set(ResponseFlag::UpstreamTimeout);
+            local_reply(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout")
+        }
+        TryFailure::ConnectFailure => {
+            flags.set(ResponseFlag::UpstreamConnectFailure);
+            let text = match error {
+                Some(SendError::Connect(ConnectError::Timeout)) => "upstream connect error or disconnect/reset before headers. reset reason: connection timeout",
+                _ => "upstream connect error or disconnect/reset before headers. reset reason: connection failure",
+            };
+            local_reply(StatusCode::SERVICE_UNAVAILABLE, text)
+        }
+        TryFailure::RefusedStream => {
+            flags.set(ResponseFlag::UpstreamConnectionTermination);
+            local_reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "upstream connect error or disconnect/reset before headers. reset reason: remote refused stream reset",
+            )
+        }
+        TryFailure::Reset | TryFailure::ResetBeforeRequest => {
+            flags.set(ResponseFlag::UpstreamConnectionTermination);
+            local_reply(StatusCode::SERVICE_UNAVAILABLE, RESET_TEXT)
+        }
+    }
+}
+
+/// The upstream response on its way down: hop-by-hop headers out, and the body keeps the
+/// host's in-flight count and the remaining timers until it ends.
+fn finish(
+    resp: Response<UpstreamBody>,
+    in_flight: crate::body::InFlight,
+    deadline: Option<Instant>,
+    idle: Option<std::time::Duration>,
+) -> Response<ProxyBody> {
+    let (mut parts, mut body) = resp.into_parts();
+    super::headers::strip_hop_by_hop(&mut parts.headers);
+    body.count_in_flight(in_flight);
+    if let Some(d) = deadline {
+        body.set_deadline(d);
+    }
+    if let Some(i) = idle {
+        body.set_idle_timeout(i);
+    }
+    Response::from_parts(parts, ProxyBody::Upstream(body))
 }

@@ -1,34 +1,58 @@
-//! Answers the proxy makes itself, each with the Envoy response flag that says why.
+//! Answers the proxy makes itself, and Envoy's response flags that say why a response is what
+//! it is (several can apply: a connect failure whose retries ran out is `UF,URX`).
 
-use super::body::ProxyBody;
+use crate::body::ProxyBody;
 use http::{header, HeaderValue, Response, StatusCode};
+use std::borrow::Cow;
 
-/// Envoy's response flags, as they appear in access logs and the `response_flags` label.
+/// One of Envoy's response flags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u16)]
 pub enum ResponseFlag {
-    None,
     /// NR: no route configured for the request.
-    NoRoute,
+    NoRoute = 1,
     /// NC: the route names a cluster the proxy does not have.
-    NoCluster,
+    NoCluster = 1 << 1,
     /// UH: no healthy upstream host.
-    NoHealthyUpstream,
+    NoHealthyUpstream = 1 << 2,
     /// UF: upstream connection failure.
-    UpstreamConnectFailure,
+    UpstreamConnectFailure = 1 << 3,
     /// UC: upstream connection terminated.
-    UpstreamConnectionTermination,
-    /// UT: upstream request timeout.
-    UpstreamTimeout,
+    UpstreamConnectionTermination = 1 << 4,
+    /// UT: upstream request timeout (the route's, or a per-try timeout).
+    UpstreamTimeout = 1 << 5,
     /// DC: downstream connection terminated.
-    DownstreamTermination,
+    DownstreamTermination = 1 << 6,
     /// UPE: upstream protocol error.
-    UpstreamProtocolError,
+    UpstreamProtocolError = 1 << 7,
+    /// URX: the retry limit was reached.
+    UpstreamRetryLimitExceeded = 1 << 8,
+    /// DI: the fault filter delayed the request.
+    DelayInjected = 1 << 9,
+    /// FI: the fault filter aborted the request.
+    FaultInjected = 1 << 10,
+    /// SI: the stream idle timeout fired.
+    StreamIdleTimeout = 1 << 11,
 }
 
 impl ResponseFlag {
+    const ALL: [ResponseFlag; 12] = [
+        ResponseFlag::NoRoute,
+        ResponseFlag::NoCluster,
+        ResponseFlag::NoHealthyUpstream,
+        ResponseFlag::UpstreamConnectFailure,
+        ResponseFlag::UpstreamConnectionTermination,
+        ResponseFlag::UpstreamTimeout,
+        ResponseFlag::DownstreamTermination,
+        ResponseFlag::UpstreamProtocolError,
+        ResponseFlag::UpstreamRetryLimitExceeded,
+        ResponseFlag::DelayInjected,
+        ResponseFlag::FaultInjected,
+        ResponseFlag::StreamIdleTimeout,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
-            ResponseFlag::None => "-",
             ResponseFlag::NoRoute => "NR",
             ResponseFlag::NoCluster => "NC",
             ResponseFlag::NoHealthyUpstream => "UH",
@@ -37,14 +61,59 @@ impl ResponseFlag {
             ResponseFlag::UpstreamTimeout => "UT",
             ResponseFlag::DownstreamTermination => "DC",
             ResponseFlag::UpstreamProtocolError => "UPE",
+            ResponseFlag::UpstreamRetryLimitExceeded => "URX",
+            ResponseFlag::DelayInjected => "DI",
+            ResponseFlag::FaultInjected => "FI",
+            ResponseFlag::StreamIdleTimeout => "SI",
         }
     }
 }
 
-/// A response the proxy wrote itself, as Envoy words it: plain text, `server: envoy`-style
-/// identification replaced by our own.
-pub fn local_reply(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
-    let mut resp = Response::new(ProxyBody::full(body));
+/// The flags of one response; empty prints as `-`, as in Envoy's logs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ResponseFlags(u16);
+
+impl ResponseFlags {
+    pub fn set(&mut self, flag: ResponseFlag) {
+        self.0 |= flag as u16;
+    }
+
+    pub fn contains(self, flag: ResponseFlag) -> bool {
+        self.0 & flag as u16 != 0
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// Envoy's short form; allocates only when more than one flag is set.
+    pub fn as_str(self) -> Cow<'static, str> {
+        let mut set = ResponseFlag::ALL.iter().filter(|f| self.contains(**f));
+        match (set.next(), set.next()) {
+            (None, _) => Cow::Borrowed("-"),
+            (Some(only), None) => Cow::Borrowed(only.as_str()),
+            (Some(_), Some(_)) => Cow::Owned(
+                ResponseFlag::ALL
+                    .iter()
+                    .filter(|f| self.contains(**f))
+                    .map(|f| f.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+        }
+    }
+}
+
+impl From<ResponseFlag> for ResponseFlags {
+    fn from(flag: ResponseFlag) -> Self {
+        ResponseFlags(flag as u16)
+    }
+}
+
+/// A response the proxy wrote itself, as Envoy words it: plain text.
+pub fn local_reply(status: StatusCode, body: impl Into<bytes::Bytes>) -> Response<ProxyBody> {
+    let body = body.into();
+    let mut resp = Response::new(ProxyBody::full(body.clone()));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
     if !body.is_empty() {
@@ -52,4 +121,37 @@ pub fn local_reply(status: StatusCode, body: &'static str) -> Response<ProxyBody
     }
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
     resp
+}
+
+/// The 404 for a request no route matches. Envoy sends it empty; a short body naming the
+/// authority saves a newcomer the guesswork, and a request that came in origin-form
+/// (`curl http://127.0.0.1:15001/path` instead of `curl -x`) gets told how to use the proxy.
+pub fn no_route(authority: &str, origin_form: bool) -> Response<ProxyBody> {
+    let mut body = if authority.is_empty() {
+        "no route: the request names no host\n".to_string()
+    } else {
+        format!("no route for host {authority:?}\n")
+    };
+    if origin_form {
+        body.push_str(
+            "hint: this port is an HTTP proxy; send the full URL through it, \
+             e.g. curl -x http://<this proxy> http://<service>:<port>/<path>\n",
+        );
+    }
+    local_reply(StatusCode::NOT_FOUND, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_print_as_envoy_does() {
+        let mut f = ResponseFlags::default();
+        assert_eq!(f.as_str(), "-");
+        f.set(ResponseFlag::UpstreamRetryLimitExceeded);
+        assert_eq!(f.as_str(), "URX");
+        f.set(ResponseFlag::UpstreamConnectFailure);
+        assert_eq!(f.as_str(), "UF,URX");
+    }
 }

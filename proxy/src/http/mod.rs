@@ -1,11 +1,15 @@
 //! The HTTP connection manager: serves downstream connections (HTTP/1.1 and HTTP/2 with prior
 //! knowledge) and runs each request through the proxy.
 
-pub mod body;
+pub mod filter;
 pub mod forward;
 pub mod headers;
 pub mod local_reply;
+pub mod mirror;
+pub mod plan;
 pub mod redirect;
+pub mod stream;
+pub mod upstream_request;
 
 use crate::context::ProxyContext;
 use hyper::service::service_fn;
@@ -34,7 +38,7 @@ pub async fn serve_connection(
         let ctx = svc_ctx.clone();
         let listener = listener.clone();
         async move {
-            Ok::<_, std::convert::Infallible>(forward::handle(&ctx, &listener, peer, req).await)
+            Ok::<_, std::convert::Infallible>(stream::handle(&ctx, &listener, peer, req).await)
         }
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());

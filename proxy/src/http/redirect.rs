@@ -1,7 +1,7 @@
 //! Redirect responses: the `Location` a route's redirect action builds from the request.
 
-use super::body::ProxyBody;
-use crate::router::{PathMatcher, Redirect, RedirectPath};
+use crate::body::ProxyBody;
+use crate::router::{swap_prefix, PathMatcher, Redirect, RedirectPath};
 use http::{header, HeaderValue, Response, StatusCode};
 
 /// The redirect for a request to `authority` + `path_and_query` on a route matched by `matcher`.
@@ -42,12 +42,7 @@ pub fn location(
     let mut new_path = match &r.path {
         None => path.to_string(),
         Some(RedirectPath::Path(p)) => p.to_string(),
-        Some(RedirectPath::PrefixRewrite(rewrite)) => match matcher {
-            PathMatcher::Prefix { prefix, .. } | PathMatcher::SeparatedPrefix { prefix, .. } => {
-                format!("{rewrite}{}", path.get(prefix.len()..).unwrap_or(""))
-            }
-            _ => rewrite.to_string(),
-        },
+        Some(RedirectPath::PrefixRewrite(rewrite)) => swap_prefix(matcher, path, rewrite),
     };
     // A path_redirect that carries its own query replaces the request's.
     let replaces_query = matches!(&r.path, Some(RedirectPath::Path(p)) if p.contains('?'));

@@ -5,6 +5,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use super::filter_config::FilterConfigs;
+use super::fraction::Fraction;
+use super::header_mutation::HeaderPolicy;
+use super::retry::RetryPolicy;
+use super::rewrite::Rewrite;
+use super::target::ClusterTarget;
 use super::weighted::WeightedClusters;
 
 #[derive(Debug, Clone)]
@@ -13,18 +19,6 @@ pub enum RouteAction {
     Weighted(WeightedClusters),
     Redirect(Redirect),
     DirectResponse { status: u16, body: Option<Bytes> },
-}
-
-/// A cluster by name; the `Arc<str>` lets the request path carry the name without copying it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ClusterTarget {
-    pub name: Arc<str>,
-}
-
-impl ClusterTarget {
-    pub fn new(name: &str) -> Self {
-        ClusterTarget { name: name.into() }
-    }
 }
 
 /// A compiled `RedirectAction`. Each `None` keeps that part of the request's URL
@@ -49,15 +43,64 @@ pub enum RedirectPath {
     PrefixRewrite(Box<str>),
 }
 
-/// Per-route settings compiled from the xDS route. The timeout is kept but **not yet acted
-/// on** (the timeout work reads it). Retries, mirroring, rewrites and header mutations are not
-/// compiled at all: a route that sets them is refused with a NACK, so no control plane is told
-/// they are in force when they are not.
-#[derive(Debug, Clone, Default)]
+/// Per-route settings compiled from the xDS route, with the virtual host's and the route
+/// configuration's levels already folded in. Everything unset costs nothing per request.
+#[derive(Debug, Clone)]
 pub struct RoutePolicy {
     /// `route.timeout` with Envoy's default (15 s) applied; `None` when configured as 0, which
     /// Envoy reads as "no timeout".
     pub timeout: Option<Duration>,
+    /// `route.idle_timeout`: `None` keeps the connection manager's stream idle timeout,
+    /// `Some(ZERO)` disables it for this route.
+    pub idle_timeout: Option<Duration>,
+    pub max_stream_duration: MaxStreamDuration,
+    pub retry: Option<Arc<RetryPolicy>>,
+    pub mirrors: Box<[MirrorPolicy]>,
+    pub rewrite: Rewrite,
+    pub headers: HeaderPolicy,
+    pub filters: FilterConfigs,
+    /// The virtual host's `include_request_attempt_count`: send `x-envoy-attempt-count`.
+    pub include_attempt_count: bool,
+    /// Envoy's `cluster_not_found_response_code` (default 503).
+    pub cluster_not_found_status: u16,
+}
+
+impl Default for RoutePolicy {
+    fn default() -> Self {
+        RoutePolicy {
+            timeout: Some(DEFAULT_ROUTE_TIMEOUT),
+            idle_timeout: None,
+            max_stream_duration: MaxStreamDuration::default(),
+            retry: None,
+            mirrors: Box::default(),
+            rewrite: Rewrite::default(),
+            headers: HeaderPolicy::default(),
+            filters: FilterConfigs::default(),
+            include_attempt_count: false,
+            cluster_not_found_status: 503,
+        }
+    }
+}
+
+/// `route.max_stream_duration`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MaxStreamDuration {
+    /// The stream's total lifetime.
+    pub max: Option<Duration>,
+    /// When set, a request's `grpc-timeout` header sets its timeout, capped at this value
+    /// (zero: no cap).
+    pub grpc_timeout_header_max: Option<Duration>,
+    /// Subtracted from the `grpc-timeout` header's value, leaving the proxy time to answer.
+    pub grpc_timeout_header_offset: Option<Duration>,
+}
+
+/// `request_mirror_policies[]`: a copy of the request to another cluster, answer ignored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MirrorPolicy {
+    pub cluster: ClusterTarget,
+    pub fraction: Fraction,
+    /// Envoy appends `-shadow` to the copy's authority unless told not to.
+    pub shadow_suffix: bool,
 }
 
 /// Envoy's upstream timeout when a route sets none.

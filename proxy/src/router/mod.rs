@@ -10,10 +10,16 @@
 mod action;
 mod describe;
 mod domain;
+pub mod filter_config;
+mod fraction;
 mod header;
+mod header_mutation;
 mod matcher;
 mod query;
+pub mod retry;
+mod rewrite;
 mod string_match;
+mod target;
 mod weighted;
 
 #[cfg(test)]
@@ -22,13 +28,19 @@ mod tests;
 use http::{HeaderMap, Method, Uri};
 
 pub use action::{
-    ClusterTarget, Redirect, RedirectPath, RouteAction, RoutePolicy, DEFAULT_ROUTE_TIMEOUT,
+    MaxStreamDuration, MirrorPolicy, Redirect, RedirectPath, RouteAction, RoutePolicy,
+    DEFAULT_ROUTE_TIMEOUT,
 };
 pub use domain::DuplicateDomain;
+pub use fraction::{Fraction, MILLION};
 pub use header::{HeaderMatch, HeaderMatcher, HeaderSource};
+pub use header_mutation::{AppendAction, HeaderAdd, HeaderMutations, HeaderPolicy};
 pub use matcher::{PathMatcher, RouteMatcher};
 pub use query::{first_value as query_first_value, QueryMatch, QueryMatcher};
+pub use retry::{RetryOn, RetryPolicy, TryFailure};
+pub use rewrite::{rewrite_path, substitution_from_envoy, swap_prefix, PathRewrite, Rewrite};
 pub use string_match::StringMatcher;
+pub use target::ClusterTarget;
 pub use weighted::{WeightError, WeightedCluster, WeightedClusters};
 
 use domain::DomainIndex;
@@ -90,7 +102,6 @@ pub struct Route {
     pub name: String,
     pub matcher: RouteMatcher,
     pub action: RouteAction,
-    /// Compiled but not yet acted on; see [`RoutePolicy`].
     pub policy: RoutePolicy,
 }
 

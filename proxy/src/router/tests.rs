@@ -618,7 +618,9 @@ fn weighted_pick_skips_zero_weights_and_wraps() {
 #[test]
 fn weighted_pick_random_uses_every_cluster() {
     let w = weighted(&[("a", 1), ("b", 1)]);
-    let a = (0..2000).filter(|_| &*w.pick_random().name == "a").count();
+    let a = (0..2000)
+        .filter(|_| &*w.pick_random().target.name == "a")
+        .count();
     assert!((800..1200).contains(&a), "{a} of 2000 went to a");
 }
 

@@ -4,12 +4,15 @@
 
 use rand::Rng;
 
-use super::action::ClusterTarget;
+use super::header_mutation::HeaderPolicy;
+use super::target::ClusterTarget;
 
 #[derive(Debug, Clone)]
 pub struct WeightedCluster {
     pub target: ClusterTarget,
     pub weight: u32,
+    /// This cluster's own header mutations, applied before the route's.
+    pub headers: HeaderPolicy,
     /// Exclusive end of this cluster's slice of `0..total`.
     end: u64,
 }
@@ -31,17 +34,29 @@ pub enum WeightError {
 impl WeightedClusters {
     /// Clusters with weight 0 are kept (they show in config dumps) but never picked.
     pub fn new(clusters: Vec<(ClusterTarget, u32)>) -> Result<Self, WeightError> {
+        Self::with_headers(
+            clusters
+                .into_iter()
+                .map(|(t, w)| (t, w, HeaderPolicy::default()))
+                .collect(),
+        )
+    }
+
+    pub fn with_headers(
+        clusters: Vec<(ClusterTarget, u32, HeaderPolicy)>,
+    ) -> Result<Self, WeightError> {
         if clusters.is_empty() {
             return Err(WeightError::Empty);
         }
         let mut total = 0u64;
         let clusters: Vec<_> = clusters
             .into_iter()
-            .map(|(target, weight)| {
+            .map(|(target, weight, headers)| {
                 total += u64::from(weight);
                 WeightedCluster {
                     target,
                     weight,
+                    headers,
                     end: total,
                 }
             })
@@ -63,14 +78,19 @@ impl WeightedClusters {
     /// `random` should be uniform in `0..total()`; larger values are reduced modulo the total
     /// rather than rejected, so a caller's mistake skews the split instead of failing a request.
     pub fn pick(&self, random: u64) -> &ClusterTarget {
+        &self.pick_cluster(random).target
+    }
+
+    /// Like [`pick`](Self::pick), with the cluster's own settings.
+    pub fn pick_cluster(&self, random: u64) -> &WeightedCluster {
         let r = random % self.total;
         // The first cluster whose slice ends past `r`; zero-weight clusters have empty slices and
         // are skipped naturally. `new` guarantees `total > 0`, so the index is in bounds.
         let i = self.clusters.partition_point(|c| c.end <= r);
-        &self.clusters[i.min(self.clusters.len() - 1)].target
+        &self.clusters[i.min(self.clusters.len() - 1)]
     }
 
-    pub fn pick_random(&self) -> &ClusterTarget {
-        self.pick(rand::rng().random_range(0..self.total))
+    pub fn pick_random(&self) -> &WeightedCluster {
+        self.pick_cluster(rand::rng().random_range(0..self.total))
     }
 }

@@ -10,6 +10,7 @@ pub mod lb;
 pub mod pool;
 pub mod stats;
 
+use crate::body::InFlight;
 use crate::config::{ClusterConfig, Endpoint, EndpointAddress, UpstreamProtocol};
 use lb::LbState;
 use pool::HostPool;
@@ -65,18 +66,9 @@ impl Host {
         self.active.load(Ordering::Relaxed)
     }
 
-    /// Counts the request as in flight until the guard drops.
-    pub fn start_request(&self) -> ActiveRequest {
-        self.active.fetch_add(1, Ordering::Relaxed);
-        ActiveRequest(self.active.clone())
-    }
-}
-
-pub struct ActiveRequest(Arc<AtomicU64>);
-
-impl Drop for ActiveRequest {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+    /// Counts the request as in flight until the guard drops (with the response body).
+    pub fn start_request(&self) -> InFlight {
+        InFlight::start(&self.active)
     }
 }
 

@@ -11,11 +11,11 @@
 //! await.
 
 use super::connect::{connect, ConnectError};
+use crate::body::{ConnectionReturn, IdleSink, ProxyBody, UpstreamBody};
 use crate::config::{EndpointAddress, UpstreamProtocol};
-use crate::http::body::ProxyBody;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tracing::debug;
 
@@ -46,20 +46,6 @@ pub enum SendError {
     Reset(hyper::Error),
     #[error("upstream closed the connection before the request was sent")]
     ClosedBeforeSend,
-}
-
-/// Gives an HTTP/1.1 connection back to its pool.
-pub struct ConnectionReturn {
-    pool: Weak<HostPool>,
-    sender: Option<http1::SendRequest<ProxyBody>>,
-}
-
-impl ConnectionReturn {
-    pub fn release(mut self) {
-        if let (Some(pool), Some(sender)) = (self.pool.upgrade(), self.sender.take()) {
-            pool.put_idle(sender);
-        }
-    }
 }
 
 impl HostPool {
@@ -114,10 +100,8 @@ impl HostPool {
     }
 
     fn http1(self: &Arc<Self>, sender: http1::SendRequest<ProxyBody>, reused: bool) -> Connection {
-        let ret = ConnectionReturn {
-            pool: Arc::downgrade(self),
-            sender: None,
-        };
+        let sink: Arc<dyn IdleSink> = self.clone();
+        let ret = ConnectionReturn::new(Arc::downgrade(&sink));
         Connection::Http1(sender, ret, reused)
     }
 
@@ -131,7 +115,7 @@ impl HostPool {
         self: &Arc<Self>,
         req: http::Request<ProxyBody>,
         connect_timeout: Duration,
-    ) -> Result<http::Response<ProxyBody>, SendError> {
+    ) -> Result<http::Response<UpstreamBody>, SendError> {
         let conn = self.checkout(connect_timeout).await?;
         match conn.send(req).await {
             Ok(resp) => Ok(resp),
@@ -199,16 +183,6 @@ impl HostPool {
         lock(&self.idle).pop()
     }
 
-    fn put_idle(&self, sender: http1::SendRequest<ProxyBody>) {
-        if sender.is_closed() {
-            return;
-        }
-        let mut idle = lock(&self.idle);
-        if idle.len() < MAX_IDLE_PER_HOST {
-            idle.push(sender);
-        }
-    }
-
     /// Connections currently idle (HTTP/1.1) or open (HTTP/2), for the admin page.
     pub fn idle_connections(&self) -> usize {
         lock(&self.idle).len() + usize::from(lock(&self.h2).is_some())
@@ -228,7 +202,7 @@ impl Connection {
     async fn send(
         self,
         req: http::Request<ProxyBody>,
-    ) -> Result<http::Response<ProxyBody>, Unsent> {
+    ) -> Result<http::Response<UpstreamBody>, Unsent> {
         match self {
             Connection::Http1(mut sender, mut ret, reused) => {
                 let resp = match sender.try_send_request(req).await {
@@ -240,20 +214,25 @@ impl Connection {
                         })
                     }
                 };
-                ret.sender = Some(sender);
-                let (parts, body) = resp.into_parts();
-                let body = if hyper::body::Body::is_end_stream(&body) {
-                    ret.release();
-                    ProxyBody::Incoming(body)
-                } else {
-                    ProxyBody::Pooled(body, Some(ret))
-                };
-                Ok(http::Response::from_parts(parts, body))
+                ret.hold(sender);
+                Ok(resp.map(|body| UpstreamBody::new(body, Some(ret))))
             }
             Connection::Http2(mut sender) => {
                 let resp = sender.send_request(req).await.map_err(Unsent::Failed)?;
-                Ok(resp.map(ProxyBody::Incoming))
+                Ok(resp.map(|body| UpstreamBody::new(body, None)))
             }
+        }
+    }
+}
+
+impl IdleSink for HostPool {
+    fn put_idle(&self, sender: http1::SendRequest<ProxyBody>) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = lock(&self.idle);
+        if idle.len() < MAX_IDLE_PER_HOST {
+            idle.push(sender);
         }
     }
 }

@@ -6,9 +6,9 @@
 //! half-applied ever reaches the request path: a new [`Snapshot`] is built from the whole
 //! cache and published in one step.
 
-use crate::config::snapshot::Snapshot;
 use crate::config::{self, ClusterConfig, Discovery, Endpoint, ListenerConfig, RouteSource};
 use crate::router::RouteTable;
+use crate::snapshot::Snapshot;
 use crate::upstream::Cluster;
 use prost::Message;
 use std::collections::{BTreeMap, BTreeSet};

@@ -313,3 +313,130 @@ fn stat_prefix_falls_back() {
     let l = listener(vec![chain(vec![hcm_filter(&hcm)])]);
     assert_eq!(compile(&l).stat_prefix, "0.0.0.0_9080");
 }
+
+mod http_filters {
+    use super::*;
+    use crate::router::filter_config::HttpFilterKind;
+    use xds_protos::pb::envoy::extensions::filters::common::fault::v3::{
+        fault_delay::FaultDelaySecifier, FaultDelay,
+    };
+    use xds_protos::pb::envoy::extensions::filters::http::fault::v3::HttpFault;
+    use xds_protos::pb::envoy::extensions::filters::http::router::v3::Router;
+    use xds_protos::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+        http_filter, HttpFilter,
+    };
+    use xds_protos::pb::envoy::r#type::v3::FractionalPercent;
+    use xds_protos::pb::google::protobuf::Duration as ProtoDuration;
+
+    fn filter(name: &str, type_url_: &str, value: Vec<u8>) -> HttpFilter {
+        HttpFilter {
+            name: name.into(),
+            config_type: Some(http_filter::ConfigType::TypedConfig(Any {
+                type_url: type_url_.into(),
+                value,
+            })),
+            ..Default::default()
+        }
+    }
+
+    fn router() -> HttpFilter {
+        filter(
+            "envoy.filters.http.router",
+            type_url::ROUTER,
+            prost::Message::encode_to_vec(&Router::default()),
+        )
+    }
+
+    fn with_filters(filters: Vec<HttpFilter>) -> Result<ListenerConfig, String> {
+        let hcm = HttpConnectionManager {
+            http_filters: filters,
+            ..rds("http_proxy")
+        };
+        compile_listener(&listener(vec![chain(vec![hcm_filter(&hcm)])])).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn filters_compile_in_order_with_the_router_last() {
+        let fault = HttpFault {
+            delay: Some(FaultDelay {
+                percentage: Some(FractionalPercent {
+                    numerator: 50,
+                    denominator: 0,
+                }),
+                fault_delay_secifier: Some(FaultDelaySecifier::FixedDelay(ProtoDuration {
+                    seconds: 2,
+                    nanos: 0,
+                })),
+            }),
+            ..Default::default()
+        };
+        let l = with_filters(vec![
+            filter(
+                "envoy.filters.http.fault",
+                type_url::HTTP_FAULT,
+                prost::Message::encode_to_vec(&fault),
+            ),
+            filter("envoy.filters.http.cors", type_url::CORS, vec![]),
+            router(),
+        ])
+        .unwrap();
+        let names: Vec<_> = l.http_filters.filters.iter().map(|f| &*f.name).collect();
+        assert_eq!(
+            names,
+            ["envoy.filters.http.fault", "envoy.filters.http.cors"]
+        );
+        let HttpFilterKind::Fault(f) = &l.http_filters.filters[0].kind else {
+            panic!("fault expected")
+        };
+        assert_eq!(f.delay.as_ref().unwrap().duration.as_secs(), 2);
+        assert_eq!(f.delay.as_ref().unwrap().fraction.per_million(), 500_000);
+    }
+
+    #[test]
+    fn a_filter_weft_does_not_implement_is_refused_by_name_unless_optional() {
+        let rbac = filter(
+            "envoy.filters.http.rbac",
+            "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC",
+            vec![],
+        );
+        let err = with_filters(vec![rbac.clone(), router()]).unwrap_err();
+        assert!(
+            err.contains("http_filters[0].typed_config")
+                && err.contains("\"envoy.filters.http.rbac\"")
+                && err.contains("not supported"),
+            "{err}"
+        );
+        let optional = HttpFilter {
+            is_optional: true,
+            ..rbac
+        };
+        let l = with_filters(vec![optional, router()]).unwrap();
+        assert!(l.http_filters.filters.is_empty());
+    }
+
+    #[test]
+    fn the_router_must_be_last_and_present() {
+        let cors = filter("envoy.filters.http.cors", type_url::CORS, vec![]);
+        let err = with_filters(vec![router(), cors.clone()]).unwrap_err();
+        assert!(err.contains("must be the last filter"), "{err}");
+        let err = with_filters(vec![cors]).unwrap_err();
+        assert!(err.contains("no router filter"), "{err}");
+        // An empty list is the router alone.
+        assert!(with_filters(vec![]).is_ok());
+    }
+
+    #[test]
+    fn stream_idle_timeout_defaults_to_five_minutes_and_zero_disables_it() {
+        let l = with_filters(vec![router()]).unwrap();
+        assert_eq!(
+            l.stream_idle_timeout,
+            Some(std::time::Duration::from_secs(300))
+        );
+        let hcm = HttpConnectionManager {
+            stream_idle_timeout: Some(ProtoDuration::default()),
+            ..rds("http_proxy")
+        };
+        let l = compile(&listener(vec![chain(vec![hcm_filter(&hcm)])]));
+        assert_eq!(l.stream_idle_timeout, None);
+    }
+}

@@ -5,6 +5,7 @@ mod cluster;
 mod endpoint;
 mod listener;
 mod route;
+mod route_policy;
 
 use prost::Message;
 use xds_protos::pb::envoy::config::core::v3::{

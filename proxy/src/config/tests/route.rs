@@ -12,8 +12,8 @@ use xds_protos::pb::envoy::config::route::v3::{
     route, route_action,
     route_match::{GrpcRouteMatchOptions, PathSpecifier},
     weighted_cluster, DirectResponseAction, HeaderMatcher, QueryParameterMatcher, RedirectAction,
-    Route, RouteAction as ProtoRouteAction, RouteConfiguration, RouteMatch, VirtualHost,
-    WeightedCluster,
+    RetryPolicy as ProtoRetryPolicy, Route, RouteAction as ProtoRouteAction, RouteConfiguration,
+    RouteMatch, VirtualHost, WeightedCluster,
 };
 use xds_protos::pb::envoy::r#type::matcher::v3::{
     string_matcher::MatchPattern, RegexMatcher, StringMatcher,
@@ -284,7 +284,7 @@ fn redirect_and_direct_response() {
 }
 
 #[test]
-fn features_not_acted_on_yet_are_refused_with_their_field() {
+fn features_not_acted_on_are_refused_with_their_field() {
     let with = |f: fn(&mut ProtoRouteAction)| {
         let mut ra = ProtoRouteAction {
             cluster_specifier: Some(route_action::ClusterSpecifier::Cluster("c".into())),
@@ -295,13 +295,18 @@ fn features_not_acted_on_yet_are_refused_with_their_field() {
             .expect_err("refused");
         err.to_string()
     };
-    assert!(
-        with(|ra| ra.prefix_rewrite = "/".into()).contains("route.prefix_rewrite: not supported")
-    );
-    assert!(with(|ra| ra.retry_policy = Some(Default::default())).contains("route.retry_policy"));
+    assert!(with(|ra| ra.hedge_policy = Some(Default::default()))
+        .contains("route.hedge_policy: not supported"));
+    assert!(with(|ra| ra.upgrade_configs = vec![Default::default()])
+        .contains("route.upgrade_configs: not supported"));
+    assert!(with(|ra| ra.retry_policy = Some(ProtoRetryPolicy {
+        retry_on: "5xx,sometimes".into(),
+        ..Default::default()
+    }))
+    .contains("route.retry_policy.retry_on: unknown retry condition \"sometimes\""));
     let header = HeaderValueOption {
         header: Some(ProtoHeaderValue {
-            key: "x-route".into(),
+            key: ":path".into(),
             value: "a".into(),
             ..Default::default()
         }),
@@ -314,7 +319,7 @@ fn features_not_acted_on_yet_are_refused_with_their_field() {
     let err = compile_route_config(&one(route)).expect_err("refused");
     assert!(
         err.to_string()
-            .contains("request_headers_to_add: not supported"),
+            .contains("request_headers_to_add[0].header.key: pseudo-header"),
         "{err}"
     );
 }

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::Arc;
 
-use super::listener::{ListenerConfig, RouteSource};
+use crate::config::{ListenerConfig, RouteSource};
 use crate::router::RouteTable;
 use crate::upstream::Cluster;
 

@@ -1,0 +1,153 @@
+//! Planning a request: a pure function of the configuration and the request's head that
+//! decides the route, what the route does (which cluster, with which headers; or a redirect or
+//! a direct answer) and the request's timeouts. Executing the plan is `forward.rs`'s job.
+//!
+//! Timeouts follow Envoy's router: the route's `timeout`, which a trusted caller may replace
+//! with `x-envoy-upstream-rq-timeout-ms`; for gRPC, the caller's `grpc-timeout` when the route
+//! says to honour it; the retry policy's per-try timeout (or
+//! `x-envoy-upstream-rq-per-try-timeout-ms`) when shorter; and the stream idle timeout, the
+//! route's own or the connection manager's.
+
+use crate::router::{HeaderPolicy, Redirect, Route, RouteAction, RoutePolicy};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub static X_ENVOY_UPSTREAM_RQ_TIMEOUT_MS: HeaderName =
+    HeaderName::from_static("x-envoy-upstream-rq-timeout-ms");
+pub static X_ENVOY_UPSTREAM_RQ_PER_TRY_TIMEOUT_MS: HeaderName =
+    HeaderName::from_static("x-envoy-upstream-rq-per-try-timeout-ms");
+pub static GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
+
+/// What the matched route does with the request.
+pub enum Target<'s> {
+    Cluster {
+        name: &'s Arc<str>,
+        /// The weighted cluster's own header mutations, if it has any.
+        headers: Option<&'s HeaderPolicy>,
+    },
+    Redirect(&'s Redirect),
+    Direct {
+        status: u16,
+        body: Option<&'s Bytes>,
+    },
+}
+
+pub struct Plan<'s> {
+    pub route: &'s Route,
+    pub target: Target<'s>,
+    pub timeouts: Timeouts,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Timeouts {
+    /// From the end of planning to the end of the response, across every try.
+    pub total: Option<Duration>,
+    /// One try, up to its response headers.
+    pub per_try: Option<Duration>,
+    /// The longest the stream may go without activity.
+    pub idle: Option<Duration>,
+}
+
+/// `draw` picks among weighted clusters; it should be uniform in `0..u64::MAX`.
+pub fn plan<'s>(
+    route: &'s Route,
+    headers: &HeaderMap,
+    listener_idle: Option<Duration>,
+    draw: u64,
+) -> Plan<'s> {
+    let target = match &route.action {
+        RouteAction::Cluster(c) => Target::Cluster {
+            name: &c.name,
+            headers: None,
+        },
+        RouteAction::Weighted(w) => {
+            let picked = w.pick_cluster(draw % w.total());
+            Target::Cluster {
+                name: &picked.target.name,
+                headers: (!picked.headers.is_empty()).then_some(&picked.headers),
+            }
+        }
+        RouteAction::Redirect(r) => Target::Redirect(r),
+        RouteAction::DirectResponse { status, body } => Target::Direct {
+            status: *status,
+            body: body.as_ref(),
+        },
+    };
+    Plan {
+        route,
+        target,
+        timeouts: timeouts(&route.policy, listener_idle, headers),
+    }
+}
+
+pub fn timeouts(policy: &RoutePolicy, listener_idle: Option<Duration>, h: &HeaderMap) -> Timeouts {
+    let mut total = policy.timeout;
+    if let Some(ms) = header_millis(h, &X_ENVOY_UPSTREAM_RQ_TIMEOUT_MS) {
+        total = (ms > 0).then(|| Duration::from_millis(ms));
+    }
+    let grpc = &policy.max_stream_duration;
+    if let (Some(cap), Some(asked)) = (grpc.grpc_timeout_header_max, grpc_timeout(h)) {
+        let asked = asked.saturating_sub(grpc.grpc_timeout_header_offset.unwrap_or_default());
+        total = match (asked.is_zero(), cap.is_zero()) {
+            // `grpc-timeout: 0` means no deadline.
+            (true, true) => None,
+            (true, false) => Some(cap),
+            (false, true) => Some(asked),
+            (false, false) => Some(asked.min(cap)),
+        };
+    }
+    if let Some(max) = grpc.max {
+        total = Some(total.map_or(max, |t| t.min(max)));
+    }
+    let mut per_try = policy.retry.as_ref().and_then(|r| r.per_try_timeout);
+    if let Some(ms) = header_millis(h, &X_ENVOY_UPSTREAM_RQ_PER_TRY_TIMEOUT_MS) {
+        per_try = (ms > 0).then(|| Duration::from_millis(ms));
+    }
+    // A per-try timeout no shorter than the whole request's means nothing.
+    if let (Some(p), Some(t)) = (per_try, total) {
+        if p >= t {
+            per_try = None;
+        }
+    }
+    let idle = match policy.idle_timeout {
+        Some(d) if d.is_zero() => None,
+        Some(d) => Some(d),
+        None => listener_idle,
+    };
+    Timeouts {
+        total,
+        per_try,
+        idle,
+    }
+}
+
+fn header_millis(h: &HeaderMap, name: &HeaderName) -> Option<u64> {
+    h.get(name)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// gRPC's `grpc-timeout`: at most 8 digits and a unit (H, M, S, m, u, n).
+pub fn grpc_timeout(h: &HeaderMap) -> Option<Duration> {
+    let v = h.get(&GRPC_TIMEOUT)?.to_str().ok()?;
+    if v.len() < 2 || v.len() > 9 {
+        return None;
+    }
+    let (digits, unit) = v.split_at(v.len() - 1);
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests;

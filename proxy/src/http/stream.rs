@@ -1,0 +1,256 @@
+//! One request through the connection manager: route it, plan it, run the filter chain, let
+//! the router carry out the plan, then account for it (stats, access log).
+
+use super::filter::{self, ResponseHooks};
+use super::forward::{forward, Forward, Outcome};
+use super::headers::{self, X_FORWARDED_FOR};
+use super::local_reply::{local_reply, no_route, ResponseFlag};
+use super::plan::{plan, Target};
+use crate::body::ProxyBody;
+use crate::config::{ListenerConfig, RouteSource};
+use crate::context::ProxyContext;
+use crate::observe::access_log::LogRecord;
+use crate::router::{RequestView, RouteTable};
+use crate::snapshot::Snapshot;
+use http::uri::{Authority, PathAndQuery};
+use http::{header, HeaderValue, Method, Request, Response, StatusCode, Version};
+use hyper::body::Incoming;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+/// The request fields the access log needs, captured before the request is forwarded; only
+/// when the listener logs at all.
+struct LogCapture {
+    start_wall: SystemTime,
+    method: Method,
+    path: Option<PathAndQuery>,
+    version: Version,
+    bytes_received: u64,
+    forwarded_for: Option<HeaderValue>,
+    user_agent: Option<HeaderValue>,
+}
+
+impl LogCapture {
+    fn new(req: &Request<Incoming>) -> Self {
+        LogCapture {
+            start_wall: SystemTime::now(),
+            method: req.method().clone(),
+            path: req.uri().path_and_query().cloned(),
+            version: req.version(),
+            bytes_received: content_length(req.headers()),
+            forwarded_for: req.headers().get(&X_FORWARDED_FOR).cloned(),
+            user_agent: req.headers().get(header::USER_AGENT).cloned(),
+        }
+    }
+}
+
+pub async fn handle(
+    ctx: &ProxyContext,
+    listener: &str,
+    peer: SocketAddr,
+    mut req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    let start = Instant::now();
+    let snapshot = ctx.snapshot.load_full();
+    let request_id = headers::ensure_request_id(req.headers_mut());
+    let authority = RequestAuthority::of(&req);
+    let listener_cfg = snapshot.listeners.get(listener);
+    let log_format = listener_cfg.and_then(|l| l.access_log);
+    let capture = log_format.map(|_| LogCapture::new(&req));
+
+    let mut outcome = Outcome::default();
+    let response = run(
+        &snapshot,
+        listener_cfg.map(|l| &**l),
+        authority.as_str(),
+        peer,
+        req,
+        &mut outcome,
+    )
+    .await;
+
+    let status = response.status().as_u16();
+    if let Some(cluster) = outcome.cluster {
+        cluster.runtime.stats.record(status);
+    }
+    if let (Some(format), Some(c)) = (log_format, capture) {
+        let upstream_host = outcome
+            .host
+            .map(|h| h.address().to_string())
+            .unwrap_or_default();
+        let flags = outcome.flags.as_str();
+        ctx.access_log.log(
+            format,
+            &LogRecord {
+                start: c.start_wall,
+                method: c.method.as_str(),
+                path: c.path.as_ref().map_or("/", |p| p.as_str()),
+                protocol: protocol_name(c.version),
+                status,
+                flags: &flags,
+                bytes_received: c.bytes_received,
+                bytes_sent: content_length(response.headers()),
+                duration_ms: start.elapsed().as_millis(),
+                upstream_service_time_ms: outcome.upstream_time,
+                forwarded_for: header_str(c.forwarded_for.as_ref()),
+                user_agent: header_str(c.user_agent.as_ref()),
+                request_id: request_id.to_str().unwrap_or("-"),
+                authority: authority.as_str(),
+                upstream_host: &upstream_host,
+                upstream_cluster: outcome.cluster.map_or("", |c| &c.name),
+                route_name: outcome.route_name,
+            },
+        );
+    }
+    response
+}
+
+async fn run<'s>(
+    snapshot: &'s Snapshot,
+    listener: Option<&'s ListenerConfig>,
+    authority: &str,
+    peer: SocketAddr,
+    mut req: Request<Incoming>,
+    outcome: &mut Outcome<'s>,
+) -> Response<ProxyBody> {
+    if let Some(upgrade) = req.headers().get(header::UPGRADE) {
+        if upgrade.as_bytes().eq_ignore_ascii_case(b"h2c") {
+            // An offer to switch to cleartext HTTP/2: declined by carrying on in HTTP/1.1, as
+            // the offer allows (some clients make it on every request).
+            headers::strip_h2c_upgrade(req.headers_mut());
+        } else if req.version() < Version::HTTP_2 {
+            // Upgrades (WebSocket and friends) are not configured on any route: refuse them
+            // cleanly, as Envoy does when a route does not allow the upgrade type.
+            return local_reply(StatusCode::FORBIDDEN, "");
+        }
+    }
+    let origin_form = req.uri().authority().is_none() && req.version() < Version::HTTP_2;
+    let Some(listener) = listener else {
+        outcome.flags.set(ResponseFlag::NoRoute);
+        return no_route(authority, origin_form);
+    };
+    let Some(table) = route_table(snapshot, &listener.route_source) else {
+        outcome.flags.set(ResponseFlag::NoRoute);
+        return no_route(authority, origin_form);
+    };
+    let route = {
+        let path_and_query = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let view = RequestView {
+            authority,
+            path_and_query,
+            method: req.method(),
+            headers: req.headers(),
+        };
+        table.find(&view)
+    };
+    let Some(route) = route else {
+        outcome.flags.set(ResponseFlag::NoRoute);
+        return no_route(authority, origin_form);
+    };
+    outcome.route_name = &route.name;
+    let plan = plan(
+        route,
+        req.headers(),
+        listener.stream_idle_timeout,
+        rand::random(),
+    );
+
+    let mut hooks = ResponseHooks::default();
+    let chain = &listener.http_filters;
+    if let Some(answer) = filter::on_request(
+        chain,
+        route,
+        req.method(),
+        req.headers(),
+        &mut outcome.flags,
+        &mut hooks,
+    )
+    .await
+    {
+        return answer;
+    }
+    let mut response = match plan.target {
+        Target::Cluster { name, headers } => {
+            let f = Forward {
+                snapshot,
+                route,
+                cluster_name: name,
+                cluster_headers: headers,
+                timeouts: &plan.timeouts,
+                router: chain.router,
+                authority,
+                peer,
+            };
+            forward(f, req, outcome).await
+        }
+        Target::Redirect(r) => {
+            let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+            let mut resp = super::redirect::respond(r, &route.matcher.path, authority, path);
+            route.policy.headers.response.apply(resp.headers_mut());
+            resp
+        }
+        Target::Direct { status, body } => {
+            let mut resp = Response::new(body.cloned().map_or(ProxyBody::Empty, ProxyBody::full));
+            *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            route.policy.headers.response.apply(resp.headers_mut());
+            resp
+        }
+    };
+    filter::on_response(hooks, &mut response);
+    response
+}
+
+fn route_table<'a>(snapshot: &'a Snapshot, source: &'a RouteSource) -> Option<&'a Arc<RouteTable>> {
+    match source {
+        RouteSource::Rds(name) => snapshot.route_table(name),
+        RouteSource::Inline(table) => Some(table),
+    }
+}
+
+/// The authority a request is for: the absolute-form target or `:authority`, else `Host`.
+/// Both are reference-counted buffers, so keeping it costs no copy.
+enum RequestAuthority {
+    Uri(Authority),
+    Host(HeaderValue),
+    None,
+}
+
+impl RequestAuthority {
+    fn of(req: &Request<Incoming>) -> Self {
+        if let Some(a) = req.uri().authority() {
+            return RequestAuthority::Uri(a.clone());
+        }
+        match req.headers().get(header::HOST) {
+            Some(h) => RequestAuthority::Host(h.clone()),
+            None => RequestAuthority::None,
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            RequestAuthority::Uri(a) => a.as_str(),
+            RequestAuthority::Host(h) => h.to_str().unwrap_or(""),
+            RequestAuthority::None => "",
+        }
+    }
+}
+
+fn header_str(v: Option<&HeaderValue>) -> &str {
+    v.and_then(|v| v.to_str().ok()).unwrap_or("")
+}
+
+fn content_length(h: &http::HeaderMap) -> u64 {
+    header_str(h.get(header::CONTENT_LENGTH))
+        .parse()
+        .unwrap_or(0)
+}
+
+fn protocol_name(v: Version) -> &'static str {
+    match v {
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_11 => "HTTP/1.1",
+        Version::HTTP_2 => "HTTP/2",
+        _ => "HTTP/?",
+    }
+}

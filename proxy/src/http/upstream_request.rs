@@ -1,0 +1,229 @@
+//! The request as it goes upstream: the downstream head turned into the upstream one once
+//! (hop-by-hop headers out, forwarding headers in, the route's rewrites and header mutations,
+//! the headers Envoy's router adds), then shaped per try for the upstream protocol.
+//!
+//! The authority the client asked for is kept, as Envoy keeps it, rather than replaced by the
+//! upstream host's address, unless the route rewrites it.
+
+use super::headers::{self, X_FORWARDED_PROTO};
+use super::plan::{X_ENVOY_UPSTREAM_RQ_PER_TRY_TIMEOUT_MS, X_ENVOY_UPSTREAM_RQ_TIMEOUT_MS};
+use crate::body::ProxyBody;
+use crate::config::UpstreamProtocol;
+use crate::router::{rewrite_path, HeaderPolicy, Route};
+use http::request::Parts;
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+pub static X_ENVOY_ORIGINAL_PATH: HeaderName = HeaderName::from_static("x-envoy-original-path");
+pub static X_ENVOY_EXPECTED_RQ_TIMEOUT_MS: HeaderName =
+    HeaderName::from_static("x-envoy-expected-rq-timeout-ms");
+pub static X_ENVOY_ATTEMPT_COUNT: HeaderName = HeaderName::from_static("x-envoy-attempt-count");
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// One request head, ready to be sent any number of times.
+#[derive(Clone)]
+pub struct UpstreamHead {
+    pub method: Method,
+    pub path: PathAndQuery,
+    pub authority: String,
+    pub headers: HeaderMap,
+}
+
+/// What the router adds besides the route's own mutations.
+pub struct RouterHeaders {
+    /// `x-envoy-expected-rq-timeout-ms`: what the upstream has to answer in.
+    pub expected_timeout: Option<Duration>,
+    /// The router's `suppress_envoy_headers`.
+    pub suppress_envoy_headers: bool,
+}
+
+impl UpstreamHead {
+    pub fn new(
+        parts: Parts,
+        authority: &str,
+        peer: SocketAddr,
+        route: &Route,
+        cluster_headers: Option<&HeaderPolicy>,
+        router: &RouterHeaders,
+    ) -> UpstreamHead {
+        let Parts {
+            method,
+            uri,
+            mut headers,
+            ..
+        } = parts;
+        let h = &mut headers;
+        headers::strip_hop_by_hop(h);
+        // The proxy already answered any `Expect: 100-continue` towards the client.
+        h.remove(header::EXPECT);
+        // The router consumes its own control headers.
+        h.remove(&X_ENVOY_UPSTREAM_RQ_TIMEOUT_MS);
+        h.remove(&X_ENVOY_UPSTREAM_RQ_PER_TRY_TIMEOUT_MS);
+        h.remove(&X_ENVOY_EXPECTED_RQ_TIMEOUT_MS);
+        headers::append_forwarded_for(h, peer.ip());
+        if !h.contains_key(&X_FORWARDED_PROTO) {
+            h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+        }
+        let mut path = uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        let policy = &route.policy;
+        if let Some(rule) = &policy.rewrite.path {
+            if let Some(new) = rewrite_path(rule, &route.matcher.path, path.as_str()) {
+                if let Ok(new) = PathAndQuery::try_from(new) {
+                    if !router.suppress_envoy_headers {
+                        if let Ok(v) = HeaderValue::from_str(path.as_str()) {
+                            h.insert(X_ENVOY_ORIGINAL_PATH.clone(), v);
+                        }
+                    }
+                    path = new;
+                }
+            }
+        }
+        let mut authority = authority.to_string();
+        if let Some(new) = &policy.rewrite.authority {
+            if policy.rewrite.append_x_forwarded_host {
+                if let Ok(v) = HeaderValue::from_str(&authority) {
+                    h.append(X_FORWARDED_HOST.clone(), v);
+                }
+            }
+            authority = new.to_str().unwrap_or_default().to_string();
+        }
+        if let Some(cluster) = cluster_headers {
+            cluster.request.apply(h);
+        }
+        policy.headers.request.apply(h);
+        if let (Some(t), false) = (router.expected_timeout, router.suppress_envoy_headers) {
+            h.insert(
+                X_ENVOY_EXPECTED_RQ_TIMEOUT_MS.clone(),
+                HeaderValue::from(t.as_millis() as u64),
+            );
+        }
+        UpstreamHead {
+            method,
+            path,
+            authority,
+            headers,
+        }
+    }
+
+    /// The request for one try, in the form the upstream protocol wants: origin-form plus
+    /// `Host` for HTTP/1.1, scheme and `:authority` for HTTP/2.
+    pub fn into_request(self, protocol: UpstreamProtocol, body: ProxyBody) -> Request<ProxyBody> {
+        let mut req = Request::new(body);
+        *req.method_mut() = self.method;
+        *req.headers_mut() = self.headers;
+        match protocol {
+            UpstreamProtocol::Http1 => {
+                *req.uri_mut() = Uri::from(self.path);
+                *req.version_mut() = Version::HTTP_11;
+                let host_is_authority = req
+                    .headers()
+                    .get(header::HOST)
+                    .is_some_and(|h| h.as_bytes() == self.authority.as_bytes());
+                if !host_is_authority {
+                    if let Ok(v) = HeaderValue::from_str(&self.authority) {
+                        req.headers_mut().insert(header::HOST, v);
+                    }
+                }
+            }
+            UpstreamProtocol::Http2 => {
+                let mut parts = http::uri::Parts::default();
+                parts.scheme = Some(Scheme::HTTP);
+                parts.authority = Authority::try_from(self.authority.as_str()).ok();
+                parts.path_and_query = Some(self.path);
+                if let Ok(uri) = Uri::from_parts(parts) {
+                    *req.uri_mut() = uri;
+                }
+                *req.version_mut() = Version::HTTP_2;
+                req.headers_mut().remove(header::HOST);
+            }
+        }
+        req
+    }
+
+    /// Marks which try this is (`x-envoy-attempt-count`, 1 for the first).
+    pub fn set_attempt(&mut self, attempt: u32) {
+        self.headers
+            .insert(X_ENVOY_ATTEMPT_COUNT.clone(), HeaderValue::from(attempt));
+    }
+
+    /// The head of a mirrored copy: Envoy marks the authority with `-shadow` (before any
+    /// port) so the mirror's logs and routing can tell copies from originals.
+    pub fn shadow(&self, suffix: bool) -> UpstreamHead {
+        let mut copy = self.clone();
+        if suffix {
+            copy.authority = shadow_authority(&self.authority);
+            copy.headers.remove(header::HOST);
+        }
+        copy
+    }
+}
+
+pub fn shadow_authority(authority: &str) -> String {
+    match authority.rsplit_once(':') {
+        Some((host, port))
+            if !port.is_empty()
+                && port.bytes().all(|b| b.is_ascii_digit())
+                && (!host.contains(':') || host.ends_with(']')) =>
+        {
+            format!("{host}-shadow:{port}")
+        }
+        _ => format!("{authority}-shadow"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shadow_goes_before_the_port() {
+        assert_eq!(shadow_authority("reviews:9080"), "reviews-shadow:9080");
+        assert_eq!(shadow_authority("reviews"), "reviews-shadow");
+        assert_eq!(shadow_authority("[::1]:80"), "[::1]-shadow:80");
+    }
+
+    fn x_forwarded_for(h: &HeaderMap) -> &str {
+        h.get(&headers::X_FORWARDED_FOR).unwrap().to_str().unwrap()
+    }
+
+    #[test]
+    fn the_head_carries_forwarding_headers_and_drops_control_ones() {
+        let req = Request::get("http://reviews:9080/a?b=1")
+            .header("connection", "keep-alive")
+            .header("x-envoy-upstream-rq-timeout-ms", "100")
+            .body(())
+            .unwrap();
+        let (parts, ()) = req.into_parts();
+        let route = crate::router::Route {
+            name: String::new(),
+            matcher: crate::router::RouteMatcher::new(crate::router::PathMatcher::prefix(
+                "/", true,
+            )),
+            action: crate::router::RouteAction::Cluster(crate::router::ClusterTarget::new("c")),
+            policy: Default::default(),
+        };
+        let head = UpstreamHead::new(
+            parts,
+            "reviews:9080",
+            "10.0.0.1:5000".parse().unwrap(),
+            &route,
+            None,
+            &RouterHeaders {
+                expected_timeout: Some(Duration::from_millis(250)),
+                suppress_envoy_headers: false,
+            },
+        );
+        assert_eq!(x_forwarded_for(&head.headers), "10.0.0.1");
+        assert!(!head.headers.contains_key("connection"));
+        assert!(!head.headers.contains_key("x-envoy-upstream-rq-timeout-ms"));
+        assert_eq!(head.headers["x-envoy-expected-rq-timeout-ms"], "250");
+        let req = head.into_request(UpstreamProtocol::Http1, ProxyBody::Empty);
+        assert_eq!(req.uri(), "/a?b=1");
+        assert_eq!(req.headers()["host"], "reviews:9080");
+    }
+}
