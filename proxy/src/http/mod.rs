@@ -78,3 +78,6 @@ impl Drop for OpenConnection {
 pub async fn wait_true(flag: &mut tokio::sync::watch::Receiver<bool>) {
     let _ = flag.wait_for(|v| *v).await.map(|_| ());
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,299 @@
+//! A proxy serving a hand-built configuration on a loopback port, and in-process upstreams
+//! with scripted behaviour: the request path under test with real sockets, no control plane.
+
+use crate::context::ProxyContext;
+use crate::observe::access_log::AccessLogWriter;
+use crate::xds::state::XdsCache;
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use prost::Message;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use xds_protos::pb::envoy::config::cluster::v3::{
+    cluster::{ClusterDiscoveryType, DiscoveryType},
+    Cluster,
+};
+use xds_protos::pb::envoy::config::core::v3::{
+    address, socket_address::PortSpecifier, Address, SocketAddress,
+};
+use xds_protos::pb::envoy::config::endpoint::v3::{
+    lb_endpoint::HostIdentifier, ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints,
+};
+use xds_protos::pb::envoy::config::listener::v3::{filter, Filter, FilterChain, Listener};
+use xds_protos::pb::envoy::config::route::v3::{
+    route, route_action, route_match::PathSpecifier, Route, RouteAction, RouteConfiguration,
+    RouteMatch, VirtualHost,
+};
+use xds_protos::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    http_connection_manager::RouteSpecifier, HttpConnectionManager, HttpFilter,
+};
+use xds_protos::pb::google::protobuf::Any;
+use xds_protos::type_url;
+
+pub fn any<M: Message>(type_url: &str, m: &M) -> Any {
+    Any {
+        type_url: type_url.into(),
+        value: m.encode_to_vec(),
+    }
+}
+
+fn socket(addr: SocketAddr) -> Address {
+    Address {
+        address: Some(address::Address::SocketAddress(SocketAddress {
+            address: addr.ip().to_string(),
+            port_specifier: Some(PortSpecifier::PortValue(u32::from(addr.port()))),
+            ..Default::default()
+        })),
+    }
+}
+
+/// A static cluster of the given hosts.
+pub fn cluster(name: &str, hosts: &[SocketAddr]) -> Cluster {
+    Cluster {
+        name: name.into(),
+        cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Static as i32)),
+        load_assignment: Some(ClusterLoadAssignment {
+            cluster_name: name.into(),
+            endpoints: vec![LocalityLbEndpoints {
+                lb_endpoints: hosts
+                    .iter()
+                    .map(|h| LbEndpoint {
+                        host_identifier: Some(HostIdentifier::Endpoint(Endpoint {
+                            address: Some(socket(*h)),
+                            ..Default::default()
+                        })),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// A route for every path to `cluster`, shaped by `f`.
+pub fn route_to(cluster: &str, f: impl FnOnce(&mut Route, &mut RouteAction)) -> Route {
+    let mut ra = RouteAction {
+        cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(cluster.into())),
+        ..Default::default()
+    };
+    let mut r = Route {
+        name: "test-route".into(),
+        r#match: Some(RouteMatch {
+            path_specifier: Some(PathSpecifier::Prefix("/".into())),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    f(&mut r, &mut ra);
+    r.action = Some(route::Action::Route(ra));
+    r
+}
+
+pub fn vhost(routes: Vec<Route>) -> VirtualHost {
+    VirtualHost {
+        name: "test".into(),
+        domains: vec!["*".into()],
+        routes,
+        ..Default::default()
+    }
+}
+
+/// A proxy listening on loopback with this route configuration and these clusters.
+pub struct TestProxy {
+    pub addr: SocketAddr,
+}
+
+impl TestProxy {
+    pub async fn start(vh: VirtualHost, filters: Vec<HttpFilter>, clusters: Vec<Cluster>) -> Self {
+        let hcm = HttpConnectionManager {
+            stat_prefix: "test".into(),
+            route_specifier: Some(RouteSpecifier::RouteConfig(RouteConfiguration {
+                name: "test".into(),
+                virtual_hosts: vec![vh],
+                ..Default::default()
+            })),
+            http_filters: filters,
+            ..Default::default()
+        };
+        let listener = Listener {
+            name: "test".into(),
+            filter_chains: vec![FilterChain {
+                filters: vec![Filter {
+                    name: "envoy.filters.network.http_connection_manager".into(),
+                    config_type: Some(filter::ConfigType::TypedConfig(any(
+                        type_url::HTTP_CONNECTION_MANAGER,
+                        &hcm,
+                    ))),
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let mut cache = XdsCache::default();
+        let applied = cache.apply(
+            type_url::LISTENER,
+            "1",
+            &[any(type_url::LISTENER, &listener)],
+        );
+        assert!(applied.rejected.is_empty(), "{:?}", applied.rejected);
+        let resources: Vec<Any> = clusters.iter().map(|c| any(type_url::CLUSTER, c)).collect();
+        let applied = cache.apply(type_url::CLUSTER, "1", &resources);
+        assert!(applied.rejected.is_empty(), "{:?}", applied.rejected);
+        let ctx = ProxyContext::new(AccessLogWriter::stdout());
+        let snapshot = cache.build_snapshot(&ctx.snapshot.load());
+        ctx.snapshot.store(Arc::new(snapshot));
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = tcp.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((stream, peer)) = tcp.accept().await {
+                tokio::spawn(crate::http::serve_connection(
+                    ctx.clone(),
+                    Arc::from("test"),
+                    stream,
+                    peer,
+                ));
+            }
+        });
+        TestProxy { addr }
+    }
+
+    pub async fn send(&self, req: Request<Full<Bytes>>) -> Reply {
+        let stream = tokio::net::TcpStream::connect(self.addr).await.unwrap();
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let resp = sender.send_request(req).await.unwrap();
+        let (parts, body) = resp.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send(get(path)).await
+    }
+}
+
+pub fn get(path: &str) -> Request<Full<Bytes>> {
+    Request::get(format!("http://svc{path}"))
+        .header("host", "svc")
+        .body(Full::new(Bytes::new()))
+        .unwrap()
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+/// What an upstream saw of one request.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+type Behaviour = Arc<
+    dyn Fn(usize, &Seen) -> Pin<Box<dyn Future<Output = Response<Full<Bytes>>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// An upstream that records every request and answers as `behaviour` says, given the
+/// request's number (0-based) on this upstream.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+    count: Arc<AtomicUsize>,
+}
+
+impl Upstream {
+    pub async fn start<F, Fut>(behaviour: F) -> Upstream
+    where
+        F: Fn(usize, Seen) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+    {
+        let behaviour: Behaviour = Arc::new(move |n, seen| Box::pin(behaviour(n, seen.clone())));
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let count = Arc::new(AtomicUsize::new(0));
+        let (seen2, count2) = (seen.clone(), count.clone());
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = tcp.accept().await {
+                let (seen, count, behaviour) = (seen2.clone(), count2.clone(), behaviour.clone());
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let (seen, count, behaviour) = (seen.clone(), count.clone(), behaviour.clone());
+                    async move {
+                        let (parts, body) = req.into_parts();
+                        let body = body
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
+                        let s = Seen {
+                            path: parts
+                                .uri
+                                .path_and_query()
+                                .map_or("/".into(), |p| p.to_string()),
+                            headers: parts.headers,
+                            body,
+                        };
+                        seen.lock().unwrap().push(s.clone());
+                        let n = count.fetch_add(1, Ordering::SeqCst);
+                        Ok::<_, std::convert::Infallible>(behaviour(n, &s).await)
+                    }
+                });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc),
+                );
+            }
+        });
+        Upstream { addr, seen, count }
+    }
+
+    /// Answers every request with `status` and the body `name`.
+    pub async fn fixed(status: u16, name: &'static str) -> Upstream {
+        Upstream::start(move |_, _| async move { respond(status, name) }).await
+    }
+
+    pub fn requests(&self) -> usize {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+pub fn respond(status: u16, body: &'static str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap();
+    r
+}
+
+/// A loopback address nothing listens on.
+pub async fn dead_address() -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    l.local_addr().unwrap()
+}

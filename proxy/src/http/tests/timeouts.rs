@@ -1,0 +1,132 @@
+//! Timeouts: a hung upstream costs a timer. These run on tokio's paused clock: the upstream
+//! never answers, so the only way forward is the proxy's own timer, which the clock reaches
+//! without waiting.
+
+use super::harness::*;
+use super::retries::istio_default_retry;
+use std::time::Duration;
+use xds_protos::pb::envoy::config::route::v3::{route_action, RetryPolicy};
+use xds_protos::pb::google::protobuf::{Duration as ProtoDuration, UInt32Value};
+
+fn millis(ms: i32) -> ProtoDuration {
+    ProtoDuration {
+        seconds: 0,
+        nanos: ms * 1_000_000,
+    }
+}
+
+async fn hung() -> Upstream {
+    Upstream::start(|_, _| async move {
+        std::future::pending::<()>().await;
+        respond(200, "never")
+    })
+    .await
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_route_timeout_answers_504_upstream_request_timeout() {
+    let up = hung().await;
+    let vh = vhost(vec![route_to("svc", |_, ra| {
+        ra.timeout = Some(millis(250))
+    })]);
+    let proxy = TestProxy::start(vh, vec![], vec![cluster("svc", &[up.addr])]).await;
+    let start = tokio::time::Instant::now();
+    let reply = proxy.get("/").await;
+    assert_eq!(reply.status, 504);
+    assert_eq!(reply.body, "upstream request timeout");
+    assert!(start.elapsed() >= Duration::from_millis(250));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_caller_can_shorten_the_timeout_by_header() {
+    let up = hung().await;
+    let vh = vhost(vec![route_to("svc", |_, ra| ra.timeout = Some(millis(0)))]);
+    let proxy = TestProxy::start(vh, vec![], vec![cluster("svc", &[up.addr])]).await;
+    let mut req = get("/");
+    req.headers_mut()
+        .insert("x-envoy-upstream-rq-timeout-ms", "100".parse().unwrap());
+    let reply = proxy.send(req).await;
+    assert_eq!(reply.status, 504);
+    assert!(!up.seen()[0]
+        .headers
+        .contains_key("x-envoy-upstream-rq-timeout-ms"));
+    assert_eq!(
+        up.seen()[0].headers["x-envoy-expected-rq-timeout-ms"],
+        "100"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn grpc_timeout_is_honoured_when_the_route_says_so() {
+    let up = hung().await;
+    let vh = vhost(vec![route_to("svc", |_, ra| {
+        ra.timeout = Some(millis(0));
+        ra.max_stream_duration = Some(route_action::MaxStreamDuration {
+            grpc_timeout_header_max: Some(millis(0)),
+            ..Default::default()
+        });
+    })]);
+    let proxy = TestProxy::start(vh, vec![], vec![cluster("svc", &[up.addr])]).await;
+    let mut req = get("/");
+    req.headers_mut()
+        .insert("grpc-timeout", "300m".parse().unwrap());
+    let start = tokio::time::Instant::now();
+    assert_eq!(proxy.send(req).await.status, 504);
+    assert!(start.elapsed() >= Duration::from_millis(300));
+}
+
+#[tokio::test(start_paused = true)]
+async fn per_try_timeouts_are_retried_until_the_retries_run_out() {
+    let up = hung().await;
+    let retry = RetryPolicy {
+        retry_on: "5xx".into(),
+        num_retries: Some(UInt32Value { value: 2 }),
+        per_try_timeout: Some(millis(100)),
+        ..Default::default()
+    };
+    let vh = vhost(vec![route_to("svc", |_, ra| {
+        ra.timeout = Some(millis(0));
+        ra.retry_policy = Some(retry);
+    })]);
+    let proxy = TestProxy::start(vh, vec![], vec![cluster("svc", &[up.addr])]).await;
+    let reply = proxy.get("/").await;
+    assert_eq!(reply.status, 504);
+    assert_eq!(up.requests(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_route_timeout_bounds_every_retry_together() {
+    let up = hung().await;
+    let vh = vhost(vec![route_to("svc", |_, ra| {
+        ra.timeout = Some(millis(150));
+        ra.retry_policy = Some(RetryPolicy {
+            per_try_timeout: Some(millis(100)),
+            num_retries: Some(UInt32Value { value: 5 }),
+            ..istio_default_retry()
+        });
+    })]);
+    let proxy = TestProxy::start(vh, vec![], vec![cluster("svc", &[up.addr])]).await;
+    let start = tokio::time::Instant::now();
+    let reply = proxy.get("/").await;
+    assert_eq!(reply.status, 504);
+    assert!(
+        start.elapsed() < Duration::from_millis(300),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_upstream_meets_the_stream_idle_timeout() {
+    let up = hung().await;
+    let vh = vhost(vec![route_to("svc", |_, ra| {
+        ra.timeout = Some(millis(0));
+        ra.idle_timeout = Some(ProtoDuration {
+            seconds: 2,
+            nanos: 0,
+        });
+    })]);
+    let proxy = TestProxy::start(vh, vec![], vec![cluster("svc", &[up.addr])]).await;
+    let reply = proxy.get("/").await;
+    assert_eq!(reply.status, 408);
+}
