@@ -10,6 +10,9 @@
 //! ones (a retry is then impossible, as in Envoy when a body outgrows the retry buffer).
 //!
 //! A copy dropped while others wait wakes them, so one of them takes over the reading.
+//!
+//! It also notes when the last frame arrived from the client, so the stream idle timeout can
+//! tell a slow upload from a dead one.
 
 use bytes::Bytes;
 use http::HeaderMap;
@@ -17,6 +20,7 @@ use http_body::{Body, Frame, SizeHint};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
+use tokio::time::Instant;
 
 /// How much of a request body is kept for retries and mirrors. Envoy buffers up to the
 /// listener's buffer limit (1 MiB by default); 64 KiB keeps typical API payloads retryable
@@ -52,6 +56,8 @@ struct Shared<B> {
     error: Option<String>,
     /// Copies waiting for a frame another copy may pull.
     waiting: Vec<Waker>,
+    /// When the source last produced a frame (or the body was created).
+    last_activity: Instant,
 }
 
 impl<B> ReplayBody<B> {
@@ -68,6 +74,7 @@ impl<B> ReplayBody<B> {
                 done: false,
                 error: None,
                 waiting: Vec::new(),
+                last_activity: Instant::now(),
             })),
             next: 0,
             trailers_sent: false,
@@ -90,6 +97,11 @@ impl<B> ReplayBody<B> {
     /// Whether a copy made now could still send the whole body.
     pub fn is_replayable(&self) -> bool {
         !lock(&self.shared).overflowed
+    }
+
+    /// When the client last sent part of the body.
+    pub fn last_activity(&self) -> Instant {
+        lock(&self.shared).last_activity
     }
 }
 
@@ -159,7 +171,11 @@ where
             return Poll::Ready(None);
         }
         // This copy is the furthest ahead: it pulls the next frame for everyone.
-        match Pin::new(&mut shared.source).poll_frame(cx) {
+        let polled = Pin::new(&mut shared.source).poll_frame(cx);
+        if polled.is_ready() {
+            shared.last_activity = Instant::now();
+        }
+        match polled {
             Poll::Pending => {
                 shared.wait(cx.waker());
                 Poll::Pending

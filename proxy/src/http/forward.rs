@@ -124,13 +124,17 @@ pub async fn forward<'s>(
         let in_flight = host.start_request();
         let try_start = Instant::now();
         let per_try_deadline = f.timeouts.per_try.map(|t| try_start + t);
+        let timers = TryTimers {
+            per_try: per_try_deadline,
+            total: deadline,
+            idle: f.timeouts.idle,
+        };
         let result = one_try(
             host,
             req,
             cluster.config.connect_timeout,
-            per_try_deadline,
-            deadline,
-            f.timeouts.idle,
+            timers,
+            &tries.body,
         )
         .await;
         let failure = match result {
@@ -289,30 +293,27 @@ impl<'s> Tries<'s> {
     }
 }
 
-/// The downstream body, as many times as the tries need it.
+/// The downstream body, as many times as the tries need it. A body kept for nobody is still
+/// read through a `ReplayBody` (with nothing kept), which notes the upload's progress for the
+/// stream idle timeout.
 enum RequestBody {
     Empty,
-    /// Sent once; a retry is impossible once it is gone.
-    Once(Option<Incoming>),
-    Replay(ReplayBody),
+    Streamed(ReplayBody),
 }
 
 impl RequestBody {
     fn new(body: Incoming, replayable: bool) -> RequestBody {
         if http_body::Body::is_end_stream(&body) {
-            RequestBody::Empty
-        } else if replayable {
-            RequestBody::Replay(ReplayBody::new(body, DEFAULT_REPLAY_LIMIT))
-        } else {
-            RequestBody::Once(Some(body))
+            return RequestBody::Empty;
         }
+        let limit = if replayable { DEFAULT_REPLAY_LIMIT } else { 0 };
+        RequestBody::Streamed(ReplayBody::new(body, limit))
     }
 
     fn for_try(&mut self) -> Option<ProxyBody> {
         match self {
             RequestBody::Empty => Some(ProxyBody::Empty),
-            RequestBody::Once(body) => body.take().map(ProxyBody::Incoming),
-            RequestBody::Replay(body) => body.replay().ok().map(ProxyBody::Replay),
+            RequestBody::Streamed(body) => body.replay().ok().map(ProxyBody::Replay),
         }
     }
 
@@ -320,16 +321,21 @@ impl RequestBody {
     fn copy(&self) -> Option<ProxyBody> {
         match self {
             RequestBody::Empty => Some(ProxyBody::Empty),
-            RequestBody::Once(_) => None,
-            RequestBody::Replay(body) => body.replay().ok().map(ProxyBody::Replay),
+            RequestBody::Streamed(body) => body.replay().ok().map(ProxyBody::Replay),
         }
     }
 
     fn is_replayable(&self) -> bool {
         match self {
             RequestBody::Empty => true,
-            RequestBody::Once(_) => false,
-            RequestBody::Replay(body) => body.is_replayable(),
+            RequestBody::Streamed(body) => body.is_replayable(),
+        }
+    }
+
+    fn last_activity(&self) -> Option<Instant> {
+        match self {
+            RequestBody::Empty => None,
+            RequestBody::Streamed(body) => Some(body.last_activity()),
         }
     }
 }
@@ -344,25 +350,42 @@ enum TryResult {
     Idle,
 }
 
+struct TryTimers {
+    per_try: Option<Instant>,
+    total: Option<Instant>,
+    idle: Option<std::time::Duration>,
+}
+
 async fn one_try(
     host: &Arc<Host>,
     req: Request<ProxyBody>,
     connect_timeout: std::time::Duration,
-    per_try_deadline: Option<Instant>,
-    deadline: Option<Instant>,
-    idle: Option<std::time::Duration>,
+    timers: TryTimers,
+    body: &RequestBody,
 ) -> TryResult {
     let send = host.pool().send(req, connect_timeout);
-    let idle_deadline = idle.map(|d| Instant::now() + d);
-    tokio::select! {
-        biased;
-        result = send => match result {
-            Ok(resp) => TryResult::Response(resp),
-            Err(e) => TryResult::Failed(classify(&e), Some(e)),
-        },
-        () = sleep_until(deadline) => TryResult::TotalTimeout,
-        () = sleep_until(per_try_deadline) => TryResult::Failed(TryFailure::PerTryTimeout, None),
-        () = sleep_until(idle_deadline) => TryResult::Idle,
+    tokio::pin!(send);
+    let mut idle_deadline = timers.idle.map(|d| Instant::now() + d);
+    loop {
+        tokio::select! {
+            biased;
+            result = &mut send => return match result {
+                Ok(resp) => TryResult::Response(resp),
+                Err(e) => TryResult::Failed(classify(&e), Some(e)),
+            },
+            () = sleep_until(timers.total) => return TryResult::TotalTimeout,
+            () = sleep_until(timers.per_try) => {
+                return TryResult::Failed(TryFailure::PerTryTimeout, None)
+            }
+            () = sleep_until(idle_deadline) => {
+                // An upload still under way is activity: the stream is slow, not idle.
+                let idle = timers.idle.unwrap_or_default();
+                match body.last_activity() {
+                    Some(last) if last + idle > Instant::now() => idle_deadline = Some(last + idle),
+                    _ => return TryResult::Idle,
+                }
+            }
+        }
     }
 }
 

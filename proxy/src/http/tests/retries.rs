@@ -147,3 +147,27 @@ async fn grpc_unavailable_in_headers_is_retried() {
     assert_eq!(reply.headers["grpc-status"], "0");
     assert_eq!(up.requests(), 2);
 }
+
+#[tokio::test]
+async fn a_request_no_route_matches_is_told_which_host_it_named() {
+    let up = Upstream::fixed(200, "ok").await;
+    let mut vh = vhost(vec![route_to("svc", |_, _| {})]);
+    vh.domains = vec!["svc".into()];
+    let proxy = TestProxy::start(vh, vec![], vec![cluster("svc", &[up.addr])]).await;
+    let mut req = get("/");
+    *req.uri_mut() = "http://other:9080/".parse().unwrap();
+    req.headers_mut()
+        .insert("host", "other:9080".parse().unwrap());
+    let reply = proxy.send(req).await;
+    assert_eq!(reply.status, 404);
+    assert!(reply.body.contains("\"other:9080\""), "{}", reply.body);
+    assert!(!reply.body.contains("curl -x"), "{}", reply.body);
+    // Origin-form on a proxy port: the caller probably forgot `curl -x`.
+    let mut req = get("/");
+    *req.uri_mut() = "/productpage".parse().unwrap();
+    req.headers_mut()
+        .insert("host", "127.0.0.1:15001".parse().unwrap());
+    let reply = proxy.send(req).await;
+    assert_eq!(reply.status, 404);
+    assert!(reply.body.contains("curl -x"), "{}", reply.body);
+}

@@ -130,3 +130,50 @@ async fn a_silent_upstream_meets_the_stream_idle_timeout() {
     let reply = proxy.get("/").await;
     assert_eq!(reply.status, 408);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_upload_is_not_idle() {
+    use bytes::Bytes;
+    use http_body_util::StreamBody;
+    let up = Upstream::start(|_, seen| async move {
+        let mut r = respond(200, "");
+        *r.body_mut() = http_body_util::Full::new(seen.body.clone());
+        r
+    })
+    .await;
+    let vh = vhost(vec![route_to("svc", |_, ra| {
+        ra.timeout = Some(millis(0));
+        ra.idle_timeout = Some(ProtoDuration {
+            seconds: 2,
+            nanos: 0,
+        });
+    })]);
+    let proxy = TestProxy::start(vh, vec![], vec![cluster("svc", &[up.addr])]).await;
+    // Five chunks a second apart: five seconds in all, never two without a byte.
+    let (tx, rx) =
+        tokio::sync::mpsc::channel::<Result<hyper::body::Frame<Bytes>, std::io::Error>>(1);
+    tokio::spawn(async move {
+        for _ in 0..5 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let _ = tx
+                .send(Ok(hyper::body::Frame::data(Bytes::from_static(b"chunk"))))
+                .await;
+        }
+    });
+    let body = StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let req = http::Request::post("http://svc/upload")
+        .header("host", "svc")
+        .body(body)
+        .unwrap();
+    let stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    use http_body_util::BodyExt;
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"chunkchunkchunkchunkchunk");
+}
