@@ -104,7 +104,7 @@ pub async fn forward<'s>(
         include_attempt_count: policy.include_attempt_count,
         head: Some(head),
         body,
-        tried: Vec::new(),
+        tried: TriedHosts::default(),
         attempt: 0,
     };
     loop {
@@ -217,9 +217,8 @@ struct Tries<'s> {
     /// Taken by the last possible try, copied by the others.
     head: Option<UpstreamHead>,
     body: RequestBody,
-    /// Hosts already tried, by address in memory (their identity); only kept when the policy
-    /// avoids them.
-    tried: Vec<usize>,
+    /// Hosts already tried; only kept when the policy avoids them.
+    tried: TriedHosts,
     attempt: u32,
 }
 
@@ -234,13 +233,13 @@ impl<'s> Tries<'s> {
         for _ in 0..picks {
             let host = self.cluster.pick()?;
             chosen = Some(host);
-            if !self.tried.contains(&(Arc::as_ptr(host) as usize)) {
+            if !self.tried.contains(host) {
                 break;
             }
         }
         if avoid {
             if let Some(h) = chosen {
-                self.tried.push(Arc::as_ptr(h) as usize);
+                self.tried.push(h);
             }
         }
         chosen
@@ -290,6 +289,31 @@ impl<'s> Tries<'s> {
                 None
             }
         }
+    }
+}
+
+/// The hosts a request has tried, by identity (address in memory), without allocating: the
+/// most recent few, which is all a retry policy ever needs in practice (Envoy's default is
+/// one retry, Istio's two).
+#[derive(Default)]
+struct TriedHosts {
+    ids: [usize; 8],
+    len: usize,
+}
+
+impl TriedHosts {
+    fn push(&mut self, host: &Arc<Host>) {
+        self.ids[self.len % self.ids.len()] = Arc::as_ptr(host) as usize;
+        self.len += 1;
+    }
+
+    fn contains(&self, host: &Arc<Host>) -> bool {
+        let id = Arc::as_ptr(host) as usize;
+        self.ids[..self.len.min(self.ids.len())].contains(&id)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
     }
 }
 

@@ -27,7 +27,9 @@ pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-h
 pub struct UpstreamHead {
     pub method: Method,
     pub path: PathAndQuery,
-    pub authority: String,
+    /// A header value so that the common case (HTTP/1.1 with `Host` equal to the authority)
+    /// shares the request's own buffer instead of copying it.
+    pub authority: HeaderValue,
     pub headers: HeaderMap,
 }
 
@@ -83,14 +85,15 @@ impl UpstreamHead {
                 }
             }
         }
-        let mut authority = authority.to_string();
+        let mut authority = match h.get(header::HOST) {
+            Some(host) if host.as_bytes() == authority.as_bytes() => host.clone(),
+            _ => HeaderValue::from_str(authority).unwrap_or_else(|_| HeaderValue::from_static("")),
+        };
         if let Some(new) = &policy.rewrite.authority {
             if policy.rewrite.append_x_forwarded_host {
-                if let Ok(v) = HeaderValue::from_str(&authority) {
-                    h.append(X_FORWARDED_HOST.clone(), v);
-                }
+                h.append(X_FORWARDED_HOST.clone(), authority.clone());
             }
-            authority = new.to_str().unwrap_or_default().to_string();
+            authority = new.clone();
         }
         if let Some(cluster) = cluster_headers {
             cluster.request.apply(h);
@@ -123,17 +126,15 @@ impl UpstreamHead {
                 let host_is_authority = req
                     .headers()
                     .get(header::HOST)
-                    .is_some_and(|h| h.as_bytes() == self.authority.as_bytes());
+                    .is_some_and(|h| h == self.authority);
                 if !host_is_authority {
-                    if let Ok(v) = HeaderValue::from_str(&self.authority) {
-                        req.headers_mut().insert(header::HOST, v);
-                    }
+                    req.headers_mut().insert(header::HOST, self.authority);
                 }
             }
             UpstreamProtocol::Http2 => {
                 let mut parts = http::uri::Parts::default();
                 parts.scheme = Some(Scheme::HTTP);
-                parts.authority = Authority::try_from(self.authority.as_str()).ok();
+                parts.authority = Authority::try_from(self.authority.as_bytes()).ok();
                 parts.path_and_query = Some(self.path);
                 if let Ok(uri) = Uri::from_parts(parts) {
                     *req.uri_mut() = uri;
@@ -156,7 +157,9 @@ impl UpstreamHead {
     pub fn shadow(&self, suffix: bool) -> UpstreamHead {
         let mut copy = self.clone();
         if suffix {
-            copy.authority = shadow_authority(&self.authority);
+            let shadow = shadow_authority(self.authority.to_str().unwrap_or_default());
+            copy.authority =
+                HeaderValue::from_str(&shadow).unwrap_or_else(|_| self.authority.clone());
             copy.headers.remove(header::HOST);
         }
         copy
