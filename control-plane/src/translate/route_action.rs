@@ -48,18 +48,28 @@ fn destination_port(mesh: &MeshSnapshot, d: &Destination, port: u32) -> u32 {
 }
 
 /// Istio's request timeout: the VirtualService's, or none at all (Envoy's own default is
-/// 15 s). A gRPC client's `grpc-timeout` header is honoured, up to the route timeout when
-/// there is one.
+/// 15 s). A gRPC client's `grpc-timeout` header is honoured either way, as istiod arranges:
+///
+/// - no timeout: `max_stream_duration` 0 with `grpc_timeout_header_max` 0, so the header (if
+///   any) bounds the stream and nothing else does;
+/// - a timeout: the route `timeout`, and `max_grpc_timeout` equal to it, so the header may
+///   shorten it but not extend it. `max_stream_duration` must stay unset here: when it is set,
+///   Envoy ignores the route `timeout` altogether.
 pub fn set_timeout(action: &mut RouteAction, timeout: Option<Duration>) {
     let timeout = timeout.unwrap_or(Duration::ZERO);
     action.timeout = Some(pb_duration(timeout));
-    action.max_stream_duration = Some(MaxStreamDuration {
-        // Zero turns off any listener-wide stream limit for a route without a timeout.
-        max_stream_duration: timeout.is_zero().then(|| pb_duration(Duration::ZERO)),
-        // Zero: the header's value is used as it is; otherwise it is capped by the timeout.
-        grpc_timeout_header_max: Some(pb_duration(timeout)),
-        grpc_timeout_header_offset: None,
-    });
+    if timeout.is_zero() {
+        action.max_stream_duration = Some(MaxStreamDuration {
+            max_stream_duration: Some(pb_duration(Duration::ZERO)),
+            grpc_timeout_header_max: Some(pb_duration(Duration::ZERO)),
+            grpc_timeout_header_offset: None,
+        });
+    } else {
+        #[allow(deprecated)]
+        {
+            action.max_grpc_timeout = Some(pb_duration(timeout));
+        }
+    }
 }
 
 /// The route a service port gets without a VirtualService: all endpoints, Istio's default

@@ -149,6 +149,9 @@ fn default_routes_get_istios_retries_and_no_timeout() {
     let msd = a.max_stream_duration.as_ref().expect("max_stream_duration");
     assert_eq!(msd.max_stream_duration, Some(secs(0)));
     assert_eq!(msd.grpc_timeout_header_max, Some(secs(0)));
+    #[allow(deprecated)]
+    let max_grpc_timeout = a.max_grpc_timeout;
+    assert_eq!(max_grpc_timeout, None);
     assert!(a.hash_policy.is_empty());
     assert!(routes[0].typed_per_filter_config.is_empty());
 }
@@ -256,9 +259,13 @@ fn timeouts_bound_the_route_and_cap_grpc_timeout() {
             nanos: 500_000_000
         })
     );
-    let msd = a.max_stream_duration.as_ref().expect("max_stream_duration");
-    assert_eq!(msd.max_stream_duration, None);
-    assert_eq!(msd.grpc_timeout_header_max, a.timeout);
+    assert_eq!(
+        a.max_stream_duration, None,
+        "Envoy ignores the route timeout when max_stream_duration is set"
+    );
+    #[allow(deprecated)]
+    let max_grpc_timeout = a.max_grpc_timeout;
+    assert_eq!(max_grpc_timeout, a.timeout, "grpc-timeout may shorten it");
 }
 
 fn fault_of(r: &Route) -> Option<HttpFault> {
