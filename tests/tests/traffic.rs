@@ -546,6 +546,14 @@ async fn rewrites(kind: Kind) {
         host: rw
   - match:
     - uri:
+        regex: ^/whole/.*
+    rewrite:
+      uri: /replaced
+    route:
+    - destination:
+        host: rw
+  - match:
+    - uri:
         regex: ^/r/.*
     rewrite:
       uriRegexRewrite:
@@ -572,6 +580,13 @@ async fn rewrites(kind: Kind) {
     let r = get(&mut conn, "http://rw:8080/exact", &[]).await;
     assert_eq!(r.json()["path"], "/replaced", "{kind:?}: whole exact path");
     assert_eq!(seen(&r, "host"), ["rw:8080"], "{kind:?}: authority kept");
+
+    let r = get(&mut conn, "http://rw:8080/whole/a/b?q=2", &[]).await;
+    assert_eq!(
+        r.json()["path"],
+        "/replaced?q=2",
+        "{kind:?}: a regex match is replaced whole, the query kept"
+    );
 
     let r = get(&mut conn, "http://rw:8080/r/abc", &[]).await;
     assert_eq!(r.json()["path"], "/re/abc", "{kind:?}: regex rewrite");

@@ -759,3 +759,40 @@ fn every_emitted_route_config_round_trips() {
     let bytes = routes[0].encode_to_vec();
     assert_eq!(Route::decode(bytes.as_slice()).expect("decode"), routes[0]);
 }
+
+#[test]
+fn port_level_hashing_applies_to_the_port_a_destination_resolves_to() {
+    // The destination names no port; the service has one, so its port-level settings apply
+    // (the cluster side balances that port's cluster by the same settings).
+    let yaml = r#"
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: solo, namespace: default}
+spec:
+  hosts: [solo.default.svc.cluster.local]
+  ports: [{number: 9080, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: solo, namespace: default}
+spec:
+  host: solo
+  trafficPolicy:
+    loadBalancer: {consistentHash: {httpHeaderName: x-top}}
+    portLevelSettings:
+    - port: {number: 9080}
+      loadBalancer: {consistentHash: {httpHeaderName: x-port}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: solo, namespace: default}
+spec:
+  hosts: [solo]
+  http:
+  - route: [{destination: {host: solo}}]
+"#;
+    let routes = routes_of(&mesh(&[yaml]), "solo.default.svc.cluster.local:9080");
+    assert_eq!(hash_keys(action(&routes[0])), ["header:x-port"]);
+}
