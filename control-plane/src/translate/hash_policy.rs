@@ -4,11 +4,10 @@
 //! whatever the route's `hash_policy` extracts, so the key is translated onto the route
 //! action, as istiod does.
 
+use super::clusters::pb_duration;
 use super::MeshSnapshot;
 use crate::model::{ConsistentHashLb, Destination, LoadBalancerSettings, PortTrafficPolicy};
 use xds_protos::pb::envoy::config::route::v3::route_action::{hash_policy, HashPolicy};
-
-use super::clusters::pb_duration;
 
 /// The route hash policy for a DestinationRule's consistent hash settings: one policy for the
 /// one key Istio allows, none if no key is set.

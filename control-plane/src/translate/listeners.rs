@@ -3,8 +3,7 @@
 
 use super::clusters::ads_config_source;
 use super::endpoints::socket_address;
-use super::names::{HTTP_PROXY_ROUTE, VIRTUAL_OUTBOUND};
-use super::routes::{CORS_FILTER, FAULT_FILTER};
+use super::names::{CORS_FILTER, FAULT_FILTER, HTTP_PROXY_ROUTE, ROUTER_FILTER, VIRTUAL_OUTBOUND};
 use super::{AccessLogFormat, MeshSnapshot};
 use xds_protos::any::pack;
 use xds_protos::node::NodeIdentity;
@@ -90,8 +89,6 @@ fn http_filters() -> Vec<HttpFilter> {
         filter(ROUTER_FILTER, pack(ROUTER, &Router::default())),
     ]
 }
-
-const ROUTER_FILTER: &str = "envoy.filters.http.router";
 
 /// Envoy's default text format needs no configuration; JSON names each field with Envoy's
 /// command operators, so Envoy and weft-proxy write the same keys.

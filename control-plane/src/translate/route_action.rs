@@ -17,7 +17,7 @@ use std::time::Duration;
 use xds_protos::pb::envoy::config::core::v3::RuntimeFractionalPercent;
 use xds_protos::pb::envoy::config::route::v3::{
     route_action::{
-        ClusterSpecifier, HostRewriteSpecifier, MaxStreamDuration, RequestMirrorPolicy,
+        ClusterSpecifier, HashPolicy, HostRewriteSpecifier, MaxStreamDuration, RequestMirrorPolicy,
     },
     weighted_cluster::{cluster_weight, ClusterWeight},
     Route, RouteAction, WeightedCluster,
@@ -87,8 +87,8 @@ pub fn default_action(mesh: &MeshSnapshot, host: &str, port: u32) -> RouteAction
     action
 }
 
-/// Makes `out` forward as the HTTP route says. Route-level header mutations are already on
-/// `out`; `authority` is the one they asked for, if any.
+/// The forwarding action of an HTTP route. Route-level header mutations are already on `out`
+/// (a single destination's are appended to them); `authority` is the one they asked for.
 pub fn apply_forwarding(
     out: &mut Route,
     mesh: &MeshSnapshot,
@@ -150,8 +150,8 @@ pub fn apply_forwarding(
         let mut clusters = Vec::new();
         for d in http.route.iter().filter(|d| d.weight.unwrap_or(0) > 0) {
             clusters.push(cluster_weight(mesh, d, port));
-            // Every destination's key is listed; Envoy uses the one the picked cluster's
-            // load balancer needs.
+            // As istiod does, every destination's key is listed; Envoy combines all of them
+            // into the one hash the picked cluster's ring or maglev table is searched with.
             action
                 .hash_policy
                 .extend(destination_hash(mesh, d, port).unwrap_or_default());
@@ -169,7 +169,7 @@ fn destination_hash(
     mesh: &MeshSnapshot,
     d: &HttpRouteDestination,
     port: u32,
-) -> Option<Vec<xds_protos::pb::envoy::config::route::v3::route_action::HashPolicy>> {
+) -> Option<Vec<HashPolicy>> {
     let port = destination_port(mesh, &d.destination, port);
     hash_policy::for_destination(mesh, &d.destination, port).map(hash_policy::hash_policies)
 }

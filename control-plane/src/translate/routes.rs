@@ -4,7 +4,7 @@
 //! What a route does is split by concern: matching in `route_match`, forwarding in
 //! `route_action`, per-route policies (retries, fault, CORS, headers) in `route_policy`.
 
-use super::names::{is_http, HTTP_PROXY_ROUTE};
+use super::names::{is_http, CORS_FILTER, FAULT_FILTER, HTTP_PROXY_ROUTE};
 use super::route_action::{apply_forwarding, default_action};
 use super::route_match::route_match;
 use super::route_policy::{cors_policy, fault, header_mutations};
@@ -24,10 +24,6 @@ use xds_protos::pb::envoy::config::route::v3::{
 };
 use xds_protos::pb::google::protobuf::BoolValue;
 use xds_protos::type_url::{CORS_POLICY, HTTP_FAULT};
-
-/// The names of the HTTP filters whose per-route config routes carry.
-pub const FAULT_FILTER: &str = "envoy.filters.http.fault";
-pub const CORS_FILTER: &str = "envoy.filters.http.cors";
 
 pub fn http_proxy_routes(mesh: &MeshSnapshot, node: &NodeIdentity) -> RouteConfiguration {
     let mut used_domains = HashSet::new();
