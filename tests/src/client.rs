@@ -59,7 +59,17 @@ impl ProxyConn {
 
     /// GET `url` (absolute: `http://reviews:9080/path`) through the proxy.
     pub async fn get(&mut self, url: &str, headers: &[(&str, &str)]) -> anyhow::Result<Reply> {
-        self.request(url, headers, true).await
+        self.request(http::Method::GET, url, headers, true).await
+    }
+
+    /// Any method (absolute-form, no body) through the proxy, e.g. a CORS preflight.
+    pub async fn send(
+        &mut self,
+        method: http::Method,
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<Reply> {
+        self.request(method, url, headers, true).await
     }
 
     /// GET `url` in origin-form (`GET /path` with `Host`), as to a server rather than a proxy.
@@ -68,11 +78,12 @@ impl ProxyConn {
         url: &str,
         headers: &[(&str, &str)],
     ) -> anyhow::Result<Reply> {
-        self.request(url, headers, false).await
+        self.request(http::Method::GET, url, headers, false).await
     }
 
     async fn request(
         &mut self,
+        method: http::Method,
         url: &str,
         headers: &[(&str, &str)],
         absolute: bool,
@@ -83,7 +94,7 @@ impl ProxyConn {
         } else {
             uri.path_and_query().map_or("/", |p| p.as_str()).parse()?
         };
-        let mut builder = Request::get(target);
+        let mut builder = Request::builder().method(method).uri(target);
         if let Some(a) = uri.authority() {
             builder = builder.header("host", a.as_str());
         }

@@ -100,3 +100,126 @@ async fn echo(me: String, req: Request<Incoming>) -> Result<Response<Full<Bytes>
     );
     Ok(resp)
 }
+
+/// What a [`Scripted`] upstream does: fail the first `fail_first` requests with
+/// `fail_status`, then answer like [`Echo`] (which honours `?delay_ms=N`, so a request can be
+/// made to hang past a timeout).
+#[derive(Debug, Clone, Copy)]
+pub struct Script {
+    pub fail_first: u64,
+    pub fail_status: u16,
+}
+
+impl Script {
+    /// Answers every request like [`Echo`].
+    pub const ECHO: Script = Script {
+        fail_first: 0,
+        fail_status: 200,
+    };
+
+    /// Fails the first `n` requests with 503, then echoes.
+    pub fn unavailable_first(n: u64) -> Script {
+        Script {
+            fail_first: n,
+            fail_status: 503,
+        }
+    }
+}
+
+/// An upstream for retry, fault and header tests: it counts every request it receives
+/// (failed ones included), fails as its [`Script`] says, and its echo adds `header_values`:
+/// every value of every request header, in order (so an appended header shows both values).
+pub struct Scripted {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub requests: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Scripted {
+    pub async fn start(name: &str, script: Script) -> Scripted {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind scripted upstream");
+        let addr = listener.local_addr().expect("addr");
+        let requests = Arc::new(AtomicU64::new(0));
+        let count = requests.clone();
+        let me = name.to_string();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let me = me.clone();
+                let count = count.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| {
+                        let n = count.fetch_add(1, Ordering::Relaxed);
+                        scripted(me.clone(), script, n, req)
+                    });
+                    let _ = auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Scripted {
+            name: name.to_string(),
+            addr,
+            requests,
+            task,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn count(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Scripted {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn scripted(
+    me: String,
+    script: Script,
+    seen_before: u64,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, hyper::Error> {
+    if seen_before < script.fail_first {
+        let mut resp = Response::new(Full::new(Bytes::from_static(b"scripted failure")));
+        *resp.status_mut() =
+            hyper::StatusCode::from_u16(script.fail_status).expect("valid status in script");
+        resp.headers_mut()
+            .insert("x-served-by", me.parse().expect("header value"));
+        return Ok(resp);
+    }
+    let mut values = serde_json::Map::new();
+    for (k, v) in req.headers() {
+        let entry = values
+            .entry(k.to_string())
+            .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+        if let serde_json::Value::Array(list) = entry {
+            list.push(v.to_str().unwrap_or("").into());
+        }
+    }
+    let resp = echo(me, req).await?;
+    let (parts, body) = resp.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let mut json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    json["header_values"] = serde_json::Value::Object(values);
+    Ok(Response::from_parts(
+        parts,
+        Full::new(Bytes::from(json.to_string())),
+    ))
+}

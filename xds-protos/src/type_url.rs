@@ -13,6 +13,20 @@ pub const HTTP_PROTOCOL_OPTIONS: &str =
 pub const STDOUT_ACCESS_LOG: &str =
     "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog";
 
+/// The fault filter: its (empty) listener config and its per-route config share the type.
+pub const HTTP_FAULT: &str = "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault";
+/// The CORS filter's listener config.
+pub const CORS: &str = "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors";
+/// The CORS filter's per-route config.
+pub const CORS_POLICY: &str =
+    "type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy";
+/// Retry host predicate `envoy.retry_host_predicates.previous_hosts`.
+pub const PREVIOUS_HOSTS_PREDICATE: &str =
+    "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate";
+/// Retry priority `envoy.retry_priorities.previous_priorities`.
+pub const PREVIOUS_PRIORITIES_CONFIG: &str =
+    "type.googleapis.com/envoy.extensions.retry.priority.previous_priorities.v3.PreviousPrioritiesConfig";
+
 /// The push order: CDS, EDS, LDS, RDS ("make before break").
 pub const PUSH_ORDER: [&str; 4] = [CLUSTER, ENDPOINT, LISTENER, ROUTE];
 

@@ -3,7 +3,7 @@
 
 use super::clusters::ads_config_source;
 use super::endpoints::socket_address;
-use super::names::{HTTP_PROXY_ROUTE, VIRTUAL_OUTBOUND};
+use super::names::{CORS_FILTER, FAULT_FILTER, HTTP_PROXY_ROUTE, ROUTER_FILTER, VIRTUAL_OUTBOUND};
 use super::{AccessLogFormat, MeshSnapshot};
 use xds_protos::any::pack;
 use xds_protos::node::NodeIdentity;
@@ -14,13 +14,15 @@ use xds_protos::pb::envoy::config::core::v3::{
 use xds_protos::pb::envoy::config::listener::v3::{filter, Filter, FilterChain, Listener};
 use xds_protos::pb::envoy::extensions::access_loggers::stream::v3::stdout_access_log;
 use xds_protos::pb::envoy::extensions::access_loggers::stream::v3::StdoutAccessLog;
+use xds_protos::pb::envoy::extensions::filters::http::cors::v3::Cors;
+use xds_protos::pb::envoy::extensions::filters::http::fault::v3::HttpFault;
 use xds_protos::pb::envoy::extensions::filters::http::router::v3::Router;
 use xds_protos::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     http_connection_manager::{CodecType, RouteSpecifier},
     http_filter, HttpConnectionManager, HttpFilter, Rds,
 };
 use xds_protos::pb::google::protobuf::{value, Struct, Value};
-use xds_protos::type_url::{HTTP_CONNECTION_MANAGER, ROUTER, STDOUT_ACCESS_LOG};
+use xds_protos::type_url::{CORS, HTTP_CONNECTION_MANAGER, HTTP_FAULT, ROUTER, STDOUT_ACCESS_LOG};
 
 pub fn listeners(mesh: &MeshSnapshot, node: &NodeIdentity) -> Vec<Listener> {
     let Some((host, port)) = node
@@ -42,14 +44,7 @@ fn outbound_listener(mesh: &MeshSnapshot, host: &str, port: u32) -> Listener {
             config_source: Some(ads_config_source()),
             route_config_name: HTTP_PROXY_ROUTE.to_string(),
         })),
-        http_filters: vec![HttpFilter {
-            name: "envoy.filters.http.router".to_string(),
-            config_type: Some(http_filter::ConfigType::TypedConfig(pack(
-                ROUTER,
-                &Router::default(),
-            ))),
-            ..Default::default()
-        }],
+        http_filters: http_filters(),
         ..Default::default()
     };
     if let Some(format) = mesh.options.access_log {
@@ -77,6 +72,22 @@ fn outbound_listener(mesh: &MeshSnapshot, host: &str, port: u32) -> Listener {
         }],
         ..Default::default()
     }
+}
+
+/// The HTTP filters of the outbound listener, in istiod's order for a sidecar (restricted to
+/// those weft uses): fault injection, then CORS, then the router. Fault and CORS are configured
+/// empty here and act only on routes whose `typed_per_filter_config` configures them.
+fn http_filters() -> Vec<HttpFilter> {
+    let filter = |name: &str, config| HttpFilter {
+        name: name.to_string(),
+        config_type: Some(http_filter::ConfigType::TypedConfig(config)),
+        ..Default::default()
+    };
+    vec![
+        filter(FAULT_FILTER, pack(HTTP_FAULT, &HttpFault::default())),
+        filter(CORS_FILTER, pack(CORS, &Cors::default())),
+        filter(ROUTER_FILTER, pack(ROUTER, &Router::default())),
+    ]
 }
 
 /// Envoy's default text format needs no configuration; JSON names each field with Envoy's

@@ -7,11 +7,17 @@
 
 mod clusters;
 mod endpoints;
+pub mod hash_policy;
 mod listeners;
 pub mod names;
+mod route_action;
+mod route_match;
+mod route_policy;
 mod routes;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod traffic_tests;
 
 use crate::model::ConfigSet;
 use crate::registry::Registry;

@@ -9,6 +9,11 @@ pub fn outbound_cluster(port: u32, subset: &str, host: &str) -> String {
 pub const VIRTUAL_OUTBOUND: &str = "virtualOutbound";
 pub const HTTP_PROXY_ROUTE: &str = "http_proxy";
 
+/// HTTP filter names; routes name the first two in `typed_per_filter_config`.
+pub const FAULT_FILTER: &str = "envoy.filters.http.fault";
+pub const CORS_FILTER: &str = "envoy.filters.http.cors";
+pub const ROUTER_FILTER: &str = "envoy.filters.http.router";
+
 /// Whether a ServiceEntry port protocol is spoken as HTTP/2 to the upstream.
 pub fn is_http2(protocol: Option<&str>) -> bool {
     matches!(

@@ -1,29 +1,29 @@
 //! The route configuration of the HTTP proxy listener: one virtual host per service port,
 //! with the VirtualService's HTTP routes, or a default route to all endpoints.
+//!
+//! What a route does is split by concern: matching in `route_match`, forwarding in
+//! `route_action`, per-route policies (retries, fault, CORS, headers) in `route_policy`.
 
-use super::clusters::pb_duration;
-use super::names::{is_http, outbound_cluster, HTTP_PROXY_ROUTE};
+use super::names::{is_http, CORS_FILTER, FAULT_FILTER, HTTP_PROXY_ROUTE};
+use super::route_action::{apply_forwarding, default_action};
+use super::route_match::route_match;
+use super::route_policy::{cors_policy, fault, header_mutations};
 use super::MeshSnapshot;
 use crate::model::{
-    host_matches, HttpDirectResponse, HttpMatchRequest, HttpRedirect, HttpRoute,
-    HttpRouteDestination, Resource, StringMatch, VirtualService,
+    host_matches, HttpDirectResponse, HttpMatchRequest, HttpRedirect, HttpRoute, Resource,
+    VirtualService,
 };
 use crate::registry::Service;
 use std::collections::HashSet;
-use std::time::Duration;
+use xds_protos::any::pack;
 use xds_protos::node::NodeIdentity;
 use xds_protos::pb::envoy::config::core::v3::{data_source, DataSource};
 use xds_protos::pb::envoy::config::route::v3::{
-    header_matcher::HeaderMatchSpecifier, query_parameter_matcher::QueryParameterMatchSpecifier,
-    redirect_action, route, route_action::ClusterSpecifier, route_match::PathSpecifier,
-    weighted_cluster::ClusterWeight, DirectResponseAction, HeaderMatcher, QueryParameterMatcher,
-    RedirectAction, Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost,
-    WeightedCluster,
+    redirect_action, route, route_match::PathSpecifier, DirectResponseAction, RedirectAction,
+    Route, RouteConfiguration, RouteMatch, VirtualHost,
 };
-use xds_protos::pb::envoy::r#type::matcher::v3::{
-    string_matcher::MatchPattern, RegexMatcher, StringMatcher,
-};
-use xds_protos::pb::google::protobuf::{BoolValue, UInt32Value};
+use xds_protos::pb::google::protobuf::BoolValue;
+use xds_protos::type_url::{CORS_POLICY, HTTP_FAULT};
 
 pub fn http_proxy_routes(mesh: &MeshSnapshot, node: &NodeIdentity) -> RouteConfiguration {
     let mut used_domains = HashSet::new();
@@ -41,11 +41,7 @@ pub fn http_proxy_routes(mesh: &MeshSnapshot, node: &NodeIdentity) -> RouteConfi
             }
             let routes = match virtual_service_for(mesh, &svc.hostname) {
                 Some(vs) => vs_routes(mesh, vs, port.number, node),
-                None => vec![default_route(&outbound_cluster(
-                    port.number,
-                    "",
-                    &svc.hostname,
-                ))],
+                None => vec![default_route(mesh, &svc.hostname, port.number)],
             };
             virtual_hosts.push(VirtualHost {
                 name: format!("{}:{}", svc.hostname, port.number),
@@ -128,19 +124,24 @@ fn vs_routes(
 ) -> Vec<Route> {
     let mut out = Vec::new();
     for http in &vs.spec.http {
-        let Some(action) = http_action(mesh, http, port) else {
+        let Some(template) = http_route(mesh, http, port) else {
             continue;
         };
-        let name = http.name.clone().unwrap_or_default();
         if http.r#match.is_empty() {
-            out.push(route(&name, catch_all(), action));
+            out.push(Route {
+                r#match: Some(catch_all()),
+                ..template
+            });
             continue;
         }
         // Match blocks are ORed: each becomes its own route with the same action. Conditions
         // on the client (its labels, namespace, or being a gateway) are decided here, for this
         // proxy, as Istio does for sidecars.
         for m in http.r#match.iter().filter(|m| applies_to(m, port, node)) {
-            out.push(route(&name, route_match(m), action.clone()));
+            out.push(Route {
+                r#match: Some(route_match(m)),
+                ..template.clone()
+            });
         }
     }
     out
@@ -158,16 +159,42 @@ fn applies_to(m: &HttpMatchRequest, port: u32, node: &NodeIdentity) -> bool {
             .all(|(k, v)| node.labels.get(k) == Some(v))
 }
 
-/// What an HTTP route does: forward, redirect or answer. `None` for what weft does not
-/// translate yet (delegation), which `weftctl analyze` reports as not acted on.
-fn http_action(mesh: &MeshSnapshot, http: &HttpRoute, port: u32) -> Option<route::Action> {
-    if let Some(r) = &http.redirect {
-        return Some(route::Action::Redirect(redirect(r)));
+/// An HTTP route without its match: what it does (forward, redirect or answer) and the
+/// policies around that (header mutations, fault injection, CORS). `None` for what weft
+/// does not translate yet (delegation), which `weftctl analyze` reports as not acted on.
+fn http_route(mesh: &MeshSnapshot, http: &HttpRoute, port: u32) -> Option<Route> {
+    let mut out = Route {
+        name: http.name.clone().unwrap_or_default(),
+        ..Default::default()
+    };
+    let mut authority = None;
+    if let Some(h) = &http.headers {
+        let m = header_mutations(h);
+        out.request_headers_to_add = m.request_headers_to_add;
+        out.request_headers_to_remove = m.request_headers_to_remove;
+        out.response_headers_to_add = m.response_headers_to_add;
+        out.response_headers_to_remove = m.response_headers_to_remove;
+        authority = m.authority;
     }
-    if let Some(d) = &http.direct_response {
-        return Some(route::Action::DirectResponse(direct_response(d)));
+    out.action = Some(if let Some(r) = &http.redirect {
+        route::Action::Redirect(redirect(r))
+    } else if let Some(d) = &http.direct_response {
+        route::Action::DirectResponse(direct_response(d))
+    } else if !http.route.is_empty() {
+        let action = apply_forwarding(&mut out, mesh, http, port, authority);
+        route::Action::Route(action)
+    } else {
+        return None;
+    });
+    if let Some(f) = http.fault.as_ref().and_then(fault) {
+        out.typed_per_filter_config
+            .insert(FAULT_FILTER.to_string(), pack(HTTP_FAULT, &f));
     }
-    (!http.route.is_empty()).then(|| route::Action::Route(route_action(mesh, &http.route, port)))
+    if let Some(c) = &http.cors_policy {
+        out.typed_per_filter_config
+            .insert(CORS_FILTER.to_string(), pack(CORS_POLICY, &cors_policy(c)));
+    }
+    Some(out)
 }
 
 fn redirect(r: &HttpRedirect) -> RedirectAction {
@@ -230,144 +257,18 @@ fn decode_base64(s: &str) -> Vec<u8> {
     out
 }
 
-fn route(name: &str, m: RouteMatch, action: route::Action) -> Route {
+fn default_route(mesh: &MeshSnapshot, host: &str, port: u32) -> Route {
     Route {
-        name: name.to_string(),
-        r#match: Some(m),
-        action: Some(action),
+        name: "default".to_string(),
+        r#match: Some(catch_all()),
+        action: Some(route::Action::Route(default_action(mesh, host, port))),
         ..Default::default()
     }
-}
-
-fn default_route(cluster: &str) -> Route {
-    route(
-        "default",
-        catch_all(),
-        route::Action::Route(cluster_action(ClusterSpecifier::Cluster(
-            cluster.to_string(),
-        ))),
-    )
 }
 
 fn catch_all() -> RouteMatch {
     RouteMatch {
         path_specifier: Some(PathSpecifier::Prefix("/".to_string())),
-        ..Default::default()
-    }
-}
-
-fn cluster_action(spec: ClusterSpecifier) -> RouteAction {
-    RouteAction {
-        cluster_specifier: Some(spec),
-        // Istio disables Envoy's 15 s default route timeout unless a VirtualService sets one.
-        timeout: Some(pb_duration(Duration::ZERO)),
-        ..Default::default()
-    }
-}
-
-fn route_action(mesh: &MeshSnapshot, dests: &[HttpRouteDestination], port: u32) -> RouteAction {
-    let cluster_of = |d: &HttpRouteDestination| {
-        let host = d.destination.host.as_str();
-        let port = d
-            .destination
-            .port
-            .as_ref()
-            .map(|p| p.number)
-            .or_else(|| {
-                let svc = mesh.registry.service(host)?;
-                (svc.ports.len() == 1).then(|| svc.ports[0].number)
-            })
-            .unwrap_or(port);
-        outbound_cluster(port, d.destination.subset.as_deref().unwrap_or(""), host)
-    };
-    if let [only] = dests {
-        return cluster_action(ClusterSpecifier::Cluster(cluster_of(only)));
-    }
-    let clusters = dests
-        .iter()
-        .filter(|d| d.weight.unwrap_or(0) > 0)
-        .map(|d| ClusterWeight {
-            name: cluster_of(d),
-            weight: Some(UInt32Value {
-                value: d.weight.unwrap_or(0).max(0) as u32,
-            }),
-            ..Default::default()
-        })
-        .collect();
-    cluster_action(ClusterSpecifier::WeightedClusters(WeightedCluster {
-        clusters,
-        ..Default::default()
-    }))
-}
-
-fn route_match(m: &HttpMatchRequest) -> RouteMatch {
-    let path_specifier = Some(match &m.uri {
-        None => PathSpecifier::Prefix("/".to_string()),
-        Some(StringMatch::Exact(p)) => PathSpecifier::Path(p.clone()),
-        Some(StringMatch::Prefix(p)) => PathSpecifier::Prefix(p.clone()),
-        Some(StringMatch::Regex(r)) => PathSpecifier::SafeRegex(regex(r)),
-    });
-    let mut headers: Vec<HeaderMatcher> = m
-        .headers
-        .iter()
-        .map(|(name, sm)| header_matcher(&name.to_ascii_lowercase(), sm))
-        .collect();
-    if let Some(sm) = &m.method {
-        headers.push(header_matcher(":method", sm));
-    }
-    if let Some(sm) = &m.authority {
-        headers.push(header_matcher(":authority", sm));
-    }
-    if let Some(sm) = &m.scheme {
-        headers.push(header_matcher(":scheme", sm));
-    }
-    // withoutHeaders: the header is absent, or does not match.
-    headers.extend(m.without_headers.iter().map(|(name, sm)| HeaderMatcher {
-        invert_match: true,
-        treat_missing_header_as_empty: true,
-        ..header_matcher(&name.to_ascii_lowercase(), sm)
-    }));
-    let query_parameters = m
-        .query_params
-        .iter()
-        .map(|(name, sm)| QueryParameterMatcher {
-            name: name.clone(),
-            query_parameter_match_specifier: Some(QueryParameterMatchSpecifier::StringMatch(
-                string_matcher(sm),
-            )),
-        })
-        .collect();
-    RouteMatch {
-        path_specifier,
-        case_sensitive: m.ignore_uri_case.then_some(BoolValue { value: false }),
-        headers,
-        query_parameters,
-        ..Default::default()
-    }
-}
-
-fn header_matcher(name: &str, sm: &StringMatch) -> HeaderMatcher {
-    HeaderMatcher {
-        name: name.to_string(),
-        header_match_specifier: Some(HeaderMatchSpecifier::StringMatch(string_matcher(sm))),
-        ..Default::default()
-    }
-}
-
-fn string_matcher(sm: &StringMatch) -> StringMatcher {
-    StringMatcher {
-        match_pattern: Some(match sm {
-            StringMatch::Exact(s) => MatchPattern::Exact(s.clone()),
-            StringMatch::Prefix(s) => MatchPattern::Prefix(s.clone()),
-            StringMatch::Regex(r) => MatchPattern::SafeRegex(regex(r)),
-        }),
-        ..Default::default()
-    }
-}
-
-fn regex(r: &str) -> RegexMatcher {
-    RegexMatcher {
-        regex: r.to_string(),
         ..Default::default()
     }
 }

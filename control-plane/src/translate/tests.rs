@@ -14,7 +14,7 @@ use xds_protos::pb::envoy::config::route::v3::{
 };
 use xds_protos::type_url::{CLUSTER, ENDPOINT, LISTENER, ROUTE};
 
-const BOOKINFO: &str = r#"
+pub(super) const BOOKINFO: &str = r#"
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: {name: reviews, namespace: default}
@@ -79,7 +79,7 @@ spec:
     - {destination: {host: reviews, subset: v2}, weight: 20}
 "#;
 
-fn mesh(yaml: &[&str]) -> MeshSnapshot {
+pub(super) fn mesh(yaml: &[&str]) -> MeshSnapshot {
     let dir = tempfile::tempdir().expect("tempdir");
     for (i, y) in yaml.iter().enumerate() {
         std::fs::write(dir.path().join(format!("{i}.yaml")), y).expect("write");
@@ -94,7 +94,7 @@ fn mesh(yaml: &[&str]) -> MeshSnapshot {
     MeshSnapshot::new(config, TranslateOptions::default())
 }
 
-fn node(namespace: &str) -> NodeIdentity {
+pub(super) fn node(namespace: &str) -> NodeIdentity {
     NodeIdentity {
         id: "sidecar~127.0.0.1~pp.default~default.svc.cluster.local".into(),
         namespace: namespace.into(),
@@ -103,7 +103,7 @@ fn node(namespace: &str) -> NodeIdentity {
     }
 }
 
-fn decode<M: Message + Default>(r: &Resources, type_url: &str, name: &str) -> M {
+pub(super) fn decode<M: Message + Default>(r: &Resources, type_url: &str, name: &str) -> M {
     let res = r
         .get(type_url, name)
         .unwrap_or_else(|| panic!("no {type_url} {name}"));
