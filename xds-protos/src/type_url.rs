@@ -20,6 +20,8 @@ pub const CORS: &str = "type.googleapis.com/envoy.extensions.filters.http.cors.v
 /// The CORS filter's per-route config.
 pub const CORS_POLICY: &str =
     "type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy";
+/// The per-route wrapper that can mark a filter's config optional or disable the filter.
+pub const ROUTE_FILTER_CONFIG: &str = "type.googleapis.com/envoy.config.route.v3.FilterConfig";
 /// Retry host predicate `envoy.retry_host_predicates.previous_hosts`.
 pub const PREVIOUS_HOSTS_PREDICATE: &str =
     "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate";
@@ -39,15 +41,3 @@ pub fn short_name(type_url: &str) -> &str {
 pub fn is_wildcard_type(type_url: &str) -> bool {
     type_url == CLUSTER || type_url == LISTENER
 }
-
-/// HTTP filters and their per-route configurations.
-pub const HTTP_FAULT: &str = "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault";
-pub const CORS: &str = "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors";
-pub const CORS_POLICY: &str =
-    "type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy";
-/// The per-route wrapper that can mark a filter's config optional or disable the filter.
-pub const ROUTE_FILTER_CONFIG: &str = "type.googleapis.com/envoy.config.route.v3.FilterConfig";
-/// Retry extensions.
-pub const PREVIOUS_HOSTS_PREDICATE: &str =
-    "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate";
-pub const PREVIOUS_PRIORITIES: &str = "type.googleapis.com/envoy.extensions.retry.priority.previous_priorities.v3.PreviousPrioritiesConfig";
