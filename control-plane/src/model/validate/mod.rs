@@ -6,6 +6,7 @@ mod acted_on;
 mod common;
 pub mod cross;
 mod destination_rule;
+pub mod regex;
 mod service_entry;
 mod virtual_service;
 
@@ -21,11 +22,6 @@ pub struct Finding {
     pub severity: Severity,
     pub path: FieldPath,
     pub message: String,
-    /// An error the proxies judge for themselves (a regex: Envoy compiles RE2, weft-proxy the
-    /// Rust dialect, and only the proxy knows which it runs). The resource is still sent on;
-    /// a proxy that refuses it NACKs, keeps its last good routes, and the NACK shows in
-    /// `/debug/syncz`. weftd and `weftctl analyze` still report it as an error.
-    pub left_to_proxies: bool,
 }
 
 /// Collects findings while a resource is walked.
@@ -41,20 +37,11 @@ impl Findings {
         self.push(Severity::Warning, path, message);
     }
 
-    /// An error the proxies are the judges of (see [`Finding::left_to_proxies`]).
-    pub(crate) fn proxy_error(&mut self, path: &FieldPath, message: impl Into<String>) {
-        self.push(Severity::Error, path, message);
-        if let Some(last) = self.0.last_mut() {
-            last.left_to_proxies = true;
-        }
-    }
-
     fn push(&mut self, severity: Severity, path: &FieldPath, message: impl Into<String>) {
         self.0.push(Finding {
             severity,
             path: path.clone(),
             message: message.into(),
-            left_to_proxies: false,
         });
     }
 }
