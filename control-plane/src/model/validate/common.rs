@@ -69,20 +69,6 @@ pub(super) fn check_optional_string_match(
     }
 }
 
-pub(super) fn check_string_match_map(
-    f: &mut Findings,
-    path: &FieldPath,
-    map: &BTreeMap<String, StringMatch>,
-) {
-    for (name, m) in map {
-        let p = path.key(name);
-        if name.is_empty() {
-            f.error(&p, "the name must not be empty");
-        }
-        check_string_match(f, &p, m);
-    }
-}
-
 pub(super) fn check_percent_value(f: &mut Findings, path: &FieldPath, value: f64) {
     if !(0.0..=100.0).contains(&value) {
         f.error(

@@ -6,6 +6,7 @@ mod acted_on;
 mod common;
 pub mod cross;
 mod destination_rule;
+mod http_policies;
 pub mod regex;
 mod service_entry;
 mod virtual_service;
@@ -74,5 +75,7 @@ pub fn validate(resource: &AnyResource) -> Vec<Finding> {
     findings.0
 }
 
+#[cfg(test)]
+mod istio_rules_tests;
 #[cfg(test)]
 mod tests;

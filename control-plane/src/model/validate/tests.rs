@@ -3,13 +3,13 @@
 use crate::model::{parse_file, Diagnostic, Severity, NOT_ACTED_ON};
 use std::path::Path;
 
-fn diagnostics(text: &str) -> Vec<Diagnostic> {
+pub(super) fn diagnostics(text: &str) -> Vec<Diagnostic> {
     parse_file(Path::new("mesh/r.yaml"), text).1
 }
 
 /// Asserts that `text` has an error at `field` whose message contains `needle`, and that
 /// the resource is rejected.
-fn assert_error(text: &str, field: &str, needle: &str) {
+pub(super) fn assert_error(text: &str, field: &str, needle: &str) {
     let resources = assert_reported(text, field, needle);
     assert!(
         resources.is_empty(),
@@ -32,11 +32,11 @@ fn assert_reported(text: &str, field: &str, needle: &str) -> Vec<crate::model::A
     resources
 }
 
-fn vs(spec: &str) -> String {
+pub(super) fn vs(spec: &str) -> String {
     format!("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: reviews}}\nspec:\n{spec}")
 }
 
-fn dr(spec: &str) -> String {
+pub(super) fn dr(spec: &str) -> String {
     format!("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: reviews}}\nspec:\n{spec}")
 }
 
@@ -326,7 +326,7 @@ fn percentages_are_checked() {
     assert_error(
         &text,
         "spec.http[0].fault.abort.percentage.value",
-        "between 0 and 100",
+        "150 is not a percentage",
     );
 }
 
