@@ -1,5 +1,5 @@
 //! Validation of single resources, as Istio's webhook would do it, plus the warnings for
-//! fields weft-proxy does not act on yet. Checks that need the whole set of resources
+//! fields weft-proxy does not act on yet where that changes traffic. Checks that need the whole set of resources
 //! (duplicates, subsets that must exist) live in `cross`, run by the store.
 
 mod acted_on;
@@ -11,7 +11,7 @@ pub mod regex;
 mod service_entry;
 mod virtual_service;
 
-pub use acted_on::{acted_on_fields, NOT_ACTED_ON};
+pub use acted_on::{acted_on_fields, without_traffic_effect, NOT_ACTED_ON};
 
 use super::diagnostic::Severity;
 use super::meta::AnyResource;

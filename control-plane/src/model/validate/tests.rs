@@ -346,10 +346,12 @@ fn fields_not_acted_on_warn_once_per_resource_and_path() {
     match: [{uri: {prefix: /a}, ignoreUriCase: true}]
     route: [{destination: {host: reviews}}]
     timeout: 1s
-    retries: {attempts: 2}
+    retries: {attempts: 2, retryIgnorePreviousHosts: true}
   - name: b
     route: [{destination: {host: reviews}}]
-    timeout: 2s
+    retries: {attempts: 2, retryIgnorePreviousHosts: true}
+  tcp:
+  - route: [{destination: {host: reviews}}]
 ");
     let (resources, diagnostics) = parse_file(Path::new("mesh/r.yaml"), &text);
     assert_eq!(
@@ -371,8 +373,8 @@ fn fields_not_acted_on_warn_once_per_resource_and_path() {
         .collect();
     assert_eq!(
         warned,
-        ["spec.http[0].retries", "spec.http[0].timeout"],
-        "gateways and ignoreUriCase are acted on; retries and timeout are not yet"
+        ["spec.http[0].retries.retryIgnorePreviousHosts", "spec.tcp"],
+        "gateways, ignoreUriCase, timeout and attempts are acted on; TCP routes are not yet"
     );
 }
 
@@ -386,10 +388,45 @@ fn acted_on_fields_do_not_warn() {
     assert!(diagnostics(&text).is_empty(), "{:#?}", diagnostics(&text));
     let text = dr("  host: reviews\n  subsets: [{name: v1, labels: {version: v1}}]\n");
     assert!(diagnostics(&text).is_empty(), "{:#?}", diagnostics(&text));
-    let text = dr("  host: reviews\n  trafficPolicy: {loadBalancer: {simple: RANDOM}}\n");
-    let fields: Vec<_> = diagnostics(&text)
+    let text = dr("  host: reviews
+  trafficPolicy:
+    loadBalancer: {simple: RANDOM}
+    portLevelSettings: [{port: {number: 80}, loadBalancer: {warmup: {duration: 10s}}}]
+  subsets:
+  - name: v1
+    labels: {version: v1}
+    trafficPolicy: {loadBalancer: {consistentHash: {httpHeaderName: x-user, ringHash: {minimumRingSize: 2048}}}}
+");
+    assert!(diagnostics(&text).is_empty(), "{:#?}", diagnostics(&text));
+}
+
+#[test]
+fn fields_without_traffic_effect_do_not_warn_and_the_rest_do() {
+    let text = se("  hosts: [api.example.com]
+  ports: [{number: 443, name: https, protocol: TLS}]
+  location: MESH_EXTERNAL
+  resolution: DNS
+  exportTo: ['*']
+  endpoints: [{address: api.example.com, locality: us-east/a, serviceAccount: api}]
+");
+    assert!(diagnostics(&text).is_empty(), "{:#?}", diagnostics(&text));
+    let text = dr("  host: reviews
+  exportTo: ['.']
+  trafficPolicy:
+    connectionPool: {tcp: {maxConnections: 10}}
+    loadBalancer: {simple: ROUND_ROBIN, localityLbSetting: {enabled: true}}
+");
+    let warned: Vec<String> = diagnostics(&text)
         .into_iter()
+        .filter(|d| d.message == NOT_ACTED_ON)
         .filter_map(|d| d.field)
         .collect();
-    assert_eq!(fields, ["spec.trafficPolicy"]);
+    assert_eq!(
+        warned,
+        [
+            "spec.exportTo",
+            "spec.trafficPolicy.connectionPool",
+            "spec.trafficPolicy.loadBalancer.localityLbSetting"
+        ]
+    );
 }
