@@ -57,20 +57,23 @@ fn not_yet_acted_on_fields_warn_but_pass() {
     std::fs::write(
         dir.path().join("vs.yaml"),
         r#"apiVersion: networking.istio.io/v1beta1
-kind: VirtualService
+kind: DestinationRule
 metadata:
   name: ratings
   namespace: default
 spec:
-  hosts: [ratings]
-  http:
-  - route:
-    - destination: {host: ratings}
-    timeout: 2s
+  host: ratings
+  trafficPolicy:
+    loadBalancer: {simple: RANDOM}
+    connectionPool: {tcp: {maxConnections: 10}}
 "#,
     )
     .expect("write");
     let (code, text) = analyze(dir.path());
     assert_eq!(code, 0, "{text}");
-    assert!(text.contains("timeout"), "{text}");
+    assert!(text.contains("connectionPool"), "{text}");
+    assert!(
+        !text.contains("loadBalancer"),
+        "load balancing is acted on: {text}"
+    );
 }

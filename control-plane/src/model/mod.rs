@@ -6,8 +6,8 @@
 //! - [`parse_file`] reads one file; `source::load_dir` and [`Store`] read a folder.
 //! - Validation of one resource is in `validate`; checks across resources (duplicates,
 //!   subsets that must exist) run where the whole set is known, in the store.
-//! - Fields that parse but that weft-proxy does not act on yet produce warnings; the list
-//!   of acted-on fields is [`acted_on_fields`].
+//! - Fields that parse but that weft-proxy does not act on yet produce warnings where that
+//!   changes traffic; the lists are [`acted_on_fields`] and [`without_traffic_effect`].
 
 mod config_set;
 mod destination_rule;
@@ -39,7 +39,7 @@ pub use parse::{parse_file, parse_file_detailed, ParsedDoc, ParsedFile};
 pub use path::{FieldPath, Segment};
 pub use service_entry::*;
 pub use string_match::StringMatch;
-pub use validate::{acted_on_fields, validate, Finding, NOT_ACTED_ON};
+pub use validate::{acted_on_fields, validate, without_traffic_effect, Finding, NOT_ACTED_ON};
 pub use virtual_service::*;
 
 // The store reads folders, so it lives with the sources; it is re-exported here because it

@@ -188,9 +188,7 @@ pub fn parse_file_detailed(path: &Path, text: &str) -> ParsedFile {
             }
         };
         let findings = validate(&resource);
-        let valid = !findings
-            .iter()
-            .any(|f| f.severity == Severity::Error && !f.left_to_proxies);
+        let valid = !findings.iter().any(|f| f.severity == Severity::Error);
         for finding in findings {
             let d = file.diagnostic(
                 doc,

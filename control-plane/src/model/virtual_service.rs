@@ -279,8 +279,34 @@ pub struct FaultAbort {
     pub grpc_status: Option<String>,
     #[serde(alias = "http2_error", skip_serializing_if = "Option::is_none")]
     pub http2_error: Option<String>,
+    /// Deprecated integer percentage, long removed from Istio's API but still in its
+    /// bookinfo samples; `percentage` supersedes it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub percent: Option<i32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub percentage: Option<Percent>,
+}
+
+impl FaultDelay {
+    /// The share of requests to delay, in percent: `percentage`, else the deprecated
+    /// `percent`, as istiod reads them. `None` when neither is set: leave the xDS percentage
+    /// out, and Envoy delays every request (Istio documents "all requests" for that case).
+    pub fn effective_percentage(&self) -> Option<f64> {
+        effective_percentage(self.percentage, self.percent)
+    }
+}
+
+impl FaultAbort {
+    /// The share of requests to abort, read like [`FaultDelay::effective_percentage`].
+    pub fn effective_percentage(&self) -> Option<f64> {
+        effective_percentage(self.percentage, self.percent)
+    }
+}
+
+fn effective_percentage(percentage: Option<Percent>, percent: Option<i32>) -> Option<f64> {
+    percentage
+        .map(|p| p.value)
+        .or_else(|| percent.map(f64::from))
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

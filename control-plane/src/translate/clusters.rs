@@ -1,13 +1,16 @@
-//! Clusters: one per service port (all endpoints), plus one per DestinationRule subset.
+//! Clusters: one per service port (all endpoints), plus one per DestinationRule subset, each
+//! balancing as its DestinationRule says (`load_balancing`).
+
+mod load_balancing;
 
 use super::names::{is_http2, outbound_cluster};
 use super::MeshSnapshot;
-use crate::model::{Resolution, Subset};
+use crate::model::{LoadBalancerSettings, Resolution, Subset};
 use crate::registry::Service;
 use std::time::Duration;
 use xds_protos::any::pack;
 use xds_protos::pb::envoy::config::cluster::v3::cluster::{
-    ClusterDiscoveryType, DiscoveryType, EdsClusterConfig, LbPolicy,
+    ClusterDiscoveryType, DiscoveryType, EdsClusterConfig,
 };
 use xds_protos::pb::envoy::config::cluster::v3::Cluster;
 use xds_protos::pb::envoy::config::core::v3::{
@@ -27,22 +30,20 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub fn clusters(mesh: &MeshSnapshot) -> Vec<Cluster> {
     let mut out = Vec::new();
     for svc in &mesh.registry.services {
+        // As for subsets, the most specific DestinationRule for the host is the one in force.
+        let rule = mesh
+            .config
+            .destination_rules_for(&svc.hostname)
+            .into_iter()
+            .next()
+            .map(|r| &r.spec);
         for port in &svc.ports {
-            out.push(cluster(
-                mesh,
-                svc,
-                port.number,
-                "",
-                is_http2(port.protocol.as_deref()),
-            ));
+            let http2 = is_http2(port.protocol.as_deref());
+            let lb = load_balancing::settings_for(rule, None, port.number);
+            out.push(cluster(mesh, svc, port.number, "", http2, lb));
             for subset in subsets_of(mesh, &svc.hostname) {
-                out.push(cluster(
-                    mesh,
-                    svc,
-                    port.number,
-                    &subset.name,
-                    is_http2(port.protocol.as_deref()),
-                ));
+                let lb = load_balancing::settings_for(rule, Some(subset), port.number);
+                out.push(cluster(mesh, svc, port.number, &subset.name, http2, lb));
             }
         }
     }
@@ -59,12 +60,18 @@ pub fn subsets_of<'a>(mesh: &'a MeshSnapshot, hostname: &str) -> impl Iterator<I
         .flat_map(|dr| dr.spec.subsets.iter())
 }
 
-fn cluster(mesh: &MeshSnapshot, svc: &Service, port: u32, subset: &str, http2: bool) -> Cluster {
+fn cluster(
+    mesh: &MeshSnapshot,
+    svc: &Service,
+    port: u32,
+    subset: &str,
+    http2: bool,
+    lb: Option<&LoadBalancerSettings>,
+) -> Cluster {
     let name = outbound_cluster(port, subset, &svc.hostname);
     let mut c = Cluster {
         name: name.clone(),
         connect_timeout: Some(pb_duration(CONNECT_TIMEOUT)),
-        lb_policy: LbPolicy::RoundRobin as i32,
         ..Default::default()
     };
     match svc.resolution {
@@ -81,7 +88,6 @@ fn cluster(mesh: &MeshSnapshot, svc: &Service, port: u32, subset: &str, http2: b
             c.cluster_discovery_type = Some(ClusterDiscoveryType::Type(
                 DiscoveryType::OriginalDst as i32,
             ));
-            c.lb_policy = LbPolicy::ClusterProvided as i32;
         }
         Resolution::Static => {
             c.cluster_discovery_type = Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32));
@@ -91,6 +97,7 @@ fn cluster(mesh: &MeshSnapshot, svc: &Service, port: u32, subset: &str, http2: b
             });
         }
     }
+    load_balancing::apply(&mut c, lb);
     if http2 {
         let opts = HttpProtocolOptions {
             upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(

@@ -1,6 +1,7 @@
-//! Which fields weft-proxy acts on today. Every other field that is set in a resource is
-//! still parsed and validated, but earns one warning per resource and field, so nobody
-//! believes a timeout or a retry policy is in force when it is not.
+//! Which fields weft acts on, and which it may ignore. Every other field that is set earns one
+//! warning per resource and field, so nobody believes a connection pool or a TCP route is in
+//! force when it is not; a field whose absence changes no traffic earns none, so that an
+//! ordinary folder analyzes clean.
 //!
 //! As features land, add their paths to [`acted_on_fields`]; nothing else needs to change.
 
@@ -13,8 +14,8 @@ use std::collections::BTreeSet;
 /// The message of the warning.
 pub const NOT_ACTED_ON: &str = "parsed but not yet acted on by weft-proxy";
 
-/// The fields weft-proxy acts on, per kind, as YAML paths with `[]` for list items. A path
-/// covers everything below it (`spec.ports` covers each port's number, name, protocol and
+/// The fields weft acts on, per kind, as YAML paths with `[]` for list items. A path covers
+/// everything below it (`spec.ports` covers each port's number, name, protocol and
 /// targetPort).
 pub fn acted_on_fields(kind: Kind) -> &'static [&'static str] {
     match kind {
@@ -33,61 +34,179 @@ pub fn acted_on_fields(kind: Kind) -> &'static [&'static str] {
             "spec.hosts",
             "spec.gateways",
             "spec.http[].name",
+            "spec.http[].match[].name",
+            "spec.http[].match[].uri",
             "spec.http[].match[].scheme",
+            "spec.http[].match[].method",
+            "spec.http[].match[].authority",
+            "spec.http[].match[].headers",
+            "spec.http[].match[].queryParams",
             "spec.http[].match[].withoutHeaders",
+            "spec.http[].match[].port",
             "spec.http[].match[].sourceLabels",
             "spec.http[].match[].sourceNamespace",
             "spec.http[].match[].gateways",
             "spec.http[].match[].ignoreUriCase",
+            "spec.http[].route[].destination",
+            "spec.http[].route[].weight",
+            "spec.http[].route[].headers",
             "spec.http[].redirect.uri",
             "spec.http[].redirect.authority",
             "spec.http[].redirect.port",
             "spec.http[].redirect.scheme",
             "spec.http[].redirect.redirectCode",
             "spec.http[].directResponse",
-            "spec.http[].match[].uri",
-            "spec.http[].match[].headers",
-            "spec.http[].match[].method",
-            "spec.http[].match[].authority",
-            "spec.http[].match[].queryParams",
-            "spec.http[].match[].port",
-            "spec.http[].route[].destination",
-            "spec.http[].route[].weight",
+            "spec.http[].rewrite.uri",
+            "spec.http[].rewrite.authority",
+            "spec.http[].rewrite.uriRegexRewrite",
+            "spec.http[].timeout",
+            "spec.http[].retries.attempts",
+            "spec.http[].retries.perTryTimeout",
+            "spec.http[].retries.retryOn",
+            "spec.http[].retries.retryRemoteLocalities",
+            "spec.http[].retries.backoff",
+            "spec.http[].fault.delay.fixedDelay",
+            "spec.http[].fault.delay.percentage",
+            "spec.http[].fault.delay.percent",
+            "spec.http[].fault.abort.httpStatus",
+            "spec.http[].fault.abort.grpcStatus",
+            "spec.http[].fault.abort.percentage",
+            "spec.http[].fault.abort.percent",
+            "spec.http[].mirror",
+            "spec.http[].mirrors",
+            "spec.http[].mirrorPercentage",
+            "spec.http[].mirrorPercent",
+            "spec.http[].corsPolicy",
+            "spec.http[].headers",
         ],
-        Kind::DestinationRule => &["spec.host", "spec.subsets[].name", "spec.subsets[].labels"],
+        Kind::DestinationRule => &[
+            "spec.host",
+            "spec.subsets[].name",
+            "spec.subsets[].labels",
+            // Load balancing, at the top, per subset, per port and per subset and port. The
+            // consistent-hash keys become the routes' hash policies.
+            "spec.trafficPolicy.loadBalancer.simple",
+            "spec.trafficPolicy.loadBalancer.consistentHash",
+            "spec.trafficPolicy.loadBalancer.warmup",
+            "spec.trafficPolicy.loadBalancer.warmupDurationSecs",
+            "spec.trafficPolicy.portLevelSettings[].port",
+            "spec.trafficPolicy.portLevelSettings[].loadBalancer.simple",
+            "spec.trafficPolicy.portLevelSettings[].loadBalancer.consistentHash",
+            "spec.trafficPolicy.portLevelSettings[].loadBalancer.warmup",
+            "spec.trafficPolicy.portLevelSettings[].loadBalancer.warmupDurationSecs",
+            "spec.subsets[].trafficPolicy.loadBalancer.simple",
+            "spec.subsets[].trafficPolicy.loadBalancer.consistentHash",
+            "spec.subsets[].trafficPolicy.loadBalancer.warmup",
+            "spec.subsets[].trafficPolicy.loadBalancer.warmupDurationSecs",
+            "spec.subsets[].trafficPolicy.portLevelSettings[].port",
+            "spec.subsets[].trafficPolicy.portLevelSettings[].loadBalancer.simple",
+            "spec.subsets[].trafficPolicy.portLevelSettings[].loadBalancer.consistentHash",
+            "spec.subsets[].trafficPolicy.portLevelSettings[].loadBalancer.warmup",
+            "spec.subsets[].trafficPolicy.portLevelSettings[].loadBalancer.warmupDurationSecs",
+        ],
     }
 }
 
+/// Fields weft does not act on but need not warn about: ignoring them changes neither where
+/// requests go nor what happens to them. Each with the reason, for the reader of this table.
+pub fn without_traffic_effect(kind: Kind) -> &'static [(&'static str, &'static str)] {
+    match kind {
+        Kind::ServiceEntry => &[
+            (
+                "spec.location",
+                "MESH_EXTERNAL/MESH_INTERNAL decide mutual TLS and telemetry labels; weft has no \
+                 mutual TLS, so where and how requests go is the same either way",
+            ),
+            (
+                "spec.endpoints[].locality",
+                "only read by locality-aware load balancing, whose settings (localityLbSetting, \
+                 outlierDetection) warn by themselves",
+            ),
+            (
+                "spec.endpoints[].serviceAccount",
+                "a workload identity for mutual TLS and authorization, neither of which weft has",
+            ),
+        ],
+        Kind::WorkloadEntry => &[
+            (
+                "spec.locality",
+                "only read by locality-aware load balancing, whose settings warn by themselves",
+            ),
+            (
+                "spec.serviceAccount",
+                "a workload identity for mutual TLS and authorization, neither of which weft has",
+            ),
+        ],
+        Kind::VirtualService => &[(
+            "spec.http[].match[].statPrefix",
+            "names the route's statistics; requests are matched and routed the same",
+        )],
+        Kind::DestinationRule => &[],
+    }
+}
+
+/// `exportTo` limits which namespaces see a resource. weft shows every resource to every
+/// proxy, which is what `*` (the default) asks for; anything narrower would hide it from
+/// some proxies, a difference in traffic, and warns.
+const EXPORT_TO: &str = "spec.exportTo";
+
+fn exported_everywhere(value: &Value) -> bool {
+    value
+        .as_array()
+        .is_some_and(|items| items.iter().all(|v| v.as_str() == Some("*")))
+}
+
 /// Adds a warning for every field set in `spec` (the spec serialized, which leaves out unset
-/// fields) that is not acted on: one per normalized path, at its first occurrence.
+/// fields) that is neither acted on nor without traffic effect: one per normalized path, at
+/// its first occurrence.
 pub(super) fn check(kind: Kind, spec: &Value, f: &mut Findings) {
-    let table = acted_on_fields(kind);
+    let table = Table {
+        acted_on: acted_on_fields(kind),
+        ignored: without_traffic_effect(kind),
+    };
     let mut warned = BTreeSet::new();
-    walk(spec, &FieldPath::spec(), table, &mut warned, f);
+    walk(spec, &FieldPath::spec(), &table, &mut warned, f);
+}
+
+struct Table {
+    acted_on: &'static [&'static str],
+    ignored: &'static [(&'static str, &'static str)],
+}
+
+impl Table {
+    fn covers(&self, path: &str, value: &Value) -> bool {
+        self.acted_on.contains(&path)
+            || self.ignored.iter().any(|(p, _)| *p == path)
+            || (path == EXPORT_TO && exported_everywhere(value))
+    }
+
+    /// Whether some listed path lies below `path`.
+    fn has_children(&self, path: &str) -> bool {
+        let below = |entry: &str| {
+            entry.starts_with(path) && matches!(entry.as_bytes().get(path.len()), Some(b'.' | b'['))
+        };
+        self.acted_on.iter().any(|e| below(e)) || self.ignored.iter().any(|(e, _)| below(e))
+    }
 }
 
 fn walk(
     value: &Value,
     path: &FieldPath,
-    table: &[&str],
+    table: &Table,
     warned: &mut BTreeSet<String>,
     f: &mut Findings,
 ) {
     let normalized = path.without_indexes();
-    if table.contains(&normalized.as_str()) {
+    if table.covers(&normalized, value) {
         return;
     }
-    let has_acted_on_children = table.iter().any(|entry| {
-        entry.starts_with(&normalized)
-            && matches!(entry.as_bytes().get(normalized.len()), Some(b'.' | b'['))
-    });
     match value {
-        Value::Object(map) if has_acted_on_children => {
+        Value::Object(map) if table.has_children(&normalized) => {
             for (key, child) in map {
                 walk(child, &path.key(key), table, warned, f);
             }
         }
-        Value::Array(items) if has_acted_on_children => {
+        Value::Array(items) if table.has_children(&normalized) => {
             for (i, child) in items.iter().enumerate() {
                 walk(child, &path.index(i), table, warned, f);
             }

@@ -45,21 +45,11 @@ pub(super) fn check_optional_port(f: &mut Findings, path: &FieldPath, port: Opti
     }
 }
 
+/// A regex must compile, mean the same and fit in both RE2 (Envoy) and weft-proxy's engine;
+/// otherwise the resource is rejected here rather than NACKed by every proxy.
 pub(super) fn check_regex(f: &mut Findings, path: &FieldPath, pattern: &str) {
-    if let Err(err) = regex::Regex::new(pattern) {
-        // The regex crate's message spans several lines (pattern, caret, reason); the last
-        // one says why.
-        let text = err.to_string();
-        let why = text
-            .lines()
-            .last()
-            .unwrap_or("")
-            .trim()
-            .trim_start_matches("error: ");
-        f.proxy_error(
-            path,
-            format!("invalid regex {pattern:?}: {why} (proxies will refuse this route and keep their last good one)"),
-        );
+    if let Err(problem) = super::regex::check(pattern) {
+        f.error(path, format!("invalid regex `{pattern}`: {problem}"));
     }
 }
 
@@ -76,20 +66,6 @@ pub(super) fn check_optional_string_match(
 ) {
     if let Some(m) = m {
         check_string_match(f, path, m);
-    }
-}
-
-pub(super) fn check_string_match_map(
-    f: &mut Findings,
-    path: &FieldPath,
-    map: &BTreeMap<String, StringMatch>,
-) {
-    for (name, m) in map {
-        let p = path.key(name);
-        if name.is_empty() {
-            f.error(&p, "the name must not be empty");
-        }
-        check_string_match(f, &p, m);
     }
 }
 

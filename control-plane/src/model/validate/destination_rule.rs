@@ -1,6 +1,7 @@
 //! DestinationRule checks.
 
 use super::common::*;
+use super::http_policies::check_duration;
 use super::Findings;
 use crate::model::destination_rule::*;
 use crate::model::path::FieldPath;
@@ -18,6 +19,15 @@ pub(super) fn check(dr: &DestinationRule, f: &mut Findings) {
         let p = spec.key("subsets").index(i);
         if subset.name.is_empty() {
             f.error(&p.key("name"), "a subset needs a name");
+        } else if !is_dns_label(&subset.name) {
+            f.error(
+                &p.key("name"),
+                format!(
+                    "subset name {:?} must be a DNS label: lower-case letters, digits and '-', \
+                     at most 63",
+                    subset.name
+                ),
+            );
         } else if !names.insert(subset.name.as_str()) {
             f.error(
                 &p.key("name"),
@@ -39,6 +49,23 @@ pub(super) fn check(dr: &DestinationRule, f: &mut Findings) {
 }
 
 fn check_traffic_policy(f: &mut Findings, p: &FieldPath, tp: &TrafficPolicy) {
+    if tp.load_balancer.is_none()
+        && tp.connection_pool.is_none()
+        && tp.outlier_detection.is_none()
+        && tp.tls.is_none()
+        && tp.port_level_settings.is_empty()
+        && tp.tunnel.is_none()
+        && tp.proxy_protocol.is_none()
+        && tp.retry_budget.is_none()
+    {
+        f.error(p, "a trafficPolicy needs at least one setting");
+    }
+    if tp.tunnel.is_some() && tp.proxy_protocol.is_some() {
+        f.error(
+            &p.key("proxyProtocol"),
+            "tunnel and proxyProtocol cannot be set together",
+        );
+    }
     check_port_level(
         f,
         p,
@@ -53,6 +80,13 @@ fn check_traffic_policy(f: &mut Findings, p: &FieldPath, tp: &TrafficPolicy) {
         match &pl.port {
             None => f.error(&pp.key("port"), "port-level settings need a port"),
             Some(port) => {
+                if pl.load_balancer.is_none()
+                    && pl.connection_pool.is_none()
+                    && pl.outlier_detection.is_none()
+                    && pl.tls.is_none()
+                {
+                    f.error(&pp, "port-level settings need at least one setting");
+                }
                 check_port(f, &pp.key("port").key("number"), port.number);
                 if !ports.insert(port.number) {
                     f.error(
@@ -106,11 +140,36 @@ fn check_port_level(
     }
     if let Some(pool) = pool {
         let pp = p.key("connectionPool");
+        if pool.tcp.is_none() && pool.http.is_none() {
+            f.error(&pp, "a connectionPool needs tcp or http settings");
+        }
         if let Some(tcp) = &pool.tcp {
-            non_negative(f, &pp.key("tcp").key("maxConnections"), tcp.max_connections);
+            let tp = pp.key("tcp");
+            non_negative(f, &tp.key("maxConnections"), tcp.max_connections);
+            check_duration(f, &tp.key("connectTimeout"), tcp.connect_timeout);
+            check_duration(
+                f,
+                &tp.key("maxConnectionDuration"),
+                tcp.max_connection_duration,
+            );
+            check_duration(f, &tp.key("idleTimeout"), tcp.idle_timeout);
+            if let Some(keepalive) = &tcp.tcp_keepalive {
+                let kp = tp.key("tcpKeepalive");
+                check_duration(f, &kp.key("time"), keepalive.time);
+                check_duration(f, &kp.key("interval"), keepalive.interval);
+            }
         }
         if let Some(http) = &pool.http {
             let hp = pp.key("http");
+            check_duration(f, &hp.key("idleTimeout"), http.idle_timeout);
+            if http.h2_upgrade_policy == Some(H2UpgradePolicy::Upgrade)
+                && http.use_client_protocol == Some(true)
+            {
+                f.error(
+                    &hp.key("useClientProtocol"),
+                    "useClientProtocol cannot be true when h2UpgradePolicy is UPGRADE",
+                );
+            }
             non_negative(
                 f,
                 &hp.key("http1MaxPendingRequests"),
@@ -132,6 +191,23 @@ fn check_port_level(
     }
     if let Some(o) = outlier {
         let op = p.key("outlierDetection");
+        check_duration(f, &op.key("interval"), o.interval);
+        check_duration(f, &op.key("baseEjectionTime"), o.base_ejection_time);
+        if o.consecutive_errors.is_some() {
+            f.warning(
+                &op.key("consecutiveErrors"),
+                "deprecated: use consecutive5xxErrors or consecutiveGatewayErrors",
+            );
+        }
+        if o.split_external_local_origin_errors != Some(true)
+            && o.consecutive_local_origin_failures.is_some_and(|n| n > 0)
+        {
+            f.error(
+                &op.key("consecutiveLocalOriginFailures"),
+                "needs splitExternalLocalOriginErrors: true, or local-origin failures are not \
+                 counted apart",
+            );
+        }
         if let Some(v) = o.max_ejection_percent {
             check_percent_value(f, &op.key("maxEjectionPercent"), f64::from(v));
         }
@@ -174,6 +250,35 @@ fn check_load_balancer(f: &mut Findings, p: &FieldPath, lb: &LoadBalancerSetting
         if ch.ring_hash.is_some() && ch.maglev.is_some() {
             f.error(&cp, "set either ringHash or maglev, not both");
         }
+        if let Some(size) = ch.minimum_ring_size {
+            let mp = cp.key("minimumRingSize");
+            if ch.ring_hash.is_some() || ch.maglev.is_some() {
+                f.error(
+                    &mp,
+                    "set either the deprecated minimumRingSize or ringHash/maglev, not both",
+                );
+            } else {
+                f.warning(
+                    &mp,
+                    format!("deprecated: write ringHash: {{minimumRingSize: {size}}}"),
+                );
+            }
+        }
+        if let Some(maglev) = &ch.maglev {
+            let tp = cp.key("maglev").key("tableSize");
+            match maglev.table_size {
+                None | Some(0) => f.error(&tp, "maglev needs a tableSize"),
+                Some(size) if size >= MAGLEV_TABLE_LIMIT => f.error(
+                    &tp,
+                    format!("tableSize {size} must be below {MAGLEV_TABLE_LIMIT}"),
+                ),
+                Some(size) if !is_prime(size) => f.error(
+                    &tp,
+                    format!("tableSize {size} must be a prime number (such as 65537)"),
+                ),
+                Some(_) => {}
+            }
+        }
         if let Some(cookie) = &ch.http_cookie {
             if cookie.name.is_empty() {
                 f.error(
@@ -198,10 +303,18 @@ fn check_load_balancer(f: &mut Findings, p: &FieldPath, lb: &LoadBalancerSetting
             }
         }
     }
+    check_duration(f, &p.key("warmupDurationSecs"), lb.warmup_duration_secs);
     if let Some(warmup) = &lb.warmup {
         let wp = p.key("warmup");
         if warmup.duration.is_none() {
             f.error(&wp.key("duration"), "a warmup needs a duration");
+        }
+        check_duration(f, &wp.key("duration"), warmup.duration);
+        if lb.warmup_duration_secs.is_some() {
+            f.warning(
+                &p.key("warmupDurationSecs"),
+                "ignored: warmup is set and takes precedence",
+            );
         }
         if let Some(v) = warmup.minimum_percent {
             check_percent_value(f, &wp.key("minimumPercent"), v);
@@ -212,6 +325,34 @@ fn check_load_balancer(f: &mut Findings, p: &FieldPath, lb: &LoadBalancerSetting
             }
         }
     }
+}
+
+/// Envoy's (and Istio's) bound on a Maglev lookup table.
+const MAGLEV_TABLE_LIMIT: u64 = 5_000_011;
+
+/// Trial division is enough for numbers below [`MAGLEV_TABLE_LIMIT`].
+fn is_prime(n: u64) -> bool {
+    if n < 2 {
+        return false;
+    }
+    let mut d = 2;
+    while d * d <= n {
+        if n.is_multiple_of(d) {
+            return false;
+        }
+        d += 1;
+    }
+    true
+}
+
+/// A Kubernetes DNS-1123 label, which Istio requires of subset names.
+fn is_dns_label(name: &str) -> bool {
+    name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
 }
 
 fn non_negative(f: &mut Findings, p: &FieldPath, v: Option<i32>) {

@@ -1,15 +1,17 @@
 //! Validation of single resources, as Istio's webhook would do it, plus the warnings for
-//! fields weft-proxy does not act on yet. Checks that need the whole set of resources
+//! fields weft-proxy does not act on yet where that changes traffic. Checks that need the whole set of resources
 //! (duplicates, subsets that must exist) live in `cross`, run by the store.
 
 mod acted_on;
 mod common;
 pub mod cross;
 mod destination_rule;
+mod http_policies;
+pub mod regex;
 mod service_entry;
 mod virtual_service;
 
-pub use acted_on::{acted_on_fields, NOT_ACTED_ON};
+pub use acted_on::{acted_on_fields, without_traffic_effect, NOT_ACTED_ON};
 
 use super::diagnostic::Severity;
 use super::meta::AnyResource;
@@ -21,11 +23,6 @@ pub struct Finding {
     pub severity: Severity,
     pub path: FieldPath,
     pub message: String,
-    /// An error the proxies judge for themselves (a regex: Envoy compiles RE2, weft-proxy the
-    /// Rust dialect, and only the proxy knows which it runs). The resource is still sent on;
-    /// a proxy that refuses it NACKs, keeps its last good routes, and the NACK shows in
-    /// `/debug/syncz`. weftd and `weftctl analyze` still report it as an error.
-    pub left_to_proxies: bool,
 }
 
 /// Collects findings while a resource is walked.
@@ -41,20 +38,11 @@ impl Findings {
         self.push(Severity::Warning, path, message);
     }
 
-    /// An error the proxies are the judges of (see [`Finding::left_to_proxies`]).
-    pub(crate) fn proxy_error(&mut self, path: &FieldPath, message: impl Into<String>) {
-        self.push(Severity::Error, path, message);
-        if let Some(last) = self.0.last_mut() {
-            last.left_to_proxies = true;
-        }
-    }
-
     fn push(&mut self, severity: Severity, path: &FieldPath, message: impl Into<String>) {
         self.0.push(Finding {
             severity,
             path: path.clone(),
             message: message.into(),
-            left_to_proxies: false,
         });
     }
 }
@@ -87,5 +75,7 @@ pub fn validate(resource: &AnyResource) -> Vec<Finding> {
     findings.0
 }
 
+#[cfg(test)]
+mod istio_rules_tests;
 #[cfg(test)]
 mod tests;

@@ -3,24 +3,18 @@
 use crate::model::{parse_file, Diagnostic, Severity, NOT_ACTED_ON};
 use std::path::Path;
 
-fn diagnostics(text: &str) -> Vec<Diagnostic> {
+pub(super) fn diagnostics(text: &str) -> Vec<Diagnostic> {
     parse_file(Path::new("mesh/r.yaml"), text).1
 }
 
 /// Asserts that `text` has an error at `field` whose message contains `needle`, and that
 /// the resource is rejected.
-fn assert_error(text: &str, field: &str, needle: &str) {
+pub(super) fn assert_error(text: &str, field: &str, needle: &str) {
     let resources = assert_reported(text, field, needle);
     assert!(
         resources.is_empty(),
         "an invalid resource must not be returned"
     );
-}
-
-/// Like [`assert_error`] for errors the proxies judge: reported, yet the resource is returned.
-fn assert_proxy_error(text: &str, field: &str, needle: &str) {
-    let resources = assert_reported(text, field, needle);
-    assert_eq!(resources.len(), 1, "left to the proxies, not dropped");
 }
 
 fn assert_reported(text: &str, field: &str, needle: &str) -> Vec<crate::model::AnyResource> {
@@ -38,11 +32,11 @@ fn assert_reported(text: &str, field: &str, needle: &str) -> Vec<crate::model::A
     resources
 }
 
-fn vs(spec: &str) -> String {
+pub(super) fn vs(spec: &str) -> String {
     format!("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: reviews}}\nspec:\n{spec}")
 }
 
-fn dr(spec: &str) -> String {
+pub(super) fn dr(spec: &str) -> String {
     format!("apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: reviews}}\nspec:\n{spec}")
 }
 
@@ -134,29 +128,72 @@ fn an_http_route_needs_an_action() {
 }
 
 #[test]
-fn an_invalid_regex_is_an_error() {
+fn an_invalid_regex_rejects_the_resource_whatever_field_holds_it() {
+    let bad = "(a)\\1";
+    let cases = [
+        (
+            "- uri: {regex: 'RE'}",
+            "match",
+            "spec.http[0].match[0].uri.regex",
+        ),
+        (
+            "- scheme: {regex: 'RE'}",
+            "match",
+            "spec.http[0].match[0].scheme.regex",
+        ),
+        (
+            "- method: {regex: 'RE'}",
+            "match",
+            "spec.http[0].match[0].method.regex",
+        ),
+        (
+            "- authority: {regex: 'RE'}",
+            "match",
+            "spec.http[0].match[0].authority.regex",
+        ),
+        (
+            "- headers: {x-user: {regex: 'RE'}}",
+            "match",
+            "spec.http[0].match[0].headers.x-user.regex",
+        ),
+        (
+            "- queryParams: {q: {regex: 'RE'}}",
+            "match",
+            "spec.http[0].match[0].queryParams.q.regex",
+        ),
+        (
+            "- withoutHeaders: {x-debug: {regex: 'RE'}}",
+            "match",
+            "spec.http[0].match[0].withoutHeaders.x-debug.regex",
+        ),
+        (
+            "  uriRegexRewrite: {match: 'RE', rewrite: '/x'}",
+            "rewrite",
+            "spec.http[0].rewrite.uriRegexRewrite.match",
+        ),
+        (
+            "  allowOrigins: [{regex: 'RE'}]",
+            "corsPolicy",
+            "spec.http[0].corsPolicy.allowOrigins[0].regex",
+        ),
+    ];
+    for (yaml, key, field) in cases {
+        let text = vs(&format!(
+            "  hosts: [reviews]\n  http:\n  - {key}:\n    {}\n    route: [{{destination: {{host: reviews}}}}]\n",
+            yaml.replace("RE", bad)
+        ));
+        assert_error(&text, field, "backreference");
+    }
     let text = vs("  hosts: [reviews]
   http:
   - match:
     - uri: {regex: \"/api/(v1\"}
     route: [{destination: {host: reviews}}]
 ");
-    assert_proxy_error(
+    assert_error(
         &text,
         "spec.http[0].match[0].uri.regex",
-        "invalid regex \"/api/(v1\"",
-    );
-    let text = vs("  hosts: [reviews]
-  http:
-  - match:
-    - headers:
-        x-user: {regex: \"[a-\"}
-    route: [{destination: {host: reviews}}]
-");
-    assert_proxy_error(
-        &text,
-        "spec.http[0].match[0].headers.x-user.regex",
-        "invalid regex",
+        "invalid regex `/api/(v1`: unclosed group",
     );
 }
 
@@ -289,7 +326,7 @@ fn percentages_are_checked() {
     assert_error(
         &text,
         "spec.http[0].fault.abort.percentage.value",
-        "between 0 and 100",
+        "150 is not a percentage",
     );
 }
 
@@ -309,10 +346,12 @@ fn fields_not_acted_on_warn_once_per_resource_and_path() {
     match: [{uri: {prefix: /a}, ignoreUriCase: true}]
     route: [{destination: {host: reviews}}]
     timeout: 1s
-    retries: {attempts: 2}
+    retries: {attempts: 2, retryIgnorePreviousHosts: true}
   - name: b
     route: [{destination: {host: reviews}}]
-    timeout: 2s
+    retries: {attempts: 2, retryIgnorePreviousHosts: true}
+  tcp:
+  - route: [{destination: {host: reviews}}]
 ");
     let (resources, diagnostics) = parse_file(Path::new("mesh/r.yaml"), &text);
     assert_eq!(
@@ -334,8 +373,8 @@ fn fields_not_acted_on_warn_once_per_resource_and_path() {
         .collect();
     assert_eq!(
         warned,
-        ["spec.http[0].retries", "spec.http[0].timeout"],
-        "gateways and ignoreUriCase are acted on; retries and timeout are not yet"
+        ["spec.http[0].retries.retryIgnorePreviousHosts", "spec.tcp"],
+        "gateways, ignoreUriCase, timeout and attempts are acted on; TCP routes are not yet"
     );
 }
 
@@ -349,10 +388,45 @@ fn acted_on_fields_do_not_warn() {
     assert!(diagnostics(&text).is_empty(), "{:#?}", diagnostics(&text));
     let text = dr("  host: reviews\n  subsets: [{name: v1, labels: {version: v1}}]\n");
     assert!(diagnostics(&text).is_empty(), "{:#?}", diagnostics(&text));
-    let text = dr("  host: reviews\n  trafficPolicy: {loadBalancer: {simple: RANDOM}}\n");
-    let fields: Vec<_> = diagnostics(&text)
+    let text = dr("  host: reviews
+  trafficPolicy:
+    loadBalancer: {simple: RANDOM}
+    portLevelSettings: [{port: {number: 80}, loadBalancer: {warmup: {duration: 10s}}}]
+  subsets:
+  - name: v1
+    labels: {version: v1}
+    trafficPolicy: {loadBalancer: {consistentHash: {httpHeaderName: x-user, ringHash: {minimumRingSize: 2048}}}}
+");
+    assert!(diagnostics(&text).is_empty(), "{:#?}", diagnostics(&text));
+}
+
+#[test]
+fn fields_without_traffic_effect_do_not_warn_and_the_rest_do() {
+    let text = se("  hosts: [api.example.com]
+  ports: [{number: 443, name: https, protocol: TLS}]
+  location: MESH_EXTERNAL
+  resolution: DNS
+  exportTo: ['*']
+  endpoints: [{address: api.example.com, locality: us-east/a, serviceAccount: api}]
+");
+    assert!(diagnostics(&text).is_empty(), "{:#?}", diagnostics(&text));
+    let text = dr("  host: reviews
+  exportTo: ['.']
+  trafficPolicy:
+    connectionPool: {tcp: {maxConnections: 10}}
+    loadBalancer: {simple: ROUND_ROBIN, localityLbSetting: {enabled: true}}
+");
+    let warned: Vec<String> = diagnostics(&text)
         .into_iter()
+        .filter(|d| d.message == NOT_ACTED_ON)
         .filter_map(|d| d.field)
         .collect();
-    assert_eq!(fields, ["spec.trafficPolicy"]);
+    assert_eq!(
+        warned,
+        [
+            "spec.exportTo",
+            "spec.trafficPolicy.connectionPool",
+            "spec.trafficPolicy.loadBalancer.localityLbSetting"
+        ]
+    );
 }

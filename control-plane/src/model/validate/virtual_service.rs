@@ -1,8 +1,10 @@
 //! VirtualService checks.
 
 use super::common::*;
+use super::http_policies::*;
 use super::Findings;
 use crate::model::path::FieldPath;
+use crate::model::string_match::StringMatch;
 use crate::model::virtual_service::*;
 
 pub(super) fn check(vs: &VirtualService, f: &mut Findings) {
@@ -119,6 +121,8 @@ fn check_http_route(f: &mut Findings, p: &FieldPath, r: &HttpRoute) {
         );
     }
 
+    check_local_reply_conflicts(f, p, r);
+
     for (j, m) in r.r#match.iter().enumerate() {
         check_match(f, &p.key("match").index(j), m);
     }
@@ -131,27 +135,10 @@ fn check_http_route(f: &mut Findings, p: &FieldPath, r: &HttpRoute) {
     check_weights(f, &p.key("route"), &weights);
 
     if let Some(redirect) = &r.redirect {
-        check_optional_port(f, &p.key("redirect").key("port"), redirect.port);
-        if redirect.port.is_some() && redirect.derive_port.is_some() {
-            f.error(
-                &p.key("redirect").key("derivePort"),
-                "set either port or derivePort, not both",
-            );
-        }
+        check_redirect(f, p, redirect);
     }
     if let Some(direct) = &r.direct_response {
-        let dp = p.key("directResponse");
-        if !(200..=599).contains(&direct.status) {
-            f.error(
-                &dp.key("status"),
-                format!("status {} is not an HTTP status (200-599)", direct.status),
-            );
-        }
-        if let Some(body) = &direct.body {
-            if body.string.is_some() && body.bytes.is_some() {
-                f.error(&dp.key("body"), "set either string or bytes, not both");
-            }
-        }
+        check_direct_response(f, p, direct);
     }
     if let Some(delegate) = &r.delegate {
         if delegate.name.is_empty() {
@@ -161,124 +148,74 @@ fn check_http_route(f: &mut Findings, p: &FieldPath, r: &HttpRoute) {
             );
         }
     }
-    if let Some(rewrite) = &r.rewrite {
-        let rp = p.key("rewrite");
-        if let Some(rr) = &rewrite.uri_regex_rewrite {
-            if rewrite.uri.is_some() {
-                f.error(
-                    &rp.key("uriRegexRewrite"),
-                    "set either uri or uriRegexRewrite, not both",
-                );
-            }
-            check_regex(f, &rp.key("uriRegexRewrite").key("match"), &rr.r#match);
-        }
-    }
+    check_rewrite(f, p, r);
+    check_duration(f, &p.key("timeout"), r.timeout);
     if let Some(retries) = &r.retries {
-        if retries.attempts < 0 {
-            f.error(
-                &p.key("retries").key("attempts"),
-                format!("attempts {} is negative", retries.attempts),
-            );
-        }
+        check_retries(f, p, retries);
     }
     if let Some(fault) = &r.fault {
         check_fault(f, &p.key("fault"), fault);
     }
-    if let Some(mirror) = &r.mirror {
-        check_destination(f, &p.key("mirror"), mirror);
-        if !r.mirrors.is_empty() {
-            f.error(&p.key("mirrors"), "set either mirror or mirrors, not both");
-        }
-    }
-    for (k, m) in r.mirrors.iter().enumerate() {
-        let mp = p.key("mirrors").index(k);
-        check_destination(f, &mp.key("destination"), &m.destination);
-        check_percent(f, &mp.key("percentage"), &m.percentage);
-    }
-    if let Some(percent) = r.mirror_percent {
-        check_percent_value(f, &p.key("mirrorPercent"), f64::from(percent));
-    }
-    check_percent(f, &p.key("mirrorPercentage"), &r.mirror_percentage);
+    check_mirroring(f, p, r);
     if let Some(cors) = &r.cors_policy {
-        for (k, origin) in cors.allow_origins.iter().enumerate() {
-            check_string_match(f, &p.key("corsPolicy").key("allowOrigins").index(k), origin);
-        }
+        check_cors(f, p, cors);
     }
     check_headers(f, &p.key("headers"), &r.headers);
 }
 
 fn check_match(f: &mut Findings, p: &FieldPath, m: &HttpMatchRequest) {
     check_optional_string_match(f, &p.key("uri"), &m.uri);
-    check_optional_string_match(f, &p.key("scheme"), &m.scheme);
-    check_optional_string_match(f, &p.key("method"), &m.method);
-    check_optional_string_match(f, &p.key("authority"), &m.authority);
-    check_string_match_map(f, &p.key("headers"), &m.headers);
-    check_string_match_map(f, &p.key("queryParams"), &m.query_params);
-    check_string_match_map(f, &p.key("withoutHeaders"), &m.without_headers);
+    for (field, sm) in [
+        ("scheme", &m.scheme),
+        ("method", &m.method),
+        ("authority", &m.authority),
+    ] {
+        if let Some(sm) = sm {
+            check_non_uri_match(f, &p.key(field), sm);
+        }
+    }
+    for (field, map) in [("headers", &m.headers), ("queryParams", &m.query_params)] {
+        for (name, sm) in map {
+            let np = p.key(field).key(name);
+            if field == "headers" {
+                check_match_header_name(f, &np, name);
+            } else if name.is_empty() {
+                f.error(&np, "the name must not be empty");
+            }
+            check_non_uri_match(f, &np, sm);
+        }
+    }
+    for (name, sm) in &m.without_headers {
+        let np = p.key("withoutHeaders").key(name);
+        check_match_header_name(f, &np, name);
+        if matches!(sm, StringMatch::Regex(r) if r == "*") {
+            // Istio reads `regex: "*"` here as "the header is absent", not as a regex.
+            f.error(
+                &np.key("regex"),
+                "Istio's \"*\" shorthand (the header is absent) is not supported by weft yet",
+            );
+        } else {
+            check_non_uri_match(f, &np, sm);
+        }
+    }
     check_optional_port(f, &p.key("port"), m.port);
 }
 
-fn check_fault(f: &mut Findings, p: &FieldPath, fault: &HttpFaultInjection) {
-    if fault.delay.is_none() && fault.abort.is_none() {
-        f.error(p, "a fault needs a delay or an abort");
+/// Every string match but the URI's: Envoy refuses an empty prefix there.
+fn check_non_uri_match(f: &mut Findings, p: &FieldPath, sm: &StringMatch) {
+    if matches!(sm, StringMatch::Prefix(v) if v.is_empty()) {
+        f.error(&p.key("prefix"), "a prefix match must not be empty");
     }
-    if let Some(delay) = &fault.delay {
-        let dp = p.key("delay");
-        if delay.fixed_delay.is_none() && delay.exponential_delay.is_none() {
-            f.error(&dp, "a delay needs fixedDelay");
-        }
-        if let Some(percent) = delay.percent {
-            check_percent_value(f, &dp.key("percent"), f64::from(percent));
-        }
-        check_percent(f, &dp.key("percentage"), &delay.percentage);
-    }
-    if let Some(abort) = &fault.abort {
-        let ap = p.key("abort");
-        let set = [
-            abort.http_status.is_some(),
-            abort.grpc_status.is_some(),
-            abort.http2_error.is_some(),
-        ];
-        if set.iter().filter(|s| **s).count() != 1 {
-            f.error(
-                &ap,
-                "an abort needs exactly one of httpStatus, grpcStatus or http2Error",
-            );
-        }
-        if let Some(status) = abort.http_status {
-            if !(200..=599).contains(&status) {
-                f.error(
-                    &ap.key("httpStatus"),
-                    format!("{status} is not an HTTP status (200-599)"),
-                );
-            }
-        }
-        check_percent(f, &ap.key("percentage"), &abort.percentage);
-    }
+    check_string_match(f, p, sm);
 }
 
-fn check_headers(f: &mut Findings, p: &FieldPath, headers: &Option<Headers>) {
-    let Some(headers) = headers else { return };
-    for (side, ops) in [
-        ("request", &headers.request),
-        ("response", &headers.response),
-    ] {
-        let Some(ops) = ops else { continue };
-        let sp = p.key(side);
-        for (op, names) in [
-            ("set", ops.set.keys().collect::<Vec<_>>()),
-            ("add", ops.add.keys().collect()),
-        ] {
-            for name in names {
-                if name.is_empty() {
-                    f.error(&sp.key(op).key(name), "header names must not be empty");
-                }
-            }
-        }
-        for (i, name) in ops.remove.iter().enumerate() {
-            if name.is_empty() {
-                f.error(&sp.key("remove").index(i), "header names must not be empty");
-            }
-        }
+fn check_match_header_name(f: &mut Findings, p: &FieldPath, name: &str) {
+    if name.starts_with("@request.auth.claims") {
+        f.error(p, "routing on JWT claims is not supported by weft yet");
+    } else if !is_header_name(name) {
+        f.error(
+            p,
+            format!("{name:?} is not a header name (letters, digits, - and _)"),
+        );
     }
 }

@@ -156,21 +156,53 @@ fn an_invalid_resource_without_a_good_version_is_left_out() {
 }
 
 #[test]
-fn a_bad_regex_is_reported_and_left_to_the_proxies() {
+fn a_bad_regex_is_rejected_and_other_changes_still_apply() {
+    let ratings = |prefix: &str| {
+        vs(prefix)
+            .replace("name: reviews}", "name: ratings}")
+            .replace("hosts: [reviews]", "hosts: [ratings]")
+    };
     let mut store = Store::new();
-    store.apply(files(&[("a.yaml", SE), ("b.yaml", DR)]));
-    let broken = vs("/a").replace("prefix: /a", "regex: \"(\"");
+    store.apply(files(&[
+        ("a.yaml", SE),
+        ("b.yaml", DR),
+        ("c.yaml", &vs("/a")),
+        ("d.yaml", &ratings("/r1")),
+    ]));
+    // RE2 has no backreferences: Envoy would NACK the whole route configuration.
+    let broken = vs("/a").replace("prefix: /a", "regex: '(a)\\1'");
     let outcome = store.apply(files(&[
         ("a.yaml", SE),
         ("b.yaml", DR),
         ("c.yaml", &broken),
+        ("d.yaml", &ratings("/r2")),
     ]));
-    assert_eq!(errors(&outcome).len(), 1, "{:#?}", outcome.diagnostics);
+    let errs = errors(&outcome);
+    assert_eq!(errs.len(), 1, "{:#?}", outcome.diagnostics);
     assert!(
-        outcome.changed,
-        "sent on: the proxies refuse it and keep their last good routes"
+        errs[0].starts_with("c.yaml:7:27:")
+            && errs[0].contains("VirtualService default/reviews: spec.http[0].match[0].uri.regex")
+            && errs[0].contains("backreference"),
+        "{errs:?}"
     );
-    assert_eq!(uri_prefix(&store), Some(StringMatch::Regex("(".into())));
+    assert!(outcome.changed, "the other VirtualService's change ships");
+    assert_eq!(
+        outcome.kept,
+        [ResourceKey::new(Kind::VirtualService, "default", "reviews")]
+    );
+    let prefix_of = |name: &str| {
+        store
+            .config()
+            .virtual_services
+            .iter()
+            .find(|v| v.meta.name == name)
+            .and_then(|v| v.spec.http[0].r#match[0].uri.clone())
+    };
+    assert_eq!(prefix_of("reviews"), Some(StringMatch::Prefix("/a".into())));
+    assert_eq!(
+        prefix_of("ratings"),
+        Some(StringMatch::Prefix("/r2".into()))
+    );
 }
 
 #[test]
