@@ -289,8 +289,9 @@ pub struct FaultAbort {
 
 impl FaultDelay {
     /// The share of requests to delay, in percent: `percentage`, else the deprecated
-    /// `percent`, as istiod reads them. `None` when neither is set: leave the xDS percentage
-    /// out, and Envoy delays every request (Istio documents "all requests" for that case).
+    /// `percent`, as istiod reads them. `None` when neither is set: istiod then sends no
+    /// percentage, which Envoy reads as 0 % (checked against a real Envoy in
+    /// tests/tests/traffic.rs): the fault never fires.
     pub fn effective_percentage(&self) -> Option<f64> {
         effective_percentage(self.percentage, self.percent)
     }

@@ -197,8 +197,15 @@ fn fault_abort(a: &FaultAbort) -> Option<EnvoyFaultAbort> {
         (None, Some(name)) => ErrorType::GrpcStatus(grpc_status_code(name)?),
         (None, None) => return None,
     };
+    // The deprecated integer `percent` counts as on a delay; with neither field the
+    // percentage is left out, as istiod leaves it, and then Envoy aborts no request.
+    let percentage = match (a.percentage, a.percent) {
+        (Some(p), _) => Some(percent_of_million(p)),
+        (None, Some(n)) => Some(percent_of_hundred(n)),
+        (None, None) => None,
+    };
     Some(EnvoyFaultAbort {
-        percentage: a.percentage.map(percent_of_million),
+        percentage,
         error_type: Some(error_type),
         ..Default::default()
     })

@@ -64,7 +64,9 @@ pub(crate) fn retry_policy(p: &ProtoRetryPolicy) -> Result<RetryPolicy, FieldErr
         let typed = priority.config_type.as_ref().map(|c| match c {
             retry_priority::ConfigType::TypedConfig(any) => any.type_url.as_str(),
         });
-        if priority.name != PREVIOUS_PRIORITIES && typed != Some(type_url::PREVIOUS_PRIORITIES_CONFIG) {
+        if priority.name != PREVIOUS_PRIORITIES
+            && typed != Some(type_url::PREVIOUS_PRIORITIES_CONFIG)
+        {
             return Err(FieldError::new(
                 "retry_priority",
                 format!("{:?} is not supported", priority.name),

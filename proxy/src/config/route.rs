@@ -25,9 +25,12 @@ use super::route_policy::{action_policy, ActionPolicy};
 use crate::router::filter_config::FilterConfigs;
 use crate::router::{
     ClusterTarget, HeaderPolicy, Redirect, RedirectPath, RetryPolicy, Route as CompiledRoute,
-    RouteAction, RoutePolicy, RouteTable, VirtualHost, WeightError, WeightedClusters,
+    RouteAction, RoutePolicy, RouteTable, VirtualHost, WeightError, WeightedClusterSpec,
+    WeightedClusters,
 };
+use http::HeaderValue;
 use std::sync::Arc;
+use xds_protos::pb::envoy::config::route::v3::weighted_cluster::cluster_weight::HostRewriteSpecifier::HostRewriteLiteral;
 
 /// Envoy's default for `max_direct_response_body_size_bytes`.
 const DEFAULT_MAX_DIRECT_RESPONSE_BODY: u32 = 4096;
@@ -347,13 +350,25 @@ fn weighted_clusters(wc: &WeightedCluster) -> Result<WeightedClusters, FieldErro
             response_remove: &c.response_headers_to_remove,
         })
         .map_err(at)?;
-        clusters.push((
-            ClusterTarget::new(&c.name),
-            c.weight.map_or(0, |w| w.value),
+        let host_rewrite = match &c.host_rewrite_specifier {
+            Some(HostRewriteLiteral(h)) if !h.is_empty() => {
+                Some(HeaderValue::from_str(h).map_err(|_| {
+                    at(FieldError::new(
+                        "host_rewrite_literal",
+                        "not a valid authority",
+                    ))
+                })?)
+            }
+            _ => None,
+        };
+        clusters.push(WeightedClusterSpec {
+            target: ClusterTarget::new(&c.name),
+            weight: c.weight.map_or(0, |w| w.value),
             headers,
-        ));
+            host_rewrite,
+        });
     }
-    let sum: u64 = clusters.iter().map(|(_, w, _)| u64::from(*w)).sum();
+    let sum: u64 = clusters.iter().map(|c| u64::from(c.weight)).sum();
     if sum > u64::from(u32::MAX) {
         return Err(FieldError::new(
             "clusters",
@@ -369,7 +384,7 @@ fn weighted_clusters(wc: &WeightedCluster) -> Result<WeightedClusters, FieldErro
             ),
         ));
     }
-    WeightedClusters::with_headers(clusters).map_err(|e| match e {
+    WeightedClusters::with_settings(clusters).map_err(|e| match e {
         WeightError::Empty => FieldError::new("clusters", "must not be empty"),
         WeightError::ZeroTotal => {
             FieldError::new("clusters", "the sum of the weights must be greater than 0")

@@ -113,10 +113,9 @@ fn max_stream_duration(ra: &ProtoRouteAction) -> Result<MaxStreamDuration, Field
         d.map(|d| duration(d).at(field)).transpose()
     };
     let mut out = MaxStreamDuration {
-        // The deprecated spellings of the gRPC fields, overridden by the current ones.
-        grpc_timeout_header_max: opt(ra.max_grpc_timeout.as_ref(), "max_grpc_timeout")?,
-        grpc_timeout_header_offset: opt(ra.grpc_timeout_offset.as_ref(), "grpc_timeout_offset")?,
-        max: None,
+        legacy_grpc_timeout_max: opt(ra.max_grpc_timeout.as_ref(), "max_grpc_timeout")?,
+        legacy_grpc_timeout_offset: opt(ra.grpc_timeout_offset.as_ref(), "grpc_timeout_offset")?,
+        ..MaxStreamDuration::default()
     };
     if let Some(m) = &ra.max_stream_duration {
         out.max = opt(
@@ -124,18 +123,14 @@ fn max_stream_duration(ra: &ProtoRouteAction) -> Result<MaxStreamDuration, Field
             "max_stream_duration.max_stream_duration",
         )?
         .filter(|d| !d.is_zero());
-        if let Some(d) = opt(
+        out.grpc_timeout_header_max = opt(
             m.grpc_timeout_header_max.as_ref(),
             "max_stream_duration.grpc_timeout_header_max",
-        )? {
-            out.grpc_timeout_header_max = Some(d);
-        }
-        if let Some(d) = opt(
+        )?;
+        out.grpc_timeout_header_offset = opt(
             m.grpc_timeout_header_offset.as_ref(),
             "max_stream_duration.grpc_timeout_header_offset",
-        )? {
-            out.grpc_timeout_header_offset = Some(d);
-        }
+        )?;
     }
     Ok(out)
 }

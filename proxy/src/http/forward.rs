@@ -12,7 +12,7 @@
 use super::local_reply::{local_reply, ResponseFlag, ResponseFlags};
 use super::mirror;
 use super::plan::Timeouts;
-use super::upstream_request::{RouterHeaders, UpstreamHead};
+use super::upstream_request::{ClusterSettings, RouterHeaders, UpstreamHead};
 use crate::body::{ProxyBody, ReplayBody, UpstreamBody, DEFAULT_REPLAY_LIMIT};
 use crate::router::filter_config::RouterConfig;
 use crate::router::{HeaderPolicy, RetryPolicy, Route, TryFailure};
@@ -38,6 +38,8 @@ pub struct Outcome<'s> {
     pub host: Option<&'s Arc<Host>>,
     pub route_name: &'s str,
     pub upstream_time: Option<u128>,
+    /// The request's deadline came from its `grpc-timeout`.
+    pub grpc_deadline: bool,
 }
 
 /// Where the request goes and under which rules.
@@ -46,6 +48,7 @@ pub struct Forward<'s, 'p> {
     pub route: &'s Route,
     pub cluster_name: &'s Arc<str>,
     pub cluster_headers: Option<&'s HeaderPolicy>,
+    pub cluster_host_rewrite: Option<&'s HeaderValue>,
     pub timeouts: &'p Timeouts,
     pub router: RouterConfig,
     pub authority: &'p str,
@@ -75,7 +78,10 @@ pub async fn forward<'s>(
         f.authority,
         f.peer,
         f.route,
-        f.cluster_headers,
+        ClusterSettings {
+            headers: f.cluster_headers,
+            host_rewrite: f.cluster_host_rewrite,
+        },
         &RouterHeaders {
             expected_timeout: f.timeouts.per_try.or(f.timeouts.total),
             suppress_envoy_headers: f.router.suppress_envoy_headers,

@@ -155,3 +155,71 @@ mod tests {
         assert_eq!(f.as_str(), "UF,URX");
     }
 }
+
+static GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
+static GRPC_MESSAGE: http::HeaderName = http::HeaderName::from_static("grpc-message");
+/// gRPC's DEADLINE_EXCEEDED.
+pub const GRPC_DEADLINE_EXCEEDED: u32 = 4;
+
+/// Whether a request speaks gRPC (by its `content-type`).
+pub fn is_grpc(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// A gRPC client reads errors from `grpc-status`, not the HTTP status: Envoy turns its own
+/// answers to gRPC requests into trailers-only responses, the status mapped from the HTTP one
+/// (or `grpc_status` when the caller's deadline ran out) and the text in `grpc-message`.
+pub fn into_grpc(resp: &mut Response<ProxyBody>, grpc_status: Option<u32>) {
+    let status = grpc_status.unwrap_or_else(|| grpc_status_of(resp.status()));
+    let message = match std::mem::take(resp.body_mut()) {
+        ProxyBody::Full(Some(b)) => HeaderValue::from_maybe_shared(b).ok(),
+        _ => None,
+    };
+    *resp.status_mut() = StatusCode::OK;
+    let h = resp.headers_mut();
+    h.remove(header::CONTENT_LENGTH);
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    h.insert(GRPC_STATUS.clone(), HeaderValue::from(status));
+    match message {
+        Some(m) => h.insert(GRPC_MESSAGE.clone(), m),
+        None => h.remove(&GRPC_MESSAGE),
+    };
+}
+
+/// Envoy's mapping from an HTTP status to a gRPC status.
+fn grpc_status_of(status: StatusCode) -> u32 {
+    match status.as_u16() {
+        400 => 13,
+        401 => 16,
+        403 => 7,
+        404 => 12,
+        429 | 502 | 503 | 504 => 14,
+        _ => 2,
+    }
+}
+
+#[cfg(test)]
+mod grpc_tests {
+    use super::*;
+
+    #[test]
+    fn local_replies_to_grpc_requests_become_trailers_only_answers() {
+        let mut r = local_reply(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream");
+        into_grpc(&mut r, None);
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["grpc-status"], "14");
+        assert_eq!(r.headers()["grpc-message"], "no healthy upstream");
+        assert_eq!(r.headers()["content-type"], "application/grpc");
+        let mut r = local_reply(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout");
+        into_grpc(&mut r, Some(GRPC_DEADLINE_EXCEEDED));
+        assert_eq!(r.headers()["grpc-status"], "4");
+        let mut r = no_route("x", false);
+        into_grpc(&mut r, None);
+        assert_eq!(r.headers()["grpc-status"], "12");
+    }
+}

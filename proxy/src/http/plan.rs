@@ -10,7 +10,7 @@
 
 use crate::router::{HeaderPolicy, Redirect, Route, RouteAction, RoutePolicy};
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,8 +24,9 @@ pub static GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 pub enum Target<'s> {
     Cluster {
         name: &'s Arc<str>,
-        /// The weighted cluster's own header mutations, if it has any.
+        /// The weighted cluster's own header mutations and host rewrite, if it has any.
         headers: Option<&'s HeaderPolicy>,
+        host_rewrite: Option<&'s HeaderValue>,
     },
     Redirect(&'s Redirect),
     Direct {
@@ -48,6 +49,9 @@ pub struct Timeouts {
     pub per_try: Option<Duration>,
     /// The longest the stream may go without activity.
     pub idle: Option<Duration>,
+    /// `total` is the stream's lifetime (`max_stream_duration`, or the caller's `grpc-timeout`
+    /// under it): when it runs out a gRPC caller hears DEADLINE_EXCEEDED.
+    pub total_from_grpc: bool,
 }
 
 /// `draw` picks among weighted clusters; it should be uniform in `0..u64::MAX`.
@@ -61,12 +65,14 @@ pub fn plan<'s>(
         RouteAction::Cluster(c) => Target::Cluster {
             name: &c.name,
             headers: None,
+            host_rewrite: None,
         },
         RouteAction::Weighted(w) => {
             let picked = w.pick_cluster(draw % w.total());
             Target::Cluster {
                 name: &picked.target.name,
                 headers: (!picked.headers.is_empty()).then_some(&picked.headers),
+                host_rewrite: picked.host_rewrite.as_ref(),
             }
         }
         RouteAction::Redirect(r) => Target::Redirect(r),
@@ -87,19 +93,26 @@ pub fn timeouts(policy: &RoutePolicy, listener_idle: Option<Duration>, h: &Heade
     if let Some(ms) = header_millis(h, &X_ENVOY_UPSTREAM_RQ_TIMEOUT_MS) {
         total = (ms > 0).then(|| Duration::from_millis(ms));
     }
-    let grpc = &policy.max_stream_duration;
-    if let (Some(cap), Some(asked)) = (grpc.grpc_timeout_header_max, grpc_timeout(h)) {
-        let asked = asked.saturating_sub(grpc.grpc_timeout_header_offset.unwrap_or_default());
-        total = match (asked.is_zero(), cap.is_zero()) {
-            // `grpc-timeout: 0` means no deadline.
-            (true, true) => None,
-            (true, false) => Some(cap),
-            (false, true) => Some(asked),
-            (false, false) => Some(asked.min(cap)),
-        };
+    let streams = &policy.max_stream_duration;
+    let asked = grpc_timeout(h);
+    // The deprecated form: the caller's deadline becomes the route timeout.
+    if let (Some(cap), Some(asked)) = (streams.legacy_grpc_timeout_max, asked) {
+        let offset = streams.legacy_grpc_timeout_offset.unwrap_or_default();
+        total = grpc_deadline(asked.saturating_sub(offset), cap);
     }
-    if let Some(max) = grpc.max {
-        total = Some(total.map_or(max, |t| t.min(max)));
+    // The stream's lifetime, which the caller's deadline may set; it ends the request too,
+    // as DEADLINE_EXCEEDED for a gRPC caller.
+    let mut lifetime = streams.max;
+    if let (Some(cap), Some(asked)) = (streams.grpc_timeout_header_max, asked) {
+        let offset = streams.grpc_timeout_header_offset.unwrap_or_default();
+        lifetime = grpc_deadline(asked.saturating_sub(offset), cap);
+    }
+    let mut total_from_grpc = false;
+    if let Some(life) = lifetime {
+        if total.is_none_or(|t| life < t) {
+            total = Some(life);
+            total_from_grpc = true;
+        }
     }
     let mut per_try = policy.retry.as_ref().and_then(|r| r.per_try_timeout);
     if let Some(ms) = header_millis(h, &X_ENVOY_UPSTREAM_RQ_PER_TRY_TIMEOUT_MS) {
@@ -120,6 +133,17 @@ pub fn timeouts(policy: &RoutePolicy, listener_idle: Option<Duration>, h: &Heade
         total,
         per_try,
         idle,
+        total_from_grpc,
+    }
+}
+
+/// A caller's deadline under the route's cap (zero: no cap); `grpc-timeout: 0` is none.
+fn grpc_deadline(asked: Duration, cap: Duration) -> Option<Duration> {
+    match (asked.is_zero(), cap.is_zero()) {
+        (true, true) => None,
+        (true, false) => Some(cap),
+        (false, true) => Some(asked),
+        (false, false) => Some(asked.min(cap)),
     }
 }
 

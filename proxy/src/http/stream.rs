@@ -4,7 +4,9 @@
 use super::filter::{self, ResponseHooks};
 use super::forward::{forward, Forward, Outcome};
 use super::headers::{self, X_FORWARDED_FOR};
-use super::local_reply::{local_reply, no_route, ResponseFlag};
+use super::local_reply::{
+    into_grpc, is_grpc, local_reply, no_route, ResponseFlag, GRPC_DEADLINE_EXCEEDED,
+};
 use super::plan::{plan, Target};
 use crate::body::ProxyBody;
 use crate::config::{ListenerConfig, RouteSource};
@@ -125,6 +127,28 @@ async fn run<'s>(
             return local_reply(StatusCode::FORBIDDEN, "");
         }
     }
+    let grpc = is_grpc(req.headers());
+    let mut response = route_and_forward(snapshot, listener, authority, peer, req, outcome).await;
+    // The proxy's own error answers only: upstream answers and gRPC-shaped ones pass as they are.
+    let own_error = response.status().as_u16() >= 400
+        && !matches!(response.body(), ProxyBody::Upstream(_))
+        && !is_grpc(response.headers());
+    if grpc && own_error {
+        let deadline =
+            outcome.flags.contains(ResponseFlag::UpstreamTimeout) && outcome.grpc_deadline;
+        into_grpc(&mut response, deadline.then_some(GRPC_DEADLINE_EXCEEDED));
+    }
+    response
+}
+
+async fn route_and_forward<'s>(
+    snapshot: &'s Snapshot,
+    listener: Option<&'s ListenerConfig>,
+    authority: &str,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+    outcome: &mut Outcome<'s>,
+) -> Response<ProxyBody> {
     let origin_form = req.uri().authority().is_none() && req.version() < Version::HTTP_2;
     let Some(listener) = listener else {
         outcome.flags.set(ResponseFlag::NoRoute);
@@ -155,6 +179,7 @@ async fn run<'s>(
         listener.stream_idle_timeout,
         rand::random(),
     );
+    outcome.grpc_deadline = plan.timeouts.total_from_grpc;
 
     let mut hooks = ResponseHooks::default();
     let chain = &listener.http_filters;
@@ -171,12 +196,17 @@ async fn run<'s>(
         return answer;
     }
     let mut response = match plan.target {
-        Target::Cluster { name, headers } => {
+        Target::Cluster {
+            name,
+            headers,
+            host_rewrite,
+        } => {
             let f = Forward {
                 snapshot,
                 route,
                 cluster_name: name,
                 cluster_headers: headers,
+                cluster_host_rewrite: host_rewrite,
                 timeouts: &plan.timeouts,
                 router: chain.router,
                 authority,

@@ -33,6 +33,13 @@ pub struct UpstreamHead {
     pub headers: HeaderMap,
 }
 
+/// What the picked cluster of a weighted route adds to the route's settings.
+#[derive(Default)]
+pub struct ClusterSettings<'a> {
+    pub headers: Option<&'a HeaderPolicy>,
+    pub host_rewrite: Option<&'a HeaderValue>,
+}
+
 /// What the router adds besides the route's own mutations.
 pub struct RouterHeaders {
     /// `x-envoy-expected-rq-timeout-ms`: what the upstream has to answer in.
@@ -47,7 +54,7 @@ impl UpstreamHead {
         authority: &str,
         peer: SocketAddr,
         route: &Route,
-        cluster_headers: Option<&HeaderPolicy>,
+        cluster: ClusterSettings<'_>,
         router: &RouterHeaders,
     ) -> UpstreamHead {
         let Parts {
@@ -89,14 +96,14 @@ impl UpstreamHead {
             Some(host) if host.as_bytes() == authority.as_bytes() => host.clone(),
             _ => HeaderValue::from_str(authority).unwrap_or_else(|_| HeaderValue::from_static("")),
         };
-        if let Some(new) = &policy.rewrite.authority {
+        if let Some(new) = cluster.host_rewrite.or(policy.rewrite.authority.as_ref()) {
             if policy.rewrite.append_x_forwarded_host {
                 h.append(X_FORWARDED_HOST.clone(), authority.clone());
             }
             authority = new.clone();
         }
-        if let Some(cluster) = cluster_headers {
-            cluster.request.apply(h);
+        if let Some(headers) = cluster.headers {
+            headers.request.apply(h);
         }
         policy.headers.request.apply(h);
         if let (Some(t), false) = (router.expected_timeout, router.suppress_envoy_headers) {
@@ -215,7 +222,7 @@ mod tests {
             "reviews:9080",
             "10.0.0.1:5000".parse().unwrap(),
             &route,
-            None,
+            ClusterSettings::default(),
             &RouterHeaders {
                 expected_timeout: Some(Duration::from_millis(250)),
                 suppress_envoy_headers: false,

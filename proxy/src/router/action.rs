@@ -92,6 +92,11 @@ pub struct MaxStreamDuration {
     pub grpc_timeout_header_max: Option<Duration>,
     /// Subtracted from the `grpc-timeout` header's value, leaving the proxy time to answer.
     pub grpc_timeout_header_offset: Option<Duration>,
+    /// The deprecated `max_grpc_timeout` / `grpc_timeout_offset`: the caller's `grpc-timeout`
+    /// becomes the route timeout instead of the stream's lifetime, so when it runs out the
+    /// answer is an upstream timeout (gRPC UNAVAILABLE), not DEADLINE_EXCEEDED.
+    pub legacy_grpc_timeout_max: Option<Duration>,
+    pub legacy_grpc_timeout_offset: Option<Duration>,
 }
 
 /// `request_mirror_policies[]`: a copy of the request to another cluster, answer ignored.

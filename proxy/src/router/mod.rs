@@ -41,7 +41,7 @@ pub use retry::{RetryOn, RetryPolicy, TryFailure};
 pub use rewrite::{rewrite_path, substitution_from_envoy, swap_prefix, PathRewrite, Rewrite};
 pub use string_match::StringMatcher;
 pub use target::ClusterTarget;
-pub use weighted::{WeightError, WeightedCluster, WeightedClusters};
+pub use weighted::{WeightError, WeightedCluster, WeightedClusterSpec, WeightedClusters};
 
 use domain::DomainIndex;
 use matcher::PathTarget;

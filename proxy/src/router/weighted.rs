@@ -6,6 +6,7 @@ use rand::Rng;
 
 use super::header_mutation::HeaderPolicy;
 use super::target::ClusterTarget;
+use http::HeaderValue;
 
 #[derive(Debug, Clone)]
 pub struct WeightedCluster {
@@ -13,8 +14,18 @@ pub struct WeightedCluster {
     pub weight: u32,
     /// This cluster's own header mutations, applied before the route's.
     pub headers: HeaderPolicy,
+    /// This cluster's `host_rewrite_literal`, which wins over the route's.
+    pub host_rewrite: Option<HeaderValue>,
     /// Exclusive end of this cluster's slice of `0..total`.
     end: u64,
+}
+
+/// One cluster of a weighted route, as configured.
+pub struct WeightedClusterSpec {
+    pub target: ClusterTarget,
+    pub weight: u32,
+    pub headers: HeaderPolicy,
+    pub host_rewrite: Option<HeaderValue>,
 }
 
 #[derive(Debug, Clone)]
@@ -34,29 +45,33 @@ pub enum WeightError {
 impl WeightedClusters {
     /// Clusters with weight 0 are kept (they show in config dumps) but never picked.
     pub fn new(clusters: Vec<(ClusterTarget, u32)>) -> Result<Self, WeightError> {
-        Self::with_headers(
+        Self::with_settings(
             clusters
                 .into_iter()
-                .map(|(t, w)| (t, w, HeaderPolicy::default()))
+                .map(|(target, weight)| WeightedClusterSpec {
+                    target,
+                    weight,
+                    headers: HeaderPolicy::default(),
+                    host_rewrite: None,
+                })
                 .collect(),
         )
     }
 
-    pub fn with_headers(
-        clusters: Vec<(ClusterTarget, u32, HeaderPolicy)>,
-    ) -> Result<Self, WeightError> {
+    pub fn with_settings(clusters: Vec<WeightedClusterSpec>) -> Result<Self, WeightError> {
         if clusters.is_empty() {
             return Err(WeightError::Empty);
         }
         let mut total = 0u64;
         let clusters: Vec<_> = clusters
             .into_iter()
-            .map(|(target, weight, headers)| {
-                total += u64::from(weight);
+            .map(|c| {
+                total += u64::from(c.weight);
                 WeightedCluster {
-                    target,
-                    weight,
-                    headers,
+                    target: c.target,
+                    weight: c.weight,
+                    headers: c.headers,
+                    host_rewrite: c.host_rewrite,
                     end: total,
                 }
             })

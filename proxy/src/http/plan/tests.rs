@@ -26,7 +26,8 @@ fn the_route_timeout_and_the_listener_idle_timeout_apply_by_default() {
         Timeouts {
             total: Some(Duration::from_millis(1500)),
             per_try: None,
-            idle: IDLE
+            idle: IDLE,
+            total_from_grpc: false,
         }
     );
 }
@@ -62,6 +63,20 @@ fn grpc_timeout_counts_only_when_the_route_honours_it() {
     assert_eq!(
         timeouts(&honour(0), IDLE, &h).total,
         Some(Duration::from_secs(2))
+    );
+    assert!(timeouts(&honour(0), IDLE, &h).total_from_grpc);
+    let legacy = RoutePolicy {
+        max_stream_duration: MaxStreamDuration {
+            legacy_grpc_timeout_max: Some(Duration::from_secs(4)),
+            ..MaxStreamDuration::default()
+        },
+        ..policy(Some(4000))
+    };
+    let t = timeouts(&legacy, IDLE, &h);
+    assert_eq!(t.total, Some(Duration::from_secs(2)));
+    assert!(
+        !t.total_from_grpc,
+        "the deprecated form sets the route timeout"
     );
     assert_eq!(
         timeouts(&honour(500), IDLE, &h).total,
