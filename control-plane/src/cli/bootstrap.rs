@@ -54,6 +54,9 @@ pub enum BootstrapError {
     BadLabel(String),
 }
 
+/// The RE2 program size weftd's regex validation allows (istiod's bootstrap setting).
+const RE2_MAX_PROGRAM_SIZE: u32 = 32768;
+
 pub fn run(args: &BootstrapArgs) -> anyhow::Result<()> {
     print!("{}", bootstrap_yaml(args)?);
     Ok(())
@@ -64,7 +67,13 @@ pub fn bootstrap_yaml(args: &BootstrapArgs) -> anyhow::Result<String> {
     // serde_json sorts keys; a YAML mapping keeps insertion order, so the sections read in
     // the order a person looks for them: who am I, where is the control plane, admin.
     let mut ordered = serde_yaml_ng::Mapping::new();
-    for key in ["node", "dynamic_resources", "static_resources", "admin"] {
+    for key in [
+        "node",
+        "dynamic_resources",
+        "static_resources",
+        "layered_runtime",
+        "admin",
+    ] {
         ordered.insert(key.into(), serde_yaml_ng::to_value(&value[key])?);
     }
     Ok(serde_yaml_ng::to_string(&ordered)?)
@@ -148,6 +157,14 @@ pub fn bootstrap(args: &BootstrapArgs) -> Result<Value, BootstrapError> {
                         }],
                     }],
                 },
+            }],
+        },
+        // weftd accepts regexes up to RE2 program size 32768, as istiod's bootstrap lets
+        // Envoy compile them; Envoy's own default (100) would NACK what weft-proxy takes.
+        "layered_runtime": {
+            "layers": [{
+                "name": "weft",
+                "static_layer": { "re2.max_program_size.error_level": RE2_MAX_PROGRAM_SIZE },
             }],
         },
         "admin": {

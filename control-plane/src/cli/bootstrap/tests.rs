@@ -165,3 +165,12 @@ fn labels_tolerate_spaces_and_trailing_commas() {
     assert_eq!(labels["version"], "v2");
     assert!(parse_labels("").unwrap().is_empty());
 }
+
+#[test]
+fn envoy_may_compile_every_regex_weftd_accepts() {
+    let v = parsed(&args());
+    assert_eq!(
+        v["layered_runtime"]["layers"][0]["static_layer"]["re2.max_program_size.error_level"],
+        32768
+    );
+}
