@@ -24,7 +24,8 @@ pub mod snapshot;
 mod tests;
 
 pub use cluster::{
-    compile_cluster, ClusterConfig, Discovery, LbPolicy, UpstreamProtocol, DEFAULT_CONNECT_TIMEOUT,
+    compile_cluster, ClusterConfig, Discovery, Finite, LbPolicy, LeastRequest, RingHash, SlowStart,
+    UpstreamProtocol, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HEALTHY_PANIC_THRESHOLD,
 };
 pub use endpoint::{compile_load_assignment, Endpoint, EndpointAddress};
 pub use error::ValidationError;

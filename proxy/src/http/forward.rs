@@ -220,7 +220,7 @@ async fn proxy<'s>(
         return local_reply(StatusCode::SERVICE_UNAVAILABLE, "no cluster");
     };
     outcome.cluster = Some(cluster);
-    let Some(host) = cluster.pick() else {
+    let Some(host) = cluster.pick(None) else {
         outcome.flag = ResponseFlag::NoHealthyUpstream;
         return local_reply(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream");
     };

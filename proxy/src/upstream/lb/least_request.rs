@@ -1,0 +1,99 @@
+//! Least request, as Envoy does it.
+//!
+//! - All weights equal (and no host ramping up): sample `choice_count` hosts at random (with
+//!   replacement) and take the one with the fewest requests in flight; ties go to the first
+//!   sampled. With the default of 2 this is the power of two choices.
+//! - Unequal weights: each host's weight becomes `weight / (active + 1) ^ active_request_bias`
+//!   at pick time. Envoy feeds these into its EDF scheduler; here the pick is weighted random
+//!   over the same dynamic weights, which gives the same shares without a shared mutable
+//!   queue. It is one pass over the hosts, with no lock and no allocation. With a bias of 0 the
+//!   weights do not depend on load and Envoy behaves as weighted round robin, and so does this.
+//! - Slow start multiplies the weight by the host's ramp factor, which also makes equal
+//!   weights unequal while a host ramps (as in Envoy).
+
+use super::round_robin::Schedule;
+use super::slow_start::SlowStartHosts;
+use super::Host;
+use crate::config;
+use rand::Rng;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use tokio::time::Instant;
+
+pub(super) struct LeastRequest {
+    choice_count: u32,
+    bias: f64,
+    /// `None` when all weights are equal.
+    schedule: Option<Schedule>,
+    slow_start: Option<SlowStartHosts>,
+}
+
+impl LeastRequest {
+    pub(super) fn new(hosts: &[Arc<Host>], cfg: &config::LeastRequest) -> LeastRequest {
+        LeastRequest {
+            choice_count: cfg.choice_count,
+            bias: cfg.active_request_bias.get(),
+            schedule: Schedule::new(hosts),
+            slow_start: SlowStartHosts::new(cfg.slow_start.clone(), hosts),
+        }
+    }
+
+    pub(super) fn pick(&self, next: &AtomicUsize, hosts: &[Arc<Host>]) -> usize {
+        let ramping = self
+            .slow_start
+            .as_ref()
+            .and_then(|ss| ss.ramping_now().map(|now| (ss, now)));
+        match (&self.schedule, ramping) {
+            (None, None) => self.choose_among_random(hosts),
+            (Some(schedule), None) if self.bias == 0.0 => {
+                schedule.at(next.fetch_add(1, Ordering::Relaxed) as u64)
+            }
+            (_, ramping) => self.weighted(hosts, ramping),
+        }
+    }
+
+    fn choose_among_random(&self, hosts: &[Arc<Host>]) -> usize {
+        let mut rng = rand::rng();
+        let mut best = rng.random_range(0..hosts.len());
+        let mut best_active = hosts[best].active_requests();
+        for _ in 1..self.choice_count {
+            let candidate = rng.random_range(0..hosts.len());
+            let active = hosts[candidate].active_requests();
+            if active < best_active {
+                best = candidate;
+                best_active = active;
+            }
+        }
+        best
+    }
+
+    fn weighted(&self, hosts: &[Arc<Host>], ramping: Option<(&SlowStartHosts, Instant)>) -> usize {
+        let weight = |h: &Host| {
+            let mut w = f64::from(h.weight);
+            if let Some((ss, now)) = ramping {
+                w *= ss.factor(h, now);
+            }
+            let load = h.active_requests() as f64 + 1.0;
+            if self.bias == 1.0 {
+                w / load
+            } else if self.bias == 0.0 {
+                w
+            } else {
+                w / load.powf(self.bias)
+            }
+        };
+        let total: f64 = hosts.iter().map(|h| weight(h)).sum();
+        let mut point = rand::random::<f64>() * total;
+        // Counts may move between the two passes; the last host absorbs any difference.
+        for (i, h) in hosts.iter().enumerate() {
+            point -= weight(h);
+            if point < 0.0 {
+                return i;
+            }
+        }
+        hosts.len() - 1
+    }
+}
+
+#[cfg(test)]
+mod tests;
