@@ -13,6 +13,7 @@
 mod cluster;
 mod endpoint;
 mod error;
+mod hash_policy;
 mod listener;
 mod route;
 mod route_match;

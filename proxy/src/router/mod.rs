@@ -10,6 +10,7 @@
 mod action;
 mod describe;
 mod domain;
+mod hash_policy;
 mod header;
 mod matcher;
 mod query;
@@ -25,6 +26,9 @@ pub use action::{
     ClusterTarget, Redirect, RedirectPath, RouteAction, RoutePolicy, DEFAULT_ROUTE_TIMEOUT,
 };
 pub use domain::DuplicateDomain;
+pub use hash_policy::{
+    request_hash, CookiePolicy, CookiePolicyError, HashKind, HashPolicy, RegexRewrite, RequestHash,
+};
 pub use header::{HeaderMatch, HeaderMatcher, HeaderSource};
 pub use matcher::{PathMatcher, RouteMatcher};
 pub use query::{first_value as query_first_value, QueryMatch, QueryMatcher};
