@@ -6,7 +6,8 @@
 //! - Unequal weights: each host's weight becomes `weight / (active + 1) ^ active_request_bias`
 //!   at pick time. Envoy feeds these into its EDF scheduler; here the pick is weighted random
 //!   over the same dynamic weights, which gives the same shares without a shared mutable
-//!   queue. It is one pass over the hosts, with no lock and no allocation. With a bias of 0 the
+//!   queue. It reads each host's counter once per pick (O(hosts), where Envoy's EDF is
+//!   O(log hosts)), with no lock and no allocation. With a bias of 0 the
 //!   weights do not depend on load and Envoy behaves as weighted round robin, and so does this.
 //! - Slow start multiplies the weight by the host's ramp factor, which also makes equal
 //!   weights unequal while a host ramps (as in Envoy).
@@ -82,17 +83,37 @@ impl LeastRequest {
                 w / load.powf(self.bias)
             }
         };
-        let total: f64 = hosts.iter().map(|h| weight(h)).sum();
-        let mut point = rand::random::<f64>() * total;
-        // Counts may move between the two passes; the last host absorbs any difference.
-        for (i, h) in hosts.iter().enumerate() {
-            point -= weight(h);
-            if point < 0.0 {
-                return i;
+        let target = |total: f64| rand::random::<f64>() * total;
+        if hosts.len() <= SCAN_BUFFER {
+            // One pass over the hosts' counters, so the choice is made on one set of values.
+            let mut weights = [0f64; SCAN_BUFFER];
+            let mut total = 0.0;
+            for (w, h) in weights.iter_mut().zip(hosts) {
+                *w = weight(h);
+                total += *w;
             }
+            return choose(weights[..hosts.len()].iter().copied(), target(total));
         }
-        hosts.len() - 1
+        // Counts may move between the two passes; `choose` gives any difference to the last
+        // host.
+        let total: f64 = hosts.iter().map(|h| weight(h)).sum();
+        choose(hosts.iter().map(|h| weight(h)), target(total))
     }
+}
+
+/// Clusters up to this size keep their dynamic weights on the stack during a pick.
+const SCAN_BUFFER: usize = 128;
+
+/// The index whose share of the running sum of `weights` covers `point`.
+fn choose(weights: impl ExactSizeIterator<Item = f64>, mut point: f64) -> usize {
+    let last = weights.len().saturating_sub(1);
+    for (i, w) in weights.enumerate() {
+        point -= w;
+        if point < 0.0 {
+            return i;
+        }
+    }
+    last
 }
 
 #[cfg(test)]

@@ -55,6 +55,28 @@ fn unequal_weights_are_divided_by_the_load() {
 }
 
 #[test]
+fn large_clusters_are_weighted_the_same_way() {
+    // Past the stack buffer the weights are read in two passes.
+    let weights: Vec<u32> = (0..200).map(|i| if i % 2 == 0 { 1 } else { 3 }).collect();
+    let hs = hosts(&weights);
+    let _busy: Vec<_> = hs
+        .iter()
+        .skip(1)
+        .step_by(2)
+        .map(|h| h.start_request())
+        .collect();
+    let b = Balancer::build(&lr(2, 1.0, None), 50.0, &hs);
+    let n = 40_000;
+    let heavy: usize = counts(&b, &LbState::default(), n, |_| None)
+        .iter()
+        .skip(1)
+        .step_by(2)
+        .sum();
+    // Heavy hosts: 3 / (1 + 1) = 1.5 against 1.
+    assert_binomial(heavy, n, 1.5 / 2.5);
+}
+
+#[test]
 fn a_zero_bias_is_weighted_round_robin() {
     let hs = hosts(&[1, 2]);
     let _busy: Vec<_> = (0..10).map(|_| hs[1].start_request()).collect();
