@@ -1,4 +1,12 @@
 //! `Cluster` to the settings the cluster manager needs.
+//!
+//! Load balancing follows Envoy: `lb_policy` ROUND_ROBIN, LEAST_REQUEST, RANDOM, RING_HASH and
+//! MAGLEV with their `*_lb_config` (defaults filled in here), `common_lb_config`'s panic
+//! threshold, and CLUSTER_PROVIDED for ORIGINAL_DST clusters. What would change where traffic
+//! goes but is not implemented is refused by field name: `load_balancing_policy`,
+//! `lb_subset_config` with selectors, a config block for another policy, a non-empty
+//! `original_dst_lb_config`, MURMUR_HASH_2, locality/zone-aware balancing, and the other
+//! `common_lb_config` switches (see [`common_lb_config`]).
 
 use std::time::Duration;
 
@@ -139,6 +147,12 @@ fn compile(c: &Cluster) -> Result<ClusterConfig, FieldError> {
     let lb_policy = lb_policy(c, discovery)?;
     let healthy_panic_threshold =
         common_lb_config(c.common_lb_config.as_ref()).at("common_lb_config")?;
+    if c.lb_subset_config
+        .as_ref()
+        .is_some_and(|s| !s.subset_selectors.is_empty())
+    {
+        return Err(FieldError::unsupported("lb_subset_config"));
+    }
     if c.load_balancing_policy.is_some() {
         return Err(FieldError::new(
             "load_balancing_policy",

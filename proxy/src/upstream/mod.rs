@@ -2,8 +2,10 @@
 //!
 //! A [`Cluster`] is rebuilt into every new snapshot, but the parts that must outlive a reload
 //! (connection pools, balancer position, counters) are carried over from the previous
-//! snapshot's cluster of the same name: hosts by address, the rest when the cluster's settings
-//! did not change. So a reload neither drops pooled connections nor resets statistics.
+//! snapshot's cluster of the same name: hosts by address (with the time they joined, which
+//! slow start ramps from), the rest when the cluster's settings did not change. So a reload
+//! neither drops pooled connections nor resets statistics, and a cluster whose hosts and
+//! balancer settings are unchanged keeps its built balancer (ring, table) as is.
 
 pub mod connect;
 pub mod lb;

@@ -278,8 +278,8 @@ use xds_protos::pb::envoy::config::cluster::v3::cluster::{
         ConsistentHashingLbConfig, LocalityConfigSpecifier, LocalityWeightedLbConfig,
     },
     ring_hash_lb_config::HashFunction,
-    CommonLbConfig, LbConfig, LeastRequestLbConfig, MaglevLbConfig, OriginalDstLbConfig,
-    RingHashLbConfig, RoundRobinLbConfig, SlowStartConfig,
+    CommonLbConfig, LbConfig, LbSubsetConfig, LeastRequestLbConfig, MaglevLbConfig,
+    OriginalDstLbConfig, RingHashLbConfig, RoundRobinLbConfig, SlowStartConfig,
 };
 use xds_protos::pb::envoy::config::cluster::v3::LoadBalancingPolicy;
 use xds_protos::pb::envoy::config::core::v3::RuntimeDouble;
@@ -554,12 +554,26 @@ fn original_dst_lb_config_is_accepted_only_when_empty() {
 }
 
 #[test]
-fn load_balancing_policy_is_refused_by_name() {
+fn load_balancing_policy_and_subsets_are_refused_by_name() {
     let c = Cluster {
         load_balancing_policy: Some(LoadBalancingPolicy::default()),
         ..cluster("c", DiscoveryType::Eds)
     };
     assert_eq!(lb_error(&c).0, "load_balancing_policy");
+    let c = Cluster {
+        lb_subset_config: Some(LbSubsetConfig {
+            subset_selectors: vec![Default::default()],
+            ..Default::default()
+        }),
+        ..cluster("c", DiscoveryType::Eds)
+    };
+    assert_eq!(lb_error(&c).0, "lb_subset_config");
+    // Without selectors there is no subset balancing: nothing to refuse.
+    let c = Cluster {
+        lb_subset_config: Some(LbSubsetConfig::default()),
+        ..cluster("c", DiscoveryType::Eds)
+    };
+    assert!(compile_cluster(&c).is_ok());
 }
 
 #[test]

@@ -6,14 +6,18 @@
 //! - Unequal weights: each host's weight becomes `weight / (active + 1) ^ active_request_bias`
 //!   at pick time. Envoy feeds these into its EDF scheduler; here the pick is weighted random
 //!   over the same dynamic weights, which gives the same shares without a shared mutable
-//!   queue. It reads each host's counter once per pick (O(hosts), where Envoy's EDF is
-//!   O(log hosts)), with no lock and no allocation. With a bias of 0 the
+//!   queue. It is done by rejection first: draw a host by its static weight (binary search)
+//!   and keep it with probability `1 / (active + 1) ^ bias` (times its slow start factor),
+//!   which is exactly the dynamic weight's distribution; when load makes a few draws in a row
+//!   fail, one scan of every host's counter (O(hosts)) draws from the same distribution. No
+//!   lock, no allocation. With a bias of 0 the
 //!   weights do not depend on load and Envoy behaves as weighted round robin, and so does this.
 //! - Slow start multiplies the weight by the host's ramp factor, which also makes equal
 //!   weights unequal while a host ramps (as in Envoy).
 
 use super::round_robin::Schedule;
 use super::slow_start::SlowStartHosts;
+use super::weights::CumulativeWeights;
 use super::Host;
 use crate::config;
 use rand::Rng;
@@ -26,6 +30,8 @@ pub(super) struct LeastRequest {
     bias: f64,
     /// `None` when all weights are equal.
     schedule: Option<Schedule>,
+    /// `None` when all weights are equal.
+    static_weights: Option<CumulativeWeights>,
     slow_start: Option<SlowStartHosts>,
 }
 
@@ -35,6 +41,7 @@ impl LeastRequest {
             choice_count: cfg.choice_count,
             bias: cfg.active_request_bias.get(),
             schedule: Schedule::new(hosts),
+            static_weights: CumulativeWeights::unequal(hosts),
             slow_start: SlowStartHosts::new(cfg.slow_start.clone(), hosts),
         }
     }
@@ -69,20 +76,32 @@ impl LeastRequest {
     }
 
     fn weighted(&self, hosts: &[Arc<Host>], ramping: Option<(&SlowStartHosts, Instant)>) -> usize {
-        let weight = |h: &Host| {
-            let mut w = f64::from(h.weight);
+        // The dynamic weight over the static one; at most 1.
+        let keep = |h: &Host| {
+            let mut p = 1.0;
             if let Some((ss, now)) = ramping {
-                w *= ss.factor(h, now);
+                p *= ss.factor(h, now);
             }
             let load = h.active_requests() as f64 + 1.0;
             if self.bias == 1.0 {
-                w / load
+                p / load
             } else if self.bias == 0.0 {
-                w
+                p
             } else {
-                w / load.powf(self.bias)
+                p / load.powf(self.bias)
             }
         };
+        let mut rng = rand::rng();
+        for _ in 0..REJECTION_TRIES {
+            let i = match &self.static_weights {
+                None => rng.random_range(0..hosts.len()),
+                Some(w) => w.find(rng.random_range(0..w.total())),
+            };
+            if rng.random::<f64>() < keep(&hosts[i]) {
+                return i;
+            }
+        }
+        let weight = |h: &Host| f64::from(h.weight) * keep(h);
         let target = |total: f64| rand::random::<f64>() * total;
         if hosts.len() <= SCAN_BUFFER {
             // One pass over the hosts' counters, so the choice is made on one set of values.
@@ -100,6 +119,9 @@ impl LeastRequest {
         choose(hosts.iter().map(|h| weight(h)), target(total))
     }
 }
+
+/// Draws by static weight before falling back to a scan of all hosts.
+const REJECTION_TRIES: usize = 4;
 
 /// Clusters up to this size keep their dynamic weights on the stack during a pick.
 const SCAN_BUFFER: usize = 128;
