@@ -6,7 +6,7 @@
 //! goes but is not implemented is refused by field name: `load_balancing_policy`,
 //! `lb_subset_config` with selectors, a config block for another policy, a non-empty
 //! `original_dst_lb_config`, MURMUR_HASH_2, locality/zone-aware balancing, and the other
-//! `common_lb_config` switches (see [`common_lb_config`]).
+//! `common_lb_config` switches (see `common_lb_config` below).
 
 use std::time::Duration;
 

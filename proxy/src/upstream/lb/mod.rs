@@ -7,13 +7,13 @@
 //! counters and one shared atomic position, so it never locks and never allocates.
 //!
 //! Policies, one file each:
-//! - [`round_robin`]: plain rotation, or with unequal weights a smooth weighted schedule;
-//! - [`least_request`]: N random choices (P2C) with equal weights, Envoy's
+//! - `round_robin`: plain rotation, or with unequal weights a smooth weighted schedule;
+//! - `least_request`: N random choices (P2C) with equal weights, Envoy's
 //!   `weight / (active + 1)^bias` otherwise;
-//! - [`random`]: weighted random;
-//! - [`ring_hash`] and [`maglev`]: consistent hashing on the request's hash, a random host
+//! - `random`: weighted random;
+//! - `ring_hash` and `maglev`: consistent hashing on the request's hash, a random host
 //!   when the request has none (as Envoy does);
-//! - [`slow_start`] scales the weight of hosts new to the cluster (round robin and least
+//! - `slow_start` scales the weight of hosts new to the cluster (round robin and least
 //!   request only, as in Envoy).
 //!
 //! Host health is read when the balancer is built: a change in health comes with a new
