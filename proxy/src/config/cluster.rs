@@ -495,11 +495,13 @@ fn common_lb_config(common: Option<&CommonLbConfig>) -> Result<Finite, FieldErro
     if common.override_host_status.is_some() {
         return Err(FieldError::unsupported("override_host_status"));
     }
-    percent(
+    // Envoy rounds the threshold to a whole percent.
+    let threshold = percent(
         common.healthy_panic_threshold.as_ref(),
         DEFAULT_HEALTHY_PANIC_THRESHOLD,
     )
-    .at("healthy_panic_threshold")
+    .at("healthy_panic_threshold")?;
+    Ok(Finite(threshold.get().round()))
 }
 
 /// HTTP/2 only when asked for explicitly; `use_downstream_protocol_config` and `auto_config`

@@ -596,6 +596,11 @@ fn common_lb_config_panic_threshold_is_read() {
         50.0
     );
     let c = with_common(CommonLbConfig {
+        healthy_panic_threshold: Some(Percent { value: 33.4 }),
+        ..Default::default()
+    });
+    assert_eq!(compile(&c).healthy_panic_threshold.get(), 33.0);
+    let c = with_common(CommonLbConfig {
         healthy_panic_threshold: Some(Percent { value: 101.0 }),
         ..Default::default()
     });
