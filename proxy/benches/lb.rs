@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use weft_proxy::config::{
-    EndpointAddress, Finite, LbPolicy, LeastRequest, RingHash, UpstreamProtocol,
+    EndpointAddress, Finite, LbPolicy, LeastRequest, RingHash, RingHashFunction, UpstreamProtocol,
 };
 use weft_proxy::upstream::lb::{Balancer, LbState};
 use weft_proxy::upstream::Host;
@@ -52,6 +52,7 @@ fn policies() -> Vec<(&'static str, LbPolicy)> {
             LbPolicy::RingHash(RingHash {
                 minimum_ring_size: 1024,
                 maximum_ring_size: 8 << 20,
+                hash_function: RingHashFunction::XxHash,
             }),
         ),
         ("maglev", LbPolicy::Maglev { table_size: 65537 }),

@@ -5,7 +5,7 @@
 //! threshold, and CLUSTER_PROVIDED for ORIGINAL_DST clusters. What would change where traffic
 //! goes but is not implemented is refused by field name: `load_balancing_policy`,
 //! `lb_subset_config` with selectors, a config block for another policy, a non-empty
-//! `original_dst_lb_config`, MURMUR_HASH_2, locality/zone-aware balancing, and the other
+//! `original_dst_lb_config`, locality/zone-aware balancing, and the other
 //! `common_lb_config` switches (see `common_lb_config` below).
 
 use std::time::Duration;
@@ -86,6 +86,15 @@ pub struct LeastRequest {
 pub struct RingHash {
     pub minimum_ring_size: u64,
     pub maximum_ring_size: u64,
+    /// What places hosts' points on the ring (requests are hashed by the route's policies).
+    pub hash_function: RingHashFunction,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RingHashFunction {
+    XxHash,
+    /// 64-bit MurmurHash2 as libstdc++'s `std::hash` of strings.
+    MurmurHash2,
 }
 
 /// `slow_start_config`: a host new to the cluster has its weight scaled by
@@ -336,21 +345,16 @@ fn least_request(lr: &LeastRequestLbConfig) -> Result<LbPolicy, FieldError> {
 }
 
 fn ring_hash(rh: &RingHashLbConfig) -> Result<LbPolicy, FieldError> {
-    match HashFunction::try_from(rh.hash_function) {
-        Ok(HashFunction::XxHash) => {}
-        Ok(other) => {
-            return Err(FieldError::new(
-                "hash_function",
-                format!("{} is not supported (use XX_HASH)", other.as_str_name()),
-            ))
-        }
+    let hash_function = match HashFunction::try_from(rh.hash_function) {
+        Ok(HashFunction::XxHash) => RingHashFunction::XxHash,
+        Ok(HashFunction::MurmurHash2) => RingHashFunction::MurmurHash2,
         Err(_) => {
             return Err(FieldError::new(
                 "hash_function",
                 format!("unknown hash function {}", rh.hash_function),
             ))
         }
-    }
+    };
     let min = rh
         .minimum_ring_size
         .map_or(DEFAULT_MIN_RING_SIZE, |v| v.value);
@@ -377,6 +381,7 @@ fn ring_hash(rh: &RingHashLbConfig) -> Result<LbPolicy, FieldError> {
     Ok(LbPolicy::RingHash(RingHash {
         minimum_ring_size: min,
         maximum_ring_size: max,
+        hash_function,
     }))
 }
 

@@ -25,8 +25,9 @@ pub mod snapshot;
 mod tests;
 
 pub use cluster::{
-    compile_cluster, ClusterConfig, Discovery, Finite, LbPolicy, LeastRequest, RingHash, SlowStart,
-    UpstreamProtocol, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HEALTHY_PANIC_THRESHOLD,
+    compile_cluster, ClusterConfig, Discovery, Finite, LbPolicy, LeastRequest, RingHash,
+    RingHashFunction, SlowStart, UpstreamProtocol, DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_HEALTHY_PANIC_THRESHOLD,
 };
 pub use endpoint::{compile_load_assignment, Endpoint, EndpointAddress};
 pub use error::ValidationError;

@@ -21,6 +21,7 @@
 
 mod least_request;
 mod maglev;
+mod murmur;
 mod random;
 mod ring_hash;
 mod round_robin;

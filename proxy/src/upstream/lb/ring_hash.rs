@@ -5,11 +5,12 @@
 //! lightest host gets a whole number of points: `scale = min(ceil(min_w * minimum_ring_size) /
 //! min_w, maximum_ring_size)` with `min_w` the smallest normalized weight, and hosts take
 //! `scale * normalized_weight` points in turn, a running total carrying the fractions. A point
-//! is `xxHash64("<address>_<i>")`, so a host keeps its points whatever the other hosts are,
+//! is `xxHash64("<address>_<i>")` (or MurmurHash2 when configured), so a host keeps its points whatever the other hosts are,
 //! and adding or removing one of N hosts moves about 1/N of the keys.
 
+use super::murmur::{murmur_hash2, STD_HASH_SEED};
 use super::Host;
-use crate::config::RingHash;
+use crate::config::{RingHash, RingHashFunction};
 use std::fmt::Write;
 use std::sync::Arc;
 use xxhash_rust::xxh64::xxh64;
@@ -46,8 +47,12 @@ impl Ring {
                 key.clear();
                 // Writing to a String cannot fail.
                 let _ = write!(key, "{}_{i}", host.address());
+                let hash = match cfg.hash_function {
+                    RingHashFunction::XxHash => xxh64(key.as_bytes(), 0),
+                    RingHashFunction::MurmurHash2 => murmur_hash2(key.as_bytes(), STD_HASH_SEED),
+                };
                 points.push(Point {
-                    hash: xxh64(key.as_bytes(), 0),
+                    hash,
                     host: index as u32,
                 });
                 i += 1;

@@ -1,6 +1,6 @@
 use super::test_support::{host, hosts};
 use super::*;
-use crate::config::{Finite, LeastRequest, RingHash};
+use crate::config::{Finite, LeastRequest, RingHash, RingHashFunction};
 
 fn all_policies() -> Vec<LbPolicy> {
     vec![
@@ -14,6 +14,7 @@ fn all_policies() -> Vec<LbPolicy> {
         LbPolicy::RingHash(RingHash {
             minimum_ring_size: 1024,
             maximum_ring_size: 8 << 20,
+            hash_function: RingHashFunction::XxHash,
         }),
         LbPolicy::Maglev { table_size: 65537 },
     ]

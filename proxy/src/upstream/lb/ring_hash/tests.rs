@@ -1,13 +1,14 @@
 use super::super::test_support::{host, hosts};
 use super::super::{Balancer, LbState};
 use super::*;
-use crate::config::LbPolicy;
+use crate::config::{LbPolicy, RingHashFunction};
 use std::collections::HashMap;
 
 fn cfg(min: u64, max: u64) -> RingHash {
     RingHash {
         minimum_ring_size: min,
         maximum_ring_size: max,
+        hash_function: RingHashFunction::XxHash,
     }
 }
 
@@ -164,4 +165,25 @@ fn without_a_hash_the_pick_is_random() {
         .count();
     // Each host owns about half of the ring.
     assert!(first > n / 4 && first < 3 * n / 4, "{first}");
+}
+
+#[test]
+fn murmur_hash_2_places_the_points_when_configured() {
+    let hs = hosts(&[1]);
+    let ring = Ring::new(
+        &hs,
+        &RingHash {
+            hash_function: RingHashFunction::MurmurHash2,
+            ..cfg(3, 3)
+        },
+    );
+    let mut want: Vec<u64> = (0..3)
+        .map(|i| {
+            let key = format!("{}_{i}", hs[0].address());
+            super::super::murmur::murmur_hash2(key.as_bytes(), super::super::murmur::STD_HASH_SEED)
+        })
+        .collect();
+    want.sort();
+    let got: Vec<u64> = ring.points.iter().map(|p| p.hash).collect();
+    assert_eq!(got, want);
 }
