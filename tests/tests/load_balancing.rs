@@ -1,6 +1,6 @@
-//! DestinationRule load balancing reaches a real Envoy: every policy weftd writes (least
-//! request and round robin with slow start, ring hash, Maglev) is accepted, not NACKed, and
-//! traffic still flows.
+//! DestinationRule load balancing reaches weft-proxy and a real Envoy: every policy weftd
+//! writes (least request and round robin with slow start, ring hash, Maglev) is accepted, not
+//! NACKed, and traffic still flows.
 
 use std::time::Duration;
 use weft_e2e::client::ProxyConn;
@@ -37,20 +37,9 @@ spec:
 
 const URL: &str = "http://reviews:9080/reviews/1";
 
-#[tokio::test(flavor = "multi_thread")]
-async fn envoy_accepts_every_load_balancer_weftd_writes() {
-    let (mut mesh, _echoes) = reviews_mesh().await;
-    mesh.write("reviews-dr.yaml", RULE);
-    mesh.write(
-        "reviews-vs.yaml",
-        &weighted_vs("reviews", &[("v1", 34), ("v2", 33), ("v3", 33)]),
-    );
-    mesh.start_weftd().await;
-    let Some(envoy) = mesh.start_envoy("productpage-v1", "default", false).await else {
-        return;
-    };
+async fn every_subset_serves(outbound: std::net::SocketAddr) {
     let served = eventually("each subset serves", Duration::from_secs(20), || {
-        let addr = envoy.outbound;
+        let addr = outbound;
         async move {
             let mut conn = ProxyConn::new(addr);
             let mut seen = std::collections::BTreeSet::new();
@@ -63,7 +52,49 @@ async fn envoy_accepts_every_load_balancer_weftd_writes() {
     })
     .await;
     assert!(served.contains("reviews-v1"), "{served:?}");
+}
 
+fn no_nack(syncz: &serde_json::Value) {
+    let nacked = syncz
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["types"].as_object())
+        .flat_map(|types| types.values())
+        .any(|t| !t["last_nack"].is_null());
+    assert!(!nacked, "{syncz:#}");
+}
+
+async fn mesh_with_rule() -> (weft_e2e::config::Mesh, Vec<weft_e2e::upstream::Echo>) {
+    let (mut mesh, echoes) = reviews_mesh().await;
+    mesh.write("reviews-dr.yaml", RULE);
+    mesh.write(
+        "reviews-vs.yaml",
+        &weighted_vs("reviews", &[("v1", 34), ("v2", 33), ("v3", 33)]),
+    );
+    mesh.start_weftd().await;
+    (mesh, echoes)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn weft_proxy_accepts_every_load_balancer_weftd_writes() {
+    let (mut mesh, _echoes) = mesh_with_rule().await;
+    let proxy = mesh.start_proxy("productpage-v1", "default").await;
+    every_subset_serves(proxy.outbound).await;
+    let dump = proxy.admin_get("/config_dump").await.body;
+    for policy in ["RingHash", "Maglev", "LeastRequest", "slow_start: Some"] {
+        assert!(dump.contains(policy), "{policy} not in {dump}");
+    }
+    no_nack(&mesh.syncz().await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn envoy_accepts_every_load_balancer_weftd_writes() {
+    let (mut mesh, _echoes) = mesh_with_rule().await;
+    let Some(envoy) = mesh.start_envoy("productpage-v1", "default", false).await else {
+        return;
+    };
+    every_subset_serves(envoy.outbound).await;
     let dump = envoy
         .admin_get("/config_dump?resource=dynamic_active_clusters")
         .await
@@ -94,13 +125,5 @@ async fn envoy_accepts_every_load_balancer_weftd_writes() {
             );
         }
     }
-    let syncz = mesh.syncz().await;
-    let nacked = syncz
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|p| p["types"].as_object())
-        .flat_map(|types| types.values())
-        .any(|t| !t["last_nack"].is_null());
-    assert!(!nacked, "{syncz:#}");
+    no_nack(&mesh.syncz().await);
 }

@@ -788,16 +788,8 @@ both!(rewrites, weft_rewrites, envoy_sotw_rewrites);
 both!(mirroring, weft_mirroring, envoy_sotw_mirroring);
 both!(cors, weft_cors, envoy_sotw_cors);
 
-// The route hash policy is weftd's (translate/hash_policy.rs); Envoy acts on it only when the
-// cluster's lb_policy is RING_HASH or MAGLEV, which clusters.rs sets on another branch.
-#[tokio::test(flavor = "multi_thread")]
-#[ignore = "needs the consistent-hash cluster lb_policy from clusters.rs (another branch)"]
-async fn weft_consistent_hash() {
-    consistent_hash(Kind::Weft).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-#[ignore = "needs the consistent-hash cluster lb_policy from clusters.rs (another branch)"]
-async fn envoy_sotw_consistent_hash() {
-    consistent_hash(Kind::EnvoySotw).await;
-}
+both!(
+    consistent_hash,
+    weft_consistent_hash,
+    envoy_sotw_consistent_hash
+);

@@ -1,16 +1,31 @@
 //! `Cluster` to the settings the cluster manager needs.
+//!
+//! Load balancing follows Envoy: `lb_policy` ROUND_ROBIN, LEAST_REQUEST, RANDOM, RING_HASH and
+//! MAGLEV with their `*_lb_config` (defaults filled in here), `common_lb_config`'s panic
+//! threshold, and CLUSTER_PROVIDED for ORIGINAL_DST clusters. What would change where traffic
+//! goes but is not implemented is refused by field name: `load_balancing_policy`,
+//! `lb_subset_config` with selectors, a config block for another policy, a non-empty
+//! `original_dst_lb_config`, locality/zone-aware balancing, and the other
+//! `common_lb_config` switches (see `common_lb_config` below).
 
 use std::time::Duration;
 
 use prost::Message;
 use xds_protos::pb::envoy::config::cluster::v3::{
-    cluster::{ClusterDiscoveryType, DiscoveryType, LbPolicy as ProtoLbPolicy},
+    cluster::{
+        common_lb_config::LocalityConfigSpecifier, ring_hash_lb_config::HashFunction,
+        ClusterDiscoveryType, CommonLbConfig, DiscoveryType, LbConfig, LbPolicy as ProtoLbPolicy,
+        LeastRequestLbConfig, MaglevLbConfig, RingHashLbConfig, RoundRobinLbConfig,
+        SlowStartConfig,
+    },
     Cluster,
 };
+use xds_protos::pb::envoy::config::core::v3::RuntimeDouble;
 use xds_protos::pb::envoy::extensions::upstreams::http::v3::{
     http_protocol_options::{explicit_http_config::ProtocolConfig, UpstreamProtocolOptions},
     HttpProtocolOptions,
 };
+use xds_protos::pb::envoy::r#type::v3::Percent as ProtoPercent;
 use xds_protos::type_url;
 
 use super::endpoint::{endpoints, Endpoint};
@@ -21,6 +36,9 @@ pub struct ClusterConfig {
     pub name: String,
     pub discovery: Discovery,
     pub lb_policy: LbPolicy,
+    /// `common_lb_config.healthy_panic_threshold`, in percent (Envoy's default 50): below this
+    /// share of healthy hosts the balancer uses every host, healthy or not. 0 disables panic.
+    pub healthy_panic_threshold: Finite,
     pub protocol: UpstreamProtocol,
     /// Envoy's default is 5 s.
     pub connect_timeout: Duration,
@@ -40,11 +58,70 @@ pub enum Discovery {
     OriginalDst,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The balancer and its settings, with Envoy's defaults filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LbPolicy {
-    RoundRobin,
-    LeastRequest,
+    RoundRobin {
+        slow_start: Option<SlowStart>,
+    },
+    LeastRequest(LeastRequest),
+    /// Weighted random.
     Random,
+    RingHash(RingHash),
+    Maglev {
+        table_size: u64,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeastRequest {
+    /// Hosts sampled per pick when all weights are equal (P2C for the default 2).
+    pub choice_count: u32,
+    /// With unequal weights: weight / (active + 1)^bias. 0 turns it into weighted round robin.
+    pub active_request_bias: Finite,
+    pub slow_start: Option<SlowStart>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RingHash {
+    pub minimum_ring_size: u64,
+    pub maximum_ring_size: u64,
+    /// What places hosts' points on the ring (requests are hashed by the route's policies).
+    pub hash_function: RingHashFunction,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RingHashFunction {
+    XxHash,
+    /// 64-bit MurmurHash2 as libstdc++'s `std::hash` of strings.
+    MurmurHash2,
+}
+
+/// `slow_start_config`: a host new to the cluster has its weight scaled by
+/// `max(min_weight_percent / 100, (max(age_s, 1) / window_s) ^ (1 / aggression))` while its age
+/// is below the window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlowStart {
+    pub window: Duration,
+    pub aggression: Finite,
+    /// As a fraction (0.1 for Envoy's default 10%).
+    pub min_weight: Finite,
+}
+
+/// An `f64` known to be finite, so settings that hold one can still be compared with `Eq`.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+pub struct Finite(f64);
+
+impl Eq for Finite {}
+
+impl Finite {
+    pub fn new(v: f64) -> Option<Finite> {
+        v.is_finite().then_some(Finite(v))
+    }
+
+    pub fn get(self) -> f64 {
+        self.0
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +131,15 @@ pub enum UpstreamProtocol {
 }
 
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_HEALTHY_PANIC_THRESHOLD: f64 = 50.0;
+pub const DEFAULT_CHOICE_COUNT: u32 = 2;
+pub const DEFAULT_MIN_RING_SIZE: u64 = 1024;
+/// Also the largest ring Envoy accepts, for either bound.
+pub const MAX_RING_SIZE: u64 = 8 * 1024 * 1024;
+pub const DEFAULT_MAGLEV_TABLE_SIZE: u64 = 65537;
+/// The largest table Envoy's validation accepts.
+pub const MAX_MAGLEV_TABLE_SIZE: u64 = 5_000_011;
+const DEFAULT_SLOW_START_MIN_WEIGHT_PERCENT: f64 = 10.0;
 
 /// The key of `typed_extension_protocol_options` that carries the upstream HTTP settings.
 const HTTP_PROTOCOL_OPTIONS_KEY: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
@@ -67,7 +153,21 @@ fn compile(c: &Cluster) -> Result<ClusterConfig, FieldError> {
         return Err(FieldError::new("name", "must not be empty"));
     }
     let discovery = discovery(c)?;
-    let lb_policy = lb_policy(c.lb_policy, discovery)?;
+    let lb_policy = lb_policy(c, discovery)?;
+    let healthy_panic_threshold =
+        common_lb_config(c.common_lb_config.as_ref()).at("common_lb_config")?;
+    if c.lb_subset_config
+        .as_ref()
+        .is_some_and(|s| !s.subset_selectors.is_empty())
+    {
+        return Err(FieldError::unsupported("lb_subset_config"));
+    }
+    if c.load_balancing_policy.is_some() {
+        return Err(FieldError::new(
+            "load_balancing_policy",
+            "not supported (use lb_policy and its lb config)",
+        ));
+    }
     let connect_timeout = match &c.connect_timeout {
         None => DEFAULT_CONNECT_TIMEOUT,
         Some(d) => match duration(d).at("connect_timeout")? {
@@ -102,6 +202,7 @@ fn compile(c: &Cluster) -> Result<ClusterConfig, FieldError> {
         name: c.name.clone(),
         discovery,
         lb_policy,
+        healthy_panic_threshold,
         protocol: protocol(c)?,
         connect_timeout,
         eds_service_name,
@@ -133,29 +234,279 @@ fn discovery(c: &Cluster) -> Result<Discovery, FieldError> {
     })
 }
 
-/// `CLUSTER_PROVIDED` is accepted for `ORIGINAL_DST` clusters, which Envoy requires to use it
-/// (Istio's `PassthroughCluster`): the destination is the original one, so no balancer runs and
-/// the value stored is irrelevant.
-fn lb_policy(raw: i32, discovery: Discovery) -> Result<LbPolicy, FieldError> {
-    match ProtoLbPolicy::try_from(raw) {
-        Ok(ProtoLbPolicy::RoundRobin) => Ok(LbPolicy::RoundRobin),
-        Ok(ProtoLbPolicy::LeastRequest) => Ok(LbPolicy::LeastRequest),
-        Ok(ProtoLbPolicy::Random) => Ok(LbPolicy::Random),
-        Ok(ProtoLbPolicy::ClusterProvided) if discovery == Discovery::OriginalDst => {
-            Ok(LbPolicy::RoundRobin)
+/// `lb_policy` with its `lb_config`. `CLUSTER_PROVIDED` is accepted for `ORIGINAL_DST` clusters,
+/// which Envoy requires to use it (Istio's `PassthroughCluster`): the destination is the
+/// original one, so no balancer runs and the value stored is irrelevant.
+fn lb_policy(c: &Cluster, discovery: Discovery) -> Result<LbPolicy, FieldError> {
+    let raw = c.lb_policy;
+    let policy = ProtoLbPolicy::try_from(raw)
+        .map_err(|_| FieldError::new("lb_policy", format!("unknown policy {raw}")))?;
+    let config = c.lb_config.as_ref();
+    // A config block for another policy would be silently ignored: refuse it instead.
+    let mismatch = |field: &str| {
+        Err(FieldError::new(
+            field,
+            format!("does not apply to lb_policy {}", policy.as_str_name()),
+        ))
+    };
+    match (policy, config) {
+        (_, Some(LbConfig::OriginalDstLbConfig(o))) => {
+            // All defaults: nothing to act on. Any setting reads the destination from a
+            // header, a port override or metadata, which is not implemented.
+            if o.use_http_header
+                || !o.http_header_name.is_empty()
+                || o.upstream_port_override.is_some()
+                || o.metadata_key.is_some()
+            {
+                return Err(FieldError::unsupported("original_dst_lb_config"));
+            }
+            if discovery != Discovery::OriginalDst {
+                return Err(FieldError::new(
+                    "original_dst_lb_config",
+                    "only applies to ORIGINAL_DST clusters",
+                ));
+            }
+            lb_policy_without_config(policy, discovery)
         }
-        Ok(other) => Err(FieldError::new(
+        (ProtoLbPolicy::RoundRobin, Some(LbConfig::RoundRobinLbConfig(rr))) => {
+            round_robin(rr).at("round_robin_lb_config")
+        }
+        (ProtoLbPolicy::LeastRequest, Some(LbConfig::LeastRequestLbConfig(lr))) => {
+            least_request(lr).at("least_request_lb_config")
+        }
+        (ProtoLbPolicy::RingHash, Some(LbConfig::RingHashLbConfig(rh))) => {
+            ring_hash(rh).at("ring_hash_lb_config")
+        }
+        (ProtoLbPolicy::Maglev, Some(LbConfig::MaglevLbConfig(m))) => {
+            maglev(m).at("maglev_lb_config")
+        }
+        (_, Some(LbConfig::RoundRobinLbConfig(_))) => mismatch("round_robin_lb_config"),
+        (_, Some(LbConfig::LeastRequestLbConfig(_))) => mismatch("least_request_lb_config"),
+        (_, Some(LbConfig::RingHashLbConfig(_))) => mismatch("ring_hash_lb_config"),
+        (_, Some(LbConfig::MaglevLbConfig(_))) => mismatch("maglev_lb_config"),
+        (_, None) => lb_policy_without_config(policy, discovery),
+    }
+}
+
+fn lb_policy_without_config(
+    policy: ProtoLbPolicy,
+    discovery: Discovery,
+) -> Result<LbPolicy, FieldError> {
+    match policy {
+        ProtoLbPolicy::RoundRobin => Ok(LbPolicy::RoundRobin { slow_start: None }),
+        ProtoLbPolicy::LeastRequest => least_request(&LeastRequestLbConfig::default()),
+        ProtoLbPolicy::Random => Ok(LbPolicy::Random),
+        ProtoLbPolicy::RingHash => ring_hash(&RingHashLbConfig::default()),
+        ProtoLbPolicy::Maglev => maglev(&MaglevLbConfig::default()),
+        ProtoLbPolicy::ClusterProvided if discovery == Discovery::OriginalDst => {
+            Ok(LbPolicy::RoundRobin { slow_start: None })
+        }
+        other => Err(FieldError::new(
             "lb_policy",
             format!(
-                "{} is not supported (use ROUND_ROBIN, LEAST_REQUEST or RANDOM)",
+                "{} is not supported (use ROUND_ROBIN, LEAST_REQUEST, RANDOM, RING_HASH or \
+                 MAGLEV)",
                 other.as_str_name()
             ),
         )),
-        Err(_) => Err(FieldError::new(
-            "lb_policy",
-            format!("unknown policy {raw}"),
-        )),
     }
+}
+
+fn round_robin(rr: &RoundRobinLbConfig) -> Result<LbPolicy, FieldError> {
+    Ok(LbPolicy::RoundRobin {
+        slow_start: slow_start(rr.slow_start_config.as_ref()).at("slow_start_config")?,
+    })
+}
+
+fn least_request(lr: &LeastRequestLbConfig) -> Result<LbPolicy, FieldError> {
+    let choice_count = match lr.choice_count {
+        None => DEFAULT_CHOICE_COUNT,
+        Some(n) if n.value >= 2 => n.value,
+        Some(n) => {
+            return Err(FieldError::new(
+                "choice_count",
+                format!("{} is below the minimum of 2", n.value),
+            ))
+        }
+    };
+    let active_request_bias = runtime_double(lr.active_request_bias.as_ref(), 1.0)
+        .filter(|b| b.get() >= 0.0)
+        .ok_or_else(|| {
+            FieldError::new(
+                "active_request_bias.default_value",
+                "must be a finite number of at least 0",
+            )
+        })?;
+    Ok(LbPolicy::LeastRequest(LeastRequest {
+        choice_count,
+        active_request_bias,
+        slow_start: slow_start(lr.slow_start_config.as_ref()).at("slow_start_config")?,
+    }))
+}
+
+fn ring_hash(rh: &RingHashLbConfig) -> Result<LbPolicy, FieldError> {
+    let hash_function = match HashFunction::try_from(rh.hash_function) {
+        Ok(HashFunction::XxHash) => RingHashFunction::XxHash,
+        Ok(HashFunction::MurmurHash2) => RingHashFunction::MurmurHash2,
+        Err(_) => {
+            return Err(FieldError::new(
+                "hash_function",
+                format!("unknown hash function {}", rh.hash_function),
+            ))
+        }
+    };
+    let min = rh
+        .minimum_ring_size
+        .map_or(DEFAULT_MIN_RING_SIZE, |v| v.value);
+    let max = rh.maximum_ring_size.map_or(MAX_RING_SIZE, |v| v.value);
+    // A zero-sized ring would hold no host and fail every request.
+    if min == 0 || min > MAX_RING_SIZE {
+        return Err(FieldError::new(
+            "minimum_ring_size",
+            format!("{min} is not between 1 and {MAX_RING_SIZE}"),
+        ));
+    }
+    if max > MAX_RING_SIZE {
+        return Err(FieldError::new(
+            "maximum_ring_size",
+            format!("{max} is above the limit of {MAX_RING_SIZE}"),
+        ));
+    }
+    if min > max {
+        return Err(FieldError::new(
+            "minimum_ring_size",
+            format!("{min} is greater than maximum_ring_size {max}"),
+        ));
+    }
+    Ok(LbPolicy::RingHash(RingHash {
+        minimum_ring_size: min,
+        maximum_ring_size: max,
+        hash_function,
+    }))
+}
+
+fn maglev(m: &MaglevLbConfig) -> Result<LbPolicy, FieldError> {
+    let table_size = m.table_size.map_or(DEFAULT_MAGLEV_TABLE_SIZE, |v| v.value);
+    if table_size > MAX_MAGLEV_TABLE_SIZE || !is_prime(table_size) {
+        return Err(FieldError::new(
+            "table_size",
+            format!("{table_size} must be a prime number no greater than {MAX_MAGLEV_TABLE_SIZE}"),
+        ));
+    }
+    Ok(LbPolicy::Maglev { table_size })
+}
+
+/// Trial division: table sizes are at most a few million, so this is a few thousand steps.
+fn is_prime(n: u64) -> bool {
+    if n < 2 {
+        return false;
+    }
+    (2..)
+        .take_while(|d| d * d <= n)
+        .all(|d| !n.is_multiple_of(d))
+}
+
+/// A missing config or a window of zero means no slow start, as in Envoy.
+fn slow_start(config: Option<&SlowStartConfig>) -> Result<Option<SlowStart>, FieldError> {
+    let Some(config) = config else {
+        return Ok(None);
+    };
+    let window = match &config.slow_start_window {
+        None => return Ok(None),
+        Some(d) => duration(d).at("slow_start_window")?,
+    };
+    if window.is_zero() {
+        return Ok(None);
+    }
+    let aggression = runtime_double(config.aggression.as_ref(), 1.0)
+        .filter(|a| a.get() > 0.0)
+        .ok_or_else(|| {
+            FieldError::new(
+                "aggression.default_value",
+                "must be a finite number greater than 0",
+            )
+        })?;
+    let min_weight = percent(
+        config.min_weight_percent.as_ref(),
+        DEFAULT_SLOW_START_MIN_WEIGHT_PERCENT,
+    )
+    .at("min_weight_percent")?;
+    Ok(Some(SlowStart {
+        window,
+        aggression,
+        min_weight: Finite(min_weight.get() / 100.0),
+    }))
+}
+
+/// weft-proxy has no runtime layer, so a `RuntimeDouble` is its default value, which is what
+/// Envoy uses when the runtime key is not set.
+fn runtime_double(value: Option<&RuntimeDouble>, default: f64) -> Option<Finite> {
+    Finite::new(value.map_or(default, |v| v.default_value))
+}
+
+fn percent(value: Option<&ProtoPercent>, default: f64) -> Result<Finite, FieldError> {
+    let v = value.map_or(default, |p| p.value);
+    Finite::new(v)
+        .filter(|v| (0.0..=100.0).contains(&v.get()))
+        .ok_or_else(|| FieldError::new("value", format!("{v} is not between 0 and 100")))
+}
+
+/// Returns the panic threshold; every other setting is refused when it would change where
+/// traffic goes, since it is not implemented.
+fn common_lb_config(common: Option<&CommonLbConfig>) -> Result<Finite, FieldError> {
+    let Some(common) = common else {
+        return Ok(Finite(DEFAULT_HEALTHY_PANIC_THRESHOLD));
+    };
+    match &common.locality_config_specifier {
+        None => {}
+        Some(LocalityConfigSpecifier::ZoneAwareLbConfig(_)) => {
+            return Err(FieldError::unsupported("zone_aware_lb_config"))
+        }
+        // Localities are flattened into one host list (see `endpoint`), so their weights
+        // cannot be applied.
+        Some(LocalityConfigSpecifier::LocalityWeightedLbConfig(_)) => {
+            return Err(FieldError::unsupported("locality_weighted_lb_config"))
+        }
+    }
+    // Updates apply at once: only a merge window of zero says that.
+    if let Some(w) = &common.update_merge_window {
+        if !duration(w).at("update_merge_window")?.is_zero() {
+            return Err(FieldError::new(
+                "update_merge_window",
+                "not supported (updates apply immediately; only 0s is accepted)",
+            ));
+        }
+    }
+    if common.ignore_new_hosts_until_first_hc {
+        return Err(FieldError::unsupported("ignore_new_hosts_until_first_hc"));
+    }
+    if common.close_connections_on_host_set_change {
+        return Err(FieldError::unsupported(
+            "close_connections_on_host_set_change",
+        ));
+    }
+    if let Some(ch) = &common.consistent_hashing_lb_config {
+        if ch.use_hostname_for_hashing {
+            return Err(FieldError::unsupported(
+                "consistent_hashing_lb_config.use_hostname_for_hashing",
+            ));
+        }
+        if ch.hash_balance_factor.is_some() {
+            return Err(FieldError::unsupported(
+                "consistent_hashing_lb_config.hash_balance_factor",
+            ));
+        }
+    }
+    if common.override_host_status.is_some() {
+        return Err(FieldError::unsupported("override_host_status"));
+    }
+    // Envoy rounds the threshold to a whole percent.
+    let threshold = percent(
+        common.healthy_panic_threshold.as_ref(),
+        DEFAULT_HEALTHY_PANIC_THRESHOLD,
+    )
+    .at("healthy_panic_threshold")?;
+    Ok(Finite(threshold.get().round()))
 }
 
 /// HTTP/2 only when asked for explicitly; `use_downstream_protocol_config` and `auto_config`

@@ -14,6 +14,7 @@ mod cluster;
 mod endpoint;
 mod error;
 mod filter_config;
+mod hash_policy;
 mod header_mutation;
 mod http_filters;
 mod listener;
@@ -26,7 +27,9 @@ mod route_policy;
 mod tests;
 
 pub use cluster::{
-    compile_cluster, ClusterConfig, Discovery, LbPolicy, UpstreamProtocol, DEFAULT_CONNECT_TIMEOUT,
+    compile_cluster, ClusterConfig, Discovery, Finite, LbPolicy, LeastRequest, RingHash,
+    RingHashFunction, SlowStart, UpstreamProtocol, DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_HEALTHY_PANIC_THRESHOLD,
 };
 pub use endpoint::{compile_load_assignment, Endpoint, EndpointAddress};
 pub use error::ValidationError;

@@ -275,6 +275,7 @@ fn compile_route(r: &Route, up: &Inherited) -> Result<CompiledRoute, FieldError>
         policy.mirrors = p.mirrors;
         policy.rewrite = p.rewrite;
         policy.cluster_not_found_status = p.cluster_not_found_status;
+        policy.hash_policy = p.hash_policy;
     }
     Ok(CompiledRoute {
         name: r.name.clone(),

@@ -14,10 +14,11 @@ use xds_protos::pb::envoy::config::route::v3::{
 
 use super::error::{duration, AtField, FieldError};
 use super::filter_config::fraction;
+use super::hash_policy::compile_hash_policies;
 use super::retry::retry_policy;
 use crate::router::{
-    substitution_from_envoy, ClusterTarget, Fraction, MaxStreamDuration, MirrorPolicy, PathRewrite,
-    RetryPolicy, Rewrite, DEFAULT_ROUTE_TIMEOUT,
+    substitution_from_envoy, ClusterTarget, Fraction, HashPolicy, MaxStreamDuration, MirrorPolicy,
+    PathRewrite, RetryPolicy, Rewrite, DEFAULT_ROUTE_TIMEOUT,
 };
 
 /// What `route.rs` folds into the route's [`RoutePolicy`](crate::router::RoutePolicy).
@@ -30,6 +31,7 @@ pub(crate) struct ActionPolicy {
     pub rewrite: Rewrite,
     /// The status when the route's cluster does not exist (Envoy's default 503).
     pub cluster_not_found_status: u16,
+    pub hash_policy: Box<[HashPolicy]>,
 }
 
 #[allow(deprecated)] // `max_grpc_timeout`, `grpc_timeout_offset`, `cors` and
@@ -46,7 +48,6 @@ pub(crate) fn action_policy(ra: &ProtoRouteAction) -> Result<ActionPolicy, Field
             "retry_policy_typed_config",
         ),
         (!ra.rate_limits.is_empty(), "rate_limits"),
-        (!ra.hash_policy.is_empty(), "hash_policy"),
         (ra.cors.is_some(), "cors"),
         (!ra.upgrade_configs.is_empty(), "upgrade_configs"),
         (
@@ -104,6 +105,7 @@ pub(crate) fn action_policy(ra: &ProtoRouteAction) -> Result<ActionPolicy, Field
         mirrors,
         rewrite: rewrite(ra)?,
         cluster_not_found_status,
+        hash_policy: compile_hash_policies(&ra.hash_policy)?.into(),
     })
 }
 

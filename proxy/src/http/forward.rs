@@ -15,7 +15,7 @@ use super::plan::Timeouts;
 use super::upstream_request::{ClusterSettings, RouterHeaders, UpstreamHead};
 use crate::body::{ProxyBody, ReplayBody, UpstreamBody, DEFAULT_REPLAY_LIMIT};
 use crate::router::filter_config::RouterConfig;
-use crate::router::{HeaderPolicy, RetryPolicy, Route, TryFailure};
+use crate::router::{request_hash, HeaderPolicy, RequestView, RetryPolicy, Route, TryFailure};
 use crate::snapshot::Snapshot;
 use crate::upstream::connect::ConnectError;
 use crate::upstream::pool::SendError;
@@ -72,6 +72,10 @@ pub async fn forward<'s>(
     };
     outcome.cluster = Some(cluster);
     let deadline = f.timeouts.total.map(|t| start + t);
+    let hash = (!policy.hash_policy.is_empty()).then(|| {
+        let view = RequestView::new(req.method(), req.uri(), req.headers());
+        request_hash(&policy.hash_policy, &view, f.peer.ip())
+    });
     let (parts, body) = req.into_parts();
     let head = UpstreamHead::new(
         parts,
@@ -106,6 +110,7 @@ pub async fn forward<'s>(
     }
     let mut tries = Tries {
         cluster,
+        hash: hash.as_ref().and_then(|h| h.hash),
         retry,
         include_attempt_count: policy.include_attempt_count,
         head: Some(head),
@@ -172,6 +177,9 @@ pub async fn forward<'s>(
                     cluster_headers.response.apply(h);
                 }
                 policy.headers.response.apply(h);
+                if let Some(cookie) = hash.and_then(|h| h.set_cookie) {
+                    h.append(http::header::SET_COOKIE, cookie);
+                }
                 return resp;
             }
             TryResult::TotalTimeout => {
@@ -218,6 +226,8 @@ const RESET_TEXT: &str =
 /// The state of the retry loop.
 struct Tries<'s> {
     cluster: &'s Cluster,
+    /// The request's hash for consistent-hash balancers.
+    hash: Option<u64>,
     retry: Option<&'s RetryPolicy>,
     include_attempt_count: bool,
     /// Taken by the last possible try, copied by the others.
@@ -237,7 +247,7 @@ impl<'s> Tries<'s> {
         };
         let mut chosen = None;
         for _ in 0..picks {
-            let host = self.cluster.pick()?;
+            let host = self.cluster.pick(self.hash)?;
             chosen = Some(host);
             if !self.tried.contains(host) {
                 break;

@@ -19,7 +19,7 @@ pub fn spawn(cluster: Arc<Cluster>, head: UpstreamHead, body: ProxyBody, limit: 
     tokio::spawn(async move {
         let exchange = async {
             let host = cluster
-                .pick()
+                .pick(None)
                 .ok_or_else(|| "no healthy upstream".to_string())?;
             let _in_flight = host.start_request();
             let req = head.into_request(cluster.config.protocol, body);

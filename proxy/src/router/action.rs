@@ -7,6 +7,7 @@ use bytes::Bytes;
 
 use super::filter_config::FilterConfigs;
 use super::fraction::Fraction;
+use super::hash_policy::HashPolicy;
 use super::header_mutation::HeaderPolicy;
 use super::retry::RetryPolicy;
 use super::rewrite::Rewrite;
@@ -63,6 +64,8 @@ pub struct RoutePolicy {
     pub include_attempt_count: bool,
     /// Envoy's `cluster_not_found_response_code` (default 503).
     pub cluster_not_found_status: u16,
+    /// What a consistent-hash balancer hashes the request by.
+    pub hash_policy: Box<[HashPolicy]>,
 }
 
 impl Default for RoutePolicy {
@@ -78,6 +81,7 @@ impl Default for RoutePolicy {
             filters: FilterConfigs::default(),
             include_attempt_count: false,
             cluster_not_found_status: 503,
+            hash_policy: Box::default(),
         }
     }
 }

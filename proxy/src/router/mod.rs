@@ -12,6 +12,7 @@ mod describe;
 mod domain;
 pub mod filter_config;
 mod fraction;
+mod hash_policy;
 mod header;
 mod header_mutation;
 mod matcher;
@@ -33,6 +34,9 @@ pub use action::{
 };
 pub use domain::DuplicateDomain;
 pub use fraction::{Fraction, MILLION};
+pub use hash_policy::{
+    request_hash, CookiePolicy, CookiePolicyError, HashKind, HashPolicy, RegexRewrite, RequestHash,
+};
 pub use header::{HeaderMatch, HeaderMatcher, HeaderSource};
 pub use header_mutation::{AppendAction, HeaderAdd, HeaderMutations, HeaderPolicy};
 pub use matcher::{PathMatcher, RouteMatcher};

@@ -2,8 +2,10 @@
 //!
 //! A [`Cluster`] is rebuilt into every new snapshot, but the parts that must outlive a reload
 //! (connection pools, balancer position, counters) are carried over from the previous
-//! snapshot's cluster of the same name: hosts by address, the rest when the cluster's settings
-//! did not change. So a reload neither drops pooled connections nor resets statistics.
+//! snapshot's cluster of the same name: hosts by address (with the time they joined, which
+//! slow start ramps from), the rest when the cluster's settings did not change. So a reload
+//! neither drops pooled connections nor resets statistics, and a cluster whose hosts and
+//! balancer settings are unchanged keeps its built balancer (ring, table) as is.
 
 pub mod connect;
 pub mod lb;
@@ -12,13 +14,14 @@ pub mod stats;
 
 use crate::body::InFlight;
 use crate::config::{ClusterConfig, Endpoint, EndpointAddress, UpstreamProtocol};
-use lb::LbState;
+use lb::{Balancer, LbState};
 use pool::HostPool;
 use stats::ClusterStats;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use tokio::time::Instant;
 
 /// One upstream host of one cluster.
 pub struct Host {
@@ -28,6 +31,8 @@ pub struct Host {
     /// weight or health, so guards of requests started before the reload still count down.
     active: Arc<AtomicU64>,
     pool: Arc<HostPool>,
+    /// When the host joined the cluster, for slow start; kept across reloads.
+    joined: Instant,
 }
 
 impl Host {
@@ -37,11 +42,22 @@ impl Host {
         healthy: bool,
         protocol: UpstreamProtocol,
     ) -> Arc<Host> {
+        Host::joined_at(address, weight, healthy, protocol, Instant::now())
+    }
+
+    fn joined_at(
+        address: EndpointAddress,
+        weight: u32,
+        healthy: bool,
+        protocol: UpstreamProtocol,
+        joined: Instant,
+    ) -> Arc<Host> {
         Arc::new(Host {
             weight: weight.max(1),
             healthy,
             active: Arc::new(AtomicU64::new(0)),
             pool: HostPool::new(address, protocol),
+            joined,
         })
     }
 
@@ -60,6 +76,11 @@ impl Host {
 
     pub fn healthy(&self) -> bool {
         self.healthy
+    }
+
+    /// When this host (by address) joined the cluster.
+    pub fn joined(&self) -> Instant {
+        self.joined
     }
 
     pub fn active_requests(&self) -> u64 {
@@ -92,8 +113,9 @@ pub struct Cluster {
     pub name: Arc<str>,
     pub config: Arc<ClusterConfig>,
     pub hosts: Vec<Arc<Host>>,
-    /// Whether any host has a weight other than 1, which switches to weighted selection.
-    weighted: bool,
+    /// Built from `hosts` and the config's balancer settings; shared with the previous
+    /// snapshot's cluster when neither changed, so a reload does not rebuild rings and tables.
+    balancer: Arc<Balancer>,
     pub runtime: Arc<ClusterRuntime>,
 }
 
@@ -113,6 +135,15 @@ impl Cluster {
                     .collect()
             })
             .unwrap_or_default();
+        // A protocol change replaces the hosts' pools, but they stay the same members.
+        let joined_before: HashMap<String, Instant> = match (previous, reuse) {
+            (Some(p), None) => p
+                .hosts
+                .iter()
+                .map(|h| (h.address().to_string(), h.joined))
+                .collect(),
+            _ => HashMap::new(),
+        };
         let hosts: Vec<Arc<Host>> = endpoints
             .iter()
             .map(|ep| match old_hosts.remove(&ep.address.to_string()) {
@@ -122,30 +153,114 @@ impl Cluster {
                     healthy: ep.healthy,
                     active: h.active.clone(),
                     pool: h.pool.clone(),
+                    joined: h.joined,
                 }),
-                None => Host::new(ep.address.clone(), ep.weight, ep.healthy, config.protocol),
+                None => Host::joined_at(
+                    ep.address.clone(),
+                    ep.weight,
+                    ep.healthy,
+                    config.protocol,
+                    joined_before
+                        .get(&ep.address.to_string())
+                        .copied()
+                        .unwrap_or_else(Instant::now),
+                ),
             })
             .collect();
         let runtime = previous.map(|p| p.runtime.clone()).unwrap_or_default();
+        let panic_threshold = config.healthy_panic_threshold.get();
+        let balancer = match previous {
+            Some(p)
+                if p.balancer
+                    .fits(&config.lb_policy, panic_threshold, &p.hosts, &hosts) =>
+            {
+                p.balancer.clone()
+            }
+            _ => Arc::new(Balancer::build(&config.lb_policy, panic_threshold, &hosts)),
+        };
         Cluster {
             name: Arc::from(config.name.as_str()),
-            weighted: hosts.iter().any(|h| h.weight != 1),
+            balancer,
             hosts,
             config,
             runtime,
         }
     }
 
-    pub fn pick(&self) -> Option<&Arc<Host>> {
-        lb::pick(
-            self.config.lb_policy,
-            &self.runtime.lb,
-            &self.hosts,
-            self.weighted,
-        )
+    /// The host for a request; `hash` is the request's hash from the route's hash policies
+    /// (see `crate::router::request_hash`), read only by the consistent-hashing balancers.
+    /// `None` when the cluster has no host to use. Never locks or allocates.
+    pub fn pick(&self, hash: Option<u64>) -> Option<&Arc<Host>> {
+        self.balancer.pick(&self.runtime.lb, hash)
     }
 
     pub fn healthy_hosts(&self) -> usize {
         self.hosts.iter().filter(|h| h.is_available()).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Discovery, Finite, LbPolicy, SlowStart};
+    use std::time::Duration;
+
+    fn config() -> Arc<ClusterConfig> {
+        Arc::new(ClusterConfig {
+            name: "c".into(),
+            discovery: Discovery::Eds,
+            lb_policy: LbPolicy::RoundRobin {
+                slow_start: Some(SlowStart {
+                    window: Duration::from_secs(60),
+                    aggression: Finite::new(1.0).expect("finite"),
+                    min_weight: Finite::new(0.1).expect("finite"),
+                }),
+            },
+            healthy_panic_threshold: Finite::new(50.0).expect("finite"),
+            protocol: UpstreamProtocol::Http1,
+            connect_timeout: Duration::from_secs(1),
+            eds_service_name: "c".into(),
+            static_endpoints: Vec::new(),
+        })
+    }
+
+    fn endpoint(last: u8, weight: u32) -> Endpoint {
+        Endpoint {
+            address: EndpointAddress::Socket(std::net::SocketAddr::from(([10, 0, 0, last], 80))),
+            weight,
+            healthy: true,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn hosts_keep_the_time_they_joined_across_reloads() {
+        let t0 = Instant::now();
+        let first = Cluster::build(config(), &[endpoint(1, 1)], None);
+        tokio::time::advance(Duration::from_secs(100)).await;
+        // A weight change makes a new host object; it is still the same member.
+        let second = Cluster::build(config(), &[endpoint(1, 5), endpoint(2, 1)], Some(&first));
+        assert_eq!(second.hosts[0].joined(), t0);
+        assert_eq!(second.hosts[1].joined(), t0 + Duration::from_secs(100));
+        // Removed and added again: a new member, which ramps up again.
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let third = Cluster::build(config(), &[endpoint(2, 1)], Some(&second));
+        let fourth = Cluster::build(config(), &[endpoint(1, 1), endpoint(2, 1)], Some(&third));
+        assert_eq!(fourth.hosts[0].joined(), t0 + Duration::from_secs(110));
+        // A protocol change keeps membership too.
+        let mut h2 = (*config()).clone();
+        h2.protocol = UpstreamProtocol::Http2;
+        let fifth = Cluster::build(Arc::new(h2), &[endpoint(2, 1)], Some(&fourth));
+        assert_eq!(fifth.hosts[0].joined(), t0 + Duration::from_secs(100));
+    }
+
+    #[test]
+    fn an_unchanged_cluster_keeps_its_balancer() {
+        let eps = [endpoint(1, 1), endpoint(2, 3)];
+        let first = Cluster::build(config(), &eps, None);
+        let same = Cluster::build(config(), &eps, Some(&first));
+        assert!(Arc::ptr_eq(&first.balancer, &same.balancer));
+        let reweighted = Cluster::build(config(), &[endpoint(1, 2), endpoint(2, 3)], Some(&same));
+        assert!(!Arc::ptr_eq(&same.balancer, &reweighted.balancer));
+        assert!(reweighted.pick(None).is_some());
     }
 }

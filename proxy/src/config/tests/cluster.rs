@@ -17,8 +17,13 @@ use xds_protos::type_url;
 use super::any;
 use super::endpoint::{cla, lb};
 use crate::config::{
-    compile_cluster, ClusterConfig, Discovery, EndpointAddress, LbPolicy, UpstreamProtocol,
+    compile_cluster, ClusterConfig, Discovery, EndpointAddress, Finite, LbPolicy, LeastRequest,
+    UpstreamProtocol,
 };
+
+fn finite(v: f64) -> Finite {
+    Finite::new(v).expect("finite")
+}
 
 const HPO_KEY: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 
@@ -64,7 +69,8 @@ fn eds_cluster_with_envoy_defaults() {
     };
     let cfg = compile(&c);
     assert_eq!(cfg.discovery, Discovery::Eds);
-    assert_eq!(cfg.lb_policy, LbPolicy::RoundRobin);
+    assert_eq!(cfg.lb_policy, LbPolicy::RoundRobin { slow_start: None });
+    assert_eq!(cfg.healthy_panic_threshold.get(), 50.0);
     assert_eq!(cfg.protocol, UpstreamProtocol::Http1);
     assert_eq!(cfg.connect_timeout, Duration::from_secs(5));
     assert_eq!(cfg.eds_service_name, c.name);
@@ -86,7 +92,14 @@ fn settings_are_read() {
         ..cluster("c", DiscoveryType::Eds)
     };
     let cfg = compile(&c);
-    assert_eq!(cfg.lb_policy, LbPolicy::LeastRequest);
+    assert_eq!(
+        cfg.lb_policy,
+        LbPolicy::LeastRequest(LeastRequest {
+            choice_count: 2,
+            active_request_bias: finite(1.0),
+            slow_start: None,
+        })
+    );
     assert_eq!(cfg.connect_timeout, Duration::from_millis(1500));
 
     let c = Cluster {
@@ -143,12 +156,16 @@ fn undecodable_protocol_options_are_rejected() {
 #[test]
 fn unsupported_lb_policy_names_the_field() {
     let c = Cluster {
-        lb_policy: ProtoLbPolicy::RingHash as i32,
+        lb_policy: ProtoLbPolicy::LoadBalancingPolicyConfig as i32,
         ..cluster("c", DiscoveryType::Eds)
     };
     let err = compile_cluster(&c).unwrap_err();
     assert_eq!(err.field, "lb_policy");
-    assert!(err.reason.contains("RING_HASH"), "{}", err.reason);
+    assert!(
+        err.reason.contains("LOAD_BALANCING_POLICY_CONFIG"),
+        "{}",
+        err.reason
+    );
     assert_eq!(
         err.to_string(),
         format!("Cluster c: lb_policy: {}", err.reason)
@@ -252,4 +269,434 @@ fn rejects_bad_clusters() {
         ..cluster("c", DiscoveryType::Eds)
     };
     assert_eq!(compile_cluster(&c).unwrap_err().field, "type");
+}
+
+// Load balancing: policies, their configs and common_lb_config.
+
+use xds_protos::pb::envoy::config::cluster::v3::cluster::{
+    common_lb_config::{
+        ConsistentHashingLbConfig, LocalityConfigSpecifier, LocalityWeightedLbConfig,
+    },
+    ring_hash_lb_config::HashFunction,
+    CommonLbConfig, LbConfig, LbSubsetConfig, LeastRequestLbConfig, MaglevLbConfig,
+    OriginalDstLbConfig, RingHashLbConfig, RoundRobinLbConfig, SlowStartConfig,
+};
+use xds_protos::pb::envoy::config::cluster::v3::LoadBalancingPolicy;
+use xds_protos::pb::envoy::config::core::v3::RuntimeDouble;
+use xds_protos::pb::envoy::r#type::v3::Percent;
+use xds_protos::pb::google::protobuf::{UInt32Value, UInt64Value};
+
+use crate::config::{RingHash, RingHashFunction, SlowStart};
+
+fn with_lb(policy: ProtoLbPolicy, config: Option<LbConfig>) -> Cluster {
+    Cluster {
+        lb_policy: policy as i32,
+        lb_config: config,
+        ..cluster("c", DiscoveryType::Eds)
+    }
+}
+
+fn lb_error(c: &Cluster) -> (String, String) {
+    let err = compile_cluster(c).expect_err("must be refused");
+    (err.field, err.reason)
+}
+
+fn secs(s: i64) -> ProtoDuration {
+    ProtoDuration {
+        seconds: s,
+        nanos: 0,
+    }
+}
+
+#[test]
+fn ring_hash_with_envoy_defaults_and_settings() {
+    let cfg = compile(&with_lb(ProtoLbPolicy::RingHash, None));
+    assert_eq!(
+        cfg.lb_policy,
+        LbPolicy::RingHash(RingHash {
+            minimum_ring_size: 1024,
+            maximum_ring_size: 8 * 1024 * 1024,
+            hash_function: RingHashFunction::XxHash,
+        })
+    );
+    let c = with_lb(
+        ProtoLbPolicy::RingHash,
+        Some(LbConfig::RingHashLbConfig(RingHashLbConfig {
+            minimum_ring_size: Some(UInt64Value { value: 4096 }),
+            maximum_ring_size: Some(UInt64Value { value: 65536 }),
+            hash_function: HashFunction::XxHash as i32,
+        })),
+    );
+    assert_eq!(
+        compile(&c).lb_policy,
+        LbPolicy::RingHash(RingHash {
+            minimum_ring_size: 4096,
+            maximum_ring_size: 65536,
+            hash_function: RingHashFunction::XxHash,
+        })
+    );
+}
+
+#[test]
+fn ring_hash_configs_are_checked_by_field() {
+    let ring = |min: Option<u64>, max: Option<u64>, f: HashFunction| {
+        with_lb(
+            ProtoLbPolicy::RingHash,
+            Some(LbConfig::RingHashLbConfig(RingHashLbConfig {
+                minimum_ring_size: min.map(|value| UInt64Value { value }),
+                maximum_ring_size: max.map(|value| UInt64Value { value }),
+                hash_function: f as i32,
+            })),
+        )
+    };
+    assert_eq!(
+        compile(&ring(None, None, HashFunction::MurmurHash2)).lb_policy,
+        LbPolicy::RingHash(RingHash {
+            minimum_ring_size: 1024,
+            maximum_ring_size: 8 * 1024 * 1024,
+            hash_function: RingHashFunction::MurmurHash2,
+        })
+    );
+    let mut unknown = ring(None, None, HashFunction::XxHash);
+    if let Some(LbConfig::RingHashLbConfig(r)) = &mut unknown.lb_config {
+        r.hash_function = 7;
+    }
+    assert_eq!(lb_error(&unknown).0, "ring_hash_lb_config.hash_function");
+    assert_eq!(
+        lb_error(&ring(Some(2048), Some(1024), HashFunction::XxHash)).0,
+        "ring_hash_lb_config.minimum_ring_size"
+    );
+    assert_eq!(
+        lb_error(&ring(Some(0), None, HashFunction::XxHash)).0,
+        "ring_hash_lb_config.minimum_ring_size"
+    );
+    assert_eq!(
+        lb_error(&ring(None, Some(8 * 1024 * 1024 + 1), HashFunction::XxHash)).0,
+        "ring_hash_lb_config.maximum_ring_size"
+    );
+}
+
+#[test]
+fn maglev_table_size_defaults_and_must_be_prime() {
+    let cfg = compile(&with_lb(ProtoLbPolicy::Maglev, None));
+    assert_eq!(cfg.lb_policy, LbPolicy::Maglev { table_size: 65537 });
+    let maglev = |size: u64| {
+        with_lb(
+            ProtoLbPolicy::Maglev,
+            Some(LbConfig::MaglevLbConfig(MaglevLbConfig {
+                table_size: Some(UInt64Value { value: size }),
+            })),
+        )
+    };
+    assert_eq!(
+        compile(&maglev(251)).lb_policy,
+        LbPolicy::Maglev { table_size: 251 }
+    );
+    for bad in [0, 1, 65536, 5_000_012, 5_000_101] {
+        assert_eq!(
+            lb_error(&maglev(bad)).0,
+            "maglev_lb_config.table_size",
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn least_request_config_is_read() {
+    let c = with_lb(
+        ProtoLbPolicy::LeastRequest,
+        Some(LbConfig::LeastRequestLbConfig(LeastRequestLbConfig {
+            choice_count: Some(UInt32Value { value: 5 }),
+            active_request_bias: Some(RuntimeDouble {
+                default_value: 0.5,
+                runtime_key: "upstream.lr_bias".into(),
+            }),
+            slow_start_config: Some(SlowStartConfig {
+                slow_start_window: Some(secs(30)),
+                aggression: None,
+                min_weight_percent: None,
+            }),
+        })),
+    );
+    assert_eq!(
+        compile(&c).lb_policy,
+        LbPolicy::LeastRequest(LeastRequest {
+            choice_count: 5,
+            active_request_bias: finite(0.5),
+            slow_start: Some(SlowStart {
+                window: Duration::from_secs(30),
+                aggression: finite(1.0),
+                min_weight: finite(0.1),
+            }),
+        })
+    );
+
+    let lr = |config: LeastRequestLbConfig| {
+        with_lb(
+            ProtoLbPolicy::LeastRequest,
+            Some(LbConfig::LeastRequestLbConfig(config)),
+        )
+    };
+    let c = lr(LeastRequestLbConfig {
+        choice_count: Some(UInt32Value { value: 1 }),
+        ..Default::default()
+    });
+    assert_eq!(lb_error(&c).0, "least_request_lb_config.choice_count");
+    let c = lr(LeastRequestLbConfig {
+        active_request_bias: Some(RuntimeDouble {
+            default_value: -1.0,
+            runtime_key: String::new(),
+        }),
+        ..Default::default()
+    });
+    assert_eq!(
+        lb_error(&c).0,
+        "least_request_lb_config.active_request_bias.default_value"
+    );
+}
+
+#[test]
+fn round_robin_slow_start_is_read_and_checked() {
+    let rr = |slow: SlowStartConfig| {
+        with_lb(
+            ProtoLbPolicy::RoundRobin,
+            Some(LbConfig::RoundRobinLbConfig(RoundRobinLbConfig {
+                slow_start_config: Some(slow),
+            })),
+        )
+    };
+    let c = rr(SlowStartConfig {
+        slow_start_window: Some(secs(60)),
+        aggression: Some(RuntimeDouble {
+            default_value: 2.0,
+            runtime_key: String::new(),
+        }),
+        min_weight_percent: Some(Percent { value: 25.0 }),
+    });
+    assert_eq!(
+        compile(&c).lb_policy,
+        LbPolicy::RoundRobin {
+            slow_start: Some(SlowStart {
+                window: Duration::from_secs(60),
+                aggression: finite(2.0),
+                min_weight: finite(0.25),
+            })
+        }
+    );
+    // No window, or a zero one: no slow start, as in Envoy.
+    let c = rr(SlowStartConfig::default());
+    assert_eq!(
+        compile(&c).lb_policy,
+        LbPolicy::RoundRobin { slow_start: None }
+    );
+    let c = rr(SlowStartConfig {
+        slow_start_window: Some(secs(0)),
+        ..Default::default()
+    });
+    assert_eq!(
+        compile(&c).lb_policy,
+        LbPolicy::RoundRobin { slow_start: None }
+    );
+
+    let c = rr(SlowStartConfig {
+        slow_start_window: Some(secs(60)),
+        aggression: Some(RuntimeDouble {
+            default_value: 0.0,
+            runtime_key: String::new(),
+        }),
+        ..Default::default()
+    });
+    assert_eq!(
+        lb_error(&c).0,
+        "round_robin_lb_config.slow_start_config.aggression.default_value"
+    );
+    let c = rr(SlowStartConfig {
+        slow_start_window: Some(secs(60)),
+        min_weight_percent: Some(Percent { value: 150.0 }),
+        ..Default::default()
+    });
+    assert_eq!(
+        lb_error(&c).0,
+        "round_robin_lb_config.slow_start_config.min_weight_percent.value"
+    );
+    let c = rr(SlowStartConfig {
+        slow_start_window: Some(secs(-1)),
+        ..Default::default()
+    });
+    assert_eq!(
+        lb_error(&c).0,
+        "round_robin_lb_config.slow_start_config.slow_start_window"
+    );
+}
+
+#[test]
+fn a_config_for_another_policy_is_refused() {
+    let c = with_lb(
+        ProtoLbPolicy::RoundRobin,
+        Some(LbConfig::RingHashLbConfig(RingHashLbConfig::default())),
+    );
+    let (field, reason) = lb_error(&c);
+    assert_eq!(field, "ring_hash_lb_config");
+    assert!(reason.contains("ROUND_ROBIN"), "{reason}");
+    let c = with_lb(
+        ProtoLbPolicy::Maglev,
+        Some(LbConfig::LeastRequestLbConfig(
+            LeastRequestLbConfig::default(),
+        )),
+    );
+    assert_eq!(lb_error(&c).0, "least_request_lb_config");
+}
+
+#[test]
+fn original_dst_lb_config_is_accepted_only_when_empty() {
+    let passthrough = |o: OriginalDstLbConfig| Cluster {
+        lb_policy: ProtoLbPolicy::ClusterProvided as i32,
+        lb_config: Some(LbConfig::OriginalDstLbConfig(o)),
+        ..cluster("PassthroughCluster", DiscoveryType::OriginalDst)
+    };
+    assert_eq!(
+        compile(&passthrough(OriginalDstLbConfig::default())).discovery,
+        Discovery::OriginalDst
+    );
+    let c = passthrough(OriginalDstLbConfig {
+        use_http_header: true,
+        ..Default::default()
+    });
+    assert_eq!(lb_error(&c).0, "original_dst_lb_config");
+}
+
+#[test]
+fn load_balancing_policy_and_subsets_are_refused_by_name() {
+    let c = Cluster {
+        load_balancing_policy: Some(LoadBalancingPolicy::default()),
+        ..cluster("c", DiscoveryType::Eds)
+    };
+    assert_eq!(lb_error(&c).0, "load_balancing_policy");
+    let c = Cluster {
+        lb_subset_config: Some(LbSubsetConfig {
+            subset_selectors: vec![Default::default()],
+            ..Default::default()
+        }),
+        ..cluster("c", DiscoveryType::Eds)
+    };
+    assert_eq!(lb_error(&c).0, "lb_subset_config");
+    // Without selectors there is no subset balancing: nothing to refuse.
+    let c = Cluster {
+        lb_subset_config: Some(LbSubsetConfig::default()),
+        ..cluster("c", DiscoveryType::Eds)
+    };
+    assert!(compile_cluster(&c).is_ok());
+}
+
+#[test]
+fn common_lb_config_panic_threshold_is_read() {
+    let with_common = |common: CommonLbConfig| Cluster {
+        common_lb_config: Some(common),
+        ..cluster("c", DiscoveryType::Eds)
+    };
+    let c = with_common(CommonLbConfig {
+        healthy_panic_threshold: Some(Percent { value: 0.0 }),
+        // A zero merge window is what weft-proxy does anyway.
+        update_merge_window: Some(secs(0)),
+        ..Default::default()
+    });
+    assert_eq!(compile(&c).healthy_panic_threshold.get(), 0.0);
+    assert_eq!(
+        compile(&with_common(CommonLbConfig::default()))
+            .healthy_panic_threshold
+            .get(),
+        50.0
+    );
+    let c = with_common(CommonLbConfig {
+        healthy_panic_threshold: Some(Percent { value: 33.4 }),
+        ..Default::default()
+    });
+    assert_eq!(compile(&c).healthy_panic_threshold.get(), 33.0);
+    let c = with_common(CommonLbConfig {
+        healthy_panic_threshold: Some(Percent { value: 101.0 }),
+        ..Default::default()
+    });
+    assert_eq!(
+        lb_error(&c).0,
+        "common_lb_config.healthy_panic_threshold.value"
+    );
+}
+
+#[test]
+fn common_lb_config_settings_that_change_traffic_are_refused_by_name() {
+    let refused = [
+        (
+            CommonLbConfig {
+                locality_config_specifier: Some(LocalityConfigSpecifier::LocalityWeightedLbConfig(
+                    LocalityWeightedLbConfig {},
+                )),
+                ..Default::default()
+            },
+            "common_lb_config.locality_weighted_lb_config",
+        ),
+        (
+            CommonLbConfig {
+                locality_config_specifier: Some(LocalityConfigSpecifier::ZoneAwareLbConfig(
+                    Default::default(),
+                )),
+                ..Default::default()
+            },
+            "common_lb_config.zone_aware_lb_config",
+        ),
+        (
+            CommonLbConfig {
+                update_merge_window: Some(secs(1)),
+                ..Default::default()
+            },
+            "common_lb_config.update_merge_window",
+        ),
+        (
+            CommonLbConfig {
+                ignore_new_hosts_until_first_hc: true,
+                ..Default::default()
+            },
+            "common_lb_config.ignore_new_hosts_until_first_hc",
+        ),
+        (
+            CommonLbConfig {
+                close_connections_on_host_set_change: true,
+                ..Default::default()
+            },
+            "common_lb_config.close_connections_on_host_set_change",
+        ),
+        (
+            CommonLbConfig {
+                consistent_hashing_lb_config: Some(ConsistentHashingLbConfig {
+                    use_hostname_for_hashing: true,
+                    hash_balance_factor: None,
+                }),
+                ..Default::default()
+            },
+            "common_lb_config.consistent_hashing_lb_config.use_hostname_for_hashing",
+        ),
+        (
+            CommonLbConfig {
+                consistent_hashing_lb_config: Some(ConsistentHashingLbConfig {
+                    use_hostname_for_hashing: false,
+                    hash_balance_factor: Some(UInt32Value { value: 150 }),
+                }),
+                ..Default::default()
+            },
+            "common_lb_config.consistent_hashing_lb_config.hash_balance_factor",
+        ),
+        (
+            CommonLbConfig {
+                override_host_status: Some(Default::default()),
+                ..Default::default()
+            },
+            "common_lb_config.override_host_status",
+        ),
+    ];
+    for (common, field) in refused {
+        let c = Cluster {
+            common_lb_config: Some(common),
+            ..cluster("c", DiscoveryType::Eds)
+        };
+        assert_eq!(lb_error(&c).0, field);
+    }
 }
