@@ -78,7 +78,7 @@ async fn mesh_with_rule() -> (weft_e2e::config::Mesh, Vec<weft_e2e::upstream::Ec
 
 #[tokio::test(flavor = "multi_thread")]
 async fn weft_proxy_accepts_every_load_balancer_weftd_writes() {
-    let (mut mesh, _echoes) = mesh_with_rule().await;
+    let (mesh, _echoes) = mesh_with_rule().await;
     let proxy = mesh.start_proxy("productpage-v1", "default").await;
     every_subset_serves(proxy.outbound).await;
     let dump = proxy.admin_get("/config_dump").await.body;
@@ -90,7 +90,7 @@ async fn weft_proxy_accepts_every_load_balancer_weftd_writes() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn envoy_accepts_every_load_balancer_weftd_writes() {
-    let (mut mesh, _echoes) = mesh_with_rule().await;
+    let (mesh, _echoes) = mesh_with_rule().await;
     let Some(envoy) = mesh.start_envoy("productpage-v1", "default", false).await else {
         return;
     };
