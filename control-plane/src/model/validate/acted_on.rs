@@ -65,6 +65,7 @@ pub fn acted_on_fields(kind: Kind) -> &'static [&'static str] {
             "spec.http[].retries.retryOn",
             "spec.http[].retries.retryRemoteLocalities",
             "spec.http[].retries.backoff",
+            "spec.http[].retries.retryIgnorePreviousHosts",
             "spec.http[].fault.delay.fixedDelay",
             "spec.http[].fault.delay.percentage",
             "spec.http[].fault.delay.percent",

@@ -350,6 +350,12 @@ fn fields_not_acted_on_warn_once_per_resource_and_path() {
   - name: b
     route: [{destination: {host: reviews}}]
     retries: {attempts: 2, retryIgnorePreviousHosts: true}
+  - name: c
+    match: [{uri: {prefix: /c}}]
+    redirect: {uri: /d, derivePort: FROM_REQUEST_PORT}
+  - name: d
+    match: [{uri: {prefix: /e}}]
+    redirect: {uri: /f, derivePort: FROM_REQUEST_PORT}
   tcp:
   - route: [{destination: {host: reviews}}]
 ");
@@ -373,8 +379,8 @@ fn fields_not_acted_on_warn_once_per_resource_and_path() {
         .collect();
     assert_eq!(
         warned,
-        ["spec.http[0].retries.retryIgnorePreviousHosts", "spec.tcp"],
-        "gateways, ignoreUriCase, timeout and attempts are acted on; TCP routes are not yet"
+        ["spec.http[2].redirect.derivePort", "spec.tcp"],
+        "gateways, ignoreUriCase, timeout and retries are acted on; derivePort and TCP routes are not yet"
     );
 }
 
