@@ -31,8 +31,8 @@ struct Args {
     access_log_format: AccessLogFormat,
     /// Move loopback endpoints (address 127.0.0.1/localhost) from a declared port to the port
     /// the workload really listens on: FROM=TO,FROM=TO. `weftctl up --app-port-base` sets it.
-    #[arg(long, value_parser = LocalPortMap::parse, default_value = "")]
-    local_port_map: LocalPortMap,
+    #[arg(long, value_parser = LocalPortMap::parse)]
+    local_port_map: Option<LocalPortMap>,
 }
 
 #[tokio::main]
@@ -58,7 +58,7 @@ async fn main() -> anyhow::Result<()> {
         options: TranslateOptions {
             access_log: (!args.no_access_log).then_some(args.access_log_format),
         },
-        local_port_map: args.local_port_map,
+        local_port_map: args.local_port_map.unwrap_or_default(),
     };
     // Registered before anything starts, so a SIGTERM during startup still stops cleanly.
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

@@ -39,8 +39,8 @@ Ports (all on 127.0.0.1; workload i is the i-th local WorkloadEntry by namespace
   weftd xDS / HTTP              15010 / 15014       --xds-port, --http-port
   ingress proxy / its admin     15001 / 15000       --ingress-port, --ingress-admin-port
   sidecar i outbound / admin    15100+i / 15200+i   --sidecar-outbound-base, --sidecar-admin-base
-  demo app i                    the port its WorkloadEntry declares (examples/bookinfo:
-                                19080-19085)        --app-port-base N puts app i on N+i
+  demo app i                    declared port       --app-port-base N puts app i on N+i
+                                (the one in its WorkloadEntry; examples/bookinfo: 19080-19085)
 A port in use is reported before anything starts.";
 
 #[derive(clap::Args, Debug, Clone)]
