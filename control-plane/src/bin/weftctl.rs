@@ -2,6 +2,7 @@
 //! file only parses the command line, sets up logging and turns results into exit codes.
 
 use clap::{Parser, Subcommand};
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use weft_control_plane::cli::{analyze, bootstrap, demo_app, up};
@@ -16,6 +17,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Start a local mesh on 127.0.0.1 from a config folder (e.g. examples/bookinfo).
+    #[command(after_help = up::PORTS_HELP)]
     Up(up::UpArgs),
     /// Run one BookInfo-style demo service (used by `up`).
     DemoApp(demo_app::DemoAppArgs),
@@ -32,6 +34,8 @@ enum Command {
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Colour codes only for a person's terminal, never in a log file or a pipe.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),

@@ -1,9 +1,10 @@
 //! weftd: the Weft control plane.
 
 use clap::Parser;
+use std::io::IsTerminal as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use weft_control_plane::daemon::{self, DaemonConfig};
+use weft_control_plane::daemon::{self, DaemonConfig, LocalPortMap};
 use weft_control_plane::translate::{AccessLogFormat, TranslateOptions};
 
 #[derive(Parser, Debug)]
@@ -28,6 +29,10 @@ struct Args {
     /// The proxies' access log format.
     #[arg(long, value_enum, default_value = "envoy")]
     access_log_format: AccessLogFormat,
+    /// Move loopback endpoints (address 127.0.0.1/localhost) from a declared port to the port
+    /// the workload really listens on: FROM=TO,FROM=TO. `weftctl up --app-port-base` sets it.
+    #[arg(long, value_parser = LocalPortMap::parse)]
+    local_port_map: Option<LocalPortMap>,
 }
 
 #[tokio::main]
@@ -38,6 +43,8 @@ async fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a person's terminal, never in a log file or a pipe.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     anyhow::ensure!(
         args.config_dir.is_dir(),
@@ -51,6 +58,7 @@ async fn main() -> anyhow::Result<()> {
         options: TranslateOptions {
             access_log: (!args.no_access_log).then_some(args.access_log_format),
         },
+        local_port_map: args.local_port_map.unwrap_or_default(),
     };
     // Registered before anything starts, so a SIGTERM during startup still stops cleanly.
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

@@ -5,8 +5,13 @@
 //! weftd and waits for it, starts the rest and waits for every readiness check, shows one
 //! request going through the mesh, then watches until Ctrl-C/SIGTERM (exit 0) or until a
 //! child dies (its log tail is shown, the rest are stopped, exit 1).
+//!
+//! weftd's output passes through `up` on its way to its log file, so configuration problems
+//! and reloads show in the terminal the user is looking at (`echo`). The log folder `up`
+//! makes is removed on a clean exit and kept, with its path printed, when something failed.
 
 mod config;
+mod echo;
 mod plan;
 mod supervisor;
 
@@ -27,6 +32,16 @@ const POLL: Duration = Duration::from_millis(200);
 /// The mesh may still be converging (endpoints pushed after listeners) when every proxy
 /// reports ready, so the first request is retried for a while before `up` warns.
 const SMOKE_PATIENCE: Duration = Duration::from_secs(15);
+
+/// `weftctl up --help`'s closing section: every port and the flag that moves it.
+pub const PORTS_HELP: &str = "\
+Ports (all on 127.0.0.1; workload i is the i-th local WorkloadEntry by namespace and name):
+  weftd xDS / HTTP              15010 / 15014       --xds-port, --http-port
+  ingress proxy / its admin     15001 / 15000       --ingress-port, --ingress-admin-port
+  sidecar i outbound / admin    15100+i / 15200+i   --sidecar-outbound-base, --sidecar-admin-base
+  demo app i                    declared port       --app-port-base N puts app i on N+i
+                                (the one in its WorkloadEntry; examples/bookinfo: 19080-19085)
+A port in use is reported before anything starts.";
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct UpArgs {
@@ -50,12 +65,20 @@ pub struct UpArgs {
     /// Sidecar i gets admin port base + i.
     #[arg(long, default_value_t = 15200)]
     pub sidecar_admin_base: u16,
+    /// Demo app i listens on base + i instead of the port its WorkloadEntry declares (weftd
+    /// is told the move; the folder is not changed).
+    #[arg(long)]
+    pub app_port_base: Option<u16>,
     /// Where weftd and weft-proxy are (default: next to this weftctl).
     #[arg(long)]
     pub bin_dir: Option<PathBuf>,
-    /// Where the per-process logs go (default: a new folder under the temp dir).
+    /// Where the per-process logs go (default: a new folder under the temp dir, removed when
+    /// the mesh stops cleanly). A folder given here is never removed.
     #[arg(long)]
     pub log_dir: Option<PathBuf>,
+    /// Keep the log folder after a clean stop too (it is always kept after a failure).
+    #[arg(long)]
+    pub keep_logs: bool,
     /// Seconds to wait for weftd, and then for the rest, to become ready.
     #[arg(long, default_value_t = 60)]
     pub ready_timeout: u64,
@@ -93,6 +116,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<i32> {
         ingress_admin: args.ingress_admin_port,
         sidecar_outbound_base: args.sidecar_outbound_base,
         sidecar_admin_base: args.sidecar_admin_base,
+        app_base: args.app_port_base,
     };
     let plan = plan::plan(&dir, &ports, &config.workloads, &config.services)?;
     for skipped in &plan.skipped {
@@ -100,14 +124,24 @@ pub async fn run(args: UpArgs) -> anyhow::Result<i32> {
     }
     let bins = Binaries::find(args.bin_dir.as_deref())?;
     check_ports_free(&plan)?;
-    let log_dir = match &args.log_dir {
-        Some(d) => d.clone(),
-        None => std::env::temp_dir().join(format!("weft-up-{}", std::process::id())),
+    let (log_dir, remove_logs) = match &args.log_dir {
+        Some(d) => (d.clone(), false),
+        None => (
+            std::env::temp_dir().join(format!("weft-up-{}", std::process::id())),
+            !args.keep_logs,
+        ),
     };
     std::fs::create_dir_all(&log_dir)
         .with_context(|| format!("cannot create log folder {}", log_dir.display()))?;
     println!("config: {}", dir.display());
-    println!("logs:   {}", log_dir.display());
+    if remove_logs {
+        println!(
+            "logs:   {} (removed when the mesh stops cleanly; --keep-logs keeps them)",
+            log_dir.display()
+        );
+    } else {
+        println!("logs:   {}", log_dir.display());
+    }
 
     let mut sup = Supervisor::default();
     let timeout = Duration::from_secs(args.ready_timeout);
@@ -119,15 +153,29 @@ pub async fn run(args: UpArgs) -> anyhow::Result<i32> {
             outcome = work => outcome,
         }
     };
+    if let Outcome::Died(died) = &outcome {
+        sup.drain_output(&died.name).await;
+    }
     sup.stop_all().await;
     Ok(match outcome {
         Outcome::Signal(name) => {
             println!("{name}: stopped every process");
+            if remove_logs {
+                if let Err(e) = std::fs::remove_dir_all(&log_dir) {
+                    eprintln!(
+                        "warning: cannot remove the log folder {}: {e}",
+                        log_dir.display()
+                    );
+                }
+            }
             0
         }
         Outcome::Died(died) => {
             eprintln!("{}", died.report());
-            eprintln!("stopped the other processes");
+            eprintln!(
+                "stopped the other processes; logs are in {}",
+                log_dir.display()
+            );
             1
         }
         Outcome::Failed(error) => {
@@ -150,6 +198,7 @@ async fn start_and_watch(
         &plan.control_plane,
         bins.path(plan.control_plane.program),
         log_dir,
+        Some(echo::weftd_line),
     ) {
         return Outcome::Failed(e);
     }
@@ -166,7 +215,7 @@ async fn start_and_watch(
     }
     println!("starting {} processes …", plan.mesh.len());
     for process in &plan.mesh {
-        if let Err(e) = sup.spawn(process, bins.path(process.program), log_dir) {
+        if let Err(e) = sup.spawn(process, bins.path(process.program), log_dir, None) {
             return Outcome::Failed(e);
         }
     }
@@ -348,7 +397,9 @@ fn check_ports_free(plan: &Plan) -> anyhow::Result<()> {
         return Ok(());
     }
     anyhow::bail!(
-        "ports already in use: {}. Is another `weftctl up` running? Stop it, or choose other ports (see --help)",
+        "ports already in use: {}. Is another `weftctl up` running? Stop it, or move the \
+         mesh's ports: --xds-port, --http-port, --ingress-port, --ingress-admin-port, \
+         --sidecar-outbound-base, --sidecar-admin-base, --app-port-base (see `weftctl up --help`)",
         busy.join(", ")
     )
 }
@@ -375,8 +426,9 @@ impl Binaries {
                 Ok(path)
             } else {
                 anyhow::bail!(
-                    "{name} not found in {}: build every binary (`cargo build` at the workspace root) or pass --bin-dir",
-                    dir.display()
+                    "{name} not found in {}: {}",
+                    dir.display(),
+                    build_hint(&dir)
                 )
             }
         };
@@ -396,6 +448,25 @@ impl Binaries {
             Program::Weftctl => &self.weftctl,
         }
     }
+}
+
+/// What builds weftd and weft-proxy into `dir`: the cargo profile is the folder's name, so
+/// the hint names the command for the profile this weftctl came from.
+fn build_hint(dir: &Path) -> String {
+    let command = match dir.file_name().and_then(|n| n.to_str()) {
+        Some("release") => "cargo build --release",
+        Some("debug") => "cargo build",
+        _ => {
+            return "build every binary with `cargo build --release` at the workspace root and \
+                    pass --bin-dir target/release, or pass --bin-dir with the folder that holds \
+                    weftd and weft-proxy"
+                .to_string()
+        }
+    };
+    format!(
+        "run `{command}` at the workspace root (it builds weftd, weft-proxy and weftctl \
+         together), or pass --bin-dir with the folder that holds them"
+    )
 }
 
 struct Signals {
@@ -437,5 +508,19 @@ impl ReadyClient {
             tokio::time::timeout(Duration::from_secs(1), self.client.get(uri)).await,
             Ok(Ok(response)) if response.status() == http::StatusCode::OK
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_build_hint_names_the_profile_weftctl_runs_from() {
+        assert!(build_hint(Path::new("/src/weft/target/release"))
+            .starts_with("run `cargo build --release` at the workspace root"));
+        assert!(build_hint(Path::new("/src/weft/target/debug"))
+            .starts_with("run `cargo build` at the workspace root"));
+        assert!(build_hint(Path::new("/usr/local/bin")).contains("--bin-dir"));
     }
 }

@@ -1,9 +1,17 @@
 //! weftd at run time: load the folder, serve ADS, watch for changes, publish new versions.
+//!
+//! What happens to the configuration is logged under the target [`CONFIG_LOG_TARGET`]: one
+//! line per problem (`file:line:col: severity: Kind ns/name: field: message`) and one line per
+//! load saying what the proxies now get. `weftctl up` shows exactly those lines (and any
+//! warning or error) in its own output, so keep them short and complete.
 
 mod http;
+mod port_map;
+
+pub use port_map::{LocalPortMap, PortMapError};
 
 use crate::model::Store;
-use crate::model::{Diagnostic, Severity};
+use crate::model::{count_diagnostics, Diagnostic, ResourceKey, Severity};
 use crate::translate::{MeshSnapshot, TranslateOptions};
 use crate::xds::{AdsService, ConfigVersion, StatusRegistry};
 use anyhow::Context as _;
@@ -19,7 +27,12 @@ pub struct DaemonConfig {
     pub xds_addr: SocketAddr,
     pub http_addr: SocketAddr,
     pub options: TranslateOptions,
+    /// Loopback endpoint ports to move (see [`LocalPortMap`]); empty for none.
+    pub local_port_map: LocalPortMap,
 }
+
+/// The tracing target of the configuration's log lines (loads, reloads, problems).
+pub const CONFIG_LOG_TARGET: &str = "weftd::config";
 
 /// What the HTTP endpoint reports.
 #[derive(Default)]
@@ -43,7 +56,21 @@ pub async fn run(
     let outcome = store.reload_dir(&cfg.config_dir);
     report(&state, &outcome.diagnostics);
     let version = publish_version(&state, &store);
-    let mesh = MeshSnapshot::new(store.config().clone(), cfg.options.clone());
+    let (errors, warnings) = count_diagnostics(&outcome.diagnostics);
+    info!(
+        target: CONFIG_LOG_TARGET,
+        "loaded {}: version {version}, {} resources served; {}",
+        cfg.config_dir.display(),
+        store.config().len(),
+        problems(errors, warnings)
+    );
+    if !cfg.local_port_map.is_empty() {
+        info!(target: CONFIG_LOG_TARGET, "moving loopback endpoint ports {}", cfg.local_port_map);
+    }
+    let mesh = MeshSnapshot::new(
+        cfg.local_port_map.apply(store.config().clone()),
+        cfg.options.clone(),
+    );
     let (config_tx, config_rx) =
         watch::channel(Arc::new(ConfigVersion::new(version, Arc::new(mesh))));
 
@@ -69,11 +96,30 @@ pub async fn run(
         while changes.recv().await.is_some() {
             let outcome = store.reload_dir(&cfg.config_dir);
             report(&state, &outcome.diagnostics);
+            let (errors, warnings) = count_diagnostics(&outcome.diagnostics);
+            let kept = if outcome.kept.is_empty() {
+                String::new()
+            } else {
+                format!("; the last good version stays for {}", names(&outcome.kept))
+            };
             if outcome.changed {
                 let version = publish_version(&state, &store);
-                info!(%version, "configuration changed; pushing");
-                let mesh = MeshSnapshot::new(store.config().clone(), cfg.options.clone());
+                info!(
+                    target: CONFIG_LOG_TARGET,
+                    "reloaded: version {version} pushed to the proxies; {}{kept}",
+                    problems(errors, warnings)
+                );
+                let mesh = MeshSnapshot::new(
+                    cfg.local_port_map.apply(store.config().clone()),
+                    cfg.options.clone(),
+                );
                 let _ = config_tx.send(Arc::new(ConfigVersion::new(version, Arc::new(mesh))));
+            } else {
+                info!(
+                    target: CONFIG_LOG_TARGET,
+                    "reloaded: nothing changed for the proxies; {}{kept}",
+                    problems(errors, warnings)
+                );
             }
         }
     };
@@ -101,11 +147,11 @@ fn report(state: &DaemonState, diagnostics: &[Diagnostic]) {
         match d.severity {
             Severity::Error => {
                 errors += 1;
-                error!("{d}");
+                error!(target: CONFIG_LOG_TARGET, "{d}");
             }
             Severity::Warning => {
                 warnings += 1;
-                warn!("{d}");
+                warn!(target: CONFIG_LOG_TARGET, "{d}");
             }
         }
     }
@@ -113,5 +159,36 @@ fn report(state: &DaemonState, diagnostics: &[Diagnostic]) {
     state.config_warnings.store(warnings, Ordering::Relaxed);
     if let Ok(mut g) = state.diagnostics.lock() {
         *g = diagnostics.iter().map(|d| d.to_string()).collect();
+    }
+}
+
+/// "no problems", "2 errors, 1 warning".
+fn problems(errors: usize, warnings: usize) -> String {
+    let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    match (errors, warnings) {
+        (0, 0) => "no problems".to_string(),
+        (e, 0) => plural(e, "error"),
+        (0, w) => plural(w, "warning"),
+        (e, w) => format!("{}, {}", plural(e, "error"), plural(w, "warning")),
+    }
+}
+
+fn names(keys: &[ResourceKey]) -> String {
+    keys.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::problems;
+
+    #[test]
+    fn problems_are_counted_in_words() {
+        assert_eq!(problems(0, 0), "no problems");
+        assert_eq!(problems(1, 0), "1 error");
+        assert_eq!(problems(0, 2), "2 warnings");
+        assert_eq!(problems(2, 1), "2 errors, 1 warning");
     }
 }

@@ -3,6 +3,7 @@
 use anyhow::Context as _;
 use clap::Parser;
 use std::collections::BTreeMap;
+use std::io::IsTerminal as _;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,6 +67,8 @@ fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a person's terminal, never in a log file or a pipe.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let workers = args
         .concurrency

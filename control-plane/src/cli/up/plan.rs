@@ -7,6 +7,9 @@
 //!   labels `app` and `version`. Its app listens on its `http` port (or its only/first port).
 //! - Workload i (by namespace and name) gets a sidecar with outbound port `outbound_base + i` and
 //!   admin port `admin_base + i`; the demo app uses that sidecar as its HTTP proxy.
+//! - With an app port base, workload i's app listens on `app_base + i` instead of its declared
+//!   port, and weftd is told the move (`--local-port-map declared=moved,...`), so the folder
+//!   stays as the user wrote it and keeps being watched.
 //! - One more proxy, "ingress", sits at the ingress port for the user's curl.
 //! - Every port is distinct; a clash is an error before anything starts.
 
@@ -29,6 +32,8 @@ pub struct Ports {
     pub ingress_admin: u16,
     pub sidecar_outbound_base: u16,
     pub sidecar_admin_base: u16,
+    /// Workload i's app listens on base + i; None: on the port its WorkloadEntry declares.
+    pub app_base: Option<u16>,
 }
 
 impl Default for Ports {
@@ -40,6 +45,7 @@ impl Default for Ports {
             ingress_admin: 15000,
             sidecar_outbound_base: 15100,
             sidecar_admin_base: 15200,
+            app_base: None,
         }
     }
 }
@@ -124,6 +130,12 @@ pub enum PlanError {
     },
     #[error("{0} local workloads: `up` supports at most {MAX_WORKLOADS}")]
     TooManyWorkloads(usize),
+    #[error("--app-port-base cannot move {first} and {second}: both declare port {port}, and weftd maps ports, not workloads")]
+    SharedDeclaredPort {
+        port: u16,
+        first: String,
+        second: String,
+    },
 }
 
 fn local(port: u16) -> SocketAddr {
@@ -198,20 +210,29 @@ pub fn plan(
     if locals.len() > MAX_WORKLOADS {
         return Err(PlanError::TooManyWorkloads(locals.len()));
     }
+    let moves = move_apps(&mut locals, ports.app_base)?;
 
     let xds = local(ports.xds).to_string();
     let control_plane = Process {
         name: "weftd".into(),
         role: Role::ControlPlane,
         program: Program::Weftd,
-        args: vec![
+        args: [
             "--config-dir".into(),
             config_dir.display().to_string(),
             "--xds-addr".into(),
             xds.clone(),
             "--http-addr".into(),
             local(ports.http).to_string(),
-        ],
+        ]
+        .into_iter()
+        .chain(
+            (!moves.is_empty())
+                .then(|| ["--local-port-map".to_string(), moves.join(",")])
+                .into_iter()
+                .flatten(),
+        )
+        .collect(),
         listens: vec![("xds", local(ports.xds)), ("http", local(ports.http))],
         ready_url: ready(ports.http, "/ready"),
     };
@@ -348,6 +369,32 @@ fn proxy_args(
         local(admin).to_string(),
     ]);
     args
+}
+
+/// With a base, gives workload i the app port base + i; returns the moves for weftd
+/// (`declared=moved`), none when nothing moves.
+fn move_apps(locals: &mut [Local], app_base: Option<u16>) -> Result<Vec<String>, PlanError> {
+    let Some(base) = app_base else {
+        return Ok(Vec::new());
+    };
+    let mut declared: BTreeMap<u16, String> = BTreeMap::new();
+    let mut moves = Vec::new();
+    for (i, l) in locals.iter_mut().enumerate() {
+        if let Some(first) = declared.insert(l.port, l.name.clone()) {
+            return Err(PlanError::SharedDeclaredPort {
+                port: l.port,
+                first,
+                second: l.name.clone(),
+            });
+        }
+        // i < MAX_WORKLOADS; the sum saturates rather than wraps, and a clash is caught later.
+        let moved = base.saturating_add(i as u16);
+        if moved != l.port {
+            moves.push(format!("{}={moved}", l.port));
+        }
+        l.port = moved;
+    }
+    Ok(moves)
 }
 
 /// The app's port: the one named `http`, else the first by name (WorkloadEntry ports are a map).

@@ -9,21 +9,33 @@
 
 use super::plan::Process;
 use std::fs::File;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::io::{AsyncBufReadExt as _, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
 
 /// How long a killed child may take to be reaped before we stop waiting for it.
 const REAP_TIMEOUT: Duration = Duration::from_secs(5);
 /// Lines of a dead child's log shown to the user.
 const TAIL_LINES: usize = 20;
+/// How long a dead child's last output may take to reach its log before the tail is shown.
+const OUTPUT_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Picks the lines of a child's output worth showing in `up`'s own output (every line goes
+/// to the child's log file either way); returns the text to show.
+pub type Echo = fn(&str) -> Option<String>;
 
 pub struct Running {
     pub name: String,
     pub pid: Option<u32>,
     pub log: PathBuf,
     child: Child,
+    /// Tasks copying an echoed child's output to its log (and to the terminal).
+    output: Vec<JoinHandle<()>>,
 }
 
 /// A child that exited while it should have been running.
@@ -52,37 +64,72 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    /// Starts one process with stdout and stderr going to `<log_dir>/<name>.log`.
+    /// Starts one process with stdout and stderr going to `<log_dir>/<name>.log`. With
+    /// `echo`, the output passes through weftctl on its way to the log, and the lines `echo`
+    /// picks are also printed, prefixed with the process's name.
     pub fn spawn(
         &mut self,
         process: &Process,
         program: &Path,
         log_dir: &Path,
+        echo: Option<Echo>,
     ) -> anyhow::Result<()> {
         let log = log_dir.join(format!("{}.log", process.name));
-        let stdout = File::create(&log)
+        let file = File::create(&log)
             .map_err(|e| anyhow::anyhow!("cannot create log file {}: {e}", log.display()))?;
-        let stderr = stdout.try_clone()?;
         let mut command = Command::new(program);
         command
             .args(&process.args)
             .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr)
             .kill_on_drop(true)
             .process_group(0);
+        if echo.is_some() {
+            command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        } else {
+            command.stdout(file.try_clone()?).stderr(file.try_clone()?);
+        }
         die_with_parent(&mut command);
-        let child = command.spawn().map_err(|e| {
+        let mut child = command.spawn().map_err(|e| {
             anyhow::anyhow!("cannot start {} ({}): {e}", process.name, program.display())
         })?;
+        let mut output = Vec::new();
+        if let Some(echo) = echo {
+            let file = Arc::new(Mutex::new(file));
+            if let Some(stdout) = child.stdout.take() {
+                output.push(tokio::spawn(copy_lines(
+                    stdout,
+                    file.clone(),
+                    process.name.clone(),
+                    echo,
+                )));
+            }
+            if let Some(stderr) = child.stderr.take() {
+                output.push(tokio::spawn(copy_lines(
+                    stderr,
+                    file,
+                    process.name.clone(),
+                    echo,
+                )));
+            }
+        }
         tracing::debug!(name = %process.name, pid = ?child.id(), "started");
         self.running.push(Running {
             name: process.name.clone(),
             pid: child.id(),
             log,
             child,
+            output,
         });
         Ok(())
+    }
+
+    /// Lets a dead child's last output reach its log file (bounded), so its tail is complete.
+    pub async fn drain_output(&mut self, name: &str) {
+        for r in self.running.iter_mut().filter(|r| r.name == name) {
+            for task in r.output.drain(..) {
+                let _ = tokio::time::timeout(OUTPUT_DRAIN_TIMEOUT, task).await;
+            }
+        }
     }
 
     /// The first child that has exited, if any. Any exit is unexpected: these are servers.
@@ -117,6 +164,27 @@ impl Supervisor {
             }
         }
         self.running.clear();
+    }
+}
+
+/// Copies a child's output to its log file line by line, and prints the lines `echo` picks.
+async fn copy_lines(from: impl AsyncRead + Unpin, log: Arc<Mutex<File>>, name: String, echo: Echo) {
+    let mut reader = BufReader::new(from);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        if let Ok(mut file) = log.lock() {
+            // A full disk must not stop the mesh; the line is still echoed if it matters.
+            let _ = file.write_all(&line);
+        }
+        let text = String::from_utf8_lossy(&line);
+        if let Some(shown) = echo(text.trim_end()) {
+            println!("{name}: {shown}");
+        }
     }
 }
 
@@ -187,12 +255,14 @@ mod tests {
             &process("short", &["-c", "echo starting; echo boom >&2; exit 3"]),
             Path::new("/bin/sh"),
             &dir,
+            None,
         )
         .unwrap();
         sup.spawn(
             &process("long", &["-c", "sleep 30"]),
             Path::new("/bin/sh"),
             &dir,
+            None,
         )
         .unwrap();
         let died = loop {
@@ -214,6 +284,34 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(5));
         assert!(sup.running.is_empty());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn an_echoed_child_still_logs_every_line_of_both_streams() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sup = Supervisor::default();
+        sup.spawn(
+            &process(
+                "echoed",
+                &["-c", "echo one; echo two >&2; echo three; exit 4"],
+            ),
+            Path::new("/bin/sh"),
+            dir.path(),
+            Some(|line| line.contains("two").then(|| line.to_string())),
+        )
+        .unwrap();
+        let died = loop {
+            if let Err(died) = sup.check() {
+                break died;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        sup.drain_output("echoed").await;
+        let log = std::fs::read_to_string(&died.log).unwrap();
+        let mut lines: Vec<&str> = log.lines().collect();
+        lines.sort();
+        assert_eq!(lines, ["one", "three", "two"]);
+        sup.stop_all().await;
     }
 
     #[test]

@@ -284,3 +284,53 @@ fn the_bookinfo_example_plans_as_documented() {
         "curl -x http://127.0.0.1:15001 http://productpage:9080/productpage"
     );
 }
+
+#[test]
+fn an_app_port_base_moves_the_apps_and_tells_weftd() {
+    let ports = Ports {
+        app_base: Some(29080),
+        ..Ports::default()
+    };
+    let plan = plan(Path::new("/cfg"), &ports, &bookinfo(), &[]).unwrap();
+    assert_eq!(
+        arg_after(&plan.control_plane, "--local-port-map"),
+        "19080=29080,19081=29081,19082=29082,19083=29083"
+    );
+    let app = by_name(&plan, "reviews-v1");
+    assert_eq!(arg_after(app, "--listen"), "127.0.0.1:29082");
+    assert_eq!(app.ready_url, "http://127.0.0.1:29082/health");
+    assert_eq!(app.listens, [("http", local(29082))]);
+}
+
+#[test]
+fn without_a_base_weftd_gets_no_port_map() {
+    let unmoved = plan(Path::new("/cfg"), &Ports::default(), &bookinfo(), &[]).unwrap();
+    assert!(!unmoved
+        .control_plane
+        .args
+        .contains(&"--local-port-map".to_string()));
+    // A base equal to the declared ports moves nothing.
+    let ports = Ports {
+        app_base: Some(19080),
+        ..Ports::default()
+    };
+    let same = plan(Path::new("/cfg"), &ports, &bookinfo(), &[]).unwrap();
+    assert!(!same
+        .control_plane
+        .args
+        .contains(&"--local-port-map".to_string()));
+}
+
+#[test]
+fn workloads_sharing_a_declared_port_cannot_be_moved() {
+    let mut workloads = bookinfo();
+    workloads[1].ports = [("http".to_string(), 19080)].into();
+    let ports = Ports {
+        app_base: Some(29080),
+        ..Ports::default()
+    };
+    assert!(matches!(
+        plan(Path::new("/cfg"), &ports, &workloads, &[]),
+        Err(PlanError::SharedDeclaredPort { port: 19080, .. })
+    ));
+}
