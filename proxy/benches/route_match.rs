@@ -17,9 +17,9 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use weft_proxy::router::{
-    ClusterTarget, HeaderMatch, HeaderMatcher, HeaderSource, PathMatcher, QueryMatch,
-    QueryMatcher, RequestView, Route, RouteAction, RouteMatcher, RoutePolicy, RouteTable,
-    StringMatcher, VirtualHost,
+    ClusterTarget, HeaderMatch, HeaderMatcher, HeaderSource, PathMatcher, QueryMatch, QueryMatcher,
+    RequestView, Route, RouteAction, RouteMatcher, RoutePolicy, RouteTable, StringMatcher,
+    VirtualHost,
 };
 
 const DEFAULT_SIZES: &[usize] = &[10, 100, 1_000, 10_000];
@@ -52,10 +52,10 @@ fn route(k: usize, slot: usize) -> RouteMatcher {
         3 => RouteMatcher::new(PathMatcher::prefix(&format!("{svc}/api/"), true)),
         4 => RouteMatcher::new(PathMatcher::exact(&format!("{svc}/login"), true)),
         5 => RouteMatcher::new(PathMatcher::prefix(&format!("{svc}/static/"), false)),
-        6 if k % 100 == 99 => RouteMatcher::new(regex(&format!(
-            "/(svc{k}|legacy{k})/items/[0-9]+"
-        ))),
-        6 if k % 5 == 0 => RouteMatcher::new(regex(&format!("{svc}/items/[0-9]+"))),
+        6 if k % 100 == 99 => {
+            RouteMatcher::new(regex(&format!("/(svc{k}|legacy{k})/items/[0-9]+")))
+        }
+        6 if k.is_multiple_of(5) => RouteMatcher::new(regex(&format!("{svc}/items/[0-9]+"))),
         6 => RouteMatcher::new(PathMatcher::prefix(&format!("{svc}/items/"), true)),
         7 => {
             let mut m = RouteMatcher::new(PathMatcher::prefix(&format!("{svc}/reviews"), true));

@@ -32,7 +32,7 @@ use super::{RequestView, Route};
 use trie::{Rule, Trie, TrieBuilder};
 
 /// Virtual hosts with fewer routes are scanned in order without an index.
-pub(crate) const MIN_INDEXED_ROUTES: usize = 16;
+pub(crate) const MIN_INDEXED_ROUTES: usize = 24;
 
 /// Candidate lists held on the stack per request; more spill to the heap.
 const INLINE_LISTS: usize = 16;

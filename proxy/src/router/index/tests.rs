@@ -351,7 +351,7 @@ fn random_request(rng: &mut StdRng) -> RandomRequest {
 
 #[test]
 fn index_chooses_what_the_linear_scan_chooses() {
-    let mut rng = StdRng::seed_from_u64(0x5eed_0f_1dd3);
+    let mut rng = StdRng::seed_from_u64(0x5eed_1dd3);
     let mut compared = 0;
     let mut found = 0;
     // Wins by a route past the first few: the scan had to pass over routes to get there.
