@@ -10,8 +10,13 @@
 //! a service catch-all), plus a regex the index cannot narrow every hundred blocks. Requests
 //! carry a realistic set of headers and hit a route in the first block (early), in the last
 //! block (late), or no route at all (none).
+//!
+//! Before timing, each case also counts heap allocations made by `find` (through a counting
+//! global allocator) and fails if there are any: matching is meant to allocate nothing.
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
@@ -21,6 +26,34 @@ use weft_proxy::router::{
     RequestView, Route, RouteAction, RouteMatcher, RoutePolicy, RouteTable, StringMatcher,
     VirtualHost,
 };
+
+/// The system allocator, counting allocations so the bench can check `find` makes none.
+struct CountingAlloc;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call is forwarded unchanged to the system allocator.
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAlloc = CountingAlloc;
+
+fn allocations_in(f: impl Fn()) -> usize {
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    f();
+    ALLOCATIONS.load(Ordering::Relaxed) - before
+}
 
 const DEFAULT_SIZES: &[usize] = &[10, 100, 1_000, 10_000];
 const BLOCK: usize = 10;
@@ -133,6 +166,8 @@ fn sizes() -> Vec<usize> {
 }
 
 fn route_match(c: &mut Criterion) {
+    // The counter must see allocations, or the zero checks below would prove nothing.
+    assert_eq!(allocations_in(|| drop(black_box(vec![0u8; 16]))), 1);
     let headers = headers();
     let method = Method::GET;
     for size in sizes() {
@@ -148,6 +183,12 @@ fn route_match(c: &mut Criterion) {
             let indexed = table.find(&req).map(|r| r.name.clone());
             assert_eq!(indexed, linear, "{scenario} at {size} routes");
             assert_eq!(linear.is_none(), scenario == "none", "{scenario} at {size}");
+            let allocations = allocations_in(|| {
+                for _ in 0..100 {
+                    black_box(table.find(black_box(&req)));
+                }
+            });
+            assert_eq!(allocations, 0, "find allocated: {scenario} at {size}");
             let mut group = c.benchmark_group(format!("route_match/{scenario}"));
             group.bench_with_input(BenchmarkId::new("linear", size), &req, |b, req| {
                 b.iter(|| black_box(table.find_linear(black_box(req))).is_some())
