@@ -171,7 +171,8 @@ struct Node {
 }
 
 /// Where `byte` is in the sorted `bytes`. Most nodes have a handful of children, where a plain
-/// scan beats a binary search (measured with `benches/route_match.rs`).
+/// scan beats a binary search (its branch-free loop was the hottest part of the walk in a profile
+/// of `benches/route_match.rs`).
 fn child_position(bytes: &[u8], byte: u8) -> Option<usize> {
     if bytes.len() <= 16 {
         bytes.iter().position(|&b| b == byte)
