@@ -2,6 +2,9 @@
 //! request's authority, then take the first route whose matcher passes (Envoy's order; routes
 //! are never reordered by specificity).
 //!
+//! Large virtual hosts get an index over their routes' path rules (see `index`), built with the
+//! table; it narrows the routes to evaluate without changing which one is chosen.
+//!
 //! Everything here is built once per configuration push (see `crate::config`, which turns xDS
 //! protos into these types and reports what is wrong with them). The request path only borrows:
 //! [`RequestView`] points into the request, and matching allocates only when a header that a
@@ -15,6 +18,7 @@ mod fraction;
 mod hash_policy;
 mod header;
 mod header_mutation;
+mod index;
 mod matcher;
 mod query;
 pub mod retry;
@@ -48,6 +52,7 @@ pub use target::ClusterTarget;
 pub use weighted::{WeightError, WeightedCluster, WeightedClusterSpec, WeightedClusters};
 
 use domain::DomainIndex;
+use index::RouteIndex;
 use matcher::PathTarget;
 
 /// What the router needs from a request, borrowed.
@@ -91,6 +96,9 @@ pub struct RouteTable {
     /// `ignore_port_in_host_matching`: compare the authority without its port.
     pub ignore_port_in_host_matching: bool,
     domains: DomainIndex,
+    /// `route_indexes[i]` indexes `virtual_hosts[i].routes`; `None` for small hosts, which are
+    /// scanned in order.
+    route_indexes: Vec<Option<RouteIndex>>,
 }
 
 #[derive(Debug, Clone)]
@@ -110,18 +118,24 @@ pub struct Route {
 }
 
 impl RouteTable {
-    /// Fails when a domain appears twice across the virtual hosts.
+    /// Fails when a domain appears twice across the virtual hosts. Also builds the route index
+    /// of every large virtual host, so that the request path only reads.
     pub fn new(
         name: String,
         virtual_hosts: Vec<VirtualHost>,
         ignore_port_in_host_matching: bool,
     ) -> Result<Self, DuplicateDomain> {
         let domains = DomainIndex::build(virtual_hosts.iter().map(|vh| vh.domains.as_slice()))?;
+        let route_indexes = virtual_hosts
+            .iter()
+            .map(|vh| RouteIndex::build(&vh.routes))
+            .collect();
         Ok(RouteTable {
             name,
             virtual_hosts,
             ignore_port_in_host_matching,
             domains,
+            route_indexes,
         })
     }
 
@@ -132,22 +146,45 @@ impl RouteTable {
 
     /// Like [`find`](Self::find), also returning the virtual host (its name goes into stats).
     pub fn find_with_host(&self, req: &RequestView<'_>) -> Option<(&VirtualHost, &Route)> {
-        let vh = self.virtual_host(req.authority)?;
+        let i = self.virtual_host_index(req.authority)?;
+        let vh = self.virtual_hosts.get(i)?;
         let target = PathTarget::new(req.path_and_query);
-        vh.routes
-            .iter()
-            .find(|r| r.matcher.matches_target(req, &target))
-            .map(|r| (vh, r))
+        let route = match self.route_indexes.get(i) {
+            Some(Some(index)) if index.covers(&vh.routes) => index.find(&vh.routes, req, &target),
+            _ => first_match(&vh.routes, req, &target),
+        };
+        route.map(|r| (vh, r))
+    }
+
+    /// The same answer as [`find`](Self::find), by evaluating every route of the virtual host
+    /// in order without the index: the reference the index is tested and benchmarked against.
+    pub fn find_linear(&self, req: &RequestView<'_>) -> Option<&Route> {
+        let vh = self.virtual_host(req.authority)?;
+        first_match(&vh.routes, req, &PathTarget::new(req.path_and_query))
     }
 
     pub fn virtual_host(&self, authority: &str) -> Option<&VirtualHost> {
+        self.virtual_host_index(authority)
+            .and_then(|i| self.virtual_hosts.get(i))
+    }
+
+    fn virtual_host_index(&self, authority: &str) -> Option<usize> {
         let host = if self.ignore_port_in_host_matching {
             domain::strip_port(authority)
         } else {
             authority
         };
-        self.domains
-            .find(host)
-            .and_then(|i| self.virtual_hosts.get(i))
+        self.domains.find(host)
     }
+}
+
+/// Envoy's rule: the first route, in configuration order, whose matcher passes.
+fn first_match<'r>(
+    routes: &'r [Route],
+    req: &RequestView<'_>,
+    target: &PathTarget<'_>,
+) -> Option<&'r Route> {
+    routes
+        .iter()
+        .find(|r| r.matcher.matches_target(req, target))
 }
