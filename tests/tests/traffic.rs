@@ -107,6 +107,11 @@ async fn default_retries(kind: Kind) {
     assert_eq!(r.status, 200, "{kind:?}: two 503s are retried away");
     assert_eq!(r.served_by(), "twice");
     assert_eq!(twice.count(), 3, "{kind:?}: one try and two retries");
+    assert_eq!(
+        seen(&r, "x-envoy-attempt-count"),
+        ["3"],
+        "{kind:?}: the upstream is told which try it answered"
+    );
 
     let r = get(&mut conn, "http://thrice:8080/", &[]).await;
     assert_eq!(r.status, 503, "{kind:?}: the third 503 is the answer");

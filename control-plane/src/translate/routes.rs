@@ -47,6 +47,9 @@ pub fn http_proxy_routes(mesh: &MeshSnapshot, node: &NodeIdentity) -> RouteConfi
                 name: format!("{}:{}", svc.hostname, port.number),
                 domains,
                 routes,
+                // As istiod: every try carries `x-envoy-attempt-count`, so an upstream can tell
+                // a retry from a first request.
+                include_request_attempt_count: true,
                 ..Default::default()
             });
         }

@@ -773,3 +773,14 @@ spec:
     let routes = routes_of(&mesh(&[yaml]), "solo.default.svc.cluster.local:9080");
     assert_eq!(hash_keys(action(&routes[0])), ["header:x-port"]);
 }
+
+#[test]
+fn every_virtual_host_asks_for_the_attempt_count_as_istiod_does() {
+    let r = translate(&mesh(&[BOOKINFO]), &node("default"));
+    let rc: RouteConfiguration = decode(&r, ROUTE, "http_proxy");
+    assert!(!rc.virtual_hosts.is_empty());
+    assert!(rc
+        .virtual_hosts
+        .iter()
+        .all(|v| v.include_request_attempt_count));
+}
