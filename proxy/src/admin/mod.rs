@@ -107,6 +107,7 @@ fn prometheus(ctx: &ProxyContext) -> String {
             c.runtime.stats.cx_connect_fail.load(Ordering::Relaxed)
         );
     }
+    resilience_stats(&mut out, &clusters);
     out.push_str("# TYPE envoy_cluster_membership_healthy gauge\n");
     for c in &clusters {
         let _ = writeln!(
@@ -134,6 +135,70 @@ fn prometheus(ctx: &ProxyContext) -> String {
         ctx.open_connections.load(Ordering::Relaxed)
     );
     out
+}
+
+/// Circuit-breaker counters and gauges, under Envoy's names.
+fn resilience_stats(out: &mut String, clusters: &[&std::sync::Arc<crate::upstream::Cluster>]) {
+    type Stat = fn(&crate::upstream::stats::ClusterStats) -> &std::sync::atomic::AtomicU64;
+    let counters: [(&str, Stat); 3] = [
+        ("upstream_cx_overflow", |s| &s.cx_overflow),
+        ("upstream_rq_pending_overflow", |s| &s.rq_pending_overflow),
+        ("upstream_rq_retry_overflow", |s| &s.rq_retry_overflow),
+    ];
+    for (name, stat) in counters {
+        let _ = writeln!(out, "# TYPE envoy_cluster_{name} counter");
+        for c in clusters {
+            let _ = writeln!(
+                out,
+                "envoy_cluster_{name}{{envoy_cluster_name=\"{}\"}} {}",
+                c.name,
+                stat(&c.runtime.stats).load(Ordering::Relaxed)
+            );
+        }
+    }
+    let mut gauges: Vec<(String, &str, u64)> = Vec::new();
+    for c in clusters {
+        let l = &c.runtime.limits;
+        for (open, remaining, is_open, left) in l.gauges() {
+            gauges.push((
+                format!("circuit_breakers_default_{open}"),
+                &c.name,
+                u64::from(is_open),
+            ));
+            gauges.push((
+                format!("circuit_breakers_default_{remaining}"),
+                &c.name,
+                left,
+            ));
+        }
+        gauges.push((
+            "upstream_cx_active".into(),
+            &c.name,
+            l.connections.load(Ordering::Relaxed),
+        ));
+        gauges.push((
+            "upstream_rq_active".into(),
+            &c.name,
+            l.requests.load(Ordering::Relaxed),
+        ));
+        gauges.push((
+            "upstream_rq_pending_active".into(),
+            &c.name,
+            l.pending.load(Ordering::Relaxed),
+        ));
+    }
+    gauges.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut last = String::new();
+    for (name, cluster, v) in gauges {
+        if name != last {
+            let _ = writeln!(out, "# TYPE envoy_cluster_{name} gauge");
+            last.clone_from(&name);
+        }
+        let _ = writeln!(
+            out,
+            "envoy_cluster_{name}{{envoy_cluster_name=\"{cluster}\"}} {v}"
+        );
+    }
 }
 
 fn text(status: StatusCode, body: String) -> Response<ProxyBody> {

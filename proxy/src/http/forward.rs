@@ -28,6 +28,19 @@ use tokio::time::Instant;
 
 pub static X_ENVOY_UPSTREAM_SERVICE_TIME: HeaderName =
     HeaderName::from_static("x-envoy-upstream-service-time");
+pub static X_ENVOY_OVERLOADED: HeaderName = HeaderName::from_static("x-envoy-overloaded");
+
+/// Envoy's answer when a circuit breaker refuses a request: 503 `UO`, `x-envoy-overloaded`.
+fn overflow_reply(flags: &mut ResponseFlags) -> Response<ProxyBody> {
+    flags.set(ResponseFlag::UpstreamOverflow);
+    let mut resp = local_reply(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "upstream connect error or disconnect/reset before headers. reset reason: overflow",
+    );
+    resp.headers_mut()
+        .insert(X_ENVOY_OVERLOADED.clone(), HeaderValue::from_static("true"));
+    resp
+}
 
 /// What the request path learned, for the access log and stats. It borrows from the
 /// snapshot the request runs on, so recording it costs no allocation.
@@ -117,6 +130,7 @@ pub async fn forward<'s>(
         body,
         tried: TriedHosts::default(),
         attempt: 0,
+        retry_slot: None,
     };
     loop {
         tries.attempt += 1;
@@ -132,7 +146,10 @@ pub async fn forward<'s>(
                 .set(ResponseFlag::UpstreamConnectionTermination);
             return local_reply(StatusCode::SERVICE_UNAVAILABLE, RESET_TEXT);
         };
-        let in_flight = host.start_request();
+        let Ok(request_slot) = cluster.runtime.limits.try_request() else {
+            return overflow_reply(&mut outcome.flags);
+        };
+        let in_flight = host.start_request().with_slot(request_slot);
         let try_start = Instant::now();
         let per_try_deadline = f.timeouts.per_try.map(|t| try_start + t);
         let timers = TryTimers {
@@ -153,7 +170,7 @@ pub async fn forward<'s>(
                 let retriable = tries
                     .retry
                     .is_some_and(|r| r.retries_response(resp.status().as_u16(), resp.headers()));
-                if retriable && tries.may_retry() {
+                if retriable && tries.may_retry() && tries.take_retry_slot(&mut outcome.flags) {
                     drop(resp);
                     if let Some(reply) = tries.back_off(deadline, &mut outcome.flags).await {
                         return reply;
@@ -190,6 +207,7 @@ pub async fn forward<'s>(
                 outcome.flags.set(ResponseFlag::StreamIdleTimeout);
                 return local_reply(StatusCode::REQUEST_TIMEOUT, "stream timeout");
             }
+            TryResult::Overflow => return overflow_reply(&mut outcome.flags),
             TryResult::Failed(failure, error) => {
                 if let Some(e) = &error {
                     tracing::debug!(host = %host.address(), error = %e, "upstream try failed");
@@ -207,7 +225,7 @@ pub async fn forward<'s>(
         drop(in_flight);
         let (failure, error) = failure;
         let retriable = tries.retry.is_some_and(|r| r.retries_failure(failure));
-        if retriable && tries.may_retry() {
+        if retriable && tries.may_retry() && tries.take_retry_slot(&mut outcome.flags) {
             if let Some(reply) = tries.back_off(deadline, &mut outcome.flags).await {
                 return reply;
             }
@@ -236,6 +254,8 @@ struct Tries<'s> {
     /// Hosts already tried; only kept when the policy avoids them.
     tried: TriedHosts,
     attempt: u32,
+    /// The cluster's retry circuit breaker slot of the retry under way.
+    retry_slot: Option<crate::upstream::limits::Slot>,
 }
 
 impl<'s> Tries<'s> {
@@ -274,6 +294,22 @@ impl<'s> Tries<'s> {
             head.set_attempt(self.attempt);
         }
         Some(head.into_request(protocol, body))
+    }
+
+    /// Takes a slot of the cluster's `max_retries` breaker for the next try. When there is
+    /// none the retry is not made (`upstream_rq_retry_overflow`, flag `UO`), as in Envoy.
+    fn take_retry_slot(&mut self, flags: &mut ResponseFlags) -> bool {
+        self.retry_slot = None;
+        match self.cluster.runtime.limits.try_retry() {
+            Some(slot) => {
+                self.retry_slot = Some(slot);
+                true
+            }
+            None => {
+                flags.set(ResponseFlag::UpstreamOverflow);
+                false
+            }
+        }
     }
 
     fn may_retry(&self) -> bool {
@@ -388,6 +424,8 @@ enum TryResult {
     Failed(TryFailure, Option<SendError>),
     TotalTimeout,
     Idle,
+    /// A circuit breaker refused the request before it left.
+    Overflow,
 }
 
 struct TryTimers {
@@ -411,6 +449,7 @@ async fn one_try(
             biased;
             result = &mut send => return match result {
                 Ok(resp) => TryResult::Response(resp),
+                Err(SendError::Overflow(_)) => TryResult::Overflow,
                 Err(e) => TryResult::Failed(classify(&e), Some(e)),
             },
             () = sleep_until(timers.total) => return TryResult::TotalTimeout,
@@ -442,6 +481,8 @@ fn classify(e: &SendError) -> TryFailure {
         SendError::ClosedBeforeSend => TryFailure::ResetBeforeRequest,
         SendError::Reset(e) if is_refused_stream(e) => TryFailure::RefusedStream,
         SendError::Reset(_) => TryFailure::Reset,
+        // Answered before classification (see `one_try`); never a reason to retry.
+        SendError::Overflow(_) => TryFailure::ResetBeforeRequest,
     }
 }
 

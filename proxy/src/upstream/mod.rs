@@ -9,12 +9,14 @@
 
 pub mod connect;
 pub mod lb;
+pub mod limits;
 pub mod pool;
 pub mod stats;
 
 use crate::body::InFlight;
 use crate::config::{ClusterConfig, Endpoint, EndpointAddress, UpstreamProtocol};
 use lb::{Balancer, LbState};
+use limits::Limits;
 use pool::HostPool;
 use stats::ClusterStats;
 use std::collections::HashMap;
@@ -42,7 +44,12 @@ impl Host {
         healthy: bool,
         protocol: UpstreamProtocol,
     ) -> Arc<Host> {
-        Host::joined_at(address, weight, healthy, protocol, Instant::now())
+        let limits = Arc::new(Limits::new(
+            Default::default(),
+            Default::default(),
+            Arc::default(),
+        ));
+        Host::joined_at(address, weight, healthy, protocol, limits, Instant::now())
     }
 
     fn joined_at(
@@ -50,13 +57,14 @@ impl Host {
         weight: u32,
         healthy: bool,
         protocol: UpstreamProtocol,
+        limits: Arc<Limits>,
         joined: Instant,
     ) -> Arc<Host> {
         Arc::new(Host {
             weight: weight.max(1),
             healthy,
             active: Arc::new(AtomicU64::new(0)),
-            pool: HostPool::new(address, protocol),
+            pool: HostPool::new(address, protocol, limits),
             joined,
         })
     }
@@ -102,11 +110,27 @@ impl fmt::Display for EndpointAddress {
     }
 }
 
-/// Runtime state kept across reloads while the cluster's settings stay the same.
-#[derive(Default)]
+/// Runtime state kept across reloads: balancer position, counters, circuit breakers (whose
+/// thresholds each build updates in place, so slots held by requests in flight stay counted).
 pub struct ClusterRuntime {
     pub lb: LbState,
-    pub stats: ClusterStats,
+    pub stats: Arc<ClusterStats>,
+    pub limits: Arc<Limits>,
+}
+
+impl ClusterRuntime {
+    fn new(config: &ClusterConfig) -> Self {
+        let stats = Arc::new(ClusterStats::default());
+        ClusterRuntime {
+            lb: LbState::default(),
+            limits: Arc::new(Limits::new(
+                config.circuit_breakers,
+                config.connection.clone(),
+                stats.clone(),
+            )),
+            stats,
+        }
+    }
 }
 
 pub struct Cluster {
@@ -126,6 +150,17 @@ impl Cluster {
         endpoints: &[Endpoint],
         previous: Option<&Cluster>,
     ) -> Cluster {
+        let runtime = match previous {
+            Some(p) => {
+                let limits = &p.runtime.limits;
+                limits.set(config.circuit_breakers);
+                if **limits.connection.load() != config.connection {
+                    limits.connection.store(Arc::new(config.connection.clone()));
+                }
+                p.runtime.clone()
+            }
+            None => Arc::new(ClusterRuntime::new(&config)),
+        };
         let reuse = previous.filter(|p| p.config.protocol == config.protocol);
         let mut old_hosts: HashMap<String, &Arc<Host>> = reuse
             .map(|p| {
@@ -160,6 +195,7 @@ impl Cluster {
                     ep.weight,
                     ep.healthy,
                     config.protocol,
+                    runtime.limits.clone(),
                     joined_before
                         .get(&ep.address.to_string())
                         .copied()
@@ -167,7 +203,6 @@ impl Cluster {
                 ),
             })
             .collect();
-        let runtime = previous.map(|p| p.runtime.clone()).unwrap_or_default();
         let panic_threshold = config.healthy_panic_threshold.get();
         let balancer = match previous {
             Some(p)
@@ -221,6 +256,8 @@ mod tests {
             connect_timeout: Duration::from_secs(1),
             eds_service_name: "c".into(),
             static_endpoints: Vec::new(),
+            circuit_breakers: Default::default(),
+            connection: Default::default(),
         })
     }
 

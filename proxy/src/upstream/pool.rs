@@ -11,12 +11,16 @@
 //! await.
 
 use super::connect::{connect, ConnectError};
-use crate::body::{ConnectionReturn, IdleSink, ProxyBody, UpstreamBody};
-use crate::config::{EndpointAddress, UpstreamProtocol};
+use super::limits::{Limits, Overflow};
+use crate::body::{ConnectionReturn, Http1Connection, IdleSink, ProxyBody, UpstreamBody};
+use crate::config::{ConnectionOptions, EndpointAddress, UpstreamProtocol};
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::Notify;
+use tokio::time::Instant;
 use tracing::debug;
 
 /// Idle HTTP/1.1 connections kept per host; more are closed when they come back.
@@ -25,15 +29,22 @@ const MAX_IDLE_PER_HOST: usize = 256;
 pub struct HostPool {
     address: EndpointAddress,
     protocol: UpstreamProtocol,
-    idle: Mutex<Vec<http1::SendRequest<ProxyBody>>>,
-    h2: Mutex<Option<http2::SendRequest<ProxyBody>>>,
+    /// Idle connections with the time each became idle.
+    idle: Mutex<Vec<(Http1Connection, Instant)>>,
+    h2: Mutex<Option<(http2::SendRequest<ProxyBody>, Instant, u32)>>,
     /// Serializes HTTP/2 connection setup so a burst of requests opens one connection.
     h2_connecting: tokio::sync::Mutex<()>,
+    /// The cluster's circuit breakers and connection options.
+    limits: Arc<Limits>,
+    /// This host's open connections.
+    open: Arc<AtomicU64>,
+    /// Wakes requests waiting for a connection of this host when one comes back idle.
+    returned: Notify,
 }
 
 pub enum Connection {
     /// An HTTP/1.1 connection; `reused` when it came from the idle stack.
-    Http1(http1::SendRequest<ProxyBody>, ConnectionReturn, bool),
+    Http1(Http1Connection, ConnectionReturn, bool),
     Http2(http2::SendRequest<ProxyBody>),
 }
 
@@ -46,16 +57,26 @@ pub enum SendError {
     Reset(hyper::Error),
     #[error("upstream closed the connection before the request was sent")]
     ClosedBeforeSend,
+    /// A circuit breaker refused the request before it left.
+    #[error(transparent)]
+    Overflow(#[from] Overflow),
 }
 
 impl HostPool {
-    pub fn new(address: EndpointAddress, protocol: UpstreamProtocol) -> Arc<Self> {
+    pub fn new(
+        address: EndpointAddress,
+        protocol: UpstreamProtocol,
+        limits: Arc<Limits>,
+    ) -> Arc<Self> {
         Arc::new(HostPool {
             address,
             protocol,
             idle: Mutex::new(Vec::new()),
             h2: Mutex::new(None),
             h2_connecting: tokio::sync::Mutex::new(()),
+            limits,
+            open: Arc::default(),
+            returned: Notify::new(),
         })
     }
 
@@ -67,26 +88,81 @@ impl HostPool {
     async fn checkout(
         self: &Arc<Self>,
         connect_timeout: Duration,
-    ) -> Result<Connection, ConnectError> {
+    ) -> Result<Connection, SendError> {
         match self.protocol {
             UpstreamProtocol::Http1 => self.checkout_http1(connect_timeout).await,
             UpstreamProtocol::Http2 => self.checkout_http2(connect_timeout).await,
         }
     }
 
+    /// An idle connection, else a new one if the cluster's connection limit allows (or this
+    /// host has none), else a wait for one to come back or close. The request counts as
+    /// pending from the moment it finds no idle connection until it has one.
     async fn checkout_http1(
         self: &Arc<Self>,
         connect_timeout: Duration,
-    ) -> Result<Connection, ConnectError> {
-        while let Some(sender) = self.pop_idle() {
-            // Only a connection ready right now is reused. One the server closed while idle is
-            // dropped here; so is one still sending a request body the server answered early
-            // (it came back when the response ended): waiting for it could take for ever.
-            if sender.is_ready() {
-                return Ok(self.http1(sender, true));
+    ) -> Result<Connection, SendError> {
+        let mut pending = None;
+        let mut counted_overflow = false;
+        loop {
+            let returned = self.returned.notified();
+            let released = self.limits.released.notified();
+            tokio::pin!(returned, released);
+            returned.as_mut().enable();
+            released.as_mut().enable();
+            if let Some(conn) = self.reusable_idle() {
+                return Ok(self.http1(conn, true));
+            }
+            if pending.is_none() {
+                pending = Some(self.limits.try_pending()?);
+            }
+            if self.limits.try_connection() {
+                return Ok(self.http1(self.open_http1(connect_timeout).await?, false));
+            }
+            if self.open.load(Ordering::Relaxed) == 0 {
+                // Over the cluster's limit because of other hosts: a host with no connection
+                // opens one anyway, or its requests could wait for ever.
+                self.limits.force_connection();
+                return Ok(self.http1(self.open_http1(connect_timeout).await?, false));
+            }
+            if !counted_overflow {
+                self.limits
+                    .stats
+                    .cx_overflow
+                    .fetch_add(1, Ordering::Relaxed);
+                counted_overflow = true;
+            }
+            tokio::select! {
+                () = returned => {}
+                () = released => {}
             }
         }
-        let io = connect(&self.address, connect_timeout).await?;
+    }
+
+    /// Pops idle connections until one may carry a request. Only a connection ready right now
+    /// is reused: one the server closed while idle is dropped here; so is one still sending a
+    /// request body the server answered early (it came back when the response ended), one idle
+    /// for longer than the idle timeout, and one past its maximum duration.
+    fn reusable_idle(&self) -> Option<Http1Connection> {
+        let options = self.limits.connection.load();
+        let now = Instant::now();
+        while let Some((conn, since)) = lock(&self.idle).pop() {
+            if conn.sender.is_ready()
+                && !expired(&options, conn.opened, since, now)
+                && !used_up(&options, conn.requests)
+            {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    /// Opens a connection whose slot the caller has taken; the slot is given back when the
+    /// connection ends.
+    async fn open_http1(&self, connect_timeout: Duration) -> Result<Http1Connection, ConnectError> {
+        let guard = ConnectionSlot::new(&self.limits, &self.open);
+        let keepalive = self.limits.connection.load().tcp_keepalive;
+        let io = connect(&self.address, connect_timeout, keepalive).await?;
         let (sender, conn) = http1::Builder::new()
             .handshake(TokioIo::new(io))
             .await
@@ -95,14 +171,19 @@ impl HostPool {
             if let Err(e) = conn.await {
                 debug!(error = %e, "upstream http/1.1 connection ended");
             }
+            drop(guard);
         });
-        Ok(self.http1(sender, false))
+        Ok(Http1Connection {
+            sender,
+            requests: 0,
+            opened: Instant::now(),
+        })
     }
 
-    fn http1(self: &Arc<Self>, sender: http1::SendRequest<ProxyBody>, reused: bool) -> Connection {
+    fn http1(self: &Arc<Self>, conn: Http1Connection, reused: bool) -> Connection {
         let sink: Arc<dyn IdleSink> = self.clone();
         let ret = ConnectionReturn::new(Arc::downgrade(&sink));
-        Connection::Http1(sender, ret, reused)
+        Connection::Http1(conn, ret, reused)
     }
 
     /// One request/response exchange with this host.
@@ -134,7 +215,7 @@ impl HostPool {
     async fn fresh_http1(
         self: &Arc<Self>,
         connect_timeout: Duration,
-    ) -> Result<Connection, ConnectError> {
+    ) -> Result<Connection, SendError> {
         // Drop idle connections first: if one was closed under us, its siblings likely were too.
         lock(&self.idle).clear();
         self.checkout_http1(connect_timeout).await
@@ -143,15 +224,27 @@ impl HostPool {
     async fn checkout_http2(
         self: &Arc<Self>,
         connect_timeout: Duration,
-    ) -> Result<Connection, ConnectError> {
+    ) -> Result<Connection, SendError> {
         if let Some(sender) = self.live_h2() {
             return Ok(Connection::Http2(sender));
         }
+        let _pending = self.limits.try_pending()?;
         let _guard = self.h2_connecting.lock().await;
         if let Some(sender) = self.live_h2() {
             return Ok(Connection::Http2(sender));
         }
-        let io = connect(&self.address, connect_timeout).await?;
+        // One multiplexed connection per host: it is opened even over the cluster's limit,
+        // as a host's first connection always is.
+        if !self.limits.try_connection() {
+            self.limits
+                .stats
+                .cx_overflow
+                .fetch_add(1, Ordering::Relaxed);
+            self.limits.force_connection();
+        }
+        let slot = ConnectionSlot::new(&self.limits, &self.open);
+        let keepalive = self.limits.connection.load().tcp_keepalive;
+        let io = connect(&self.address, connect_timeout, keepalive).await?;
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
             .timer(hyper_util::rt::TokioTimer::new())
             .adaptive_window(true)
@@ -162,15 +255,26 @@ impl HostPool {
             if let Err(e) = conn.await {
                 debug!(error = %e, "upstream http/2 connection ended");
             }
+            drop(slot);
         });
-        *lock(&self.h2) = Some(sender.clone());
+        *lock(&self.h2) = Some((sender.clone(), Instant::now(), 1));
         Ok(Connection::Http2(sender))
     }
 
+    /// The HTTP/2 connection, if it is open and may take another stream (not past its maximum
+    /// duration or request count; a retired one closes when its last stream ends).
     fn live_h2(&self) -> Option<http2::SendRequest<ProxyBody>> {
+        let options = self.limits.connection.load();
         let mut slot = lock(&self.h2);
-        match slot.as_ref() {
-            Some(s) if !s.is_closed() => Some(s.clone()),
+        match slot.as_mut() {
+            Some((s, opened, used))
+                if !s.is_closed()
+                    && !expired(&options, *opened, Instant::now(), Instant::now())
+                    && !used_up(&options, *used) =>
+            {
+                *used += 1;
+                Some(s.clone())
+            }
             Some(_) => {
                 *slot = None;
                 None
@@ -179,13 +283,61 @@ impl HostPool {
         }
     }
 
-    fn pop_idle(&self) -> Option<http1::SendRequest<ProxyBody>> {
-        lock(&self.idle).pop()
-    }
-
     /// Connections currently idle (HTTP/1.1) or open (HTTP/2), for the admin page.
     pub fn idle_connections(&self) -> usize {
         lock(&self.idle).len() + usize::from(lock(&self.h2).is_some())
+    }
+
+    /// This host's open connections.
+    pub fn open_connections(&self) -> u64 {
+        self.open.load(Ordering::Relaxed)
+    }
+}
+
+/// Whether a connection is too old to take a request: idle past the idle timeout, or open
+/// past the maximum duration.
+fn expired(
+    options: &ConnectionOptions,
+    opened: Instant,
+    idle_since: Instant,
+    now: Instant,
+) -> bool {
+    options
+        .idle_timeout
+        .is_some_and(|t| now.saturating_duration_since(idle_since) >= t)
+        || options
+            .max_connection_duration
+            .is_some_and(|t| now.saturating_duration_since(opened) >= t)
+}
+
+fn used_up(options: &ConnectionOptions, requests: u32) -> bool {
+    options
+        .max_requests_per_connection
+        .is_some_and(|max| requests >= max)
+}
+
+/// One open connection, counted for the cluster and the host until dropped (when the
+/// connection's task ends), which wakes requests waiting for a connection.
+struct ConnectionSlot {
+    limits: Arc<Limits>,
+    host: Arc<AtomicU64>,
+}
+
+impl ConnectionSlot {
+    /// The cluster's count is already taken by the caller.
+    fn new(limits: &Arc<Limits>, host: &Arc<AtomicU64>) -> Self {
+        host.fetch_add(1, Ordering::Relaxed);
+        ConnectionSlot {
+            limits: limits.clone(),
+            host: host.clone(),
+        }
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.host.fetch_sub(1, Ordering::Relaxed);
+        self.limits.connection_closed();
     }
 }
 
@@ -204,8 +356,8 @@ impl Connection {
         req: http::Request<ProxyBody>,
     ) -> Result<http::Response<UpstreamBody>, Unsent> {
         match self {
-            Connection::Http1(mut sender, mut ret, reused) => {
-                let resp = match sender.try_send_request(req).await {
+            Connection::Http1(mut conn, mut ret, reused) => {
+                let resp = match conn.sender.try_send_request(req).await {
                     Ok(resp) => resp,
                     Err(mut e) => {
                         return Err(match e.take_message() {
@@ -214,7 +366,8 @@ impl Connection {
                         })
                     }
                 };
-                ret.hold(sender);
+                conn.requests += 1;
+                ret.hold(conn);
                 Ok(resp.map(|body| UpstreamBody::new(body, Some(ret))))
             }
             Connection::Http2(mut sender) => {
@@ -226,13 +379,21 @@ impl Connection {
 }
 
 impl IdleSink for HostPool {
-    fn put_idle(&self, sender: http1::SendRequest<ProxyBody>) {
-        if sender.is_closed() {
+    fn put_idle(&self, conn: Http1Connection) {
+        // A connection that may carry no more requests is dropped, which closes it.
+        let options = self.limits.connection.load();
+        let now = Instant::now();
+        if conn.sender.is_closed()
+            || used_up(&options, conn.requests)
+            || expired(&options, conn.opened, now, now)
+        {
             return;
         }
         let mut idle = lock(&self.idle);
         if idle.len() < MAX_IDLE_PER_HOST {
-            idle.push(sender);
+            idle.push((conn, now));
+            drop(idle);
+            self.returned.notify_waiters();
         }
     }
 }
@@ -273,6 +434,14 @@ mod tests {
         addr
     }
 
+    fn test_limits() -> Arc<Limits> {
+        Arc::new(Limits::new(
+            crate::config::CircuitBreakers::default(),
+            ConnectionOptions::default(),
+            Arc::default(),
+        ))
+    }
+
     fn request() -> http::Request<ProxyBody> {
         http::Request::get("/")
             .header("host", "up")
@@ -283,7 +452,11 @@ mod tests {
     #[tokio::test]
     async fn keep_alive_connections_the_server_closed_are_not_reused() {
         let addr = one_shot_server().await;
-        let pool = HostPool::new(EndpointAddress::Socket(addr), UpstreamProtocol::Http1);
+        let pool = HostPool::new(
+            EndpointAddress::Socket(addr),
+            UpstreamProtocol::Http1,
+            test_limits(),
+        );
         for _ in 0..5 {
             let resp = pool
                 .send(request(), Duration::from_secs(1))
@@ -315,7 +488,11 @@ mod tests {
                 );
             }
         });
-        let pool = HostPool::new(EndpointAddress::Socket(addr), UpstreamProtocol::Http1);
+        let pool = HostPool::new(
+            EndpointAddress::Socket(addr),
+            UpstreamProtocol::Http1,
+            test_limits(),
+        );
         for _ in 0..10 {
             let resp = pool
                 .send(request(), Duration::from_secs(1))

@@ -12,6 +12,9 @@ pub struct ClusterStats {
     pub rq_total: AtomicU64,
     pub cx_connect_fail: AtomicU64,
     pub rq_timeout: AtomicU64,
+    pub cx_overflow: AtomicU64,
+    pub rq_pending_overflow: AtomicU64,
+    pub rq_retry_overflow: AtomicU64,
     by_code: Box<[AtomicU64]>,
 }
 
@@ -21,6 +24,9 @@ impl Default for ClusterStats {
             rq_total: AtomicU64::new(0),
             cx_connect_fail: AtomicU64::new(0),
             rq_timeout: AtomicU64::new(0),
+            cx_overflow: AtomicU64::new(0),
+            rq_pending_overflow: AtomicU64::new(0),
+            rq_retry_overflow: AtomicU64::new(0),
             by_code: (0..CODES).map(|_| AtomicU64::new(0)).collect(),
         }
     }
