@@ -137,13 +137,43 @@ fn prometheus(ctx: &ProxyContext) -> String {
     out
 }
 
-/// Circuit-breaker counters and gauges, under Envoy's names.
+/// Circuit-breaker and outlier-detection counters and gauges, under Envoy's names.
 fn resilience_stats(out: &mut String, clusters: &[&std::sync::Arc<crate::upstream::Cluster>]) {
     type Stat = fn(&crate::upstream::stats::ClusterStats) -> &std::sync::atomic::AtomicU64;
-    let counters: [(&str, Stat); 3] = [
+    let counters: [(&str, Stat); 11] = [
         ("upstream_cx_overflow", |s| &s.cx_overflow),
         ("upstream_rq_pending_overflow", |s| &s.rq_pending_overflow),
         ("upstream_rq_retry_overflow", |s| &s.rq_retry_overflow),
+        ("outlier_detection_ejections_enforced_total", |s| {
+            &s.ejections_enforced_total
+        }),
+        ("outlier_detection_ejections_overflow", |s| {
+            &s.ejections_overflow
+        }),
+        (
+            "outlier_detection_ejections_enforced_consecutive_5xx",
+            |s| &s.ejections_enforced_consecutive_5xx,
+        ),
+        (
+            "outlier_detection_ejections_enforced_consecutive_gateway_failure",
+            |s| &s.ejections_enforced_consecutive_gateway_failure,
+        ),
+        (
+            "outlier_detection_ejections_enforced_consecutive_local_origin_failure",
+            |s| &s.ejections_enforced_consecutive_local_origin_failure,
+        ),
+        (
+            "outlier_detection_ejections_detected_consecutive_5xx",
+            |s| &s.ejections_detected_consecutive_5xx,
+        ),
+        (
+            "outlier_detection_ejections_detected_consecutive_gateway_failure",
+            |s| &s.ejections_detected_consecutive_gateway_failure,
+        ),
+        (
+            "outlier_detection_ejections_detected_consecutive_local_origin_failure",
+            |s| &s.ejections_detected_consecutive_local_origin_failure,
+        ),
     ];
     for (name, stat) in counters {
         let _ = writeln!(out, "# TYPE envoy_cluster_{name} counter");
@@ -185,6 +215,13 @@ fn resilience_stats(out: &mut String, clusters: &[&std::sync::Arc<crate::upstrea
             "upstream_rq_pending_active".into(),
             &c.name,
             l.pending.load(Ordering::Relaxed),
+        ));
+    }
+    for c in clusters {
+        gauges.push((
+            "outlier_detection_ejections_active".into(),
+            &c.name,
+            c.ejected_hosts() as u64,
         ));
     }
     gauges.sort_by(|a, b| a.0.cmp(&b.0));

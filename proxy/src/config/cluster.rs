@@ -33,8 +33,8 @@ use xds_protos::type_url;
 use super::endpoint::{endpoints, Endpoint};
 use super::error::{duration, AtField, FieldError, ValidationError};
 use super::resilience::{
-    circuit_breakers, connection_options, upstream_connection_options, CircuitBreakers,
-    ConnectionOptions,
+    circuit_breakers, connection_options, outlier_detection, upstream_connection_options,
+    CircuitBreakers, ConnectionOptions, OutlierDetection,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +56,7 @@ pub struct ClusterConfig {
     /// `circuit_breakers` at DEFAULT priority.
     pub circuit_breakers: CircuitBreakers,
     pub connection: ConnectionOptions,
+    pub outlier_detection: Option<OutlierDetection>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,10 +208,6 @@ fn compile(c: &Cluster) -> Result<ClusterConfig, FieldError> {
             "a LOGICAL_DNS cluster needs exactly one endpoint",
         ));
     }
-    // Not implemented yet: ejecting hosts is refused rather than silently skipped.
-    if c.outlier_detection.is_some() {
-        return Err(FieldError::unsupported("outlier_detection"));
-    }
     let (protocol, common_http) = protocol(c)?;
     #[allow(deprecated)] // Still sent by control planes in the cluster's own fields.
     let mut connection = match &common_http {
@@ -238,6 +235,12 @@ fn compile(c: &Cluster) -> Result<ClusterConfig, FieldError> {
         protocol,
         circuit_breakers: circuit_breakers(c.circuit_breakers.as_ref()).at("circuit_breakers")?,
         connection,
+        outlier_detection: c
+            .outlier_detection
+            .as_ref()
+            .map(outlier_detection)
+            .transpose()
+            .at("outlier_detection")?,
         connect_timeout,
         eds_service_name,
         static_endpoints,

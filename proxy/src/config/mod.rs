@@ -37,5 +37,7 @@ pub use error::ValidationError;
 pub use listener::{
     compile_listener, AccessLogFormat, ListenerConfig, RouteSource, HTTP_CONNECTION_MANAGER_NAME,
 };
-pub use resilience::{CircuitBreakers, ConnectionOptions, TcpKeepalive, DEFAULT_IDLE_TIMEOUT};
+pub use resilience::{
+    CircuitBreakers, ConnectionOptions, OutlierDetection, TcpKeepalive, DEFAULT_IDLE_TIMEOUT,
+};
 pub use route::compile_route_config;

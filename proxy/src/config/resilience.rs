@@ -1,11 +1,14 @@
-//! A cluster's resilience settings: circuit breakers and upstream connection options, with
-//! Envoy's defaults filled in.
+//! A cluster's resilience settings: circuit breakers, upstream connection options and outlier
+//! detection, with Envoy's defaults filled in.
 //!
 //! What is acted on: the DEFAULT-priority `circuit_breakers` thresholds (`max_connections`,
 //! `max_pending_requests`, `max_requests`, `max_retries`); the common HTTP protocol options'
 //! `idle_timeout`, `max_connection_duration` and `max_requests_per_connection` (on the cluster or
-//! in the `HttpProtocolOptions` extension); `upstream_connection_options.tcp_keepalive`. Every
-//! other setting of these blocks that would change behaviour is refused by field name.
+//! in the `HttpProtocolOptions` extension); `upstream_connection_options.tcp_keepalive`; and
+//! outlier detection by consecutive 5xx, gateway and local-origin failures. Success-rate and
+//! failure-percentage ejection are not implemented, so a config that would enable them (Envoy
+//! enables success-rate ejection by default) is refused by field name, as is every other setting
+//! of these blocks that would change behaviour.
 //!
 //! HIGH-priority thresholds are accepted and unused: weft-proxy sends every request at DEFAULT
 //! priority, which is what those thresholds would never apply to either.
@@ -14,7 +17,7 @@ use std::time::Duration;
 
 use xds_protos::pb::envoy::config::cluster::v3::{
     circuit_breakers::Thresholds, CircuitBreakers as ProtoCircuitBreakers,
-    UpstreamConnectionOptions,
+    OutlierDetection as ProtoOutlier, UpstreamConnectionOptions,
 };
 use xds_protos::pb::envoy::config::core::v3::{
     HttpProtocolOptions as CommonHttpOptions, RoutingPriority,
@@ -78,6 +81,30 @@ pub struct TcpKeepalive {
     pub probes: Option<u32>,
     pub time: Option<Duration>,
     pub interval: Option<Duration>,
+}
+
+/// `outlier_detection`: consecutive-failure ejection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutlierDetection {
+    pub consecutive_5xx: u32,
+    /// Percent chance that a detected outlier is ejected.
+    pub enforcing_consecutive_5xx: u32,
+    pub consecutive_gateway_failure: u32,
+    pub enforcing_consecutive_gateway_failure: u32,
+    /// Locally originated failures (refused, reset, timeout) counted apart from the upstream's
+    /// own answers instead of as 5xx.
+    pub split_external_local_origin_errors: bool,
+    pub consecutive_local_origin_failure: u32,
+    pub enforcing_consecutive_local_origin_failure: u32,
+    /// How often ejected hosts are checked for return.
+    pub interval: Duration,
+    /// Ejection lasts `base_ejection_time × times ejected`, up to `max_ejection_time`.
+    pub base_ejection_time: Duration,
+    pub max_ejection_time: Duration,
+    /// A random extra of up to this much is added to each ejection.
+    pub max_ejection_time_jitter: Duration,
+    /// No ejection once this share of the hosts is ejected.
+    pub max_ejection_percent: u32,
 }
 
 pub(crate) fn circuit_breakers(
@@ -192,4 +219,98 @@ pub(crate) fn upstream_connection_options(
         time: secs(k.keepalive_time),
         interval: secs(k.keepalive_interval),
     }))
+}
+
+pub(crate) fn outlier_detection(o: &ProtoOutlier) -> Result<OutlierDetection, FieldError> {
+    let v = |w: Option<UInt32Value>, d: u32| w.map_or(d, |w| w.value);
+    // Success-rate ejection is Envoy's default; it must be switched off to be accepted.
+    if v(o.enforcing_success_rate, 100) != 0 {
+        return Err(FieldError::new(
+            "enforcing_success_rate",
+            "success-rate ejection is not supported (set enforcing_success_rate to 0)",
+        ));
+    }
+    if o.split_external_local_origin_errors && v(o.enforcing_local_origin_success_rate, 100) != 0 {
+        return Err(FieldError::new(
+            "enforcing_local_origin_success_rate",
+            "local-origin success-rate ejection is not supported (set it to 0)",
+        ));
+    }
+    if v(o.enforcing_failure_percentage, 0) != 0 {
+        return Err(FieldError::unsupported("enforcing_failure_percentage"));
+    }
+    if v(o.enforcing_failure_percentage_local_origin, 0) != 0 {
+        return Err(FieldError::unsupported(
+            "enforcing_failure_percentage_local_origin",
+        ));
+    }
+    if !o.monitors.is_empty() {
+        return Err(FieldError::unsupported("monitors"));
+    }
+    if o.always_eject_one_host.is_some_and(|b| b.value) {
+        return Err(FieldError::unsupported("always_eject_one_host"));
+    }
+    if o.detect_degraded_hosts.is_some_and(|b| b.value) {
+        return Err(FieldError::unsupported("detect_degraded_hosts"));
+    }
+    let d = |p: &Option<xds_protos::pb::google::protobuf::Duration>,
+             field: &str,
+             default: Duration| match p {
+        None => Ok(default),
+        Some(p) => duration(p).at(field),
+    };
+    let percent = |w: Option<UInt32Value>, d: u32, field: &str| {
+        let n = v(w, d);
+        if n > 100 {
+            Err(FieldError::new(field, format!("{n} is above 100")))
+        } else {
+            Ok(n)
+        }
+    };
+    let interval = d(&o.interval, "interval", Duration::from_secs(10))?;
+    if interval.is_zero() {
+        return Err(FieldError::new("interval", "must be greater than 0"));
+    }
+    let base_ejection_time = d(
+        &o.base_ejection_time,
+        "base_ejection_time",
+        Duration::from_secs(30),
+    )?;
+    // Envoy raises the maximum to the base when the base is larger.
+    let max_ejection_time = d(
+        &o.max_ejection_time,
+        "max_ejection_time",
+        Duration::from_secs(300),
+    )?
+    .max(base_ejection_time);
+    Ok(OutlierDetection {
+        consecutive_5xx: v(o.consecutive_5xx, 5),
+        enforcing_consecutive_5xx: percent(
+            o.enforcing_consecutive_5xx,
+            100,
+            "enforcing_consecutive_5xx",
+        )?,
+        consecutive_gateway_failure: v(o.consecutive_gateway_failure, 5),
+        enforcing_consecutive_gateway_failure: percent(
+            o.enforcing_consecutive_gateway_failure,
+            0,
+            "enforcing_consecutive_gateway_failure",
+        )?,
+        split_external_local_origin_errors: o.split_external_local_origin_errors,
+        consecutive_local_origin_failure: v(o.consecutive_local_origin_failure, 5),
+        enforcing_consecutive_local_origin_failure: percent(
+            o.enforcing_consecutive_local_origin_failure,
+            100,
+            "enforcing_consecutive_local_origin_failure",
+        )?,
+        interval,
+        base_ejection_time,
+        max_ejection_time,
+        max_ejection_time_jitter: d(
+            &o.max_ejection_time_jitter,
+            "max_ejection_time_jitter",
+            Duration::ZERO,
+        )?,
+        max_ejection_percent: v(o.max_ejection_percent, 10).min(100),
+    })
 }

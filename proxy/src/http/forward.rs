@@ -18,6 +18,7 @@ use crate::router::filter_config::RouterConfig;
 use crate::router::{request_hash, HeaderPolicy, RequestView, RetryPolicy, Route, TryFailure};
 use crate::snapshot::Snapshot;
 use crate::upstream::connect::ConnectError;
+use crate::upstream::outlier::TryOutcome;
 use crate::upstream::pool::SendError;
 use crate::upstream::{Cluster, Host};
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
@@ -165,6 +166,9 @@ pub async fn forward<'s>(
             &tries.body,
         )
         .await;
+        if let Some(o) = outlier_outcome(&result) {
+            cluster.report(host, o);
+        }
         let failure = match result {
             TryResult::Response(resp) => {
                 let retriable = tries
@@ -465,6 +469,19 @@ async fn one_try(
                 }
             }
         }
+    }
+}
+
+/// What outlier detection learns from a try: the host's status, or a failure of ours to
+/// reach it. A try the proxy itself cut short (overflow, idle) says nothing of the host.
+fn outlier_outcome(result: &TryResult) -> Option<TryOutcome> {
+    match result {
+        TryResult::Response(resp) => Some(TryOutcome::Status(resp.status().as_u16())),
+        TryResult::Failed(TryFailure::PerTryTimeout, _) | TryResult::TotalTimeout => {
+            Some(TryOutcome::LocalTimeout)
+        }
+        TryResult::Failed(_, _) => Some(TryOutcome::LocalFailure),
+        TryResult::Idle | TryResult::Overflow => None,
     }
 }
 

@@ -10,13 +10,16 @@
 pub mod connect;
 pub mod lb;
 pub mod limits;
+pub mod outlier;
 pub mod pool;
 pub mod stats;
 
 use crate::body::InFlight;
 use crate::config::{ClusterConfig, Endpoint, EndpointAddress, UpstreamProtocol};
+use arc_swap::ArcSwap;
 use lb::{Balancer, LbState};
 use limits::Limits;
+use outlier::{Detector, HostOutlier, Members};
 use pool::HostPool;
 use stats::ClusterStats;
 use std::collections::HashMap;
@@ -35,6 +38,8 @@ pub struct Host {
     pool: Arc<HostPool>,
     /// When the host joined the cluster, for slow start; kept across reloads.
     joined: Instant,
+    /// Consecutive failures and ejection; kept across reloads like `active`.
+    pub outlier: Arc<HostOutlier>,
 }
 
 impl Host {
@@ -66,6 +71,7 @@ impl Host {
             active: Arc::new(AtomicU64::new(0)),
             pool: HostPool::new(address, protocol, limits),
             joined,
+            outlier: Arc::default(),
         })
     }
 
@@ -77,9 +83,14 @@ impl Host {
         &self.pool
     }
 
-    /// Whether the balancer may pick this host.
+    /// Whether the balancer may pick this host: healthy and not ejected.
     pub fn is_available(&self) -> bool {
-        self.healthy
+        self.healthy && !self.outlier.is_ejected()
+    }
+
+    /// Whether outlier detection has taken the host out of balancing.
+    pub fn is_ejected(&self) -> bool {
+        self.outlier.is_ejected()
     }
 
     pub fn healthy(&self) -> bool {
@@ -139,8 +150,13 @@ pub struct Cluster {
     pub hosts: Vec<Arc<Host>>,
     /// Built from `hosts` and the config's balancer settings; shared with the previous
     /// snapshot's cluster when neither changed, so a reload does not rebuild rings and tables.
-    balancer: Arc<Balancer>,
+    /// The outlier detector publishes a new one when it ejects or returns a host.
+    balancer: Arc<ArcSwap<Balancer>>,
     pub runtime: Arc<ClusterRuntime>,
+    /// The outlier detector, when the cluster has `outlier_detection`; kept across reloads
+    /// while its settings are unchanged.
+    pub outlier: Option<Arc<Detector>>,
+    members: Arc<Members>,
 }
 
 impl Cluster {
@@ -189,6 +205,7 @@ impl Cluster {
                     active: h.active.clone(),
                     pool: h.pool.clone(),
                     joined: h.joined,
+                    outlier: h.outlier.clone(),
                 }),
                 None => Host::joined_at(
                     ep.address.clone(),
@@ -204,21 +221,61 @@ impl Cluster {
             })
             .collect();
         let panic_threshold = config.healthy_panic_threshold.get();
-        let balancer = match previous {
-            Some(p)
-                if p.balancer
-                    .fits(&config.lb_policy, panic_threshold, &p.hosts, &hosts) =>
-            {
-                p.balancer.clone()
+        let kept_detector = previous
+            .and_then(|p| p.outlier.as_ref())
+            .filter(|d| Some(d.config()) == config.outlier_detection.as_ref())
+            .cloned();
+        if config.outlier_detection.is_none() {
+            // Outlier detection switched off: nobody would ever return an ejected host.
+            for h in &hosts {
+                h.outlier.clear();
             }
-            _ => Arc::new(Balancer::build(&config.lb_policy, panic_threshold, &hosts)),
+        }
+        let generation = kept_detector.as_ref().map_or(0, |d| d.generation());
+        // The previous balancer fits if built over the same hosts, with the same settings,
+        // and no ejection or return happened since it was built.
+        let reusable = previous.and_then(|p| {
+            let current = p.balancer.load_full();
+            let fresh = p.outlier.is_none()
+                || p.members
+                    .built_generation
+                    .load(std::sync::atomic::Ordering::Acquire)
+                    == generation;
+            (fresh
+                && kept_detector.is_some() == p.outlier.is_some()
+                && current.fits(&config.lb_policy, panic_threshold, &p.hosts, &hosts))
+            .then_some(current)
+        });
+        let balancer = reusable.unwrap_or_else(|| {
+            Arc::new(Balancer::build(&config.lb_policy, panic_threshold, &hosts))
+        });
+        let slot = Arc::new(ArcSwap::new(balancer));
+        let members = Arc::new(Members {
+            hosts: hosts.clone(),
+            policy: config.lb_policy.clone(),
+            panic_threshold,
+            slot: slot.clone(),
+            built_generation: std::sync::atomic::AtomicU64::new(generation),
+        });
+        let name: Arc<str> = Arc::from(config.name.as_str());
+        let outlier = match (kept_detector, config.outlier_detection) {
+            (Some(d), _) => {
+                d.set_members(members.clone());
+                Some(d)
+            }
+            (None, Some(od)) => {
+                Detector::start(name.clone(), od, runtime.stats.clone(), members.clone())
+            }
+            (None, None) => None,
         };
         Cluster {
-            name: Arc::from(config.name.as_str()),
-            balancer,
+            name,
+            balancer: slot,
             hosts,
             config,
             runtime,
+            outlier,
+            members,
         }
     }
 
@@ -226,7 +283,21 @@ impl Cluster {
     /// (see `crate::router::request_hash`), read only by the consistent-hashing balancers.
     /// `None` when the cluster has no host to use. Never locks or allocates.
     pub fn pick(&self, hash: Option<u64>) -> Option<&Arc<Host>> {
-        self.balancer.pick(&self.runtime.lb, hash)
+        let balancer = self.balancer.load();
+        let position = balancer.pick_position(&self.runtime.lb, hash)?;
+        self.hosts.get(position)
+    }
+
+    /// Hosts outlier detection has ejected right now.
+    pub fn ejected_hosts(&self) -> usize {
+        self.hosts.iter().filter(|h| h.is_ejected()).count()
+    }
+
+    /// Tells outlier detection (if the cluster has it) how a try with `host` ended.
+    pub fn report(&self, host: &Arc<Host>, outcome: outlier::TryOutcome) {
+        if let Some(d) = &self.outlier {
+            d.report(host, outcome);
+        }
     }
 
     pub fn healthy_hosts(&self) -> usize {
@@ -258,6 +329,7 @@ mod tests {
             static_endpoints: Vec::new(),
             circuit_breakers: Default::default(),
             connection: Default::default(),
+            outlier_detection: None,
         })
     }
 
@@ -295,9 +367,15 @@ mod tests {
         let eps = [endpoint(1, 1), endpoint(2, 3)];
         let first = Cluster::build(config(), &eps, None);
         let same = Cluster::build(config(), &eps, Some(&first));
-        assert!(Arc::ptr_eq(&first.balancer, &same.balancer));
+        assert!(Arc::ptr_eq(
+            &first.balancer.load_full(),
+            &same.balancer.load_full()
+        ));
         let reweighted = Cluster::build(config(), &[endpoint(1, 2), endpoint(2, 3)], Some(&same));
-        assert!(!Arc::ptr_eq(&same.balancer, &reweighted.balancer));
+        assert!(!Arc::ptr_eq(
+            &same.balancer.load_full(),
+            &reweighted.balancer.load_full()
+        ));
         assert!(reweighted.pick(None).is_some());
     }
 }

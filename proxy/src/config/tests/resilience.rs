@@ -6,7 +6,7 @@ use std::time::Duration;
 use xds_protos::pb::envoy::config::cluster::v3::{
     circuit_breakers::{thresholds::RetryBudget, Thresholds},
     cluster::{ClusterDiscoveryType, DiscoveryType},
-    CircuitBreakers, Cluster, UpstreamConnectionOptions,
+    CircuitBreakers, Cluster, OutlierDetection as ProtoOutlier, UpstreamConnectionOptions,
 };
 use xds_protos::pb::envoy::config::core::v3::{
     HttpProtocolOptions as CommonHttpOptions, RoutingPriority, TcpKeepalive as ProtoKeepalive,
@@ -17,8 +17,8 @@ use xds_protos::type_url;
 
 use super::any;
 use crate::config::{
-    compile_cluster, CircuitBreakers as Breakers, ConnectionOptions, TcpKeepalive,
-    DEFAULT_IDLE_TIMEOUT,
+    compile_cluster, CircuitBreakers as Breakers, ConnectionOptions, OutlierDetection,
+    TcpKeepalive, DEFAULT_IDLE_TIMEOUT,
 };
 
 const HPO_KEY: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
@@ -184,4 +184,68 @@ fn settings_not_acted_on_are_refused_by_name() {
         nack(&c),
         "upstream_connection_options.set_local_interface_name_on_upstream_connections"
     );
+}
+
+#[test]
+fn outlier_detection_as_istiod_sends_it() {
+    let mut c = cluster();
+    c.outlier_detection = Some(ProtoOutlier {
+        consecutive_5xx: n(0),
+        enforcing_consecutive_5xx: n(0),
+        consecutive_gateway_failure: n(3),
+        enforcing_consecutive_gateway_failure: n(100),
+        interval: secs(1),
+        base_ejection_time: secs(60),
+        max_ejection_percent: n(100),
+        enforcing_success_rate: n(0),
+        ..Default::default()
+    });
+    let od = compile_cluster(&c).unwrap().outlier_detection.unwrap();
+    assert_eq!(
+        od,
+        OutlierDetection {
+            consecutive_5xx: 0,
+            enforcing_consecutive_5xx: 0,
+            consecutive_gateway_failure: 3,
+            enforcing_consecutive_gateway_failure: 100,
+            split_external_local_origin_errors: false,
+            consecutive_local_origin_failure: 5,
+            enforcing_consecutive_local_origin_failure: 100,
+            interval: Duration::from_secs(1),
+            base_ejection_time: Duration::from_secs(60),
+            // Envoy raises the maximum to the base when the base is larger; here it is not.
+            max_ejection_time: Duration::from_secs(300),
+            max_ejection_time_jitter: Duration::ZERO,
+            max_ejection_percent: 100,
+        }
+    );
+}
+
+#[test]
+fn outlier_detection_not_acted_on_is_refused_by_name() {
+    // Envoy's defaults turn on success-rate ejection, which weft-proxy does not do.
+    let mut c = cluster();
+    c.outlier_detection = Some(ProtoOutlier::default());
+    assert_eq!(nack(&c), "outlier_detection.enforcing_success_rate");
+    c.outlier_detection = Some(ProtoOutlier {
+        enforcing_success_rate: n(0),
+        split_external_local_origin_errors: true,
+        ..Default::default()
+    });
+    assert_eq!(
+        nack(&c),
+        "outlier_detection.enforcing_local_origin_success_rate"
+    );
+    c.outlier_detection = Some(ProtoOutlier {
+        enforcing_success_rate: n(0),
+        enforcing_failure_percentage: n(10),
+        ..Default::default()
+    });
+    assert_eq!(nack(&c), "outlier_detection.enforcing_failure_percentage");
+    c.outlier_detection = Some(ProtoOutlier {
+        enforcing_success_rate: n(0),
+        enforcing_consecutive_5xx: n(101),
+        ..Default::default()
+    });
+    assert_eq!(nack(&c), "outlier_detection.enforcing_consecutive_5xx");
 }

@@ -1,9 +1,9 @@
 //! The request path end to end inside one process: real sockets between a test client, the
 //! proxy's connection handling, and scripted upstreams. Each file covers one feature group.
 
-mod circuit_breaking;
 mod faults_and_cors;
 mod harness;
 mod mutations_and_mirrors;
+mod resilience;
 mod retries;
 mod timeouts;
