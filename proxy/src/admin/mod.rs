@@ -86,14 +86,14 @@ fn prometheus(ctx: &ProxyContext) -> String {
     out.push_str("# TYPE envoy_cluster_upstream_rq counter\n");
     for c in &clusters {
         for (code, n) in c.runtime.stats.codes() {
-            let _ = writeln!(out, "envoy_cluster_upstream_rq{{envoy_response_code=\"{code}\",envoy_cluster_name=\"{}\"}} {n}", c.name);
+            let _ = writeln!(out, "envoy_cluster_upstream_rq{{envoy_response_code=\"{code}\",cluster_name=\"{}\"}} {n}", c.name);
         }
     }
     out.push_str("# TYPE envoy_cluster_upstream_rq_total counter\n");
     for c in &clusters {
         let _ = writeln!(
             out,
-            "envoy_cluster_upstream_rq_total{{envoy_cluster_name=\"{}\"}} {}",
+            "envoy_cluster_upstream_rq_total{{cluster_name=\"{}\"}} {}",
             c.name,
             c.runtime.stats.rq_total.load(Ordering::Relaxed)
         );
@@ -102,7 +102,7 @@ fn prometheus(ctx: &ProxyContext) -> String {
     for c in &clusters {
         let _ = writeln!(
             out,
-            "envoy_cluster_upstream_cx_connect_fail{{envoy_cluster_name=\"{}\"}} {}",
+            "envoy_cluster_upstream_cx_connect_fail{{cluster_name=\"{}\"}} {}",
             c.name,
             c.runtime.stats.cx_connect_fail.load(Ordering::Relaxed)
         );
@@ -112,7 +112,7 @@ fn prometheus(ctx: &ProxyContext) -> String {
     for c in &clusters {
         let _ = writeln!(
             out,
-            "envoy_cluster_membership_healthy{{envoy_cluster_name=\"{}\"}} {}",
+            "envoy_cluster_membership_healthy{{cluster_name=\"{}\"}} {}",
             c.name,
             c.healthy_hosts()
         );
@@ -121,7 +121,7 @@ fn prometheus(ctx: &ProxyContext) -> String {
     for c in &clusters {
         let _ = writeln!(
             out,
-            "envoy_cluster_membership_total{{envoy_cluster_name=\"{}\"}} {}",
+            "envoy_cluster_membership_total{{cluster_name=\"{}\"}} {}",
             c.name,
             c.hosts.len()
         );
@@ -180,7 +180,7 @@ fn resilience_stats(out: &mut String, clusters: &[&std::sync::Arc<crate::upstrea
         for c in clusters {
             let _ = writeln!(
                 out,
-                "envoy_cluster_{name}{{envoy_cluster_name=\"{}\"}} {}",
+                "envoy_cluster_{name}{{cluster_name=\"{}\"}} {}",
                 c.name,
                 stat(&c.runtime.stats).load(Ordering::Relaxed)
             );
@@ -233,7 +233,7 @@ fn resilience_stats(out: &mut String, clusters: &[&std::sync::Arc<crate::upstrea
         }
         let _ = writeln!(
             out,
-            "envoy_cluster_{name}{{envoy_cluster_name=\"{cluster}\"}} {v}"
+            "envoy_cluster_{name}{{cluster_name=\"{cluster}\"}} {v}"
         );
     }
 }

@@ -17,7 +17,6 @@ use crate::body::{ProxyBody, ReplayBody, UpstreamBody, DEFAULT_REPLAY_LIMIT};
 use crate::router::filter_config::RouterConfig;
 use crate::router::{request_hash, HeaderPolicy, RequestView, RetryPolicy, Route, TryFailure};
 use crate::snapshot::Snapshot;
-use crate::upstream::connect::ConnectError;
 use crate::upstream::outlier::TryOutcome;
 use crate::upstream::pool::SendError;
 use crate::upstream::{Cluster, Host};
@@ -174,14 +173,16 @@ pub async fn forward<'s>(
                 let retriable = tries
                     .retry
                     .is_some_and(|r| r.retries_response(resp.status().as_u16(), resp.headers()));
-                if retriable && tries.may_retry() && tries.take_retry_slot(&mut outcome.flags) {
+                let tries_left = retriable && tries.may_retry();
+                if tries_left && tries.take_retry_slot(&mut outcome.flags) {
                     drop(resp);
                     if let Some(reply) = tries.back_off(deadline, &mut outcome.flags).await {
                         return reply;
                     }
                     continue;
                 }
-                if retriable {
+                // Out of tries is URX; a retry the breaker refused is UO (set above) only.
+                if retriable && !tries_left {
                     outcome.flags.set(ResponseFlag::UpstreamRetryLimitExceeded);
                 }
                 let elapsed = try_start.elapsed().as_millis();
@@ -229,13 +230,14 @@ pub async fn forward<'s>(
         drop(in_flight);
         let (failure, error) = failure;
         let retriable = tries.retry.is_some_and(|r| r.retries_failure(failure));
-        if retriable && tries.may_retry() && tries.take_retry_slot(&mut outcome.flags) {
+        let tries_left = retriable && tries.may_retry();
+        if tries_left && tries.take_retry_slot(&mut outcome.flags) {
             if let Some(reply) = tries.back_off(deadline, &mut outcome.flags).await {
                 return reply;
             }
             continue;
         }
-        if retriable {
+        if retriable && !tries_left {
             outcome.flags.set(ResponseFlag::UpstreamRetryLimitExceeded);
         }
         return failure_reply(failure, error.as_ref(), &mut outcome.flags);
@@ -527,7 +529,7 @@ fn failure_reply(
         TryFailure::ConnectFailure => {
             flags.set(ResponseFlag::UpstreamConnectFailure);
             let text = match error {
-                Some(SendError::Connect(ConnectError::Timeout)) => "upstream connect error or disconnect/reset before headers. reset reason: connection timeout",
+                Some(SendError::Connect(e)) if e.is_timeout() => "upstream connect error or disconnect/reset before headers. reset reason: connection timeout",
                 _ => "upstream connect error or disconnect/reset before headers. reset reason: connection failure",
             };
             local_reply(StatusCode::SERVICE_UNAVAILABLE, text)

@@ -14,6 +14,19 @@ pub enum ConnectError {
     Resolve(String),
     #[error("protocol handshake failed: {0}")]
     Handshake(hyper::Error),
+    /// The outcome of a connection attempt several requests waited on together.
+    #[error(transparent)]
+    Shared(std::sync::Arc<ConnectError>),
+}
+
+impl ConnectError {
+    pub fn is_timeout(&self) -> bool {
+        match self {
+            ConnectError::Timeout => true,
+            ConnectError::Shared(e) => e.is_timeout(),
+            _ => false,
+        }
+    }
 }
 
 pub async fn connect(

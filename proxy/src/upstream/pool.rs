@@ -5,7 +5,9 @@
 //! one request and comes back when its response body has been read to the end
 //! ([`ConnectionReturn`]); one whose response was abandoned is simply dropped.
 //! HTTP/2: one multiplexed connection per host, shared by all requests, replaced when it
-//! closes.
+//! closes (or reaches its maximum duration or request count). While it is being opened, every
+//! request that needs it waits on that one attempt and sees its outcome, so a host that does
+//! not answer costs each of them one connect timeout, not one per request queued before it.
 //!
 //! The locks here guard plain vectors for a few instructions and are never held across an
 //! await.
@@ -14,8 +16,10 @@ use super::connect::{connect, ConnectError};
 use super::limits::{Limits, Overflow};
 use crate::body::{ConnectionReturn, Http1Connection, IdleSink, ProxyBody, UpstreamBody};
 use crate::config::{ConnectionOptions, EndpointAddress, UpstreamProtocol};
+use futures::future::{BoxFuture, FutureExt, Shared};
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,17 +27,22 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tracing::debug;
 
+/// One HTTP/2 connection attempt, awaited by every request that needs the connection.
+type H2Attempt =
+    Shared<BoxFuture<'static, Result<http2::SendRequest<ProxyBody>, Arc<ConnectError>>>>;
+
 /// Idle HTTP/1.1 connections kept per host; more are closed when they come back.
 const MAX_IDLE_PER_HOST: usize = 256;
 
 pub struct HostPool {
     address: EndpointAddress,
     protocol: UpstreamProtocol,
-    /// Idle connections with the time each became idle.
-    idle: Mutex<Vec<(Http1Connection, Instant)>>,
+    /// Idle connections with the time each became idle, oldest first: reuse takes the newest
+    /// (the hottest stay warm), expiry drops from the front.
+    idle: Mutex<VecDeque<(Http1Connection, Instant)>>,
     h2: Mutex<Option<(http2::SendRequest<ProxyBody>, Instant, u32)>>,
-    /// Serializes HTTP/2 connection setup so a burst of requests opens one connection.
-    h2_connecting: tokio::sync::Mutex<()>,
+    /// The HTTP/2 connection attempt under way, which every request needing it awaits.
+    h2_connecting: Mutex<Option<H2Attempt>>,
     /// The cluster's circuit breakers and connection options.
     limits: Arc<Limits>,
     /// This host's open connections.
@@ -71,9 +80,9 @@ impl HostPool {
         Arc::new(HostPool {
             address,
             protocol,
-            idle: Mutex::new(Vec::new()),
+            idle: Mutex::new(VecDeque::new()),
             h2: Mutex::new(None),
-            h2_connecting: tokio::sync::Mutex::new(()),
+            h2_connecting: Mutex::new(None),
             limits,
             open: Arc::default(),
             returned: Notify::new(),
@@ -146,7 +155,8 @@ impl HostPool {
     fn reusable_idle(&self) -> Option<Http1Connection> {
         let options = self.limits.connection.load();
         let now = Instant::now();
-        while let Some((conn, since)) = lock(&self.idle).pop() {
+        drop_expired(&mut lock(&self.idle), &options, now);
+        while let Some((conn, since)) = lock(&self.idle).pop_back() {
             if conn.sender.is_ready()
                 && !expired(&options, conn.opened, since, now)
                 && !used_up(&options, conn.requests)
@@ -229,10 +239,33 @@ impl HostPool {
             return Ok(Connection::Http2(sender));
         }
         let _pending = self.limits.try_pending()?;
-        let _guard = self.h2_connecting.lock().await;
-        if let Some(sender) = self.live_h2() {
-            return Ok(Connection::Http2(sender));
+        let attempt = {
+            let mut slot = lock(&self.h2_connecting);
+            if let Some(sender) = self.live_h2() {
+                return Ok(Connection::Http2(sender));
+            }
+            match slot.as_ref() {
+                // A finished attempt is stale: its connection (if any) was already checked.
+                Some(a) if a.peek().is_none() => a.clone(),
+                _ => {
+                    let a = self.clone().open_http2(connect_timeout).boxed().shared();
+                    *slot = Some(a.clone());
+                    a
+                }
+            }
+        };
+        let result = attempt.await;
+        match result {
+            Ok(sender) => Ok(Connection::Http2(sender)),
+            Err(e) => Err(SendError::Connect(ConnectError::Shared(e))),
         }
+    }
+
+    /// Opens the host's HTTP/2 connection and publishes it.
+    async fn open_http2(
+        self: Arc<Self>,
+        connect_timeout: Duration,
+    ) -> Result<http2::SendRequest<ProxyBody>, Arc<ConnectError>> {
         // One multiplexed connection per host: it is opened even over the cluster's limit,
         // as a host's first connection always is.
         if !self.limits.try_connection() {
@@ -244,13 +277,15 @@ impl HostPool {
         }
         let slot = ConnectionSlot::new(&self.limits, &self.open);
         let keepalive = self.limits.connection.load().tcp_keepalive;
-        let io = connect(&self.address, connect_timeout, keepalive).await?;
+        let io = connect(&self.address, connect_timeout, keepalive)
+            .await
+            .map_err(Arc::new)?;
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
             .timer(hyper_util::rt::TokioTimer::new())
             .adaptive_window(true)
             .handshake(TokioIo::new(io))
             .await
-            .map_err(ConnectError::Handshake)?;
+            .map_err(|e| Arc::new(ConnectError::Handshake(e)))?;
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 debug!(error = %e, "upstream http/2 connection ended");
@@ -258,7 +293,7 @@ impl HostPool {
             drop(slot);
         });
         *lock(&self.h2) = Some((sender.clone(), Instant::now(), 1));
-        Ok(Connection::Http2(sender))
+        Ok(sender)
     }
 
     /// The HTTP/2 connection, if it is open and may take another stream (not past its maximum
@@ -308,6 +343,22 @@ fn expired(
         || options
             .max_connection_duration
             .is_some_and(|t| now.saturating_duration_since(opened) >= t)
+}
+
+/// Closes the idle connections past the idle timeout or their maximum duration, oldest first.
+/// Expiry is checked whenever the pool is used; a host nobody sends to keeps its idle
+/// connections until the next request (or until the server closes them).
+fn drop_expired(
+    idle: &mut VecDeque<(Http1Connection, Instant)>,
+    options: &ConnectionOptions,
+    now: Instant,
+) {
+    while idle
+        .front()
+        .is_some_and(|(c, since)| expired(options, c.opened, *since, now))
+    {
+        idle.pop_front();
+    }
 }
 
 fn used_up(options: &ConnectionOptions, requests: u32) -> bool {
@@ -390,8 +441,9 @@ impl IdleSink for HostPool {
             return;
         }
         let mut idle = lock(&self.idle);
+        drop_expired(&mut idle, &options, now);
         if idle.len() < MAX_IDLE_PER_HOST {
-            idle.push((conn, now));
+            idle.push_back((conn, now));
             drop(idle);
             self.returned.notify_waiters();
         }
@@ -506,5 +558,70 @@ mod tests {
             "one keep-alive connection"
         );
         assert_eq!(pool.idle_connections(), 1);
+    }
+}
+
+#[cfg(test)]
+mod h2_tests {
+    use super::*;
+
+    /// A listener whose accept queue is full, so a new connection to it hangs (its SYN is
+    /// dropped) until the connect timeout.
+    fn blackhole() -> (
+        socket2::Socket,
+        Vec<std::net::TcpStream>,
+        std::net::SocketAddr,
+    ) {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .unwrap();
+        s.listen(0).unwrap();
+        let addr = s.local_addr().unwrap().as_socket().unwrap();
+        // Fill the queue (backlog 0 holds one; a second for good measure, without blocking).
+        let fill = (0..2)
+            .filter_map(|_| {
+                std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()
+            })
+            .collect();
+        (s, fill, addr)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiters_for_an_http2_connection_share_one_attempt() {
+        let (_listener, _fill, addr) = blackhole();
+        let limits = Arc::new(Limits::new(
+            crate::config::CircuitBreakers::default(),
+            ConnectionOptions::default(),
+            Arc::default(),
+        ));
+        let pool = HostPool::new(
+            EndpointAddress::Socket(addr),
+            UpstreamProtocol::Http2,
+            limits,
+        );
+        let start = Instant::now();
+        let timeout = Duration::from_secs(5);
+        let waiters: Vec<_> = (0..5)
+            .map(|_| {
+                let pool = pool.clone();
+                tokio::spawn(async move {
+                    let req = http::Request::get("http://up/")
+                        .body(ProxyBody::Empty)
+                        .unwrap();
+                    let r = pool.send(req, timeout).await;
+                    (
+                        r.err()
+                            .map(|e| matches!(e, SendError::Connect(ref c) if c.is_timeout())),
+                        Instant::now(),
+                    )
+                })
+            })
+            .collect();
+        for w in waiters {
+            let (timed_out, at) = w.await.unwrap();
+            assert_eq!(timed_out, Some(true));
+            // Each waiter saw the one attempt's timeout, not its own after the others'.
+            assert_eq!(at - start, timeout);
+        }
     }
 }
