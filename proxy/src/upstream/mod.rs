@@ -363,6 +363,23 @@ mod tests {
     }
 
     #[test]
+    fn circuit_breakers_keep_their_counts_across_a_reload_with_new_limits() {
+        let eps = [endpoint(1, 1)];
+        let first = Cluster::build(config(), &eps, None);
+        let held = first.runtime.limits.try_pending().expect("a pending slot");
+        let mut tighter = (*config()).clone();
+        tighter.circuit_breakers.max_pending_requests = 1;
+        let second = Cluster::build(Arc::new(tighter), &eps, Some(&first));
+        let limits = &second.runtime.limits;
+        assert!(Arc::ptr_eq(limits, &first.runtime.limits));
+        // The slot taken before the push still counts against the new limit.
+        assert!(limits.try_pending().is_err());
+        drop(held);
+        assert!(limits.try_pending().is_ok());
+        assert!(Arc::ptr_eq(second.hosts[0].pool(), first.hosts[0].pool()));
+    }
+
+    #[test]
     fn an_unchanged_cluster_keeps_its_balancer() {
         let eps = [endpoint(1, 1), endpoint(2, 3)];
         let first = Cluster::build(config(), &eps, None);

@@ -340,6 +340,7 @@ impl Shared {
                     e.returned = Some(now);
                     self.generation.fetch_add(1, Ordering::AcqRel);
                     info!(cluster = %self.cluster, host = %h.address(),
+                        reason = e.reason.map_or("", Reason::as_str),
                         "outlier detection: host returned to service");
                 }
             } else if e.times > 0 && e.returned.is_none_or(|r| now >= r + interval) {
