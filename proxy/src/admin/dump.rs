@@ -69,6 +69,16 @@ pub fn clusters_text(snap: &Snapshot) -> String {
     clusters.sort_by(|a, b| a.name.cmp(&b.name));
     let mut out = String::new();
     for c in clusters {
+        // Envoy prints the DEFAULT-priority circuit breakers first.
+        let t = c.runtime.limits.thresholds();
+        for (name, v) in [
+            ("max_connections", t.max_connections),
+            ("max_pending_requests", t.max_pending_requests),
+            ("max_requests", t.max_requests),
+            ("max_retries", t.max_retries),
+        ] {
+            let _ = writeln!(out, "{}::default_priority::{name}::{v}", c.name);
+        }
         for h in &c.hosts {
             let addr = h.address();
             // Envoy's flags: several can apply at once.

@@ -30,15 +30,18 @@ pub static X_ENVOY_UPSTREAM_SERVICE_TIME: HeaderName =
     HeaderName::from_static("x-envoy-upstream-service-time");
 pub static X_ENVOY_OVERLOADED: HeaderName = HeaderName::from_static("x-envoy-overloaded");
 
-/// Envoy's answer when a circuit breaker refuses a request: 503 `UO`, `x-envoy-overloaded`.
-fn overflow_reply(flags: &mut ResponseFlags) -> Response<ProxyBody> {
+/// Envoy's answer when a circuit breaker refuses a request: 503 `UO`, and
+/// `x-envoy-overloaded` unless the router suppresses Envoy's headers.
+fn overflow_reply(flags: &mut ResponseFlags, suppress_envoy_headers: bool) -> Response<ProxyBody> {
     flags.set(ResponseFlag::UpstreamOverflow);
     let mut resp = local_reply(
         StatusCode::SERVICE_UNAVAILABLE,
         "upstream connect error or disconnect/reset before headers. reset reason: overflow",
     );
-    resp.headers_mut()
-        .insert(X_ENVOY_OVERLOADED.clone(), HeaderValue::from_static("true"));
+    if !suppress_envoy_headers {
+        resp.headers_mut()
+            .insert(X_ENVOY_OVERLOADED.clone(), HeaderValue::from_static("true"));
+    }
     resp
 }
 
@@ -147,7 +150,7 @@ pub async fn forward<'s>(
             return local_reply(StatusCode::SERVICE_UNAVAILABLE, RESET_TEXT);
         };
         let Ok(request_slot) = cluster.runtime.limits.try_request() else {
-            return overflow_reply(&mut outcome.flags);
+            return overflow_reply(&mut outcome.flags, f.router.suppress_envoy_headers);
         };
         let in_flight = host.start_request().with_slot(request_slot);
         let try_start = Instant::now();
@@ -212,7 +215,9 @@ pub async fn forward<'s>(
                 outcome.flags.set(ResponseFlag::StreamIdleTimeout);
                 return local_reply(StatusCode::REQUEST_TIMEOUT, "stream timeout");
             }
-            TryResult::Overflow => return overflow_reply(&mut outcome.flags),
+            TryResult::Overflow => {
+                return overflow_reply(&mut outcome.flags, f.router.suppress_envoy_headers)
+            }
             TryResult::Failed(failure, error) => {
                 if let Some(e) = &error {
                     tracing::debug!(host = %host.address(), error = %e, "upstream try failed");

@@ -165,3 +165,82 @@ mod h2 {
         }
     }
 }
+
+/// A keep-alive upstream that counts the connections it accepts.
+async fn counting_server() -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let svc = hyper::service::service_fn(|_req| async {
+                Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(
+                    bytes::Bytes::from_static(b"hello"),
+                )))
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(s), svc),
+            );
+        }
+    });
+    (addr, accepted)
+}
+
+fn pool_with(addr: std::net::SocketAddr, options: ConnectionOptions) -> Arc<HostPool> {
+    let limits = Arc::new(Limits::new(
+        crate::config::CircuitBreakers::default(),
+        options,
+        Arc::default(),
+    ));
+    HostPool::new(
+        EndpointAddress::Socket(addr),
+        UpstreamProtocol::Http1,
+        limits,
+    )
+}
+
+async fn exchange(pool: &Arc<HostPool>) {
+    let resp = pool
+        .send(request(), Duration::from_secs(1))
+        .await
+        .expect("sent");
+    resp.into_body().collect().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_connection_carries_at_most_max_requests_per_connection() {
+    let (addr, accepted) = counting_server().await;
+    let pool = pool_with(
+        addr,
+        ConnectionOptions {
+            max_requests_per_connection: Some(2),
+            ..Default::default()
+        },
+    );
+    for _ in 0..5 {
+        exchange(&pool).await;
+    }
+    assert_eq!(accepted.load(Ordering::Relaxed), 3);
+}
+
+#[tokio::test]
+async fn idle_connections_past_the_idle_timeout_are_not_reused() {
+    let (addr, accepted) = counting_server().await;
+    let pool = pool_with(
+        addr,
+        ConnectionOptions {
+            idle_timeout: Some(Duration::from_millis(50)),
+            ..Default::default()
+        },
+    );
+    exchange(&pool).await;
+    exchange(&pool).await;
+    assert_eq!(accepted.load(Ordering::Relaxed), 1, "reused while fresh");
+    // Longer than the idle timeout: the connection has expired.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    exchange(&pool).await;
+    assert_eq!(accepted.load(Ordering::Relaxed), 2);
+    assert_eq!(pool.idle_connections(), 1);
+}
