@@ -238,3 +238,24 @@ async fn ejections_survive_a_reload_with_the_same_settings_and_end_without_detec
     assert!(third.outlier.is_none());
     assert!(picks_of(&third, 60)[2] > 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn below_the_panic_threshold_ejected_hosts_take_traffic_again() {
+    let mut cfg = (*config(detection())).clone();
+    cfg.healthy_panic_threshold = Finite::new(50.0).expect("finite");
+    let c = Cluster::build(Arc::new(cfg), &endpoints(3), None);
+    for _ in 0..3 {
+        c.report(&c.hosts[0], TryOutcome::Status(500));
+    }
+    settle().await;
+    // Two of three available (67%): the ejected host is avoided.
+    assert_eq!(picks_of(&c, 60)[0], 0);
+    for _ in 0..3 {
+        c.report(&c.hosts[1], TryOutcome::Status(500));
+    }
+    settle().await;
+    assert_eq!(c.ejected_hosts(), 2);
+    // One of three (33%) is below 50%: panic mode balances over every host, as Envoy does.
+    let counts = picks_of(&c, 60);
+    assert!(counts.iter().all(|n| *n > 0), "{counts:?}");
+}
