@@ -224,6 +224,69 @@ async fn outlier_ejection(kind: Kind) {
     );
 }
 
+/// Istio's default `maxEjectionPercent` of 10%: with two endpoints, ejecting one would take
+/// half of them out, so the failing endpoint stays in and the overflow is counted.
+async fn max_ejection_percent_keeps_hosts_in(kind: Kind) {
+    let good = Scripted::start("good", Script::ECHO).await;
+    let bad = Scripted::start(
+        "bad",
+        Script {
+            fail_first: u64::MAX,
+            fail_status: 500,
+        },
+    )
+    .await;
+    let (_mesh, proxy) = start(
+        kind,
+        &[
+            (
+                "se.yaml",
+                service_entry(
+                    "httpbin",
+                    8000,
+                    "HTTP",
+                    &[(good.port(), "v1"), (bad.port(), "v2")],
+                ),
+            ),
+            (
+                "dr.yaml",
+                rule(
+                    "httpbin",
+                    "    loadBalancer: {simple: ROUND_ROBIN}\n    outlierDetection: {consecutive5xxErrors: 2, interval: 1s, baseEjectionTime: 5m}\n",
+                ),
+            ),
+        ],
+    )
+    .await;
+    let proxy_ref = &proxy;
+    eventually(
+        "an ejection refused",
+        Duration::from_secs(30),
+        || async move {
+            let mut c = ProxyConn::new(proxy_ref.outbound);
+            get(&mut c, "http://httpbin:8000/").await;
+            let overflow =
+                cluster_stat(proxy_ref, "outlier_detection_ejections_overflow", HTTPBIN).await;
+            overflow.filter(|n| *n > 0)
+        },
+    )
+    .await;
+    assert_eq!(
+        cluster_stat(&proxy, "outlier_detection_ejections_active", HTTPBIN).await,
+        Some(0),
+        "{kind:?}"
+    );
+    let before = bad.count();
+    let mut conn = ProxyConn::new(proxy.outbound);
+    for _ in 0..4 {
+        get(&mut conn, "http://httpbin:8000/").await;
+    }
+    assert!(
+        bad.count() > before,
+        "{kind:?}: the failing endpoint still takes traffic"
+    );
+}
+
 macro_rules! both {
     ($test:ident, $weft:ident, $envoy:ident) => {
         #[tokio::test(flavor = "multi_thread")]
@@ -248,4 +311,9 @@ both!(
     outlier_ejection,
     weft_outlier_ejection,
     envoy_sotw_outlier_ejection
+);
+both!(
+    max_ejection_percent_keeps_hosts_in,
+    weft_max_ejection_percent,
+    envoy_sotw_max_ejection_percent
 );
