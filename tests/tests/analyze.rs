@@ -65,15 +65,18 @@ spec:
   host: ratings
   trafficPolicy:
     loadBalancer: {simple: RANDOM}
-    connectionPool: {tcp: {maxConnections: 10}}
+    connectionPool: {tcp: {maxConnections: 10}, http: {h2UpgradePolicy: UPGRADE}}
 "#,
     )
     .expect("write");
     let (code, text) = analyze(dir.path());
     assert_eq!(code, 0, "{text}");
-    assert!(text.contains("connectionPool"), "{text}");
     assert!(
-        !text.contains("loadBalancer"),
-        "load balancing is acted on: {text}"
+        text.contains("connectionPool.http.h2UpgradePolicy"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("loadBalancer") && !text.contains("maxConnections"),
+        "load balancing and connection limits are acted on: {text}"
     );
 }

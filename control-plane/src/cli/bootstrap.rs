@@ -57,6 +57,9 @@ pub enum BootstrapError {
 /// The RE2 program size weftd's regex validation allows (istiod's bootstrap setting).
 const RE2_MAX_PROGRAM_SIZE: u32 = 32768;
 
+/// istiod's `cluster_name` tag regex: the whole name, up to `.svc.cluster.local` when there.
+const CLUSTER_NAME_TAG_REGEX: &str = r"^cluster\.((.+?(\..+?\.svc\.cluster\.local)?)\.)";
+
 pub fn run(args: &BootstrapArgs) -> anyhow::Result<()> {
     print!("{}", bootstrap_yaml(args)?);
     Ok(())
@@ -71,6 +74,7 @@ pub fn bootstrap_yaml(args: &BootstrapArgs) -> anyhow::Result<String> {
         "node",
         "dynamic_resources",
         "static_resources",
+        "stats_config",
         "layered_runtime",
         "admin",
     ] {
@@ -157,6 +161,17 @@ pub fn bootstrap(args: &BootstrapArgs) -> Result<Value, BootstrapError> {
                         }],
                     }],
                 },
+            }],
+        },
+        // Envoy's default `envoy.cluster_name` tag stops at the first dot, which splits
+        // `outbound|9080||reviews.default.svc.cluster.local` into a label and a stat name;
+        // istiod's bootstrap adds this `cluster_name` tag so the whole cluster name is a
+        // label: `envoy_cluster_upstream_rq_pending_overflow{cluster_name="outbound|..."}`,
+        // as weft-proxy prints it. (Envoy's default tag stays too, with the name cut short.)
+        "stats_config": {
+            "stats_tags": [{
+                "tag_name": "cluster_name",
+                "regex": CLUSTER_NAME_TAG_REGEX,
             }],
         },
         // weftd accepts regexes up to RE2 program size 32768, as istiod's bootstrap lets

@@ -1,7 +1,9 @@
 //! Clusters: one per service port (all endpoints), plus one per DestinationRule subset, each
-//! balancing as its DestinationRule says (`load_balancing`).
+//! balancing as its DestinationRule says (`load_balancing`), with its connection pool limits
+//! and outlier detection (`resilience`).
 
 mod load_balancing;
+mod resilience;
 
 use super::names::{is_http2, outbound_cluster};
 use super::MeshSnapshot;
@@ -15,7 +17,7 @@ use xds_protos::pb::envoy::config::cluster::v3::cluster::{
 use xds_protos::pb::envoy::config::cluster::v3::Cluster;
 use xds_protos::pb::envoy::config::core::v3::{
     config_source::ConfigSourceSpecifier, AggregatedConfigSource, ApiVersion, ConfigSource,
-    Http2ProtocolOptions,
+    Http1ProtocolOptions, Http2ProtocolOptions,
 };
 use xds_protos::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::{
     explicit_http_config::ProtocolConfig, ExplicitHttpConfig, UpstreamProtocolOptions,
@@ -40,10 +42,20 @@ pub fn clusters(mesh: &MeshSnapshot) -> Vec<Cluster> {
         for port in &svc.ports {
             let http2 = is_http2(port.protocol.as_deref());
             let lb = load_balancing::settings_for(rule, None, port.number);
-            out.push(cluster(mesh, svc, port.number, "", http2, lb));
+            let res = resilience::settings_for(rule, None, port.number);
+            out.push(cluster(mesh, svc, port.number, "", http2, lb, res));
             for subset in subsets_of(mesh, &svc.hostname) {
                 let lb = load_balancing::settings_for(rule, Some(subset), port.number);
-                out.push(cluster(mesh, svc, port.number, &subset.name, http2, lb));
+                let res = resilience::settings_for(rule, Some(subset), port.number);
+                out.push(cluster(
+                    mesh,
+                    svc,
+                    port.number,
+                    &subset.name,
+                    http2,
+                    lb,
+                    res,
+                ));
             }
         }
     }
@@ -67,6 +79,7 @@ fn cluster(
     subset: &str,
     http2: bool,
     lb: Option<&LoadBalancerSettings>,
+    res: resilience::Resilience<'_>,
 ) -> Cluster {
     let name = outbound_cluster(port, subset, &svc.hostname);
     let mut c = Cluster {
@@ -98,13 +111,18 @@ fn cluster(
         }
     }
     load_balancing::apply(&mut c, lb);
-    if http2 {
+    let common = resilience::apply(&mut c, res);
+    if http2 || common.is_some() {
+        let protocol_config = if http2 {
+            ProtocolConfig::Http2ProtocolOptions(Http2ProtocolOptions::default())
+        } else {
+            ProtocolConfig::HttpProtocolOptions(Http1ProtocolOptions::default())
+        };
         let opts = HttpProtocolOptions {
+            common_http_protocol_options: common,
             upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(
                 ExplicitHttpConfig {
-                    protocol_config: Some(ProtocolConfig::Http2ProtocolOptions(
-                        Http2ProtocolOptions::default(),
-                    )),
+                    protocol_config: Some(protocol_config),
                 },
             )),
             ..Default::default()

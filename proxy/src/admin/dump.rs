@@ -51,7 +51,11 @@ pub fn clusters_json(snap: &Snapshot) -> Value {
                     "address": h.address().to_string(),
                     "weight": h.weight,
                     "healthy": h.healthy(),
+                    "outlier_ejected": h.is_ejected(),
+                    "times_ejected": h.outlier.ejection().times,
+                    "ejection_reason": h.outlier.ejection().reason.map(|r| r.as_str()),
                     "rq_active": h.active_requests(),
+                    "cx_active": h.pool().open_connections(),
                 })).collect::<Vec<_>>(),
             })
         })
@@ -65,12 +69,24 @@ pub fn clusters_text(snap: &Snapshot) -> String {
     clusters.sort_by(|a, b| a.name.cmp(&b.name));
     let mut out = String::new();
     for c in clusters {
+        // Envoy prints the DEFAULT-priority circuit breakers first.
+        let t = c.runtime.limits.thresholds();
+        for (name, v) in [
+            ("max_connections", t.max_connections),
+            ("max_pending_requests", t.max_pending_requests),
+            ("max_requests", t.max_requests),
+            ("max_retries", t.max_retries),
+        ] {
+            let _ = writeln!(out, "{}::default_priority::{name}::{v}", c.name);
+        }
         for h in &c.hosts {
             let addr = h.address();
-            let health = if h.healthy() {
-                "healthy"
-            } else {
-                "/failed_eds_health"
+            // Envoy's flags: several can apply at once.
+            let health = match (h.healthy(), h.is_ejected()) {
+                (true, false) => "healthy",
+                (false, false) => "/failed_eds_health",
+                (true, true) => "/failed_outlier_check",
+                (false, true) => "/failed_eds_health/failed_outlier_check",
             };
             let _ = writeln!(out, "{}::{addr}::health_flags::{health}", c.name);
             let _ = writeln!(out, "{}::{addr}::weight::{}", c.name, h.weight);
@@ -79,6 +95,18 @@ pub fn clusters_text(snap: &Snapshot) -> String {
                 "{}::{addr}::rq_active::{}",
                 c.name,
                 h.active_requests()
+            );
+            let _ = writeln!(
+                out,
+                "{}::{addr}::cx_active::{}",
+                c.name,
+                h.pool().open_connections()
+            );
+            let _ = writeln!(
+                out,
+                "{}::{addr}::outlier::times_ejected::{}",
+                c.name,
+                h.outlier.ejection().times
             );
         }
     }

@@ -40,13 +40,22 @@ pub enum ProxyBody {
 
 /// Where an HTTP/1.1 connection goes when the response on it has been read to the end.
 pub trait IdleSink: Send + Sync {
-    fn put_idle(&self, sender: http1::SendRequest<ProxyBody>);
+    fn put_idle(&self, conn: Http1Connection);
+}
+
+/// A pooled HTTP/1.1 connection with what decides whether it may be reused.
+pub struct Http1Connection {
+    pub sender: http1::SendRequest<ProxyBody>,
+    /// Requests sent on it so far, for `max_requests_per_connection`.
+    pub requests: u32,
+    /// When it was opened, for `max_connection_duration`.
+    pub opened: tokio::time::Instant,
 }
 
 /// Gives an HTTP/1.1 connection back to its pool.
 pub struct ConnectionReturn {
     pool: Weak<dyn IdleSink>,
-    sender: Option<http1::SendRequest<ProxyBody>>,
+    sender: Option<Http1Connection>,
 }
 
 impl ConnectionReturn {
@@ -55,7 +64,7 @@ impl ConnectionReturn {
     }
 
     /// The connection the response arrived on; it goes back when [`release`](Self::release)d.
-    pub fn hold(&mut self, sender: http1::SendRequest<ProxyBody>) {
+    pub fn hold(&mut self, sender: Http1Connection) {
         self.sender = Some(sender);
     }
 

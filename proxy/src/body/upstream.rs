@@ -29,19 +29,29 @@ pub enum UpstreamBodyError {
     Idle,
 }
 
-/// Counts one request in flight on a host until dropped.
-pub struct InFlight(Arc<AtomicU64>);
+/// Counts one request in flight on a host until dropped, and optionally on a second counter
+/// (the cluster's, for its `max_requests` circuit breaker).
+pub struct InFlight(Arc<AtomicU64>, Option<Arc<AtomicU64>>);
 
 impl InFlight {
     pub fn start(counter: &Arc<AtomicU64>) -> Self {
         counter.fetch_add(1, Ordering::Relaxed);
-        InFlight(counter.clone())
+        InFlight(counter.clone(), None)
+    }
+
+    /// Also holds `slot`, already counted by the caller, until dropped.
+    pub fn with_slot(mut self, slot: Arc<AtomicU64>) -> Self {
+        self.1 = Some(slot);
+        self
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
+        if let Some(s) = &self.1 {
+            s.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 

@@ -20,7 +20,9 @@ use xds_protos::pb::envoy::config::cluster::v3::{
     },
     Cluster,
 };
-use xds_protos::pb::envoy::config::core::v3::RuntimeDouble;
+use xds_protos::pb::envoy::config::core::v3::{
+    HttpProtocolOptions as CommonHttpOptions, RuntimeDouble,
+};
 use xds_protos::pb::envoy::extensions::upstreams::http::v3::{
     http_protocol_options::{explicit_http_config::ProtocolConfig, UpstreamProtocolOptions},
     HttpProtocolOptions,
@@ -30,6 +32,10 @@ use xds_protos::type_url;
 
 use super::endpoint::{endpoints, Endpoint};
 use super::error::{duration, AtField, FieldError, ValidationError};
+use super::resilience::{
+    circuit_breakers, connection_options, outlier_detection, upstream_connection_options,
+    CircuitBreakers, ConnectionOptions, OutlierDetection,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterConfig {
@@ -47,6 +53,10 @@ pub struct ClusterConfig {
     /// From `load_assignment`, for `STATIC`, `STRICT_DNS` and `LOGICAL_DNS` clusters; empty for
     /// the others.
     pub static_endpoints: Vec<Endpoint>,
+    /// `circuit_breakers` at DEFAULT priority.
+    pub circuit_breakers: CircuitBreakers,
+    pub connection: ConnectionOptions,
+    pub outlier_detection: Option<OutlierDetection>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -198,12 +208,39 @@ fn compile(c: &Cluster) -> Result<ClusterConfig, FieldError> {
             "a LOGICAL_DNS cluster needs exactly one endpoint",
         ));
     }
+    let (protocol, common_http) = protocol(c)?;
+    #[allow(deprecated)] // Still sent by control planes in the cluster's own fields.
+    let mut connection = match &common_http {
+        Some(common) => connection_options(Some(common), c.max_requests_per_connection)
+        .map_err(|e| {
+            e.under(&format!(
+                "typed_extension_protocol_options[{HTTP_PROTOCOL_OPTIONS_KEY:?}].common_http_protocol_options"
+            ))
+        })?,
+        None => connection_options(
+            c.common_http_protocol_options.as_ref(),
+            c.max_requests_per_connection,
+        )
+        .map_err(|e| e.under("common_http_protocol_options"))?,
+    };
+    if let Some(u) = &c.upstream_connection_options {
+        connection.tcp_keepalive =
+            upstream_connection_options(u).at("upstream_connection_options")?;
+    }
     Ok(ClusterConfig {
         name: c.name.clone(),
         discovery,
         lb_policy,
         healthy_panic_threshold,
-        protocol: protocol(c)?,
+        protocol,
+        circuit_breakers: circuit_breakers(c.circuit_breakers.as_ref()).at("circuit_breakers")?,
+        connection,
+        outlier_detection: c
+            .outlier_detection
+            .as_ref()
+            .map(outlier_detection)
+            .transpose()
+            .at("outlier_detection")?,
         connect_timeout,
         eds_service_name,
         static_endpoints,
@@ -510,9 +547,10 @@ fn common_lb_config(common: Option<&CommonLbConfig>) -> Result<Finite, FieldErro
 }
 
 /// HTTP/2 only when asked for explicitly; `use_downstream_protocol_config` and `auto_config`
-/// are not implemented and fall back to HTTP/1.1.
+/// are not implemented and fall back to HTTP/1.1. Also returns the extension's
+/// `common_http_protocol_options`, if any.
 #[allow(deprecated)] // `http2_protocol_options` on the cluster is deprecated but still sent.
-fn protocol(c: &Cluster) -> Result<UpstreamProtocol, FieldError> {
+fn protocol(c: &Cluster) -> Result<(UpstreamProtocol, Option<CommonHttpOptions>), FieldError> {
     if let Some(any) = c
         .typed_extension_protocol_options
         .get(HTTP_PROTOCOL_OPTIONS_KEY)
@@ -530,16 +568,21 @@ fn protocol(c: &Cluster) -> Result<UpstreamProtocol, FieldError> {
         }
         let options = HttpProtocolOptions::decode(any.value.as_slice())
             .map_err(|e| FieldError::new(field, format!("cannot decode: {e}")))?;
+        let common = options.common_http_protocol_options;
         if let Some(UpstreamProtocolOptions::ExplicitHttpConfig(explicit)) =
             &options.upstream_protocol_options
         {
             if let Some(ProtocolConfig::Http2ProtocolOptions(_)) = &explicit.protocol_config {
-                return Ok(UpstreamProtocol::Http2);
+                return Ok((UpstreamProtocol::Http2, common));
             }
         }
+        if c.http2_protocol_options.is_some() {
+            return Ok((UpstreamProtocol::Http2, common));
+        }
+        return Ok((UpstreamProtocol::Http1, common));
     }
     if c.http2_protocol_options.is_some() {
-        return Ok(UpstreamProtocol::Http2);
+        return Ok((UpstreamProtocol::Http2, None));
     }
-    Ok(UpstreamProtocol::Http1)
+    Ok((UpstreamProtocol::Http1, None))
 }

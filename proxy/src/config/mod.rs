@@ -18,6 +18,7 @@ mod hash_policy;
 mod header_mutation;
 mod http_filters;
 mod listener;
+mod resilience;
 mod retry;
 mod route;
 mod route_match;
@@ -35,5 +36,8 @@ pub use endpoint::{compile_load_assignment, Endpoint, EndpointAddress};
 pub use error::ValidationError;
 pub use listener::{
     compile_listener, AccessLogFormat, ListenerConfig, RouteSource, HTTP_CONNECTION_MANAGER_NAME,
+};
+pub use resilience::{
+    CircuitBreakers, ConnectionOptions, OutlierDetection, TcpKeepalive, DEFAULT_IDLE_TIMEOUT,
 };
 pub use route::compile_route_config;

@@ -17,7 +17,7 @@ use crate::body::{ProxyBody, ReplayBody, UpstreamBody, DEFAULT_REPLAY_LIMIT};
 use crate::router::filter_config::RouterConfig;
 use crate::router::{request_hash, HeaderPolicy, RequestView, RetryPolicy, Route, TryFailure};
 use crate::snapshot::Snapshot;
-use crate::upstream::connect::ConnectError;
+use crate::upstream::outlier::TryOutcome;
 use crate::upstream::pool::SendError;
 use crate::upstream::{Cluster, Host};
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
@@ -28,6 +28,22 @@ use tokio::time::Instant;
 
 pub static X_ENVOY_UPSTREAM_SERVICE_TIME: HeaderName =
     HeaderName::from_static("x-envoy-upstream-service-time");
+pub static X_ENVOY_OVERLOADED: HeaderName = HeaderName::from_static("x-envoy-overloaded");
+
+/// Envoy's answer when a circuit breaker refuses a request: 503 `UO`, and
+/// `x-envoy-overloaded` unless the router suppresses Envoy's headers.
+fn overflow_reply(flags: &mut ResponseFlags, suppress_envoy_headers: bool) -> Response<ProxyBody> {
+    flags.set(ResponseFlag::UpstreamOverflow);
+    let mut resp = local_reply(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "upstream connect error or disconnect/reset before headers. reset reason: overflow",
+    );
+    if !suppress_envoy_headers {
+        resp.headers_mut()
+            .insert(X_ENVOY_OVERLOADED.clone(), HeaderValue::from_static("true"));
+    }
+    resp
+}
 
 /// What the request path learned, for the access log and stats. It borrows from the
 /// snapshot the request runs on, so recording it costs no allocation.
@@ -117,6 +133,7 @@ pub async fn forward<'s>(
         body,
         tried: TriedHosts::default(),
         attempt: 0,
+        retry_slot: None,
     };
     loop {
         tries.attempt += 1;
@@ -132,7 +149,10 @@ pub async fn forward<'s>(
                 .set(ResponseFlag::UpstreamConnectionTermination);
             return local_reply(StatusCode::SERVICE_UNAVAILABLE, RESET_TEXT);
         };
-        let in_flight = host.start_request();
+        let Ok(request_slot) = cluster.runtime.limits.try_request() else {
+            return overflow_reply(&mut outcome.flags, f.router.suppress_envoy_headers);
+        };
+        let in_flight = host.start_request().with_slot(request_slot);
         let try_start = Instant::now();
         let per_try_deadline = f.timeouts.per_try.map(|t| try_start + t);
         let timers = TryTimers {
@@ -148,19 +168,24 @@ pub async fn forward<'s>(
             &tries.body,
         )
         .await;
+        if let Some(o) = outlier_outcome(&result) {
+            cluster.report(host, o);
+        }
         let failure = match result {
             TryResult::Response(resp) => {
                 let retriable = tries
                     .retry
                     .is_some_and(|r| r.retries_response(resp.status().as_u16(), resp.headers()));
-                if retriable && tries.may_retry() {
+                let tries_left = retriable && tries.may_retry();
+                if tries_left && tries.take_retry_slot(&mut outcome.flags) {
                     drop(resp);
                     if let Some(reply) = tries.back_off(deadline, &mut outcome.flags).await {
                         return reply;
                     }
                     continue;
                 }
-                if retriable {
+                // Out of tries is URX; a retry the breaker refused is UO (set above) only.
+                if retriable && !tries_left {
                     outcome.flags.set(ResponseFlag::UpstreamRetryLimitExceeded);
                 }
                 let elapsed = try_start.elapsed().as_millis();
@@ -190,6 +215,9 @@ pub async fn forward<'s>(
                 outcome.flags.set(ResponseFlag::StreamIdleTimeout);
                 return local_reply(StatusCode::REQUEST_TIMEOUT, "stream timeout");
             }
+            TryResult::Overflow => {
+                return overflow_reply(&mut outcome.flags, f.router.suppress_envoy_headers)
+            }
             TryResult::Failed(failure, error) => {
                 if let Some(e) = &error {
                     tracing::debug!(host = %host.address(), error = %e, "upstream try failed");
@@ -207,13 +235,14 @@ pub async fn forward<'s>(
         drop(in_flight);
         let (failure, error) = failure;
         let retriable = tries.retry.is_some_and(|r| r.retries_failure(failure));
-        if retriable && tries.may_retry() {
+        let tries_left = retriable && tries.may_retry();
+        if tries_left && tries.take_retry_slot(&mut outcome.flags) {
             if let Some(reply) = tries.back_off(deadline, &mut outcome.flags).await {
                 return reply;
             }
             continue;
         }
-        if retriable {
+        if retriable && !tries_left {
             outcome.flags.set(ResponseFlag::UpstreamRetryLimitExceeded);
         }
         return failure_reply(failure, error.as_ref(), &mut outcome.flags);
@@ -236,6 +265,8 @@ struct Tries<'s> {
     /// Hosts already tried; only kept when the policy avoids them.
     tried: TriedHosts,
     attempt: u32,
+    /// The cluster's retry circuit breaker slot of the retry under way.
+    retry_slot: Option<crate::upstream::limits::Slot>,
 }
 
 impl<'s> Tries<'s> {
@@ -274,6 +305,22 @@ impl<'s> Tries<'s> {
             head.set_attempt(self.attempt);
         }
         Some(head.into_request(protocol, body))
+    }
+
+    /// Takes a slot of the cluster's `max_retries` breaker for the next try. When there is
+    /// none the retry is not made (`upstream_rq_retry_overflow`, flag `UO`), as in Envoy.
+    fn take_retry_slot(&mut self, flags: &mut ResponseFlags) -> bool {
+        self.retry_slot = None;
+        match self.cluster.runtime.limits.try_retry() {
+            Some(slot) => {
+                self.retry_slot = Some(slot);
+                true
+            }
+            None => {
+                flags.set(ResponseFlag::UpstreamOverflow);
+                false
+            }
+        }
     }
 
     fn may_retry(&self) -> bool {
@@ -388,6 +435,8 @@ enum TryResult {
     Failed(TryFailure, Option<SendError>),
     TotalTimeout,
     Idle,
+    /// A circuit breaker refused the request before it left.
+    Overflow,
 }
 
 struct TryTimers {
@@ -411,6 +460,7 @@ async fn one_try(
             biased;
             result = &mut send => return match result {
                 Ok(resp) => TryResult::Response(resp),
+                Err(SendError::Overflow(_)) => TryResult::Overflow,
                 Err(e) => TryResult::Failed(classify(&e), Some(e)),
             },
             () = sleep_until(timers.total) => return TryResult::TotalTimeout,
@@ -429,6 +479,19 @@ async fn one_try(
     }
 }
 
+/// What outlier detection learns from a try: the host's status, or a failure of ours to
+/// reach it. A try the proxy itself cut short (overflow, idle) says nothing of the host.
+fn outlier_outcome(result: &TryResult) -> Option<TryOutcome> {
+    match result {
+        TryResult::Response(resp) => Some(TryOutcome::Status(resp.status().as_u16())),
+        TryResult::Failed(TryFailure::PerTryTimeout, _) | TryResult::TotalTimeout => {
+            Some(TryOutcome::LocalTimeout)
+        }
+        TryResult::Failed(_, _) => Some(TryOutcome::LocalFailure),
+        TryResult::Idle | TryResult::Overflow => None,
+    }
+}
+
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
@@ -442,6 +505,8 @@ fn classify(e: &SendError) -> TryFailure {
         SendError::ClosedBeforeSend => TryFailure::ResetBeforeRequest,
         SendError::Reset(e) if is_refused_stream(e) => TryFailure::RefusedStream,
         SendError::Reset(_) => TryFailure::Reset,
+        // Answered before classification (see `one_try`); never a reason to retry.
+        SendError::Overflow(_) => TryFailure::ResetBeforeRequest,
     }
 }
 
@@ -469,7 +534,7 @@ fn failure_reply(
         TryFailure::ConnectFailure => {
             flags.set(ResponseFlag::UpstreamConnectFailure);
             let text = match error {
-                Some(SendError::Connect(ConnectError::Timeout)) => "upstream connect error or disconnect/reset before headers. reset reason: connection timeout",
+                Some(SendError::Connect(e)) if e.is_timeout() => "upstream connect error or disconnect/reset before headers. reset reason: connection timeout",
                 _ => "upstream connect error or disconnect/reset before headers. reset reason: connection failure",
             };
             local_reply(StatusCode::SERVICE_UNAVAILABLE, text)

@@ -33,10 +33,12 @@ pub enum ResponseFlag {
     FaultInjected = 1 << 10,
     /// SI: the stream idle timeout fired.
     StreamIdleTimeout = 1 << 11,
+    /// UO: a circuit breaker refused the request (or its retry).
+    UpstreamOverflow = 1 << 12,
 }
 
 impl ResponseFlag {
-    const ALL: [ResponseFlag; 12] = [
+    const ALL: [ResponseFlag; 13] = [
         ResponseFlag::NoRoute,
         ResponseFlag::NoCluster,
         ResponseFlag::NoHealthyUpstream,
@@ -49,6 +51,7 @@ impl ResponseFlag {
         ResponseFlag::DelayInjected,
         ResponseFlag::FaultInjected,
         ResponseFlag::StreamIdleTimeout,
+        ResponseFlag::UpstreamOverflow,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -65,6 +68,7 @@ impl ResponseFlag {
             ResponseFlag::DelayInjected => "DI",
             ResponseFlag::FaultInjected => "FI",
             ResponseFlag::StreamIdleTimeout => "SI",
+            ResponseFlag::UpstreamOverflow => "UO",
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Opening TCP connections to upstream hosts.
 
-use crate::config::EndpointAddress;
+use crate::config::{EndpointAddress, TcpKeepalive};
 use std::time::Duration;
 use tokio::net::TcpStream;
 
@@ -14,11 +14,25 @@ pub enum ConnectError {
     Resolve(String),
     #[error("protocol handshake failed: {0}")]
     Handshake(hyper::Error),
+    /// The outcome of a connection attempt several requests waited on together.
+    #[error(transparent)]
+    Shared(std::sync::Arc<ConnectError>),
+}
+
+impl ConnectError {
+    pub fn is_timeout(&self) -> bool {
+        match self {
+            ConnectError::Timeout => true,
+            ConnectError::Shared(e) => e.is_timeout(),
+            _ => false,
+        }
+    }
 }
 
 pub async fn connect(
     address: &EndpointAddress,
     timeout: Duration,
+    keepalive: Option<TcpKeepalive>,
 ) -> Result<TcpStream, ConnectError> {
     let attempt = async {
         let stream = match address {
@@ -35,9 +49,30 @@ pub async fn connect(
         };
         // Requests are small and latency matters more than packet count.
         stream.set_nodelay(true)?;
+        if let Some(k) = keepalive {
+            set_keepalive(&stream, k)?;
+        }
         Ok::<_, ConnectError>(stream)
     };
     tokio::time::timeout(timeout, attempt)
         .await
         .map_err(|_| ConnectError::Timeout)?
+}
+
+/// `upstream_connection_options.tcp_keepalive`: what is unset keeps the system's value.
+fn set_keepalive(stream: &TcpStream, k: TcpKeepalive) -> std::io::Result<()> {
+    let mut ka = socket2::TcpKeepalive::new();
+    if let Some(t) = k.time {
+        ka = ka.with_time(t);
+    }
+    #[cfg(any(target_os = "linux", target_os = "macos"))]
+    {
+        if let Some(i) = k.interval {
+            ka = ka.with_interval(i);
+        }
+        if let Some(p) = k.probes {
+            ka = ka.with_retries(p);
+        }
+    }
+    socket2::SockRef::from(stream).set_tcp_keepalive(&ka)
 }

@@ -9,12 +9,17 @@
 
 pub mod connect;
 pub mod lb;
+pub mod limits;
+pub mod outlier;
 pub mod pool;
 pub mod stats;
 
 use crate::body::InFlight;
 use crate::config::{ClusterConfig, Endpoint, EndpointAddress, UpstreamProtocol};
+use arc_swap::ArcSwap;
 use lb::{Balancer, LbState};
+use limits::Limits;
+use outlier::{Detector, HostOutlier, Members};
 use pool::HostPool;
 use stats::ClusterStats;
 use std::collections::HashMap;
@@ -33,6 +38,8 @@ pub struct Host {
     pool: Arc<HostPool>,
     /// When the host joined the cluster, for slow start; kept across reloads.
     joined: Instant,
+    /// Consecutive failures and ejection; kept across reloads like `active`.
+    pub outlier: Arc<HostOutlier>,
 }
 
 impl Host {
@@ -42,7 +49,12 @@ impl Host {
         healthy: bool,
         protocol: UpstreamProtocol,
     ) -> Arc<Host> {
-        Host::joined_at(address, weight, healthy, protocol, Instant::now())
+        let limits = Arc::new(Limits::new(
+            Default::default(),
+            Default::default(),
+            Arc::default(),
+        ));
+        Host::joined_at(address, weight, healthy, protocol, limits, Instant::now())
     }
 
     fn joined_at(
@@ -50,14 +62,16 @@ impl Host {
         weight: u32,
         healthy: bool,
         protocol: UpstreamProtocol,
+        limits: Arc<Limits>,
         joined: Instant,
     ) -> Arc<Host> {
         Arc::new(Host {
             weight: weight.max(1),
             healthy,
             active: Arc::new(AtomicU64::new(0)),
-            pool: HostPool::new(address, protocol),
+            pool: HostPool::new(address, protocol, limits),
             joined,
+            outlier: Arc::default(),
         })
     }
 
@@ -69,9 +83,14 @@ impl Host {
         &self.pool
     }
 
-    /// Whether the balancer may pick this host.
+    /// Whether the balancer may pick this host: healthy and not ejected.
     pub fn is_available(&self) -> bool {
-        self.healthy
+        self.healthy && !self.outlier.is_ejected()
+    }
+
+    /// Whether outlier detection has taken the host out of balancing.
+    pub fn is_ejected(&self) -> bool {
+        self.outlier.is_ejected()
     }
 
     pub fn healthy(&self) -> bool {
@@ -102,11 +121,27 @@ impl fmt::Display for EndpointAddress {
     }
 }
 
-/// Runtime state kept across reloads while the cluster's settings stay the same.
-#[derive(Default)]
+/// Runtime state kept across reloads: balancer position, counters, circuit breakers (whose
+/// thresholds each build updates in place, so slots held by requests in flight stay counted).
 pub struct ClusterRuntime {
     pub lb: LbState,
-    pub stats: ClusterStats,
+    pub stats: Arc<ClusterStats>,
+    pub limits: Arc<Limits>,
+}
+
+impl ClusterRuntime {
+    fn new(config: &ClusterConfig) -> Self {
+        let stats = Arc::new(ClusterStats::default());
+        ClusterRuntime {
+            lb: LbState::default(),
+            limits: Arc::new(Limits::new(
+                config.circuit_breakers,
+                config.connection.clone(),
+                stats.clone(),
+            )),
+            stats,
+        }
+    }
 }
 
 pub struct Cluster {
@@ -115,8 +150,13 @@ pub struct Cluster {
     pub hosts: Vec<Arc<Host>>,
     /// Built from `hosts` and the config's balancer settings; shared with the previous
     /// snapshot's cluster when neither changed, so a reload does not rebuild rings and tables.
-    balancer: Arc<Balancer>,
+    /// The outlier detector publishes a new one when it ejects or returns a host.
+    balancer: Arc<ArcSwap<Balancer>>,
     pub runtime: Arc<ClusterRuntime>,
+    /// The outlier detector, when the cluster has `outlier_detection`; kept across reloads
+    /// while its settings are unchanged.
+    pub outlier: Option<Arc<Detector>>,
+    members: Arc<Members>,
 }
 
 impl Cluster {
@@ -126,6 +166,17 @@ impl Cluster {
         endpoints: &[Endpoint],
         previous: Option<&Cluster>,
     ) -> Cluster {
+        let runtime = match previous {
+            Some(p) => {
+                let limits = &p.runtime.limits;
+                limits.set(config.circuit_breakers);
+                if **limits.connection.load() != config.connection {
+                    limits.connection.store(Arc::new(config.connection.clone()));
+                }
+                p.runtime.clone()
+            }
+            None => Arc::new(ClusterRuntime::new(&config)),
+        };
         let reuse = previous.filter(|p| p.config.protocol == config.protocol);
         let mut old_hosts: HashMap<String, &Arc<Host>> = reuse
             .map(|p| {
@@ -154,12 +205,14 @@ impl Cluster {
                     active: h.active.clone(),
                     pool: h.pool.clone(),
                     joined: h.joined,
+                    outlier: h.outlier.clone(),
                 }),
                 None => Host::joined_at(
                     ep.address.clone(),
                     ep.weight,
                     ep.healthy,
                     config.protocol,
+                    runtime.limits.clone(),
                     joined_before
                         .get(&ep.address.to_string())
                         .copied()
@@ -167,23 +220,62 @@ impl Cluster {
                 ),
             })
             .collect();
-        let runtime = previous.map(|p| p.runtime.clone()).unwrap_or_default();
         let panic_threshold = config.healthy_panic_threshold.get();
-        let balancer = match previous {
-            Some(p)
-                if p.balancer
-                    .fits(&config.lb_policy, panic_threshold, &p.hosts, &hosts) =>
-            {
-                p.balancer.clone()
+        let kept_detector = previous
+            .and_then(|p| p.outlier.as_ref())
+            .filter(|d| Some(d.config()) == config.outlier_detection.as_ref())
+            .cloned();
+        if config.outlier_detection.is_none() {
+            // Outlier detection switched off: nobody would ever return an ejected host.
+            for h in &hosts {
+                h.outlier.clear();
             }
-            _ => Arc::new(Balancer::build(&config.lb_policy, panic_threshold, &hosts)),
+        }
+        let generation = kept_detector.as_ref().map_or(0, |d| d.generation());
+        // The previous balancer fits if built over the same hosts, with the same settings,
+        // and no ejection or return happened since it was built.
+        let reusable = previous.and_then(|p| {
+            let current = p.balancer.load_full();
+            let fresh = p.outlier.is_none()
+                || p.members
+                    .built_generation
+                    .load(std::sync::atomic::Ordering::Acquire)
+                    == generation;
+            (fresh
+                && kept_detector.is_some() == p.outlier.is_some()
+                && current.fits(&config.lb_policy, panic_threshold, &p.hosts, &hosts))
+            .then_some(current)
+        });
+        let balancer = reusable.unwrap_or_else(|| {
+            Arc::new(Balancer::build(&config.lb_policy, panic_threshold, &hosts))
+        });
+        let slot = Arc::new(ArcSwap::new(balancer));
+        let members = Arc::new(Members {
+            hosts: hosts.clone(),
+            policy: config.lb_policy.clone(),
+            panic_threshold,
+            slot: slot.clone(),
+            built_generation: std::sync::atomic::AtomicU64::new(generation),
+        });
+        let name: Arc<str> = Arc::from(config.name.as_str());
+        let outlier = match (kept_detector, config.outlier_detection) {
+            (Some(d), _) => {
+                d.set_members(members.clone());
+                Some(d)
+            }
+            (None, Some(od)) => {
+                Detector::start(name.clone(), od, runtime.stats.clone(), members.clone())
+            }
+            (None, None) => None,
         };
         Cluster {
-            name: Arc::from(config.name.as_str()),
-            balancer,
+            name,
+            balancer: slot,
             hosts,
             config,
             runtime,
+            outlier,
+            members,
         }
     }
 
@@ -191,7 +283,21 @@ impl Cluster {
     /// (see `crate::router::request_hash`), read only by the consistent-hashing balancers.
     /// `None` when the cluster has no host to use. Never locks or allocates.
     pub fn pick(&self, hash: Option<u64>) -> Option<&Arc<Host>> {
-        self.balancer.pick(&self.runtime.lb, hash)
+        let balancer = self.balancer.load();
+        let position = balancer.pick_position(&self.runtime.lb, hash)?;
+        self.hosts.get(position)
+    }
+
+    /// Hosts outlier detection has ejected right now.
+    pub fn ejected_hosts(&self) -> usize {
+        self.hosts.iter().filter(|h| h.is_ejected()).count()
+    }
+
+    /// Tells outlier detection (if the cluster has it) how a try with `host` ended.
+    pub fn report(&self, host: &Arc<Host>, outcome: outlier::TryOutcome) {
+        if let Some(d) = &self.outlier {
+            d.report(host, outcome);
+        }
     }
 
     pub fn healthy_hosts(&self) -> usize {
@@ -221,6 +327,9 @@ mod tests {
             connect_timeout: Duration::from_secs(1),
             eds_service_name: "c".into(),
             static_endpoints: Vec::new(),
+            circuit_breakers: Default::default(),
+            connection: Default::default(),
+            outlier_detection: None,
         })
     }
 
@@ -254,13 +363,36 @@ mod tests {
     }
 
     #[test]
+    fn circuit_breakers_keep_their_counts_across_a_reload_with_new_limits() {
+        let eps = [endpoint(1, 1)];
+        let first = Cluster::build(config(), &eps, None);
+        let held = first.runtime.limits.try_pending().expect("a pending slot");
+        let mut tighter = (*config()).clone();
+        tighter.circuit_breakers.max_pending_requests = 1;
+        let second = Cluster::build(Arc::new(tighter), &eps, Some(&first));
+        let limits = &second.runtime.limits;
+        assert!(Arc::ptr_eq(limits, &first.runtime.limits));
+        // The slot taken before the push still counts against the new limit.
+        assert!(limits.try_pending().is_err());
+        drop(held);
+        assert!(limits.try_pending().is_ok());
+        assert!(Arc::ptr_eq(second.hosts[0].pool(), first.hosts[0].pool()));
+    }
+
+    #[test]
     fn an_unchanged_cluster_keeps_its_balancer() {
         let eps = [endpoint(1, 1), endpoint(2, 3)];
         let first = Cluster::build(config(), &eps, None);
         let same = Cluster::build(config(), &eps, Some(&first));
-        assert!(Arc::ptr_eq(&first.balancer, &same.balancer));
+        assert!(Arc::ptr_eq(
+            &first.balancer.load_full(),
+            &same.balancer.load_full()
+        ));
         let reweighted = Cluster::build(config(), &[endpoint(1, 2), endpoint(2, 3)], Some(&same));
-        assert!(!Arc::ptr_eq(&same.balancer, &reweighted.balancer));
+        assert!(!Arc::ptr_eq(
+            &same.balancer.load_full(),
+            &reweighted.balancer.load_full()
+        ));
         assert!(reweighted.pick(None).is_some());
     }
 }

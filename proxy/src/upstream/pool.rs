@@ -5,19 +5,31 @@
 //! one request and comes back when its response body has been read to the end
 //! ([`ConnectionReturn`]); one whose response was abandoned is simply dropped.
 //! HTTP/2: one multiplexed connection per host, shared by all requests, replaced when it
-//! closes.
+//! closes (or reaches its maximum duration or request count). While it is being opened, every
+//! request that needs it waits on that one attempt and sees its outcome, so a host that does
+//! not answer costs each of them one connect timeout, not one per request queued before it.
 //!
 //! The locks here guard plain vectors for a few instructions and are never held across an
 //! await.
 
 use super::connect::{connect, ConnectError};
-use crate::body::{ConnectionReturn, IdleSink, ProxyBody, UpstreamBody};
-use crate::config::{EndpointAddress, UpstreamProtocol};
+use super::limits::{Limits, Overflow};
+use crate::body::{ConnectionReturn, Http1Connection, IdleSink, ProxyBody, UpstreamBody};
+use crate::config::{ConnectionOptions, EndpointAddress, UpstreamProtocol};
+use futures::future::{BoxFuture, FutureExt, Shared};
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::Notify;
+use tokio::time::Instant;
 use tracing::debug;
+
+/// One HTTP/2 connection attempt, awaited by every request that needs the connection.
+type H2Attempt =
+    Shared<BoxFuture<'static, Result<http2::SendRequest<ProxyBody>, Arc<ConnectError>>>>;
 
 /// Idle HTTP/1.1 connections kept per host; more are closed when they come back.
 const MAX_IDLE_PER_HOST: usize = 256;
@@ -25,15 +37,23 @@ const MAX_IDLE_PER_HOST: usize = 256;
 pub struct HostPool {
     address: EndpointAddress,
     protocol: UpstreamProtocol,
-    idle: Mutex<Vec<http1::SendRequest<ProxyBody>>>,
-    h2: Mutex<Option<http2::SendRequest<ProxyBody>>>,
-    /// Serializes HTTP/2 connection setup so a burst of requests opens one connection.
-    h2_connecting: tokio::sync::Mutex<()>,
+    /// Idle connections with the time each became idle, oldest first: reuse takes the newest
+    /// (the hottest stay warm), expiry drops from the front.
+    idle: Mutex<VecDeque<(Http1Connection, Instant)>>,
+    h2: Mutex<Option<(http2::SendRequest<ProxyBody>, Instant, u32)>>,
+    /// The HTTP/2 connection attempt under way, which every request needing it awaits.
+    h2_connecting: Mutex<Option<H2Attempt>>,
+    /// The cluster's circuit breakers and connection options.
+    limits: Arc<Limits>,
+    /// This host's open connections.
+    open: Arc<AtomicU64>,
+    /// Wakes requests waiting for a connection of this host when one comes back idle.
+    returned: Notify,
 }
 
 pub enum Connection {
     /// An HTTP/1.1 connection; `reused` when it came from the idle stack.
-    Http1(http1::SendRequest<ProxyBody>, ConnectionReturn, bool),
+    Http1(Http1Connection, ConnectionReturn, bool),
     Http2(http2::SendRequest<ProxyBody>),
 }
 
@@ -46,16 +66,26 @@ pub enum SendError {
     Reset(hyper::Error),
     #[error("upstream closed the connection before the request was sent")]
     ClosedBeforeSend,
+    /// A circuit breaker refused the request before it left.
+    #[error(transparent)]
+    Overflow(#[from] Overflow),
 }
 
 impl HostPool {
-    pub fn new(address: EndpointAddress, protocol: UpstreamProtocol) -> Arc<Self> {
+    pub fn new(
+        address: EndpointAddress,
+        protocol: UpstreamProtocol,
+        limits: Arc<Limits>,
+    ) -> Arc<Self> {
         Arc::new(HostPool {
             address,
             protocol,
-            idle: Mutex::new(Vec::new()),
+            idle: Mutex::new(VecDeque::new()),
             h2: Mutex::new(None),
-            h2_connecting: tokio::sync::Mutex::new(()),
+            h2_connecting: Mutex::new(None),
+            limits,
+            open: Arc::default(),
+            returned: Notify::new(),
         })
     }
 
@@ -67,26 +97,82 @@ impl HostPool {
     async fn checkout(
         self: &Arc<Self>,
         connect_timeout: Duration,
-    ) -> Result<Connection, ConnectError> {
+    ) -> Result<Connection, SendError> {
         match self.protocol {
             UpstreamProtocol::Http1 => self.checkout_http1(connect_timeout).await,
             UpstreamProtocol::Http2 => self.checkout_http2(connect_timeout).await,
         }
     }
 
+    /// An idle connection, else a new one if the cluster's connection limit allows (or this
+    /// host has none), else a wait for one to come back or close. The request counts as
+    /// pending from the moment it finds no idle connection until it has one.
     async fn checkout_http1(
         self: &Arc<Self>,
         connect_timeout: Duration,
-    ) -> Result<Connection, ConnectError> {
-        while let Some(sender) = self.pop_idle() {
-            // Only a connection ready right now is reused. One the server closed while idle is
-            // dropped here; so is one still sending a request body the server answered early
-            // (it came back when the response ended): waiting for it could take for ever.
-            if sender.is_ready() {
-                return Ok(self.http1(sender, true));
+    ) -> Result<Connection, SendError> {
+        let mut pending = None;
+        let mut counted_overflow = false;
+        loop {
+            let returned = self.returned.notified();
+            let released = self.limits.released.notified();
+            tokio::pin!(returned, released);
+            returned.as_mut().enable();
+            released.as_mut().enable();
+            if let Some(conn) = self.reusable_idle() {
+                return Ok(self.http1(conn, true));
+            }
+            if pending.is_none() {
+                pending = Some(self.limits.try_pending()?);
+            }
+            if self.limits.try_connection() {
+                return Ok(self.http1(self.open_http1(connect_timeout).await?, false));
+            }
+            if self.open.load(Ordering::Relaxed) == 0 {
+                // Over the cluster's limit because of other hosts: a host with no connection
+                // opens one anyway, or its requests could wait for ever.
+                self.limits.force_connection();
+                return Ok(self.http1(self.open_http1(connect_timeout).await?, false));
+            }
+            if !counted_overflow {
+                self.limits
+                    .stats
+                    .cx_overflow
+                    .fetch_add(1, Ordering::Relaxed);
+                counted_overflow = true;
+            }
+            tokio::select! {
+                () = returned => {}
+                () = released => {}
             }
         }
-        let io = connect(&self.address, connect_timeout).await?;
+    }
+
+    /// Pops idle connections until one may carry a request. Only a connection ready right now
+    /// is reused: one the server closed while idle is dropped here; so is one still sending a
+    /// request body the server answered early (it came back when the response ended), one idle
+    /// for longer than the idle timeout, and one past its maximum duration.
+    fn reusable_idle(&self) -> Option<Http1Connection> {
+        let options = self.limits.connection.load();
+        let now = Instant::now();
+        drop_expired(&mut lock(&self.idle), &options, now);
+        while let Some((conn, since)) = lock(&self.idle).pop_back() {
+            if conn.sender.is_ready()
+                && !expired(&options, conn.opened, since, now)
+                && !used_up(&options, conn.requests)
+            {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    /// Opens a connection whose slot the caller has taken; the slot is given back when the
+    /// connection ends.
+    async fn open_http1(&self, connect_timeout: Duration) -> Result<Http1Connection, ConnectError> {
+        let guard = ConnectionSlot::new(&self.limits, &self.open);
+        let keepalive = self.limits.connection.load().tcp_keepalive;
+        let io = connect(&self.address, connect_timeout, keepalive).await?;
         let (sender, conn) = http1::Builder::new()
             .handshake(TokioIo::new(io))
             .await
@@ -95,14 +181,19 @@ impl HostPool {
             if let Err(e) = conn.await {
                 debug!(error = %e, "upstream http/1.1 connection ended");
             }
+            drop(guard);
         });
-        Ok(self.http1(sender, false))
+        Ok(Http1Connection {
+            sender,
+            requests: 0,
+            opened: Instant::now(),
+        })
     }
 
-    fn http1(self: &Arc<Self>, sender: http1::SendRequest<ProxyBody>, reused: bool) -> Connection {
+    fn http1(self: &Arc<Self>, conn: Http1Connection, reused: bool) -> Connection {
         let sink: Arc<dyn IdleSink> = self.clone();
         let ret = ConnectionReturn::new(Arc::downgrade(&sink));
-        Connection::Http1(sender, ret, reused)
+        Connection::Http1(conn, ret, reused)
     }
 
     /// One request/response exchange with this host.
@@ -134,7 +225,7 @@ impl HostPool {
     async fn fresh_http1(
         self: &Arc<Self>,
         connect_timeout: Duration,
-    ) -> Result<Connection, ConnectError> {
+    ) -> Result<Connection, SendError> {
         // Drop idle connections first: if one was closed under us, its siblings likely were too.
         lock(&self.idle).clear();
         self.checkout_http1(connect_timeout).await
@@ -143,34 +234,82 @@ impl HostPool {
     async fn checkout_http2(
         self: &Arc<Self>,
         connect_timeout: Duration,
-    ) -> Result<Connection, ConnectError> {
+    ) -> Result<Connection, SendError> {
         if let Some(sender) = self.live_h2() {
             return Ok(Connection::Http2(sender));
         }
-        let _guard = self.h2_connecting.lock().await;
-        if let Some(sender) = self.live_h2() {
-            return Ok(Connection::Http2(sender));
+        let _pending = self.limits.try_pending()?;
+        let attempt = {
+            let mut slot = lock(&self.h2_connecting);
+            if let Some(sender) = self.live_h2() {
+                return Ok(Connection::Http2(sender));
+            }
+            match slot.as_ref() {
+                // A finished attempt is stale: its connection (if any) was already checked.
+                Some(a) if a.peek().is_none() => a.clone(),
+                _ => {
+                    let a = self.clone().open_http2(connect_timeout).boxed().shared();
+                    *slot = Some(a.clone());
+                    a
+                }
+            }
+        };
+        let result = attempt.await;
+        match result {
+            Ok(sender) => Ok(Connection::Http2(sender)),
+            Err(e) => Err(SendError::Connect(ConnectError::Shared(e))),
         }
-        let io = connect(&self.address, connect_timeout).await?;
+    }
+
+    /// Opens the host's HTTP/2 connection and publishes it.
+    async fn open_http2(
+        self: Arc<Self>,
+        connect_timeout: Duration,
+    ) -> Result<http2::SendRequest<ProxyBody>, Arc<ConnectError>> {
+        // One multiplexed connection per host: it is opened even over the cluster's limit,
+        // as a host's first connection always is.
+        if !self.limits.try_connection() {
+            self.limits
+                .stats
+                .cx_overflow
+                .fetch_add(1, Ordering::Relaxed);
+            self.limits.force_connection();
+        }
+        let slot = ConnectionSlot::new(&self.limits, &self.open);
+        let keepalive = self.limits.connection.load().tcp_keepalive;
+        let io = connect(&self.address, connect_timeout, keepalive)
+            .await
+            .map_err(Arc::new)?;
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
             .timer(hyper_util::rt::TokioTimer::new())
             .adaptive_window(true)
             .handshake(TokioIo::new(io))
             .await
-            .map_err(ConnectError::Handshake)?;
+            .map_err(|e| Arc::new(ConnectError::Handshake(e)))?;
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 debug!(error = %e, "upstream http/2 connection ended");
             }
+            drop(slot);
         });
-        *lock(&self.h2) = Some(sender.clone());
-        Ok(Connection::Http2(sender))
+        *lock(&self.h2) = Some((sender.clone(), Instant::now(), 1));
+        Ok(sender)
     }
 
+    /// The HTTP/2 connection, if it is open and may take another stream (not past its maximum
+    /// duration or request count; a retired one closes when its last stream ends).
     fn live_h2(&self) -> Option<http2::SendRequest<ProxyBody>> {
+        let options = self.limits.connection.load();
         let mut slot = lock(&self.h2);
-        match slot.as_ref() {
-            Some(s) if !s.is_closed() => Some(s.clone()),
+        match slot.as_mut() {
+            Some((s, opened, used))
+                if !s.is_closed()
+                    && !expired(&options, *opened, Instant::now(), Instant::now())
+                    && !used_up(&options, *used) =>
+            {
+                *used += 1;
+                Some(s.clone())
+            }
             Some(_) => {
                 *slot = None;
                 None
@@ -179,13 +318,77 @@ impl HostPool {
         }
     }
 
-    fn pop_idle(&self) -> Option<http1::SendRequest<ProxyBody>> {
-        lock(&self.idle).pop()
-    }
-
     /// Connections currently idle (HTTP/1.1) or open (HTTP/2), for the admin page.
     pub fn idle_connections(&self) -> usize {
         lock(&self.idle).len() + usize::from(lock(&self.h2).is_some())
+    }
+
+    /// This host's open connections.
+    pub fn open_connections(&self) -> u64 {
+        self.open.load(Ordering::Relaxed)
+    }
+}
+
+/// Whether a connection is too old to take a request: idle past the idle timeout, or open
+/// past the maximum duration.
+fn expired(
+    options: &ConnectionOptions,
+    opened: Instant,
+    idle_since: Instant,
+    now: Instant,
+) -> bool {
+    options
+        .idle_timeout
+        .is_some_and(|t| now.saturating_duration_since(idle_since) >= t)
+        || options
+            .max_connection_duration
+            .is_some_and(|t| now.saturating_duration_since(opened) >= t)
+}
+
+/// Closes the idle connections past the idle timeout or their maximum duration, oldest first.
+/// Expiry is checked whenever the pool is used; a host nobody sends to keeps its idle
+/// connections until the next request (or until the server closes them).
+fn drop_expired(
+    idle: &mut VecDeque<(Http1Connection, Instant)>,
+    options: &ConnectionOptions,
+    now: Instant,
+) {
+    while idle
+        .front()
+        .is_some_and(|(c, since)| expired(options, c.opened, *since, now))
+    {
+        idle.pop_front();
+    }
+}
+
+fn used_up(options: &ConnectionOptions, requests: u32) -> bool {
+    options
+        .max_requests_per_connection
+        .is_some_and(|max| requests >= max)
+}
+
+/// One open connection, counted for the cluster and the host until dropped (when the
+/// connection's task ends), which wakes requests waiting for a connection.
+struct ConnectionSlot {
+    limits: Arc<Limits>,
+    host: Arc<AtomicU64>,
+}
+
+impl ConnectionSlot {
+    /// The cluster's count is already taken by the caller.
+    fn new(limits: &Arc<Limits>, host: &Arc<AtomicU64>) -> Self {
+        host.fetch_add(1, Ordering::Relaxed);
+        ConnectionSlot {
+            limits: limits.clone(),
+            host: host.clone(),
+        }
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.host.fetch_sub(1, Ordering::Relaxed);
+        self.limits.connection_closed();
     }
 }
 
@@ -204,8 +407,8 @@ impl Connection {
         req: http::Request<ProxyBody>,
     ) -> Result<http::Response<UpstreamBody>, Unsent> {
         match self {
-            Connection::Http1(mut sender, mut ret, reused) => {
-                let resp = match sender.try_send_request(req).await {
+            Connection::Http1(mut conn, mut ret, reused) => {
+                let resp = match conn.sender.try_send_request(req).await {
                     Ok(resp) => resp,
                     Err(mut e) => {
                         return Err(match e.take_message() {
@@ -214,7 +417,8 @@ impl Connection {
                         })
                     }
                 };
-                ret.hold(sender);
+                conn.requests += 1;
+                ret.hold(conn);
                 Ok(resp.map(|body| UpstreamBody::new(body, Some(ret))))
             }
             Connection::Http2(mut sender) => {
@@ -226,13 +430,22 @@ impl Connection {
 }
 
 impl IdleSink for HostPool {
-    fn put_idle(&self, sender: http1::SendRequest<ProxyBody>) {
-        if sender.is_closed() {
+    fn put_idle(&self, conn: Http1Connection) {
+        // A connection that may carry no more requests is dropped, which closes it.
+        let options = self.limits.connection.load();
+        let now = Instant::now();
+        if conn.sender.is_closed()
+            || used_up(&options, conn.requests)
+            || expired(&options, conn.opened, now, now)
+        {
             return;
         }
         let mut idle = lock(&self.idle);
+        drop_expired(&mut idle, &options, now);
         if idle.len() < MAX_IDLE_PER_HOST {
-            idle.push(sender);
+            idle.push_back((conn, now));
+            drop(idle);
+            self.returned.notify_waiters();
         }
     }
 }
@@ -242,92 +455,4 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use http_body_util::BodyExt;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    /// An upstream that answers one request per connection and then closes it, without saying
-    /// so (no `Connection: close`): the pooled connection looks reusable but is dead.
-    async fn one_shot_server() -> std::net::SocketAddr {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            while let Ok((mut s, _)) = listener.accept().await {
-                tokio::spawn(async move {
-                    let mut buf = vec![0u8; 4096];
-                    let mut seen = Vec::new();
-                    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                        let n = s.read(&mut buf).await.unwrap_or(0);
-                        if n == 0 {
-                            return;
-                        }
-                        seen.extend_from_slice(&buf[..n]);
-                    }
-                    let _ = s
-                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-                        .await;
-                });
-            }
-        });
-        addr
-    }
-
-    fn request() -> http::Request<ProxyBody> {
-        http::Request::get("/")
-            .header("host", "up")
-            .body(ProxyBody::Empty)
-            .unwrap()
-    }
-
-    #[tokio::test]
-    async fn keep_alive_connections_the_server_closed_are_not_reused() {
-        let addr = one_shot_server().await;
-        let pool = HostPool::new(EndpointAddress::Socket(addr), UpstreamProtocol::Http1);
-        for _ in 0..5 {
-            let resp = pool
-                .send(request(), Duration::from_secs(1))
-                .await
-                .expect("sent");
-            assert_eq!(resp.status(), 200);
-            let body = resp.into_body().collect().await.unwrap().to_bytes();
-            assert_eq!(&body[..], b"ok");
-        }
-    }
-
-    #[tokio::test]
-    async fn connections_return_to_the_pool_when_the_body_is_read() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let count = accepted.clone();
-        tokio::spawn(async move {
-            while let Ok((s, _)) = listener.accept().await {
-                count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let svc = hyper::service::service_fn(|_req| async {
-                    Ok::<_, std::convert::Infallible>(http::Response::new(
-                        http_body_util::Full::new(bytes::Bytes::from_static(b"hello")),
-                    ))
-                });
-                tokio::spawn(
-                    hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(s), svc),
-                );
-            }
-        });
-        let pool = HostPool::new(EndpointAddress::Socket(addr), UpstreamProtocol::Http1);
-        for _ in 0..10 {
-            let resp = pool
-                .send(request(), Duration::from_secs(1))
-                .await
-                .expect("sent");
-            resp.into_body().collect().await.unwrap();
-        }
-        assert_eq!(
-            accepted.load(std::sync::atomic::Ordering::Relaxed),
-            1,
-            "one keep-alive connection"
-        );
-        assert_eq!(pool.idle_connections(), 1);
-    }
-}
+mod tests;

@@ -12,6 +12,19 @@ pub struct ClusterStats {
     pub rq_total: AtomicU64,
     pub cx_connect_fail: AtomicU64,
     pub rq_timeout: AtomicU64,
+    pub cx_overflow: AtomicU64,
+    pub rq_pending_overflow: AtomicU64,
+    pub rq_retry_overflow: AtomicU64,
+    pub ejections_enforced_total: AtomicU64,
+    pub ejections_overflow: AtomicU64,
+    pub ejections_enforced_consecutive_5xx: AtomicU64,
+    pub ejections_enforced_consecutive_gateway_failure: AtomicU64,
+    pub ejections_enforced_consecutive_local_origin_failure: AtomicU64,
+    pub ejections_detected_consecutive_5xx: AtomicU64,
+    pub ejections_detected_consecutive_gateway_failure: AtomicU64,
+    pub ejections_detected_consecutive_local_origin_failure: AtomicU64,
+    /// Outcomes the outlier detector's queue had no room for.
+    pub outlier_reports_dropped: AtomicU64,
     by_code: Box<[AtomicU64]>,
 }
 
@@ -21,6 +34,18 @@ impl Default for ClusterStats {
             rq_total: AtomicU64::new(0),
             cx_connect_fail: AtomicU64::new(0),
             rq_timeout: AtomicU64::new(0),
+            cx_overflow: AtomicU64::new(0),
+            rq_pending_overflow: AtomicU64::new(0),
+            rq_retry_overflow: AtomicU64::new(0),
+            ejections_enforced_total: AtomicU64::new(0),
+            ejections_overflow: AtomicU64::new(0),
+            ejections_enforced_consecutive_5xx: AtomicU64::new(0),
+            ejections_enforced_consecutive_gateway_failure: AtomicU64::new(0),
+            ejections_enforced_consecutive_local_origin_failure: AtomicU64::new(0),
+            ejections_detected_consecutive_5xx: AtomicU64::new(0),
+            ejections_detected_consecutive_gateway_failure: AtomicU64::new(0),
+            ejections_detected_consecutive_local_origin_failure: AtomicU64::new(0),
+            outlier_reports_dropped: AtomicU64::new(0),
             by_code: (0..CODES).map(|_| AtomicU64::new(0)).collect(),
         }
     }

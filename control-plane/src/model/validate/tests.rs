@@ -419,7 +419,8 @@ fn fields_without_traffic_effect_do_not_warn_and_the_rest_do() {
     let text = dr("  host: reviews
   exportTo: ['.']
   trafficPolicy:
-    connectionPool: {tcp: {maxConnections: 10}}
+    connectionPool: {tcp: {maxConnections: 10, idleTimeout: 1h}, http: {h2UpgradePolicy: UPGRADE}}
+    outlierDetection: {consecutive5xxErrors: 3}
     loadBalancer: {simple: ROUND_ROBIN, localityLbSetting: {enabled: true}}
 ");
     let warned: Vec<String> = diagnostics(&text)
@@ -431,7 +432,8 @@ fn fields_without_traffic_effect_do_not_warn_and_the_rest_do() {
         warned,
         [
             "spec.exportTo",
-            "spec.trafficPolicy.connectionPool",
+            "spec.trafficPolicy.connectionPool.http.h2UpgradePolicy",
+            "spec.trafficPolicy.connectionPool.tcp.idleTimeout",
             "spec.trafficPolicy.loadBalancer.localityLbSetting"
         ]
     );

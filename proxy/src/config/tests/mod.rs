@@ -4,6 +4,7 @@
 mod cluster;
 mod endpoint;
 mod listener;
+mod resilience;
 mod route;
 mod route_policy;
 

@@ -110,6 +110,7 @@ pub fn vhost(routes: Vec<Route>) -> VirtualHost {
 /// A proxy listening on loopback with this route configuration and these clusters.
 pub struct TestProxy {
     pub addr: SocketAddr,
+    pub ctx: Arc<ProxyContext>,
 }
 
 impl TestProxy {
@@ -153,6 +154,7 @@ impl TestProxy {
         ctx.snapshot.store(Arc::new(snapshot));
         let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = tcp.local_addr().unwrap();
+        let proxy_ctx = ctx.clone();
         tokio::spawn(async move {
             while let Ok((stream, peer)) = tcp.accept().await {
                 tokio::spawn(crate::http::serve_connection(
@@ -163,7 +165,10 @@ impl TestProxy {
                 ));
             }
         });
-        TestProxy { addr }
+        TestProxy {
+            addr,
+            ctx: proxy_ctx,
+        }
     }
 
     pub async fn send(&self, req: Request<Full<Bytes>>) -> Reply {

@@ -4,5 +4,6 @@
 mod faults_and_cors;
 mod harness;
 mod mutations_and_mirrors;
+mod resilience;
 mod retries;
 mod timeouts;

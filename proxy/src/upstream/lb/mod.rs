@@ -17,7 +17,9 @@
 //!   request only, as in Envoy).
 //!
 //! Host health is read when the balancer is built: a change in health comes with a new
-//! endpoint assignment, hence a new build.
+//! endpoint assignment, hence a new build, and an outlier ejection or return makes the
+//! cluster's outlier detector build a new balancer off the request path (see
+//! `upstream::outlier`).
 
 mod least_request;
 mod maglev;
@@ -53,6 +55,8 @@ impl Default for LbState {
 /// A cluster's balancer over the hosts that take traffic, ready to pick.
 pub struct Balancer {
     hosts: Vec<Arc<Host>>,
+    /// Where each of `hosts` is in the cluster's host list the balancer was built from.
+    positions: Vec<usize>,
     kind: Kind,
     /// The policy and panic threshold it was built for, so an unchanged cluster can keep it.
     policy: LbPolicy,
@@ -71,7 +75,8 @@ impl Balancer {
     /// Builds the balancer for `all` (the cluster's hosts, in order). `panic_threshold` is
     /// `healthy_panic_threshold` in percent.
     pub fn build(policy: &LbPolicy, panic_threshold: f64, all: &[Arc<Host>]) -> Balancer {
-        let hosts = hosts_to_use(all, panic_threshold);
+        let positions = positions_to_use(all, panic_threshold);
+        let hosts: Vec<Arc<Host>> = positions.iter().map(|&i| all[i].clone()).collect();
         let kind = match policy {
             LbPolicy::RoundRobin { slow_start } => {
                 Kind::RoundRobin(round_robin::RoundRobin::new(&hosts, slow_start.clone()))
@@ -87,6 +92,7 @@ impl Balancer {
         };
         Balancer {
             hosts,
+            positions,
             kind,
             policy: policy.clone(),
             panic_threshold,
@@ -114,6 +120,17 @@ impl Balancer {
     /// One host for a request. `hash` is the request's hash from the route's hash policies;
     /// only the hashing policies read it. `None` when there is no host to use.
     pub fn pick(&self, state: &LbState, hash: Option<u64>) -> Option<&Arc<Host>> {
+        self.pick_index(state, hash).and_then(|i| self.hosts.get(i))
+    }
+
+    /// Like [`pick`](Self::pick), but the position of the host in the list the balancer was
+    /// built from.
+    pub fn pick_position(&self, state: &LbState, hash: Option<u64>) -> Option<usize> {
+        self.pick_index(state, hash)
+            .and_then(|i| self.positions.get(i).copied())
+    }
+
+    fn pick_index(&self, state: &LbState, hash: Option<u64>) -> Option<usize> {
         if self.hosts.is_empty() {
             return None;
         }
@@ -124,7 +141,7 @@ impl Balancer {
             Kind::RingHash(ring) => ring.pick(hash.unwrap_or_else(rand::random)),
             Kind::Maglev(table) => table.pick(hash.unwrap_or_else(rand::random)),
         };
-        self.hosts.get(index)
+        Some(index)
     }
 
     /// The hosts that take traffic: the healthy ones, or every host in panic mode.
@@ -137,13 +154,21 @@ impl Balancer {
 /// percent, traffic goes to every host, since overloading the few healthy ones would be worse
 /// than trying the unhealthy ones. A threshold of 0 disables panic mode.
 pub fn hosts_to_use(all: &[Arc<Host>], threshold: f64) -> Vec<Arc<Host>> {
-    let available: Vec<Arc<Host>> = all.iter().filter(|h| h.is_available()).cloned().collect();
+    positions_to_use(all, threshold)
+        .into_iter()
+        .map(|i| all[i].clone())
+        .collect()
+}
+
+/// [`hosts_to_use`] as positions in `all`.
+fn positions_to_use(all: &[Arc<Host>], threshold: f64) -> Vec<usize> {
+    let available: Vec<usize> = (0..all.len()).filter(|&i| all[i].is_available()).collect();
     if all.is_empty() {
         return available;
     }
     let healthy_percent = 100.0 * available.len() as f64 / all.len() as f64;
     if healthy_percent < threshold {
-        all.to_vec()
+        (0..all.len()).collect()
     } else {
         available
     }
