@@ -63,10 +63,10 @@ fn resolve(from: &str, path: &[&str], known: &BTreeMap<String, String>) -> Optio
         from.split("::").collect()
     };
     let mut rest = path;
-    match rest.first()? {
-        &"crate" => base.clear(),
-        &"self" => {}
-        &"super" => {
+    match *rest.first()? {
+        "crate" => base.clear(),
+        "self" => {}
+        "super" => {
             while rest.first() == Some(&"super") {
                 base.pop();
                 rest = &rest[1..];
