@@ -59,9 +59,15 @@ pub struct UpstreamBody {
     body: Incoming,
     connection: Option<ConnectionReturn>,
     in_flight: Option<InFlight>,
-    /// The route timeout's deadline; boxed only when there is one.
-    deadline: Option<Pin<Box<Sleep>>>,
-    idle: Option<(Duration, Pin<Box<Sleep>>)>,
+    /// The route timeout's deadline.
+    deadline: Option<Instant>,
+    /// The stream idle timeout.
+    idle: Option<Duration>,
+    /// One timer for both, armed only when the body first has to wait: a response that is
+    /// already complete when it is read (most of them) costs no timer at all.
+    timer: Option<Pin<Box<Sleep>>>,
+    /// A frame arrived since the timer was set: its idle part must start again.
+    moved: bool,
 }
 
 impl UpstreamBody {
@@ -72,6 +78,8 @@ impl UpstreamBody {
             in_flight: None,
             deadline: None,
             idle: None,
+            timer: None,
+            moved: false,
         };
         if this.body.is_end_stream() {
             this.finish();
@@ -87,12 +95,21 @@ impl UpstreamBody {
 
     /// Fails the body if it has not ended by `deadline`.
     pub fn set_deadline(&mut self, deadline: Instant) {
-        self.deadline = Some(Box::pin(tokio::time::sleep_until(deadline)));
+        self.deadline = Some(deadline);
     }
 
     /// Fails the body if no frame arrives for `idle`.
     pub fn set_idle_timeout(&mut self, idle: Duration) {
-        self.idle = Some((idle, Box::pin(tokio::time::sleep(idle))));
+        self.idle = Some(idle);
+    }
+
+    /// When the body must have moved again: the idle timeout from now, or the deadline.
+    fn next_wake(&self) -> Option<Instant> {
+        let idle = self.idle.map(|i| Instant::now() + i);
+        match (idle, self.deadline) {
+            (Some(i), Some(d)) => Some(i.min(d)),
+            (i, d) => i.or(d),
+        }
     }
 
     /// The body ended cleanly: the connection may be reused, the request no longer counts.
@@ -103,6 +120,7 @@ impl UpstreamBody {
         self.in_flight = None;
         self.deadline = None;
         self.idle = None;
+        self.timer = None;
     }
 }
 
@@ -123,8 +141,9 @@ impl Body for UpstreamBody {
             Poll::Ready(Some(Ok(frame))) => {
                 if this.body.is_end_stream() {
                     this.finish();
-                } else if let Some((idle, sleep)) = &mut this.idle {
-                    sleep.as_mut().reset(Instant::now() + *idle);
+                } else {
+                    // Progress: the idle clock starts again (re-armed when next needed).
+                    this.moved = true;
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
@@ -134,19 +153,31 @@ impl Body for UpstreamBody {
                 Poll::Ready(Some(Err(e.into())))
             }
             Poll::Pending => {
-                if let Some(d) = &mut this.deadline {
-                    if d.as_mut().poll(cx).is_ready() {
-                        this.connection = None;
-                        return Poll::Ready(Some(Err(UpstreamBodyError::Timeout)));
-                    }
+                let wake = if this.timer.is_none() || this.moved {
+                    this.next_wake()
+                } else {
+                    None
+                };
+                this.moved = false;
+                match (&mut this.timer, wake) {
+                    (Some(timer), Some(at)) => timer.as_mut().reset(at),
+                    (None, Some(at)) => this.timer = Some(Box::pin(tokio::time::sleep_until(at))),
+                    (None, None) => return Poll::Pending,
+                    (Some(_), None) => {}
                 }
-                if let Some((_, sleep)) = &mut this.idle {
-                    if sleep.as_mut().poll(cx).is_ready() {
-                        this.connection = None;
-                        return Poll::Ready(Some(Err(UpstreamBodyError::Idle)));
-                    }
+                let Some(timer) = &mut this.timer else {
+                    return Poll::Pending;
+                };
+                if timer.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
                 }
-                Poll::Pending
+                this.connection = None;
+                let timed_out = this.deadline.is_some_and(|d| Instant::now() >= d);
+                Poll::Ready(Some(Err(if timed_out {
+                    UpstreamBodyError::Timeout
+                } else {
+                    UpstreamBodyError::Idle
+                })))
             }
         }
     }

@@ -73,12 +73,54 @@ pub fn strip_h2c_upgrade(headers: &mut HeaderMap) {
 
 /// Appends the downstream peer to `x-forwarded-for`.
 pub fn append_forwarded_for(headers: &mut HeaderMap, peer: IpAddr) {
+    let mut buf = [0u8; 64];
+    let ip = format_ip(peer, &mut buf);
     let value = match headers.get(&X_FORWARDED_FOR) {
-        Some(existing) => format!("{},{peer}", existing.to_str().unwrap_or("")),
-        None => peer.to_string(),
+        Some(existing) => {
+            let mut v = Vec::with_capacity(existing.len() + 1 + ip.len());
+            v.extend_from_slice(existing.as_bytes());
+            v.push(b',');
+            v.extend_from_slice(ip);
+            HeaderValue::from_bytes(&v)
+        }
+        None => HeaderValue::from_bytes(ip),
     };
-    if let Ok(v) = HeaderValue::from_str(&value) {
+    if let Ok(v) = value {
         headers.insert(X_FORWARDED_FOR.clone(), v);
+    }
+}
+
+/// An IP address as text, into `buf`: IPv4 (the common case, on every request) without the
+/// formatting machinery, IPv6 through it.
+fn format_ip(ip: IpAddr, buf: &mut [u8; 64]) -> &[u8] {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut n = 0;
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    buf[n] = b'.';
+                    n += 1;
+                }
+                if octet >= 100 {
+                    buf[n] = b'0' + octet / 100;
+                    n += 1;
+                }
+                if octet >= 10 {
+                    buf[n] = b'0' + octet / 10 % 10;
+                    n += 1;
+                }
+                buf[n] = b'0' + octet % 10;
+                n += 1;
+            }
+            &buf[..n]
+        }
+        IpAddr::V6(v6) => {
+            use std::io::Write as _;
+            let mut cursor = std::io::Cursor::new(&mut buf[..]);
+            let _ = write!(cursor, "{v6}");
+            let n = cursor.position() as usize;
+            &buf[..n]
+        }
     }
 }
 
@@ -142,6 +184,22 @@ mod tests {
         strip_h2c_upgrade(&mut h);
         assert_eq!(h.len(), 1, "{h:?}");
         assert_eq!(h.get("connection").unwrap(), "keep-alive");
+    }
+
+    #[test]
+    fn addresses_format_as_std_does() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.20.255.9",
+            "255.255.255.255",
+            "::1",
+            "fe80::1:2",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            let mut buf = [0u8; 64];
+            assert_eq!(format_ip(ip, &mut buf), ip.to_string().as_bytes());
+        }
     }
 
     #[test]

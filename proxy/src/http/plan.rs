@@ -54,12 +54,13 @@ pub struct Timeouts {
     pub total_from_grpc: bool,
 }
 
-/// `draw` picks among weighted clusters; it should be uniform in `0..u64::MAX`.
+/// `draw` picks among weighted clusters; it should return a number uniform in
+/// `0..u64::MAX`, and is only called for a weighted route.
 pub fn plan<'s>(
     route: &'s Route,
     headers: &HeaderMap,
     listener_idle: Option<Duration>,
-    draw: u64,
+    draw: impl FnOnce() -> u64,
 ) -> Plan<'s> {
     let target = match &route.action {
         RouteAction::Cluster(c) => Target::Cluster {
@@ -68,7 +69,7 @@ pub fn plan<'s>(
             host_rewrite: None,
         },
         RouteAction::Weighted(w) => {
-            let picked = w.pick_cluster(draw % w.total());
+            let picked = w.pick_cluster(draw() % w.total());
             Target::Cluster {
                 name: &picked.target.name,
                 headers: (!picked.headers.is_empty()).then_some(&picked.headers),
@@ -89,12 +90,13 @@ pub fn plan<'s>(
 }
 
 pub fn timeouts(policy: &RoutePolicy, listener_idle: Option<Duration>, h: &HeaderMap) -> Timeouts {
+    let caller = CallerTimeouts::of(h);
     let mut total = policy.timeout;
-    if let Some(ms) = header_millis(h, &X_ENVOY_UPSTREAM_RQ_TIMEOUT_MS) {
+    if let Some(ms) = caller.total_ms {
         total = (ms > 0).then(|| Duration::from_millis(ms));
     }
     let streams = &policy.max_stream_duration;
-    let asked = grpc_timeout(h);
+    let asked = caller.grpc;
     // The deprecated form: the caller's deadline becomes the route timeout.
     if let (Some(cap), Some(asked)) = (streams.legacy_grpc_timeout_max, asked) {
         let offset = streams.legacy_grpc_timeout_offset.unwrap_or_default();
@@ -115,7 +117,7 @@ pub fn timeouts(policy: &RoutePolicy, listener_idle: Option<Duration>, h: &Heade
         }
     }
     let mut per_try = policy.retry.as_ref().and_then(|r| r.per_try_timeout);
-    if let Some(ms) = header_millis(h, &X_ENVOY_UPSTREAM_RQ_PER_TRY_TIMEOUT_MS) {
+    if let Some(ms) = caller.per_try_ms {
         per_try = (ms > 0).then(|| Duration::from_millis(ms));
     }
     // A per-try timeout no shorter than the whole request's means nothing.
@@ -147,13 +149,42 @@ fn grpc_deadline(asked: Duration, cap: Duration) -> Option<Duration> {
     }
 }
 
-fn header_millis(h: &HeaderMap, name: &HeaderName) -> Option<u64> {
-    h.get(name)?.to_str().ok()?.trim().parse().ok()
+/// The timeouts a caller asked for in its headers, read in one pass over the headers rather
+/// than three lookups: most requests carry none of them.
+#[derive(Default)]
+struct CallerTimeouts {
+    total_ms: Option<u64>,
+    per_try_ms: Option<u64>,
+    grpc: Option<Duration>,
+}
+
+impl CallerTimeouts {
+    fn of(h: &HeaderMap) -> CallerTimeouts {
+        let mut out = CallerTimeouts::default();
+        for (name, value) in h {
+            if *name == X_ENVOY_UPSTREAM_RQ_TIMEOUT_MS {
+                out.total_ms = millis(value);
+            } else if *name == X_ENVOY_UPSTREAM_RQ_PER_TRY_TIMEOUT_MS {
+                out.per_try_ms = millis(value);
+            } else if *name == GRPC_TIMEOUT {
+                out.grpc = parse_grpc_timeout(value);
+            }
+        }
+        out
+    }
+}
+
+fn millis(v: &HeaderValue) -> Option<u64> {
+    v.to_str().ok()?.trim().parse().ok()
 }
 
 /// gRPC's `grpc-timeout`: at most 8 digits and a unit (H, M, S, m, u, n).
 pub fn grpc_timeout(h: &HeaderMap) -> Option<Duration> {
-    let v = h.get(&GRPC_TIMEOUT)?.to_str().ok()?;
+    parse_grpc_timeout(h.get(&GRPC_TIMEOUT)?)
+}
+
+fn parse_grpc_timeout(v: &HeaderValue) -> Option<Duration> {
+    let v = v.to_str().ok()?;
     if v.len() < 2 || v.len() > 9 {
         return None;
     }

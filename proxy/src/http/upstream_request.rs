@@ -67,10 +67,12 @@ impl UpstreamHead {
         headers::strip_hop_by_hop(h);
         // The proxy already answered any `Expect: 100-continue` towards the client.
         h.remove(header::EXPECT);
-        // The router consumes its own control headers.
-        h.remove(&X_ENVOY_UPSTREAM_RQ_TIMEOUT_MS);
-        h.remove(&X_ENVOY_UPSTREAM_RQ_PER_TRY_TIMEOUT_MS);
-        h.remove(&X_ENVOY_EXPECTED_RQ_TIMEOUT_MS);
+        // The router consumes its own control headers (looked for in one pass: they are rare).
+        if h.keys().any(|k| k.as_str().starts_with("x-envoy-")) {
+            h.remove(&X_ENVOY_UPSTREAM_RQ_TIMEOUT_MS);
+            h.remove(&X_ENVOY_UPSTREAM_RQ_PER_TRY_TIMEOUT_MS);
+            h.remove(&X_ENVOY_EXPECTED_RQ_TIMEOUT_MS);
+        }
         headers::append_forwarded_for(h, peer.ip());
         if !h.contains_key(&X_FORWARDED_PROTO) {
             h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
@@ -155,8 +157,23 @@ impl UpstreamHead {
 
     /// Marks which try this is (`x-envoy-attempt-count`, 1 for the first).
     pub fn set_attempt(&mut self, attempt: u32) {
-        self.headers
-            .insert(X_ENVOY_ATTEMPT_COUNT.clone(), HeaderValue::from(attempt));
+        // The first few tries, which are all a retry policy ever makes in practice, without
+        // formatting a number per request.
+        const COUNTS: [HeaderValue; 8] = [
+            HeaderValue::from_static("1"),
+            HeaderValue::from_static("2"),
+            HeaderValue::from_static("3"),
+            HeaderValue::from_static("4"),
+            HeaderValue::from_static("5"),
+            HeaderValue::from_static("6"),
+            HeaderValue::from_static("7"),
+            HeaderValue::from_static("8"),
+        ];
+        let value = attempt
+            .checked_sub(1)
+            .and_then(|i| COUNTS.get(i as usize).cloned())
+            .unwrap_or_else(|| HeaderValue::from(attempt));
+        self.headers.insert(X_ENVOY_ATTEMPT_COUNT.clone(), value);
     }
 
     /// The head of a mirrored copy: Envoy marks the authority with `-shadow` (before any

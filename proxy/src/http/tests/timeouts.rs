@@ -177,3 +177,47 @@ async fn a_slow_upload_is_not_idle() {
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(&body[..], b"chunkchunkchunkchunkchunk");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_body_that_stalls_is_cut_at_the_route_timeout() {
+    use bytes::Bytes;
+    use http_body_util::BodyExt;
+    // Headers and a first chunk at once, then nothing: the response has begun, so the
+    // timeout can only cut the body (the client sees the stream end in error).
+    let (tx, rx) =
+        tokio::sync::mpsc::channel::<Result<hyper::body::Frame<Bytes>, std::io::Error>>(1);
+    tx.send(Ok(hyper::body::Frame::data(Bytes::from_static(b"partial"))))
+        .await
+        .unwrap();
+    let rx = std::sync::Arc::new(std::sync::Mutex::new(Some(rx)));
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = tcp.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (stream, _) = tcp.accept().await.unwrap();
+        let svc = hyper::service::service_fn(move |_req| {
+            let body = rx.lock().unwrap().take().expect("one request");
+            let body =
+                http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(body));
+            async move { Ok::<_, std::convert::Infallible>(http::Response::new(body)) }
+        });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+            .await;
+    });
+    let vh = vhost(vec![route_to("svc", |_, ra| {
+        ra.timeout = Some(millis(500))
+    })]);
+    let proxy = TestProxy::start(vh, vec![], vec![cluster("svc", &[addr])]).await;
+    let stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let resp = sender.send_request(get("/")).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let start = tokio::time::Instant::now();
+    assert!(resp.into_body().collect().await.is_err(), "the body is cut");
+    assert!(start.elapsed() < Duration::from_secs(1));
+    drop(tx);
+}
