@@ -126,13 +126,13 @@ impl HostPool {
                 pending = Some(self.limits.try_pending()?);
             }
             if self.limits.try_connection() {
-                return Ok(self.http1(self.open_http1(connect_timeout).await?, false));
+                return Ok(self.http1(self.open_boxed(connect_timeout).await?, false));
             }
             if self.open.load(Ordering::Relaxed) == 0 {
                 // Over the cluster's limit because of other hosts: a host with no connection
                 // opens one anyway, or its requests could wait for ever.
                 self.limits.force_connection();
-                return Ok(self.http1(self.open_http1(connect_timeout).await?, false));
+                return Ok(self.http1(self.open_boxed(connect_timeout).await?, false));
             }
             if !counted_overflow {
                 self.limits
@@ -165,6 +165,13 @@ impl HostPool {
             }
         }
         None
+    }
+
+    /// Opening a connection (connect, handshake) is the rare path but its future is large:
+    /// boxed, it costs an allocation when a connection opens instead of making every
+    /// request's future (which hyper moves around) that much bigger.
+    async fn open_boxed(&self, connect_timeout: Duration) -> Result<Http1Connection, ConnectError> {
+        Box::pin(self.open_http1(connect_timeout)).await
     }
 
     /// Opens a connection whose slot the caller has taken; the slot is given back when the
@@ -212,7 +219,8 @@ impl HostPool {
             Ok(resp) => Ok(resp),
             Err(Unsent::Retry(req)) => {
                 debug!(host = %self.address, "reused connection closed before the request went out; retrying on a new one");
-                let fresh = self.fresh_http1(connect_timeout).await?;
+                // Rare, and large: boxed for the same reason as `open_boxed`.
+                let fresh = Box::pin(self.fresh_http1(connect_timeout)).await?;
                 fresh.send(*req).await.map_err(|e| match e {
                     Unsent::Retry(_) => SendError::ClosedBeforeSend,
                     Unsent::Failed(e) => SendError::Reset(e),
