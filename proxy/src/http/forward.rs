@@ -296,14 +296,18 @@ impl<'s> Tries<'s> {
     fn request(&mut self) -> Option<Request<ProxyBody>> {
         let body = self.body.for_try()?;
         let protocol = self.cluster.config.protocol;
-        let mut head = if self.may_retry() {
+        // The count goes on the kept head before it is copied, so the copy already has room
+        // for it (inserting into a copied map would grow it).
+        if self.include_attempt_count {
+            if let Some(head) = &mut self.head {
+                head.set_attempt(self.attempt);
+            }
+        }
+        let head = if self.may_retry() {
             self.head.clone()?
         } else {
             self.head.take()?
         };
-        if self.include_attempt_count {
-            head.set_attempt(self.attempt);
-        }
         Some(head.into_request(protocol, body))
     }
 
