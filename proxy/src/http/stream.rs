@@ -297,10 +297,21 @@ fn content_length(h: &http::HeaderMap) -> u64 {
         .unwrap_or(0)
 }
 
-/// The `grpc-status` a response carries in its headers (a trailers-only gRPC response).
+/// The `grpc-status` a response carries in its headers (a trailers-only gRPC response). A code
+/// outside gRPC's range counts as UNKNOWN (2), as gRPC clients read it, which also keeps the
+/// number of metric series an upstream can cause bounded.
 fn grpc_status(h: &http::HeaderMap) -> Option<u16> {
-    header_str(h.get("grpc-status")).parse().ok()
+    let code: u16 = header_str(h.get("grpc-status")).parse().ok()?;
+    Some(if code <= GRPC_MAX_CODE {
+        code
+    } else {
+        GRPC_UNKNOWN
+    })
 }
+
+/// UNAUTHENTICATED, the highest code gRPC defines.
+const GRPC_MAX_CODE: u16 = 16;
+const GRPC_UNKNOWN: u16 = 2;
 
 fn protocol_name(v: Version) -> &'static str {
     match v {

@@ -35,11 +35,12 @@ async fn requests_are_counted_exactly_with_istios_labels() {
         async move {
             match path.as_str() {
                 "/api/fail" => respond(500, "boom"),
-                "/api/grpc" => {
+                "/api/grpc" | "/api/grpc-odd" => {
+                    let code = if path == "/api/grpc" { "14" } else { "99" };
                     let mut r = respond(200, "");
                     r.headers_mut()
                         .insert("content-type", "application/grpc".parse().unwrap());
-                    r.headers_mut().insert("grpc-status", "14".parse().unwrap());
+                    r.headers_mut().insert("grpc-status", code.parse().unwrap());
                     r
                 }
                 _ => respond(200, "ok"),
@@ -66,12 +67,14 @@ async fn requests_are_counted_exactly_with_istios_labels() {
     for _ in 0..3 {
         assert_eq!(proxy.get("/elsewhere").await.status, 404);
     }
-    let grpc = Request::post("http://svc/api/grpc")
-        .header("host", "svc")
-        .header("content-type", "application/grpc")
-        .body(Full::new(Bytes::from_static(b"\0\0\0\0\0")))
-        .unwrap();
-    assert_eq!(proxy.send(grpc).await.status, 200);
+    for path in ["/api/grpc", "/api/grpc-odd"] {
+        let grpc = Request::post(format!("http://svc{path}"))
+            .header("host", "svc")
+            .header("content-type", "application/grpc")
+            .body(Full::new(Bytes::from_static(b"\0\0\0\0\0")))
+            .unwrap();
+        assert_eq!(proxy.send(grpc).await.status, 200);
+    }
 
     let page = weft_proxy_admin_page(&proxy);
     let service = [
@@ -99,6 +102,9 @@ async fn requests_are_counted_exactly_with_istios_labels() {
     assert_eq!(requests_total(&page, &with(&[("response_code", "500")])), 2);
     let grpc = with(&[("request_protocol", "grpc"), ("grpc_response_status", "14")]);
     assert_eq!(requests_total(&page, &grpc), 1);
+    // A code gRPC does not define counts as UNKNOWN.
+    let odd = with(&[("request_protocol", "grpc"), ("grpc_response_status", "2")]);
+    assert_eq!(requests_total(&page, &odd), 1);
     let no_route = [
         ("response_code", "404"),
         ("response_flags", "NR"),
@@ -109,7 +115,7 @@ async fn requests_are_counted_exactly_with_istios_labels() {
         .lines()
         .filter(|l| l.starts_with("istio_requests_total{"))
         .count();
-    assert_eq!(total, 4, "{page}");
+    assert_eq!(total, 5, "{page}");
 
     // The histograms count the same requests, and Envoy's own stats are still on the page.
     let duration_count: u64 = page
@@ -117,9 +123,9 @@ async fn requests_are_counted_exactly_with_istios_labels() {
         .filter(|l| l.starts_with("istio_request_duration_milliseconds_count{"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum();
-    assert_eq!(duration_count, 11);
+    assert_eq!(duration_count, 12);
     assert!(page.contains(&format!(
-        "envoy_cluster_upstream_rq_total{{cluster_name=\"{CLUSTER}\"}} 8"
+        "envoy_cluster_upstream_rq_total{{cluster_name=\"{CLUSTER}\"}} 9"
     )));
 }
 
