@@ -1,6 +1,7 @@
 //! What every part of a running proxy shares.
 
 use crate::observe::access_log::AccessLogWriter;
+use crate::observe::istio::IstioMetrics;
 use crate::snapshot::Snapshot;
 use arc_swap::ArcSwap;
 use std::sync::atomic::AtomicUsize;
@@ -11,6 +12,8 @@ pub struct ProxyContext {
     /// The configuration the request path reads; swapped whole on every accepted update.
     pub snapshot: ArcSwap<Snapshot>,
     pub access_log: AccessLogWriter,
+    /// Istio's request metrics, rendered by the admin server's `/stats/prometheus`.
+    pub metrics: IstioMetrics,
     /// Flips to true when the proxy starts draining: listeners stop accepting and connections
     /// finish their in-flight requests.
     pub draining: watch::Sender<bool>,
@@ -19,10 +22,11 @@ pub struct ProxyContext {
 }
 
 impl ProxyContext {
-    pub fn new(access_log: AccessLogWriter) -> Arc<Self> {
+    pub fn new(access_log: AccessLogWriter, metrics: IstioMetrics) -> Arc<Self> {
         Arc::new(ProxyContext {
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
             access_log,
+            metrics,
             draining: watch::channel(false).0,
             open_connections: AtomicUsize::new(0),
         })

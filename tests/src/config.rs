@@ -125,9 +125,20 @@ impl Mesh {
 
     /// Starts a weft-proxy and waits until it serves its first complete config.
     pub async fn start_proxy(&self, workload: &str, namespace: &str) -> Proxy {
+        self.start_proxy_with_labels(workload, namespace, "").await
+    }
+
+    /// [`Mesh::start_proxy`] with the workload's labels (`--labels k=v,k=v`).
+    pub async fn start_proxy_with_labels(
+        &self,
+        workload: &str,
+        namespace: &str,
+        labels: &str,
+    ) -> Proxy {
         let outbound: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-        let (node_id, args) = self.identity_args(workload, namespace, outbound, admin);
+        let (node_id, mut args) = self.identity_args(workload, namespace, outbound, admin);
+        args.extend(["--labels".to_string(), labels.to_string()]);
         let proc = Proc::spawn(workload, &bin("weft-proxy"), &args, self.logs.path());
         let proxy = Proxy {
             proc,

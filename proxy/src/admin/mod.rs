@@ -18,9 +18,25 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tracing::{debug, info};
 
+/// How often recorded histogram samples are folded into buckets between scrapes, which
+/// bounds the memory they hold.
+const METRICS_UPKEEP: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Serves the admin API until the process exits. `quit` is notified by `/quitquitquit`.
 pub async fn serve(listener: TcpListener, ctx: Arc<ProxyContext>, quit: Arc<Notify>) {
     info!(addr = ?listener.local_addr().ok(), "admin listening");
+    // Holds the context weakly, so it ends with the proxy.
+    let upkeep_ctx = Arc::downgrade(&ctx);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(METRICS_UPKEEP);
+        loop {
+            tick.tick().await;
+            let Some(ctx) = upkeep_ctx.upgrade() else {
+                return;
+            };
+            ctx.metrics.run_upkeep();
+        }
+    });
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
@@ -78,9 +94,10 @@ fn route(ctx: &ProxyContext, quit: &Notify, req: Request<Incoming>) -> Response<
     }
 }
 
-fn prometheus(ctx: &ProxyContext) -> String {
+/// The `/stats/prometheus` page: Istio's request metrics, then Envoy's cluster and server stats.
+pub fn prometheus(ctx: &ProxyContext) -> String {
     let snap = ctx.snapshot.load();
-    let mut out = String::new();
+    let mut out = ctx.metrics.render();
     let mut clusters: Vec<_> = snap.clusters.values().collect();
     clusters.sort_by(|a, b| a.name.cmp(&b.name));
     out.push_str("# TYPE envoy_cluster_upstream_rq counter\n");

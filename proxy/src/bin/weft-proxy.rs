@@ -11,6 +11,7 @@ use tokio::sync::Notify;
 use tracing::info;
 use weft_proxy::context::ProxyContext;
 use weft_proxy::observe::access_log::AccessLogWriter;
+use weft_proxy::observe::istio::{IstioMetrics, SourceIdentity};
 use weft_proxy::xds::client::XdsClient;
 use xds_protos::node::NodeIdentity;
 
@@ -105,7 +106,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     // Registered before anything starts, so a SIGTERM during startup still drains cleanly.
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let ctx = ProxyContext::new(AccessLogWriter::stdout());
+    let source = SourceIdentity {
+        workload: identity.workload.clone(),
+        namespace: identity.namespace.clone(),
+        app: identity.labels.get("app").cloned(),
+        version: identity.labels.get("version").cloned(),
+    };
+    let ctx = ProxyContext::new(AccessLogWriter::stdout(), IstioMetrics::new(&source));
     let quit = Arc::new(Notify::new());
 
     let admin = tokio::net::TcpListener::bind(&args.admin_addr)

@@ -90,6 +90,16 @@ impl ResponseFlags {
         self.0 == 0
     }
 
+    /// The set as bits, a compact key for per-flag-set metric series.
+    pub fn bits(self) -> u16 {
+        self.0
+    }
+
+    /// [`ResponseFlags::as_str`] of a set given as [`ResponseFlags::bits`].
+    pub fn label_of_bits(bits: u16) -> String {
+        ResponseFlags(bits).as_str().into_owned()
+    }
+
     /// Envoy's short form; allocates only when more than one flag is set.
     pub fn as_str(self) -> Cow<'static, str> {
         let mut set = ResponseFlag::ALL.iter().filter(|f| self.contains(**f));

@@ -5,13 +5,14 @@ use super::filter::{self, ResponseHooks};
 use super::forward::{forward, Forward, Outcome};
 use super::headers::{self, X_FORWARDED_FOR};
 use super::local_reply::{
-    into_grpc, is_grpc, local_reply, no_route, ResponseFlag, GRPC_DEADLINE_EXCEEDED,
+    into_grpc, is_grpc, local_reply, no_route, ResponseFlag, ResponseFlags, GRPC_DEADLINE_EXCEEDED,
 };
 use super::plan::{plan, Target};
 use crate::body::ProxyBody;
 use crate::config::{ListenerConfig, RouteSource};
 use crate::context::ProxyContext;
 use crate::observe::access_log::LogRecord;
+use crate::observe::istio::RequestSample;
 use crate::router::{RequestView, RouteTable};
 use crate::snapshot::Snapshot;
 use http::uri::{Authority, PathAndQuery};
@@ -60,6 +61,8 @@ pub async fn handle(
     let listener_cfg = snapshot.listeners.get(listener);
     let log_format = listener_cfg.and_then(|l| l.access_log);
     let capture = log_format.map(|_| LogCapture::new(&req));
+    let grpc_request = is_grpc(req.headers());
+    let request_bytes = content_length(req.headers());
 
     let mut outcome = Outcome::default();
     // Boxed: the router's state (retry loop, timers, the upstream exchange) is large, and
@@ -76,8 +79,26 @@ pub async fn handle(
     .await;
 
     let status = response.status().as_u16();
-    if let Some(cluster) = outcome.cluster {
-        cluster.runtime.stats.record(status);
+    let sample = RequestSample {
+        status,
+        flags: outcome.flags.bits(),
+        flags_label: ResponseFlags::label_of_bits,
+        grpc: grpc_request,
+        grpc_status: grpc_status(response.headers()),
+        duration_ms: start.elapsed().as_secs_f64() * 1000.0,
+        request_bytes,
+        response_bytes: content_length(response.headers()),
+    };
+    let metrics = &ctx.metrics;
+    match outcome.cluster {
+        Some(cluster) => {
+            cluster.runtime.stats.record(status);
+            let istio = &cluster.runtime.istio;
+            istio
+                .get_or_init(|| metrics.destination(&cluster.name))
+                .record(metrics, &sample);
+        }
+        None => metrics.unrouted().record(metrics, &sample),
     }
     if let (Some(format), Some(c)) = (log_format, capture) {
         let upstream_host = outcome
@@ -278,6 +299,22 @@ fn content_length(h: &http::HeaderMap) -> u64 {
         .parse()
         .unwrap_or(0)
 }
+
+/// The `grpc-status` a response carries in its headers (a trailers-only gRPC response). A code
+/// outside gRPC's range counts as UNKNOWN (2), as gRPC clients read it, which also keeps the
+/// number of metric series an upstream can cause bounded.
+fn grpc_status(h: &http::HeaderMap) -> Option<u16> {
+    let code: u16 = header_str(h.get("grpc-status")).parse().ok()?;
+    Some(if code <= GRPC_MAX_CODE {
+        code
+    } else {
+        GRPC_UNKNOWN
+    })
+}
+
+/// UNAUTHENTICATED, the highest code gRPC defines.
+const GRPC_MAX_CODE: u16 = 16;
+const GRPC_UNKNOWN: u16 = 2;
 
 fn protocol_name(v: Version) -> &'static str {
     match v {

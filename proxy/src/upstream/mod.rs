@@ -16,6 +16,7 @@ pub mod stats;
 
 use crate::body::InFlight;
 use crate::config::{ClusterConfig, Endpoint, EndpointAddress, UpstreamProtocol};
+use crate::observe::istio::DestinationMetrics;
 use arc_swap::ArcSwap;
 use lb::{Balancer, LbState};
 use limits::Limits;
@@ -25,7 +26,7 @@ use stats::ClusterStats;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use tokio::time::Instant;
 
 /// One upstream host of one cluster.
@@ -127,6 +128,9 @@ pub struct ClusterRuntime {
     pub lb: LbState,
     pub stats: Arc<ClusterStats>,
     pub limits: Arc<Limits>,
+    /// Istio's request metrics for this cluster as destination, set up by the first request
+    /// (the registry lives with the proxy, not the snapshot) and kept across reloads.
+    pub istio: OnceLock<DestinationMetrics>,
 }
 
 impl ClusterRuntime {
@@ -140,6 +144,7 @@ impl ClusterRuntime {
                 stats.clone(),
             )),
             stats,
+            istio: OnceLock::new(),
         }
     }
 }

@@ -3,6 +3,7 @@
 
 use crate::context::ProxyContext;
 use crate::observe::access_log::AccessLogWriter;
+use crate::observe::istio::{IstioMetrics, SourceIdentity};
 use crate::xds::state::XdsCache;
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
@@ -149,7 +150,10 @@ impl TestProxy {
         let resources: Vec<Any> = clusters.iter().map(|c| any(type_url::CLUSTER, c)).collect();
         let applied = cache.apply(type_url::CLUSTER, "1", &resources);
         assert!(applied.rejected.is_empty(), "{:?}", applied.rejected);
-        let ctx = ProxyContext::new(AccessLogWriter::stdout());
+        let ctx = ProxyContext::new(
+            AccessLogWriter::stdout(),
+            IstioMetrics::new(&test_source_identity()),
+        );
         let snapshot = cache.build_snapshot(&ctx.snapshot.load());
         ctx.snapshot.store(Arc::new(snapshot));
         let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -301,4 +305,14 @@ pub fn respond(status: u16, body: &'static str) -> Response<Full<Bytes>> {
 pub async fn dead_address() -> SocketAddr {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     l.local_addr().unwrap()
+}
+
+/// The identity the in-process test proxies report as their source.
+pub fn test_source_identity() -> SourceIdentity {
+    SourceIdentity {
+        workload: "productpage-v1".into(),
+        namespace: "default".into(),
+        app: Some("productpage".into()),
+        version: Some("v1".into()),
+    }
 }

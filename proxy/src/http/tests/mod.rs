@@ -3,6 +3,7 @@
 
 mod faults_and_cors;
 mod harness;
+mod metrics;
 mod mutations_and_mirrors;
 mod resilience;
 mod retries;

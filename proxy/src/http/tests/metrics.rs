@@ -1,0 +1,134 @@
+//! Istio's request metrics through the real request path: exact counts per label set on the
+//! admin page right after the requests, with the proxy's identity and the cluster's service.
+
+use super::harness::*;
+use bytes::Bytes;
+use http::Request;
+use http_body_util::Full;
+use xds_protos::pb::envoy::config::route::v3::route_match::PathSpecifier;
+
+const CLUSTER: &str = "outbound|9080||reviews.bookinfo.svc.cluster.local";
+
+/// The value of the one `istio_requests_total` sample that has every label in `labels`.
+fn requests_total(page: &str, labels: &[(&str, &str)]) -> u64 {
+    let hits: Vec<&str> = page
+        .lines()
+        .filter(|l| l.starts_with("istio_requests_total{"))
+        .filter(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .collect();
+    assert_eq!(hits.len(), 1, "{labels:?} in\n{page}");
+    hits[0]
+        .rsplit(' ')
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no value in {}", hits[0]))
+}
+
+#[tokio::test]
+async fn requests_are_counted_exactly_with_istios_labels() {
+    let up = Upstream::start(|_, seen| {
+        let path = seen.path.clone();
+        async move {
+            match path.as_str() {
+                "/api/fail" => respond(500, "boom"),
+                "/api/grpc" | "/api/grpc-odd" => {
+                    let code = if path == "/api/grpc" { "14" } else { "99" };
+                    let mut r = respond(200, "");
+                    r.headers_mut()
+                        .insert("content-type", "application/grpc".parse().unwrap());
+                    r.headers_mut().insert("grpc-status", code.parse().unwrap());
+                    r
+                }
+                _ => respond(200, "ok"),
+            }
+        }
+    })
+    .await;
+    let route = route_to(CLUSTER, |r, _| {
+        r.r#match.as_mut().unwrap().path_specifier = Some(PathSpecifier::Prefix("/api".into()));
+    });
+    let proxy = TestProxy::start(
+        vhost(vec![route]),
+        vec![],
+        vec![cluster(CLUSTER, &[up.addr])],
+    )
+    .await;
+
+    for _ in 0..5 {
+        assert_eq!(proxy.get("/api/ok").await.status, 200);
+    }
+    for _ in 0..2 {
+        assert_eq!(proxy.get("/api/fail").await.status, 500);
+    }
+    for _ in 0..3 {
+        assert_eq!(proxy.get("/elsewhere").await.status, 404);
+    }
+    for path in ["/api/grpc", "/api/grpc-odd"] {
+        let grpc = Request::post(format!("http://svc{path}"))
+            .header("host", "svc")
+            .header("content-type", "application/grpc")
+            .body(Full::new(Bytes::from_static(b"\0\0\0\0\0")))
+            .unwrap();
+        assert_eq!(proxy.send(grpc).await.status, 200);
+    }
+
+    let page = weft_proxy_admin_page(&proxy);
+    let service = [
+        ("reporter", "source"),
+        ("source_workload", "productpage-v1"),
+        ("source_workload_namespace", "default"),
+        ("source_app", "productpage"),
+        ("source_version", "v1"),
+        ("destination_service", "reviews.bookinfo.svc.cluster.local"),
+        ("destination_service_name", "reviews"),
+        ("destination_service_namespace", "bookinfo"),
+    ];
+    let with = |extra: &[(&'static str, &'static str)]| {
+        let mut l = service.to_vec();
+        l.extend_from_slice(extra);
+        l
+    };
+    let ok = with(&[
+        ("response_code", "200"),
+        ("request_protocol", "http"),
+        ("response_flags", "-"),
+        ("grpc_response_status", ""),
+    ]);
+    assert_eq!(requests_total(&page, &ok), 5);
+    assert_eq!(requests_total(&page, &with(&[("response_code", "500")])), 2);
+    let grpc = with(&[("request_protocol", "grpc"), ("grpc_response_status", "14")]);
+    assert_eq!(requests_total(&page, &grpc), 1);
+    // A code gRPC does not define counts as UNKNOWN.
+    let odd = with(&[("request_protocol", "grpc"), ("grpc_response_status", "2")]);
+    assert_eq!(requests_total(&page, &odd), 1);
+    let no_route = [
+        ("response_code", "404"),
+        ("response_flags", "NR"),
+        ("destination_service", "unknown"),
+    ];
+    assert_eq!(requests_total(&page, &no_route), 3);
+    let total: usize = page
+        .lines()
+        .filter(|l| l.starts_with("istio_requests_total{"))
+        .count();
+    assert_eq!(total, 5, "{page}");
+
+    // The histograms count the same requests, and Envoy's own stats are still on the page.
+    let duration_count: u64 = page
+        .lines()
+        .filter(|l| l.starts_with("istio_request_duration_milliseconds_count{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(duration_count, 12);
+    assert!(page.contains(&format!(
+        "envoy_cluster_upstream_rq_total{{cluster_name=\"{CLUSTER}\"}} 9"
+    )));
+}
+
+fn weft_proxy_admin_page(proxy: &TestProxy) -> String {
+    crate::admin::prometheus(&proxy.ctx)
+}
