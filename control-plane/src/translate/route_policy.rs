@@ -9,6 +9,7 @@
 
 use super::clusters::pb_duration;
 use super::route_match::string_matcher;
+use crate::model::grpc_status_code;
 use crate::model::{
     CorsPolicy, FaultAbort, FaultDelay, Headers, HttpFaultInjection, HttpRetry, Percent,
     StringMatch, UnmatchedPreflights,
@@ -209,30 +210,6 @@ fn fault_abort(a: &FaultAbort) -> Option<EnvoyFaultAbort> {
         error_type: Some(error_type),
         ..Default::default()
     })
-}
-
-/// gRPC status names (as Istio writes them) to their codes.
-pub fn grpc_status_code(name: &str) -> Option<u32> {
-    const NAMES: [&str; 17] = [
-        "OK",
-        "CANCELLED",
-        "UNKNOWN",
-        "INVALID_ARGUMENT",
-        "DEADLINE_EXCEEDED",
-        "NOT_FOUND",
-        "ALREADY_EXISTS",
-        "PERMISSION_DENIED",
-        "RESOURCE_EXHAUSTED",
-        "FAILED_PRECONDITION",
-        "ABORTED",
-        "OUT_OF_RANGE",
-        "UNIMPLEMENTED",
-        "INTERNAL",
-        "UNAVAILABLE",
-        "DATA_LOSS",
-        "UNAUTHENTICATED",
-    ];
-    NAMES.iter().position(|n| *n == name).map(|i| i as u32)
 }
 
 /// The CORS filter's per-route config.

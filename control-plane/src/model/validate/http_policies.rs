@@ -4,6 +4,7 @@
 
 use super::common::*;
 use super::Findings;
+use crate::model::grpc_status_code;
 use crate::model::path::FieldPath;
 use crate::model::string_match::StringMatch;
 use crate::model::virtual_service::*;
@@ -28,27 +29,6 @@ const RETRY_ON: &[&str] = &[
     "internal",
     "resource-exhausted",
     "unavailable",
-];
-
-/// The gRPC status names an abort may return.
-const GRPC_STATUS: &[&str] = &[
-    "OK",
-    "CANCELLED",
-    "UNKNOWN",
-    "INVALID_ARGUMENT",
-    "DEADLINE_EXCEEDED",
-    "NOT_FOUND",
-    "ALREADY_EXISTS",
-    "PERMISSION_DENIED",
-    "RESOURCE_EXHAUSTED",
-    "FAILED_PRECONDITION",
-    "ABORTED",
-    "OUT_OF_RANGE",
-    "UNIMPLEMENTED",
-    "INTERNAL",
-    "UNAVAILABLE",
-    "DATA_LOSS",
-    "UNAUTHENTICATED",
 ];
 
 /// The methods Istio accepts in a CORS policy.
@@ -194,7 +174,7 @@ pub(super) fn check_fault(f: &mut Findings, p: &FieldPath, fault: &HttpFaultInje
             }
         }
         if let Some(status) = &abort.grpc_status {
-            if !GRPC_STATUS.contains(&status.as_str()) {
+            if grpc_status_code(status).is_none() {
                 f.error(
                     &ap.key("grpcStatus"),
                     format!(
