@@ -73,7 +73,7 @@ impl Stream {
                 changed = config_rx.changed() => {
                     changed.map_err(|_| StreamEnd::ServerStopping)?;
                     let config = config_rx.borrow_and_update().clone();
-                    self.s.reconfigure(config);
+                    self.s.reconfigure(config).await?;
                 }
                 _ = sleep_until(deadline), if deadline.is_some() => self.s.seq.timed_out(),
             }

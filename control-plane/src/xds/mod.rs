@@ -4,6 +4,11 @@
 //! stream notices it, generates the resources of its own proxy and pushes them in
 //! make-before-break order (see [`sequencer`]). What each proxy was sent, ACKed and NACKed is
 //! recorded in [`StatusRegistry`].
+//!
+//! Generating may translate (the first proxy of a class after a change), which is CPU work:
+//! it runs on the blocking pool, never on the async workers that serve the streams, and at
+//! most [`generation_slots`] generations run at once. Sessions wait for a slot in arrival
+//! order (the semaphore is fair), which makes the slots the bounded queue of pending pushes.
 
 mod delta;
 pub mod resources;
@@ -18,7 +23,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
@@ -37,11 +42,35 @@ pub struct Shared {
     pub config: watch::Receiver<Arc<ConfigVersion>>,
     pub status: Arc<StatusRegistry>,
     conn_ids: AtomicU64,
+    generation: Semaphore,
+}
+
+/// How many generations may run at once: one per core, leaving the async workers free.
+pub fn generation_slots() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
 impl Shared {
     fn next_conn_id(&self) -> u64 {
         self.conn_ids.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// The resources of `identity` under `config`, generated on the blocking pool. `None`
+    /// when the server is stopping (the runtime cancelled the work).
+    async fn generate(
+        &self,
+        config: &Arc<ConfigVersion>,
+        identity: &NodeIdentity,
+    ) -> Option<Resources> {
+        // The semaphore is never closed.
+        let _slot = self.generation.acquire().await.ok()?;
+        let generator = config.generator.clone();
+        let identity = identity.clone();
+        match tokio::task::spawn_blocking(move || generator.generate(&identity)).await {
+            Ok(resources) => Some(resources),
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => None,
+        }
     }
 }
 
@@ -94,11 +123,11 @@ impl<Req, Resp> Session<Req, Resp> {
             return None;
         };
         let identity = NodeIdentity::from_node(node);
+        let config = shared.config.borrow().clone();
+        let resources = shared.generate(&config, &identity).await?;
         let conn = shared.next_conn_id();
         shared.status.connect(conn, &identity, protocol);
         tracing::info!(node = %identity.id, conn, protocol, "proxy connected");
-        let config = shared.config.borrow().clone();
-        let resources = config.generator.generate(&identity);
         let session = Session {
             shared,
             conn,
@@ -113,10 +142,15 @@ impl<Req, Resp> Session<Req, Resp> {
     }
 
     /// A new configuration was published: regenerate and start pushing it.
-    fn reconfigure(&mut self, config: Arc<ConfigVersion>) {
-        self.resources = config.generator.generate(&self.identity);
+    async fn reconfigure(&mut self, config: Arc<ConfigVersion>) -> Result<(), sotw::StreamEnd> {
+        self.resources = self
+            .shared
+            .generate(&config, &self.identity)
+            .await
+            .ok_or(sotw::StreamEnd::ServerStopping)?;
         self.seq.start(config.published);
         self.config = config;
+        Ok(())
     }
 
     fn next_nonce(&mut self) -> String {
@@ -144,6 +178,7 @@ impl AdsService {
                 config,
                 status,
                 conn_ids: AtomicU64::new(0),
+                generation: Semaphore::new(generation_slots()),
             }),
         }
     }

@@ -1,14 +1,15 @@
 //! One state-of-the-world ADS stream.
 //!
 //! Per type the session remembers what the proxy subscribed to, the nonce of the last
-//! response and a hash of its content, so that a config change only re-sends the types whose
-//! content changed for this proxy. Requests carrying a nonce other than the latest are stale
+//! response and what it sent (references into the shared resource maps, never copies of the
+//! bytes), so that a config change only re-sends the types whose content changed for this
+//! proxy. Requests carrying a nonce other than the latest are stale
 //! (the proxy has not seen the newest response yet) and are ignored, as the protocol says.
 
-use super::resources::content_hash;
+use super::resources::NamedResources;
 use super::sequencer::Phase;
 use super::{Session, Shared, StreamIo};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use tracing::{debug, warn};
 use xds_protos::pb::google::protobuf::Any;
@@ -21,9 +22,11 @@ struct TypeState {
     wildcard: bool,
     last_nonce: String,
     last_version: String,
-    sent_hash: Option<u64>,
+    /// Whether anything was sent yet (an empty response is a valid answer).
+    sent_once: bool,
     /// What the proxy was last sent, by name: kept through the additive steps of a push.
-    sent: BTreeMap<String, Any>,
+    /// Usually the very map every session shares.
+    sent: Arc<NamedResources>,
 }
 
 /// A sotw stream: the common session plus the per-type state.
@@ -62,7 +65,7 @@ impl Stream {
                 changed = config_rx.changed() => {
                     changed.map_err(|_| StreamEnd::ServerStopping)?;
                     let config = config_rx.borrow_and_update().clone();
-                    self.s.reconfigure(config);
+                    self.s.reconfigure(config).await?;
                 }
                 _ = sleep_until(deadline), if deadline.is_some() => {
                     warn!(node = %self.s.identity.id, "no ACK in time, continuing the push");
@@ -138,38 +141,15 @@ impl Stream {
         let Some(state) = self.types.get_mut(type_url) else {
             return Ok(false);
         };
-        let current = self.s.resources.of_type(type_url);
-        let mut next: BTreeMap<String, Any> = match current {
-            Some(all) if state.wildcard => all
-                .iter()
-                .map(|(n, r)| (n.clone(), r.any.clone()))
-                .collect(),
-            Some(all) => state
-                .subscribed
-                .iter()
-                .filter_map(|n| all.get(n).map(|r| (n.clone(), r.any.clone())))
-                .collect(),
-            None => BTreeMap::new(),
-        };
-        if phase == Phase::Add {
-            for (name, any) in &state.sent {
-                let still_wanted = state.wildcard || state.subscribed.contains(name);
-                if still_wanted && !next.contains_key(name) {
-                    next.insert(name.clone(), any.clone());
-                }
-            }
-        }
-        let hash = next
-            .values()
-            .fold(0u64, |h, r| h.rotate_left(5) ^ content_hash(&r.value));
-        if !force && state.sent_hash == Some(hash) {
+        let next = wanted_now(state, self.s.resources.shared_of_type(type_url), phase);
+        if !force && state.sent_once && same_versions(&next, &state.sent) {
             return Ok(false);
         }
         let nonce = self.s.next_nonce();
         state.last_nonce = nonce.clone();
         state.last_version = self.s.config.version.clone();
-        state.sent_hash = Some(hash);
-        let resources: Vec<Any> = next.values().cloned().collect();
+        state.sent_once = true;
+        let resources: Vec<Any> = next.values().map(|r| r.any.clone()).collect();
         state.sent = next;
         let count = resources.len();
         let response = DiscoveryResponse {
@@ -187,6 +167,54 @@ impl Stream {
         self.s.io.send(response).await?;
         Ok(true)
     }
+}
+
+/// What the proxy should hold of a type now: the current resources it subscribed to and, in
+/// the additive phase, also what it was sent that the config dropped. When that is the whole
+/// current map, the shared map itself is returned.
+fn wanted_now(
+    state: &TypeState,
+    current: Option<&Arc<NamedResources>>,
+    phase: Phase,
+) -> Arc<NamedResources> {
+    let empty = Arc::default();
+    let all = current.unwrap_or(&empty);
+    let covers_all = state.wildcard
+        || (state.subscribed.len() >= all.len()
+            && all.keys().all(|n| state.subscribed.contains(n)));
+    let mut next = if covers_all {
+        all.clone()
+    } else {
+        Arc::new(
+            state
+                .subscribed
+                .iter()
+                .filter_map(|n| all.get(n).map(|r| (n.clone(), r.clone())))
+                .collect(),
+        )
+    };
+    if phase == Phase::Add {
+        let kept: Vec<_> = state
+            .sent
+            .iter()
+            .filter(|(name, _)| state.wildcard || state.subscribed.contains(*name))
+            .filter(|(name, _)| !next.contains_key(*name))
+            .map(|(n, r)| (n.clone(), r.clone()))
+            .collect();
+        if !kept.is_empty() {
+            Arc::make_mut(&mut next).extend(kept);
+        }
+    }
+    next
+}
+
+/// Whether two sets of resources have the same names and versions.
+fn same_versions(a: &Arc<NamedResources>, b: &Arc<NamedResources>) -> bool {
+    Arc::ptr_eq(a, b)
+        || (a.len() == b.len()
+            && a.iter()
+                .zip(b.iter())
+                .all(|((na, ra), (nb, rb))| na == nb && ra.version == rb.version))
 }
 
 fn known_type(type_url: &str) -> Option<&'static str> {
