@@ -5,6 +5,7 @@
 //! removed. A reconnecting proxy announces what it holds in `initial_resource_versions`, and is
 //! not sent those again.
 
+use super::compact::{HeldVersions, NameSet};
 use super::sequencer::Phase;
 use super::sotw::{sleep_until, StreamEnd};
 use super::{Session, Shared, StreamIo};
@@ -16,10 +17,10 @@ use xds_protos::{DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource};
 
 #[derive(Default)]
 struct TypeState {
-    subscribed: BTreeSet<String>,
+    subscribed: NameSet,
     wildcard: bool,
     /// What the proxy holds: name -> version.
-    held: HashMap<String, String>,
+    held: HeldVersions,
     /// Nonces of responses not yet answered, with the config version they carried.
     in_flight: HashMap<String, String>,
 }
@@ -110,7 +111,9 @@ impl Stream {
             }
         }
         if new_type {
-            state.held.extend(req.initial_resource_versions.clone());
+            for (name, version) in &req.initial_resource_versions {
+                state.held.insert(name.clone(), version.clone());
+            }
             // A first request naming nothing is the legacy wildcard subscription.
             if is_wildcard_type(type_url) && req.resource_names_subscribe.is_empty() {
                 state.wildcard = true;
@@ -157,7 +160,12 @@ impl Stream {
         let Some(state) = self.types.get_mut(type_url) else {
             return Ok(false);
         };
-        let current = self.s.resources.of_type(type_url);
+        let current_shared = self.s.resources.shared_of_type(type_url);
+        if let Some(shared) = current_shared {
+            state.subscribed.rebase(shared);
+            state.held.rebase(shared);
+        }
+        let current = current_shared.map(|m| &**m);
         let wanted = |name: &str| state.wildcard || state.subscribed.contains(name);
         let mut resources = Vec::new();
         if let Some(all) = current {
@@ -168,7 +176,7 @@ impl Stream {
             };
             for name in names {
                 let Some(r) = all.get(name) else { continue };
-                if state.held.get(name) != Some(&r.version) || asked.contains(name) {
+                if state.held.get(name) != Some(r.version.as_str()) || asked.contains(name) {
                     resources.push(Resource {
                         name: name.clone(),
                         version: r.version.clone(),
@@ -182,7 +190,7 @@ impl Stream {
         let mut removed: Vec<String> = match phase {
             Phase::Exact => state
                 .held
-                .keys()
+                .names()
                 .filter(|n| wanted(n) && !exists(n))
                 .cloned()
                 .collect(),

@@ -10,6 +10,7 @@
 //! most [`generation_slots`] generations run at once. Sessions wait for a slot in arrival
 //! order (the semaphore is fair), which makes the slots the bounded queue of pending pushes.
 
+mod compact;
 mod delta;
 pub mod resources;
 pub mod sequencer;

@@ -6,6 +6,7 @@
 //! proxy. Requests carrying a nonce other than the latest are stale
 //! (the proxy has not seen the newest response yet) and are ignored, as the protocol says.
 
+use super::compact::NameSet;
 use super::resources::NamedResources;
 use super::sequencer::Phase;
 use super::{Session, Shared, StreamIo};
@@ -18,7 +19,7 @@ use xds_protos::{DiscoveryRequest, DiscoveryResponse};
 
 #[derive(Default)]
 struct TypeState {
-    subscribed: BTreeSet<String>,
+    subscribed: NameSet,
     wildcard: bool,
     last_nonce: String,
     last_version: String,
@@ -108,8 +109,11 @@ impl Stream {
         let names: BTreeSet<String> = req.resource_names.iter().cloned().collect();
         let wildcard = is_wildcard_type(type_url) && (names.is_empty() || names.contains("*"));
         let first_request = !answered;
-        let changed = names != state.subscribed || wildcard != state.wildcard;
-        state.subscribed = names;
+        let changed = !state.subscribed.same_as(&names) || wildcard != state.wildcard;
+        if changed {
+            let current = self.s.resources.shared_of_type(type_url);
+            state.subscribed = NameSet::of(names, current.unwrap_or(&Arc::default()));
+        }
         state.wildcard = wildcard;
         if first_request || changed {
             self.send(type_url, Phase::Exact, true).await?;
@@ -141,7 +145,11 @@ impl Stream {
         let Some(state) = self.types.get_mut(type_url) else {
             return Ok(false);
         };
-        let next = wanted_now(state, self.s.resources.shared_of_type(type_url), phase);
+        let current = self.s.resources.shared_of_type(type_url);
+        if let Some(current) = current {
+            state.subscribed.rebase(current);
+        }
+        let next = wanted_now(state, current, phase);
         if !force && state.sent_once && same_versions(&next, &state.sent) {
             return Ok(false);
         }
@@ -197,7 +205,7 @@ fn wanted_now(
         let kept: Vec<_> = state
             .sent
             .iter()
-            .filter(|(name, _)| state.wildcard || state.subscribed.contains(*name))
+            .filter(|(name, _)| state.wildcard || state.subscribed.contains(name))
             .filter(|(name, _)| !next.contains_key(*name))
             .map(|(n, r)| (n.clone(), r.clone()))
             .collect();

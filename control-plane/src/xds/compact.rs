@@ -1,0 +1,189 @@
+//! Per-session name sets and name -> version maps, stored as their difference from a map every
+//! session shares.
+//!
+//! A sidecar subscribes to the endpoints of every cluster it was sent and, over delta, holds a
+//! version of each: kept as plain sets and maps, that is thousands of names per session, the
+//! same names in every session, and at 2,000 proxies more memory than everything else weftd
+//! holds. Almost always a session's set is exactly the keys of the current shared map (and the
+//! versions exactly its versions), so it is kept as a reference to that map plus the few names
+//! that differ. [`NameSet::rebase`] and [`HeldVersions::rebase`] move them onto a newer map.
+
+use super::resources::NamedResources;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+/// A set of names: the keys of `base`, minus `missing`, plus `extra`.
+#[derive(Debug, Default, Clone)]
+pub struct NameSet {
+    base: Arc<NamedResources>,
+    extra: BTreeSet<String>,
+    missing: BTreeSet<String>,
+}
+
+impl NameSet {
+    pub fn contains(&self, name: &str) -> bool {
+        self.extra.contains(name) || (self.base.contains_key(name) && !self.missing.contains(name))
+    }
+
+    pub fn len(&self) -> usize {
+        self.base.len() - self.missing.len() + self.extra.len()
+    }
+
+    /// Every name, those of the base first.
+    pub fn iter(&self) -> impl Iterator<Item = &String> {
+        self.base
+            .keys()
+            .filter(|k| !self.missing.contains(*k))
+            .chain(self.extra.iter())
+    }
+
+    pub fn insert(&mut self, name: String) {
+        if self.base.contains_key(&name) {
+            self.missing.remove(&name);
+        } else {
+            self.extra.insert(name);
+        }
+    }
+
+    pub fn remove(&mut self, name: &str) {
+        if self.base.contains_key(name) {
+            self.missing.insert(name.to_string());
+        } else {
+            self.extra.remove(name);
+        }
+    }
+
+    /// Whether this set holds exactly `names`.
+    pub fn same_as(&self, names: &BTreeSet<String>) -> bool {
+        self.len() == names.len() && names.iter().all(|n| self.contains(n))
+    }
+
+    /// `names`, kept relative to `base`.
+    pub fn of(names: BTreeSet<String>, base: &Arc<NamedResources>) -> Self {
+        let missing = base
+            .keys()
+            .filter(|k| !names.contains(*k))
+            .cloned()
+            .collect();
+        let extra = names
+            .into_iter()
+            .filter(|n| !base.contains_key(n))
+            .collect();
+        NameSet {
+            base: base.clone(),
+            extra,
+            missing,
+        }
+    }
+
+    /// The same set, relative to `base`.
+    pub fn rebase(&mut self, base: &Arc<NamedResources>) {
+        if Arc::ptr_eq(&self.base, base) {
+            return;
+        }
+        let missing = base.keys().filter(|k| !self.contains(k)).cloned().collect();
+        let extra = self
+            .iter()
+            .filter(|n| !base.contains_key(*n))
+            .cloned()
+            .collect();
+        *self = NameSet {
+            base: base.clone(),
+            extra,
+            missing,
+        };
+    }
+}
+
+/// What a delta client holds, name -> version: the versions of `base`, overridden by `diff`
+/// (`None`: not held).
+#[derive(Debug, Default, Clone)]
+pub struct HeldVersions {
+    base: Arc<NamedResources>,
+    diff: HashMap<String, Option<String>>,
+}
+
+impl HeldVersions {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        match self.diff.get(name) {
+            Some(v) => v.as_deref(),
+            None => self.base.get(name).map(|r| r.version.as_str()),
+        }
+    }
+
+    pub fn insert(&mut self, name: String, version: String) {
+        if self.base.get(&name).is_some_and(|r| r.version == version) {
+            self.diff.remove(&name);
+        } else {
+            self.diff.insert(name, Some(version));
+        }
+    }
+
+    pub fn remove(&mut self, name: &str) {
+        if self.base.contains_key(name) {
+            self.diff.insert(name.to_string(), None);
+        } else {
+            self.diff.remove(name);
+        }
+    }
+
+    /// Every name held.
+    pub fn names(&self) -> impl Iterator<Item = &String> {
+        let base_held = self
+            .base
+            .keys()
+            .filter(|k| !matches!(self.diff.get(*k), Some(None)));
+        let only_diff = self
+            .diff
+            .iter()
+            .filter(|(k, v)| v.is_some() && !self.base.contains_key(*k))
+            .map(|(k, _)| k);
+        base_held.chain(only_diff)
+    }
+
+    /// The same versions, relative to `base` when that makes the difference smaller (a client
+    /// holding a few names of a large map stays relative to nothing).
+    pub fn rebase(&mut self, base: &Arc<NamedResources>) {
+        if Arc::ptr_eq(&self.base, base) {
+            return;
+        }
+        let mut diff = HashMap::new();
+        for (name, r) in base.iter() {
+            match self.get(name) {
+                Some(v) if v == r.version => {}
+                held => {
+                    diff.insert(name.clone(), held.map(str::to_string));
+                }
+            }
+        }
+        for name in self.names().filter(|n| !base.contains_key(*n)) {
+            diff.insert(name.clone(), self.get(name).map(str::to_string));
+        }
+        let held = self.names().count();
+        if diff.len() <= held {
+            *self = HeldVersions {
+                base: base.clone(),
+                diff,
+            };
+        } else if !self.base.is_empty() {
+            // Relative to nothing: every held name is in the difference.
+            let diff = self
+                .names()
+                .map(|n| (n.clone(), self.get(n).map(str::to_string)))
+                .collect();
+            *self = HeldVersions {
+                base: Arc::default(),
+                diff,
+            };
+        }
+    }
+
+    /// How many names are kept outside the shared map (for tests).
+    #[cfg(test)]
+    fn own_entries(&self) -> usize {
+        self.diff.len()
+    }
+}
+
+#[cfg(test)]
+mod tests;
