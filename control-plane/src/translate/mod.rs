@@ -72,6 +72,22 @@ impl MeshSnapshot {
     }
 }
 
+impl MeshSnapshot {
+    /// The subsets of a host: those of the most specific DestinationRule for it, as Istio uses
+    /// one rule per host. (`clusters::subsets_of` is the same rule; endpoints ask here so that
+    /// `endpoints` does not depend on `clusters`, which depends on it.)
+    pub fn subsets_of<'a>(
+        &'a self,
+        hostname: &str,
+    ) -> impl Iterator<Item = &'a crate::model::Subset> {
+        self.config
+            .destination_rules_for(hostname)
+            .into_iter()
+            .take(1)
+            .flat_map(|dr| dr.spec.subsets.iter())
+    }
+}
+
 impl ResourceGenerator for MeshSnapshot {
     fn generate(&self, node: &NodeIdentity) -> Resources {
         self.generate_shared(node)

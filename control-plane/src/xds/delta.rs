@@ -64,7 +64,11 @@ impl Stream {
             if let Some(since) = self.s.seq.take_finished() {
                 self.s.shared.status.converged(since);
             }
+            if self.types.values().all(|t| t.in_flight.is_empty()) {
+                self.s.release_slot();
+            }
             let deadline = self.s.seq.deadline();
+            let slot_deadline = self.s.slot_deadline();
             tokio::select! {
                 msg = self.s.io.requests.message() => match msg {
                     Ok(Some(req)) => self.on_request(req).await?,
@@ -77,6 +81,7 @@ impl Stream {
                     self.s.reconfigure(config).await?;
                 }
                 _ = sleep_until(deadline), if deadline.is_some() => self.s.seq.timed_out(),
+                _ = sleep_until(slot_deadline), if slot_deadline.is_some() => self.s.release_slot(),
             }
         }
     }
@@ -160,6 +165,8 @@ impl Stream {
         let Some(state) = self.types.get_mut(type_url) else {
             return Ok(false);
         };
+        // Before building: a response waiting for its slot would be memory held for nothing.
+        self.s.take_slot().await;
         let current_shared = self.s.resources.shared_of_type(type_url);
         if let Some(shared) = current_shared {
             state.subscribed.rebase(shared);

@@ -22,6 +22,8 @@ struct TypeState {
     subscribed: NameSet,
     wildcard: bool,
     last_nonce: String,
+    /// A response of this type is out and not answered yet.
+    awaiting: bool,
     last_version: String,
     /// Whether anything was sent yet (an empty response is a valid answer).
     sent_once: bool,
@@ -56,7 +58,11 @@ impl Stream {
         self.on_request(first).await?;
         loop {
             self.advance_push().await?;
+            if !self.types.values().any(|t| t.awaiting) {
+                self.s.release_slot();
+            }
             let deadline = self.s.seq.deadline();
+            let slot_deadline = self.s.slot_deadline();
             tokio::select! {
                 msg = self.s.io.requests.message() => match msg {
                     Ok(Some(req)) => self.on_request(req).await?,
@@ -71,6 +77,9 @@ impl Stream {
                 _ = sleep_until(deadline), if deadline.is_some() => {
                     warn!(node = %self.s.identity.id, "no ACK in time, continuing the push");
                     self.s.seq.timed_out();
+                }
+                _ = sleep_until(slot_deadline), if slot_deadline.is_some() => {
+                    self.s.release_slot();
                 }
             }
         }
@@ -103,6 +112,7 @@ impl Stream {
                 .acked(self.s.conn, type_url, &req.version_info);
         }
         if answered {
+            state.awaiting = false;
             self.s.seq.answered(type_url);
         }
 
@@ -153,7 +163,9 @@ impl Stream {
         if !force && state.sent_once && same_versions(&next, &state.sent) {
             return Ok(false);
         }
+        self.s.take_slot().await;
         let nonce = self.s.next_nonce();
+        state.awaiting = true;
         state.last_nonce = nonce.clone();
         state.last_version = self.s.config.version.clone();
         state.sent_once = true;
