@@ -13,7 +13,7 @@ pub use port_map::{LocalPortMap, PortMapError};
 use crate::model::Store;
 use crate::model::{count_diagnostics, Diagnostic, ResourceKey, Severity};
 use crate::translate::{MeshSnapshot, TranslateOptions};
-use crate::xds::{AdsService, ConfigVersion, StatusRegistry};
+use crate::xds::{AdsService, ConfigVersion, ResourceGenerator, Resources, StatusRegistry};
 use anyhow::Context as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -150,6 +150,14 @@ async fn build_snapshot(
         Ok(mesh) => mesh,
         // Only a panic in translation (a bug) or runtime shutdown get here.
         Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// The ADS server generates each proxy's resources from the translated snapshot: the one
+/// place where the two meet, so that translate does not depend on the server's types.
+impl ResourceGenerator for MeshSnapshot {
+    fn generate(&self, node: &xds_protos::node::NodeIdentity) -> Resources {
+        self.generate_shared(node)
     }
 }
 

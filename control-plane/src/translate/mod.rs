@@ -22,8 +22,8 @@ mod traffic_tests;
 
 use crate::model::ConfigSet;
 use crate::registry::Registry;
-use crate::xds::{ResourceGenerator, Resources};
 use xds_protos::node::NodeIdentity;
+use xds_protos::snapshot::Resources;
 
 pub use shared::{RouteClass, TranslationCounts};
 
@@ -85,12 +85,6 @@ impl MeshSnapshot {
             .into_iter()
             .take(1)
             .flat_map(|dr| dr.spec.subsets.iter())
-    }
-}
-
-impl ResourceGenerator for MeshSnapshot {
-    fn generate(&self, node: &NodeIdentity) -> Resources {
-        self.generate_shared(node)
     }
 }
 

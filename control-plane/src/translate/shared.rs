@@ -15,11 +15,11 @@
 //! when many sessions of the class ask at the same moment: the later ones wait for the first.
 
 use super::{endpoints, listeners, routes, MeshSnapshot};
-use crate::xds::resources::{NamedResources, VersionedResource};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use xds_protos::node::NodeIdentity;
+use xds_protos::snapshot::{NamedResources, Resources, VersionedResource};
 use xds_protos::type_url::{CLUSTER, ENDPOINT, LISTENER, ROUTE};
 
 /// What the route configuration of a proxy depends on.
@@ -82,9 +82,9 @@ impl TranslationCache {
 
 impl MeshSnapshot {
     /// The resources of `node`, from the caches (translating what is missing).
-    pub fn generate_shared(&self, node: &NodeIdentity) -> crate::xds::Resources {
+    pub fn generate_shared(&self, node: &NodeIdentity) -> Resources {
         let shared = self.node_independent();
-        let mut out = crate::xds::Resources::default();
+        let mut out = Resources::default();
         out.set_type(CLUSTER, shared.clusters.clone());
         out.set_type(ENDPOINT, shared.endpoints.clone());
         out.set_type(LISTENER, self.listeners_of(node));
