@@ -6,6 +6,7 @@
 //! not sent those again.
 
 use super::compact::{HeldVersions, NameSet};
+use super::resources::{NamedResources, VersionedResource};
 use super::sequencer::Phase;
 use super::sotw::{sleep_until, StreamEnd};
 use super::{Session, Shared, StreamIo};
@@ -165,52 +166,69 @@ impl Stream {
         let Some(state) = self.types.get_mut(type_url) else {
             return Ok(false);
         };
-        // Before building: a response waiting for its slot would be memory held for nothing.
-        self.s.take_slot().await;
-        let current_shared = self.s.resources.shared_of_type(type_url);
-        if let Some(shared) = current_shared {
-            state.subscribed.rebase(shared);
-            state.held.rebase(shared);
+        let current: Option<Arc<NamedResources>> =
+            self.s.resources.shared_of_type(type_url).cloned();
+        let empty = Arc::default();
+        let all = current.as_ref().unwrap_or(&empty);
+        if current.is_some() {
+            state.subscribed.rebase(all);
+            state.held.rebase(all);
         }
-        let current = current_shared.map(|m| &**m);
         let wanted = |name: &str| state.wildcard || state.subscribed.contains(name);
-        let mut resources = Vec::new();
-        if let Some(all) = current {
-            let names: Box<dyn Iterator<Item = &String>> = if state.wildcard {
-                Box::new(all.keys())
-            } else {
-                Box::new(state.subscribed.iter())
-            };
-            for name in names {
-                let Some(r) = all.get(name) else { continue };
-                if state.held.get(name) != Some(r.version.as_str()) || asked.contains(name) {
-                    resources.push(Resource {
-                        name: name.clone(),
-                        version: r.version.clone(),
-                        resource: Some(r.any.clone()),
-                        ..Default::default()
-                    });
-                }
+        // Held versions kept relative to the current map differ from it only in their
+        // difference: the names to look at are those, not every name of the map.
+        let mut candidates: BTreeSet<&String> = if state.held.based_on(all) {
+            state.held.differing().collect()
+        } else if state.wildcard {
+            all.keys().collect()
+        } else {
+            state.subscribed.iter().collect()
+        };
+        candidates.extend(asked.iter());
+        let mut to_send: Vec<&Arc<VersionedResource>> = Vec::new();
+        let mut send_names: Vec<&String> = Vec::new();
+        for name in &candidates {
+            let Some(r) = all.get(*name) else { continue };
+            let stale = state.held.get(name) != Some(r.version.as_str());
+            if (wanted(name) && stale) || asked.contains(*name) {
+                send_names.push(name);
+                to_send.push(r);
             }
         }
-        let exists = |n: &str| current.is_some_and(|all| all.contains_key(n));
+        let removable: Vec<&String> = if state.held.based_on(all) {
+            candidates.iter().copied().collect()
+        } else {
+            state.held.names().collect()
+        };
         let mut removed: Vec<String> = match phase {
-            Phase::Exact => state
-                .held
-                .names()
-                .filter(|n| wanted(n) && !exists(n))
+            Phase::Exact => removable
+                .into_iter()
+                .filter(|n| state.held.get(n).is_some() && wanted(n) && !all.contains_key(*n))
                 .cloned()
                 .collect(),
             Phase::Add => Vec::new(),
         };
-        for n in asked.iter().filter(|n| !exists(n)) {
+        for n in asked.iter().filter(|n| !all.contains_key(*n)) {
             if !removed.contains(n) {
                 removed.push(n.clone());
             }
         }
-        if resources.is_empty() && removed.is_empty() {
+        if to_send.is_empty() && removed.is_empty() {
             return Ok(false);
         }
+        // Before copying the resources into a response: one waiting for its slot would be
+        // memory held for nothing.
+        self.s.take_slot().await;
+        let resources: Vec<Resource> = send_names
+            .iter()
+            .zip(&to_send)
+            .map(|(name, r)| Resource {
+                name: (*name).clone(),
+                version: r.version.clone(),
+                resource: Some(r.any.clone()),
+                ..Default::default()
+            })
+            .collect();
         for r in &resources {
             state.held.insert(r.name.clone(), r.version.clone());
         }

@@ -199,9 +199,7 @@ fn wanted_now(
 ) -> Arc<NamedResources> {
     let empty = Arc::default();
     let all = current.unwrap_or(&empty);
-    let covers_all = state.wildcard
-        || (state.subscribed.len() >= all.len()
-            && all.keys().all(|n| state.subscribed.contains(n)));
+    let covers_all = state.wildcard || state.subscribed.covers(all);
     let mut next = if covers_all {
         all.clone()
     } else {

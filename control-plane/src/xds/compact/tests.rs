@@ -81,3 +81,33 @@ fn a_client_holding_little_of_a_large_map_stays_relative_to_nothing() {
     let held: BTreeSet<String> = h.names().cloned().collect();
     assert_eq!(held, names(&["a"]));
 }
+
+#[test]
+fn after_a_rebase_only_changed_names_differ() {
+    let old = map(&[("a", b"1"), ("b", b"1"), ("c", b"1")]);
+    let new = map(&[("a", b"1"), ("b", b"2"), ("d", b"1")]);
+    let mut h = HeldVersions::default();
+    for (n, r) in old.iter() {
+        h.insert(n.clone(), r.version.clone());
+    }
+    h.rebase(&old);
+    assert!(h.based_on(&old) && h.differing().next().is_none());
+    h.rebase(&new);
+    assert!(h.based_on(&new));
+    let differing: BTreeSet<String> = h.differing().cloned().collect();
+    // b changed, c is held but gone, d is new and not held; a is the same.
+    assert_eq!(differing, names(&["b", "c", "d"]));
+    assert_eq!(h.get("c"), Some(old["c"].version.as_str()));
+    assert_eq!(h.get("d"), None);
+}
+
+#[test]
+fn a_set_covers_a_map_when_it_holds_all_its_keys() {
+    let m = map(&[("a", b"1"), ("b", b"1")]);
+    let other = map(&[("a", b"2"), ("b", b"2")]);
+    let mut s = NameSet::of(names(&["a", "b", "x"]), &m);
+    assert!(s.covers(&m));
+    assert!(s.covers(&other), "same keys, another map");
+    s.remove("b");
+    assert!(!s.covers(&m) && !s.covers(&other));
+}
