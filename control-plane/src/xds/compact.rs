@@ -215,6 +215,22 @@ impl HeldVersions {
         }
     }
 
+    /// [`HeldVersions::rebase`], also when already relative to `base` (after inserts).
+    pub fn rebase_now(&mut self, base: &Arc<NamedResources>) {
+        if Arc::ptr_eq(&self.base, base) {
+            if self.diff.is_empty() {
+                return;
+            }
+            // Drop entries that agree with the base.
+            let base = &self.base;
+            self.diff.retain(|name, version| {
+                base.get(name).map(|r| r.version.as_str()) != version.as_deref()
+            });
+            return;
+        }
+        self.rebase(base);
+    }
+
     /// Whether the versions are kept relative to `map` (then only [`HeldVersions::differing`]
     /// names can differ from it).
     pub fn based_on(&self, map: &Arc<NamedResources>) -> bool {

@@ -235,6 +235,9 @@ impl Stream {
         for n in &removed {
             state.held.remove(n);
         }
+        // A first response leaves every name in the difference; relative to the current map
+        // it is empty again (measured: 0.4 MiB per session at 1,000 services otherwise).
+        state.held.rebase_now(all);
         let nonce = self.s.next_nonce();
         state
             .in_flight

@@ -111,3 +111,23 @@ fn a_set_covers_a_map_when_it_holds_all_its_keys() {
     s.remove("b");
     assert!(!s.covers(&m) && !s.covers(&other));
 }
+
+#[test]
+fn a_first_response_leaves_nothing_of_its_own_once_rebased() {
+    let m = map(&[("a", b"1"), ("b", b"1"), ("c", b"1")]);
+    let mut h = HeldVersions::default();
+    for (n, r) in m.iter() {
+        h.insert(n.clone(), r.version.clone());
+    }
+    assert_eq!(
+        h.own_entries(),
+        3,
+        "relative to nothing, every name is its own"
+    );
+    h.rebase_now(&m);
+    assert_eq!(h.own_entries(), 0);
+    h.insert("z".into(), "v".into());
+    h.rebase_now(&m);
+    assert_eq!(h.own_entries(), 1, "a name not in the map stays");
+    assert_eq!(h.get("z"), Some("v"));
+}
