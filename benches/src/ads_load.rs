@@ -75,6 +75,9 @@ pub struct AdsReport {
     pub push_all_ms: Vec<f64>,
     /// Per push: the median client's latency (ms).
     pub push_median_ms: Vec<f64>,
+    /// Per push: the 99th-percentile client's latency (ms; nearest rank).
+    #[serde(default)]
+    pub push_p99_ms: Vec<f64>,
     /// Pushes that did not reach every client within the timeout.
     pub timeouts: usize,
 }
@@ -167,6 +170,7 @@ async fn drive(args: AdsArgs) -> Result<()> {
         connect_secs,
         push_all_ms: Vec::new(),
         push_median_ms: Vec::new(),
+        push_p99_ms: Vec::new(),
         timeouts: 0,
     };
     let generation_base = std::process::id() as u64 * 1000;
@@ -209,6 +213,7 @@ async fn drive(args: AdsArgs) -> Result<()> {
         ms.sort_by(f64::total_cmp);
         report.push_all_ms.push(*ms.last().unwrap_or(&0.0));
         report.push_median_ms.push(ms[ms.len() / 2]);
+        report.push_p99_ms.push(nearest_rank(&ms, 0.99));
     }
     if let Some(out) = &args.out {
         std::fs::write(out, serde_json::to_string(&report)?)?;
@@ -218,6 +223,12 @@ async fn drive(args: AdsArgs) -> Result<()> {
     // harness's CPU reading does not include this last push).
     let _ = std::fs::remove_file(args.config_dir.join("push-probe.yaml"));
     Ok(())
+}
+
+/// The nearest-rank percentile `q` (0..=1) of sorted, non-empty `sorted`.
+fn nearest_rank(sorted: &[f64], q: f64) -> f64 {
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
 async fn first_error(errors: Vec<tokio::sync::oneshot::Receiver<Result<()>>>) -> String {
@@ -432,4 +443,17 @@ async fn delta_client(i: usize, channel: Channel, acks: mpsc::UnboundedSender<Ac
         }
     }
     bail!("client {i}: weftd closed the stream")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nearest_rank;
+
+    #[test]
+    fn p99_is_the_nearest_rank() {
+        let v: Vec<f64> = (1..=200).map(f64::from).collect();
+        assert_eq!(nearest_rank(&v, 0.99), 198.0);
+        assert_eq!(nearest_rank(&v[..1], 0.99), 1.0);
+        assert_eq!(nearest_rank(&v[..100], 0.99), 99.0);
+    }
 }

@@ -214,6 +214,55 @@ pub fn scale_mesh(
     out
 }
 
+/// `services` services the way Istio's scale tests load them, each a ServiceEntry with two
+/// endpoints (labels `version: v1` and `v2`, both on 127.0.0.1:`endpoint_port`), a
+/// DestinationRule with the subsets `v1` and `v2`, and a VirtualService sending a header-matched
+/// request to `v2` and the rest 90/10 to `v1`/`v2`: 3 clusters, 3 endpoint sets and one virtual
+/// host per service.
+pub fn istio_services(services: usize, endpoint_port: u16) -> String {
+    let mut out = String::with_capacity(services * 1400);
+    for n in 0..services {
+        let host = format!("svc-{n}.default.svc.cluster.local");
+        let _ = write!(
+            out,
+            "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: svc-{n}, namespace: default}}
+spec:
+  hosts: [{host}]
+  ports: [{{number: 8080, name: http, protocol: HTTP}}]
+  resolution: STATIC
+  endpoints:
+  - {{address: 127.0.0.1, ports: {{http: {endpoint_port}}}, labels: {{version: v1}}}}
+  - {{address: 127.0.0.1, ports: {{http: {endpoint_port}}}, labels: {{version: v2}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: svc-{n}, namespace: default}}
+spec:
+  host: {host}
+  subsets:
+  - {{name: v1, labels: {{version: v1}}}}
+  - {{name: v2, labels: {{version: v2}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: svc-{n}, namespace: default}}
+spec:
+  hosts: [{host}]
+  http:
+  - match: [{{headers: {{x-canary: {{exact: \"1\"}}}}}}]
+    route: [{{destination: {{host: {host}, subset: v2}}}}]
+  - route:
+    - {{destination: {{host: {host}, subset: v1}}, weight: 90}}
+    - {{destination: {{host: {host}, subset: v2}}, weight: 10}}
+---
+"
+        );
+    }
+    out
+}
+
 /// The change the push-latency runs make: a new service each time, so clusters, endpoints and
 /// routes all change and every client has something to ACK.
 pub fn push_probe(generation: u64, endpoint_port: u16) -> String {
@@ -243,6 +292,16 @@ mod tests {
         assert_eq!(text.matches("kind: ServiceEntry").count(), 3);
         assert_eq!(text.matches("kind: VirtualService").count(), 2);
         assert_eq!(text.matches("prefix: /svc-").count(), 20);
+    }
+
+    #[test]
+    fn istio_services_have_a_rule_and_a_virtual_service_each() {
+        let text = istio_services(3, 80);
+        assert_eq!(text.matches("kind: ServiceEntry").count(), 3);
+        assert_eq!(text.matches("kind: DestinationRule").count(), 3);
+        assert_eq!(text.matches("kind: VirtualService").count(), 3);
+        assert_eq!(text.matches("subset: v2").count(), 6);
+        assert!(text.contains("exact: \"1\""));
     }
 
     #[test]

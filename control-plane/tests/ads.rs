@@ -56,13 +56,24 @@ async fn server(
     watch::Sender<Arc<ConfigVersion>>,
     Arc<StatusRegistry>,
 ) {
+    server_with_slots(initial, weft_control_plane::xds::PUSH_SLOTS).await
+}
+
+async fn server_with_slots(
+    initial: Arc<ConfigVersion>,
+    slots: usize,
+) -> (
+    String,
+    watch::Sender<Arc<ConfigVersion>>,
+    Arc<StatusRegistry>,
+) {
     let (tx, rx) = watch::channel(initial);
     let status = Arc::new(StatusRegistry::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let ads = AdsService::new(rx, status.clone());
+    let ads = AdsService::with_push_slots(rx, status.clone(), slots);
     tokio::spawn(weft_control_plane::xds::serve(
         listener,
         ads,
@@ -295,4 +306,52 @@ async fn delta_sends_changes_and_removals_only() {
         ["a"]
     );
     assert_eq!(eds.removed_resources, ["nope"]);
+}
+
+/// Opens a sotw stream and asks for the clusters.
+async fn cds_stream(
+    url: &str,
+) -> (
+    mpsc::Sender<DiscoveryRequest>,
+    tonic::Streaming<xds_protos::DiscoveryResponse>,
+) {
+    let mut client = AggregatedDiscoveryServiceClient::connect(url.to_string())
+        .await
+        .expect("connect");
+    let (tx, rx) = mpsc::channel(16);
+    let responses = client
+        .stream_aggregated_resources(ReceiverStream::new(rx))
+        .await
+        .expect("stream")
+        .into_inner();
+    tx.send(DiscoveryRequest {
+        node: node(),
+        type_url: CLUSTER.into(),
+        ..Default::default()
+    })
+    .await
+    .expect("send");
+    (tx, responses)
+}
+
+#[tokio::test]
+async fn a_proxy_waits_for_a_push_slot_until_the_one_holding_it_answers() {
+    let (url, _publish, _) = server_with_slots(config("v1", &["a"], 1), 1).await;
+    let (a_tx, mut a) = cds_stream(&url).await;
+    let first = next(&mut a).await;
+    let (_b_tx, mut b) = cds_stream(&url).await;
+    // The only slot is a's until a answers: b gets nothing meanwhile.
+    let early = tokio::time::timeout(Duration::from_millis(300), b.message()).await;
+    assert!(early.is_err(), "b was answered while a held the only slot");
+    a_tx.send(DiscoveryRequest {
+        node: node(),
+        type_url: CLUSTER.into(),
+        version_info: first.version_info.clone(),
+        response_nonce: first.nonce.clone(),
+        ..Default::default()
+    })
+    .await
+    .expect("ack");
+    let cds = next(&mut b).await;
+    assert_eq!((cds.type_url.as_str(), cds.resources.len()), (CLUSTER, 1));
 }

@@ -5,6 +5,7 @@
 
 pub mod any;
 pub mod node;
+pub mod snapshot;
 pub mod type_url;
 
 pub use envoy_types::pb;

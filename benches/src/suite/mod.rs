@@ -3,6 +3,7 @@
 
 mod dataplane;
 mod routing;
+mod weftd_scale;
 mod xds;
 
 use crate::contenders::{self, Cores, Env, Kind, Running, Upstream, Weftd};
@@ -24,13 +25,14 @@ pub enum Mode {
 }
 
 /// The groups `--only` selects.
-pub const GROUPS: [&str; 6] = [
+pub const GROUPS: [&str; 7] = [
     "throughput",
     "latency",
     "resources",
     "routing",
     "xds-push",
     "xds-scale",
+    "weftd-scale",
 ];
 
 #[derive(clap::Args, Debug, Clone)]
@@ -38,7 +40,7 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value = "quick")]
     pub mode: Mode,
     /// Only these measurement groups (comma-separated): throughput, latency, resources,
-    /// routing, xds-push, xds-scale.
+    /// routing, xds-push, xds-scale, weftd-scale.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
     /// The markdown report (default: benches/results/latest.md; smoke mode writes none
@@ -61,6 +63,10 @@ pub struct RunArgs {
     /// receives it all).
     #[arg(long)]
     pub scale_clients: Option<usize>,
+    /// The proxy counts of the weftd-scale curve (1,000 services), comma-separated (default:
+    /// 1,10,100,500,2000 in full mode, 1,100 in quick mode, none in smoke mode).
+    #[arg(long, value_delimiter = ',')]
+    pub weftd_scale_proxies: Vec<usize>,
     /// Do not run the idle keepers (SCHED_IDLE spinners that keep both cores out of idle, so a
     /// VM's wake-up latency does not swamp the latency figures; see src/idle.rs).
     #[arg(long)]
@@ -89,6 +95,8 @@ pub struct Plan {
     /// (clients) for the control-plane scale run; none in smoke mode.
     pub scale_clients: Option<usize>,
     pub scale_pushes: usize,
+    /// Proxy counts of the weftd-scale curve; empty: not run.
+    pub weftd_scale_proxies: Vec<usize>,
 }
 
 impl Plan {
@@ -107,6 +115,11 @@ impl Plan {
                 ads_clients: args.ads_clients.unwrap_or(10),
                 scale_clients: None,
                 scale_pushes: 0,
+                weftd_scale_proxies: if args.weftd_scale_proxies.is_empty() {
+                    Vec::new()
+                } else {
+                    args.weftd_scale_proxies.clone()
+                },
             },
             Mode::Quick => Plan {
                 mode: Mode::Quick,
@@ -121,6 +134,11 @@ impl Plan {
                 ads_clients: args.ads_clients.unwrap_or(500),
                 scale_clients: Some(args.scale_clients.unwrap_or(5)),
                 scale_pushes: 1,
+                weftd_scale_proxies: if args.weftd_scale_proxies.is_empty() {
+                    vec![1, 100]
+                } else {
+                    args.weftd_scale_proxies.clone()
+                },
             },
             Mode::Full => Plan {
                 mode: Mode::Full,
@@ -135,6 +153,11 @@ impl Plan {
                 ads_clients: args.ads_clients.unwrap_or(500),
                 scale_clients: Some(args.scale_clients.unwrap_or(20)),
                 scale_pushes: 3,
+                weftd_scale_proxies: if args.weftd_scale_proxies.is_empty() {
+                    vec![1, 10, 100, 500, 2000]
+                } else {
+                    args.weftd_scale_proxies.clone()
+                },
             },
         }
     }
@@ -404,6 +427,9 @@ async fn measure_all(ctx: &mut Ctx) -> Result<()> {
     }
     if ctx.plan.scale_clients.is_some() && ctx.wants("xds-scale") {
         xds::control_plane_scale(ctx, &upstream).await;
+    }
+    if !ctx.plan.weftd_scale_proxies.is_empty() && ctx.wants("weftd-scale") {
+        weftd_scale::run(ctx, &upstream).await;
     }
     let mut upstream = upstream;
     upstream.nginx.stop().await;

@@ -154,7 +154,7 @@ async fn one_push(weftd: &Weftd, nodes: &[(Kind, String)], k: u64) -> Result<Vec
 
 /// Runs `weft-bench ads-load` against `weftd`; returns (report, weftd CPU s and RSS at
 /// "connected").
-async fn ads_run(
+pub(super) async fn ads_run(
     ctx: &Ctx,
     weftd: &Weftd,
     clients: usize,
@@ -210,7 +210,7 @@ async fn ads_run(
     }
 }
 
-async fn start_weftd(
+pub(super) async fn start_weftd(
     ctx: &Ctx,
     name: &str,
     dir: &Path,

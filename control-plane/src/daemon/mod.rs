@@ -13,7 +13,7 @@ pub use port_map::{LocalPortMap, PortMapError};
 use crate::model::Store;
 use crate::model::{count_diagnostics, Diagnostic, ResourceKey, Severity};
 use crate::translate::{MeshSnapshot, TranslateOptions};
-use crate::xds::{AdsService, ConfigVersion, StatusRegistry};
+use crate::xds::{AdsService, ConfigVersion, ResourceGenerator, Resources, StatusRegistry};
 use anyhow::Context as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -67,10 +67,11 @@ pub async fn run(
     if !cfg.local_port_map.is_empty() {
         info!(target: CONFIG_LOG_TARGET, "moving loopback endpoint ports {}", cfg.local_port_map);
     }
-    let mesh = MeshSnapshot::new(
+    let mesh = build_snapshot(
         cfg.local_port_map.apply(store.config().clone()),
         cfg.options.clone(),
-    );
+    )
+    .await;
     let (config_tx, config_rx) =
         watch::channel(Arc::new(ConfigVersion::new(version, Arc::new(mesh))));
 
@@ -109,10 +110,11 @@ pub async fn run(
                     "reloaded: version {version} pushed to the proxies; {}{kept}",
                     problems(errors, warnings)
                 );
-                let mesh = MeshSnapshot::new(
+                let mesh = build_snapshot(
                     cfg.local_port_map.apply(store.config().clone()),
                     cfg.options.clone(),
-                );
+                )
+                .await;
                 let _ = config_tx.send(Arc::new(ConfigVersion::new(version, Arc::new(mesh))));
             } else {
                 info!(
@@ -130,6 +132,33 @@ pub async fn run(
     let _ = stop_tx.send(true);
     let _ = xds.await;
     Ok(())
+}
+
+/// Builds the snapshot and translates its node-independent part (clusters, endpoints) on the
+/// blocking pool: that is the bulk of a change's CPU, done once for every proxy, and it must
+/// not stall the async workers serving the streams.
+async fn build_snapshot(
+    config: crate::model::ConfigSet,
+    options: TranslateOptions,
+) -> MeshSnapshot {
+    let build = move || {
+        let mesh = MeshSnapshot::new(config, options);
+        mesh.warm();
+        mesh
+    };
+    match tokio::task::spawn_blocking(build).await {
+        Ok(mesh) => mesh,
+        // Only a panic in translation (a bug) or runtime shutdown get here.
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// The ADS server generates each proxy's resources from the translated snapshot: the one
+/// place where the two meet, so that translate does not depend on the server's types.
+impl ResourceGenerator for MeshSnapshot {
+    fn generate(&self, node: &xds_protos::node::NodeIdentity) -> Resources {
+        self.generate_shared(node)
+    }
 }
 
 fn publish_version(state: &DaemonState, store: &Store) -> String {

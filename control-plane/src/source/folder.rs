@@ -1,21 +1,12 @@
 //! Reading a folder of YAML files.
 
-use super::store::Store;
-use crate::model::{parse_file_detailed, ConfigSet, Diagnostic, ParsedFile};
+use crate::model::{parse_file_detailed, Diagnostic, ParsedFile};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
 /// Folders nested deeper than this are not read; it also stops symlink loops.
 const MAX_DEPTH: usize = 16;
-
-/// Loads every `*.yaml` / `*.yml` file under `dir` (recursively, in path order, skipping
-/// hidden files and folders), parses and validates all of it. `dir` may also be one file.
-pub fn load_dir(dir: &Path) -> (ConfigSet, Vec<Diagnostic>) {
-    let mut store = Store::new();
-    let outcome = store.reload_dir(dir);
-    (store.into_config(), outcome.diagnostics)
-}
 
 /// The configuration folder (or a folder in it) cannot be listed.
 #[derive(Debug, thiserror::Error)]

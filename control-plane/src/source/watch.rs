@@ -2,7 +2,9 @@
 //!
 //! Editors save by writing a temporary file and renaming it over the old one, and tools
 //! like `kubectl cp` or `git checkout` touch many files at once; so events are debounced:
-//! after an event, one signal is sent once no further event has come for a quiet period.
+//! after an event, one signal is sent once no further event has come for a quiet period, or
+//! at the latest [`DEBOUNCE_MAX`] after the first event of a burst (istiod's 100 ms and 10 s),
+//! so that a folder that never stays quiet still gets its changes pushed.
 //! Consumers reload the whole folder on each signal, so which files changed does not
 //! matter, and a signal that is still pending absorbs later ones.
 
@@ -15,6 +17,9 @@ use tracing::{debug, warn};
 
 /// How long the folder must be quiet before a change is signalled.
 pub const DEBOUNCE: Duration = Duration::from_millis(100);
+
+/// The longest a change waits for the folder to become quiet.
+pub const DEBOUNCE_MAX: Duration = Duration::from_secs(10);
 
 /// How often the folder is scanned when the operating system's watcher is unavailable.
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
@@ -38,7 +43,7 @@ pub fn watch_dir_with(dir: PathBuf, quiet: Duration) -> mpsc::Receiver<()> {
             // Taken now, so that changes made right after this call are seen.
             let first = fingerprint(&dir);
             tokio::spawn(poll(dir, first, raw_tx));
-            tokio::spawn(debounce(raw_rx, tx, quiet, None));
+            tokio::spawn(debounce(raw_rx, tx, quiet, DEBOUNCE_MAX, None));
             rx
         }
     }
@@ -63,7 +68,7 @@ pub fn try_watch_dir(dir: PathBuf, quiet: Duration) -> notify::Result<mpsc::Rece
     )?;
     watcher.watch(&dir, RecursiveMode::Recursive)?;
     let (tx, rx) = mpsc::channel(1);
-    tokio::spawn(debounce(raw_rx, tx, quiet, Some(watcher)));
+    tokio::spawn(debounce(raw_rx, tx, quiet, DEBOUNCE_MAX, Some(watcher)));
     Ok(rx)
 }
 
@@ -73,6 +78,7 @@ async fn debounce(
     mut raw: mpsc::UnboundedReceiver<()>,
     out: mpsc::Sender<()>,
     quiet: Duration,
+    max: Duration,
     _watcher: Option<RecommendedWatcher>,
 ) {
     loop {
@@ -80,10 +86,12 @@ async fn debounce(
             _ = out.closed() => return,
             event = raw.recv() => if event.is_none() { return },
         }
+        let latest = tokio::time::Instant::now() + max;
         loop {
+            let wait = quiet.min(latest.saturating_duration_since(tokio::time::Instant::now()));
             tokio::select! {
                 _ = out.closed() => return,
-                event = tokio::time::timeout(quiet, raw.recv()) => match event {
+                event = tokio::time::timeout(wait, raw.recv()) => match event {
                     Ok(Some(())) => continue,
                     Ok(None) | Err(_) => break,
                 },

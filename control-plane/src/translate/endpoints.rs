@@ -1,6 +1,5 @@
 //! Endpoint assignments: the endpoints of a service port, filtered by subset labels.
 
-use super::clusters::subsets_of;
 use super::names::outbound_cluster;
 use super::MeshSnapshot;
 use crate::model::Resolution;
@@ -25,7 +24,7 @@ pub fn load_assignments(mesh: &MeshSnapshot) -> Vec<ClusterLoadAssignment> {
     {
         for port in &svc.ports {
             out.push(assignment(mesh, svc, port.number, ""));
-            for subset in subsets_of(mesh, &svc.hostname) {
+            for subset in mesh.subsets_of(&svc.hostname) {
                 out.push(assignment(mesh, svc, port.number, &subset.name));
             }
         }
@@ -49,7 +48,7 @@ pub fn assignment(
 }
 
 fn subset_labels(mesh: &MeshSnapshot, hostname: &str, subset: &str) -> BTreeMap<String, String> {
-    subsets_of(mesh, hostname)
+    mesh.subsets_of(hostname)
         .find(|s| s.name == subset)
         .map(|s| s.labels.clone())
         .unwrap_or_default()

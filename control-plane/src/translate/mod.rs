@@ -14,6 +14,7 @@ mod route_action;
 mod route_match;
 mod route_policy;
 mod routes;
+mod shared;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -21,8 +22,10 @@ mod traffic_tests;
 
 use crate::model::ConfigSet;
 use crate::registry::Registry;
-use crate::xds::{ResourceGenerator, Resources};
 use xds_protos::node::NodeIdentity;
+use xds_protos::snapshot::Resources;
+
+pub use shared::{RouteClass, TranslationCounts};
 
 /// Choices that are the operator's, not the mesh config's.
 #[derive(Debug, Clone)]
@@ -48,17 +51,20 @@ impl Default for TranslateOptions {
     }
 }
 
-/// One consistent view of the mesh: what every proxy's resources are generated from.
+/// One consistent view of the mesh: what every proxy's resources are generated from, and the
+/// translations already made from it (see [`shared`]).
 pub struct MeshSnapshot {
     pub config: ConfigSet,
     pub registry: Registry,
     pub options: TranslateOptions,
+    cache: shared::TranslationCache,
 }
 
 impl MeshSnapshot {
     pub fn new(config: ConfigSet, options: TranslateOptions) -> Self {
         let registry = Registry::build(&config);
         MeshSnapshot {
+            cache: shared::TranslationCache::new(&config),
             config,
             registry,
             options,
@@ -66,13 +72,24 @@ impl MeshSnapshot {
     }
 }
 
-impl ResourceGenerator for MeshSnapshot {
-    fn generate(&self, node: &NodeIdentity) -> Resources {
-        translate(self, node)
+impl MeshSnapshot {
+    /// The subsets of a host: those of the most specific DestinationRule for it, as Istio uses
+    /// one rule per host. (`clusters::subsets_of` is the same rule; endpoints ask here so that
+    /// `endpoints` does not depend on `clusters`, which depends on it.)
+    pub fn subsets_of<'a>(
+        &'a self,
+        hostname: &str,
+    ) -> impl Iterator<Item = &'a crate::model::Subset> {
+        self.config
+            .destination_rules_for(hostname)
+            .into_iter()
+            .take(1)
+            .flat_map(|dr| dr.spec.subsets.iter())
     }
 }
 
-/// All resources for one proxy.
+/// All resources for one proxy, translated afresh (the sessions use the shared translations
+/// of [`MeshSnapshot::generate_shared`], which must equal this).
 pub fn translate(mesh: &MeshSnapshot, node: &NodeIdentity) -> Resources {
     let mut out = Resources::default();
     for cluster in clusters::clusters(mesh) {

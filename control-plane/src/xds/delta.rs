@@ -5,6 +5,8 @@
 //! removed. A reconnecting proxy announces what it holds in `initial_resource_versions`, and is
 //! not sent those again.
 
+use super::compact::{HeldVersions, NameSet};
+use super::resources::{NamedResources, VersionedResource};
 use super::sequencer::Phase;
 use super::sotw::{sleep_until, StreamEnd};
 use super::{Session, Shared, StreamIo};
@@ -16,10 +18,10 @@ use xds_protos::{DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource};
 
 #[derive(Default)]
 struct TypeState {
-    subscribed: BTreeSet<String>,
+    subscribed: NameSet,
     wildcard: bool,
     /// What the proxy holds: name -> version.
-    held: HashMap<String, String>,
+    held: HeldVersions,
     /// Nonces of responses not yet answered, with the config version they carried.
     in_flight: HashMap<String, String>,
 }
@@ -63,7 +65,11 @@ impl Stream {
             if let Some(since) = self.s.seq.take_finished() {
                 self.s.shared.status.converged(since);
             }
+            if self.types.values().all(|t| t.in_flight.is_empty()) {
+                self.s.release_slot();
+            }
             let deadline = self.s.seq.deadline();
+            let slot_deadline = self.s.slot_deadline();
             tokio::select! {
                 msg = self.s.io.requests.message() => match msg {
                     Ok(Some(req)) => self.on_request(req).await?,
@@ -73,9 +79,10 @@ impl Stream {
                 changed = config_rx.changed() => {
                     changed.map_err(|_| StreamEnd::ServerStopping)?;
                     let config = config_rx.borrow_and_update().clone();
-                    self.s.reconfigure(config);
+                    self.s.reconfigure(config).await?;
                 }
                 _ = sleep_until(deadline), if deadline.is_some() => self.s.seq.timed_out(),
+                _ = sleep_until(slot_deadline), if slot_deadline.is_some() => self.s.release_slot(),
             }
         }
     }
@@ -110,7 +117,9 @@ impl Stream {
             }
         }
         if new_type {
-            state.held.extend(req.initial_resource_versions.clone());
+            for (name, version) in &req.initial_resource_versions {
+                state.held.insert(name.clone(), version.clone());
+            }
             // A first request naming nothing is the legacy wildcard subscription.
             if is_wildcard_type(type_url) && req.resource_names_subscribe.is_empty() {
                 state.wildcard = true;
@@ -157,51 +166,78 @@ impl Stream {
         let Some(state) = self.types.get_mut(type_url) else {
             return Ok(false);
         };
-        let current = self.s.resources.of_type(type_url);
+        let current: Option<Arc<NamedResources>> =
+            self.s.resources.shared_of_type(type_url).cloned();
+        let empty = Arc::default();
+        let all = current.as_ref().unwrap_or(&empty);
+        if current.is_some() {
+            state.subscribed.rebase(all);
+            state.held.rebase(all);
+        }
         let wanted = |name: &str| state.wildcard || state.subscribed.contains(name);
-        let mut resources = Vec::new();
-        if let Some(all) = current {
-            let names: Box<dyn Iterator<Item = &String>> = if state.wildcard {
-                Box::new(all.keys())
-            } else {
-                Box::new(state.subscribed.iter())
-            };
-            for name in names {
-                let Some(r) = all.get(name) else { continue };
-                if state.held.get(name) != Some(&r.version) || asked.contains(name) {
-                    resources.push(Resource {
-                        name: name.clone(),
-                        version: r.version.clone(),
-                        resource: Some(r.any.clone()),
-                        ..Default::default()
-                    });
-                }
+        // Held versions kept relative to the current map differ from it only in their
+        // difference: the names to look at are those, not every name of the map.
+        let mut candidates: BTreeSet<&String> = if state.held.based_on(all) {
+            state.held.differing().collect()
+        } else if state.wildcard {
+            all.keys().collect()
+        } else {
+            state.subscribed.iter().collect()
+        };
+        candidates.extend(asked.iter());
+        let mut to_send: Vec<&Arc<VersionedResource>> = Vec::new();
+        let mut send_names: Vec<&String> = Vec::new();
+        for name in &candidates {
+            let Some(r) = all.get(*name) else { continue };
+            let stale = state.held.get(name) != Some(r.version.as_str());
+            if (wanted(name) && stale) || asked.contains(*name) {
+                send_names.push(name);
+                to_send.push(r);
             }
         }
-        let exists = |n: &str| current.is_some_and(|all| all.contains_key(n));
+        let removable: Vec<&String> = if state.held.based_on(all) {
+            candidates.iter().copied().collect()
+        } else {
+            state.held.names().collect()
+        };
         let mut removed: Vec<String> = match phase {
-            Phase::Exact => state
-                .held
-                .keys()
-                .filter(|n| wanted(n) && !exists(n))
+            Phase::Exact => removable
+                .into_iter()
+                .filter(|n| state.held.get(n).is_some() && wanted(n) && !all.contains_key(*n))
                 .cloned()
                 .collect(),
             Phase::Add => Vec::new(),
         };
-        for n in asked.iter().filter(|n| !exists(n)) {
+        for n in asked.iter().filter(|n| !all.contains_key(*n)) {
             if !removed.contains(n) {
                 removed.push(n.clone());
             }
         }
-        if resources.is_empty() && removed.is_empty() {
+        if to_send.is_empty() && removed.is_empty() {
             return Ok(false);
         }
+        // Before copying the resources into a response: one waiting for its slot would be
+        // memory held for nothing.
+        self.s.take_slot().await;
+        let resources: Vec<Resource> = send_names
+            .iter()
+            .zip(&to_send)
+            .map(|(name, r)| Resource {
+                name: (*name).clone(),
+                version: r.version.clone(),
+                resource: Some(r.any.clone()),
+                ..Default::default()
+            })
+            .collect();
         for r in &resources {
             state.held.insert(r.name.clone(), r.version.clone());
         }
         for n in &removed {
             state.held.remove(n);
         }
+        // A first response leaves every name in the difference; relative to the current map
+        // it is empty again (measured: 0.4 MiB per session at 1,000 services otherwise).
+        state.held.rebase_now(all);
         let nonce = self.s.next_nonce();
         state
             .in_flight

@@ -4,7 +4,19 @@
 //! stream notices it, generates the resources of its own proxy and pushes them in
 //! make-before-break order (see [`sequencer`]). What each proxy was sent, ACKed and NACKed is
 //! recorded in [`StatusRegistry`].
+//!
+//! Generating may translate (the first proxy of a class after a change), which is CPU work:
+//! it runs on the blocking pool, never on the async workers that serve the streams, and at
+//! most [`generation_slots`] generations run at once. Sessions wait for a slot in arrival
+//! order (the semaphore is fair), which makes the slots the bounded queue of pending pushes.
+//!
+//! Sending is bounded too. A response is a copy of the bytes of every resource in it, and a
+//! proxy that reads slowly leaves it buffered in weftd: 2,000 proxies each sent the clusters,
+//! endpoints and routes of 1,000 services at once is gigabytes. So a session takes one of
+//! [`PUSH_SLOTS`] before it sends and keeps it until the proxy has answered everything it was
+//! sent, or for [`SLOT_HOLD`] at most, so that a proxy that never answers cannot keep it.
 
+mod compact;
 mod delta;
 pub mod resources;
 pub mod sequencer;
@@ -18,7 +30,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
@@ -32,16 +44,48 @@ use xds_protos::{
 /// Responses buffered per stream before the session waits for the proxy to read.
 const STREAM_BUFFER: usize = 16;
 
+/// How many sessions may have responses out that their proxy has not answered yet
+/// (istiod's default push throttle is 100).
+pub const PUSH_SLOTS: usize = 64;
+
+/// The longest a session keeps its push slot while its proxy does not answer.
+pub const SLOT_HOLD: std::time::Duration = sequencer::ACK_WAIT;
+
 /// State every stream shares.
 pub struct Shared {
     pub config: watch::Receiver<Arc<ConfigVersion>>,
     pub status: Arc<StatusRegistry>,
     conn_ids: AtomicU64,
+    generation: Semaphore,
+    push_slots: Arc<Semaphore>,
+}
+
+/// How many generations may run at once: one per core, leaving the async workers free.
+pub fn generation_slots() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
 impl Shared {
     fn next_conn_id(&self) -> u64 {
         self.conn_ids.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// The resources of `identity` under `config`, generated on the blocking pool. `None`
+    /// when the server is stopping (the runtime cancelled the work).
+    async fn generate(
+        &self,
+        config: &Arc<ConfigVersion>,
+        identity: &NodeIdentity,
+    ) -> Option<Resources> {
+        // The semaphore is never closed.
+        let _slot = self.generation.acquire().await.ok()?;
+        let generator = config.generator.clone();
+        let identity = identity.clone();
+        match tokio::task::spawn_blocking(move || generator.generate(&identity)).await {
+            Ok(resources) => Some(resources),
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => None,
+        }
     }
 }
 
@@ -75,6 +119,8 @@ struct Session<Req, Resp> {
     resources: Resources,
     seq: sequencer::PushSequencer,
     nonce: u64,
+    /// The push slot, while responses are unanswered, and when it must be given back.
+    slot: Option<(OwnedSemaphorePermit, tokio::time::Instant)>,
 }
 
 impl<Req, Resp> Session<Req, Resp> {
@@ -94,11 +140,11 @@ impl<Req, Resp> Session<Req, Resp> {
             return None;
         };
         let identity = NodeIdentity::from_node(node);
+        let config = shared.config.borrow().clone();
+        let resources = shared.generate(&config, &identity).await?;
         let conn = shared.next_conn_id();
         shared.status.connect(conn, &identity, protocol);
         tracing::info!(node = %identity.id, conn, protocol, "proxy connected");
-        let config = shared.config.borrow().clone();
-        let resources = config.generator.generate(&identity);
         let session = Session {
             shared,
             conn,
@@ -108,15 +154,45 @@ impl<Req, Resp> Session<Req, Resp> {
             resources,
             seq: sequencer::PushSequencer::default(),
             nonce: 0,
+            slot: None,
         };
         Some((session, first))
     }
 
     /// A new configuration was published: regenerate and start pushing it.
-    fn reconfigure(&mut self, config: Arc<ConfigVersion>) {
-        self.resources = config.generator.generate(&self.identity);
+    async fn reconfigure(&mut self, config: Arc<ConfigVersion>) -> Result<(), sotw::StreamEnd> {
+        self.resources = self
+            .shared
+            .generate(&config, &self.identity)
+            .await
+            .ok_or(sotw::StreamEnd::ServerStopping)?;
         self.seq.start(config.published);
         self.config = config;
+        Ok(())
+    }
+
+    /// Before sending: waits for a push slot unless the session holds one, and (re)starts the
+    /// time it may be held.
+    async fn take_slot(&mut self) {
+        let until = tokio::time::Instant::now() + SLOT_HOLD;
+        match &mut self.slot {
+            Some((_, deadline)) => *deadline = until,
+            None => {
+                // The semaphore is never closed.
+                if let Ok(permit) = self.shared.push_slots.clone().acquire_owned().await {
+                    self.slot = Some((permit, until));
+                }
+            }
+        }
+    }
+
+    /// The proxy answered everything, or took too long: the slot goes to the next session.
+    fn release_slot(&mut self) {
+        self.slot = None;
+    }
+
+    fn slot_deadline(&self) -> Option<tokio::time::Instant> {
+        self.slot.as_ref().map(|(_, d)| *d)
     }
 
     fn next_nonce(&mut self) -> String {
@@ -139,11 +215,22 @@ pub struct AdsService {
 
 impl AdsService {
     pub fn new(config: watch::Receiver<Arc<ConfigVersion>>, status: Arc<StatusRegistry>) -> Self {
+        Self::with_push_slots(config, status, PUSH_SLOTS)
+    }
+
+    /// [`AdsService::new`] with another number of push slots (see the module note).
+    pub fn with_push_slots(
+        config: watch::Receiver<Arc<ConfigVersion>>,
+        status: Arc<StatusRegistry>,
+        push_slots: usize,
+    ) -> Self {
         AdsService {
             shared: Arc::new(Shared {
                 config,
                 status,
                 conn_ids: AtomicU64::new(0),
+                generation: Semaphore::new(generation_slots()),
+                push_slots: Arc::new(Semaphore::new(push_slots.max(1))),
             }),
         }
     }

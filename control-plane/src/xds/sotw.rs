@@ -1,14 +1,16 @@
 //! One state-of-the-world ADS stream.
 //!
 //! Per type the session remembers what the proxy subscribed to, the nonce of the last
-//! response and a hash of its content, so that a config change only re-sends the types whose
-//! content changed for this proxy. Requests carrying a nonce other than the latest are stale
+//! response and what it sent (references into the shared resource maps, never copies of the
+//! bytes), so that a config change only re-sends the types whose content changed for this
+//! proxy. Requests carrying a nonce other than the latest are stale
 //! (the proxy has not seen the newest response yet) and are ignored, as the protocol says.
 
-use super::resources::content_hash;
+use super::compact::NameSet;
+use super::resources::NamedResources;
 use super::sequencer::Phase;
 use super::{Session, Shared, StreamIo};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use tracing::{debug, warn};
 use xds_protos::pb::google::protobuf::Any;
@@ -17,13 +19,17 @@ use xds_protos::{DiscoveryRequest, DiscoveryResponse};
 
 #[derive(Default)]
 struct TypeState {
-    subscribed: BTreeSet<String>,
+    subscribed: NameSet,
     wildcard: bool,
     last_nonce: String,
+    /// A response of this type is out and not answered yet.
+    awaiting: bool,
     last_version: String,
-    sent_hash: Option<u64>,
+    /// Whether anything was sent yet (an empty response is a valid answer).
+    sent_once: bool,
     /// What the proxy was last sent, by name: kept through the additive steps of a push.
-    sent: BTreeMap<String, Any>,
+    /// Usually the very map every session shares.
+    sent: Arc<NamedResources>,
 }
 
 /// A sotw stream: the common session plus the per-type state.
@@ -52,7 +58,11 @@ impl Stream {
         self.on_request(first).await?;
         loop {
             self.advance_push().await?;
+            if !self.types.values().any(|t| t.awaiting) {
+                self.s.release_slot();
+            }
             let deadline = self.s.seq.deadline();
+            let slot_deadline = self.s.slot_deadline();
             tokio::select! {
                 msg = self.s.io.requests.message() => match msg {
                     Ok(Some(req)) => self.on_request(req).await?,
@@ -62,11 +72,14 @@ impl Stream {
                 changed = config_rx.changed() => {
                     changed.map_err(|_| StreamEnd::ServerStopping)?;
                     let config = config_rx.borrow_and_update().clone();
-                    self.s.reconfigure(config);
+                    self.s.reconfigure(config).await?;
                 }
                 _ = sleep_until(deadline), if deadline.is_some() => {
                     warn!(node = %self.s.identity.id, "no ACK in time, continuing the push");
                     self.s.seq.timed_out();
+                }
+                _ = sleep_until(slot_deadline), if slot_deadline.is_some() => {
+                    self.s.release_slot();
                 }
             }
         }
@@ -99,14 +112,18 @@ impl Stream {
                 .acked(self.s.conn, type_url, &req.version_info);
         }
         if answered {
+            state.awaiting = false;
             self.s.seq.answered(type_url);
         }
 
         let names: BTreeSet<String> = req.resource_names.iter().cloned().collect();
         let wildcard = is_wildcard_type(type_url) && (names.is_empty() || names.contains("*"));
         let first_request = !answered;
-        let changed = names != state.subscribed || wildcard != state.wildcard;
-        state.subscribed = names;
+        let changed = !state.subscribed.same_as(&names) || wildcard != state.wildcard;
+        if changed {
+            let current = self.s.resources.shared_of_type(type_url);
+            state.subscribed = NameSet::of(names, current.unwrap_or(&Arc::default()));
+        }
         state.wildcard = wildcard;
         if first_request || changed {
             self.send(type_url, Phase::Exact, true).await?;
@@ -138,38 +155,21 @@ impl Stream {
         let Some(state) = self.types.get_mut(type_url) else {
             return Ok(false);
         };
-        let current = self.s.resources.of_type(type_url);
-        let mut next: BTreeMap<String, Any> = match current {
-            Some(all) if state.wildcard => all
-                .iter()
-                .map(|(n, r)| (n.clone(), r.any.clone()))
-                .collect(),
-            Some(all) => state
-                .subscribed
-                .iter()
-                .filter_map(|n| all.get(n).map(|r| (n.clone(), r.any.clone())))
-                .collect(),
-            None => BTreeMap::new(),
-        };
-        if phase == Phase::Add {
-            for (name, any) in &state.sent {
-                let still_wanted = state.wildcard || state.subscribed.contains(name);
-                if still_wanted && !next.contains_key(name) {
-                    next.insert(name.clone(), any.clone());
-                }
-            }
+        let current = self.s.resources.shared_of_type(type_url);
+        if let Some(current) = current {
+            state.subscribed.rebase(current);
         }
-        let hash = next
-            .values()
-            .fold(0u64, |h, r| h.rotate_left(5) ^ content_hash(&r.value));
-        if !force && state.sent_hash == Some(hash) {
+        let next = wanted_now(state, current, phase);
+        if !force && state.sent_once && same_versions(&next, &state.sent) {
             return Ok(false);
         }
+        self.s.take_slot().await;
         let nonce = self.s.next_nonce();
+        state.awaiting = true;
         state.last_nonce = nonce.clone();
         state.last_version = self.s.config.version.clone();
-        state.sent_hash = Some(hash);
-        let resources: Vec<Any> = next.values().cloned().collect();
+        state.sent_once = true;
+        let resources: Vec<Any> = next.values().map(|r| r.any.clone()).collect();
         state.sent = next;
         let count = resources.len();
         let response = DiscoveryResponse {
@@ -187,6 +187,52 @@ impl Stream {
         self.s.io.send(response).await?;
         Ok(true)
     }
+}
+
+/// What the proxy should hold of a type now: the current resources it subscribed to and, in
+/// the additive phase, also what it was sent that the config dropped. When that is the whole
+/// current map, the shared map itself is returned.
+fn wanted_now(
+    state: &TypeState,
+    current: Option<&Arc<NamedResources>>,
+    phase: Phase,
+) -> Arc<NamedResources> {
+    let empty = Arc::default();
+    let all = current.unwrap_or(&empty);
+    let covers_all = state.wildcard || state.subscribed.covers(all);
+    let mut next = if covers_all {
+        all.clone()
+    } else {
+        Arc::new(
+            state
+                .subscribed
+                .iter()
+                .filter_map(|n| all.get(n).map(|r| (n.clone(), r.clone())))
+                .collect(),
+        )
+    };
+    if phase == Phase::Add {
+        let kept: Vec<_> = state
+            .sent
+            .iter()
+            .filter(|(name, _)| state.wildcard || state.subscribed.contains(name))
+            .filter(|(name, _)| !next.contains_key(*name))
+            .map(|(n, r)| (n.clone(), r.clone()))
+            .collect();
+        if !kept.is_empty() {
+            Arc::make_mut(&mut next).extend(kept);
+        }
+    }
+    next
+}
+
+/// Whether two sets of resources have the same names and versions.
+fn same_versions(a: &Arc<NamedResources>, b: &Arc<NamedResources>) -> bool {
+    Arc::ptr_eq(a, b)
+        || (a.len() == b.len()
+            && a.iter()
+                .zip(b.iter())
+                .all(|((na, ra), (nb, rb))| na == nb && ra.version == rb.version))
 }
 
 fn known_type(type_url: &str) -> Option<&'static str> {

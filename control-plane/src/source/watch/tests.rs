@@ -71,3 +71,35 @@ async fn a_missing_folder_falls_back_to_polling() {
     expect_signal(&mut rx, "the folder appeared").await;
     let _ = fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_folder_that_never_quiets_down_is_signalled_after_the_maximum_wait() {
+    let (raw_tx, raw_rx) = mpsc::unbounded_channel();
+    let (tx, mut rx) = mpsc::channel(1);
+    let quiet = Duration::from_millis(100);
+    tokio::spawn(debounce(raw_rx, tx, quiet, DEBOUNCE_MAX, None));
+    let start = tokio::time::Instant::now();
+    // An event every 50 ms: never 100 ms of quiet.
+    let first_signal = loop {
+        raw_tx.send(()).expect("debouncer alive");
+        tokio::select! {
+            _ = rx.recv() => break start.elapsed(),
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
+        assert!(start.elapsed() <= DEBOUNCE_MAX * 2, "never signalled");
+    };
+    assert!(first_signal >= DEBOUNCE_MAX, "{first_signal:?}");
+    assert!(first_signal <= DEBOUNCE_MAX + quiet, "{first_signal:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_single_event_is_signalled_after_the_quiet_period() {
+    let (raw_tx, raw_rx) = mpsc::unbounded_channel();
+    let (tx, mut rx) = mpsc::channel(1);
+    let quiet = Duration::from_millis(100);
+    tokio::spawn(debounce(raw_rx, tx, quiet, DEBOUNCE_MAX, None));
+    let start = tokio::time::Instant::now();
+    raw_tx.send(()).expect("debouncer alive");
+    rx.recv().await.expect("signal");
+    assert_eq!(start.elapsed(), quiet);
+}

@@ -1,0 +1,133 @@
+use super::*;
+use crate::xds::resources::VersionedResource;
+use xds_protos::pb::google::protobuf::Any;
+
+fn map(entries: &[(&str, &[u8])]) -> Arc<NamedResources> {
+    Arc::new(
+        entries
+            .iter()
+            .map(|(n, v)| {
+                let any = Any {
+                    type_url: "t".into(),
+                    value: v.to_vec(),
+                };
+                (n.to_string(), Arc::new(VersionedResource::new(any)))
+            })
+            .collect(),
+    )
+}
+
+fn names(list: &[&str]) -> BTreeSet<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn a_name_set_is_the_same_set_whatever_its_base() {
+    let old = map(&[("a", b"1"), ("b", b"1"), ("c", b"1")]);
+    let new = map(&[("b", b"2"), ("c", b"1"), ("d", b"1")]);
+    let mut s = NameSet::of(names(&["a", "b", "x"]), &old);
+    assert!(s.same_as(&names(&["a", "b", "x"])));
+    assert_eq!((s.extra.len(), s.missing.len()), (1, 1));
+    s.rebase(&new);
+    assert!(s.same_as(&names(&["a", "b", "x"])));
+    s.insert("d".into());
+    s.remove("a");
+    s.remove("zz");
+    assert!(s.same_as(&names(&["b", "d", "x"])));
+    let listed: BTreeSet<String> = s.iter().cloned().collect();
+    assert_eq!(listed, names(&["b", "d", "x"]));
+    assert!(!s.contains("c") && !s.contains("a"));
+}
+
+#[test]
+fn a_name_set_equal_to_the_keys_costs_nothing_of_its_own() {
+    let m = map(&[("a", b"1"), ("b", b"1")]);
+    let s = NameSet::of(names(&["a", "b"]), &m);
+    assert!(s.extra.is_empty() && s.missing.is_empty());
+    assert!(!s.same_as(&names(&["a"])));
+}
+
+#[test]
+fn held_versions_follow_inserts_and_removals_across_rebases() {
+    let old = map(&[("a", b"1"), ("b", b"1")]);
+    let new = map(&[("a", b"2"), ("b", b"1"), ("c", b"1")]);
+    let mut h = HeldVersions::default();
+    h.insert("a".into(), old["a"].version.clone());
+    h.insert("b".into(), old["b"].version.clone());
+    h.rebase(&old);
+    assert_eq!(h.own_entries(), 0, "holds exactly the map");
+    h.rebase(&new);
+    assert_eq!(h.get("a"), Some(old["a"].version.as_str()));
+    assert_eq!(h.get("b"), Some(new["b"].version.as_str()));
+    assert_eq!(h.get("c"), None);
+    h.insert("a".into(), new["a"].version.clone());
+    h.insert("c".into(), new["c"].version.clone());
+    assert_eq!(h.own_entries(), 0, "now holds exactly the new map");
+    h.remove("b");
+    h.insert("z".into(), "v".into());
+    let held: BTreeSet<String> = h.names().cloned().collect();
+    assert_eq!(held, names(&["a", "c", "z"]));
+    assert_eq!(h.get("z"), Some("v"));
+    assert_eq!(h.get("b"), None);
+}
+
+#[test]
+fn a_client_holding_little_of_a_large_map_stays_relative_to_nothing() {
+    let big = map(&[("a", b"1"), ("b", b"1"), ("c", b"1"), ("d", b"1")]);
+    let mut h = HeldVersions::default();
+    h.insert("a".into(), big["a"].version.clone());
+    h.rebase(&big);
+    assert_eq!(h.own_entries(), 1);
+    let held: BTreeSet<String> = h.names().cloned().collect();
+    assert_eq!(held, names(&["a"]));
+}
+
+#[test]
+fn after_a_rebase_only_changed_names_differ() {
+    let old = map(&[("a", b"1"), ("b", b"1"), ("c", b"1")]);
+    let new = map(&[("a", b"1"), ("b", b"2"), ("d", b"1")]);
+    let mut h = HeldVersions::default();
+    for (n, r) in old.iter() {
+        h.insert(n.clone(), r.version.clone());
+    }
+    h.rebase(&old);
+    assert!(h.based_on(&old) && h.differing().next().is_none());
+    h.rebase(&new);
+    assert!(h.based_on(&new));
+    let differing: BTreeSet<String> = h.differing().cloned().collect();
+    // b changed, c is held but gone, d is new and not held; a is the same.
+    assert_eq!(differing, names(&["b", "c", "d"]));
+    assert_eq!(h.get("c"), Some(old["c"].version.as_str()));
+    assert_eq!(h.get("d"), None);
+}
+
+#[test]
+fn a_set_covers_a_map_when_it_holds_all_its_keys() {
+    let m = map(&[("a", b"1"), ("b", b"1")]);
+    let other = map(&[("a", b"2"), ("b", b"2")]);
+    let mut s = NameSet::of(names(&["a", "b", "x"]), &m);
+    assert!(s.covers(&m));
+    assert!(s.covers(&other), "same keys, another map");
+    s.remove("b");
+    assert!(!s.covers(&m) && !s.covers(&other));
+}
+
+#[test]
+fn a_first_response_leaves_nothing_of_its_own_once_rebased() {
+    let m = map(&[("a", b"1"), ("b", b"1"), ("c", b"1")]);
+    let mut h = HeldVersions::default();
+    for (n, r) in m.iter() {
+        h.insert(n.clone(), r.version.clone());
+    }
+    assert_eq!(
+        h.own_entries(),
+        3,
+        "relative to nothing, every name is its own"
+    );
+    h.rebase_now(&m);
+    assert_eq!(h.own_entries(), 0);
+    h.insert("z".into(), "v".into());
+    h.rebase_now(&m);
+    assert_eq!(h.own_entries(), 1, "a name not in the map stays");
+    assert_eq!(h.get("z"), Some("v"));
+}
