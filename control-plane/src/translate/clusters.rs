@@ -7,7 +7,7 @@ mod resilience;
 
 use super::names::{is_http2, outbound_cluster};
 use super::MeshSnapshot;
-use crate::model::{LoadBalancerSettings, Resolution, Subset};
+use crate::model::{LoadBalancerSettings, Resolution};
 use crate::registry::Service;
 use std::time::Duration;
 use xds_protos::any::pack;
@@ -44,7 +44,7 @@ pub fn clusters(mesh: &MeshSnapshot) -> Vec<Cluster> {
             let lb = load_balancing::settings_for(rule, None, port.number);
             let res = resilience::settings_for(rule, None, port.number);
             out.push(cluster(mesh, svc, port.number, "", http2, lb, res));
-            for subset in subsets_of(mesh, &svc.hostname) {
+            for subset in mesh.subsets_of(&svc.hostname) {
                 let lb = load_balancing::settings_for(rule, Some(subset), port.number);
                 let res = resilience::settings_for(rule, Some(subset), port.number);
                 out.push(cluster(
@@ -60,16 +60,6 @@ pub fn clusters(mesh: &MeshSnapshot) -> Vec<Cluster> {
         }
     }
     out
-}
-
-/// The subsets of a host: those of the most specific DestinationRule for it, as Istio uses
-/// one rule per host.
-pub fn subsets_of<'a>(mesh: &'a MeshSnapshot, hostname: &str) -> impl Iterator<Item = &'a Subset> {
-    mesh.config
-        .destination_rules_for(hostname)
-        .into_iter()
-        .take(1)
-        .flat_map(|dr| dr.spec.subsets.iter())
 }
 
 fn cluster(

@@ -74,8 +74,7 @@ impl MeshSnapshot {
 
 impl MeshSnapshot {
     /// The subsets of a host: those of the most specific DestinationRule for it, as Istio uses
-    /// one rule per host. (`clusters::subsets_of` is the same rule; endpoints ask here so that
-    /// `endpoints` does not depend on `clusters`, which depends on it.)
+    /// one rule per host.
     pub fn subsets_of<'a>(
         &'a self,
         hostname: &str,
