@@ -10,8 +10,8 @@ mod port_map;
 
 pub use port_map::{LocalPortMap, PortMapError};
 
-use crate::model::Store;
 use crate::model::{count_diagnostics, Diagnostic, ResourceKey, Severity};
+use crate::source::Store;
 use crate::translate::{MeshSnapshot, TranslateOptions};
 use crate::xds::{AdsService, ConfigVersion, ResourceGenerator, Resources, StatusRegistry};
 use anyhow::Context as _;

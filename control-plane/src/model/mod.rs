@@ -42,10 +42,6 @@ pub use string_match::StringMatch;
 pub use validate::{acted_on_fields, validate, without_traffic_effect, Finding, NOT_ACTED_ON};
 pub use virtual_service::*;
 
-// The store reads folders, so it lives with the sources; it is re-exported here because it
-// is the model's versioned view.
-pub use crate::source::{load_dir, ApplyOutcome, Store};
-
 /// For `skip_serializing_if` on booleans that default to false.
 fn is_false(b: &bool) -> bool {
     !*b
