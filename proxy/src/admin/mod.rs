@@ -98,6 +98,12 @@ fn route(ctx: &ProxyContext, quit: &Notify, req: Request<Incoming>) -> Response<
 pub fn prometheus(ctx: &ProxyContext) -> String {
     let snap = ctx.snapshot.load();
     let mut out = ctx.metrics.render();
+    out.push_str("# TYPE weft_access_log_lines_dropped_total counter\n");
+    let _ = writeln!(
+        out,
+        "weft_access_log_lines_dropped_total {}",
+        ctx.access_log.dropped_lines()
+    );
     let mut clusters: Vec<_> = snap.clusters.values().collect();
     clusters.sort_by(|a, b| a.name.cmp(&b.name));
     out.push_str("# TYPE envoy_cluster_upstream_rq counter\n");

@@ -6,8 +6,9 @@
 
 use crate::config::AccessLogFormat;
 use std::fmt::Write as _;
-use std::io::Write as _;
-use std::sync::mpsc;
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::SystemTime;
 
 /// What one line says about a request.
@@ -31,21 +32,29 @@ pub struct LogRecord<'a> {
     pub route_name: &'a str,
 }
 
+/// Lines waiting for the writer thread. Past this, while stdout is blocked, lines are dropped
+/// and counted rather than queued: a stuck pipe must cost log lines, not memory.
+pub const ACCESS_LOG_QUEUE: usize = 4096;
+
 #[derive(Clone)]
 pub struct AccessLogWriter {
-    tx: mpsc::Sender<String>,
+    tx: mpsc::SyncSender<String>,
+    dropped: Arc<AtomicU64>,
 }
 
 impl AccessLogWriter {
     /// Starts the writer thread. Lines go to stdout.
     pub fn stdout() -> Self {
-        let (tx, rx) = mpsc::channel::<String>();
+        Self::new(std::io::stdout(), ACCESS_LOG_QUEUE)
+    }
+
+    /// Starts a writer thread that writes to `out`, with room for `queue` waiting lines.
+    pub fn new(mut out: impl Write + Send + 'static, queue: usize) -> Self {
+        let (tx, rx) = mpsc::sync_channel::<String>(queue);
         std::thread::Builder::new()
             .name("access-log".into())
             .spawn(move || {
-                let stdout = std::io::stdout();
                 while let Ok(line) = rx.recv() {
-                    let mut out = stdout.lock();
                     let _ = out.write_all(line.as_bytes());
                     for more in rx.try_iter() {
                         let _ = out.write_all(more.as_bytes());
@@ -55,7 +64,10 @@ impl AccessLogWriter {
             })
             .map(|_| ())
             .unwrap_or_else(|e| tracing::error!(error = %e, "cannot start the access log thread"));
-        AccessLogWriter { tx }
+        AccessLogWriter {
+            tx,
+            dropped: Arc::default(),
+        }
     }
 
     pub fn log(&self, format: AccessLogFormat, r: &LogRecord<'_>) {
@@ -63,7 +75,14 @@ impl AccessLogWriter {
             AccessLogFormat::EnvoyDefault => envoy_default(r),
             AccessLogFormat::Json => json(r),
         };
-        let _ = self.tx.send(line);
+        if let Err(mpsc::TrySendError::Full(_)) = self.tx.try_send(line) {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Lines dropped because the queue was full.
+    pub fn dropped_lines(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
     }
 }
 
@@ -132,6 +151,33 @@ pub fn json(r: &LogRecord<'_>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A sink that blocks every write until told to go on, like a stalled pipe.
+    struct Stalled(std::sync::Mutex<mpsc::Receiver<()>>);
+
+    impl Write for Stalled {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let _ = self.0.lock().unwrap().recv();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_stalled_output_drops_and_counts_lines_instead_of_queueing_them() {
+        let (_go, wait) = mpsc::channel();
+        let writer = AccessLogWriter::new(Stalled(std::sync::Mutex::new(wait)), 3);
+        let r = record();
+        // One line is taken by the stalled writer thread (eventually), three wait in the
+        // queue; everything past that is dropped.
+        for _ in 0..20 {
+            writer.log(AccessLogFormat::EnvoyDefault, &r);
+        }
+        let dropped = writer.dropped_lines();
+        assert!((16..=17).contains(&dropped), "{dropped}");
+    }
 
     fn record() -> LogRecord<'static> {
         LogRecord {
