@@ -11,3 +11,6 @@ pub mod router;
 pub mod snapshot;
 pub mod upstream;
 pub mod xds;
+
+#[cfg(test)]
+mod test_fixtures;

@@ -112,6 +112,8 @@ fn router(r: &Router) -> Result<RouterConfig, FieldError> {
         (r.upstream_log_options.is_some(), "upstream_log_options"),
         (r.respect_expected_rq_timeout, "respect_expected_rq_timeout"),
         (!r.upstream_http_filters.is_empty(), "upstream_http_filters"),
+        // Envoy answers 400 to a malformed x-envoy-* value in this list; weft-proxy ignores it.
+        (!r.strict_check_headers.is_empty(), "strict_check_headers"),
     ] {
         if set {
             return Err(FieldError::unsupported(field).under("typed_config"));

@@ -2,7 +2,9 @@
 //! action routes to is compiled in `route.rs`.
 //!
 //! Fields that change traffic and are not implemented are refused by name; fields that only
-//! label or trace (`priority` at its default, `include_vh_rate_limits`) are accepted.
+//! label or trace (`include_vh_rate_limits`) are accepted. A `priority` other than DEFAULT is
+//! refused: Envoy would apply the cluster's HIGH circuit-breaker thresholds, which weft-proxy
+//! does not keep.
 
 use std::time::Duration;
 
@@ -60,6 +62,7 @@ pub(crate) fn action_policy(ra: &ProtoRouteAction) -> Result<ActionPolicy, Field
             "max_internal_redirects",
         ),
         (ra.hedge_policy.is_some(), "hedge_policy"),
+        (ra.priority != 0, "priority"),
     ] {
         if set {
             return Err(FieldError::unsupported(field));

@@ -11,11 +11,12 @@
 
 use super::local_reply::{local_reply, ResponseFlag, ResponseFlags};
 use super::mirror;
+use super::plan::ClusterSettings;
 use super::plan::Timeouts;
-use super::upstream_request::{ClusterSettings, RouterHeaders, UpstreamHead};
+use super::upstream_request::{RouterHeaders, UpstreamHead};
 use crate::body::{ProxyBody, ReplayBody, UpstreamBody, DEFAULT_REPLAY_LIMIT};
 use crate::router::filter_config::RouterConfig;
-use crate::router::{request_hash, HeaderPolicy, RequestView, RetryPolicy, Route, TryFailure};
+use crate::router::{request_hash, RequestView, RetryPolicy, Route, TryFailure};
 use crate::snapshot::Snapshot;
 use crate::upstream::outlier::TryOutcome;
 use crate::upstream::pool::SendError;
@@ -63,8 +64,8 @@ pub struct Forward<'s, 'p> {
     pub snapshot: &'s Snapshot,
     pub route: &'s Route,
     pub cluster_name: &'s Arc<str>,
-    pub cluster_headers: Option<&'s HeaderPolicy>,
-    pub cluster_host_rewrite: Option<&'s HeaderValue>,
+    /// The picked weighted cluster's own settings.
+    pub cluster_settings: ClusterSettings<'s>,
     pub timeouts: &'p Timeouts,
     pub router: RouterConfig,
     pub authority: &'p str,
@@ -98,10 +99,7 @@ pub async fn forward<'s>(
         f.authority,
         f.peer,
         f.route,
-        ClusterSettings {
-            headers: f.cluster_headers,
-            host_rewrite: f.cluster_host_rewrite,
-        },
+        f.cluster_settings,
         &RouterHeaders {
             expected_timeout: f.timeouts.per_try.or(f.timeouts.total),
             suppress_envoy_headers: f.router.suppress_envoy_headers,
@@ -198,7 +196,7 @@ pub async fn forward<'s>(
                         HeaderValue::from(elapsed as u64),
                     );
                 }
-                if let Some(cluster_headers) = f.cluster_headers {
+                if let Some(cluster_headers) = f.cluster_settings.headers {
                     cluster_headers.response.apply(h);
                 }
                 policy.headers.response.apply(h);
@@ -294,7 +292,7 @@ impl<'s> Tries<'s> {
 
     /// The request for this try; the head is copied only when another try may follow.
     fn request(&mut self) -> Option<Request<ProxyBody>> {
-        let body = self.body.for_try()?;
+        let body = self.body.copy()?;
         let protocol = self.cluster.config.protocol;
         // The count goes on the kept head before it is copied, so the copy already has room
         // for it (inserting into a copied map would grow it).
@@ -401,14 +399,8 @@ impl RequestBody {
         RequestBody::Streamed(ReplayBody::new(body, limit))
     }
 
-    fn for_try(&mut self) -> Option<ProxyBody> {
-        match self {
-            RequestBody::Empty => Some(ProxyBody::Empty),
-            RequestBody::Streamed(body) => body.replay().ok().map(ProxyBody::Replay),
-        }
-    }
-
-    /// A copy for a mirror, which must not hold up the tries.
+    /// The body for one more sending: a try, or a mirror (which reads at its own pace and
+    /// never holds up the tries). `None` once the start of the body is no longer kept.
     fn copy(&self) -> Option<ProxyBody> {
         match self {
             RequestBody::Empty => Some(ProxyBody::Empty),

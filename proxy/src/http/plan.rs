@@ -24,15 +24,21 @@ pub static GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 pub enum Target<'s> {
     Cluster {
         name: &'s Arc<str>,
-        /// The weighted cluster's own header mutations and host rewrite, if it has any.
-        headers: Option<&'s HeaderPolicy>,
-        host_rewrite: Option<&'s HeaderValue>,
+        settings: ClusterSettings<'s>,
     },
     Redirect(&'s Redirect),
     Direct {
         status: u16,
         body: Option<&'s Bytes>,
     },
+}
+
+/// What the picked cluster of a weighted route adds to the route's own settings.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClusterSettings<'a> {
+    pub headers: Option<&'a HeaderPolicy>,
+    /// Its `host_rewrite_literal`, which wins over the route's.
+    pub host_rewrite: Option<&'a HeaderValue>,
 }
 
 pub struct Plan<'s> {
@@ -65,15 +71,16 @@ pub fn plan<'s>(
     let target = match &route.action {
         RouteAction::Cluster(c) => Target::Cluster {
             name: &c.name,
-            headers: None,
-            host_rewrite: None,
+            settings: ClusterSettings::default(),
         },
         RouteAction::Weighted(w) => {
             let picked = w.pick_cluster(draw() % w.total());
             Target::Cluster {
                 name: &picked.target.name,
-                headers: (!picked.headers.is_empty()).then_some(&picked.headers),
-                host_rewrite: picked.host_rewrite.as_ref(),
+                settings: ClusterSettings {
+                    headers: (!picked.headers.is_empty()).then_some(&picked.headers),
+                    host_rewrite: picked.host_rewrite.as_ref(),
+                },
             }
         }
         RouteAction::Redirect(r) => Target::Redirect(r),
@@ -179,10 +186,6 @@ fn millis(v: &HeaderValue) -> Option<u64> {
 }
 
 /// gRPC's `grpc-timeout`: at most 8 digits and a unit (H, M, S, m, u, n).
-pub fn grpc_timeout(h: &HeaderMap) -> Option<Duration> {
-    parse_grpc_timeout(h.get(&GRPC_TIMEOUT)?)
-}
-
 fn parse_grpc_timeout(v: &HeaderValue) -> Option<Duration> {
     let v = v.to_str().ok()?;
     if v.len() < 2 || v.len() > 9 {

@@ -220,17 +220,12 @@ async fn route_and_forward<'s>(
         return answer;
     }
     let mut response = match plan.target {
-        Target::Cluster {
-            name,
-            headers,
-            host_rewrite,
-        } => {
+        Target::Cluster { name, settings } => {
             let f = Forward {
                 snapshot,
                 route,
                 cluster_name: name,
-                cluster_headers: headers,
-                cluster_host_rewrite: host_rewrite,
+                cluster_settings: settings,
                 timeouts: &plan.timeouts,
                 router: chain.router,
                 authority,

@@ -6,10 +6,12 @@
 //! upstream host's address, unless the route rewrites it.
 
 use super::headers::{self, X_FORWARDED_PROTO};
-use super::plan::{X_ENVOY_UPSTREAM_RQ_PER_TRY_TIMEOUT_MS, X_ENVOY_UPSTREAM_RQ_TIMEOUT_MS};
+use super::plan::{
+    ClusterSettings, X_ENVOY_UPSTREAM_RQ_PER_TRY_TIMEOUT_MS, X_ENVOY_UPSTREAM_RQ_TIMEOUT_MS,
+};
 use crate::body::ProxyBody;
 use crate::config::UpstreamProtocol;
-use crate::router::{rewrite_path, HeaderPolicy, Route};
+use crate::router::{rewrite_path, Route};
 use http::request::Parts;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version};
@@ -31,13 +33,6 @@ pub struct UpstreamHead {
     /// shares the request's own buffer instead of copying it.
     pub authority: HeaderValue,
     pub headers: HeaderMap,
-}
-
-/// What the picked cluster of a weighted route adds to the route's settings.
-#[derive(Default)]
-pub struct ClusterSettings<'a> {
-    pub headers: Option<&'a HeaderPolicy>,
-    pub host_rewrite: Option<&'a HeaderValue>,
 }
 
 /// What the router adds besides the route's own mutations.

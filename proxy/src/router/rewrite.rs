@@ -28,12 +28,6 @@ pub struct Rewrite {
     pub append_x_forwarded_host: bool,
 }
 
-impl Rewrite {
-    pub fn is_empty(&self) -> bool {
-        self.path.is_none() && self.authority.is_none()
-    }
-}
-
 /// The rewritten `path?query`, or `None` when the rule leaves it unchanged.
 pub fn rewrite_path(
     rule: &PathRewrite,

@@ -421,6 +421,16 @@ mod http_filters {
         assert!(err.contains("must be the last filter"), "{err}");
         let err = with_filters(vec![cors]).unwrap_err();
         assert!(err.contains("no router filter"), "{err}");
+        let strict = filter(
+            "envoy.filters.http.router",
+            type_url::ROUTER,
+            prost::Message::encode_to_vec(&Router {
+                strict_check_headers: vec!["x-envoy-max-retries".into()],
+                ..Default::default()
+            }),
+        );
+        let err = with_filters(vec![strict]).unwrap_err();
+        assert!(err.contains("strict_check_headers: not supported"), "{err}");
         // An empty list is the router alone.
         assert!(with_filters(vec![]).is_ok());
     }

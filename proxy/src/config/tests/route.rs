@@ -299,6 +299,7 @@ fn features_not_acted_on_are_refused_with_their_field() {
         .contains("route.hedge_policy: not supported"));
     assert!(with(|ra| ra.upgrade_configs = vec![Default::default()])
         .contains("route.upgrade_configs: not supported"));
+    assert!(with(|ra| ra.priority = 1).contains("route.priority: not supported"));
     assert!(with(|ra| ra.retry_policy = Some(ProtoRetryPolicy {
         retry_on: "5xx,sometimes".into(),
         ..Default::default()

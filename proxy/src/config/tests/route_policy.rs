@@ -9,9 +9,7 @@ use xds_protos::pb::envoy::config::core::v3::{
     HeaderValue as ProtoHeaderValue, HeaderValueOption, RuntimeFractionalPercent,
 };
 use xds_protos::pb::envoy::config::route::v3::{
-    retry_policy::{retry_host_predicate, RetryHostPredicate},
-    route, route_action,
-    route_match::PathSpecifier,
+    retry_policy::RetryHostPredicate, route, route_action, route_match::PathSpecifier,
     FilterConfig, RetryPolicy, Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost,
 };
 use xds_protos::pb::envoy::extensions::filters::http::cors::v3::CorsPolicy;
@@ -22,7 +20,7 @@ use xds_protos::pb::envoy::r#type::matcher::v3::{
     string_matcher::MatchPattern, RegexMatchAndSubstitute, RegexMatcher, StringMatcher,
 };
 use xds_protos::pb::envoy::r#type::v3::FractionalPercent;
-use xds_protos::pb::google::protobuf::{Any, BoolValue, Duration as ProtoDuration, UInt32Value};
+use xds_protos::pb::google::protobuf::{Any, BoolValue, Duration as ProtoDuration};
 use xds_protos::type_url;
 
 use super::any;
@@ -87,24 +85,7 @@ fn only_route(t: &RouteTable) -> &CompiledRoute {
     &t.virtual_hosts[0].routes[0]
 }
 
-/// What istiod sends when a VirtualService sets no retries.
-fn istio_default_retry() -> RetryPolicy {
-    RetryPolicy {
-        retry_on: "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"
-            .into(),
-        num_retries: Some(UInt32Value { value: 2 }),
-        retry_host_predicate: vec![RetryHostPredicate {
-            name: "envoy.retry_host_predicates.previous_hosts".into(),
-            config_type: Some(retry_host_predicate::ConfigType::TypedConfig(Any {
-                type_url: type_url::PREVIOUS_HOSTS_PREDICATE.into(),
-                value: vec![],
-            })),
-        }],
-        host_selection_retry_max_attempts: 5,
-        retriable_status_codes: vec![503],
-        ..Default::default()
-    }
-}
+use crate::test_fixtures::istio_default_retry;
 
 #[test]
 fn istio_default_retry_policy_compiles() {

@@ -131,7 +131,7 @@ fn a_route_idle_timeout_overrides_the_listener_and_zero_disables_it() {
 
 #[test]
 fn grpc_timeout_units() {
-    let parse = |v: &'static str| grpc_timeout(&headers(&[("grpc-timeout", v)]));
+    let parse = |v: &'static str| parse_grpc_timeout(&HeaderValue::from_static(v));
     assert_eq!(parse("1H"), Some(Duration::from_secs(3600)));
     assert_eq!(parse("2M"), Some(Duration::from_secs(120)));
     assert_eq!(parse("3S"), Some(Duration::from_secs(3)));

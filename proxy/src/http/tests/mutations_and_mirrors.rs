@@ -86,12 +86,16 @@ async fn a_mirror_gets_a_shadow_copy_and_never_holds_up_the_request() {
         .expect("the main request does not wait for the mirror");
     assert_eq!(reply.body, "main");
     // The copy arrives on its own schedule.
-    let copy = loop {
-        if let Some(s) = mirror.seen().first().cloned() {
-            break s;
+    let copy = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Some(s) = mirror.seen().first().cloned() {
+                break s;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    })
+    .await
+    .expect("the mirror receives its copy");
     assert_eq!(copy.path, "/reviews");
     assert_eq!(copy.headers["host"], "svc-shadow");
 }

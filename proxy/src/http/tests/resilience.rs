@@ -3,7 +3,7 @@
 //! counters behind them.
 
 use super::harness::*;
-use super::retries::istio_default_retry;
+use crate::test_fixtures::istio_default_retry;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::sync::Semaphore;

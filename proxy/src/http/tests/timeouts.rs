@@ -3,7 +3,7 @@
 //! without waiting.
 
 use super::harness::*;
-use super::retries::istio_default_retry;
+use crate::test_fixtures::istio_default_retry;
 use std::time::Duration;
 use xds_protos::pb::envoy::config::route::v3::{route_action, RetryPolicy};
 use xds_protos::pb::google::protobuf::{Duration as ProtoDuration, UInt32Value};
