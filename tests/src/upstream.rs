@@ -22,31 +22,8 @@ pub struct Echo {
 
 impl Echo {
     pub async fn start(name: &str) -> Echo {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind echo");
-        let addr = listener.local_addr().expect("addr");
-        let requests = Arc::new(AtomicU64::new(0));
-        let count = requests.clone();
         let me = name.to_string();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let me = me.clone();
-                let count = count.clone();
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req| {
-                        count.fetch_add(1, Ordering::Relaxed);
-                        echo(me.clone(), req)
-                    });
-                    let _ = auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
+        let (addr, requests, task) = serve(move |_, req| echo(me.clone(), req)).await;
         Echo {
             name: name.to_string(),
             addr,
@@ -64,6 +41,41 @@ impl Drop for Echo {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// Serves HTTP/1.1 and HTTP/2 on a free loopback port, handing `handle` each request with the
+/// number of requests received before it; returns the address, the request count and the
+/// accept task.
+async fn serve<F, Fut>(handle: F) -> (SocketAddr, Arc<AtomicU64>, tokio::task::JoinHandle<()>)
+where
+    F: Fn(u64, Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Response<Full<Bytes>>, hyper::Error>> + Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind upstream");
+    let addr = listener.local_addr().expect("addr");
+    let requests = Arc::new(AtomicU64::new(0));
+    let count = requests.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let count = count.clone();
+            let handle = handle.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req| {
+                    let n = count.fetch_add(1, Ordering::Relaxed);
+                    handle(n, req)
+                });
+                let _ = auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, requests, task)
 }
 
 async fn echo(me: String, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, hyper::Error> {
@@ -138,31 +150,9 @@ pub struct Scripted {
 
 impl Scripted {
     pub async fn start(name: &str, script: Script) -> Scripted {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind scripted upstream");
-        let addr = listener.local_addr().expect("addr");
-        let requests = Arc::new(AtomicU64::new(0));
-        let count = requests.clone();
         let me = name.to_string();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let me = me.clone();
-                let count = count.clone();
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req| {
-                        let n = count.fetch_add(1, Ordering::Relaxed);
-                        scripted(me.clone(), script, n, req)
-                    });
-                    let _ = auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
+        let (addr, requests, task) =
+            serve(move |n, req| scripted(me.clone(), script, n, req)).await;
         Scripted {
             name: name.to_string(),
             addr,

@@ -4,6 +4,8 @@
 
 mod load_balancing;
 mod resilience;
+#[cfg(test)]
+mod test_support;
 
 use super::names::{is_http2, outbound_cluster};
 use super::MeshSnapshot;

@@ -29,7 +29,6 @@ struct LogCapture {
     method: Method,
     path: Option<PathAndQuery>,
     version: Version,
-    bytes_received: u64,
     forwarded_for: Option<HeaderValue>,
     user_agent: Option<HeaderValue>,
 }
@@ -41,7 +40,6 @@ impl LogCapture {
             method: req.method().clone(),
             path: req.uri().path_and_query().cloned(),
             version: req.version(),
-            bytes_received: content_length(req.headers()),
             forwarded_for: req.headers().get(&X_FORWARDED_FOR).cloned(),
             user_agent: req.headers().get(header::USER_AGENT).cloned(),
         }
@@ -74,20 +72,23 @@ pub async fn handle(
         authority.as_str(),
         peer,
         req,
+        grpc_request,
         &mut outcome,
     ))
     .await;
 
     let status = response.status().as_u16();
+    let duration = start.elapsed();
+    let response_bytes = content_length(response.headers());
     let sample = RequestSample {
         status,
         flags: outcome.flags.bits(),
         flags_label: ResponseFlags::label_of_bits,
         grpc: grpc_request,
         grpc_status: grpc_status(response.headers()),
-        duration_ms: start.elapsed().as_secs_f64() * 1000.0,
+        duration_ms: duration.as_secs_f64() * 1000.0,
         request_bytes,
-        response_bytes: content_length(response.headers()),
+        response_bytes,
     };
     let metrics = &ctx.metrics;
     match outcome.cluster {
@@ -115,9 +116,9 @@ pub async fn handle(
                 protocol: protocol_name(c.version),
                 status,
                 flags: &flags,
-                bytes_received: c.bytes_received,
-                bytes_sent: content_length(response.headers()),
-                duration_ms: start.elapsed().as_millis(),
+                bytes_received: request_bytes,
+                bytes_sent: response_bytes,
+                duration_ms: duration.as_millis(),
                 upstream_service_time_ms: outcome.upstream_time,
                 forwarded_for: header_str(c.forwarded_for.as_ref()),
                 user_agent: header_str(c.user_agent.as_ref()),
@@ -138,6 +139,7 @@ async fn run<'s>(
     authority: &str,
     peer: SocketAddr,
     mut req: Request<Incoming>,
+    grpc: bool,
     outcome: &mut Outcome<'s>,
 ) -> Response<ProxyBody> {
     if let Some(upgrade) = req.headers().get(header::UPGRADE) {
@@ -151,7 +153,6 @@ async fn run<'s>(
             return local_reply(StatusCode::FORBIDDEN, "");
         }
     }
-    let grpc = is_grpc(req.headers());
     let mut response = route_and_forward(snapshot, listener, authority, peer, req, outcome).await;
     // The proxy's own error answers only: upstream answers and gRPC-shaped ones pass as they are.
     let own_error = response.status().as_u16() >= 400

@@ -43,6 +43,19 @@ fn istio_filters() -> Vec<HttpFilter> {
     ]
 }
 
+/// A proxy with Istio's filters and one route to `up`.
+async fn with_route(
+    route: xds_protos::pb::envoy::config::route::v3::Route,
+    up: &Upstream,
+) -> TestProxy {
+    TestProxy::start(
+        vhost(vec![route]),
+        istio_filters(),
+        vec![cluster("svc", &[up.addr])],
+    )
+    .await
+}
+
 fn all() -> Option<FractionalPercent> {
     Some(FractionalPercent {
         numerator: 100,
@@ -70,12 +83,7 @@ async fn an_abort_answers_without_reaching_the_upstream() {
         }),
         ..Default::default()
     };
-    let proxy = TestProxy::start(
-        vhost(vec![fault_route(fault)]),
-        istio_filters(),
-        vec![cluster("svc", &[up.addr])],
-    )
-    .await;
+    let proxy = with_route(fault_route(fault), &up).await;
     let reply = proxy.get("/").await;
     assert_eq!(reply.status, 418);
     assert_eq!(reply.body, "fault filter abort");
@@ -93,12 +101,7 @@ async fn a_grpc_abort_is_a_trailers_only_answer() {
         }),
         ..Default::default()
     };
-    let proxy = TestProxy::start(
-        vhost(vec![fault_route(fault)]),
-        istio_filters(),
-        vec![cluster("svc", &[up.addr])],
-    )
-    .await;
+    let proxy = with_route(fault_route(fault), &up).await;
     let reply = proxy.get("/").await;
     assert_eq!(reply.status, 200);
     assert_eq!(reply.headers["grpc-status"], "14");
@@ -118,12 +121,7 @@ async fn a_delay_holds_the_request_then_forwards_it() {
         }),
         ..Default::default()
     };
-    let proxy = TestProxy::start(
-        vhost(vec![fault_route(fault)]),
-        istio_filters(),
-        vec![cluster("svc", &[up.addr])],
-    )
-    .await;
+    let proxy = with_route(fault_route(fault), &up).await;
     let start = tokio::time::Instant::now();
     let reply = proxy.get("/").await;
     assert_eq!(reply.status, 200);
@@ -134,12 +132,7 @@ async fn a_delay_holds_the_request_then_forwards_it() {
 #[tokio::test]
 async fn a_route_without_fault_config_is_untouched() {
     let up = Upstream::fixed(200, "ok").await;
-    let proxy = TestProxy::start(
-        vhost(vec![route_to("svc", |_, _| {})]),
-        istio_filters(),
-        vec![cluster("svc", &[up.addr])],
-    )
-    .await;
+    let proxy = with_route(route_to("svc", |_, _| {}), &up).await;
     assert_eq!(proxy.get("/").await.status, 200);
 }
 
@@ -167,12 +160,7 @@ fn cors_route() -> xds_protos::pb::envoy::config::route::v3::Route {
 #[tokio::test]
 async fn cors_preflights_are_answered_by_the_proxy() {
     let up = Upstream::fixed(200, "ok").await;
-    let proxy = TestProxy::start(
-        vhost(vec![cors_route()]),
-        istio_filters(),
-        vec![cluster("svc", &[up.addr])],
-    )
-    .await;
+    let proxy = with_route(cors_route(), &up).await;
     let mut req = get("/api");
     *req.method_mut() = Method::OPTIONS;
     let h = req.headers_mut();

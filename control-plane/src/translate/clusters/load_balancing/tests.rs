@@ -9,44 +9,13 @@ use xds_protos::pb::envoy::config::cluster::v3::cluster::{
 };
 use xds_protos::pb::envoy::config::cluster::v3::Cluster;
 
-/// `reviews` on ports 9080 and 9090, static endpoints v1 and v2.
-const SERVICE: &str = r#"
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: reviews, namespace: default}
-spec:
-  hosts: [reviews.default.svc.cluster.local]
-  ports: [{number: 9080, name: http, protocol: HTTP}, {number: 9090, name: http-admin, protocol: HTTP}]
-  resolution: STATIC
-  endpoints:
-  - {address: 10.0.0.1, labels: {version: v1}}
-  - {address: 10.0.0.2, labels: {version: v2}}
-"#;
-
 fn mesh_with_rule(rule_spec: &str) -> MeshSnapshot {
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("se.yaml"), SERVICE).expect("write");
-    if !rule_spec.is_empty() {
-        let rule = format!(
-            "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: reviews, namespace: default}}\nspec:\n  host: reviews\n{rule_spec}"
-        );
-        std::fs::write(dir.path().join("dr.yaml"), rule).expect("write");
-    }
-    let (config, diagnostics) = crate::source::load_dir(dir.path());
-    assert!(
-        diagnostics.iter().all(|d| !d.is_error()),
-        "{diagnostics:#?}"
-    );
-    MeshSnapshot::new(config, TranslateOptions::default())
+    super::super::test_support::mesh_with_rule("reviews", (9080, 9090), rule_spec)
 }
 
 /// The cluster of `port` and `subset` ("" for all endpoints).
 fn cluster(mesh: &MeshSnapshot, port: u32, subset: &str) -> Cluster {
-    let name = format!("outbound|{port}|{subset}|reviews.default.svc.cluster.local");
-    clusters(mesh)
-        .into_iter()
-        .find(|c| c.name == name)
-        .unwrap_or_else(|| panic!("no cluster {name}"))
+    super::super::test_support::cluster_of(mesh, "reviews", port, subset)
 }
 
 fn policy(c: &Cluster) -> LbPolicy {

@@ -1,49 +1,19 @@
 //! DestinationRule connection pools and outlier detection in the clusters, as istiod builds
 //! them.
 
-use super::super::clusters;
-use crate::translate::{MeshSnapshot, TranslateOptions};
+use crate::translate::MeshSnapshot;
 use prost::Message;
 use xds_protos::pb::envoy::config::cluster::v3::Cluster;
 use xds_protos::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
 use xds_protos::pb::google::protobuf::{Duration, UInt32Value};
 
-const SERVICE: &str = r#"
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: httpbin, namespace: default}
-spec:
-  hosts: [httpbin.default.svc.cluster.local]
-  ports: [{number: 8000, name: http, protocol: HTTP}, {number: 9000, name: http-admin, protocol: HTTP}]
-  resolution: STATIC
-  endpoints:
-  - {address: 10.0.0.1, labels: {version: v1}}
-  - {address: 10.0.0.2, labels: {version: v2}}
-"#;
-
 fn mesh_with_rule(rule_spec: &str) -> MeshSnapshot {
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("se.yaml"), SERVICE).expect("write");
-    if !rule_spec.is_empty() {
-        let rule = format!(
-            "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: httpbin, namespace: default}}\nspec:\n  host: httpbin\n{rule_spec}"
-        );
-        std::fs::write(dir.path().join("dr.yaml"), rule).expect("write");
-    }
-    let (config, diagnostics) = crate::source::load_dir(dir.path());
-    assert!(
-        diagnostics.iter().all(|d| !d.is_error()),
-        "{diagnostics:#?}"
-    );
-    MeshSnapshot::new(config, TranslateOptions::default())
+    super::super::test_support::mesh_with_rule("httpbin", (8000, 9000), rule_spec)
 }
 
+/// The cluster of `port` and `subset` ("" for all endpoints).
 fn cluster(mesh: &MeshSnapshot, port: u32, subset: &str) -> Cluster {
-    let name = format!("outbound|{port}|{subset}|httpbin.default.svc.cluster.local");
-    clusters(mesh)
-        .into_iter()
-        .find(|c| c.name == name)
-        .unwrap_or_else(|| panic!("no cluster {name}"))
+    super::super::test_support::cluster_of(mesh, "httpbin", port, subset)
 }
 
 fn n(v: u32) -> Option<UInt32Value> {
