@@ -218,6 +218,24 @@ pub(crate) mod test_support {
         c
     }
 
+    /// Deterministic, well-spread request hashes for the consistent-hash balancers.
+    pub fn key(i: usize, seed: u64) -> u64 {
+        xxhash_rust::xxh64::xxh64(&(i as u64).to_le_bytes(), seed)
+    }
+
+    /// Which host address each of `n` keys (`key(i, seed)`) goes to.
+    pub fn owners(b: &Balancer, n: usize, seed: u64) -> Vec<String> {
+        let st = LbState::default();
+        (0..n)
+            .map(|i| {
+                b.pick(&st, Some(key(i, seed)))
+                    .expect("host")
+                    .address()
+                    .to_string()
+            })
+            .collect()
+    }
+
     /// Asserts `observed` successes out of `n` are within 5 standard deviations of `p * n`
     /// (a binomial bound that a correct balancer fails about once in 3.5 million runs).
     pub fn assert_binomial(observed: usize, n: usize, p: f64) {

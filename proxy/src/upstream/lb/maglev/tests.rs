@@ -1,5 +1,5 @@
 use super::super::test_support::{host, hosts};
-use super::super::{Balancer, LbState};
+use super::super::Balancer;
 use super::*;
 use crate::config::LbPolicy;
 
@@ -9,20 +9,10 @@ fn policy() -> LbPolicy {
     LbPolicy::Maglev { table_size: M }
 }
 
-fn key(i: usize) -> u64 {
-    xxh64(&(i as u64).to_le_bytes(), 7)
-}
+const SEED: u64 = 7;
 
 fn owners(b: &Balancer, n: usize) -> Vec<String> {
-    let st = LbState::default();
-    (0..n)
-        .map(|i| {
-            b.pick(&st, Some(key(i)))
-                .expect("host")
-                .address()
-                .to_string()
-        })
-        .collect()
+    super::super::test_support::owners(b, n, SEED)
 }
 
 fn slots_per_host(table: &Maglev, n_hosts: usize) -> Vec<usize> {

@@ -16,22 +16,10 @@ fn policy() -> LbPolicy {
     LbPolicy::RingHash(cfg(1024, 8 << 20))
 }
 
-/// Deterministic, well-spread request hashes.
-fn key(i: usize) -> u64 {
-    xxh64(&(i as u64).to_le_bytes(), 42)
-}
+const SEED: u64 = 42;
 
-/// Which host address each of `n` keys goes to.
 fn owners(b: &Balancer, n: usize) -> Vec<String> {
-    let st = LbState::default();
-    (0..n)
-        .map(|i| {
-            b.pick(&st, Some(key(i)))
-                .expect("host")
-                .address()
-                .to_string()
-        })
-        .collect()
+    super::super::test_support::owners(b, n, SEED)
 }
 
 #[test]
