@@ -212,6 +212,8 @@ fn build_weft(dir: &Path) -> Result<()> {
         "weft-control-plane",
         "-p",
         "weft-proxy",
+        "-p",
+        "weftctl",
         "--manifest-path",
     ])
     .arg(&manifest);

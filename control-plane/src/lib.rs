@@ -1,6 +1,5 @@
 //! weftd: reads Istio configuration, translates it to Envoy v3 resources and serves them over ADS.
 
-pub mod cli;
 pub mod daemon;
 pub mod model;
 pub mod registry;

@@ -16,7 +16,7 @@ pub fn bin_dir() -> PathBuf {
             .and_then(Path::parent)
             .expect("test binary in target/<profile>/deps")
             .to_path_buf();
-        if ["weftd", "weft-proxy", "weftctl"]
+        if ["weftd", "weft-proxy", "weftctl", "weft-demo-app"]
             .iter()
             .any(|b| !dir.join(b).exists())
         {
@@ -28,6 +28,8 @@ pub fn bin_dir() -> PathBuf {
                     "weft-control-plane",
                     "-p",
                     "weft-proxy",
+                    "-p",
+                    "weftctl",
                     "--bins",
                 ])
                 .status()

@@ -232,6 +232,11 @@ fn weftd_has_no_module_cycles() {
 }
 
 #[test]
+fn weftctl_has_no_module_cycles() {
+    assert_no_cycles("control-plane/weftctl", ("up", "proxy_client"));
+}
+
+#[test]
 fn test_modules_are_skipped_but_code_after_their_declaration_is_read() {
     let code = strip(
         "#[cfg(test)]\nmod tests;\nuse crate::a::B;\n#[cfg(test)]\nmod more {\n use crate::c;\n}\n",

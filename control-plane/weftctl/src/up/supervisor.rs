@@ -233,13 +233,13 @@ fn die_with_parent(_command: &mut Command) {}
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::up::plan::{Program, Role};
+    use crate::up::plan::{Program, Role};
 
     fn process(name: &str, args: &[&str]) -> Process {
         Process {
             name: name.into(),
             role: Role::App,
-            program: Program::Weftctl,
+            program: Program::DemoApp,
             args: args.iter().map(|s| s.to_string()).collect(),
             listens: vec![],
             ready_url: String::new(),

@@ -54,8 +54,8 @@ impl Default for Ports {
 pub enum Program {
     Weftd,
     WeftProxy,
-    /// weftctl itself, for `demo-app`.
-    Weftctl,
+    /// weft-demo-app, one BookInfo-style service.
+    DemoApp,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -246,9 +246,8 @@ pub fn plan(
         mesh.push(Process {
             name: l.name.clone(),
             role: Role::App,
-            program: Program::Weftctl,
+            program: Program::DemoApp,
             args: vec![
-                "demo-app".into(),
                 "--service".into(),
                 l.app.into(),
                 "--version".into(),

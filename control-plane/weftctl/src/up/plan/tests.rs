@@ -73,11 +73,10 @@ fn each_workload_gets_an_app_and_a_sidecar_on_numbered_ports() {
     assert_eq!(plan.mesh.len(), 9);
 
     let app = by_name(&plan, "reviews-v2");
-    assert_eq!(app.program, Program::Weftctl);
+    assert_eq!(app.program, Program::DemoApp);
     assert_eq!(
         app.args,
         [
-            "demo-app",
             "--service",
             "reviews",
             "--version",
@@ -250,7 +249,7 @@ fn bad_or_missing_ports_and_empty_folders_are_errors() {
 
 #[test]
 fn the_bookinfo_example_plans_as_documented() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/bookinfo");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/bookinfo");
     let config = super::super::config::read_dir(&dir).unwrap();
     assert!(config.warnings.is_empty(), "{:?}", config.warnings);
     assert_eq!(config.services.len(), 4);

@@ -5,9 +5,9 @@
 //! Errors in the folder are shown as warnings here: weftd is the authority, reports them
 //! itself and serves what is valid.
 
-use crate::model::Severity;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use weft_control_plane::model::Severity;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkloadEntry {
@@ -42,7 +42,7 @@ pub fn read_dir(dir: &Path) -> std::io::Result<LocalConfig> {
             "not a folder",
         ));
     }
-    let (config, diagnostics) = crate::source::load_dir(dir);
+    let (config, diagnostics) = weft_control_plane::source::load_dir(dir);
     let workloads = config
         .workload_entries
         .iter()
@@ -83,7 +83,7 @@ mod tests {
 
     #[test]
     fn reads_the_bookinfo_example() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/bookinfo");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/bookinfo");
         let config = read_dir(&dir).expect("read");
         assert!(config.warnings.is_empty(), "{:?}", config.warnings);
         let names: Vec<_> = config.workloads.iter().map(|w| w.name.as_str()).collect();

@@ -2,9 +2,9 @@
 //! problem. Exit code 1 when there is an error; warnings alone (fields parsed but not acted on
 //! yet) are printed and exit 0.
 
-use crate::model::{count_diagnostics, Severity};
-use crate::source::load_dir;
 use std::path::Path;
+use weft_control_plane::model::{count_diagnostics, Severity};
+use weft_control_plane::source::load_dir;
 
 /// Returns the process exit code.
 pub fn run(dir: &Path) -> anyhow::Result<i32> {

@@ -6,7 +6,7 @@
 //! file:line:col, resource and field), every warning and error, and any line that is not in
 //! that format (a panic, a fatal error at startup). The rest stays in the log file.
 
-use crate::daemon::CONFIG_LOG_TARGET;
+use weft_control_plane::daemon::CONFIG_LOG_TARGET;
 
 /// The text to show for one weftd log line, or None to leave it in the log only.
 pub fn weftd_line(line: &str) -> Option<String> {

@@ -15,7 +15,7 @@ mod echo;
 mod plan;
 mod supervisor;
 
-use crate::cli::proxy_client::ProxyClient;
+use crate::proxy_client::ProxyClient;
 use anyhow::Context as _;
 use bytes::Bytes;
 use http_body_util::Empty;
@@ -407,7 +407,7 @@ fn check_ports_free(plan: &Plan) -> anyhow::Result<()> {
 struct Binaries {
     weftd: PathBuf,
     weft_proxy: PathBuf,
-    weftctl: PathBuf,
+    demo_app: PathBuf,
 }
 
 impl Binaries {
@@ -432,12 +432,10 @@ impl Binaries {
                 )
             }
         };
-        let in_dir = dir.join("weftctl");
         Ok(Binaries {
             weftd: need("weftd")?,
             weft_proxy: need("weft-proxy")?,
-            // The demo apps are this very program, unless --bin-dir holds another weftctl.
-            weftctl: if in_dir.is_file() { in_dir } else { me },
+            demo_app: need("weft-demo-app")?,
         })
     }
 
@@ -445,7 +443,7 @@ impl Binaries {
         match program {
             Program::Weftd => &self.weftd,
             Program::WeftProxy => &self.weft_proxy,
-            Program::Weftctl => &self.weftctl,
+            Program::DemoApp => &self.demo_app,
         }
     }
 }
@@ -459,13 +457,13 @@ fn build_hint(dir: &Path) -> String {
         _ => {
             return "build every binary with `cargo build --release` at the workspace root and \
                     pass --bin-dir target/release, or pass --bin-dir with the folder that holds \
-                    weftd and weft-proxy"
+                    weftd, weft-proxy and weft-demo-app"
                 .to_string()
         }
     };
     format!(
-        "run `{command}` at the workspace root (it builds weftd, weft-proxy and weftctl \
-         together), or pass --bin-dir with the folder that holds them"
+        "run `{command}` at the workspace root (it builds weftd, weft-proxy, weft-demo-app \
+         and weftctl together), or pass --bin-dir with the folder that holds them"
     )
 }
 

@@ -1,4 +1,4 @@
-//! `weftctl demo-app`: one service of a BookInfo in miniature, so `weftctl up` can show a
+//! `weft-demo-app`: one service of a BookInfo in miniature, so `weftctl up` can show a
 //! working mesh without anything installed.
 //!
 //! Every call to another service goes through the sidecar given by `--proxy`, as an HTTP
@@ -9,7 +9,7 @@
 
 mod books;
 
-use crate::cli::proxy_client::ProxyClient;
+use crate::proxy_client::ProxyClient;
 use anyhow::Context as _;
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};

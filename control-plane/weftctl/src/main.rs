@@ -1,11 +1,11 @@
-//! weftctl: the Weft operator CLI. Each subcommand lives in `weft_control_plane::cli`; this
+//! weftctl: the Weft operator CLI. Each subcommand lives in this crate's library; this
 //! file only parses the command line, sets up logging and turns results into exit codes.
 
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use weft_control_plane::cli::{analyze, bootstrap, demo_app, up};
+use weftctl::{analyze, bootstrap, up};
 
 #[derive(Parser)]
 #[command(name = "weftctl", version, about = "Operate a Weft service mesh")]
@@ -19,8 +19,6 @@ enum Command {
     /// Start a local mesh on 127.0.0.1 from a config folder (e.g. examples/bookinfo).
     #[command(after_help = up::PORTS_HELP)]
     Up(up::UpArgs),
-    /// Run one BookInfo-style demo service (used by `up`).
-    DemoApp(demo_app::DemoAppArgs),
     /// Print an Envoy v3 bootstrap that makes Envoy a Weft sidecar.
     BootstrapEnvoy(bootstrap::BootstrapArgs),
     /// Check a config folder for problems.
@@ -45,7 +43,6 @@ async fn main() -> ExitCode {
     // `up` runs here, on the main thread, not in a spawned task: see `up::run`.
     let result = match cli.command {
         Command::Up(args) => up::run(args).await,
-        Command::DemoApp(args) => demo_app::run(args).await.map(|()| 0),
         Command::BootstrapEnvoy(args) => bootstrap::run(&args).map(|()| 0),
         Command::Analyze { dir } => analyze::run(&dir),
     };
