@@ -4,6 +4,7 @@
 pub mod client;
 pub mod config;
 pub mod load;
+pub mod netns;
 pub mod procs;
 pub mod upstream;
 

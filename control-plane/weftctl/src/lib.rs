@@ -11,5 +11,6 @@
 pub mod analyze;
 pub mod bootstrap;
 pub mod demo_app;
+pub mod iptables;
 pub mod proxy_client;
 pub mod up;

@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand};
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use weftctl::{analyze, bootstrap, up};
+use weftctl::{analyze, bootstrap, iptables, up};
 
 #[derive(Parser)]
 #[command(name = "weftctl", version, about = "Operate a Weft service mesh")]
@@ -22,6 +22,9 @@ enum Command {
     /// Print an Envoy v3 bootstrap that makes Envoy a Weft sidecar.
     BootstrapEnvoy(bootstrap::BootstrapArgs),
     /// Check a config folder for problems.
+    /// Install the iptables rules that send this network namespace's TCP traffic through the
+    /// sidecar (the init step, as Istio's istio-iptables); --clean removes them.
+    Iptables(iptables::IptablesArgs),
     Analyze {
         /// The folder of Istio YAML to check.
         dir: PathBuf,
@@ -45,6 +48,7 @@ async fn main() -> ExitCode {
         Command::Up(args) => up::run(args).await,
         Command::BootstrapEnvoy(args) => bootstrap::run(&args).map(|()| 0),
         Command::Analyze { dir } => analyze::run(&dir),
+        Command::Iptables(args) => iptables::run(&args).map(|()| 0),
     };
     match result {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
