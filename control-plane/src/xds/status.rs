@@ -13,6 +13,9 @@ pub struct ProxyStatus {
     pub node_id: String,
     pub namespace: String,
     pub workload: String,
+    /// Where the proxy's admin endpoint listens, from its node metadata: how
+    /// `weftctl proxy-config NAME` finds it.
+    pub admin_addr: Option<String>,
     /// "sotw" or "delta".
     pub protocol: &'static str,
     pub connected_at: String,
@@ -65,6 +68,7 @@ impl StatusRegistry {
             node_id: id.id.clone(),
             namespace: id.namespace.clone(),
             workload: id.workload.clone(),
+            admin_addr: id.admin_addr.clone(),
             protocol,
             connected_at: httpdate(SystemTime::now()),
             types: BTreeMap::new(),

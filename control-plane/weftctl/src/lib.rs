@@ -8,9 +8,13 @@
 //! `anyhow`, except in the pure parts (the `up` plan, the bootstrap builder) that have their
 //! own error types and unit tests.
 
+mod admin_http;
 pub mod analyze;
 pub mod bootstrap;
 pub mod demo_app;
 pub mod iptables;
 pub mod proxy_client;
+pub mod proxy_config;
+pub mod proxy_status;
+mod table;
 pub mod up;

@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand};
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use weftctl::{analyze, bootstrap, iptables, up};
+use weftctl::{analyze, bootstrap, iptables, proxy_config, proxy_status, up};
 
 #[derive(Parser)]
 #[command(name = "weftctl", version, about = "Operate a Weft service mesh")]
@@ -25,6 +25,10 @@ enum Command {
     /// Install the iptables rules that send this network namespace's TCP traffic through the
     /// sidecar (the init step, as Istio's istio-iptables); --clean removes them.
     Iptables(iptables::IptablesArgs),
+    /// Every proxy connected to weftd and whether each runs the config last sent to it.
+    ProxyStatus(proxy_status::ProxyStatusArgs),
+    /// What one proxy (weft-proxy or Envoy) runs, from its admin /config_dump.
+    ProxyConfig(proxy_config::ProxyConfigArgs),
     Analyze {
         /// The folder of Istio YAML to check.
         dir: PathBuf,
@@ -49,6 +53,8 @@ async fn main() -> ExitCode {
         Command::BootstrapEnvoy(args) => bootstrap::run(&args).map(|()| 0),
         Command::Analyze { dir } => analyze::run(&dir),
         Command::Iptables(args) => iptables::run(&args).map(|()| 0),
+        Command::ProxyStatus(args) => proxy_status::run(&args).await.map(|()| 0),
+        Command::ProxyConfig(args) => proxy_config::run(&args).await.map(|()| 0),
     };
     match result {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
