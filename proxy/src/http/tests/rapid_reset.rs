@@ -1,0 +1,99 @@
+//! HTTP/2 rapid reset (CVE-2023-44487): a client that opens streams and resets them at once
+//! gets GOAWAY(ENHANCE_YOUR_CALM) and its connection closed; the flood does not reach the
+//! upstream, and other clients are served as before.
+//!
+//! The flood is written as raw frames, the way an attacker's tool does (HEADERS then
+//! RST_STREAM, back to back), while a reader parses what the proxy sends: a client library
+//! would stop at its first failed write and never show the GOAWAY.
+
+use super::harness::*;
+use http::StatusCode;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const FLOOD: u32 = 5000;
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+const HEADERS: u8 = 0x1;
+const RST_STREAM: u8 = 0x3;
+const SETTINGS: u8 = 0x4;
+const GOAWAY: u8 = 0x7;
+const END_STREAM_AND_HEADERS: u8 = 0x1 | 0x4;
+const CANCEL: u32 = 0x8;
+const ENHANCE_YOUR_CALM: u32 = 0xb;
+
+fn frame(out: &mut Vec<u8>, kind: u8, flags: u8, stream: u32, payload: &[u8]) {
+    let len = u32::try_from(payload.len()).unwrap();
+    out.extend_from_slice(&len.to_be_bytes()[1..]);
+    out.extend_from_slice(&[kind, flags]);
+    out.extend_from_slice(&stream.to_be_bytes());
+    out.extend_from_slice(payload);
+}
+
+/// `GET http://svc/` in HPACK: static-table `:method GET`, `:scheme http`, `:path /`, and
+/// `:authority svc` as a literal that is not indexed (so every block is the same).
+const GET_SVC: &[u8] = &[0x82, 0x86, 0x84, 0x01, 0x03, b's', b'v', b'c'];
+
+/// Reads frames until the connection ends; the error code of a GOAWAY, if one came.
+async fn goaway_code(mut read: tokio::net::tcp::OwnedReadHalf) -> Option<u32> {
+    let mut head = [0u8; 9];
+    loop {
+        read.read_exact(&mut head).await.ok()?;
+        let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+        let mut payload = vec![0u8; len];
+        read.read_exact(&mut payload).await.ok()?;
+        if head[3] == GOAWAY && len >= 8 {
+            return Some(u32::from_be_bytes([
+                payload[4], payload[5], payload[6], payload[7],
+            ]));
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_rapid_reset_flood_is_cut_with_goaway_and_spares_the_upstream() {
+    let up = Upstream::fixed(200, "ok").await;
+    let vh = vhost(vec![route_to("svc", |_, _| {})]);
+    let proxy = TestProxy::start(vh, vec![], vec![cluster("svc", &[up.addr])]).await;
+
+    let tcp = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let (read, mut write) = tcp.into_split();
+    let reader = tokio::spawn(goaway_code(read));
+    let mut start = PREFACE.to_vec();
+    frame(&mut start, SETTINGS, 0, 0, &[]);
+    write.write_all(&start).await.unwrap();
+    let mut written = 0;
+    for batch in 0..FLOOD / 100 {
+        let mut bytes = Vec::new();
+        for i in 0..100 {
+            let stream = 2 * (batch * 100 + i) + 1;
+            frame(&mut bytes, HEADERS, END_STREAM_AND_HEADERS, stream, GET_SVC);
+            frame(&mut bytes, RST_STREAM, 0, stream, &CANCEL.to_be_bytes());
+        }
+        if write.write_all(&bytes).await.is_err() {
+            break;
+        }
+        written += 100;
+    }
+    // Bounded so a proxy that never reacts fails the test instead of hanging it.
+    let code = tokio::time::timeout(Duration::from_secs(30), reader)
+        .await
+        .expect("the proxy ends the connection")
+        .unwrap();
+    assert_eq!(code, Some(ENHANCE_YOUR_CALM), "GOAWAY(ENHANCE_YOUR_CALM)");
+    let reached = up.requests();
+    assert!(
+        reached * 10 < written as usize,
+        "{reached} of {written} reset streams reached the upstream"
+    );
+
+    // Everyone else is served as before, on both protocols.
+    assert_eq!(proxy.get("/").await.status, StatusCode::OK);
+    let tcp = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(conn);
+    let mut client = client.ready().await.unwrap();
+    let (response, _) = client
+        .send_request(http::Request::get("http://svc/").body(()).unwrap(), true)
+        .unwrap();
+    assert_eq!(response.await.unwrap().status(), StatusCode::OK);
+}
