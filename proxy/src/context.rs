@@ -25,7 +25,7 @@ pub struct ProxyContext {
     /// when unlimited), like Envoy's global downstream connection limit.
     pub max_downstream_connections: AtomicUsize,
     /// Per-listener accept counters for `/stats/prometheus`.
-    pub listener_stats: crate::listener::stats::ListenerStatsTable,
+    pub listener_stats: crate::listener_stats::ListenerStatsTable,
 }
 
 impl ProxyContext {

@@ -8,9 +8,9 @@
 //! [`MAX_BACKOFF`]) so it does not spin, and resumes as soon as descriptors free up. Both
 //! cases log at most one line per [`LOG_EVERY`], with how many were not logged.
 
-use super::stats::ListenerStats;
 use crate::context::ProxyContext;
 use crate::http::{serve_open_connection, OpenConnection};
+use crate::listener_stats::ListenerStats;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;

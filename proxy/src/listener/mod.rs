@@ -7,7 +7,6 @@
 
 mod accept;
 pub mod fd_limit;
-pub mod stats;
 
 use crate::config::ListenerConfig;
 use crate::context::ProxyContext;

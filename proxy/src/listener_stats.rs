@@ -1,6 +1,9 @@
 //! Listener counters under Envoy's names (`listener.<address>.downstream_cx_total` and so on),
 //! rendered on `/stats/prometheus` the way Envoy tags them: `envoy_listener_<stat>` with an
 //! `envoy_listener_address` label.
+//!
+//! A module of its own, below both the listeners that count and the context that holds the
+//! table, so neither depends on the other.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
