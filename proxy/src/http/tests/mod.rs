@@ -6,7 +6,7 @@ mod faults_and_cors;
 mod harness;
 mod metrics;
 mod mutations_and_mirrors;
-mod rapid_reset;
+mod raw_http2;
 mod resilience;
 mod retries;
 mod timeouts;

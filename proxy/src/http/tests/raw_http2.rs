@@ -1,22 +1,28 @@
-//! HTTP/2 rapid reset (CVE-2023-44487): a client that opens streams and resets them at once
-//! gets GOAWAY(ENHANCE_YOUR_CALM) and its connection closed; the flood does not reach the
-//! upstream, and other clients are served as before.
-//!
-//! The flood is written as raw frames, the way an attacker's tool does (HEADERS then
-//! RST_STREAM, back to back), while a reader parses what the proxy sends: a client library
-//! would stop at its first failed write and never show the GOAWAY.
+//! HTTP/2 seen from a client that writes raw frames, where a client library would hide what
+//! matters:
+//! - rapid reset (CVE-2023-44487): a client that opens streams and resets them at once gets
+//!   GOAWAY(ENHANCE_YOUR_CALM) and its connection closed; the flood does not reach the
+//!   upstream, and other clients are served as before. The flood is written the way an
+//!   attacker's tool does (HEADERS then RST_STREAM, back to back) while a reader parses what the
+//!   proxy sends: a library would stop at its first failed write and never show the GOAWAY.
+//! - keepalive: a peer that never answers the proxy's PINGs is closed after `interval` +
+//!   `timeout`.
 
 use super::harness::*;
 use http::StatusCode;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use xds_protos::pb::envoy::config::core::v3::{Http2ProtocolOptions, KeepaliveSettings};
+use xds_protos::pb::google::protobuf::Duration as ProtoDuration;
 
 const FLOOD: u32 = 5000;
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const HEADERS: u8 = 0x1;
 const RST_STREAM: u8 = 0x3;
 const SETTINGS: u8 = 0x4;
+const PING: u8 = 0x6;
 const GOAWAY: u8 = 0x7;
+const ACK: u8 = 0x1;
 const END_STREAM_AND_HEADERS: u8 = 0x1 | 0x4;
 const CANCEL: u32 = 0x8;
 const ENHANCE_YOUR_CALM: u32 = 0xb;
@@ -91,6 +97,79 @@ async fn a_rapid_reset_flood_is_cut_with_goaway_and_spares_the_upstream() {
     let tcp = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
     let (client, conn) = h2::client::handshake(tcp).await.unwrap();
     tokio::spawn(conn);
+    let mut client = client.ready().await.unwrap();
+    let (response, _) = client
+        .send_request(http::Request::get("http://svc/").body(()).unwrap(), true)
+        .unwrap();
+    assert_eq!(response.await.unwrap().status(), StatusCode::OK);
+}
+
+/// Answers the proxy's SETTINGS but never its PINGs; the number of PINGs seen before the
+/// connection ended.
+async fn deaf_to_pings(stream: tokio::net::TcpStream) -> usize {
+    let (mut read, mut write) = stream.into_split();
+    let mut start = PREFACE.to_vec();
+    frame(&mut start, SETTINGS, 0, 0, &[]);
+    write.write_all(&start).await.unwrap();
+    let mut pings = 0;
+    let mut head = [0u8; 9];
+    loop {
+        if read.read_exact(&mut head).await.is_err() {
+            return pings;
+        }
+        let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+        let mut payload = vec![0u8; len];
+        if read.read_exact(&mut payload).await.is_err() {
+            return pings;
+        }
+        match (head[3], head[4] & ACK) {
+            (SETTINGS, 0) => {
+                let mut ack = Vec::new();
+                frame(&mut ack, SETTINGS, ACK, 0, &[]);
+                let _ = write.write_all(&ack).await;
+            }
+            (PING, 0) => pings += 1,
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_peer_that_does_not_answer_keepalive_pings_is_closed() {
+    let up = Upstream::fixed(200, "ok").await;
+    let vh = vhost(vec![route_to("svc", |_, _| {})]);
+    let secs = |s| {
+        Some(ProtoDuration {
+            seconds: s,
+            nanos: 0,
+        })
+    };
+    let proxy = TestProxy::start_with(vh, vec![], vec![cluster("svc", &[up.addr])], |hcm| {
+        hcm.http2_protocol_options = Some(Http2ProtocolOptions {
+            connection_keepalive: Some(KeepaliveSettings {
+                interval: secs(10),
+                timeout: secs(5),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+    })
+    .await;
+    let start = tokio::time::Instant::now();
+    let deaf = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let pings = deaf_to_pings(deaf).await;
+    let closed_after = start.elapsed();
+    assert!(pings >= 1, "the proxy pinged");
+    assert!(
+        closed_after >= Duration::from_secs(15) && closed_after < Duration::from_secs(20),
+        "{closed_after:?}"
+    );
+
+    // A peer that answers (h2 acks PINGs itself) keeps its connection well past that.
+    let tcp = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(conn);
+    tokio::time::sleep(Duration::from_secs(120)).await;
     let mut client = client.ready().await.unwrap();
     let (response, _) = client
         .send_request(http::Request::get("http://svc/").body(()).unwrap(), true)
