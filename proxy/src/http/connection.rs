@@ -16,9 +16,12 @@
 //!   them off the accept queue are counted, and past [`MAX_PENDING_ACCEPT_RESET_STREAMS`] h2
 //!   sends GOAWAY(ENHANCE_YOUR_CALM) and closes; streams the proxy resets on protocol errors
 //!   are capped the same way by [`MAX_LOCAL_ERROR_RESET_STREAMS`]. A reset stream also drops
-//!   its request future, which cancels the upstream exchange.
+//!   its request future, which cancels the upstream exchange. A client that resets its streams
+//!   only once they have been accepted is caught by Envoy's premature-reset rule
+//!   ([`premature_reset`]): the connection is closed outright.
 
 mod activity;
+mod premature_reset;
 
 use self::activity::{expiry, Activity, Expiry, Tracked, TrackedBody};
 use super::stream;
@@ -35,7 +38,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
-use tracing::debug;
+use tracing::{debug, warn};
 
 /// Remotely reset streams allowed to wait in h2's accept queue at once (h2's own default).
 /// A rapid-reset flood fills it within one read of the socket.
@@ -82,6 +85,7 @@ pub async fn serve_open_connection(
         .unwrap_or_default();
     let mut draining = ctx.draining.subscribe();
     let activity = Activity::new();
+    let log_listener = listener.clone();
     let svc_ctx = ctx.clone();
     let svc_activity = activity.clone();
     let svc_limits = limits.clone();
@@ -95,6 +99,7 @@ pub async fn serve_open_connection(
                 Some(too_large) => too_large,
                 None => stream::handle(&ctx, &listener, peer, req).await,
             };
+            let in_flight = in_flight.answered();
             Ok::<_, std::convert::Infallible>(response.map(|b| TrackedBody::new(b, in_flight)))
         }
     });
@@ -115,6 +120,10 @@ pub async fn serve_open_connection(
         why = expiry(&activity, idle_timeout, headers_timeout) => match why {
             Expiry::RequestHeadersTimeout => {
                 debug!(%peer, "request headers timeout, closing the connection");
+                return;
+            }
+            Expiry::TooManyPrematureResets => {
+                warn!(%peer, listener = %log_listener, "too many requests reset before being answered, closing the connection");
                 return;
             }
             Expiry::Idle => {

@@ -12,9 +12,13 @@
 //!   the socket). That is HTTP/1 only: on HTTP/2, frames such as PING and SETTINGS arrive
 //!   between requests and headers come in whole frames, so only the idle timer applies.
 //!
+//! It also counts requests reset before they were answered ([`super::premature_reset`]) and
+//! ends the connection of a client that makes a habit of it.
+//!
 //! The watchdog ([`expiry`]) sleeps until the nearest deadline and is woken only on the
 //! transitions that move one (idle to busy, busy to idle, head started), never per read.
 
+use super::premature_reset::{PrematureResets, MIN_STREAM_LIFETIME};
 use http_body::{Body, Frame, SizeHint};
 use std::io;
 use std::pin::Pin;
@@ -39,6 +43,9 @@ pub struct Activity {
     /// Set on the first read when the client speaks HTTP/2 (prior knowledge).
     http2: AtomicBool,
     first_read_seen: AtomicBool,
+    premature_resets: PrematureResets,
+    /// Set once too many requests were reset before being answered; the connection is closed.
+    abusive: AtomicBool,
     changed: Notify,
 }
 
@@ -47,6 +54,7 @@ pub struct Activity {
 pub enum Expiry {
     Idle,
     RequestHeadersTimeout,
+    TooManyPrematureResets,
 }
 
 impl Activity {
@@ -58,6 +66,8 @@ impl Activity {
             head_started_ms: AtomicU64::new(NONE),
             http2: AtomicBool::new(false),
             first_read_seen: AtomicBool::new(false),
+            premature_resets: PrematureResets::default(),
+            abusive: AtomicBool::new(false),
             changed: Notify::new(),
         })
     }
@@ -76,7 +86,11 @@ impl Activity {
         if self.in_flight.fetch_add(1, Ordering::AcqRel) == 0 {
             self.changed.notify_one();
         }
-        InFlight(self.clone())
+        InFlight {
+            activity: self.clone(),
+            started_ms: self.now_ms(),
+            answered: false,
+        }
     }
 
     pub fn in_flight(&self) -> usize {
@@ -105,6 +119,9 @@ impl Activity {
         idle_timeout: Option<Duration>,
         headers_timeout: Option<Duration>,
     ) -> Option<(Instant, Expiry)> {
+        if self.abusive.load(Ordering::Acquire) {
+            return Some((self.epoch, Expiry::TooManyPrematureResets));
+        }
         if self.in_flight() > 0 {
             return None;
         }
@@ -156,12 +173,31 @@ pub async fn expiry(
 
 /// One request in flight; dropping it (response sent, or the request abandoned) may make the
 /// connection idle.
-pub struct InFlight(Arc<Activity>);
+pub struct InFlight {
+    activity: Arc<Activity>,
+    started_ms: u64,
+    /// The service produced a response; dropped before that, the request was reset.
+    answered: bool,
+}
+
+impl InFlight {
+    /// The service has a response for the request.
+    pub fn answered(mut self) -> Self {
+        self.answered = true;
+        self
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        let a = &self.0;
-        a.idle_since_ms.store(a.now_ms(), Ordering::Relaxed);
+        let a = &self.activity;
+        let now = a.now_ms();
+        let premature = !self.answered
+            && now.saturating_sub(self.started_ms) < MIN_STREAM_LIFETIME.as_millis() as u64;
+        if a.premature_resets.record(premature) && !a.abusive.swap(true, Ordering::AcqRel) {
+            a.changed.notify_one();
+        }
+        a.idle_since_ms.store(now, Ordering::Relaxed);
         if a.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
             a.changed.notify_one();
         }

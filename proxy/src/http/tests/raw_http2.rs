@@ -5,6 +5,9 @@
 //!   upstream, and other clients are served as before. The flood is written the way an
 //!   attacker's tool does (HEADERS then RST_STREAM, back to back) while a reader parses what the
 //!   proxy sends: a library would stop at its first failed write and never show the GOAWAY.
+//! - resets after acceptance (Envoy's premature-reset rule): a client that waits until each
+//!   stream has reached the upstream and only then resets it has its connection closed after
+//!   half of 500 streams.
 //! - keepalive: a peer that never answers the proxy's PINGs is closed after `interval` +
 //!   `timeout`.
 
@@ -175,4 +178,76 @@ async fn a_peer_that_does_not_answer_keepalive_pings_is_closed() {
         .send_request(http::Request::get("http://svc/").body(()).unwrap(), true)
         .unwrap();
     assert_eq!(response.await.unwrap().status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn streams_reset_after_reaching_the_upstream_close_the_connection_after_250() {
+    let up = Upstream::start(|_, _| async move {
+        std::future::pending::<()>().await;
+        respond(200, "never")
+    })
+    .await;
+    let vh = vhost(vec![route_to("svc", |_, _| {})]);
+    let proxy = TestProxy::start(vh, vec![], vec![cluster("svc", &[up.addr])]).await;
+    let tcp = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let (mut client, conn) = h2::client::handshake(tcp).await.unwrap();
+    let conn = tokio::spawn(conn);
+    let mut reset = 0;
+    let flood = async {
+        while reset < 1000 {
+            let Ok(ready) = client.ready().await else {
+                break;
+            };
+            client = ready;
+            let req = http::Request::get("http://svc/").body(()).unwrap();
+            let Ok((_response, mut stream)) = client.send_request(req, true) else {
+                break;
+            };
+            // Only once the proxy has accepted the stream and forwarded it.
+            while up.requests() < reset + 1 && !conn.is_finished() {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            if conn.is_finished() {
+                break;
+            }
+            stream.send_reset(h2::Reason::CANCEL);
+            reset += 1;
+        }
+    };
+    // Bounded so a proxy that never reacts fails the test instead of hanging it.
+    tokio::time::timeout(Duration::from_secs(60), flood)
+        .await
+        .expect("the flood ends");
+    tokio::time::timeout(Duration::from_secs(10), conn)
+        .await
+        .expect("the proxy closes the connection")
+        .unwrap()
+        .ok();
+    assert_eq!(reset, 250, "closed at half of Envoy's 500-stream window");
+    assert_eq!(
+        up.requests(),
+        250,
+        "no stream past that reached the upstream"
+    );
+    // A request on a fresh connection is not affected (it waits on the hung upstream, so only
+    // its arrival is checked).
+    let fresh = proxy.addr;
+    tokio::spawn(async move {
+        let tcp = tokio::net::TcpStream::connect(fresh).await.unwrap();
+        let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(conn);
+        let mut client = client.ready().await.unwrap();
+        let (response, _) = client
+            .send_request(http::Request::get("http://svc/").body(()).unwrap(), true)
+            .unwrap();
+        let _ = response.await;
+    });
+    let arrived = async {
+        while up.requests() < 251 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), arrived)
+        .await
+        .expect("a fresh connection's request reaches the upstream");
 }
