@@ -6,7 +6,7 @@ use crate::snapshot::Snapshot;
 use arc_swap::ArcSwap;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 pub struct ProxyContext {
     /// The configuration the request path reads; swapped whole on every accepted update.
@@ -19,6 +19,13 @@ pub struct ProxyContext {
     pub draining: watch::Sender<bool>,
     /// Downstream connections open now, so a draining proxy knows when it may exit.
     pub open_connections: AtomicUsize,
+    /// Notified (all waiters) when `open_connections` drops to zero.
+    pub connections_closed: Notify,
+    /// `--max-downstream-connections`: listeners refuse connections past it (`usize::MAX`
+    /// when unlimited), like Envoy's global downstream connection limit.
+    pub max_downstream_connections: AtomicUsize,
+    /// Per-listener accept counters for `/stats/prometheus`.
+    pub listener_stats: crate::listener_stats::ListenerStatsTable,
 }
 
 impl ProxyContext {
@@ -29,6 +36,9 @@ impl ProxyContext {
             metrics,
             draining: watch::channel(false).0,
             open_connections: AtomicUsize::new(0),
+            connections_closed: Notify::new(),
+            max_downstream_connections: AtomicUsize::new(usize::MAX),
+            listener_stats: Default::default(),
         })
     }
 

@@ -6,6 +6,7 @@ pub mod config;
 pub mod context;
 pub mod http;
 pub mod listener;
+pub mod listener_stats;
 pub mod observe;
 pub mod router;
 pub mod snapshot;

@@ -18,6 +18,15 @@ pub struct Mesh {
 }
 
 /// A running proxy: its outbound (HTTP proxy) address and admin address.
+/// How [`Mesh::start_proxy_launched`] starts a weft-proxy.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ProxyLaunch<'a> {
+    /// Flags after the usual ones, e.g. `["--drain-time", "1s"]`.
+    pub args: &'a [&'a str],
+    /// Shell commands run first, e.g. `ulimit -n 512` or `export EXIT_ON_ZERO_ACTIVE_CONNECTIONS=true`.
+    pub shell_prelude: Option<&'a str>,
+}
+
 pub struct Proxy {
     pub proc: Proc,
     pub outbound: SocketAddr,
@@ -140,6 +149,41 @@ impl Mesh {
         let (node_id, mut args) = self.identity_args(workload, namespace, outbound, admin);
         args.extend(["--labels".to_string(), labels.to_string()]);
         let proc = Proc::spawn(workload, &bin("weft-proxy"), &args, self.logs.path());
+        let proxy = Proxy {
+            proc,
+            outbound,
+            admin,
+            node_id,
+        };
+        proxy.wait_ready().await;
+        proxy
+    }
+
+    /// [`Mesh::start_proxy`] with extra flags, optionally through `sh -c` with a prelude (a
+    /// `ulimit` or an `export`) run before the proxy is exec'd.
+    pub async fn start_proxy_launched(
+        &self,
+        workload: &str,
+        namespace: &str,
+        launch: ProxyLaunch<'_>,
+    ) -> Proxy {
+        let outbound: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let (node_id, mut args) = self.identity_args(workload, namespace, outbound, admin);
+        args.extend(launch.args.iter().map(|a| a.to_string()));
+        let proxy_bin = bin("weft-proxy");
+        let proc = match launch.shell_prelude {
+            None => Proc::spawn(workload, &proxy_bin, &args, self.logs.path()),
+            Some(prelude) => {
+                let mut sh_args = vec![
+                    "-c".to_string(),
+                    format!("{prelude}; exec \"$0\" \"$@\""),
+                    proxy_bin.display().to_string(),
+                ];
+                sh_args.extend(args);
+                Proc::spawn(workload, Path::new("sh"), &sh_args, self.logs.path())
+            }
+        };
         let proxy = Proxy {
             proc,
             outbound,

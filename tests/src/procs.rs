@@ -106,6 +106,30 @@ impl Proc {
         }
     }
 
+    /// Waits up to `limit` for the process to exit on its own; `None` if it is still running.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            match self.child.as_mut().map(|c| c.try_wait()) {
+                Some(Ok(Some(status))) => {
+                    self.child = None;
+                    return Some(status);
+                }
+                Some(Ok(None)) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// Sends SIGTERM without waiting.
+    pub fn sigterm(&self) {
+        if let Some(c) = &self.child {
+            unsafe_free_kill(c.id(), "TERM");
+        }
+    }
+
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();

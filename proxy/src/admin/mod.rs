@@ -81,9 +81,20 @@ fn route(ctx: &ProxyContext, quit: &Notify, req: Request<Incoming>) -> Response<
             }
         }
         (_, "/stats/prometheus") => text(StatusCode::OK, prometheus(ctx)),
-        (&Method::POST, "/quitquitquit") | (&Method::GET, "/quitquitquit") => {
+        (&Method::POST, "/quitquitquit") => {
             quit.notify_one();
             text(StatusCode::OK, "OK\n".to_string())
+        }
+        // Like Envoy's admin: a state-changing endpoint refuses GET, so a crawler or a
+        // browser's prefetch cannot stop the proxy.
+        (_, "/quitquitquit") => {
+            let mut r = text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "This operation requires a POST method.\n".to_string(),
+            );
+            r.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("POST"));
+            r
         }
         (_, "/") => text(
             StatusCode::OK,
@@ -151,6 +162,7 @@ pub fn prometheus(ctx: &ProxyContext) -> String {
     }
     out.push_str("# TYPE envoy_server_live gauge\n");
     let _ = writeln!(out, "envoy_server_live {}", u8::from(ctx.is_ready()));
+    ctx.listener_stats.render_prometheus(&mut out);
     out.push_str("# TYPE envoy_http_downstream_cx_active gauge\n");
     let _ = writeln!(
         out,

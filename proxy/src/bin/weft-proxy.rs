@@ -15,8 +15,10 @@ use weft_proxy::observe::istio::{IstioMetrics, SourceIdentity};
 use weft_proxy::xds::client::XdsClient;
 use xds_protos::node::NodeIdentity;
 
-/// How long a draining proxy waits for in-flight requests before it exits anyway.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+/// Istio's `terminationDrainDuration` default.
+const DEFAULT_DRAIN_TIME: &str = "5s";
+/// How long the runtime may take to stop its tasks once the proxy has decided to exit.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
 #[derive(Parser, Debug)]
 #[command(
@@ -48,6 +50,38 @@ struct Args {
     /// Worker threads (default: the number of cores), like Envoy's --concurrency.
     #[arg(long)]
     concurrency: Option<usize>,
+    /// How long a draining proxy (SIGTERM, SIGINT, POST /quitquitquit) lets in-flight requests
+    /// finish before it exits: `5s`, `500ms`, `1m`.
+    #[arg(long, default_value = DEFAULT_DRAIN_TIME, value_parser = parse_duration)]
+    drain_time: Duration,
+    /// Exit as soon as no downstream connection is open while draining, instead of waiting out
+    /// the drain time. Also set by the environment variable EXIT_ON_ZERO_ACTIVE_CONNECTIONS=true
+    /// (Istio's name).
+    #[arg(long)]
+    exit_on_zero_active_connections: bool,
+    /// Refuse downstream connections past this many open at once (all listeners together,
+    /// like Envoy's global downstream connection limit); refused ones are counted in
+    /// downstream_global_cx_overflow. Default: no limit but the open-file limit.
+    #[arg(long)]
+    max_downstream_connections: Option<usize>,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("{s:?} is not a duration like 5s or 500ms: {e}"))
+}
+
+/// Istio's `EXIT_ON_ZERO_ACTIVE_CONNECTIONS`, read with Go's `strconv.ParseBool` spellings.
+fn exit_on_zero_from_env() -> anyhow::Result<bool> {
+    const VAR: &str = "EXIT_ON_ZERO_ACTIVE_CONNECTIONS";
+    let Ok(v) = std::env::var(VAR) else {
+        return Ok(false);
+    };
+    match v.as_str() {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+        "" | "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+        other => anyhow::bail!("{VAR}={other:?} is not a boolean (true or false)"),
+    }
 }
 
 fn parse_labels(s: &str) -> Result<BTreeMap<String, String>, String> {
@@ -62,7 +96,8 @@ fn parse_labels(s: &str) -> Result<BTreeMap<String, String>, String> {
 }
 
 fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    args.exit_on_zero_active_connections |= exit_on_zero_from_env()?;
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -71,6 +106,15 @@ fn main() -> anyhow::Result<()> {
         // Colour codes only for a person's terminal, never in a log file or a pipe.
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+    match weft_proxy::listener::fd_limit::raise_to_hard_limit() {
+        Ok(l) => info!(
+            soft_before = l.soft_before,
+            soft = l.soft,
+            hard = l.hard,
+            "open-file limit (RLIMIT_NOFILE)"
+        ),
+        Err(e) => tracing::warn!(error = %e, "keeping the open-file limit as it is"),
+    }
     let workers = args
         .concurrency
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
@@ -88,7 +132,10 @@ fn main() -> anyhow::Result<()> {
             .build()
     }
     .context("cannot start the runtime")?;
-    runtime.block_on(run(args))
+    let result = runtime.block_on(run(args));
+    // Connections cut at the end of the drain time must not hold the exit up.
+    runtime.shutdown_timeout(SHUTDOWN_GRACE);
+    result
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
@@ -113,6 +160,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         version: identity.labels.get("version").cloned(),
     };
     let ctx = ProxyContext::new(AccessLogWriter::stdout(), IstioMetrics::new(&source));
+    if let Some(max) = args.max_downstream_connections {
+        ctx.max_downstream_connections.store(max, Ordering::Relaxed);
+    }
     let quit = Arc::new(Notify::new());
 
     let admin = tokio::net::TcpListener::bind(&args.admin_addr)
@@ -130,20 +180,45 @@ async fn run(args: Args) -> anyhow::Result<()> {
         _ = tokio::signal::ctrl_c() => info!("interrupt: draining"),
         _ = quit.notified() => info!("/quitquitquit: draining"),
     }
-    drain(&ctx).await;
+    drain(&ctx, args.drain_time, args.exit_on_zero_active_connections).await;
     Ok(())
 }
 
-/// Stops accepting, lets open connections finish their in-flight requests, then returns.
-async fn drain(ctx: &ProxyContext) {
+/// Stops accepting, lets open connections finish their in-flight requests (HTTP/1.1 responses
+/// carry `Connection: close`, HTTP/2 gets GOAWAY), and returns when `drain_time` is over, or
+/// with `exit_on_zero` as soon as no connection is left.
+async fn drain(ctx: &ProxyContext, drain_time: Duration, exit_on_zero: bool) {
     let _ = ctx.draining.send(true);
-    let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
-    while ctx.open_connections.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    info!(
+        drain_time = ?drain_time,
+        exit_on_zero,
+        open = ctx.open_connections.load(Ordering::Relaxed),
+        "draining: no longer accepting"
+    );
+    let deadline = tokio::time::sleep(drain_time);
+    if exit_on_zero {
+        tokio::select! {
+            _ = no_connections_left(ctx) => info!("no active connections left"),
+            _ = deadline => info!("drain time over"),
+        }
+    } else {
+        deadline.await;
     }
     info!(
         left = ctx.open_connections.load(Ordering::Relaxed),
         "drained, exiting"
     );
+}
+
+async fn no_connections_left(ctx: &ProxyContext) {
+    loop {
+        let closed = ctx.connections_closed.notified();
+        tokio::pin!(closed);
+        // Registered before the check, so a close between the two is not missed.
+        closed.as_mut().enable();
+        if ctx.open_connections.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        closed.await;
+    }
 }

@@ -22,6 +22,7 @@ use xds_protos::pb::envoy::extensions::filters::network::http_connection_manager
 };
 use xds_protos::type_url;
 
+use super::downstream::{downstream_limits, DownstreamLimits};
 use super::endpoint::{endpoint_address, EndpointAddress};
 use super::error::{duration, AtField, FieldError, ValidationError};
 use super::http_filters::http_filter_chain;
@@ -43,6 +44,10 @@ pub struct ListenerConfig {
     pub http_filters: Arc<HttpFilterChain>,
     /// `stream_idle_timeout` (Envoy's default 5 minutes); `None` when disabled with 0.
     pub stream_idle_timeout: Option<Duration>,
+    /// Header limits, connection timeouts and HTTP/2 settings from the connection manager.
+    pub downstream: DownstreamLimits,
+    /// `ignore_global_conn_limit`: this listener accepts past `--max-downstream-connections`.
+    pub ignore_global_conn_limit: bool,
 }
 
 /// Envoy's default `stream_idle_timeout`.
@@ -94,6 +99,7 @@ fn compile(l: &Listener) -> Result<ListenerConfig, FieldError> {
             Some(duration(d).at(&format!("{field}.stream_idle_timeout"))?).filter(|d| !d.is_zero())
         }
     };
+    let downstream = downstream_limits(&hcm).at(&field)?;
     let stat_prefix = [
         hcm.stat_prefix.as_str(),
         l.stat_prefix.as_str(),
@@ -111,6 +117,8 @@ fn compile(l: &Listener) -> Result<ListenerConfig, FieldError> {
         stat_prefix,
         http_filters,
         stream_idle_timeout,
+        downstream,
+        ignore_global_conn_limit: l.ignore_global_conn_limit,
     })
 }
 

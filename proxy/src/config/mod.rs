@@ -11,6 +11,7 @@
 //! are refused, so a NACK says so instead of an ACK that misleads.
 
 mod cluster;
+mod downstream;
 mod endpoint;
 mod error;
 mod filter_config;
@@ -31,6 +32,10 @@ pub use cluster::{
     compile_cluster, ClusterConfig, Discovery, Finite, LbPolicy, LeastRequest, RingHash,
     RingHashFunction, SlowStart, UpstreamProtocol, DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_HEALTHY_PANIC_THRESHOLD,
+};
+pub use downstream::{
+    DownstreamLimits, Http2Keepalive, Http2Limits, DEFAULT_DOWNSTREAM_IDLE_TIMEOUT,
+    DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_MAX_HEADERS_COUNT, DEFAULT_MAX_REQUEST_HEADERS_KB,
 };
 pub use endpoint::{compile_load_assignment, Endpoint, EndpointAddress};
 pub use error::ValidationError;

@@ -5,6 +5,9 @@
 //! makes the update's NACK, not a silent gap. A listener removed by LDS stops accepting; the
 //! connections it already accepted finish on their own.
 
+mod accept;
+pub mod fd_limit;
+
 use crate::config::ListenerConfig;
 use crate::context::ProxyContext;
 use std::collections::{BTreeMap, HashMap};
@@ -55,12 +58,13 @@ impl ListenerManager {
                 Ok(listener) => {
                     let (stop, stop_rx) = watch::channel(false);
                     info!(listener = %name, %addr, "listening");
-                    tokio::spawn(accept_loop(
-                        self.ctx.clone(),
-                        Arc::from(name.as_str()),
+                    let accept = accept::AcceptLoop {
+                        ctx: self.ctx.clone(),
+                        name: Arc::from(name.as_str()),
                         listener,
-                        stop_rx,
-                    ));
+                        stats: self.ctx.listener_stats.for_address(addr),
+                    };
+                    tokio::spawn(accept.run(stop_rx));
                     self.bound.insert(name.clone(), Bound { addr, stop });
                 }
                 Err(e) => {
@@ -82,29 +86,4 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(1024)
-}
-
-async fn accept_loop(
-    ctx: Arc<ProxyContext>,
-    name: Arc<str>,
-    listener: TcpListener,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut draining = ctx.draining.subscribe();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    tokio::spawn(crate::http::serve_connection(ctx.clone(), name.clone(), stream, peer));
-                }
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    warn!(listener = %name, error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-            },
-            _ = crate::http::wait_true(&mut stop) => break,
-            _ = crate::http::wait_true(&mut draining) => break,
-        }
-    }
 }

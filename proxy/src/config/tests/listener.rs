@@ -25,7 +25,7 @@ use crate::config::{
     compile_listener, AccessLogFormat, ListenerConfig, RouteSource, HTTP_CONNECTION_MANAGER_NAME,
 };
 
-fn hcm_filter(hcm: &HttpConnectionManager) -> Filter {
+pub(super) fn hcm_filter(hcm: &HttpConnectionManager) -> Filter {
     Filter {
         name: HTTP_CONNECTION_MANAGER_NAME.into(),
         config_type: Some(filter::ConfigType::TypedConfig(any(
@@ -35,7 +35,7 @@ fn hcm_filter(hcm: &HttpConnectionManager) -> Filter {
     }
 }
 
-fn rds(name: &str) -> HttpConnectionManager {
+pub(super) fn rds(name: &str) -> HttpConnectionManager {
     HttpConnectionManager {
         stat_prefix: "outbound_0.0.0.0_9080".into(),
         route_specifier: Some(RouteSpecifier::Rds(Rds {
@@ -46,7 +46,7 @@ fn rds(name: &str) -> HttpConnectionManager {
     }
 }
 
-fn listener(chains: Vec<FilterChain>) -> Listener {
+pub(super) fn listener(chains: Vec<FilterChain>) -> Listener {
     Listener {
         name: "0.0.0.0_9080".into(),
         address: Some(socket("0.0.0.0", 9080)),
@@ -55,7 +55,7 @@ fn listener(chains: Vec<FilterChain>) -> Listener {
     }
 }
 
-fn chain(filters: Vec<Filter>) -> FilterChain {
+pub(super) fn chain(filters: Vec<Filter>) -> FilterChain {
     FilterChain {
         filters,
         ..Default::default()

@@ -2,6 +2,7 @@
 //! the right field path. Inputs are proto struct literals, as a control plane would send them.
 
 mod cluster;
+mod downstream;
 mod endpoint;
 mod listener;
 mod resilience;

@@ -116,7 +116,18 @@ pub struct TestProxy {
 
 impl TestProxy {
     pub async fn start(vh: VirtualHost, filters: Vec<HttpFilter>, clusters: Vec<Cluster>) -> Self {
-        let hcm = HttpConnectionManager {
+        Self::start_with(vh, filters, clusters, |_| {}).await
+    }
+
+    /// [`TestProxy::start`] with the connection manager adjusted by `tweak` (downstream
+    /// limits and timeouts).
+    pub async fn start_with(
+        vh: VirtualHost,
+        filters: Vec<HttpFilter>,
+        clusters: Vec<Cluster>,
+        tweak: impl FnOnce(&mut HttpConnectionManager),
+    ) -> Self {
+        let mut hcm = HttpConnectionManager {
             stat_prefix: "test".into(),
             route_specifier: Some(RouteSpecifier::RouteConfig(RouteConfiguration {
                 name: "test".into(),
@@ -126,6 +137,7 @@ impl TestProxy {
             http_filters: filters,
             ..Default::default()
         };
+        tweak(&mut hcm);
         let listener = Listener {
             name: "test".into(),
             filter_chains: vec![FilterChain {

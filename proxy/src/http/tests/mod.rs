@@ -1,10 +1,12 @@
 //! The request path end to end inside one process: real sockets between a test client, the
 //! proxy's connection handling, and scripted upstreams. Each file covers one feature group.
 
+mod downstream;
 mod faults_and_cors;
 mod harness;
 mod metrics;
 mod mutations_and_mirrors;
+mod raw_http2;
 mod resilience;
 mod retries;
 mod timeouts;

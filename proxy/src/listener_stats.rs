@@ -1,0 +1,82 @@
+//! Listener counters under Envoy's names (`listener.<address>.downstream_cx_total` and so on),
+//! rendered on `/stats/prometheus` the way Envoy tags them: `envoy_listener_<stat>` with an
+//! `envoy_listener_address` label.
+//!
+//! A module of its own, below both the listeners that count and the context that holds the
+//! table, so neither depends on the other.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+#[derive(Debug, Default)]
+pub struct ListenerStats {
+    /// Connections accepted, including the ones then refused for a limit.
+    pub downstream_cx_total: AtomicU64,
+    /// Connections closed at accept because `--max-downstream-connections` were open.
+    pub downstream_global_cx_overflow: AtomicU64,
+}
+
+/// The counters of every listener bound since start, keyed by Envoy's address form
+/// (`127.0.0.1_15001`). Locked only when a listener binds and when stats are rendered.
+#[derive(Debug, Default)]
+pub struct ListenerStatsTable(Mutex<BTreeMap<String, Arc<ListenerStats>>>);
+
+impl ListenerStatsTable {
+    /// The counters for `addr`, kept across rebinds so they only ever grow.
+    pub fn for_address(&self, addr: SocketAddr) -> Arc<ListenerStats> {
+        let key = format!("{}_{}", addr.ip(), addr.port());
+        let mut table = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        table.entry(key).or_default().clone()
+    }
+
+    /// Appends the counters in Prometheus text format.
+    pub fn render_prometheus(&self, out: &mut String) {
+        type Stat = fn(&ListenerStats) -> &AtomicU64;
+        let stats: [(&str, Stat); 2] = [
+            ("downstream_cx_total", |s| &s.downstream_cx_total),
+            ("downstream_global_cx_overflow", |s| {
+                &s.downstream_global_cx_overflow
+            }),
+        ];
+        let table = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        for (name, stat) in stats {
+            let _ = writeln!(out, "# TYPE envoy_listener_{name} counter");
+            for (address, s) in table.iter() {
+                let _ = writeln!(
+                    out,
+                    "envoy_listener_{name}{{envoy_listener_address=\"{address}\"}} {}",
+                    stat(s).load(Ordering::Relaxed)
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_render_with_envoys_names_and_address_label() {
+        let table = ListenerStatsTable::default();
+        let addr: SocketAddr = "127.0.0.1:15001".parse().unwrap();
+        table
+            .for_address(addr)
+            .downstream_global_cx_overflow
+            .fetch_add(3, Ordering::Relaxed);
+        // A rebind at the same address keeps counting on the same counters.
+        table
+            .for_address(addr)
+            .downstream_global_cx_overflow
+            .fetch_add(1, Ordering::Relaxed);
+        let mut out = String::new();
+        table.render_prometheus(&mut out);
+        assert!(out.contains(
+            "envoy_listener_downstream_global_cx_overflow{envoy_listener_address=\"127.0.0.1_15001\"} 4\n"
+        ), "{out}");
+        assert!(out.contains("# TYPE envoy_listener_downstream_cx_total counter\n"));
+    }
+}
