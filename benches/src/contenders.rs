@@ -298,6 +298,8 @@ async fn start_weft(env: &Env<'_>) -> Result<Running> {
         "1".into(),
         "--namespace".into(),
         "default".into(),
+        // A measured proxy is stopped between runs: no point waiting out a drain.
+        "--exit-on-zero-active-connections".into(),
     ];
     let name = format!("weft-proxy{}", env.tag);
     let mut proc = Proc::spawn(
