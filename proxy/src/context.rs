@@ -2,6 +2,7 @@
 
 use crate::observe::access_log::AccessLogWriter;
 use crate::observe::istio::IstioMetrics;
+use crate::observe::trace::TraceExport;
 use crate::snapshot::Snapshot;
 use arc_swap::ArcSwap;
 use std::sync::atomic::AtomicUsize;
@@ -14,6 +15,8 @@ pub struct ProxyContext {
     pub access_log: AccessLogWriter,
     /// Istio's request metrics, rendered by the admin server's `/stats/prometheus`.
     pub metrics: IstioMetrics,
+    /// Where sampled requests' spans go (one exporter per collector, created on first use).
+    pub tracing: TraceExport,
     /// Flips to true when the proxy starts draining: listeners stop accepting and connections
     /// finish their in-flight requests.
     pub draining: watch::Sender<bool>,
@@ -34,6 +37,7 @@ impl ProxyContext {
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
             access_log,
             metrics,
+            tracing: TraceExport::default(),
             draining: watch::channel(false).0,
             open_connections: AtomicUsize::new(0),
             connections_closed: Notify::new(),

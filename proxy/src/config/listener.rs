@@ -27,6 +27,7 @@ use super::endpoint::{endpoint_address, EndpointAddress};
 use super::error::{duration, AtField, FieldError, ValidationError};
 use super::http_filters::http_filter_chain;
 use super::route::route_table;
+use super::tracing::{tracing_config, TracingConfig};
 use crate::router::filter_config::HttpFilterChain;
 use crate::router::RouteTable;
 use std::time::Duration;
@@ -48,6 +49,8 @@ pub struct ListenerConfig {
     pub downstream: DownstreamLimits,
     /// `ignore_global_conn_limit`: this listener accepts past `--max-downstream-connections`.
     pub ignore_global_conn_limit: bool,
+    /// The connection manager's `tracing`; `None` when it traces nothing.
+    pub tracing: Option<Arc<TracingConfig>>,
 }
 
 /// Envoy's default `stream_idle_timeout`.
@@ -100,6 +103,9 @@ fn compile(l: &Listener) -> Result<ListenerConfig, FieldError> {
         }
     };
     let downstream = downstream_limits(&hcm).at(&field)?;
+    let tracing = tracing_config(hcm.tracing.as_ref(), l.traffic_direction)
+        .at(&format!("{field}.tracing"))?
+        .map(Arc::new);
     let stat_prefix = [
         hcm.stat_prefix.as_str(),
         l.stat_prefix.as_str(),
@@ -119,6 +125,7 @@ fn compile(l: &Listener) -> Result<ListenerConfig, FieldError> {
         stream_idle_timeout,
         downstream,
         ignore_global_conn_limit: l.ignore_global_conn_limit,
+        tracing,
     })
 }
 

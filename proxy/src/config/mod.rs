@@ -24,6 +24,7 @@ mod retry;
 mod route;
 mod route_match;
 mod route_policy;
+mod tracing;
 
 #[cfg(test)]
 mod tests;
@@ -46,3 +47,6 @@ pub use resilience::{
     CircuitBreakers, ConnectionOptions, OutlierDetection, TcpKeepalive, DEFAULT_IDLE_TIMEOUT,
 };
 pub use route::compile_route_config;
+pub use tracing::{
+    Collector, Tag, TagValue, TracingConfig, DEFAULT_MAX_PATH_TAG_LENGTH, OPEN_TELEMETRY_CONFIG,
+};

@@ -9,10 +9,11 @@ use super::local_reply::{
 };
 use super::plan::{plan, Target};
 use crate::body::ProxyBody;
-use crate::config::{ListenerConfig, RouteSource};
+use crate::config::{EndpointAddress, ListenerConfig, RouteSource};
 use crate::context::ProxyContext;
 use crate::observe::access_log::LogRecord;
 use crate::observe::istio::RequestSample;
+use crate::observe::trace::{self, RequestTrace, SpanEnd};
 use crate::router::{RequestView, RouteTable};
 use crate::snapshot::Snapshot;
 use http::uri::{Authority, PathAndQuery};
@@ -61,6 +62,13 @@ pub async fn handle(
     let capture = log_format.map(|_| LogCapture::new(&req));
     let grpc_request = is_grpc(req.headers());
     let request_bytes = content_length(req.headers());
+    let trace = trace::start(
+        listener_cfg.and_then(|l| l.tracing.as_ref()),
+        &mut req,
+        authority.as_str(),
+        peer,
+        &request_id,
+    );
 
     let mut outcome = Outcome::default();
     // Boxed: the router's state (retry loop, timers, the upstream exchange) is large, and
@@ -100,6 +108,21 @@ pub async fn handle(
                 .record(metrics, &sample);
         }
         None => metrics.unrouted().record(metrics, &sample),
+    }
+    if let Some(t) = trace.filter(RequestTrace::sampled) {
+        let flags = outcome.flags.as_str();
+        t.finish(
+            &ctx.tracing,
+            &SpanEnd {
+                status,
+                response_flags: &flags,
+                upstream_cluster: outcome.cluster.map(|c| &*c.name),
+                upstream_address: outcome.host.map(|h| h.address()),
+                request_bytes,
+                response_bytes,
+                collector_hosts: &|name| collector_hosts(&snapshot, name),
+            },
+        );
     }
     if let (Some(format), Some(c)) = (log_format, capture) {
         let upstream_host = outcome
@@ -249,6 +272,12 @@ async fn route_and_forward<'s>(
     };
     filter::on_response(hooks, &mut response);
     response
+}
+
+/// Where a trace collector named by its cluster is: the cluster's hosts now.
+fn collector_hosts(snapshot: &Snapshot, cluster: &str) -> Option<Vec<EndpointAddress>> {
+    let c = snapshot.cluster(cluster)?;
+    Some(c.hosts.iter().map(|h| h.address().clone()).collect())
 }
 
 fn route_table<'a>(snapshot: &'a Snapshot, source: &'a RouteSource) -> Option<&'a Arc<RouteTable>> {
