@@ -17,7 +17,7 @@ pub const INSTANCE_IPS: &str = "INSTANCE_IPS";
 pub const OUTBOUND_ADDR: &str = "WEFT_OUTBOUND_ADDR";
 pub const ADMIN_ADDR: &str = "WEFT_ADMIN_ADDR";
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct NodeIdentity {
     pub id: String,
     pub namespace: String,

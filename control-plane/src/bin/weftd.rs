@@ -5,6 +5,7 @@ use std::io::IsTerminal as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use weft_control_plane::daemon::{self, DaemonConfig, LocalPortMap};
+use weft_control_plane::model::{load_mesh_config, MeshConfig};
 use weft_control_plane::translate::{AccessLogFormat, TranslateOptions};
 
 #[derive(Parser, Debug)]
@@ -33,6 +34,10 @@ struct Args {
     /// the workload really listens on: FROM=TO,FROM=TO. `weftctl up --app-port-base` sets it.
     #[arg(long, value_parser = LocalPortMap::parse)]
     local_port_map: Option<LocalPortMap>,
+    /// Istio's MeshConfig YAML: tracing providers (extensionProviders[].opentelemetry),
+    /// defaultProviders.tracing, defaultConfig.tracing.sampling, rootNamespace.
+    #[arg(long)]
+    mesh_config: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -51,12 +56,23 @@ async fn main() -> anyhow::Result<()> {
         "--config-dir {}: not a folder",
         args.config_dir.display()
     );
+    let mesh_config = match &args.mesh_config {
+        Some(path) => {
+            let loaded = load_mesh_config(path)?;
+            for w in &loaded.warnings {
+                tracing::warn!("{w}");
+            }
+            loaded.config
+        }
+        None => MeshConfig::default(),
+    };
     let cfg = DaemonConfig {
         config_dir: args.config_dir,
         xds_addr: args.xds_addr,
         http_addr: args.http_addr,
         options: TranslateOptions {
             access_log: (!args.no_access_log).then_some(args.access_log_format),
+            mesh_config: std::sync::Arc::new(mesh_config),
         },
         local_port_map: args.local_port_map.unwrap_or_default(),
     };

@@ -1,7 +1,7 @@
 //! The set of valid resources that translation works from.
 
 use super::meta::{AnyResource, Resource};
-use super::{DestinationRule, ServiceEntry, VirtualService, WorkloadEntrySpec};
+use super::{DestinationRule, ServiceEntry, Telemetry, VirtualService, WorkloadEntrySpec};
 use serde::Serialize;
 
 /// Every valid resource, each kind sorted by (namespace, name). Hosts in VirtualServices and
@@ -12,6 +12,7 @@ pub struct ConfigSet {
     pub destination_rules: Vec<Resource<DestinationRule>>,
     pub service_entries: Vec<Resource<ServiceEntry>>,
     pub workload_entries: Vec<Resource<WorkloadEntrySpec>>,
+    pub telemetries: Vec<Resource<Telemetry>>,
 }
 
 impl ConfigSet {
@@ -24,6 +25,7 @@ impl ConfigSet {
                 AnyResource::DestinationRule(r) => set.destination_rules.push(r),
                 AnyResource::ServiceEntry(r) => set.service_entries.push(r),
                 AnyResource::WorkloadEntry(r) => set.workload_entries.push(r),
+                AnyResource::Telemetry(r) => set.telemetries.push(r),
             }
         }
         fn by_name<T>(r: &Resource<T>) -> (String, String) {
@@ -33,6 +35,7 @@ impl ConfigSet {
         set.destination_rules.sort_by_key(by_name);
         set.service_entries.sort_by_key(by_name);
         set.workload_entries.sort_by_key(by_name);
+        set.telemetries.sort_by_key(by_name);
         set
     }
 
@@ -41,6 +44,7 @@ impl ConfigSet {
             + self.destination_rules.len()
             + self.service_entries.len()
             + self.workload_entries.len()
+            + self.telemetries.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -69,7 +73,8 @@ impl ConfigSet {
             .iter()
             .cloned()
             .map(AnyResource::WorkloadEntry);
-        vs.chain(dr).chain(se).chain(we)
+        let te = self.telemetries.iter().cloned().map(AnyResource::Telemetry);
+        vs.chain(dr).chain(se).chain(we).chain(te)
     }
 
     /// The DestinationRules that apply to `host` (a resolved host name): those for exactly

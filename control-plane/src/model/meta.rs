@@ -2,6 +2,7 @@
 
 use super::destination_rule::DestinationRule;
 use super::service_entry::{ServiceEntry, WorkloadEntrySpec};
+use super::telemetry::Telemetry;
 use super::virtual_service::VirtualService;
 use serde::ser::SerializeStruct;
 use serde::{Deserialize, Serialize, Serializer};
@@ -9,10 +10,14 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-/// The API group of every kind weft reads.
+/// The API group of the networking kinds weft reads.
 pub const API_GROUP: &str = "networking.istio.io";
 /// The versions of [`API_GROUP`] that are accepted; they share one schema.
 pub const API_VERSIONS: [&str; 3] = ["v1", "v1beta1", "v1alpha3"];
+/// The API group of Telemetry.
+pub const TELEMETRY_API_GROUP: &str = "telemetry.istio.io";
+/// The versions of [`TELEMETRY_API_GROUP`] that are accepted; they share one schema.
+pub const TELEMETRY_API_VERSIONS: [&str; 2] = ["v1", "v1alpha1"];
 /// The namespace of a resource whose metadata names none.
 pub const DEFAULT_NAMESPACE: &str = "default";
 
@@ -22,15 +27,25 @@ pub enum Kind {
     DestinationRule,
     ServiceEntry,
     WorkloadEntry,
+    Telemetry,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [
+    pub const ALL: [Kind; 5] = [
         Kind::VirtualService,
         Kind::DestinationRule,
         Kind::ServiceEntry,
         Kind::WorkloadEntry,
+        Kind::Telemetry,
     ];
+
+    /// The API group the kind belongs to, and its accepted versions.
+    pub fn api_group(self) -> (&'static str, &'static [&'static str]) {
+        match self {
+            Kind::Telemetry => (TELEMETRY_API_GROUP, &TELEMETRY_API_VERSIONS),
+            _ => (API_GROUP, &API_VERSIONS),
+        }
+    }
 
     /// The Istio kind name, as written in `kind:`.
     pub fn name(self) -> &'static str {
@@ -39,6 +54,7 @@ impl Kind {
             Kind::DestinationRule => "DestinationRule",
             Kind::ServiceEntry => "ServiceEntry",
             Kind::WorkloadEntry => "WorkloadEntry",
+            Kind::Telemetry => "Telemetry",
         }
     }
 
@@ -135,6 +151,13 @@ impl Spec for WorkloadEntrySpec {
     }
 }
 
+impl Spec for Telemetry {
+    const KIND: Kind = Kind::Telemetry;
+    fn into_any(resource: Resource<Self>) -> AnyResource {
+        AnyResource::Telemetry(resource)
+    }
+}
+
 impl<T: Spec> Resource<T> {
     pub fn new(namespace: &str, name: &str, spec: T) -> Self {
         Resource {
@@ -184,6 +207,7 @@ pub enum AnyResource {
     DestinationRule(Resource<DestinationRule>),
     ServiceEntry(Resource<ServiceEntry>),
     WorkloadEntry(Resource<WorkloadEntrySpec>),
+    Telemetry(Resource<Telemetry>),
 }
 
 impl AnyResource {
@@ -193,6 +217,7 @@ impl AnyResource {
             AnyResource::DestinationRule(_) => Kind::DestinationRule,
             AnyResource::ServiceEntry(_) => Kind::ServiceEntry,
             AnyResource::WorkloadEntry(_) => Kind::WorkloadEntry,
+            AnyResource::Telemetry(_) => Kind::Telemetry,
         }
     }
 
@@ -202,6 +227,7 @@ impl AnyResource {
             AnyResource::DestinationRule(r) => &r.meta,
             AnyResource::ServiceEntry(r) => &r.meta,
             AnyResource::WorkloadEntry(r) => &r.meta,
+            AnyResource::Telemetry(r) => &r.meta,
         }
     }
 
@@ -211,6 +237,7 @@ impl AnyResource {
             AnyResource::DestinationRule(r) => &r.file,
             AnyResource::ServiceEntry(r) => &r.file,
             AnyResource::WorkloadEntry(r) => &r.file,
+            AnyResource::Telemetry(r) => &r.file,
         }
     }
 
@@ -225,7 +252,8 @@ impl AnyResource {
 impl Serialize for AnyResource {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut out = s.serialize_struct("Resource", 4)?;
-        out.serialize_field("apiVersion", &format!("{API_GROUP}/{}", API_VERSIONS[0]))?;
+        let (group, versions) = self.kind().api_group();
+        out.serialize_field("apiVersion", &format!("{group}/{}", versions[0]))?;
         out.serialize_field("kind", self.kind().name())?;
         out.serialize_field("metadata", self.meta())?;
         match self {
@@ -233,6 +261,7 @@ impl Serialize for AnyResource {
             AnyResource::DestinationRule(r) => out.serialize_field("spec", &r.spec)?,
             AnyResource::ServiceEntry(r) => out.serialize_field("spec", &r.spec)?,
             AnyResource::WorkloadEntry(r) => out.serialize_field("spec", &r.spec)?,
+            AnyResource::Telemetry(r) => out.serialize_field("spec", &r.spec)?,
         }
         out.end()
     }

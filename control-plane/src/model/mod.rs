@@ -1,5 +1,6 @@
 //! Istio's networking resources (VirtualService, DestinationRule, ServiceEntry,
-//! WorkloadEntry of networking.istio.io v1, v1beta1 and v1alpha3) as Rust types, how they are
+//! WorkloadEntry of networking.istio.io v1, v1beta1 and v1alpha3), Telemetry
+//! (telemetry.istio.io v1, v1alpha1) and the MeshConfig file as Rust types, how they are
 //! read from YAML, and how they are validated, with diagnostics that name the file, the
 //! resource and the field.
 //!
@@ -15,11 +16,13 @@ mod diagnostic;
 pub mod duration;
 mod host;
 mod locate;
+pub mod mesh_config;
 mod meta;
 mod parse;
 mod path;
 mod service_entry;
 mod string_match;
+pub mod telemetry;
 pub mod validate;
 mod virtual_service;
 
@@ -31,14 +34,16 @@ pub use host::{
     CLUSTER_DOMAIN,
 };
 pub use locate::locate;
+pub use mesh_config::{load_mesh_config, parse_mesh_config, LoadedMeshConfig, MeshConfig, MeshConfigError, OtelProvider};
 pub use meta::{
     AnyResource, Kind, ObjectMeta, Resource, ResourceKey, Spec, API_GROUP, API_VERSIONS,
-    DEFAULT_NAMESPACE,
+    DEFAULT_NAMESPACE, TELEMETRY_API_GROUP, TELEMETRY_API_VERSIONS,
 };
 pub use parse::{parse_file, parse_file_detailed, ParsedDoc, ParsedFile};
 pub use path::{FieldPath, Segment};
 pub use service_entry::*;
 pub use string_match::StringMatch;
+pub use telemetry::Telemetry;
 pub use validate::{acted_on_fields, validate, without_traffic_effect, Finding, NOT_ACTED_ON};
 pub use virtual_service::*;
 

@@ -10,11 +10,11 @@ use super::diagnostic::{Diagnostic, Severity};
 use super::locate::{split_yaml_error, Locator};
 use super::meta::{
     AnyResource, Kind, ObjectMeta, Resource, ResourceKey, Spec, API_GROUP, API_VERSIONS,
-    DEFAULT_NAMESPACE,
+    DEFAULT_NAMESPACE, TELEMETRY_API_GROUP, TELEMETRY_API_VERSIONS,
 };
 use super::path::FieldPath;
 use super::validate::validate;
-use super::{DestinationRule, ServiceEntry, VirtualService, WorkloadEntrySpec};
+use super::{DestinationRule, ServiceEntry, Telemetry, VirtualService, WorkloadEntrySpec};
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::Deserialize;
 use serde_yaml_ng::Value;
@@ -167,6 +167,7 @@ pub fn parse_file_detailed(path: &Path, text: &str) -> ParsedFile {
             Kind::DestinationRule => read_typed::<DestinationRule>(document, path),
             Kind::ServiceEntry => read_typed::<ServiceEntry>(document, path),
             Kind::WorkloadEntry => read_typed::<WorkloadEntrySpec>(document, path),
+            Kind::Telemetry => read_typed::<Telemetry>(document, path),
         };
         let resource = match read {
             Ok(resource) => resource,
@@ -309,9 +310,10 @@ fn identify(value: &Value) -> Identity {
             "kind",
             format!(
                 "unsupported kind {kind_name:?} (apiVersion {}): weft reads VirtualService, DestinationRule, \
-                 ServiceEntry and WorkloadEntry of {API_GROUP}/{}",
+                 ServiceEntry and WorkloadEntry of {API_GROUP}/{}, and Telemetry of {TELEMETRY_API_GROUP}/{}",
                 quoted(api_version),
-                API_VERSIONS.join(", ")
+                API_VERSIONS.join(", "),
+                TELEMETRY_API_VERSIONS.join(", ")
             ),
         ));
     };
@@ -322,15 +324,16 @@ fn identify(value: &Value) -> Identity {
         ));
     };
     let key = ResourceKey::new(kind, namespace, name);
+    let (group, versions) = kind.api_group();
     let supported = api_version
-        .and_then(|v| v.strip_prefix(API_GROUP))
+        .and_then(|v| v.strip_prefix(group))
         .and_then(|v| v.strip_prefix('/'))
-        .is_some_and(|v| API_VERSIONS.contains(&v));
+        .is_some_and(|v| versions.contains(&v));
     if !supported {
         let message = format!(
-            "apiVersion {} is not supported: use {API_GROUP}/{}",
+            "apiVersion {} is not supported: use {group}/{}",
             quoted(api_version),
-            API_VERSIONS.join(", ")
+            versions.join(", ")
         );
         return Identity::Rejected(key, problem("apiVersion", message));
     }

@@ -61,6 +61,8 @@ pub fn clusters(mesh: &MeshSnapshot) -> Vec<Cluster> {
             }
         }
     }
+    let collectors = super::tracing::collector_clusters(mesh, &out);
+    out.extend(collectors);
     out
 }
 

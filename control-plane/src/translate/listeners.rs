@@ -11,6 +11,7 @@ use xds_protos::pb::envoy::config::accesslog::v3::{access_log, AccessLog};
 use xds_protos::pb::envoy::config::core::v3::{
     substitution_format_string, SubstitutionFormatString,
 };
+use xds_protos::pb::envoy::config::core::v3::TrafficDirection;
 use xds_protos::pb::envoy::config::listener::v3::{filter, Filter, FilterChain, Listener};
 use xds_protos::pb::envoy::extensions::access_loggers::stream::v3::stdout_access_log;
 use xds_protos::pb::envoy::extensions::access_loggers::stream::v3::StdoutAccessLog;
@@ -33,10 +34,10 @@ pub fn listeners(mesh: &MeshSnapshot, node: &NodeIdentity) -> Vec<Listener> {
     else {
         return Vec::new();
     };
-    vec![outbound_listener(mesh, host, port)]
+    vec![outbound_listener(mesh, node, host, port)]
 }
 
-fn outbound_listener(mesh: &MeshSnapshot, host: &str, port: u32) -> Listener {
+fn outbound_listener(mesh: &MeshSnapshot, node: &NodeIdentity, host: &str, port: u32) -> Listener {
     let mut hcm = HttpConnectionManager {
         stat_prefix: format!("outbound_{host}_{port}"),
         codec_type: CodecType::Auto as i32,
@@ -45,6 +46,7 @@ fn outbound_listener(mesh: &MeshSnapshot, host: &str, port: u32) -> Listener {
             route_config_name: HTTP_PROXY_ROUTE.to_string(),
         })),
         http_filters: http_filters(),
+        tracing: super::tracing::hcm_tracing(mesh, node),
         ..Default::default()
     };
     if let Some(format) = mesh.options.access_log {
@@ -59,6 +61,7 @@ fn outbound_listener(mesh: &MeshSnapshot, host: &str, port: u32) -> Listener {
     }
     Listener {
         name: VIRTUAL_OUTBOUND.to_string(),
+        traffic_direction: TrafficDirection::Outbound as i32,
         address: Some(socket_address(host, port)),
         filter_chains: vec![FilterChain {
             filters: vec![Filter {

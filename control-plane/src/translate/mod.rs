@@ -15,6 +15,7 @@ mod route_match;
 mod route_policy;
 mod routes;
 mod shared;
+pub mod tracing;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -32,6 +33,8 @@ pub use shared::{RouteClass, TranslationCounts};
 pub struct TranslateOptions {
     /// How the outbound listener logs each request to stdout; `None` logs nothing.
     pub access_log: Option<AccessLogFormat>,
+    /// `weftd --mesh-config`: tracing providers and defaults.
+    pub mesh_config: std::sync::Arc<crate::model::MeshConfig>,
 }
 
 /// The access log formats proxies are told to use.
@@ -47,6 +50,7 @@ impl Default for TranslateOptions {
     fn default() -> Self {
         TranslateOptions {
             access_log: Some(AccessLogFormat::Envoy),
+            mesh_config: Default::default(),
         }
     }
 }

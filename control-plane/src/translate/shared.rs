@@ -5,7 +5,9 @@
 //! few fields of the proxy's identity, so they are translated once per class of proxy, keyed by
 //! exactly what their translation reads:
 //!
-//! - the outbound listener reads only the proxy's outbound address;
+//! - the outbound listener reads the proxy's outbound address and, when the mesh config has
+//!   a tracing provider, the namespace, workload name and the labels tracing reads (canonical
+//!   service and revision, Telemetry selectors);
 //! - the route configuration reads only the proxy's namespace (short host names, and
 //!   `sourceNamespace` matches) and the values of the labels that some VirtualService's
 //!   `sourceLabels` names. Other labels cannot change a route, so they are not in the key.
@@ -50,7 +52,7 @@ type Slot = Arc<OnceLock<Arc<NamedResources>>>;
 #[derive(Default)]
 pub(super) struct TranslationCache {
     node_independent: OnceLock<NodeIndependent>,
-    listeners: Mutex<HashMap<Option<String>, Slot>>,
+    listeners: Mutex<HashMap<NodeIdentity, Slot>>,
     routes: Mutex<HashMap<RouteClass, Slot>>,
     /// Every label key a `sourceLabels` match names.
     source_label_keys: BTreeSet<String>,
@@ -143,15 +145,10 @@ impl MeshSnapshot {
     }
 
     fn listeners_of(&self, node: &NodeIdentity) -> Arc<NamedResources> {
-        let key = node.outbound_addr.clone();
-        let slot = slot(&self.cache.listeners, key.clone());
+        let representative = self.listener_class(node);
+        let slot = slot(&self.cache.listeners, representative.clone());
         slot.get_or_init(|| {
             self.cache.counts.listeners.fetch_add(1, Ordering::Relaxed);
-            // The listener reads the outbound address only.
-            let representative = NodeIdentity {
-                outbound_addr: key,
-                ..Default::default()
-            };
             let mut out = NamedResources::new();
             for l in listeners::listeners(self, &representative) {
                 let any = xds_protos::any::pack(LISTENER, &l);
@@ -160,6 +157,27 @@ impl MeshSnapshot {
             Arc::new(out)
         })
         .clone()
+    }
+
+    /// The part of `node` its listeners are translated from.
+    fn listener_class(&self, node: &NodeIdentity) -> NodeIdentity {
+        let mut class = NodeIdentity {
+            outbound_addr: node.outbound_addr.clone(),
+            ..Default::default()
+        };
+        let mc = &self.options.mesh_config;
+        if mc.enable_tracing && !mc.tracing_providers.is_empty() {
+            let keys: BTreeSet<&str> = super::tracing::label_keys(self).collect();
+            class.namespace = node.namespace.clone();
+            class.workload = node.workload.clone();
+            class.labels = node
+                .labels
+                .iter()
+                .filter(|(k, _)| keys.contains(k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+        }
+        class
     }
 
     fn routes_of(&self, node: &NodeIdentity) -> Arc<NamedResources> {

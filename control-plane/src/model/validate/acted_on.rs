@@ -30,6 +30,14 @@ pub fn acted_on_fields(kind: Kind) -> &'static [&'static str] {
             "spec.workloadSelector",
         ],
         Kind::WorkloadEntry => &["spec.address", "spec.ports", "spec.labels", "spec.weight"],
+        Kind::Telemetry => &[
+            "spec.selector",
+            "spec.tracing[].match",
+            "spec.tracing[].providers",
+            "spec.tracing[].randomSamplingPercentage",
+            "spec.tracing[].disableSpanReporting",
+            "spec.tracing[].customTags",
+        ],
         Kind::VirtualService => &[
             "spec.hosts",
             "spec.gateways",
@@ -186,6 +194,7 @@ pub fn without_traffic_effect(kind: Kind) -> &'static [(&'static str, &'static s
             "names the route's statistics; requests are matched and routed the same",
         )],
         Kind::DestinationRule => &[],
+        Kind::Telemetry => &[],
     }
 }
 

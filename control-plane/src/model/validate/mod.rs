@@ -9,6 +9,7 @@ mod destination_rule;
 mod http_policies;
 pub mod regex;
 mod service_entry;
+mod telemetry;
 mod virtual_service;
 
 pub use acted_on::{acted_on_fields, without_traffic_effect, NOT_ACTED_ON};
@@ -65,6 +66,10 @@ pub fn validate(resource: &AnyResource) -> Vec<Finding> {
         }
         AnyResource::WorkloadEntry(r) => {
             service_entry::check_workload_entry(&r.spec, &mut findings);
+            serde_json::to_value(&r.spec)
+        }
+        AnyResource::Telemetry(r) => {
+            telemetry::check(&r.spec, &mut findings);
             serde_json::to_value(&r.spec)
         }
     };
