@@ -166,10 +166,16 @@ pub fn parse_mesh_config(path: &Path, text: &str) -> Result<LoadedMeshConfig, Me
         not_applied(key.clone(), why);
     }
     for key in raw.default_providers.other.keys() {
-        not_applied(format!("defaultProviders.{key}"), "only tracing providers are read");
+        not_applied(
+            format!("defaultProviders.{key}"),
+            "only tracing providers are read",
+        );
     }
     for key in raw.default_config.other.keys() {
-        not_applied(format!("defaultConfig.{key}"), "only defaultConfig.tracing.sampling is read");
+        not_applied(
+            format!("defaultConfig.{key}"),
+            "only defaultConfig.tracing.sampling is read",
+        );
     }
     let tracing = raw.default_config.tracing.unwrap_or_default();
     for key in tracing.other.keys() {
@@ -279,7 +285,11 @@ mod tests {
         assert_eq!(p.host(), "otel-collector.observability.svc.cluster.local");
         assert_eq!(p.port, 4317);
         assert_eq!(m.warnings.len(), 1);
-        assert!(m.warnings[0].contains("accessLogFile: not applied"), "{:?}", m.warnings);
+        assert!(
+            m.warnings[0].contains("accessLogFile: not applied"),
+            "{:?}",
+            m.warnings
+        );
     }
 
     #[test]
@@ -301,18 +311,31 @@ mod tests {
             "extensionProviders:\n- name: o\n  opentelemetry:\n    service: x\n    port: 0\n",
         )
         .unwrap_err();
-        assert!(e.to_string().contains("extensionProviders[0].opentelemetry.port"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("extensionProviders[0].opentelemetry.port"),
+            "{e}"
+        );
         let e = parse("defaultConfig:\n  tracing:\n    sampling: 101\n").unwrap_err();
-        assert!(e.to_string().contains("defaultConfig.tracing.sampling"), "{e}");
+        assert!(
+            e.to_string().contains("defaultConfig.tracing.sampling"),
+            "{e}"
+        );
         let e = parse("extensionProviders: 3\n").unwrap_err();
         assert!(e.to_string().starts_with("mesh.yaml: "), "{e}");
     }
 
     #[test]
     fn other_provider_kinds_are_reported_not_used() {
-        let m = parse("extensionProviders:\n- name: z\n  zipkin:\n    service: zipkin\n    port: 9411\n")
-            .unwrap();
+        let m = parse(
+            "extensionProviders:\n- name: z\n  zipkin:\n    service: zipkin\n    port: 9411\n",
+        )
+        .unwrap();
         assert!(m.config.tracing_providers.is_empty());
-        assert!(m.warnings[0].contains("zipkin is not supported"), "{:?}", m.warnings);
+        assert!(
+            m.warnings[0].contains("zipkin is not supported"),
+            "{:?}",
+            m.warnings
+        );
     }
 }

@@ -34,7 +34,10 @@ pub use host::{
     CLUSTER_DOMAIN,
 };
 pub use locate::locate;
-pub use mesh_config::{load_mesh_config, parse_mesh_config, LoadedMeshConfig, MeshConfig, MeshConfigError, OtelProvider};
+pub use mesh_config::{
+    load_mesh_config, parse_mesh_config, LoadedMeshConfig, MeshConfig, MeshConfigError,
+    OtelProvider,
+};
 pub use meta::{
     AnyResource, Kind, ObjectMeta, Resource, ResourceKey, Spec, API_GROUP, API_VERSIONS,
     DEFAULT_NAMESPACE, TELEMETRY_API_GROUP, TELEMETRY_API_VERSIONS,

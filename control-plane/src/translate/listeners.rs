@@ -8,10 +8,10 @@ use super::{AccessLogFormat, MeshSnapshot};
 use xds_protos::any::pack;
 use xds_protos::node::NodeIdentity;
 use xds_protos::pb::envoy::config::accesslog::v3::{access_log, AccessLog};
+use xds_protos::pb::envoy::config::core::v3::TrafficDirection;
 use xds_protos::pb::envoy::config::core::v3::{
     substitution_format_string, SubstitutionFormatString,
 };
-use xds_protos::pb::envoy::config::core::v3::TrafficDirection;
 use xds_protos::pb::envoy::config::listener::v3::{filter, Filter, FilterChain, Listener};
 use xds_protos::pb::envoy::extensions::access_loggers::stream::v3::stdout_access_log;
 use xds_protos::pb::envoy::extensions::access_loggers::stream::v3::StdoutAccessLog;

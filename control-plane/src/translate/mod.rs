@@ -15,9 +15,9 @@ mod route_match;
 mod route_policy;
 mod routes;
 mod shared;
-pub mod tracing;
 #[cfg(test)]
 mod tests;
+pub mod tracing;
 #[cfg(test)]
 mod traffic_tests;
 

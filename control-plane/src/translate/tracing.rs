@@ -123,7 +123,10 @@ fn covering<'a>(
             })
     });
     // One per level, as Istio takes one: the first by name.
-    mesh_wide.take(1).chain(namespace.take(1)).chain(workload.take(1))
+    mesh_wide
+        .take(1)
+        .chain(namespace.take(1))
+        .chain(workload.take(1))
 }
 
 /// The label keys some Telemetry selector names, plus those the span tags read: the part of a

@@ -214,7 +214,10 @@ fn grpc_target(g: &GrpcService) -> Result<GrpcTarget, FieldError> {
                 }
             }
             if e.cluster_name.is_empty() {
-                return Err(FieldError::new("envoy_grpc.cluster_name", "must not be empty"));
+                return Err(FieldError::new(
+                    "envoy_grpc.cluster_name",
+                    "must not be empty",
+                ));
             }
             Collector::Cluster(e.cluster_name.clone())
         }
@@ -228,7 +231,10 @@ fn grpc_target(g: &GrpcService) -> Result<GrpcTarget, FieldError> {
                     !gg.channel_credentials_plugin.is_empty(),
                     "google_grpc.channel_credentials_plugin",
                 ),
-                (!gg.call_credentials.is_empty(), "google_grpc.call_credentials"),
+                (
+                    !gg.call_credentials.is_empty(),
+                    "google_grpc.call_credentials",
+                ),
                 (
                     !gg.call_credentials_plugin.is_empty(),
                     "google_grpc.call_credentials_plugin",
@@ -250,7 +256,10 @@ fn grpc_target(g: &GrpcService) -> Result<GrpcTarget, FieldError> {
             }
             let uri = gg.target_uri.trim();
             if uri.is_empty() {
-                return Err(FieldError::new("google_grpc.target_uri", "must not be empty"));
+                return Err(FieldError::new(
+                    "google_grpc.target_uri",
+                    "must not be empty",
+                ));
             }
             let with_scheme = if uri.contains("://") {
                 uri.to_string()
@@ -318,7 +327,12 @@ fn custom_tag(tag: &CustomTag) -> Result<Option<Tag>, FieldError> {
         }
         Some(custom_tag::Type::Metadata(_)) => return Err(FieldError::unsupported("metadata")),
         Some(custom_tag::Type::Value(_)) => return Err(FieldError::unsupported("value")),
-        None => return Err(FieldError::new("type", "one of literal, environment or request_header is required")),
+        None => {
+            return Err(FieldError::new(
+                "type",
+                "one of literal, environment or request_header is required",
+            ))
+        }
     };
     Ok(Some(Tag {
         name: tag.tag.clone(),

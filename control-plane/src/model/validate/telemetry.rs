@@ -62,7 +62,10 @@ pub(super) fn check(t: &Telemetry, f: &mut Findings) {
         }
         for (j, provider) in tr.providers.iter().enumerate() {
             if provider.name.is_empty() {
-                f.error(&p.key("providers").index(j).key("name"), "a provider needs a name");
+                f.error(
+                    &p.key("providers").index(j).key("name"),
+                    "a provider needs a name",
+                );
             }
         }
         if let Some(pct) = tr.random_sampling_percentage {
@@ -101,5 +104,87 @@ pub(super) fn check(t: &Telemetry, f: &mut Findings) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::model::{parse_file, AnyResource, Severity};
+    use std::path::Path;
+
+    fn errors(yaml: &str) -> Vec<(String, String, String)> {
+        let (_, diagnostics) = parse_file(Path::new("t.yaml"), yaml);
+        diagnostics
+            .into_iter()
+            .filter(|d| d.severity == Severity::Error)
+            .map(|d| {
+                (
+                    d.resource.unwrap_or_default(),
+                    d.field.unwrap_or_default(),
+                    d.message,
+                )
+            })
+            .collect()
+    }
+
+    const HEAD: &str = "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: t, namespace: shop}\n";
+
+    #[test]
+    fn a_valid_telemetry_parses_in_both_versions() {
+        for version in ["v1", "v1alpha1"] {
+            let yaml = format!(
+                "apiVersion: telemetry.istio.io/{version}\nkind: Telemetry\nmetadata: {{name: t}}\n\
+                 spec:\n  tracing:\n  - providers: [{{name: otel}}]\n    randomSamplingPercentage: 10\n"
+            );
+            let (resources, diagnostics) = parse_file(Path::new("t.yaml"), &yaml);
+            assert!(diagnostics.is_empty(), "{diagnostics:?}");
+            assert!(matches!(resources[0], AnyResource::Telemetry(_)));
+        }
+        assert_eq!(
+            errors("apiVersion: networking.istio.io/v1\nkind: Telemetry\nmetadata: {name: t}\nspec: {}\n")[0].1,
+            "apiVersion"
+        );
+    }
+
+    #[test]
+    fn errors_name_the_resource_and_field() {
+        let e = errors(&format!(
+            "{HEAD}spec:\n  tracing:\n  - randomSamplingPercentage: 120\n    customTags:\n      both: {{literal: {{value: a}}, header: {{name: x}}}}\n"
+        ));
+        let fields: Vec<&str> = e.iter().map(|(_, f, _)| f.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.tracing[0].randomSamplingPercentage",
+                "spec.tracing[0].customTags.both"
+            ]
+        );
+        assert!(e.iter().all(|(r, _, _)| r == "Telemetry shop/t"));
+        let e = errors(&format!(
+            "{HEAD}spec:\n  tracing:\n  - match: {{mode: CLIENT}}\n  - match: {{mode: CLIENT_AND_SERVER}}\n  - match: {{mode: SIDEWAYS}}\n"
+        ));
+        let fields: Vec<&str> = e.iter().map(|(_, f, _)| f.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["spec.tracing[1].match", "spec.tracing[2].match.mode"]
+        );
+        let e = errors(&format!(
+            "{HEAD}spec:\n  targetRef: {{kind: Gateway, name: g}}\n"
+        ));
+        assert_eq!(e[0].1, "spec.targetRef");
+        let e = errors(&format!("{HEAD}spec:\n  tracing:\n  - sampling: 3\n"));
+        assert!(e[0].2.contains("unknown field"), "{e:?}");
+    }
+
+    #[test]
+    fn metrics_and_access_logging_warn_as_not_acted_on() {
+        let (resources, diagnostics) = parse_file(
+            Path::new("t.yaml"),
+            &format!("{HEAD}spec:\n  metrics: [{{providers: [{{name: prometheus}}]}}]\n"),
+        );
+        assert_eq!(resources.len(), 1);
+        assert_eq!(diagnostics.len(), 1);
+        assert_eq!(diagnostics[0].severity, Severity::Warning);
+        assert_eq!(diagnostics[0].field.as_deref(), Some("spec.metrics"));
     }
 }

@@ -289,8 +289,9 @@ async fn connect_any(
             match host {
                 EndpointAddress::Socket(a) => tokio::net::TcpStream::connect(*a).await,
                 EndpointAddress::Dns { host, port } => {
-                    let addrs: Vec<SocketAddr> =
-                        tokio::net::lookup_host((host.as_str(), *port)).await?.collect();
+                    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), *port))
+                        .await?
+                        .collect();
                     tokio::net::TcpStream::connect(addrs.as_slice()).await
                 }
             }
@@ -301,9 +302,7 @@ async fn connect_any(
                 return Ok(stream);
             }
             Ok(Err(e)) => last = e,
-            Err(_) => {
-                last = std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
-            }
+            Err(_) => last = std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"),
         }
     }
     Err(last)

@@ -59,11 +59,8 @@ impl SpanStart {
         time: SystemTime,
     ) -> SpanStart {
         let h = req.headers();
-        let text = |v: Option<&HeaderValue>| {
-            v.and_then(|v| v.to_str().ok())
-                .unwrap_or("-")
-                .to_string()
-        };
+        let text =
+            |v: Option<&HeaderValue>| v.and_then(|v| v.to_str().ok()).unwrap_or("-").to_string();
         let scheme = h
             .get(&X_FORWARDED_PROTO)
             .and_then(|v| v.to_str().ok())

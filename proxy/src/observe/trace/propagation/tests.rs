@@ -16,13 +16,19 @@ const SPAN: &str = "00f067aa0ba902b7";
 
 #[test]
 fn a_valid_traceparent_gives_trace_parent_and_decision() {
-    let i = extract(&headers(&[("traceparent", &format!("00-{TRACE}-{SPAN}-01"))]));
+    let i = extract(&headers(&[(
+        "traceparent",
+        &format!("00-{TRACE}-{SPAN}-01"),
+    )]));
     let p = i.parent.unwrap();
     assert_eq!(p.trace_id, 0x4bf92f3577b34da6a3ce929d0e0e4736);
     assert_eq!(p.span_id, 0x00f067aa0ba902b7);
     assert_eq!(p.format, Format::W3c);
     assert_eq!(i.sampled, Some(true));
-    let i = extract(&headers(&[("traceparent", &format!("00-{TRACE}-{SPAN}-00"))]));
+    let i = extract(&headers(&[(
+        "traceparent",
+        &format!("00-{TRACE}-{SPAN}-00"),
+    )]));
     assert_eq!(i.sampled, Some(false));
 }
 
@@ -57,7 +63,10 @@ fn a_later_version_may_carry_more_fields() {
 
 #[test]
 fn b3_single_header_with_and_without_ids() {
-    let i = extract(&headers(&[("b3", &format!("{TRACE}-{SPAN}-1-05e3ac9a4f6e3b90"))]));
+    let i = extract(&headers(&[(
+        "b3",
+        &format!("{TRACE}-{SPAN}-1-05e3ac9a4f6e3b90"),
+    )]));
     let p = i.parent.unwrap();
     assert_eq!(p.format, Format::B3Single);
     assert_eq!(i.sampled, Some(true));
@@ -77,7 +86,10 @@ fn b3_single_header_with_and_without_ids() {
     let i = extract(&headers(&[("b3", &format!("{TRACE}-{SPAN}-d"))]));
     assert_eq!(i.sampled, Some(true));
     assert!(i.b3.unwrap().debug);
-    assert_eq!(extract(&headers(&[("b3", "nonsense-x")])), Incoming::default());
+    assert_eq!(
+        extract(&headers(&[("b3", "nonsense-x")])),
+        Incoming::default()
+    );
 }
 
 #[test]
@@ -106,7 +118,10 @@ fn w3c_wins_over_b3() {
     ]));
     assert_eq!(i.parent.unwrap().format, Format::W3c);
     assert_eq!(i.sampled, Some(false));
-    assert!(i.b3.is_some(), "the B3 headers are still rewritten upstream");
+    assert!(
+        i.b3.is_some(),
+        "the B3 headers are still rewritten upstream"
+    );
 }
 
 #[test]
