@@ -346,4 +346,41 @@ mod tests {
         );
         assert_eq!(collector_uri("collector"), "http://collector");
     }
+
+    fn key(max_queued: usize) -> SinkKey {
+        SinkKey {
+            collector: Collector::Target("http://127.0.0.1:9".into()),
+            service_name: "s".into(),
+            max_queued,
+            timeout: Duration::from_secs(1),
+            sdk_attributes: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_instead_of_waiting() {
+        let sink = SpanSink::new(&key(2)).unwrap();
+        // Spans handed over and not yet exported fill the bound.
+        sink.pending.store(2, Ordering::Relaxed);
+        let span = crate::observe::trace::tests::some_span();
+        assert!(!sink.try_enqueue(span.clone()));
+        sink.pending.store(1, Ordering::Relaxed);
+        assert!(sink.try_enqueue(span));
+        sink.shutdown();
+    }
+
+    #[tokio::test]
+    async fn drops_are_counted() {
+        let export = TraceExport::default();
+        let mut c = crate::observe::trace::tests::config_for_export();
+        c.max_queued_spans = 1;
+        let span = crate::observe::trace::tests::some_span();
+        // The sink is made on first use; its queue then holds one span.
+        export.submit(&c, &|_| None, span.clone());
+        let sink = export.sink(&c).unwrap();
+        sink.pending.store(1, Ordering::Relaxed);
+        export.submit(&c, &|_| None, span);
+        assert_eq!(export.dropped_spans(), 1);
+        sink.shutdown();
+    }
 }
