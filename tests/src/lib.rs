@@ -5,6 +5,7 @@ pub mod client;
 pub mod config;
 pub mod load;
 pub mod netns;
+pub mod otlp;
 pub mod procs;
 pub mod upstream;
 
