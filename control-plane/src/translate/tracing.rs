@@ -183,6 +183,9 @@ pub fn hcm_tracing(mesh: &MeshSnapshot, node: &NodeIdentity) -> Option<Tracing> 
             target_specifier: Some(grpc_service::TargetSpecifier::EnvoyGrpc(
                 grpc_service::EnvoyGrpc {
                     cluster_name: collector_cluster_name(&t.provider),
+                    // As istiod does: the cluster name is no valid `:authority`, and gRPC
+                    // servers refuse it.
+                    authority: t.provider.host().to_string(),
                     ..Default::default()
                 },
             )),

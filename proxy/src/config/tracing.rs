@@ -55,8 +55,12 @@ pub struct TracingConfig {
 /// Where spans are exported to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Collector {
-    /// `envoy_grpc.cluster_name`: a cluster from CDS, resolved from the proxy's cluster state.
-    Cluster(String),
+    /// `envoy_grpc.cluster_name`: a cluster from CDS, resolved from the proxy's cluster state;
+    /// `authority` is the export requests' `:authority` (Envoy's default: the cluster name).
+    Cluster {
+        name: String,
+        authority: Option<String>,
+    },
     /// `google_grpc.target_uri`, e.g. `127.0.0.1:4317` or `http://collector:4317`.
     Target(String),
 }
@@ -201,7 +205,6 @@ fn grpc_target(g: &GrpcService) -> Result<GrpcTarget, FieldError> {
     let collector = match &g.target_specifier {
         Some(grpc_service::TargetSpecifier::EnvoyGrpc(e)) => {
             for (set, field) in [
-                (!e.authority.is_empty(), "envoy_grpc.authority"),
                 (e.retry_policy.is_some(), "envoy_grpc.retry_policy"),
                 (
                     e.max_receive_message_length.is_some(),
@@ -219,7 +222,19 @@ fn grpc_target(g: &GrpcService) -> Result<GrpcTarget, FieldError> {
                     "must not be empty",
                 ));
             }
-            Collector::Cluster(e.cluster_name.clone())
+            let authority = Some(e.authority.clone()).filter(|a| !a.is_empty());
+            if let Some(a) = &authority {
+                if a.parse::<http::uri::Authority>().is_err() {
+                    return Err(FieldError::new(
+                        "envoy_grpc.authority",
+                        format!("{a:?} is not an authority"),
+                    ));
+                }
+            }
+            Collector::Cluster {
+                name: e.cluster_name.clone(),
+                authority,
+            }
         }
         Some(grpc_service::TargetSpecifier::GoogleGrpc(gg)) => {
             for (set, field) in [

@@ -42,7 +42,10 @@ fn envoys_defaults_apply() {
         .unwrap();
     assert_eq!(
         c.collector,
-        Collector::Cluster("outbound|4317||otel".into())
+        Collector::Cluster {
+            name: "outbound|4317||otel".into(),
+            authority: None
+        }
     );
     assert_eq!(c.service_name, "productpage.default");
     assert_eq!(
@@ -177,6 +180,34 @@ fn what_is_not_acted_on_is_refused_by_name() {
         ));
     }
     assert!(err(&zipkin).starts_with("provider.typed_config: tracer envoy.tracers.zipkin"));
+}
+
+#[test]
+fn the_envoy_grpc_authority_is_kept_and_checked() {
+    let mut o = otel_cluster("outbound|4317||otel");
+    let set = |o: &mut OpenTelemetryConfig, a: &str| {
+        if let Some(GrpcService {
+            target_specifier: Some(grpc_service::TargetSpecifier::EnvoyGrpc(e)),
+            ..
+        }) = &mut o.grpc_service
+        {
+            e.authority = a.into();
+        }
+    };
+    set(&mut o, "otel.istio-system.svc.cluster.local");
+    let c = tracing_config(Some(&tracing_with(&o)), 0).unwrap().unwrap();
+    assert_eq!(
+        c.collector,
+        Collector::Cluster {
+            name: "outbound|4317||otel".into(),
+            authority: Some("otel.istio-system.svc.cluster.local".into())
+        }
+    );
+    set(&mut o, "a b");
+    assert_eq!(
+        err(&tracing_with(&o)),
+        "provider.typed_config.grpc_service.envoy_grpc.authority: \"a b\" is not an authority"
+    );
 }
 
 #[test]

@@ -105,7 +105,7 @@ impl TraceExport {
                 return;
             }
         };
-        if let Collector::Cluster(name) = &config.collector {
+        if let Collector::Cluster { name, .. } = &config.collector {
             sink.follow(collector_hosts(name).unwrap_or_default());
         }
         if !sink.try_enqueue(span) {
@@ -178,7 +178,9 @@ impl SpanSink {
             reason,
         };
         let channel = match &key.collector {
-            Collector::Cluster(name) => cluster_channel(name, hosts.clone(), key.timeout),
+            Collector::Cluster { name, authority } => {
+                cluster_channel(name, authority.as_deref(), hosts.clone(), key.timeout)
+            }
             Collector::Target(uri) => Endpoint::from_shared(uri.clone())
                 .map_err(|e| error(e.to_string()))?
                 .connect_timeout(CONNECT_TIMEOUT)
@@ -249,6 +251,7 @@ fn resource(key: &SinkKey) -> Resource {
 /// A lazy channel to whichever host of the cluster is known when it connects.
 fn cluster_channel(
     cluster: &str,
+    authority: Option<&str>,
     hosts: Arc<ArcSwap<Vec<EndpointAddress>>>,
     timeout: Duration,
 ) -> Channel {
@@ -258,14 +261,18 @@ fn cluster_channel(
         let first = next.fetch_add(1, Ordering::Relaxed);
         async move { connect_any(&hosts, first).await.map(TokioIo::new) }
     });
-    Endpoint::from_shared(collector_uri(cluster))
+    let uri = match authority {
+        Some(a) => format!("http://{a}"),
+        None => collector_uri(cluster),
+    };
+    Endpoint::from_shared(uri)
         .unwrap_or_else(|_| Endpoint::from_static("http://otel-collector"))
         .timeout(timeout)
         .connect_with_connector_lazy(connector)
 }
 
-/// The URI whose authority the export requests carry: the service of an Istio-style cluster
-/// name (`outbound|4317||otel-collector.istio-system.svc.cluster.local`), else the name.
+/// The URI whose authority the export requests carry when the config names none: the
+/// service of an Istio-style cluster name (a cluster name with `|` is not a valid authority) (`outbound|4317||otel-collector.istio-system.svc.cluster.local`), else the name.
 fn collector_uri(cluster: &str) -> String {
     let parts: Vec<&str> = cluster.split('|').collect();
     match parts.as_slice() {

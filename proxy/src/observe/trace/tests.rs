@@ -7,7 +7,10 @@ use opentelemetry::Value;
 
 fn config(random: f64) -> Arc<TracingConfig> {
     Arc::new(TracingConfig {
-        collector: Collector::Cluster("outbound|4317||otel".into()),
+        collector: Collector::Cluster {
+            name: "outbound|4317||otel".into(),
+            authority: None,
+        },
         service_name: "pp.default".into(),
         random_sampling: random,
         client_sampling: 100.0,
