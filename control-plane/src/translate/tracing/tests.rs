@@ -116,7 +116,10 @@ fn the_mesh_config_default_provider_and_sampling_apply() {
         panic!("not envoy_grpc");
     };
     assert_eq!(g.cluster_name, "outbound|4317||127.0.0.1");
-    assert_eq!(g.authority, "127.0.0.1", "a cluster name is no valid :authority");
+    assert_eq!(
+        g.authority, "127.0.0.1",
+        "a cluster name is no valid :authority"
+    );
     let tags: Vec<(String, String)> = t
         .custom_tags
         .iter()

@@ -117,7 +117,7 @@ fn start_with<B>(
     );
     let start = sampled.then(|| {
         Box::new(span::SpanStart::capture(
-            &config,
+            config,
             req,
             authority,
             peer,
