@@ -13,7 +13,6 @@
 //! when the provider's service is a service of the mesh, else one made here (static for an IP
 //! address, strict DNS for a host name), always HTTP/2 since OTLP is gRPC.
 
-use super::clusters::pb_duration;
 use super::endpoints::socket_address;
 use super::names::outbound_cluster;
 use super::MeshSnapshot;
@@ -21,7 +20,6 @@ use crate::model::telemetry::{CustomTag, Telemetry};
 use crate::model::{OtelProvider, Resource};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::time::Duration;
 use xds_protos::any::pack;
 use xds_protos::node::NodeIdentity;
 use xds_protos::pb::envoy::config::cluster::v3::cluster::{ClusterDiscoveryType, DiscoveryType};
@@ -38,7 +36,7 @@ use xds_protos::pb::envoy::extensions::upstreams::http::v3::http_protocol_option
 use xds_protos::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
 use xds_protos::pb::envoy::r#type::tracing::v3::{custom_tag, CustomTag as PbCustomTag};
 use xds_protos::pb::envoy::r#type::v3::Percent;
-use xds_protos::pb::google::protobuf::UInt32Value;
+use xds_protos::pb::google::protobuf::{Duration as PbDuration, UInt32Value};
 use xds_protos::type_url::HTTP_PROTOCOL_OPTIONS;
 
 pub const OPEN_TELEMETRY_TRACER: &str = "envoy.tracers.opentelemetry";
@@ -46,7 +44,11 @@ pub const OPEN_TELEMETRY_CONFIG: &str =
     "type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig";
 /// Istio's default `max_path_tag_length` when the provider sets no `maxTagLength`.
 const DEFAULT_MAX_TAG_LENGTH: u32 = 256;
-const COLLECTOR_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// One second: a collector on the mesh's network answers fast or not at all.
+const COLLECTOR_CONNECT_TIMEOUT: PbDuration = PbDuration {
+    seconds: 1,
+    nanos: 0,
+};
 
 /// What a proxy's client spans are reported with.
 #[derive(Debug, Clone, PartialEq)]
@@ -290,7 +292,7 @@ fn collector_cluster(name: String, p: &OtelProvider) -> Cluster {
     };
     let mut c = Cluster {
         name: name.clone(),
-        connect_timeout: Some(pb_duration(COLLECTOR_CONNECT_TIMEOUT)),
+        connect_timeout: Some(COLLECTOR_CONNECT_TIMEOUT),
         cluster_discovery_type: Some(ClusterDiscoveryType::Type(kind as i32)),
         load_assignment: Some(ClusterLoadAssignment {
             cluster_name: name,
