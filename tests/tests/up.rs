@@ -1,6 +1,6 @@
 //! `weftctl up` on a copy of examples/bookinfo: the local mesh starts, the curl line it prints
-//! works, weftd's reloads and config errors show in up's own output, and Ctrl-C stops it
-//! cleanly and removes its log folder.
+//! works, its requests are traced to the collector `--otlp` names, weftd's reloads and config
+//! errors show in up's own output, and Ctrl-C stops it cleanly and removes its log folder.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -8,8 +8,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 use weft_e2e::client::ProxyConn;
+use weft_e2e::otlp::OtlpReceiver;
 use weft_e2e::procs::bin;
-use weft_e2e::{free_port, free_port_range};
+use weft_e2e::{eventually, free_port, free_port_range};
 
 /// Bounds each wait for a line of up's output (it includes starting the whole mesh).
 const LINE_PATIENCE: Duration = Duration::from_secs(120);
@@ -19,6 +20,7 @@ async fn weftctl_up_bookinfo_answers_the_printed_curl_and_reports_reloads() {
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/bookinfo");
     let folder = tempfile::tempdir().expect("temp dir");
     copy_yaml(&examples, folder.path());
+    let collector = OtlpReceiver::start().await;
     // Free ports for everything, apps included, so the test runs beside a developer's mesh.
     let port = || free_port().to_string();
     let mut child = Command::new(bin("weftctl"))
@@ -29,6 +31,7 @@ async fn weftctl_up_bookinfo_answers_the_printed_curl_and_reports_reloads() {
         .args(["--sidecar-outbound-base", &free_port_range(6).to_string()])
         .args(["--sidecar-admin-base", &free_port_range(6).to_string()])
         .args(["--app-port-base", &free_port_range(6).to_string()])
+        .args(["--otlp", &collector.addr.to_string()])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -37,6 +40,9 @@ async fn weftctl_up_bookinfo_answers_the_printed_curl_and_reports_reloads() {
     let _stop = Stop(child.id());
     let mut out = Output::read(&mut child);
 
+    out.wait_for("the tracing line", |l| {
+        l.starts_with("traces: every request")
+    });
     let logs = out.wait_for("the log folder", |l| l.starts_with("logs:"));
     let log_dir = PathBuf::from(
         logs.trim_start_matches("logs:")
@@ -76,6 +82,16 @@ async fn weftctl_up_bookinfo_answers_the_printed_curl_and_reports_reloads() {
             .is_some_and(|s| s.starts_with("reviews")),
         "{body}"
     );
+    // --otlp: the ingress proxy's span of that request reaches the collector.
+    let span = eventually("the curl's span", Duration::from_secs(30), || {
+        let found = collector
+            .spans()
+            .into_iter()
+            .find(|s| s.attr("http.url") == Some(url));
+        async move { found }
+    })
+    .await;
+    assert_eq!(span.attr("http.status_code"), Some("200"), "{span:?}");
 
     // A good change is reported as pushed; a bad one names file, position, resource and
     // field, and says the last good version stays.

@@ -12,6 +12,7 @@
 
 mod config;
 mod echo;
+mod otlp;
 mod plan;
 mod supervisor;
 
@@ -82,6 +83,10 @@ pub struct UpArgs {
     /// Seconds to wait for weftd, and then for the rest, to become ready.
     #[arg(long, default_value_t = 60)]
     pub ready_timeout: u64,
+    /// Trace every request and export the spans over OTLP/gRPC to HOST:PORT (a Jaeger
+    /// all-in-one or an OpenTelemetry collector, e.g. 127.0.0.1:4317).
+    #[arg(long, value_name = "ADDR")]
+    pub otlp: Option<String>,
 }
 
 /// How the supervised part ended.
@@ -118,7 +123,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<i32> {
         sidecar_admin_base: args.sidecar_admin_base,
         app_base: args.app_port_base,
     };
-    let plan = plan::plan(&dir, &ports, &config.workloads, &config.services)?;
+    let mut plan = plan::plan(&dir, &ports, &config.workloads, &config.services)?;
+    if let Some(addr) = &args.otlp {
+        otlp::parse_addr(addr)?;
+    }
     for skipped in &plan.skipped {
         println!("not a local demo workload, skipped: {skipped}");
     }
@@ -133,6 +141,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<i32> {
     };
     std::fs::create_dir_all(&log_dir)
         .with_context(|| format!("cannot create log folder {}", log_dir.display()))?;
+    if let Some(addr) = &args.otlp {
+        let mesh_config = otlp::write_mesh_config(&log_dir, addr)?;
+        plan.control_plane.args.extend([
+            "--mesh-config".to_string(),
+            mesh_config.display().to_string(),
+        ]);
+        println!("traces: every request, exported over OTLP/gRPC to {addr}");
+    }
     println!("config: {}", dir.display());
     if remove_logs {
         println!(
