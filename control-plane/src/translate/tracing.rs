@@ -91,7 +91,8 @@ pub fn resolve(mesh: &MeshSnapshot, node: &NodeIdentity) -> Option<ResolvedTraci
     let Some(p) = mc.tracing_providers.get(&provider_name) else {
         ::tracing::warn!(
             provider = %provider_name,
-            node = %node.id,
+            namespace = %node.namespace,
+            workload = %node.workload,
             "tracing provider is not an opentelemetry provider of the mesh config: tracing off"
         );
         return None;
