@@ -136,8 +136,9 @@ async fn two_weft_proxies_report_one_trace_with_parent_links() {
     );
     assert_eq!(a_span.service, "frontend.default");
     assert_eq!(b_span.service, "backend.default");
-    assert_eq!(a_span.name, "egress front");
-    assert_eq!(b_span.name, "egress back.default.svc.cluster.local");
+    // Spans are named by the routes' decorators, which weftd sets as istiod does.
+    assert_eq!(a_span.name, "front.default.svc.cluster.local:80/*");
+    assert_eq!(b_span.name, "back.default.svc.cluster.local:80/*");
     assert_eq!(a_span.kind, SPAN_KIND_CLIENT);
     assert_eq!(a_span.attr("http.method"), Some("GET"));
     assert_eq!(a_span.attr("http.status_code"), Some("200"));
@@ -255,6 +256,8 @@ async fn two_envoys_configured_by_weftd_report_one_trace() {
     assert_eq!(a_span.parent_span_id, "");
     assert_eq!(b_span.parent_span_id, a_span.span_id);
     assert_eq!(a_span.service, "a.default");
+    assert_eq!(a_span.name, "front.default.svc.cluster.local:80/*");
+    assert_eq!(b_span.name, "back.default.svc.cluster.local:80/*");
     assert_eq!(a_span.kind, SPAN_KIND_CLIENT);
     assert_eq!(a_span.attr("http.method"), Some("GET"));
     assert_eq!(a_span.attr("http.status_code"), Some("200"));

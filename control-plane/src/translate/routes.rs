@@ -39,10 +39,13 @@ pub fn http_proxy_routes(mesh: &MeshSnapshot, node: &NodeIdentity) -> RouteConfi
             if domains.is_empty() {
                 continue;
             }
-            let routes = match virtual_service_for(mesh, &svc.hostname) {
+            let vs = virtual_service_for(mesh, &svc.hostname);
+            let mut routes = match vs {
                 Some(vs) => vs_routes(mesh, vs, port.number, node),
                 None => vec![default_route(mesh, &svc.hostname, port.number)],
             };
+            let vs_name = vs.map_or(svc.hostname.as_str(), |vs| vs.meta.name.as_str());
+            super::tracing::decorate(&mut routes, vs_name, port.number);
             virtual_hosts.push(VirtualHost {
                 name: format!("{}:{}", svc.hostname, port.number),
                 domains,

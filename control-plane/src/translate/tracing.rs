@@ -36,7 +36,11 @@ use xds_protos::pb::envoy::extensions::upstreams::http::v3::http_protocol_option
 use xds_protos::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
 use xds_protos::pb::envoy::r#type::tracing::v3::{custom_tag, CustomTag as PbCustomTag};
 use xds_protos::pb::envoy::r#type::v3::Percent;
-use xds_protos::pb::google::protobuf::{Duration as PbDuration, UInt32Value};
+use xds_protos::pb::envoy::config::route::v3::{
+    route, route_action::ClusterSpecifier, route_match::PathSpecifier, Decorator, Route,
+    RouteAction,
+};
+use xds_protos::pb::google::protobuf::{BoolValue, Duration as PbDuration, UInt32Value};
 use xds_protos::type_url::HTTP_PROTOCOL_OPTIONS;
 
 pub const OPEN_TELEMETRY_TRACER: &str = "envoy.tracers.opentelemetry";
@@ -250,6 +254,31 @@ pub fn hcm_tracing(mesh: &MeshSnapshot, node: &NodeIdentity) -> Option<Tracing> 
         }),
         ..Default::default()
     })
+}
+
+/// Names each route's span as istiod does: `<host>:<port><path>`, the host being the route's
+/// only destination (else the VirtualService's name) and the path its match (`/*` for any).
+/// `propagate: false`: neither Envoy nor weft-proxy then sends `x-envoy-decorator-operation`.
+pub fn decorate(routes: &mut [Route], vs_name: &str, port: u32) {
+    for r in routes {
+        let path = match r.r#match.as_ref().and_then(|m| m.path_specifier.as_ref()) {
+            Some(PathSpecifier::Prefix(p)) => format!("{p}*"),
+            Some(PathSpecifier::Path(p)) => p.clone(),
+            Some(PathSpecifier::SafeRegex(re)) => re.regex.clone(),
+            _ => "/*".to_string(),
+        };
+        let host = match &r.action {
+            Some(route::Action::Route(RouteAction {
+                cluster_specifier: Some(ClusterSpecifier::Cluster(c)),
+                ..
+            })) => c.rsplit('|').next().unwrap_or(vs_name),
+            _ => vs_name,
+        };
+        r.decorator = Some(Decorator {
+            operation: format!("{host}:{port}{path}"),
+            propagate: Some(BoolValue { value: false }),
+        });
+    }
 }
 
 pub fn collector_cluster_name(p: &OtelProvider) -> String {

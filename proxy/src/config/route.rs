@@ -11,7 +11,7 @@ use bytes::Bytes;
 use xds_protos::pb::envoy::config::core::v3::data_source;
 use xds_protos::pb::envoy::config::route::v3::{
     redirect_action::{PathRewriteSpecifier, RedirectResponseCode, SchemeRewriteSpecifier},
-    route, route_action, weighted_cluster, DirectResponseAction, RedirectAction, Route,
+    route, route_action, weighted_cluster, Decorator, DirectResponseAction, RedirectAction, Route,
     RouteAction as ProtoRouteAction, RouteConfiguration, VirtualHost as ProtoVirtualHost,
     WeightedCluster,
 };
@@ -263,6 +263,7 @@ fn compile_route(r: &Route, up: &Inherited) -> Result<CompiledRoute, FieldError>
         filters,
         retry: up.retry.clone(),
         include_attempt_count: up.include_attempt_count,
+        decorator: decorator(r.decorator.as_ref()).at("decorator")?,
         ..RoutePolicy::default()
     };
     if let Some(p) = action_policy {
@@ -283,6 +284,25 @@ fn compile_route(r: &Route, up: &Inherited) -> Result<CompiledRoute, FieldError>
         action,
         policy,
     })
+}
+
+/// The span name a route gives its requests. Envoy also sends it upstream as
+/// `x-envoy-decorator-operation` unless `propagate` is false; weft-proxy does not, so only
+/// `propagate: false` is accepted (weftd sends that).
+fn decorator(d: Option<&Decorator>) -> Result<Option<Arc<str>>, FieldError> {
+    let Some(d) = d else {
+        return Ok(None);
+    };
+    if d.operation.is_empty() {
+        return Err(FieldError::new("operation", "must not be empty"));
+    }
+    if d.propagate.as_ref().is_none_or(|p| p.value) {
+        return Err(FieldError::new(
+            "propagate",
+            "x-envoy-decorator-operation is not sent upstream; set propagate to false",
+        ));
+    }
+    Ok(Some(Arc::from(d.operation.as_str())))
 }
 
 fn route_action(ra: &ProtoRouteAction) -> Result<(RouteAction, ActionPolicy), FieldError> {

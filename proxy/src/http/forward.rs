@@ -54,6 +54,8 @@ pub struct Outcome<'s> {
     pub cluster: Option<&'s Arc<Cluster>>,
     pub host: Option<&'s Arc<Host>>,
     pub route_name: &'s str,
+    /// The route's decorator: the span's name.
+    pub decorator: Option<&'s str>,
     pub upstream_time: Option<u128>,
     /// The request's deadline came from its `grpc-timeout`.
     pub grpc_deadline: bool,

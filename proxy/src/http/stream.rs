@@ -118,6 +118,7 @@ pub async fn handle(
                 response_flags: &flags,
                 upstream_cluster: outcome.cluster.map(|c| &*c.name),
                 upstream_address: outcome.host.map(|h| h.address()),
+                operation: outcome.decorator,
                 request_bytes,
                 response_bytes,
                 collector_hosts: &|name| collector_hosts(&snapshot, name),
@@ -221,6 +222,7 @@ async fn route_and_forward<'s>(
         return no_route(authority, origin_form);
     };
     outcome.route_name = &route.name;
+    outcome.decorator = route.policy.decorator.as_deref();
     let plan = plan(
         route,
         req.headers(),

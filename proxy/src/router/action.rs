@@ -66,6 +66,8 @@ pub struct RoutePolicy {
     pub cluster_not_found_status: u16,
     /// What a consistent-hash balancer hashes the request by.
     pub hash_policy: Box<[HashPolicy]>,
+    /// `decorator.operation`: the name of the request's span.
+    pub decorator: Option<Arc<str>>,
 }
 
 impl Default for RoutePolicy {
@@ -82,6 +84,7 @@ impl Default for RoutePolicy {
             include_attempt_count: false,
             cluster_not_found_status: 503,
             hash_policy: Box::default(),
+            decorator: None,
         }
     }
 }

@@ -229,3 +229,54 @@ fn listeners_of_different_workloads_differ_when_tracing_is_on() {
     assert_eq!(shared_b, translate(&m, &b));
     assert_ne!(shared_a, shared_b);
 }
+
+#[test]
+fn routes_are_decorated_as_istiod_does() {
+    use xds_protos::pb::envoy::config::route::v3::RouteConfiguration;
+    let vs = "
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews.default.svc.cluster.local]
+  ports: [{number: 9080, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1, labels: {version: v1}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews-vs, namespace: default}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{uri: {prefix: /api}}]
+    route: [{destination: {host: reviews}}]
+  - route:
+    - {destination: {host: reviews}, weight: 50}
+    - {destination: {host: reviews}, weight: 50}
+";
+    let m = mesh(&[vs]);
+    let rc: RouteConfiguration = decode(
+        &translate(&m, &node("default")),
+        xds_protos::type_url::ROUTE,
+        "http_proxy",
+    );
+    let ops: Vec<(String, Option<bool>)> = rc.virtual_hosts[0]
+        .routes
+        .iter()
+        .map(|r| {
+            let d = r.decorator.clone().unwrap();
+            (d.operation, d.propagate.map(|p| p.value))
+        })
+        .collect();
+    assert_eq!(
+        ops,
+        [
+            (
+                "reviews.default.svc.cluster.local:9080/api*".to_string(),
+                Some(false)
+            ),
+            ("reviews-vs:9080/*".to_string(), Some(false)),
+        ]
+    );
+}

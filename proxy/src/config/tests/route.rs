@@ -578,3 +578,23 @@ fn direct_response_limits() {
     };
     assert!(compile_route_config(&raised).is_ok());
 }
+
+#[test]
+fn a_decorator_names_the_span_and_must_not_ask_for_propagation() {
+    let decorated = |propagate: Option<bool>| {
+        let mut route = r("r", prefix("/"), to_cluster("c"));
+        route.decorator = Some(xds_protos::pb::envoy::config::route::v3::Decorator {
+            operation: "reviews.default.svc.cluster.local:9080/*".into(),
+            propagate: propagate.map(|value| BoolValue { value }),
+        });
+        one(route)
+    };
+    let t = compile_route_config(&decorated(Some(false))).expect("valid");
+    assert_eq!(
+        t.virtual_hosts[0].routes[0].policy.decorator.as_deref(),
+        Some("reviews.default.svc.cluster.local:9080/*")
+    );
+    // Envoy's default is to send x-envoy-decorator-operation upstream, which weft-proxy does not.
+    assert!(field_of(&decorated(None)).ends_with("routes[0].decorator.propagate"));
+    assert!(field_of(&decorated(Some(true))).ends_with("routes[0].decorator.propagate"));
+}

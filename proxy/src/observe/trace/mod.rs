@@ -11,8 +11,8 @@
 //! span (Envoy's name and tags plus the configured custom tags) handed to [`TraceExport`],
 //! which batches spans off the request path and never blocks it.
 //!
-//! The span name is Envoy's default: `ingress` on inbound listeners, `egress <host>` elsewhere.
-//! Route decorators (which rename the span in Envoy) are not acted on yet.
+//! The span name is Envoy's: the matched route's decorator (istiod gives every route one,
+//! `host:port/path*`), else `ingress` on inbound listeners and `egress <host>` elsewhere.
 
 pub mod export;
 pub mod propagation;

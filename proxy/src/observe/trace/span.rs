@@ -42,6 +42,8 @@ pub struct SpanEnd<'a> {
     pub response_flags: &'a str,
     pub upstream_cluster: Option<&'a str>,
     pub upstream_address: Option<&'a EndpointAddress>,
+    /// The matched route's decorator, which names the span instead of Envoy's default.
+    pub operation: Option<&'a str>,
     pub request_bytes: u64,
     pub response_bytes: u64,
     /// The hosts of a cluster in the proxy's current state: where a collector named by its
@@ -197,7 +199,10 @@ pub(super) fn span_data(
         } else {
             SpanKind::Client
         },
-        name: Cow::Owned(start.name.clone()),
+        name: Cow::Owned(
+            end.operation
+                .map_or_else(|| start.name.clone(), str::to_string),
+        ),
         start_time: start.time,
         end_time: SystemTime::now().max(start.time),
         attributes,

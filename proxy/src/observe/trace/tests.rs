@@ -214,6 +214,7 @@ fn the_span_has_envoys_name_tags_and_parent() {
         response_flags: "UF",
         upstream_cluster: Some("outbound|9080||reviews"),
         upstream_address: Some(&address),
+        operation: None,
         request_bytes: 3,
         response_bytes: 5,
         collector_hosts: &|_| None,
@@ -261,6 +262,33 @@ fn the_span_has_envoys_name_tags_and_parent() {
 }
 
 #[test]
+fn a_route_decorator_names_the_span() {
+    let c = config(100.0);
+    let mut req = request(&[]);
+    let t = start_at(&c, &mut req, 0.0);
+    let end = SpanEnd {
+        status: 200,
+        response_flags: "-",
+        upstream_cluster: None,
+        upstream_address: None,
+        operation: Some("reviews.default.svc.cluster.local:9080/*"),
+        request_bytes: 0,
+        response_bytes: 0,
+        collector_hosts: &|_| None,
+    };
+    let d = span::span_data(
+        &c,
+        None,
+        t.trace_id,
+        t.span_id,
+        t.parent,
+        t.start.as_ref().unwrap(),
+        &end,
+    );
+    assert_eq!(d.name, "reviews.default.svc.cluster.local:9080/*");
+}
+
+#[test]
 fn long_urls_are_cut_at_the_tag_limit() {
     let mut c = (*config(100.0)).clone();
     c.max_path_tag_length = 20;
@@ -274,6 +302,7 @@ fn long_urls_are_cut_at_the_tag_limit() {
         response_flags: "-",
         upstream_cluster: None,
         upstream_address: None,
+        operation: None,
         request_bytes: 0,
         response_bytes: 0,
         collector_hosts: &|_| None,
@@ -306,6 +335,7 @@ pub(super) fn some_span() -> opentelemetry_sdk::trace::SpanData {
         response_flags: "-",
         upstream_cluster: None,
         upstream_address: None,
+        operation: None,
         request_bytes: 0,
         response_bytes: 0,
         collector_hosts: &|_| None,
