@@ -136,9 +136,14 @@ async fn two_weft_proxies_report_one_trace_with_parent_links() {
     );
     assert_eq!(a_span.service, "frontend.default");
     assert_eq!(b_span.service, "backend.default");
-    // Spans are named by the routes' decorators, which weftd sets as istiod does.
+    // Spans are named by the routes' decorators, which weftd sets as istiod does; each
+    // outbound proxy sends its route's operation upstream.
     assert_eq!(a_span.name, "front.default.svc.cluster.local:80/*");
     assert_eq!(b_span.name, "back.default.svc.cluster.local:80/*");
+    assert_eq!(
+        upstream_header(&reply, "x-envoy-decorator-operation"),
+        "back.default.svc.cluster.local:80/*"
+    );
     assert_eq!(a_span.kind, SPAN_KIND_CLIENT);
     assert_eq!(a_span.attr("http.method"), Some("GET"));
     assert_eq!(a_span.attr("http.status_code"), Some("200"));
@@ -258,6 +263,10 @@ async fn two_envoys_configured_by_weftd_report_one_trace() {
     assert_eq!(a_span.service, "a.default");
     assert_eq!(a_span.name, "front.default.svc.cluster.local:80/*");
     assert_eq!(b_span.name, "back.default.svc.cluster.local:80/*");
+    assert_eq!(
+        upstream_header(&reply, "x-envoy-decorator-operation"),
+        "back.default.svc.cluster.local:80/*"
+    );
     assert_eq!(a_span.kind, SPAN_KIND_CLIENT);
     assert_eq!(a_span.attr("http.method"), Some("GET"));
     assert_eq!(a_span.attr("http.status_code"), Some("200"));

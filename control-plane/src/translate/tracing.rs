@@ -40,7 +40,7 @@ use xds_protos::pb::envoy::config::route::v3::{
     route, route_action::ClusterSpecifier, route_match::PathSpecifier, Decorator, Route,
     RouteAction,
 };
-use xds_protos::pb::google::protobuf::{BoolValue, Duration as PbDuration, UInt32Value};
+use xds_protos::pb::google::protobuf::{Duration as PbDuration, UInt32Value};
 use xds_protos::type_url::HTTP_PROTOCOL_OPTIONS;
 
 pub const OPEN_TELEMETRY_TRACER: &str = "envoy.tracers.opentelemetry";
@@ -258,7 +258,8 @@ pub fn hcm_tracing(mesh: &MeshSnapshot, node: &NodeIdentity) -> Option<Tracing> 
 
 /// Names each route's span as istiod does: `<host>:<port><path>`, the host being the route's
 /// only destination (else the VirtualService's name) and the path its match (`/*` for any).
-/// `propagate: false`: neither Envoy nor weft-proxy then sends `x-envoy-decorator-operation`.
+/// `propagate` is left at its default (true), as istiod leaves it: a tracing outbound listener
+/// sends the operation upstream in `x-envoy-decorator-operation`.
 pub fn decorate(routes: &mut [Route], vs_name: &str, port: u32) {
     for r in routes {
         let path = match r.r#match.as_ref().and_then(|m| m.path_specifier.as_ref()) {
@@ -276,7 +277,7 @@ pub fn decorate(routes: &mut [Route], vs_name: &str, port: u32) {
         };
         r.decorator = Some(Decorator {
             operation: format!("{host}:{port}{path}"),
-            propagate: Some(BoolValue { value: false }),
+            propagate: None,
         });
     }
 }

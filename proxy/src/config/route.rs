@@ -24,7 +24,7 @@ use super::route_match::route_match;
 use super::route_policy::{action_policy, ActionPolicy};
 use crate::router::filter_config::FilterConfigs;
 use crate::router::{
-    ClusterTarget, HeaderPolicy, Redirect, RedirectPath, RetryPolicy, Route as CompiledRoute,
+    ClusterTarget, Decorator as RouteDecorator, HeaderPolicy, Redirect, RedirectPath, RetryPolicy, Route as CompiledRoute,
     RouteAction, RoutePolicy, RouteTable, VirtualHost, WeightError, WeightedClusterSpec,
     WeightedClusters,
 };
@@ -286,23 +286,29 @@ fn compile_route(r: &Route, up: &Inherited) -> Result<CompiledRoute, FieldError>
     })
 }
 
-/// The span name a route gives its requests. Envoy also sends it upstream as
-/// `x-envoy-decorator-operation` unless `propagate` is false; weft-proxy does not, so only
-/// `propagate: false` is accepted (weftd sends that).
-fn decorator(d: Option<&Decorator>) -> Result<Option<Arc<str>>, FieldError> {
+/// The span name a route gives its requests, and whether it goes upstream as
+/// `x-envoy-decorator-operation` (Envoy's default).
+fn decorator(d: Option<&Decorator>) -> Result<Option<Arc<RouteDecorator>>, FieldError> {
     let Some(d) = d else {
         return Ok(None);
     };
     if d.operation.is_empty() {
         return Err(FieldError::new("operation", "must not be empty"));
     }
-    if d.propagate.as_ref().is_none_or(|p| p.value) {
-        return Err(FieldError::new(
-            "propagate",
-            "x-envoy-decorator-operation is not sent upstream; set propagate to false",
-        ));
-    }
-    Ok(Some(Arc::from(d.operation.as_str())))
+    let propagate = if d.propagate.as_ref().is_none_or(|p| p.value) {
+        Some(http::HeaderValue::from_str(&d.operation).map_err(|_| {
+            FieldError::new(
+                "operation",
+                "cannot be sent as x-envoy-decorator-operation (set propagate to false)",
+            )
+        })?)
+    } else {
+        None
+    };
+    Ok(Some(Arc::new(RouteDecorator {
+        operation: Arc::from(d.operation.as_str()),
+        propagate,
+    })))
 }
 
 fn route_action(ra: &ProtoRouteAction) -> Result<(RouteAction, ActionPolicy), FieldError> {

@@ -195,7 +195,7 @@ async fn route_and_forward<'s>(
     listener: Option<&'s ListenerConfig>,
     authority: &str,
     peer: SocketAddr,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     outcome: &mut Outcome<'s>,
 ) -> Response<ProxyBody> {
     let origin_form = req.uri().authority().is_none() && req.version() < Version::HTTP_2;
@@ -222,7 +222,12 @@ async fn route_and_forward<'s>(
         return no_route(authority, origin_form);
     };
     outcome.route_name = &route.name;
-    outcome.decorator = route.policy.decorator.as_deref();
+    outcome.decorator = route.policy.decorator.as_deref().map(|d| &*d.operation);
+    trace::propagate_decorator(
+        listener.tracing.as_deref(),
+        route.policy.decorator.as_deref(),
+        req.headers_mut(),
+    );
     let plan = plan(
         route,
         req.headers(),

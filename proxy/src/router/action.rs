@@ -66,8 +66,17 @@ pub struct RoutePolicy {
     pub cluster_not_found_status: u16,
     /// What a consistent-hash balancer hashes the request by.
     pub hash_policy: Box<[HashPolicy]>,
-    /// `decorator.operation`: the name of the request's span.
-    pub decorator: Option<Arc<str>>,
+    /// The route's `decorator`: the name of the request's span.
+    pub decorator: Option<Arc<Decorator>>,
+}
+
+/// A route's `decorator`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decorator {
+    pub operation: Arc<str>,
+    /// `propagate` (default true): the operation, ready to send upstream as
+    /// `x-envoy-decorator-operation` from a tracing egress listener; `None` when false.
+    pub propagate: Option<http::HeaderValue>,
 }
 
 impl Default for RoutePolicy {

@@ -33,7 +33,7 @@ mod tests;
 use http::{HeaderMap, Method, Uri};
 
 pub use action::{
-    MaxStreamDuration, MirrorPolicy, Redirect, RedirectPath, RouteAction, RoutePolicy,
+    Decorator, MaxStreamDuration, MirrorPolicy, Redirect, RedirectPath, RouteAction, RoutePolicy,
     DEFAULT_ROUTE_TIMEOUT,
 };
 pub use domain::DuplicateDomain;

@@ -274,9 +274,9 @@ spec:
         [
             (
                 "reviews.default.svc.cluster.local:9080/api*".to_string(),
-                Some(false)
+                None
             ),
-            ("reviews-vs:9080/*".to_string(), Some(false)),
+            ("reviews-vs:9080/*".to_string(), None),
         ]
     );
 }

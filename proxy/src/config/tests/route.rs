@@ -580,7 +580,7 @@ fn direct_response_limits() {
 }
 
 #[test]
-fn a_decorator_names_the_span_and_must_not_ask_for_propagation() {
+fn a_decorator_names_the_span_and_is_propagated_by_default() {
     let decorated = |propagate: Option<bool>| {
         let mut route = r("r", prefix("/"), to_cluster("c"));
         route.decorator = Some(xds_protos::pb::envoy::config::route::v3::Decorator {
@@ -590,11 +590,24 @@ fn a_decorator_names_the_span_and_must_not_ask_for_propagation() {
         one(route)
     };
     let t = compile_route_config(&decorated(Some(false))).expect("valid");
-    assert_eq!(
-        t.virtual_hosts[0].routes[0].policy.decorator.as_deref(),
-        Some("reviews.default.svc.cluster.local:9080/*")
-    );
-    // Envoy's default is to send x-envoy-decorator-operation upstream, which weft-proxy does not.
-    assert!(field_of(&decorated(None)).ends_with("routes[0].decorator.propagate"));
-    assert!(field_of(&decorated(Some(true))).ends_with("routes[0].decorator.propagate"));
+    let d = t.virtual_hosts[0].routes[0]
+        .policy
+        .decorator
+        .clone()
+        .unwrap();
+    assert_eq!(&*d.operation, "reviews.default.svc.cluster.local:9080/*");
+    assert_eq!(d.propagate, None);
+    // Envoy's default: the operation goes upstream in x-envoy-decorator-operation.
+    for propagate in [None, Some(true)] {
+        let t = compile_route_config(&decorated(propagate)).expect("valid");
+        let d = t.virtual_hosts[0].routes[0]
+            .policy
+            .decorator
+            .clone()
+            .unwrap();
+        assert_eq!(
+            d.propagate.clone().unwrap(),
+            "reviews.default.svc.cluster.local:9080/*"
+        );
+    }
 }

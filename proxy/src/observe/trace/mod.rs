@@ -11,8 +11,12 @@
 //! span (Envoy's name and tags plus the configured custom tags) handed to [`TraceExport`],
 //! which batches spans off the request path and never blocks it.
 //!
-//! The span name is Envoy's: the matched route's decorator (istiod gives every route one,
-//! `host:port/path*`), else `ingress` on inbound listeners and `egress <host>` elsewhere.
+//! The span name is Envoy's: on an inbound listener a request's `x-envoy-decorator-operation`
+//! (taken off the request), else the matched route's decorator (istiod gives every route one,
+//! `host:port/path*`), else `ingress` on inbound listeners and `egress <host>` elsewhere. An
+//! outbound listener sends the decorator upstream in that header unless the route's
+//! `propagate` is false, so the callee's server span can carry the caller's operation. (Envoy
+//! also returns it in an inbound response; weft-proxy does not yet.)
 
 pub mod export;
 pub mod propagation;
@@ -31,9 +35,27 @@ use std::time::SystemTime;
 use http::{HeaderName, HeaderValue, Request};
 
 use crate::config::TracingConfig;
+use crate::router::Decorator;
 use propagation::{Incoming, Outgoing, Parent};
 
 pub static X_CLIENT_TRACE_ID: HeaderName = HeaderName::from_static("x-client-trace-id");
+pub static X_ENVOY_DECORATOR_OPERATION: HeaderName =
+    HeaderName::from_static("x-envoy-decorator-operation");
+
+/// The route hook of a tracing outbound listener: the route's decorator goes upstream as
+/// `x-envoy-decorator-operation` (unless the route says not to).
+pub fn propagate_decorator(
+    config: Option<&TracingConfig>,
+    decorator: Option<&Decorator>,
+    headers: &mut http::HeaderMap,
+) {
+    let (Some(config), Some(value)) = (config, decorator.and_then(|d| d.propagate.as_ref())) else {
+        return;
+    };
+    if !config.inbound {
+        headers.insert(X_ENVOY_DECORATOR_OPERATION.clone(), value.clone());
+    }
+}
 
 /// A request's place in its trace, from arrival to completion.
 pub struct RequestTrace {
@@ -87,6 +109,16 @@ fn start_with<B>(
     roll: &mut dyn FnMut() -> f64,
 ) -> Option<RequestTrace> {
     let incoming: Incoming = propagation::extract(req.headers());
+    // An inbound request's operation name, set by the caller's proxy, renames the span and
+    // goes no further.
+    let operation = if config.inbound {
+        req.headers_mut()
+            .remove(&X_ENVOY_DECORATOR_OPERATION)
+            .and_then(|v| v.to_str().ok().map(str::to_string))
+            .filter(|v| !v.is_empty())
+    } else {
+        None
+    };
     let sampled = match incoming.sampled {
         Some(decided) => decided,
         None => {
@@ -123,6 +155,7 @@ fn start_with<B>(
             peer,
             request_id,
             SystemTime::now(),
+            operation,
         ))
     });
     Some(RequestTrace {

@@ -23,6 +23,8 @@ static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-prot
 pub(super) struct SpanStart {
     time: SystemTime,
     name: String,
+    /// From an inbound request's `x-envoy-decorator-operation`: wins over the route's.
+    operation: Option<String>,
     method: String,
     url: String,
     protocol: &'static str,
@@ -59,6 +61,7 @@ impl SpanStart {
         peer: SocketAddr,
         request_id: &HeaderValue,
         time: SystemTime,
+        operation: Option<String>,
     ) -> SpanStart {
         let h = req.headers();
         let text =
@@ -95,6 +98,7 @@ impl SpanStart {
         SpanStart {
             time,
             name,
+            operation,
             method: req.method().as_str().to_string(),
             url,
             protocol: protocol_name(req.version()),
@@ -200,8 +204,11 @@ pub(super) fn span_data(
             SpanKind::Client
         },
         name: Cow::Owned(
-            end.operation
-                .map_or_else(|| start.name.clone(), str::to_string),
+            start
+                .operation
+                .clone()
+                .or_else(|| end.operation.map(str::to_string))
+                .unwrap_or_else(|| start.name.clone()),
         ),
         start_time: start.time,
         end_time: SystemTime::now().max(start.time),

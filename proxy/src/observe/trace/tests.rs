@@ -289,6 +289,51 @@ fn a_route_decorator_names_the_span() {
 }
 
 #[test]
+fn the_decorator_goes_upstream_from_egress_and_renames_the_span_on_ingress() {
+    let d = crate::router::Decorator {
+        operation: "reviews:9080/*".into(),
+        propagate: Some(HeaderValue::from_static("reviews:9080/*")),
+    };
+    let egress = config(100.0);
+    let mut h = http::HeaderMap::new();
+    propagate_decorator(Some(&egress), Some(&d), &mut h);
+    assert_eq!(h["x-envoy-decorator-operation"], "reviews:9080/*");
+    let mut h = http::HeaderMap::new();
+    propagate_decorator(None, Some(&d), &mut h);
+    assert!(h.is_empty(), "no tracing, no header (as Envoy)");
+
+    let mut ingress = (*config(100.0)).clone();
+    ingress.inbound = true;
+    let ingress = Arc::new(ingress);
+    let mut h = http::HeaderMap::new();
+    propagate_decorator(Some(&ingress), Some(&d), &mut h);
+    assert!(h.is_empty(), "inbound listeners do not send it upstream");
+    let mut req = request(&[("x-envoy-decorator-operation", "caller-op")]);
+    let t = start_at(&ingress, &mut req, 0.0);
+    assert!(!req.headers().contains_key("x-envoy-decorator-operation"));
+    let end = SpanEnd {
+        status: 200,
+        response_flags: "-",
+        upstream_cluster: None,
+        upstream_address: None,
+        operation: Some("route-op"),
+        request_bytes: 0,
+        response_bytes: 0,
+        collector_hosts: &|_| None,
+    };
+    let d = span::span_data(
+        &ingress,
+        None,
+        t.trace_id,
+        t.span_id,
+        t.parent,
+        t.start.as_ref().unwrap(),
+        &end,
+    );
+    assert_eq!(d.name, "caller-op");
+}
+
+#[test]
 fn long_urls_are_cut_at_the_tag_limit() {
     let mut c = (*config(100.0)).clone();
     c.max_path_tag_length = 20;
