@@ -2,6 +2,7 @@
 
 use crate::observe::access_log::AccessLogWriter;
 use crate::observe::istio::IstioMetrics;
+use crate::observe::server_stats::ServerStats;
 use crate::snapshot::Snapshot;
 use arc_swap::ArcSwap;
 use std::sync::atomic::AtomicUsize;
@@ -19,6 +20,8 @@ pub struct ProxyContext {
     pub draining: watch::Sender<bool>,
     /// Downstream connections open now, so a draining proxy knows when it may exit.
     pub open_connections: AtomicUsize,
+    /// Envoy's `server.*` stats, rendered by `/stats/prometheus`.
+    pub server_stats: ServerStats,
 }
 
 impl ProxyContext {
@@ -29,6 +32,7 @@ impl ProxyContext {
             metrics,
             draining: watch::channel(false).0,
             open_connections: AtomicUsize::new(0),
+            server_stats: ServerStats::default(),
         })
     }
 

@@ -16,6 +16,7 @@ pub mod stats;
 
 use crate::body::InFlight;
 use crate::config::{ClusterConfig, Endpoint, EndpointAddress, UpstreamProtocol};
+use crate::observe::envoy_stats::Page;
 use crate::observe::istio::DestinationMetrics;
 use arc_swap::ArcSwap;
 use lb::{Balancer, LbState};
@@ -135,7 +136,7 @@ pub struct ClusterRuntime {
 
 impl ClusterRuntime {
     fn new(config: &ClusterConfig) -> Self {
-        let stats = Arc::new(ClusterStats::default());
+        let stats = Arc::new(ClusterStats::new(&config.name));
         ClusterRuntime {
             lb: LbState::default(),
             limits: Arc::new(Limits::new(
@@ -307,6 +308,26 @@ impl Cluster {
 
     pub fn healthy_hosts(&self) -> usize {
         self.hosts.iter().filter(|h| h.is_available()).count()
+    }
+
+    /// Adds the cluster's `envoy_cluster_*` series to a scrape, its gauges read from the state
+    /// they describe now.
+    pub fn render_stats(&self, page: &mut Page) {
+        let stats = &self.runtime.stats;
+        let g = &stats.gauges;
+        let limits = &self.runtime.limits;
+        let set = |gauge: &AtomicU64, v: u64| gauge.store(v, Ordering::Relaxed);
+        set(&g.cx_active, limits.connections.load(Ordering::Relaxed));
+        set(&g.rq_active, limits.requests.load(Ordering::Relaxed));
+        set(&g.rq_pending_active, limits.pending.load(Ordering::Relaxed));
+        for ((open, remaining), (_, _, is_open, left)) in g.breakers.iter().zip(limits.gauges()) {
+            set(open, u64::from(is_open));
+            set(remaining, left);
+        }
+        set(&g.membership_healthy, self.healthy_hosts() as u64);
+        set(&g.membership_total, self.hosts.len() as u64);
+        set(&g.ejections_active, self.ejected_hosts() as u64);
+        stats.render(page);
     }
 }
 

@@ -132,3 +132,92 @@ async fn requests_are_counted_exactly_with_istios_labels() {
 fn weft_proxy_admin_page(proxy: &TestProxy) -> String {
     crate::admin::prometheus(&proxy.ctx)
 }
+
+/// The value of the one sample line that is exactly `series`.
+fn value_of(page: &str, series: &str) -> u64 {
+    let hits: Vec<&str> = page
+        .lines()
+        .filter(|l| l.rsplit_once(' ').is_some_and(|(s, _)| s == series))
+        .collect();
+    assert_eq!(hits.len(), 1, "{series} in\n{page}");
+    hits[0]
+        .rsplit(' ')
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no value in {}", hits[0]))
+}
+
+#[tokio::test]
+async fn envoys_cluster_stats_count_codes_retries_and_connections_and_go_with_the_cluster() {
+    let up = Upstream::start(|n, _| async move {
+        if n == 0 {
+            respond(503, "busy")
+        } else {
+            respond(200, "ok")
+        }
+    })
+    .await;
+    let route = route_to(CLUSTER, |_, ra| {
+        ra.retry_policy = Some(crate::test_fixtures::istio_default_retry())
+    });
+    let proxy = TestProxy::start(
+        vhost(vec![route]),
+        vec![],
+        vec![cluster(CLUSTER, &[up.addr])],
+    )
+    .await;
+    for _ in 0..4 {
+        assert_eq!(proxy.get("/").await.status, 200);
+    }
+    let page = weft_proxy_admin_page(&proxy);
+    let c = format!("cluster_name=\"{CLUSTER}\"");
+    assert_eq!(
+        value_of(&page, &format!("envoy_cluster_upstream_rq_total{{{c}}}")),
+        4
+    );
+    assert_eq!(
+        value_of(
+            &page,
+            &format!("envoy_cluster_upstream_rq{{envoy_response_code=\"200\",{c}}}")
+        ),
+        4
+    );
+    assert_eq!(
+        value_of(
+            &page,
+            &format!("envoy_cluster_upstream_rq_xx{{envoy_response_code_class=\"2\",{c}}}")
+        ),
+        4
+    );
+    // The first request's 503 was retried once.
+    assert_eq!(
+        value_of(&page, &format!("envoy_cluster_upstream_rq_retry{{{c}}}")),
+        1
+    );
+    // Each test request opens its own downstream connection, but upstream connections are
+    // pooled: at least one was opened, and none is counted twice.
+    let opened = value_of(&page, &format!("envoy_cluster_upstream_cx_total{{{c}}}"));
+    assert!((1..=5).contains(&opened), "{page}");
+    assert_eq!(
+        value_of(&page, &format!("envoy_cluster_membership_total{{{c}}}")),
+        1
+    );
+    assert_eq!(value_of(&page, "envoy_server_live"), 1);
+    assert_eq!(value_of(&page, "envoy_server_state"), 0);
+    assert!(
+        page.contains("# TYPE envoy_cluster_upstream_rq_total counter"),
+        "{page}"
+    );
+
+    // A push without the cluster: its series are gone from the next scrape.
+    proxy
+        .ctx
+        .snapshot
+        .store(std::sync::Arc::new(crate::snapshot::Snapshot {
+            complete: true,
+            ..Default::default()
+        }));
+    let page = weft_proxy_admin_page(&proxy);
+    assert!(!page.contains("envoy_cluster_"), "{page}");
+    assert_eq!(value_of(&page, "envoy_server_live"), 1);
+}
