@@ -23,6 +23,7 @@ mod retry;
 mod route;
 mod route_match;
 mod route_policy;
+mod workload_metadata;
 
 #[cfg(test)]
 mod tests;
@@ -41,3 +42,4 @@ pub use resilience::{
     CircuitBreakers, ConnectionOptions, OutlierDetection, TcpKeepalive, DEFAULT_IDLE_TIMEOUT,
 };
 pub use route::compile_route_config;
+pub use workload_metadata::WorkloadMetadata;

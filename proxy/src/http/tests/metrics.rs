@@ -221,3 +221,59 @@ async fn envoys_cluster_stats_count_codes_retries_and_connections_and_go_with_th
     assert!(!page.contains("envoy_cluster_"), "{page}");
     assert_eq!(value_of(&page, "envoy_server_live"), 1);
 }
+
+/// The telemetry metadata weftd puts on an endpoint: istiod's five fields, then app, version.
+fn workload_metadata(
+    workload: &str,
+    app: &str,
+    version: &str,
+) -> xds_protos::pb::envoy::config::core::v3::Metadata {
+    use xds_protos::pb::google::protobuf::{value::Kind, Struct, Value};
+    let encoded = format!("{workload};bookinfo;{app};{version};;{app};{version}");
+    let field = Value {
+        kind: Some(Kind::StringValue(encoded)),
+    };
+    xds_protos::pb::envoy::config::core::v3::Metadata {
+        filter_metadata: [(
+            "istio".to_string(),
+            Struct {
+                fields: [("workload".to_string(), field)].into(),
+            },
+        )]
+        .into(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn each_request_is_counted_under_the_workload_that_answered_it() {
+    let v1 = Upstream::fixed(200, "v1").await;
+    let v2 = Upstream::fixed(200, "v2").await;
+    let mut c = cluster(CLUSTER, &[v1.addr, v2.addr]);
+    let endpoints = &mut c.load_assignment.as_mut().unwrap().endpoints[0].lb_endpoints;
+    endpoints[0].metadata = Some(workload_metadata("reviews-v1", "reviews", "v1"));
+    endpoints[1].metadata = Some(workload_metadata("reviews-v2", "reviews", "v2"));
+    let proxy = TestProxy::start(vhost(vec![route_to(CLUSTER, |_, _| {})]), vec![], vec![c]).await;
+    for _ in 0..10 {
+        assert_eq!(proxy.get("/").await.status, 200);
+    }
+    let page = weft_proxy_admin_page(&proxy);
+    let answered = |version: &str, workload: &str| {
+        requests_total(
+            &page,
+            &[
+                ("destination_workload", workload),
+                ("destination_workload_namespace", "bookinfo"),
+                ("destination_app", "reviews"),
+                ("destination_version", version),
+                ("destination_canonical_service", "reviews"),
+                ("destination_canonical_revision", version),
+                ("destination_service_name", "reviews"),
+            ],
+        )
+    };
+    assert_eq!(answered("v1", "reviews-v1"), v1.requests() as u64);
+    assert_eq!(answered("v2", "reviews-v2"), v2.requests() as u64);
+    assert_eq!(v1.requests() + v2.requests(), 10);
+    assert!(v1.requests() > 0 && v2.requests() > 0, "{page}");
+}
