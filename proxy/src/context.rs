@@ -3,6 +3,7 @@
 use crate::observe::access_log::AccessLogWriter;
 use crate::observe::istio::IstioMetrics;
 use crate::observe::trace::TraceExport;
+use crate::observe::server_stats::ServerStats;
 use crate::snapshot::Snapshot;
 use arc_swap::ArcSwap;
 use std::sync::atomic::AtomicUsize;
@@ -29,6 +30,8 @@ pub struct ProxyContext {
     pub max_downstream_connections: AtomicUsize,
     /// Per-listener accept counters for `/stats/prometheus`.
     pub listener_stats: crate::listener_stats::ListenerStatsTable,
+    /// Envoy's `server.*` stats, rendered by `/stats/prometheus`.
+    pub server_stats: ServerStats,
 }
 
 impl ProxyContext {
@@ -43,6 +46,7 @@ impl ProxyContext {
             connections_closed: Notify::new(),
             max_downstream_connections: AtomicUsize::new(usize::MAX),
             listener_stats: Default::default(),
+            server_stats: ServerStats::default(),
         })
     }
 

@@ -1,18 +1,34 @@
 //! weftd's HTTP endpoint: `/ready`, `/metrics`, `/debug/syncz`, `/debug/diagnostics`.
 
 use super::DaemonState;
+use crate::xds::status::DaemonView;
 use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
+/// How often recorded histogram samples are folded into buckets between scrapes, which
+/// bounds the memory they hold when nobody scrapes.
+const METRICS_UPKEEP: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub async fn serve(listener: TcpListener, state: Arc<DaemonState>) {
+    // Holds the state weakly, so it ends with the daemon.
+    let upkeep_state = Arc::downgrade(&state);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(METRICS_UPKEEP);
+        loop {
+            tick.tick().await;
+            let Some(state) = upkeep_state.upgrade() else {
+                return;
+            };
+            state.status.metrics.run_upkeep();
+        }
+    });
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
@@ -62,72 +78,11 @@ fn route(state: &DaemonState, req: Request<Incoming>) -> Response<Full<Bytes>> {
 }
 
 fn metrics(state: &DaemonState) -> String {
-    let c = &state.status.counters;
-    let mut out = String::new();
-    let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-        );
-    };
-    metric(
-        "weftd_xds_connected_proxies",
-        "gauge",
-        "Proxies with an open ADS stream.",
-        state.status.connected() as u64,
-    );
-    metric(
-        "weftd_xds_connections_total",
-        "counter",
-        "ADS streams opened.",
-        c.connections_total.load(Ordering::Relaxed),
-    );
-    metric(
-        "weftd_xds_pushes_total",
-        "counter",
-        "xDS responses sent.",
-        c.pushes.load(Ordering::Relaxed),
-    );
-    metric(
-        "weftd_xds_push_errors_total",
-        "counter",
-        "xDS responses that could not be sent.",
-        c.push_errors.load(Ordering::Relaxed),
-    );
-    metric(
-        "weftd_xds_acks_total",
-        "counter",
-        "xDS responses ACKed.",
-        c.acks.load(Ordering::Relaxed),
-    );
-    metric(
-        "weftd_xds_nacks_total",
-        "counter",
-        "xDS responses NACKed.",
-        c.nacks.load(Ordering::Relaxed),
-    );
-    metric(
-        "weftd_config_errors",
-        "gauge",
-        "Errors in the configuration folder now.",
-        state.config_errors.load(Ordering::Relaxed) as u64,
-    );
-    metric(
-        "weftd_config_warnings",
-        "gauge",
-        "Warnings about the configuration folder now.",
-        state.config_warnings.load(Ordering::Relaxed) as u64,
-    );
-    metric(
-        "weftd_config_reloads_total",
-        "counter",
-        "Configuration versions published.",
-        state.reloads.load(Ordering::Relaxed),
-    );
-    let sum = c.convergence_us_sum.load(Ordering::Relaxed) as f64 / 1e6;
-    let count = c.convergence_count.load(Ordering::Relaxed);
-    let _ = writeln!(out, "# HELP weftd_proxy_convergence_seconds Time from a config change to a proxy's last ACK.\n# TYPE weftd_proxy_convergence_seconds summary\nweftd_proxy_convergence_seconds_sum {sum}\nweftd_proxy_convergence_seconds_count {count}");
-    out
+    state.status.metrics.render(DaemonView {
+        connected: state.status.connected(),
+        config_errors: state.config_errors.load(Ordering::Relaxed),
+        config_warnings: state.config_warnings.load(Ordering::Relaxed),
+    })
 }
 
 fn reply(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {

@@ -163,6 +163,7 @@ impl ResourceGenerator for MeshSnapshot {
 
 fn publish_version(state: &DaemonState, store: &Store) -> String {
     let n = state.reloads.fetch_add(1, Ordering::Relaxed) + 1;
+    state.status.metrics.reloaded();
     state
         .config_version
         .store(store.version(), Ordering::Relaxed);

@@ -36,6 +36,11 @@ pub struct Endpoint {
     pub weight: u32,
     /// Service port name -> port on this endpoint.
     pub ports: BTreeMap<String, u32>,
+    /// The workload it is, for telemetry: a WorkloadEntry's workload name (its
+    /// `service.istio.io/workload-name` label, else its name) and namespace, as istiod names
+    /// it; empty for a ServiceEntry's inline endpoints, which istiod leaves unnamed too.
+    pub workload_name: String,
+    pub workload_namespace: String,
 }
 
 impl Service {
@@ -72,12 +77,17 @@ impl Registry {
                         // the metadata winning on conflicts.
                         let mut labels = we.spec.labels.clone();
                         labels.extend(we.meta.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
-                        (labels, &we.spec)
+                        (labels, we)
                     })
                     .filter(|(labels, _)| subset_matches(&selector.labels, labels))
-                    .map(|(labels, spec)| Endpoint {
+                    .map(|(labels, we)| Endpoint {
+                        workload_name: labels
+                            .get(WORKLOAD_NAME_LABEL)
+                            .unwrap_or(&we.meta.name)
+                            .clone(),
+                        workload_namespace: we.meta.namespace.clone(),
                         labels,
-                        ..endpoint(spec)
+                        ..endpoint(&we.spec)
                     })
                     .collect(),
                 None => se.spec.endpoints.iter().map(endpoint).collect(),
@@ -113,8 +123,13 @@ fn endpoint(w: &WorkloadEntrySpec) -> Endpoint {
         // Istio's weight 0 means "not set", which is 1.
         weight: w.weight.filter(|w| *w > 0).unwrap_or(1),
         ports: w.ports.clone(),
+        workload_name: String::new(),
+        workload_namespace: String::new(),
     }
 }
+
+/// The label that names a WorkloadEntry's workload in telemetry, over the entry's own name.
+pub const WORKLOAD_NAME_LABEL: &str = "service.istio.io/workload-name";
 
 /// Whether an endpoint with `endpoint_labels` belongs to a subset (or selector) with
 /// `subset_labels`: every subset label is present with the same value.

@@ -154,3 +154,56 @@ fn subsets_match_on_all_their_labels() {
         &endpoint
     ));
 }
+
+#[test]
+fn workload_entries_name_their_workload_as_istiod_does() {
+    let registry = Registry::build(&config(
+        "\
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: reviews, namespace: prod}
+spec:
+  hosts: [reviews.prod.svc.cluster.local]
+  ports: [{number: 9080, name: http}]
+  resolution: STATIC
+  workloadSelector: {labels: {app: reviews}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: reviews-vm-1, namespace: prod}
+spec: {address: 10.0.0.1, labels: {app: reviews}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: reviews-vm-2, namespace: prod}
+spec:
+  address: 10.0.0.2
+  labels: {app: reviews, service.istio.io/workload-name: reviews-v2}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: ext, namespace: prod}
+spec:
+  hosts: [ext.example.com]
+  ports: [{number: 80, name: http}]
+  resolution: STATIC
+  endpoints: [{address: 10.0.0.9}]
+",
+    ));
+    let names = |host: &str| -> Vec<(String, String)> {
+        registry
+            .service(host)
+            .expect("service")
+            .endpoints
+            .iter()
+            .map(|e| (e.workload_name.clone(), e.workload_namespace.clone()))
+            .collect()
+    };
+    let owned = |a: &str, b: &str| (a.to_string(), b.to_string());
+    assert_eq!(
+        names("reviews.prod.svc.cluster.local"),
+        [owned("reviews-vm-1", "prod"), owned("reviews-v2", "prod")]
+    );
+    // A ServiceEntry's inline endpoints are no named workload, for istiod either.
+    assert_eq!(names("ext.example.com"), [owned("", "")]);
+}

@@ -1,9 +1,11 @@
 //! What each connected proxy was sent, ACKed and NACKed, per type URL: the source of
-//! `/debug/syncz`, `weftctl proxy-status` and the xDS metrics.
+//! `/debug/syncz`, `weftctl proxy-status` and the xDS metrics (see [`pilot`]).
 
+mod pilot;
+
+pub use pilot::{DaemonView, XdsMetrics};
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Instant, SystemTime};
 use xds_protos::node::NodeIdentity;
@@ -39,31 +41,17 @@ pub struct Nack {
     pub at: String,
 }
 
-/// Counters exported on `/metrics`.
-#[derive(Debug, Default)]
-pub struct XdsCounters {
-    pub pushes: AtomicU64,
-    pub push_errors: AtomicU64,
-    pub acks: AtomicU64,
-    pub nacks: AtomicU64,
-    pub connections_total: AtomicU64,
-    /// Sum and count of config-change-to-last-ACK times, in microseconds.
-    pub convergence_us_sum: AtomicU64,
-    pub convergence_count: AtomicU64,
-}
-
 /// Shared by every stream. The lock is only held to copy small records, never across an await.
 #[derive(Debug, Default)]
 pub struct StatusRegistry {
     proxies: Mutex<BTreeMap<u64, ProxyStatus>>,
-    pub counters: XdsCounters,
+    /// weftd's `/metrics`, which the hooks below record into.
+    pub metrics: XdsMetrics,
 }
 
 impl StatusRegistry {
     pub fn connect(&self, conn: u64, id: &NodeIdentity, protocol: &'static str) {
-        self.counters
-            .connections_total
-            .fetch_add(1, Ordering::Relaxed);
+        self.metrics.connected();
         let status = ProxyStatus {
             node_id: id.id.clone(),
             namespace: id.namespace.clone(),
@@ -81,7 +69,7 @@ impl StatusRegistry {
     }
 
     pub fn sent(&self, conn: u64, type_url: &str, version: &str, nonce: &str, count: usize) {
-        self.counters.pushes.fetch_add(1, Ordering::Relaxed);
+        self.metrics.pushed(type_url);
         self.update(conn, type_url, |t| {
             t.last_sent_version = Some(version.to_string());
             t.last_sent_nonce = Some(nonce.to_string());
@@ -90,14 +78,14 @@ impl StatusRegistry {
     }
 
     pub fn acked(&self, conn: u64, type_url: &str, version: &str) {
-        self.counters.acks.fetch_add(1, Ordering::Relaxed);
+        self.metrics.acked();
         self.update(conn, type_url, |t| {
             t.last_acked_version = Some(version.to_string())
         });
     }
 
     pub fn nacked(&self, conn: u64, type_url: &str, version: &str, nonce: &str, error: &str) {
-        self.counters.nacks.fetch_add(1, Ordering::Relaxed);
+        self.metrics.rejected(type_url);
         self.update(conn, type_url, |t| {
             t.last_nack = Some(Nack {
                 version: version.to_string(),
@@ -109,13 +97,7 @@ impl StatusRegistry {
     }
 
     pub fn converged(&self, since: Instant) {
-        let us = u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX);
-        self.counters
-            .convergence_us_sum
-            .fetch_add(us, Ordering::Relaxed);
-        self.counters
-            .convergence_count
-            .fetch_add(1, Ordering::Relaxed);
+        self.metrics.converged(since.elapsed().as_secs_f64());
     }
 
     pub fn snapshot(&self) -> Vec<ProxyStatus> {

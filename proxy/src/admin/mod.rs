@@ -7,11 +7,12 @@ mod dump;
 
 use crate::body::ProxyBody;
 use crate::context::ProxyContext;
+use crate::observe::envoy_stats::Page;
+use crate::observe::server_stats::{ServerState, ServerView};
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -105,172 +106,31 @@ fn route(ctx: &ProxyContext, quit: &Notify, req: Request<Incoming>) -> Response<
     }
 }
 
-/// The `/stats/prometheus` page: Istio's request metrics, then Envoy's cluster and server stats.
+/// The `/stats/prometheus` page: Istio's request metrics, then Envoy's cluster and server
+/// stats of the clusters in the current snapshot (a removed cluster's series are gone).
 pub fn prometheus(ctx: &ProxyContext) -> String {
     let snap = ctx.snapshot.load();
+    let mut page = Page::default();
+    for cluster in snap.clusters.values() {
+        cluster.render_stats(&mut page);
+    }
+    let state = if *ctx.draining.borrow() {
+        ServerState::Draining
+    } else if ctx.is_ready() {
+        ServerState::Live
+    } else {
+        ServerState::PreInitializing
+    };
+    let view = ServerView {
+        state,
+        downstream_connections: ctx.open_connections.load(Ordering::Relaxed) as u64,
+        access_log_lines_dropped: ctx.access_log.dropped_lines(),
+    };
+    ctx.server_stats.render(view, &mut page);
     let mut out = ctx.metrics.render();
-    out.push_str("# TYPE weft_access_log_lines_dropped_total counter\n");
-    let _ = writeln!(
-        out,
-        "weft_access_log_lines_dropped_total {}",
-        ctx.access_log.dropped_lines()
-    );
-    let mut clusters: Vec<_> = snap.clusters.values().collect();
-    clusters.sort_by(|a, b| a.name.cmp(&b.name));
-    out.push_str("# TYPE envoy_cluster_upstream_rq counter\n");
-    for c in &clusters {
-        for (code, n) in c.runtime.stats.codes() {
-            let _ = writeln!(out, "envoy_cluster_upstream_rq{{envoy_response_code=\"{code}\",cluster_name=\"{}\"}} {n}", c.name);
-        }
-    }
-    out.push_str("# TYPE envoy_cluster_upstream_rq_total counter\n");
-    for c in &clusters {
-        let _ = writeln!(
-            out,
-            "envoy_cluster_upstream_rq_total{{cluster_name=\"{}\"}} {}",
-            c.name,
-            c.runtime.stats.rq_total.load(Ordering::Relaxed)
-        );
-    }
-    out.push_str("# TYPE envoy_cluster_upstream_cx_connect_fail counter\n");
-    for c in &clusters {
-        let _ = writeln!(
-            out,
-            "envoy_cluster_upstream_cx_connect_fail{{cluster_name=\"{}\"}} {}",
-            c.name,
-            c.runtime.stats.cx_connect_fail.load(Ordering::Relaxed)
-        );
-    }
-    resilience_stats(&mut out, &clusters);
-    out.push_str("# TYPE envoy_cluster_membership_healthy gauge\n");
-    for c in &clusters {
-        let _ = writeln!(
-            out,
-            "envoy_cluster_membership_healthy{{cluster_name=\"{}\"}} {}",
-            c.name,
-            c.healthy_hosts()
-        );
-    }
-    out.push_str("# TYPE envoy_cluster_membership_total gauge\n");
-    for c in &clusters {
-        let _ = writeln!(
-            out,
-            "envoy_cluster_membership_total{{cluster_name=\"{}\"}} {}",
-            c.name,
-            c.hosts.len()
-        );
-    }
-    out.push_str("# TYPE envoy_server_live gauge\n");
-    let _ = writeln!(out, "envoy_server_live {}", u8::from(ctx.is_ready()));
+    page.render(&mut out);
     ctx.listener_stats.render_prometheus(&mut out);
-    out.push_str("# TYPE envoy_http_downstream_cx_active gauge\n");
-    let _ = writeln!(
-        out,
-        "envoy_http_downstream_cx_active {}",
-        ctx.open_connections.load(Ordering::Relaxed)
-    );
     out
-}
-
-/// Circuit-breaker and outlier-detection counters and gauges, under Envoy's names.
-fn resilience_stats(out: &mut String, clusters: &[&std::sync::Arc<crate::upstream::Cluster>]) {
-    type Stat = fn(&crate::upstream::stats::ClusterStats) -> &std::sync::atomic::AtomicU64;
-    let counters: [(&str, Stat); 11] = [
-        ("upstream_cx_overflow", |s| &s.cx_overflow),
-        ("upstream_rq_pending_overflow", |s| &s.rq_pending_overflow),
-        ("upstream_rq_retry_overflow", |s| &s.rq_retry_overflow),
-        ("outlier_detection_ejections_enforced_total", |s| {
-            &s.ejections_enforced_total
-        }),
-        ("outlier_detection_ejections_overflow", |s| {
-            &s.ejections_overflow
-        }),
-        (
-            "outlier_detection_ejections_enforced_consecutive_5xx",
-            |s| &s.ejections_enforced_consecutive_5xx,
-        ),
-        (
-            "outlier_detection_ejections_enforced_consecutive_gateway_failure",
-            |s| &s.ejections_enforced_consecutive_gateway_failure,
-        ),
-        (
-            "outlier_detection_ejections_enforced_consecutive_local_origin_failure",
-            |s| &s.ejections_enforced_consecutive_local_origin_failure,
-        ),
-        (
-            "outlier_detection_ejections_detected_consecutive_5xx",
-            |s| &s.ejections_detected_consecutive_5xx,
-        ),
-        (
-            "outlier_detection_ejections_detected_consecutive_gateway_failure",
-            |s| &s.ejections_detected_consecutive_gateway_failure,
-        ),
-        (
-            "outlier_detection_ejections_detected_consecutive_local_origin_failure",
-            |s| &s.ejections_detected_consecutive_local_origin_failure,
-        ),
-    ];
-    for (name, stat) in counters {
-        let _ = writeln!(out, "# TYPE envoy_cluster_{name} counter");
-        for c in clusters {
-            let _ = writeln!(
-                out,
-                "envoy_cluster_{name}{{cluster_name=\"{}\"}} {}",
-                c.name,
-                stat(&c.runtime.stats).load(Ordering::Relaxed)
-            );
-        }
-    }
-    let mut gauges: Vec<(String, &str, u64)> = Vec::new();
-    for c in clusters {
-        let l = &c.runtime.limits;
-        for (open, remaining, is_open, left) in l.gauges() {
-            gauges.push((
-                format!("circuit_breakers_default_{open}"),
-                &c.name,
-                u64::from(is_open),
-            ));
-            gauges.push((
-                format!("circuit_breakers_default_{remaining}"),
-                &c.name,
-                left,
-            ));
-        }
-        gauges.push((
-            "upstream_cx_active".into(),
-            &c.name,
-            l.connections.load(Ordering::Relaxed),
-        ));
-        gauges.push((
-            "upstream_rq_active".into(),
-            &c.name,
-            l.requests.load(Ordering::Relaxed),
-        ));
-        gauges.push((
-            "upstream_rq_pending_active".into(),
-            &c.name,
-            l.pending.load(Ordering::Relaxed),
-        ));
-    }
-    for c in clusters {
-        gauges.push((
-            "outlier_detection_ejections_active".into(),
-            &c.name,
-            c.ejected_hosts() as u64,
-        ));
-    }
-    gauges.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut last = String::new();
-    for (name, cluster, v) in gauges {
-        if name != last {
-            let _ = writeln!(out, "# TYPE envoy_cluster_{name} gauge");
-            last.clone_from(&name);
-        }
-        let _ = writeln!(
-            out,
-            "envoy_cluster_{name}{{cluster_name=\"{cluster}\"}} {v}"
-        );
-    }
 }
 
 fn text(status: StatusCode, body: String) -> Response<ProxyBody> {

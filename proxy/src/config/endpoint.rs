@@ -13,6 +13,8 @@ use xds_protos::pb::envoy::config::endpoint::v3::{
 };
 
 use super::error::{AtField, FieldError, ValidationError};
+use super::workload_metadata::{workload_metadata, WorkloadMetadata};
+use std::sync::Arc;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
@@ -22,6 +24,8 @@ pub struct Endpoint {
     /// False for `UNHEALTHY`, `DRAINING` and `TIMEOUT`; `UNKNOWN` counts as healthy, as in
     /// Envoy, and so does `DEGRADED` (degraded hosts are not yet treated specially).
     pub healthy: bool,
+    /// Who the endpoint is, from its telemetry metadata, for Istio's `destination_*` labels.
+    pub workload: Option<Arc<WorkloadMetadata>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -110,10 +114,12 @@ fn lb_endpoint(lb: &LbEndpoint, allow_hostnames: bool) -> Result<Endpoint, Field
         HealthStatus::try_from(lb.health_status),
         Ok(HealthStatus::Unhealthy | HealthStatus::Draining | HealthStatus::Timeout)
     );
+    let workload = workload_metadata(lb.metadata.as_ref())?;
     Ok(Endpoint {
         address,
         weight,
         healthy,
+        workload,
     })
 }
 

@@ -25,6 +25,7 @@ mod route;
 mod route_match;
 mod route_policy;
 mod tracing;
+mod workload_metadata;
 
 #[cfg(test)]
 mod tests;
@@ -50,3 +51,4 @@ pub use route::compile_route_config;
 pub use tracing::{
     Collector, Tag, TagValue, TracingConfig, DEFAULT_MAX_PATH_TAG_LENGTH, OPEN_TELEMETRY_CONFIG,
 };
+pub use workload_metadata::WorkloadMetadata;

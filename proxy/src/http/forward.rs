@@ -20,6 +20,7 @@ use crate::router::{request_hash, RequestView, RetryPolicy, Route, TryFailure};
 use crate::snapshot::Snapshot;
 use crate::upstream::outlier::TryOutcome;
 use crate::upstream::pool::SendError;
+use crate::upstream::stats::ClusterStats;
 use crate::upstream::{Cluster, Host};
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -168,6 +169,7 @@ pub async fn forward<'s>(
             &tries.body,
         )
         .await;
+        count_timeout(&cluster.runtime.stats, &result);
         if let Some(o) = outlier_outcome(&result) {
             cluster.report(host, o);
         }
@@ -318,6 +320,10 @@ impl<'s> Tries<'s> {
         match self.cluster.runtime.limits.try_retry() {
             Some(slot) => {
                 self.retry_slot = Some(slot);
+                let stats = &self.cluster.runtime.stats;
+                stats
+                    .rq_retry
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 true
             }
             None => {
@@ -345,6 +351,10 @@ impl<'s> Tries<'s> {
         match deadline {
             Some(d) if d <= until => {
                 tokio::time::sleep_until(d).await;
+                let stats = &self.cluster.runtime.stats;
+                stats
+                    .rq_timeout
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 flags.set(ResponseFlag::UpstreamTimeout);
                 Some(local_reply(
                     StatusCode::GATEWAY_TIMEOUT,
@@ -488,6 +498,16 @@ fn outlier_outcome(result: &TryResult) -> Option<TryOutcome> {
         TryResult::Failed(_, _) => Some(TryOutcome::LocalFailure),
         TryResult::Idle | TryResult::Overflow => None,
     }
+}
+
+/// Envoy's `upstream_rq_timeout` (the route's timeout) and `upstream_rq_per_try_timeout`.
+fn count_timeout(stats: &ClusterStats, result: &TryResult) {
+    let counter = match result {
+        TryResult::TotalTimeout => &stats.rq_timeout,
+        TryResult::Failed(TryFailure::PerTryTimeout, _) => &stats.rq_per_try_timeout,
+        _ => return,
+    };
+    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

@@ -102,9 +102,8 @@ pub async fn handle(
     match outcome.cluster {
         Some(cluster) => {
             cluster.runtime.stats.record(status);
-            let istio = &cluster.runtime.istio;
-            istio
-                .get_or_init(|| metrics.destination(&cluster.name))
+            cluster
+                .istio_metrics(outcome.host.map(|h| &**h), metrics)
                 .record(metrics, &sample);
         }
         None => metrics.unrouted().record(metrics, &sample),

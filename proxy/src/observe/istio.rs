@@ -12,10 +12,17 @@
 //! under a packed integer key. The first request with a new label set registers it; every
 //! later one reads the handles under an uncontended read lock.
 //!
+//! The destination workload comes from the endpoint that answered: weftd sends each endpoint's
+//! identity in EDS as istiod does (see `config::WorkloadMetadata`), and the cluster keeps one
+//! [`DestinationMetrics`] per workload, so a request picks its series through the host it
+//! reached with no lookup. A request that reached no host, or a host without metadata, reports
+//! the destination workload as `unknown`, as Istio does.
+//!
 //! Labels Weft cannot know yet are `unknown`, as Istio reports them when it cannot tell:
-//! principals and `connection_security_policy` (no mTLS), the clusters (no cluster id), and the
-//! destination workload, app and version (weftd does not send endpoint metadata in EDS yet).
+//! principals and `connection_security_policy` (no mTLS) and the source cluster (no cluster
+//! id).
 
+use crate::config::WorkloadMetadata;
 use metrics::{Counter, Histogram, Key, Label, Level, Metadata, Recorder};
 use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
@@ -84,7 +91,7 @@ impl IstioMetrics {
         }
         let handle = recorder.handle();
         let source = source_labels(source);
-        let unrouted = DestinationMetrics::with_labels(&source, destination_labels(None));
+        let unrouted = DestinationMetrics::with_labels(&source, destination_labels(None, None));
         IstioMetrics {
             recorder,
             handle,
@@ -93,9 +100,14 @@ impl IstioMetrics {
         }
     }
 
-    /// The fixed labels of requests to `cluster`, for [`DestinationMetrics`] kept with it.
-    pub fn destination(&self, cluster: &str) -> DestinationMetrics {
-        DestinationMetrics::with_labels(&self.source, destination_labels(Some(cluster)))
+    /// The fixed labels of requests to `cluster` answered by `workload`, for
+    /// [`DestinationMetrics`] kept with the cluster's hosts of that workload.
+    pub fn destination(
+        &self,
+        cluster: &str,
+        workload: Option<&WorkloadMetadata>,
+    ) -> DestinationMetrics {
+        DestinationMetrics::with_labels(&self.source, destination_labels(Some(cluster), workload))
     }
 
     pub fn unrouted(&self) -> &DestinationMetrics {
@@ -249,35 +261,48 @@ impl RequestHandles {
     }
 }
 
+/// A label value, `unknown` when empty (as Istio's stats filter reports a value it lacks).
+fn or_unknown(v: &str) -> String {
+    if v.is_empty() {
+        UNKNOWN.to_string()
+    } else {
+        v.to_string()
+    }
+}
+
 fn source_labels(s: &SourceIdentity) -> Vec<Label> {
-    let or_unknown = |v: &str| {
-        if v.is_empty() {
-            UNKNOWN.to_string()
-        } else {
-            v.to_string()
-        }
+    let app = s.app.as_deref().unwrap_or("");
+    let version = s.version.as_deref().unwrap_or("");
+    // Istio's canonical service defaults to the `app` label, then the workload name; the
+    // canonical revision to the `version` label, then `latest`.
+    let canonical_service = if app.is_empty() { &s.workload } else { app };
+    let canonical_revision = if version.is_empty() {
+        "latest"
+    } else {
+        version
     };
     vec![
         // A sidecar reports its outbound requests as their source.
         Label::new("reporter", "source"),
         Label::new("source_workload", or_unknown(&s.workload)),
+        Label::new("source_canonical_service", or_unknown(canonical_service)),
+        Label::new("source_canonical_revision", canonical_revision.to_string()),
         Label::new("source_workload_namespace", or_unknown(&s.namespace)),
         Label::new("source_principal", UNKNOWN),
-        Label::new("source_app", or_unknown(s.app.as_deref().unwrap_or(""))),
-        Label::new(
-            "source_version",
-            or_unknown(s.version.as_deref().unwrap_or("")),
-        ),
+        Label::new("source_app", or_unknown(app)),
+        Label::new("source_version", or_unknown(version)),
         Label::new("source_cluster", UNKNOWN),
     ]
 }
 
-/// The destination labels of a cluster. Istio's outbound clusters are named
-/// `outbound|PORT|SUBSET|HOST`; the service is the host, and for a Kubernetes-style
-/// `NAME.NAMESPACE.svc.DOMAIN` host its name and namespace are the first two parts. Any other
-/// host is its own service name, and other clusters (passthrough, inbound) name the service by
-/// the cluster, as Istio does for `PassthroughCluster`.
-fn destination_labels(cluster: Option<&str>) -> Vec<Label> {
+/// The destination labels of a cluster and the workload that answered. The service comes from
+/// the cluster: Istio's outbound clusters are named `outbound|PORT|SUBSET|HOST`; the service
+/// is the host, and for a Kubernetes-style `NAME.NAMESPACE.svc.DOMAIN` host its name and
+/// namespace are the first two parts. Any other host is its own service name, and other
+/// clusters (passthrough, inbound) name the service by the cluster, as Istio does for
+/// `PassthroughCluster`. The workload labels come from the endpoint's metadata, each
+/// `unknown` when the control plane did not say.
+fn destination_labels(cluster: Option<&str>, workload: Option<&WorkloadMetadata>) -> Vec<Label> {
     let (service, name, namespace) = match cluster {
         None => (
             UNKNOWN.to_string(),
@@ -301,16 +326,22 @@ fn destination_labels(cluster: Option<&str>) -> Vec<Label> {
             ),
         },
     };
+    let w = |field: fn(&WorkloadMetadata) -> &str| or_unknown(workload.map_or("", field));
     vec![
-        Label::new("destination_workload", UNKNOWN),
-        Label::new("destination_workload_namespace", UNKNOWN),
+        Label::new("destination_workload", w(|w| &w.workload)),
+        Label::new("destination_workload_namespace", w(|w| &w.namespace)),
         Label::new("destination_principal", UNKNOWN),
-        Label::new("destination_app", UNKNOWN),
-        Label::new("destination_version", UNKNOWN),
+        Label::new("destination_app", w(|w| &w.app)),
+        Label::new("destination_version", w(|w| &w.version)),
         Label::new("destination_service", service),
+        Label::new("destination_canonical_service", w(|w| &w.canonical_service)),
+        Label::new(
+            "destination_canonical_revision",
+            w(|w| &w.canonical_revision),
+        ),
         Label::new("destination_service_name", name),
         Label::new("destination_service_namespace", namespace),
-        Label::new("destination_cluster", UNKNOWN),
+        Label::new("destination_cluster", w(|w| &w.cluster)),
     ]
 }
 

@@ -1,5 +1,8 @@
-//! Observability: the access log, the counters the admin server renders, and tracing.
+//! Observability: the access log, the metrics the admin server renders (Istio's request
+//! metrics, Envoy's cluster and server stats), and tracing.
 
 pub mod access_log;
+pub mod envoy_stats;
 pub mod istio;
 pub mod trace;
+pub mod server_stats;

@@ -90,12 +90,17 @@ impl Limits {
 
     /// A connection slot; `false` at the limit (the caller counts `upstream_cx_overflow`).
     pub fn try_connection(&self) -> bool {
-        try_take(&self.connections, &self.max_connections)
+        let taken = try_take(&self.connections, &self.max_connections);
+        if taken {
+            self.stats.cx_total.fetch_add(1, Ordering::Relaxed);
+        }
+        taken
     }
 
     /// Counts a connection opened over the limit (a host's first one).
     pub fn force_connection(&self) {
         self.connections.fetch_add(1, Ordering::Relaxed);
+        self.stats.cx_total.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn connection_closed(&self) {

@@ -15,8 +15,9 @@ pub mod pool;
 pub mod stats;
 
 use crate::body::InFlight;
-use crate::config::{ClusterConfig, Endpoint, EndpointAddress, UpstreamProtocol};
-use crate::observe::istio::DestinationMetrics;
+use crate::config::{ClusterConfig, Endpoint, EndpointAddress, UpstreamProtocol, WorkloadMetadata};
+use crate::observe::envoy_stats::Page;
+use crate::observe::istio::{DestinationMetrics, IstioMetrics};
 use arc_swap::ArcSwap;
 use lb::{Balancer, LbState};
 use limits::Limits;
@@ -41,6 +42,12 @@ pub struct Host {
     joined: Instant,
     /// Consecutive failures and ejection; kept across reloads like `active`.
     pub outlier: Arc<HostOutlier>,
+    /// Who the host is (EDS telemetry metadata), for Istio's `destination_*` labels.
+    workload: Option<Arc<WorkloadMetadata>>,
+    /// Istio's metrics of requests to this workload, shared by the cluster's hosts of the same
+    /// workload and kept across reloads; `None` when the host has no workload metadata, whose
+    /// requests count under the cluster's own.
+    istio: Option<Arc<OnceLock<DestinationMetrics>>>,
 }
 
 impl Host {
@@ -55,25 +62,38 @@ impl Host {
             Default::default(),
             Arc::default(),
         ));
-        Host::joined_at(address, weight, healthy, protocol, limits, Instant::now())
+        let pool = HostPool::new(address, protocol, limits);
+        Host::joined_at(
+            pool,
+            weight,
+            healthy,
+            Instant::now(),
+            HostIdentity::default(),
+        )
     }
 
     fn joined_at(
-        address: EndpointAddress,
+        pool: Arc<HostPool>,
         weight: u32,
         healthy: bool,
-        protocol: UpstreamProtocol,
-        limits: Arc<Limits>,
         joined: Instant,
+        identity: HostIdentity,
     ) -> Arc<Host> {
         Arc::new(Host {
             weight: weight.max(1),
             healthy,
             active: Arc::new(AtomicU64::new(0)),
-            pool: HostPool::new(address, protocol, limits),
+            pool,
             joined,
             outlier: Arc::default(),
+            workload: identity.workload,
+            istio: identity.istio,
         })
+    }
+
+    /// Who the host is, from the control plane's endpoint metadata.
+    pub fn workload(&self) -> Option<&WorkloadMetadata> {
+        self.workload.as_deref()
     }
 
     pub fn address(&self) -> &EndpointAddress {
@@ -135,7 +155,7 @@ pub struct ClusterRuntime {
 
 impl ClusterRuntime {
     fn new(config: &ClusterConfig) -> Self {
-        let stats = Arc::new(ClusterStats::default());
+        let stats = Arc::new(ClusterStats::new(&config.name));
         ClusterRuntime {
             lb: LbState::default(),
             limits: Arc::new(Limits::new(
@@ -200,10 +220,17 @@ impl Cluster {
                 .collect(),
             _ => HashMap::new(),
         };
+        let mut istio_cells = IstioCells::from_hosts(previous.map_or(&[][..], |p| &p.hosts));
         let hosts: Vec<Arc<Host>> = endpoints
             .iter()
             .map(|ep| match old_hosts.remove(&ep.address.to_string()) {
-                Some(h) if h.weight == ep.weight.max(1) && h.healthy == ep.healthy => h.clone(),
+                Some(h)
+                    if h.weight == ep.weight.max(1)
+                        && h.healthy == ep.healthy
+                        && h.workload == ep.workload =>
+                {
+                    h.clone()
+                }
                 Some(h) => Arc::new(Host {
                     weight: ep.weight.max(1),
                     healthy: ep.healthy,
@@ -211,17 +238,21 @@ impl Cluster {
                     pool: h.pool.clone(),
                     joined: h.joined,
                     outlier: h.outlier.clone(),
+                    istio: istio_cells.cell(ep.workload.as_ref()),
+                    workload: ep.workload.clone(),
                 }),
                 None => Host::joined_at(
-                    ep.address.clone(),
+                    HostPool::new(ep.address.clone(), config.protocol, runtime.limits.clone()),
                     ep.weight,
                     ep.healthy,
-                    config.protocol,
-                    runtime.limits.clone(),
                     joined_before
                         .get(&ep.address.to_string())
                         .copied()
                         .unwrap_or_else(Instant::now),
+                    HostIdentity {
+                        istio: istio_cells.cell(ep.workload.as_ref()),
+                        workload: ep.workload.clone(),
+                    },
                 ),
             })
             .collect();
@@ -305,8 +336,76 @@ impl Cluster {
         }
     }
 
+    /// Istio's metrics for a request to this cluster that `host` answered (or, with `None`,
+    /// that reached no host): the host's workload's series, created with the first request.
+    pub fn istio_metrics<'a>(
+        &'a self,
+        host: Option<&'a Host>,
+        metrics: &IstioMetrics,
+    ) -> &'a DestinationMetrics {
+        match host.and_then(|h| Some((h.istio.as_deref()?, h.workload()))) {
+            Some((cell, workload)) => {
+                cell.get_or_init(|| metrics.destination(&self.name, workload))
+            }
+            None => self
+                .runtime
+                .istio
+                .get_or_init(|| metrics.destination(&self.name, None)),
+        }
+    }
+
     pub fn healthy_hosts(&self) -> usize {
         self.hosts.iter().filter(|h| h.is_available()).count()
+    }
+
+    /// Adds the cluster's `envoy_cluster_*` series to a scrape, its gauges read from the state
+    /// they describe now.
+    pub fn render_stats(&self, page: &mut Page) {
+        let stats = &self.runtime.stats;
+        let g = &stats.gauges;
+        let limits = &self.runtime.limits;
+        let set = |gauge: &AtomicU64, v: u64| gauge.store(v, Ordering::Relaxed);
+        set(&g.cx_active, limits.connections.load(Ordering::Relaxed));
+        set(&g.rq_active, limits.requests.load(Ordering::Relaxed));
+        set(&g.rq_pending_active, limits.pending.load(Ordering::Relaxed));
+        for ((open, remaining), (_, _, is_open, left)) in g.breakers.iter().zip(limits.gauges()) {
+            set(open, u64::from(is_open));
+            set(remaining, left);
+        }
+        set(&g.membership_healthy, self.healthy_hosts() as u64);
+        set(&g.membership_total, self.hosts.len() as u64);
+        set(&g.ejections_active, self.ejected_hosts() as u64);
+        stats.render(page);
+    }
+}
+
+/// Who a host is, and the metrics cell of its workload.
+#[derive(Default)]
+struct HostIdentity {
+    workload: Option<Arc<WorkloadMetadata>>,
+    istio: Option<Arc<OnceLock<DestinationMetrics>>>,
+}
+
+/// One metrics cell per workload of a cluster, kept from the previous build, so that the
+/// hosts of a workload share their series and keep them across reloads.
+struct IstioCells(HashMap<Arc<WorkloadMetadata>, Arc<OnceLock<DestinationMetrics>>>);
+
+impl IstioCells {
+    fn from_hosts(hosts: &[Arc<Host>]) -> Self {
+        IstioCells(
+            hosts
+                .iter()
+                .filter_map(|h| Some((h.workload.clone()?, h.istio.clone()?)))
+                .collect(),
+        )
+    }
+
+    fn cell(
+        &mut self,
+        workload: Option<&Arc<WorkloadMetadata>>,
+    ) -> Option<Arc<OnceLock<DestinationMetrics>>> {
+        let workload = workload?;
+        Some(self.0.entry(workload.clone()).or_default().clone())
     }
 }
 
@@ -343,6 +442,7 @@ mod tests {
             address: EndpointAddress::Socket(std::net::SocketAddr::from(([10, 0, 0, last], 80))),
             weight,
             healthy: true,
+            workload: None,
         }
     }
 

@@ -70,6 +70,7 @@ fn flattens_localities_with_weights_and_health() {
         address: sock(a),
         weight,
         healthy,
+        workload: None,
     };
     assert_eq!(
         eps,

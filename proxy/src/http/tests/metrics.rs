@@ -132,3 +132,148 @@ async fn requests_are_counted_exactly_with_istios_labels() {
 fn weft_proxy_admin_page(proxy: &TestProxy) -> String {
     crate::admin::prometheus(&proxy.ctx)
 }
+
+/// The value of the one sample line that is exactly `series`.
+fn value_of(page: &str, series: &str) -> u64 {
+    let hits: Vec<&str> = page
+        .lines()
+        .filter(|l| l.rsplit_once(' ').is_some_and(|(s, _)| s == series))
+        .collect();
+    assert_eq!(hits.len(), 1, "{series} in\n{page}");
+    hits[0]
+        .rsplit(' ')
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no value in {}", hits[0]))
+}
+
+#[tokio::test]
+async fn envoys_cluster_stats_count_codes_retries_and_connections_and_go_with_the_cluster() {
+    let up = Upstream::start(|n, _| async move {
+        if n == 0 {
+            respond(503, "busy")
+        } else {
+            respond(200, "ok")
+        }
+    })
+    .await;
+    let route = route_to(CLUSTER, |_, ra| {
+        ra.retry_policy = Some(crate::test_fixtures::istio_default_retry())
+    });
+    let proxy = TestProxy::start(
+        vhost(vec![route]),
+        vec![],
+        vec![cluster(CLUSTER, &[up.addr])],
+    )
+    .await;
+    for _ in 0..4 {
+        assert_eq!(proxy.get("/").await.status, 200);
+    }
+    let page = weft_proxy_admin_page(&proxy);
+    let c = format!("cluster_name=\"{CLUSTER}\"");
+    assert_eq!(
+        value_of(&page, &format!("envoy_cluster_upstream_rq_total{{{c}}}")),
+        4
+    );
+    assert_eq!(
+        value_of(
+            &page,
+            &format!("envoy_cluster_upstream_rq{{envoy_response_code=\"200\",{c}}}")
+        ),
+        4
+    );
+    assert_eq!(
+        value_of(
+            &page,
+            &format!("envoy_cluster_upstream_rq_xx{{envoy_response_code_class=\"2\",{c}}}")
+        ),
+        4
+    );
+    // The first request's 503 was retried once.
+    assert_eq!(
+        value_of(&page, &format!("envoy_cluster_upstream_rq_retry{{{c}}}")),
+        1
+    );
+    // Each test request opens its own downstream connection, but upstream connections are
+    // pooled: at least one was opened, and none is counted twice.
+    let opened = value_of(&page, &format!("envoy_cluster_upstream_cx_total{{{c}}}"));
+    assert!((1..=5).contains(&opened), "{page}");
+    assert_eq!(
+        value_of(&page, &format!("envoy_cluster_membership_total{{{c}}}")),
+        1
+    );
+    assert_eq!(value_of(&page, "envoy_server_live"), 1);
+    assert_eq!(value_of(&page, "envoy_server_state"), 0);
+    assert!(
+        page.contains("# TYPE envoy_cluster_upstream_rq_total counter"),
+        "{page}"
+    );
+
+    // A push without the cluster: its series are gone from the next scrape.
+    proxy
+        .ctx
+        .snapshot
+        .store(std::sync::Arc::new(crate::snapshot::Snapshot {
+            complete: true,
+            ..Default::default()
+        }));
+    let page = weft_proxy_admin_page(&proxy);
+    assert!(!page.contains("envoy_cluster_"), "{page}");
+    assert_eq!(value_of(&page, "envoy_server_live"), 1);
+}
+
+/// The telemetry metadata weftd puts on an endpoint: istiod's five fields, then app, version.
+fn workload_metadata(
+    workload: &str,
+    app: &str,
+    version: &str,
+) -> xds_protos::pb::envoy::config::core::v3::Metadata {
+    use xds_protos::pb::google::protobuf::{value::Kind, Struct, Value};
+    let encoded = format!("{workload};bookinfo;{app};{version};;{app};{version}");
+    let field = Value {
+        kind: Some(Kind::StringValue(encoded)),
+    };
+    xds_protos::pb::envoy::config::core::v3::Metadata {
+        filter_metadata: [(
+            "istio".to_string(),
+            Struct {
+                fields: [("workload".to_string(), field)].into(),
+            },
+        )]
+        .into(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn each_request_is_counted_under_the_workload_that_answered_it() {
+    let v1 = Upstream::fixed(200, "v1").await;
+    let v2 = Upstream::fixed(200, "v2").await;
+    let mut c = cluster(CLUSTER, &[v1.addr, v2.addr]);
+    let endpoints = &mut c.load_assignment.as_mut().unwrap().endpoints[0].lb_endpoints;
+    endpoints[0].metadata = Some(workload_metadata("reviews-v1", "reviews", "v1"));
+    endpoints[1].metadata = Some(workload_metadata("reviews-v2", "reviews", "v2"));
+    let proxy = TestProxy::start(vhost(vec![route_to(CLUSTER, |_, _| {})]), vec![], vec![c]).await;
+    for _ in 0..10 {
+        assert_eq!(proxy.get("/").await.status, 200);
+    }
+    let page = weft_proxy_admin_page(&proxy);
+    let answered = |version: &str, workload: &str| {
+        requests_total(
+            &page,
+            &[
+                ("destination_workload", workload),
+                ("destination_workload_namespace", "bookinfo"),
+                ("destination_app", "reviews"),
+                ("destination_version", version),
+                ("destination_canonical_service", "reviews"),
+                ("destination_canonical_revision", version),
+                ("destination_service_name", "reviews"),
+            ],
+        )
+    };
+    assert_eq!(answered("v1", "reviews-v1"), v1.requests() as u64);
+    assert_eq!(answered("v2", "reviews-v2"), v2.requests() as u64);
+    assert_eq!(v1.requests() + v2.requests(), 10);
+    assert!(v1.requests() > 0 && v2.requests() > 0, "{page}");
+}

@@ -35,6 +35,10 @@ async fn a_route_timeout_answers_504_upstream_request_timeout() {
     assert_eq!(reply.status, 504);
     assert_eq!(reply.body, "upstream request timeout");
     assert!(start.elapsed() >= Duration::from_millis(250));
+    let stats = &proxy.ctx.snapshot.load().clusters["svc"].runtime.stats;
+    let count = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(count(&stats.rq_timeout), 1);
+    assert_eq!(count(&stats.rq_per_try_timeout), 0);
 }
 
 #[tokio::test(start_paused = true)]

@@ -45,7 +45,10 @@ fn lines<'a>(text: &'a str, name: &str) -> Vec<&'a str> {
 
 #[test]
 fn outbound_kubernetes_service_names_service_namespace_and_host() {
-    let l = destination_labels(Some("outbound|9080|v1|reviews.bookinfo.svc.cluster.local"));
+    let l = destination_labels(
+        Some("outbound|9080|v1|reviews.bookinfo.svc.cluster.local"),
+        None,
+    );
     assert_eq!(
         label(&l, "destination_service"),
         "reviews.bookinfo.svc.cluster.local"
@@ -58,14 +61,14 @@ fn outbound_kubernetes_service_names_service_namespace_and_host() {
 
 #[test]
 fn other_hosts_and_clusters_name_what_they_can() {
-    let l = destination_labels(Some("outbound|443||api.example.com"));
+    let l = destination_labels(Some("outbound|443||api.example.com"), None);
     assert_eq!(label(&l, "destination_service"), "api.example.com");
     assert_eq!(label(&l, "destination_service_name"), "api.example.com");
     assert_eq!(label(&l, "destination_service_namespace"), "unknown");
-    let l = destination_labels(Some("PassthroughCluster"));
+    let l = destination_labels(Some("PassthroughCluster"), None);
     assert_eq!(label(&l, "destination_service"), "unknown");
     assert_eq!(label(&l, "destination_service_name"), "PassthroughCluster");
-    let l = destination_labels(None);
+    let l = destination_labels(None, None);
     assert_eq!(label(&l, "destination_service_name"), "unknown");
 }
 
@@ -83,7 +86,7 @@ fn source_labels_come_from_the_identity_and_unknown_fills_gaps() {
 #[test]
 fn series_carry_istios_labels_in_order() {
     let m = IstioMetrics::new(&identity());
-    let d = m.destination("outbound|9080||reviews.bookinfo.svc.cluster.local");
+    let d = m.destination("outbound|9080||reviews.bookinfo.svc.cluster.local", None);
     let keys: Vec<String> = d
         .series_labels(&sample(200))
         .iter()
@@ -92,6 +95,8 @@ fn series_carry_istios_labels_in_order() {
     let istio = [
         "reporter",
         "source_workload",
+        "source_canonical_service",
+        "source_canonical_revision",
         "source_workload_namespace",
         "source_principal",
         "source_app",
@@ -103,6 +108,8 @@ fn series_carry_istios_labels_in_order() {
         "destination_app",
         "destination_version",
         "destination_service",
+        "destination_canonical_service",
+        "destination_canonical_revision",
         "destination_service_name",
         "destination_service_namespace",
         "destination_cluster",
@@ -118,7 +125,7 @@ fn series_carry_istios_labels_in_order() {
 #[test]
 fn counts_are_exact_per_label_set_and_render_as_prometheus() {
     let m = IstioMetrics::new(&identity());
-    let d = m.destination("outbound|9080||reviews.bookinfo.svc.cluster.local");
+    let d = m.destination("outbound|9080||reviews.bookinfo.svc.cluster.local", None);
     for _ in 0..7 {
         d.record(&m, &sample(200));
     }
@@ -171,7 +178,7 @@ fn counts_are_exact_per_label_set_and_render_as_prometheus() {
 #[test]
 fn histograms_use_istios_buckets_and_are_cumulative() {
     let m = IstioMetrics::new(&identity());
-    let d = m.destination("outbound|9080||reviews.bookinfo.svc.cluster.local");
+    let d = m.destination("outbound|9080||reviews.bookinfo.svc.cluster.local", None);
     for ms in [0.2, 3.0, 3.0, 700.0] {
         let mut s = sample(200);
         s.duration_ms = ms;
@@ -229,4 +236,54 @@ fn the_label_key_tells_every_label_set_apart() {
             }
         }
     }
+}
+
+#[test]
+fn the_answering_workload_names_the_destination_and_unknown_fills_the_gaps() {
+    let workload = WorkloadMetadata {
+        workload: "reviews-v2".into(),
+        namespace: "bookinfo".into(),
+        canonical_service: "reviews".into(),
+        canonical_revision: "v2".into(),
+        cluster: String::new(),
+        app: "reviews".into(),
+        version: "v2".into(),
+    };
+    let l = destination_labels(
+        Some("outbound|9080||reviews.bookinfo.svc.cluster.local"),
+        Some(&workload),
+    );
+    for (key, value) in [
+        ("destination_workload", "reviews-v2"),
+        ("destination_workload_namespace", "bookinfo"),
+        ("destination_app", "reviews"),
+        ("destination_version", "v2"),
+        ("destination_canonical_service", "reviews"),
+        ("destination_canonical_revision", "v2"),
+        ("destination_cluster", "unknown"),
+        ("destination_service_name", "reviews"),
+    ] {
+        assert_eq!(label(&l, key), value, "{key}");
+    }
+    let l = destination_labels(
+        Some("outbound|9080||reviews.bookinfo.svc.cluster.local"),
+        None,
+    );
+    assert_eq!(label(&l, "destination_canonical_service"), "unknown");
+}
+
+#[test]
+fn source_canonical_labels_default_as_istios_do() {
+    let l = source_labels(&identity());
+    assert_eq!(label(&l, "source_canonical_service"), "productpage");
+    assert_eq!(label(&l, "source_canonical_revision"), "latest");
+    let bare = SourceIdentity {
+        workload: "batch".into(),
+        namespace: "jobs".into(),
+        app: None,
+        version: Some("v3".into()),
+    };
+    let l = source_labels(&bare);
+    assert_eq!(label(&l, "source_canonical_service"), "batch");
+    assert_eq!(label(&l, "source_canonical_revision"), "v3");
 }

@@ -44,6 +44,7 @@ fn endpoints(n: u8) -> Vec<Endpoint> {
             address: EndpointAddress::Socket(std::net::SocketAddr::from(([10, 0, 0, i], 80))),
             weight: 1,
             healthy: true,
+            workload: None,
         })
         .collect()
 }
