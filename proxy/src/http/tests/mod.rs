@@ -8,3 +8,4 @@ mod mutations_and_mirrors;
 mod resilience;
 mod retries;
 mod timeouts;
+mod unprocessed;
