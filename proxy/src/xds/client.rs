@@ -7,8 +7,8 @@
 //! cluster. When the stream breaks, the proxy keeps serving what it has and reconnects with
 //! jittered exponential back-off, re-announcing the versions and names it holds.
 
-use super::resource::{Clusters, Endpoints, Listeners, ResourceType, Routes};
-use super::state::{Applied, XdsCache};
+use super::resource::{Clusters, Endpoints, Listeners, Routes};
+use super::state::{Applied, Stored, XdsCache};
 use crate::context::ProxyContext;
 use crate::listener::ListenerManager;
 use std::collections::{BTreeSet, HashMap};
@@ -188,7 +188,7 @@ impl XdsClient {
     }
 
     /// Applies one response of type `T` to the cache, as one transaction.
-    fn apply<T: ResourceType>(&mut self, resp: &DiscoveryResponse) -> (&'static str, Response) {
+    fn apply<T: Stored>(&mut self, resp: &DiscoveryResponse) -> (&'static str, Response) {
         let previous_version = self
             .cache
             .versions

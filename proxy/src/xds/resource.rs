@@ -1,20 +1,35 @@
 //! The four xDS resource types the proxy consumes, each described once by a [`ResourceType`]:
-//! its type URL, how a decoded resource is named and compiled, where its entries live in the
-//! cache, and whether a response carries the whole set or only the names asked for. The cache
-//! and the client are generic over this trait, so there is one update path, not four copies.
+//! its type URL, how a decoded resource is named and compiled, and whether a response carries
+//! the whole set or only the names asked for. The cache (which adds where each type's entries
+//! live) and the client are generic over it, so there is one update path, not four copies.
 
-use super::state::{Entry, XdsCache};
 use crate::config::{self, ClusterConfig, Endpoint, ListenerConfig};
 use crate::router::RouteTable;
 use prost::Message;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use xds_protos::pb::envoy::config::cluster::v3::Cluster as ClusterProto;
 use xds_protos::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use xds_protos::pb::envoy::config::listener::v3::Listener;
 use xds_protos::pb::envoy::config::route::v3::RouteConfiguration;
 use xds_protos::type_url;
 
-/// The cache's entries of one resource type, by name.
+/// A resource as received and as compiled.
+pub struct Entry<P, C> {
+    pub proto: P,
+    pub compiled: Arc<C>,
+}
+
+impl<P: Clone, C> Clone for Entry<P, C> {
+    fn clone(&self) -> Self {
+        Entry {
+            proto: self.proto.clone(),
+            compiled: self.compiled.clone(),
+        }
+    }
+}
+
+/// The entries of one resource type, by name.
 pub type Entries<T> =
     BTreeMap<String, Entry<<T as ResourceType>::Proto, <T as ResourceType>::Compiled>>;
 
@@ -30,8 +45,6 @@ pub trait ResourceType {
     fn name(proto: &Self::Proto) -> String;
     /// Validates and compiles one resource; the error names the resource and the field.
     fn compile(proto: &Self::Proto) -> Result<Self::Compiled, String>;
-    fn entries(cache: &XdsCache) -> &Entries<Self>;
-    fn entries_mut(cache: &mut XdsCache) -> &mut Entries<Self>;
 }
 
 pub struct Listeners;
@@ -51,12 +64,6 @@ impl ResourceType for Listeners {
     fn compile(l: &Listener) -> Result<ListenerConfig, String> {
         config::compile_listener(l).map_err(|e| e.to_string())
     }
-    fn entries(cache: &XdsCache) -> &BTreeMap<String, Entry<Listener, ListenerConfig>> {
-        &cache.listeners
-    }
-    fn entries_mut(cache: &mut XdsCache) -> &mut BTreeMap<String, Entry<Listener, ListenerConfig>> {
-        &mut cache.listeners
-    }
 }
 
 impl ResourceType for Routes {
@@ -70,14 +77,6 @@ impl ResourceType for Routes {
     }
     fn compile(r: &RouteConfiguration) -> Result<RouteTable, String> {
         config::compile_route_config(r).map_err(|e| e.to_string())
-    }
-    fn entries(cache: &XdsCache) -> &BTreeMap<String, Entry<RouteConfiguration, RouteTable>> {
-        &cache.routes
-    }
-    fn entries_mut(
-        cache: &mut XdsCache,
-    ) -> &mut BTreeMap<String, Entry<RouteConfiguration, RouteTable>> {
-        &mut cache.routes
     }
 }
 
@@ -93,14 +92,6 @@ impl ResourceType for Clusters {
     fn compile(c: &ClusterProto) -> Result<ClusterConfig, String> {
         config::compile_cluster(c).map_err(|e| e.to_string())
     }
-    fn entries(cache: &XdsCache) -> &BTreeMap<String, Entry<ClusterProto, ClusterConfig>> {
-        &cache.clusters
-    }
-    fn entries_mut(
-        cache: &mut XdsCache,
-    ) -> &mut BTreeMap<String, Entry<ClusterProto, ClusterConfig>> {
-        &mut cache.clusters
-    }
 }
 
 impl ResourceType for Endpoints {
@@ -115,13 +106,5 @@ impl ResourceType for Endpoints {
     fn compile(c: &ClusterLoadAssignment) -> Result<Vec<Endpoint>, String> {
         // EDS carries addresses, never names to resolve (that is what DNS clusters are for).
         config::compile_load_assignment(c, false).map_err(|e| e.to_string())
-    }
-    fn entries(cache: &XdsCache) -> &BTreeMap<String, Entry<ClusterLoadAssignment, Vec<Endpoint>>> {
-        &cache.endpoints
-    }
-    fn entries_mut(
-        cache: &mut XdsCache,
-    ) -> &mut BTreeMap<String, Entry<ClusterLoadAssignment, Vec<Endpoint>>> {
-        &mut cache.endpoints
     }
 }

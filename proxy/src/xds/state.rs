@@ -14,6 +14,7 @@
 //! half-applied set can pair a new listener with routes or clusters the rest of the response
 //! was meant to change alongside it.
 
+pub use super::resource::Entry;
 use super::resource::{Clusters, Endpoints, Entries, Listeners, ResourceType, Routes};
 use crate::config::{ClusterConfig, Discovery, Endpoint, ListenerConfig, RouteSource};
 use crate::router::RouteTable;
@@ -28,21 +29,6 @@ use xds_protos::pb::envoy::config::listener::v3::Listener;
 use xds_protos::pb::envoy::config::route::v3::RouteConfiguration;
 use xds_protos::pb::google::protobuf::Any;
 use xds_protos::type_url;
-
-/// A resource as received and as compiled.
-pub struct Entry<P, C> {
-    pub proto: P,
-    pub compiled: Arc<C>,
-}
-
-impl<P: Clone, C> Clone for Entry<P, C> {
-    fn clone(&self) -> Self {
-        Entry {
-            proto: self.proto.clone(),
-            compiled: self.compiled.clone(),
-        }
-    }
-}
 
 #[derive(Default)]
 pub struct XdsCache {
@@ -85,7 +71,7 @@ impl XdsCache {
     /// Applies a response of type `T`: for a whole-set type the response replaces the set;
     /// otherwise its resources are added or replaced, and the ones no longer wanted are pruned
     /// by [`XdsCache::prune`].
-    pub fn apply_typed<T: ResourceType>(&mut self, version: &str, resources: &[Any]) -> Applied {
+    pub fn apply_typed<T: Stored>(&mut self, version: &str, resources: &[Any]) -> Applied {
         let next = match decode_all::<T>(T::entries(self), resources) {
             Ok(next) => next,
             Err(rejected) => return Applied { rejected },
@@ -184,10 +170,33 @@ impl XdsCache {
     }
 }
 
+/// Where the cache keeps each resource type's entries.
+pub trait Stored: ResourceType {
+    fn entries(cache: &XdsCache) -> &Entries<Self>;
+    fn entries_mut(cache: &mut XdsCache) -> &mut Entries<Self>;
+}
+
+macro_rules! stored {
+    ($t:ty, $field:ident) => {
+        impl Stored for $t {
+            fn entries(cache: &XdsCache) -> &Entries<Self> {
+                &cache.$field
+            }
+            fn entries_mut(cache: &mut XdsCache) -> &mut Entries<Self> {
+                &mut cache.$field
+            }
+        }
+    };
+}
+stored!(Listeners, listeners);
+stored!(Routes, routes);
+stored!(Clusters, clusters);
+stored!(Endpoints, endpoints);
+
 /// Decodes, checks and compiles every resource of a response into the entries it would
 /// install, or returns the reason for every resource that fails (all of them, so one NACK
 /// tells the operator everything that is wrong).
-fn decode_all<T: ResourceType>(
+fn decode_all<T: Stored>(
     current: &Entries<T>,
     resources: &[Any],
 ) -> Result<Entries<T>, Vec<String>> {
