@@ -129,3 +129,39 @@ fn run_bounded(cmd: &mut Command, limit: Duration) -> std::process::Output {
         stderr: t_err.join().unwrap_or_default(),
     }
 }
+
+/// The soak, 15 s of it: it runs, pushes, writes its curve, and loses no request. (Its
+/// memory figures need the full run; this only keeps the suite from rotting.)
+#[test]
+#[ignore = "needs the benchmark peers (nginx, taskset); run with --include-ignored"]
+fn a_short_soak_writes_its_curve() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let md = dir.path().join("soak.md");
+    let out = run_bounded(
+        Command::new(HARNESS)
+            .args(["--only", "soak", "--soak-duration", "15s", "--soak-out"])
+            .arg(&md),
+        Duration::from_secs(180),
+    );
+    let log = format!(
+        "--- stdout\n{}\n--- stderr\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "the soak failed ({}):\n{log}",
+        out.status
+    );
+    let report =
+        std::fs::read_to_string(&md).unwrap_or_else(|e| panic!("no soak.md ({e}):\n{log}"));
+    assert!(report.contains("(0 errors, 0 unsent"), "{report}");
+    assert!(report.contains("last push acknowledged: yes"), "{report}");
+    assert!(report.contains("config pushes | 1 "), "{report}");
+    let curve_rows = report
+        .lines()
+        .skip_while(|l| !l.starts_with("## RSS curve"))
+        .filter(|l| l.starts_with("| ") && l.ends_with(" |") && !l.contains("t (s)"))
+        .count();
+    assert!(curve_rows >= 3, "{report}");
+}

@@ -15,3 +15,5 @@ pub mod xds;
 
 #[cfg(test)]
 mod test_fixtures;
+#[cfg(test)]
+mod test_h2_upstream;

@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod config;
+pub mod faulty;
 pub mod load;
 pub mod netns;
 pub mod otlp;

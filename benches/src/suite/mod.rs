@@ -3,6 +3,7 @@
 
 mod dataplane;
 mod routing;
+mod soak;
 mod weftd_scale;
 mod xds;
 
@@ -24,8 +25,9 @@ pub enum Mode {
     Full,
 }
 
-/// The groups `--only` selects.
-pub const GROUPS: [&str; 7] = [
+/// The groups `--only` selects. `soak` runs only when named: it lasts far longer than any
+/// mode's budget.
+pub const GROUPS: [&str; 8] = [
     "throughput",
     "latency",
     "resources",
@@ -33,6 +35,7 @@ pub const GROUPS: [&str; 7] = [
     "xds-push",
     "xds-scale",
     "weftd-scale",
+    "soak",
 ];
 
 #[derive(clap::Args, Debug, Clone)]
@@ -74,6 +77,31 @@ pub struct RunArgs {
     /// Keep the work folder (configs and logs of every process) instead of deleting it.
     #[arg(long)]
     pub keep_work: bool,
+    /// How long the soak runs (`--only soak`): seconds, or with a unit (`300s`, `5m`, `1h`).
+    #[arg(long, default_value = "30m", value_parser = parse_duration)]
+    pub soak_duration: Duration,
+    /// Where the soak writes its curve.
+    #[arg(long)]
+    pub soak_out: Option<PathBuf>,
+}
+
+/// `90`, `90s`, `5m`, `1h`.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?}: expected a number of seconds, or 5m, 1h"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        other => return Err(format!("{text:?}: unknown unit {other:?} (use s, m or h)")),
+    };
+    Ok(Duration::from_secs(secs))
 }
 
 /// Durations and sizes of a mode.
@@ -175,11 +203,13 @@ pub struct Ctx {
     pub tables: Vec<Table>,
     /// The direct connection's fixed-rate run, which the routing-scale table subtracts.
     pub direct_fixed: Option<crate::load::fixed::FixedReport>,
+    pub soak_duration: Duration,
+    pub soak_out: PathBuf,
 }
 
 impl Ctx {
     pub fn wants(&self, group: &str) -> bool {
-        self.only.is_empty() || self.only.iter().any(|g| g == group)
+        (self.only.is_empty() && group != "soak") || self.only.iter().any(|g| g == group)
     }
 
     /// Whether `need` still fits in the run's budget.
@@ -288,6 +318,11 @@ async fn run_async(args: RunArgs) -> Result<()> {
         only: args.only.clone(),
         tables: Vec::new(),
         direct_fixed: None,
+        soak_duration: args.soak_duration,
+        soak_out: args
+            .soak_out
+            .clone()
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("results/soak.md")),
     };
     // Other sessions' builds and tests on a shared machine skew every figure: measure how
     // busy the machine is before we start, and how much others used during the run.
@@ -333,8 +368,10 @@ async fn run_async(args: RunArgs) -> Result<()> {
     ));
     let mode_name = format!("{:?}", ctx.plan.mode).to_lowercase();
     let doc = report::document(&mode_name, &machine, &ctx.tables, wall);
+    // A soak alone has its own file; it does not replace the main report.
+    let soak_only = args.only.iter().all(|g| g == "soak") && !args.only.is_empty();
     let out = args.out.clone().or_else(|| {
-        (ctx.plan.mode != Mode::Smoke)
+        (ctx.plan.mode != Mode::Smoke && !soak_only)
             .then(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("results/latest.md"))
     });
     if let Some(out) = &out {
@@ -430,6 +467,10 @@ async fn measure_all(ctx: &mut Ctx) -> Result<()> {
     }
     if !ctx.plan.weftd_scale_proxies.is_empty() && ctx.wants("weftd-scale") {
         weftd_scale::run(ctx, &upstream).await;
+    }
+    if ctx.wants("soak") {
+        let (duration, out) = (ctx.soak_duration, ctx.soak_out.clone());
+        soak::run(ctx, &upstream, duration, &out).await;
     }
     let mut upstream = upstream;
     upstream.nginx.stop().await;

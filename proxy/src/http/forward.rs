@@ -135,6 +135,7 @@ pub async fn forward<'s>(
         tried: TriedHosts::default(),
         attempt: 0,
         retry_slot: None,
+        replayed_unprocessed: false,
     };
     loop {
         tries.attempt += 1;
@@ -161,7 +162,7 @@ pub async fn forward<'s>(
             total: deadline,
             idle: f.timeouts.idle,
         };
-        let result = one_try(
+        let mut result = one_try(
             host,
             req,
             cluster.config.connect_timeout,
@@ -169,6 +170,25 @@ pub async fn forward<'s>(
             &tries.body,
         )
         .await;
+        // A stream the host did not process (it refused it, or sent GOAWAY below it) is safe
+        // to send again whatever the method: once per request, at once, on another connection
+        // to the same host (the pool retired the one that refused), outside the retry policy.
+        if matches!(result, TryResult::Failed(TryFailure::RefusedStream, _))
+            && !tries.replayed_unprocessed
+        {
+            tries.replayed_unprocessed = true;
+            if let Some(req) = tries.request() {
+                tracing::debug!(host = %host.address(), "stream refused unprocessed; sending it again on another connection");
+                result = one_try(
+                    host,
+                    req,
+                    cluster.config.connect_timeout,
+                    timers,
+                    &tries.body,
+                )
+                .await;
+            }
+        }
         count_timeout(&cluster.runtime.stats, &result);
         if let Some(o) = outlier_outcome(&result) {
             cluster.report(host, o);
@@ -269,6 +289,8 @@ struct Tries<'s> {
     attempt: u32,
     /// The cluster's retry circuit breaker slot of the retry under way.
     retry_slot: Option<crate::upstream::limits::Slot>,
+    /// The one resend of a stream the host did not process has been made.
+    replayed_unprocessed: bool,
 }
 
 impl<'s> Tries<'s> {
@@ -305,7 +327,11 @@ impl<'s> Tries<'s> {
                 head.set_attempt(self.attempt);
             }
         }
-        let head = if self.may_retry() {
+        // Over HTTP/2 a copy is also kept for the resend of a stream the host refused (a
+        // refusal is an HTTP/2 thing; HTTP/1.1 requests without retries pay nothing).
+        let unprocessed_resend =
+            !self.replayed_unprocessed && protocol == crate::config::UpstreamProtocol::Http2;
+        let head = if self.may_retry() || unprocessed_resend {
             self.head.clone()?
         } else {
             self.head.take()?
@@ -447,6 +473,7 @@ enum TryResult {
     Overflow,
 }
 
+#[derive(Clone, Copy)]
 struct TryTimers {
     per_try: Option<Instant>,
     total: Option<Instant>,
@@ -521,22 +548,11 @@ fn classify(e: &SendError) -> TryFailure {
     match e {
         SendError::Connect(_) => TryFailure::ConnectFailure,
         SendError::ClosedBeforeSend => TryFailure::ResetBeforeRequest,
-        SendError::Reset(e) if is_refused_stream(e) => TryFailure::RefusedStream,
+        SendError::Reset(e) if crate::upstream::pool::unprocessed(e) => TryFailure::RefusedStream,
         SendError::Reset(_) => TryFailure::Reset,
         // Answered before classification (see `one_try`); never a reason to retry.
         SendError::Overflow(_) => TryFailure::ResetBeforeRequest,
     }
-}
-
-fn is_refused_stream(e: &hyper::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = source {
-        if let Some(h2) = err.downcast_ref::<h2::Error>() {
-            return h2.reason() == Some(h2::Reason::REFUSED_STREAM);
-        }
-        source = err.source();
-    }
-    false
 }
 
 fn failure_reply(

@@ -4,13 +4,17 @@
 //! hottest connections stay warm and surplus ones age out). A connection is checked out for
 //! one request and comes back when its response body has been read to the end
 //! ([`ConnectionReturn`]); one whose response was abandoned is simply dropped.
-//! HTTP/2: one multiplexed connection per host, shared by all requests, replaced when it
-//! closes (or reaches its maximum duration or request count). While it is being opened, every
-//! request that needs it waits on that one attempt and sees its outcome, so a host that does
-//! not answer costs each of them one connect timeout, not one per request queued before it.
+//! HTTP/2: multiplexed connections shared by all requests, a new one only when every open one
+//! is full or retired ([`h2_conns`]: the peer's stream limit, GOAWAY, REFUSED_STREAM). While one is
+//! being opened, every request that needs it waits on that one attempt and sees its outcome,
+//! so a host that does not answer costs each of them one connect timeout, not one per request
+//! queued before it. A request an HTTP/2 connection hands back unsent goes out once more on
+//! another connection, as a reused HTTP/1.1 connection's does.
 //!
 //! The locks here guard plain vectors for a few instructions and are never held across an
 //! await.
+
+mod h2_conns;
 
 use super::connect::{connect, ConnectError};
 use super::limits::{Limits, Overflow};
@@ -27,9 +31,15 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tracing::debug;
 
+pub use h2_conns::unprocessed;
+use h2_conns::{H2Conns, H2State, StreamSlot};
+
 /// One HTTP/2 connection attempt, awaited by every request that needs the connection.
-type H2Attempt =
-    Shared<BoxFuture<'static, Result<http2::SendRequest<ProxyBody>, Arc<ConnectError>>>>;
+type H2Attempt = Shared<BoxFuture<'static, Result<(), Arc<ConnectError>>>>;
+
+/// How many times a request that found every HTTP/2 connection full waits for a new one
+/// before it settles for the least busy (where h2 queues it until a stream ends).
+const H2_OPEN_ROUNDS: usize = 4;
 
 /// Idle HTTP/1.1 connections kept per host; more are closed when they come back.
 const MAX_IDLE_PER_HOST: usize = 256;
@@ -40,7 +50,7 @@ pub struct HostPool {
     /// Idle connections with the time each became idle, oldest first: reuse takes the newest
     /// (the hottest stay warm), expiry drops from the front.
     idle: Mutex<VecDeque<(Http1Connection, Instant)>>,
-    h2: Mutex<Option<(http2::SendRequest<ProxyBody>, Instant, u32)>>,
+    h2: Mutex<H2Conns>,
     /// The HTTP/2 connection attempt under way, which every request needing it awaits.
     h2_connecting: Mutex<Option<H2Attempt>>,
     /// The cluster's circuit breakers and connection options.
@@ -54,7 +64,7 @@ pub struct HostPool {
 pub enum Connection {
     /// An HTTP/1.1 connection; `reused` when it came from the idle stack.
     Http1(Http1Connection, ConnectionReturn, bool),
-    Http2(http2::SendRequest<ProxyBody>),
+    Http2(http2::SendRequest<ProxyBody>, StreamSlot),
 }
 
 /// Why an upstream exchange failed.
@@ -81,7 +91,7 @@ impl HostPool {
             address,
             protocol,
             idle: Mutex::new(VecDeque::new()),
-            h2: Mutex::new(None),
+            h2: Mutex::new(H2Conns::default()),
             h2_connecting: Mutex::new(None),
             limits,
             open: Arc::default(),
@@ -218,9 +228,9 @@ impl HostPool {
         match conn.send(req).await {
             Ok(resp) => Ok(resp),
             Err(Unsent::Retry(req)) => {
-                debug!(host = %self.address, "reused connection closed before the request went out; retrying on a new one");
+                debug!(host = %self.address, "connection closed before the request went out; retrying on a new one");
                 // Rare, and large: boxed for the same reason as `open_boxed`.
-                let fresh = Box::pin(self.fresh_http1(connect_timeout)).await?;
+                let fresh = Box::pin(self.fresh(connect_timeout)).await?;
                 fresh.send(*req).await.map_err(|e| match e {
                     Unsent::Retry(_) => SendError::ClosedBeforeSend,
                     Unsent::Failed(e) => SendError::Reset(e),
@@ -230,59 +240,81 @@ impl HostPool {
         }
     }
 
-    async fn fresh_http1(
-        self: &Arc<Self>,
-        connect_timeout: Duration,
-    ) -> Result<Connection, SendError> {
-        // Drop idle connections first: if one was closed under us, its siblings likely were too.
-        lock(&self.idle).clear();
-        self.checkout_http1(connect_timeout).await
+    /// A connection other than the one that just handed a request back.
+    async fn fresh(self: &Arc<Self>, connect_timeout: Duration) -> Result<Connection, SendError> {
+        match self.protocol {
+            UpstreamProtocol::Http1 => {
+                // Drop idle connections first: if one was closed under us, its siblings likely
+                // were too.
+                lock(&self.idle).clear();
+                self.checkout_http1(connect_timeout).await
+            }
+            // The one that handed it back is retired, so it is not picked again.
+            UpstreamProtocol::Http2 => self.checkout_http2(connect_timeout).await,
+        }
     }
 
+    /// A stream on a connection with room; else one more connection (all waiting requests
+    /// share its opening); else, over the cluster's connection limit, the least busy one.
     async fn checkout_http2(
         self: &Arc<Self>,
         connect_timeout: Duration,
     ) -> Result<Connection, SendError> {
-        if let Some(sender) = self.live_h2() {
-            return Ok(Connection::Http2(sender));
+        if let Some(conn) = self.pick_h2() {
+            return Ok(conn);
         }
         let _pending = self.limits.try_pending()?;
-        let attempt = {
-            let mut slot = lock(&self.h2_connecting);
-            if let Some(sender) = self.live_h2() {
-                return Ok(Connection::Http2(sender));
-            }
-            match slot.as_ref() {
-                // A finished attempt is stale: its connection (if any) was already checked.
-                Some(a) if a.peek().is_none() => a.clone(),
-                _ => {
-                    let a = self.clone().open_http2(connect_timeout).boxed().shared();
-                    *slot = Some(a.clone());
-                    a
+        for _ in 0..H2_OPEN_ROUNDS {
+            let attempt = {
+                let mut slot = lock(&self.h2_connecting);
+                if let Some(conn) = self.pick_h2() {
+                    return Ok(conn);
                 }
-            }
-        };
-        let result = attempt.await;
-        match result {
-            Ok(sender) => Ok(Connection::Http2(sender)),
-            Err(e) => Err(SendError::Connect(ConnectError::Shared(e))),
+                match slot.as_ref() {
+                    // A finished attempt is stale: its connection (if any) was already checked.
+                    Some(a) if a.peek().is_none() => a.clone(),
+                    _ => {
+                        if !self.limits.try_connection() {
+                            self.limits
+                                .stats
+                                .cx_overflow
+                                .fetch_add(1, Ordering::Relaxed);
+                            if let Some((sender, stream)) = lock(&self.h2).least_busy() {
+                                return Ok(Connection::Http2(sender, stream));
+                            }
+                            // A host's first connection opens even over the cluster's limit,
+                            // or its requests could wait for ever.
+                            self.limits.force_connection();
+                        }
+                        let a = self.clone().open_http2(connect_timeout).boxed().shared();
+                        *slot = Some(a.clone());
+                        a
+                    }
+                }
+            };
+            attempt
+                .await
+                .map_err(|e| SendError::Connect(ConnectError::Shared(e)))?;
+        }
+        // Every new connection filled up before this request got a stream on one.
+        match lock(&self.h2).least_busy() {
+            Some((sender, stream)) => Ok(Connection::Http2(sender, stream)),
+            None => Err(SendError::ClosedBeforeSend),
         }
     }
 
-    /// Opens the host's HTTP/2 connection and publishes it.
+    fn pick_h2(&self) -> Option<Connection> {
+        let options = self.limits.connection.load();
+        let (sender, stream) = lock(&self.h2).pick(&options)?;
+        Some(Connection::Http2(sender, stream))
+    }
+
+    /// Opens one more HTTP/2 connection to the host (its slot already taken by the caller)
+    /// and adds it to the host's set.
     async fn open_http2(
         self: Arc<Self>,
         connect_timeout: Duration,
-    ) -> Result<http2::SendRequest<ProxyBody>, Arc<ConnectError>> {
-        // One multiplexed connection per host: it is opened even over the cluster's limit,
-        // as a host's first connection always is.
-        if !self.limits.try_connection() {
-            self.limits
-                .stats
-                .cx_overflow
-                .fetch_add(1, Ordering::Relaxed);
-            self.limits.force_connection();
-        }
+    ) -> Result<(), Arc<ConnectError>> {
         let slot = ConnectionSlot::new(&self.limits, &self.open);
         let keepalive = self.limits.connection.load().tcp_keepalive;
         let io = connect(&self.address, connect_timeout, keepalive)
@@ -294,41 +326,25 @@ impl HostPool {
             .handshake(TokioIo::new(io))
             .await
             .map_err(|e| Arc::new(ConnectError::Handshake(e)))?;
+        let state = H2State::new();
+        let task_state = state.clone();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let ended =
+                h2_conns::drive(conn, task_state.clone(), |c| c.current_max_send_streams()).await;
+            // The connection task ends on GOAWAY too, while h2 finishes the streams under way.
+            task_state.retire();
+            if let Err(e) = ended {
                 debug!(error = %e, "upstream http/2 connection ended");
             }
             drop(slot);
         });
-        *lock(&self.h2) = Some((sender.clone(), Instant::now(), 1));
-        Ok(sender)
-    }
-
-    /// The HTTP/2 connection, if it is open and may take another stream (not past its maximum
-    /// duration or request count; a retired one closes when its last stream ends).
-    fn live_h2(&self) -> Option<http2::SendRequest<ProxyBody>> {
-        let options = self.limits.connection.load();
-        let mut slot = lock(&self.h2);
-        match slot.as_mut() {
-            Some((s, opened, used))
-                if !s.is_closed()
-                    && !expired(&options, *opened, Instant::now(), Instant::now())
-                    && !used_up(&options, *used) =>
-            {
-                *used += 1;
-                Some(s.clone())
-            }
-            Some(_) => {
-                *slot = None;
-                None
-            }
-            None => None,
-        }
+        lock(&self.h2).add(sender, state);
+        Ok(())
     }
 
     /// Connections currently idle (HTTP/1.1) or open (HTTP/2), for the admin page.
     pub fn idle_connections(&self) -> usize {
-        lock(&self.idle).len() + usize::from(lock(&self.h2).is_some())
+        lock(&self.idle).len() + lock(&self.h2).len()
     }
 
     /// This host's open connections.
@@ -429,8 +445,23 @@ impl Connection {
                 ret.hold(conn);
                 Ok(resp.map(|body| UpstreamBody::new(body, Some(ret))))
             }
-            Connection::Http2(mut sender) => {
-                let resp = sender.send_request(req).await.map_err(Unsent::Failed)?;
+            Connection::Http2(mut sender, stream) => {
+                let resp = match sender.try_send_request(req).await {
+                    Ok(resp) => resp,
+                    Err(mut e) => {
+                        // Whatever went wrong, the connection takes no new stream: it handed
+                        // the request back (closing), or the peer refused it or is going away.
+                        let unsent = e.take_message();
+                        let error = e.into_error();
+                        if unsent.is_some() || unprocessed(&error) || error.is_closed() {
+                            stream.state().retire();
+                        }
+                        return Err(match unsent {
+                            Some(req) => Unsent::Retry(Box::new(req)),
+                            None => Unsent::Failed(error),
+                        });
+                    }
+                };
                 Ok(resp.map(|body| UpstreamBody::new(body, None)))
             }
         }

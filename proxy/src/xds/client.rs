@@ -1,13 +1,14 @@
 //! One state-of-the-world ADS stream to the control plane, kept up for the proxy's lifetime.
 //!
-//! Each response is applied to the [`XdsCache`] resource by resource; the proxy answers with an
-//! ACK, or a NACK whose `error_detail` names every rejected resource and field, and publishes a
-//! new snapshot. When a new cluster or listener needs endpoints or routes, the request for them
+//! Each response is applied to the [`XdsCache`] as one transaction; the proxy answers with an
+//! ACK and publishes a new snapshot, or with a NACK whose `error_detail` names every rejected
+//! resource and field, keeping everything it had. When a new cluster or listener needs endpoints or routes, the request for them
 //! goes out before the ACK, so the control plane can push them before anything uses the new
 //! cluster. When the stream breaks, the proxy keeps serving what it has and reconnects with
 //! jittered exponential back-off, re-announcing the versions and names it holds.
 
-use super::state::XdsCache;
+use super::resource::{Clusters, Endpoints, Listeners, Routes};
+use super::state::{Applied, Stored, XdsCache};
 use crate::context::ProxyContext;
 use crate::listener::ListenerManager;
 use std::collections::{BTreeSet, HashMap};
@@ -121,59 +122,58 @@ impl XdsClient {
     }
 
     async fn on_response(&mut self, resp: DiscoveryResponse, tx: &mpsc::Sender<DiscoveryRequest>) {
-        let Some(t) = [CLUSTER, ENDPOINT, LISTENER, ROUTE]
-            .into_iter()
-            .find(|t| *t == resp.type_url)
-        else {
-            let reason = format!("unsupported type {}", resp.type_url);
-            warn!(%reason, "NACK");
-            let _ = tx
-                .send(DiscoveryRequest {
-                    type_url: resp.type_url.clone(),
-                    response_nonce: resp.nonce.clone(),
-                    error_detail: Some(rpc_error(reason)),
-                    ..Default::default()
-                })
-                .await;
-            return;
+        let (t, mut applied) = match resp.type_url.as_str() {
+            LISTENER => self.apply::<Listeners>(&resp),
+            ROUTE => self.apply::<Routes>(&resp),
+            CLUSTER => self.apply::<Clusters>(&resp),
+            ENDPOINT => self.apply::<Endpoints>(&resp),
+            other => {
+                let reason = format!("unsupported type {other}");
+                warn!(%reason, "NACK");
+                let _ = tx
+                    .send(DiscoveryRequest {
+                        type_url: resp.type_url.clone(),
+                        response_nonce: resp.nonce.clone(),
+                        error_detail: Some(rpc_error(reason)),
+                        ..Default::default()
+                    })
+                    .await;
+                return;
+            }
         };
         self.stream_delivered = true;
         self.last_nonce.insert(t, resp.nonce.clone());
-        let mut applied = self.cache.apply(t, &resp.version_info, &resp.resources);
-        if t == LISTENER {
-            let snapshot_listeners = self
-                .cache
-                .listeners
-                .iter()
-                .map(|(n, e)| (n.clone(), e.compiled.clone()))
-                .collect();
-            applied
-                .rejected
-                .extend(self.listeners.reconcile(&snapshot_listeners));
-        }
-        // Ask for the routes and endpoints new listeners and clusters need before ACKing them.
-        if t == CLUSTER {
+        if applied.accepted {
+            if t == LISTENER {
+                // Binding happens after the cache took the listeners: a port that cannot be
+                // bound is NACKed (and retried with the next listener update), while the
+                // listeners that did bind serve.
+                let snapshot_listeners = self
+                    .cache
+                    .listeners
+                    .iter()
+                    .map(|(n, e)| (n.clone(), e.compiled.clone()))
+                    .collect();
+                applied
+                    .outcome
+                    .rejected
+                    .extend(self.listeners.reconcile(&snapshot_listeners));
+            }
+            // Ask for the routes and endpoints new listeners and clusters need before ACKing
+            // them (each is a no-op when the names did not change).
             self.resubscribe(ENDPOINT, self.cache.wanted_endpoints(), tx)
                 .await;
-        }
-        if t == LISTENER {
             self.resubscribe(ROUTE, self.cache.wanted_routes(), tx)
                 .await;
-        }
-        self.cache.prune();
-        let previous = self.ctx.snapshot.load_full();
-        let snapshot = self.cache.build_snapshot(&previous);
-        let became_ready = snapshot.complete && !previous.complete;
-        self.ctx.snapshot.store(Arc::new(snapshot));
-        if became_ready {
-            info!("first complete configuration applied; ready");
+            self.cache.prune();
+            self.publish();
         }
 
-        let error = applied.error_detail();
+        let error = applied.outcome.error_detail();
         let version = match &error {
             None => resp.version_info.clone(),
             // A NACK names the version the proxy still runs, not the one it refused.
-            Some(_) => self.cache.versions.get(t).cloned().unwrap_or_default(),
+            Some(_) => applied.previous_version,
         };
         if let Some(reason) = &error {
             warn!(type_url = type_url::short_name(t), nonce = %resp.nonce, %reason, "NACK");
@@ -187,13 +187,52 @@ impl XdsClient {
         let _ = tx.send(req).await;
     }
 
+    /// Applies one response of type `T` to the cache, as one transaction.
+    fn apply<T: Stored>(&mut self, resp: &DiscoveryResponse) -> (&'static str, Response) {
+        let previous_version = self
+            .cache
+            .versions
+            .get(T::TYPE_URL)
+            .cloned()
+            .unwrap_or_default();
+        let outcome = self
+            .cache
+            .apply_typed::<T>(&resp.version_info, &resp.resources);
+        let accepted = outcome.rejected.is_empty();
+        (
+            T::TYPE_URL,
+            Response {
+                outcome,
+                accepted,
+                previous_version,
+            },
+        )
+    }
+
+    /// Builds the snapshot from the whole cache and publishes it in one step.
+    fn publish(&self) {
+        let previous = self.ctx.snapshot.load_full();
+        let snapshot = self.cache.build_snapshot(&previous);
+        let became_ready = snapshot.complete && !previous.complete;
+        self.ctx.snapshot.store(Arc::new(snapshot));
+        if became_ready {
+            info!("first complete configuration applied; ready");
+        }
+    }
+
     async fn resubscribe(
         &mut self,
         t: &'static str,
         names: BTreeSet<String>,
         tx: &mpsc::Sender<DiscoveryRequest>,
     ) {
-        if self.requested.get(t) == Some(&names) {
+        // Nothing to ask for and nothing asked before: an empty first request would read as a
+        // wildcard subscription to every route or endpoint the control plane has.
+        let unchanged = match self.requested.get(t) {
+            Some(held) => *held == names,
+            None => names.is_empty(),
+        };
+        if unchanged {
             return;
         }
         let version = self.cache.versions.get(t).cloned().unwrap_or_default();
@@ -225,6 +264,15 @@ impl XdsClient {
     }
 }
 
+/// What became of one response.
+struct Response {
+    outcome: Applied,
+    /// Whether the cache took it (a listener that then fails to bind still NACKs).
+    accepted: bool,
+    /// The version held before it, which a NACK reports.
+    previous_version: String,
+}
+
 fn rpc_error(message: String) -> RpcStatus {
     RpcStatus {
         code: tonic::Code::InvalidArgument as i32,
@@ -242,3 +290,6 @@ fn backoff(failures: u32) -> Duration {
     let millis = rand::random_range(BACKOFF_BASE.as_millis() as u64..=cap.as_millis() as u64);
     Duration::from_millis(millis)
 }
+
+#[cfg(test)]
+mod tests;

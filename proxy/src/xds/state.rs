@@ -1,17 +1,27 @@
 //! The xDS cache: every accepted resource, compiled, and the snapshot built from them.
 //!
-//! An update is decoded and compiled resource by resource, off to the side. Good resources are
-//! applied; each bad one is rejected with a reason naming the resource and the field, and its
-//! last good version stays. The reasons are joined into the NACK's `error_detail`. Nothing
-//! half-applied ever reaches the request path: a new [`Snapshot`] is built from the whole
-//! cache and published in one step.
+//! A response is applied as one transaction: every resource in it is checked (type URL, a
+//! decodable body, a name, no name twice) and compiled off to the side, and only when all of
+//! them pass does the new set replace the old. If any fails, the cache is left exactly as it
+//! was (every resource keeps its last good version, including ones the response would have
+//! removed) and the reasons, each naming the resource and the field, go into the NACK's
+//! `error_detail`. Nothing half-applied ever reaches the request path: a new [`Snapshot`] is
+//! built from the whole cache and published in one step.
+//!
+//! Why all-or-nothing rather than per resource: in a state-of-the-world response the set is
+//! the message. A listener that fails to decode has no name, so a per-resource update cannot
+//! tell which old listener it was meant to replace and would remove it as "absent"; and a
+//! half-applied set can pair a new listener with routes or clusters the rest of the response
+//! was meant to change alongside it.
 
-use crate::config::{self, ClusterConfig, Discovery, Endpoint, ListenerConfig, RouteSource};
+pub use super::resource::Entry;
+use super::resource::{Clusters, Endpoints, Entries, Listeners, ResourceType, Routes};
+use crate::config::{ClusterConfig, Discovery, Endpoint, ListenerConfig, RouteSource};
 use crate::router::RouteTable;
 use crate::snapshot::Snapshot;
 use crate::upstream::Cluster;
 use prost::Message;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use xds_protos::pb::envoy::config::cluster::v3::Cluster as ClusterProto;
 use xds_protos::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
@@ -20,12 +30,6 @@ use xds_protos::pb::envoy::config::route::v3::RouteConfiguration;
 use xds_protos::pb::google::protobuf::Any;
 use xds_protos::type_url;
 
-/// A resource as received and as compiled.
-pub struct Entry<P, C> {
-    pub proto: P,
-    pub compiled: Arc<C>,
-}
-
 #[derive(Default)]
 pub struct XdsCache {
     pub listeners: BTreeMap<String, Entry<Listener, ListenerConfig>>,
@@ -33,11 +37,12 @@ pub struct XdsCache {
     pub clusters: BTreeMap<String, Entry<ClusterProto, ClusterConfig>>,
     pub endpoints: BTreeMap<String, Entry<ClusterLoadAssignment, Vec<Endpoint>>>,
     pub versions: BTreeMap<String, String>,
-    /// Types that have had at least one response.
+    /// Types that have had at least one accepted response.
     received: BTreeSet<String>,
 }
 
-/// The outcome of applying one response: the reasons for every rejected resource.
+/// The outcome of applying one response: the reasons for every rejected resource. When there
+/// is any, nothing was applied.
 #[derive(Debug, Default)]
 pub struct Applied {
     pub rejected: Vec<String>,
@@ -50,64 +55,37 @@ impl Applied {
 }
 
 impl XdsCache {
-    /// Applies a state-of-the-world response. For listeners and clusters the response is the
-    /// whole set, so what it lacks is removed; routes and endpoints are sent by name, and the
-    /// ones no longer wanted are pruned by [`XdsCache::prune`].
+    /// Applies a state-of-the-world response of any supported type, all or nothing.
     pub fn apply(&mut self, type_url_: &str, version: &str, resources: &[Any]) -> Applied {
-        let mut applied = Applied::default();
         match type_url_ {
-            type_url::LISTENER => {
-                let next = apply_set(
-                    &self.listeners,
-                    resources,
-                    type_url_,
-                    &mut applied,
-                    |l: &Listener| l.name.clone(),
-                    |l| config::compile_listener(l).map_err(|e| e.to_string()),
-                );
-                self.listeners = next;
-            }
-            type_url::CLUSTER => {
-                let next = apply_set(
-                    &self.clusters,
-                    resources,
-                    type_url_,
-                    &mut applied,
-                    |c: &ClusterProto| c.name.clone(),
-                    |c| config::compile_cluster(c).map_err(|e| e.to_string()),
-                );
-                self.clusters = next;
-            }
-            type_url::ROUTE => {
-                let next = apply_set(
-                    &self.routes,
-                    resources,
-                    type_url_,
-                    &mut applied,
-                    |r: &RouteConfiguration| r.name.clone(),
-                    |r| config::compile_route_config(r).map_err(|e| e.to_string()),
-                );
-                self.routes.extend(next);
-            }
-            type_url::ENDPOINT => {
-                let next = apply_set(
-                    &self.endpoints,
-                    resources,
-                    type_url_,
-                    &mut applied,
-                    |c: &ClusterLoadAssignment| c.cluster_name.clone(),
-                    |c| config::compile_load_assignment(c, false).map_err(|e| e.to_string()),
-                );
-                self.endpoints.extend(next);
-            }
-            other => applied.rejected.push(format!("unsupported type {other}")),
+            type_url::LISTENER => self.apply_typed::<Listeners>(version, resources),
+            type_url::ROUTE => self.apply_typed::<Routes>(version, resources),
+            type_url::CLUSTER => self.apply_typed::<Clusters>(version, resources),
+            type_url::ENDPOINT => self.apply_typed::<Endpoints>(version, resources),
+            other => Applied {
+                rejected: vec![format!("unsupported type {other}")],
+            },
         }
-        self.received.insert(type_url_.to_string());
-        if applied.rejected.is_empty() {
-            self.versions
-                .insert(type_url_.to_string(), version.to_string());
+    }
+
+    /// Applies a response of type `T`: for a whole-set type the response replaces the set;
+    /// otherwise its resources are added or replaced, and the ones no longer wanted are pruned
+    /// by [`XdsCache::prune`].
+    pub fn apply_typed<T: Stored>(&mut self, version: &str, resources: &[Any]) -> Applied {
+        let next = match decode_all::<T>(T::entries(self), resources) {
+            Ok(next) => next,
+            Err(rejected) => return Applied { rejected },
+        };
+        let entries = T::entries_mut(self);
+        if T::WHOLE_SET {
+            *entries = next;
+        } else {
+            entries.extend(next);
         }
-        applied
+        self.received.insert(T::TYPE_URL.to_string());
+        self.versions
+            .insert(T::TYPE_URL.to_string(), version.to_string());
+        Applied::default()
     }
 
     /// Route configurations the listeners ask for.
@@ -192,60 +170,86 @@ impl XdsCache {
     }
 }
 
-/// Decodes and compiles every resource of a response. A resource that fails keeps its
-/// previous entry (if any) in the result; the failure is recorded.
-fn apply_set<P, C>(
-    current: &BTreeMap<String, Entry<P, C>>,
+/// Where the cache keeps each resource type's entries.
+pub trait Stored: ResourceType {
+    fn entries(cache: &XdsCache) -> &Entries<Self>;
+    fn entries_mut(cache: &mut XdsCache) -> &mut Entries<Self>;
+}
+
+macro_rules! stored {
+    ($t:ty, $field:ident) => {
+        impl Stored for $t {
+            fn entries(cache: &XdsCache) -> &Entries<Self> {
+                &cache.$field
+            }
+            fn entries_mut(cache: &mut XdsCache) -> &mut Entries<Self> {
+                &mut cache.$field
+            }
+        }
+    };
+}
+stored!(Listeners, listeners);
+stored!(Routes, routes);
+stored!(Clusters, clusters);
+stored!(Endpoints, endpoints);
+
+/// Decodes, checks and compiles every resource of a response into the entries it would
+/// install, or returns the reason for every resource that fails (all of them, so one NACK
+/// tells the operator everything that is wrong).
+fn decode_all<T: Stored>(
+    current: &Entries<T>,
     resources: &[Any],
-    type_url_: &str,
-    applied: &mut Applied,
-    name_of: impl Fn(&P) -> String,
-    compile: impl Fn(&P) -> Result<C, String>,
-) -> BTreeMap<String, Entry<P, C>>
-where
-    P: Message + Default + Clone + PartialEq,
-{
+) -> Result<Entries<T>, Vec<String>> {
     let mut next = BTreeMap::new();
+    let mut rejected = Vec::new();
+    // Where each name was first seen, to name both places when one repeats.
+    let mut seen: HashMap<String, usize> = HashMap::new();
     for (i, any) in resources.iter().enumerate() {
-        if any.type_url != type_url_ {
-            applied.rejected.push(format!(
-                "resources[{i}]: expected {type_url_}, got {}",
+        if any.type_url != T::TYPE_URL {
+            rejected.push(format!(
+                "resources[{i}]: type_url: expected {}, got {}",
+                T::TYPE_URL,
                 any.type_url
             ));
             continue;
         }
-        let proto = match P::decode(any.value.as_slice()) {
+        let proto = match T::Proto::decode(any.value.as_slice()) {
             Ok(p) => p,
             Err(e) => {
-                applied
-                    .rejected
-                    .push(format!("resources[{i}]: cannot decode: {e}"));
+                rejected.push(format!("resources[{i}]: cannot decode: {e}"));
                 continue;
             }
         };
+        let name = T::name(&proto);
+        if name.is_empty() {
+            rejected.push(format!("resources[{i}]: name: must not be empty"));
+            continue;
+        }
+        if let Some(first) = seen.get(&name) {
+            rejected.push(format!(
+                "resources[{i}]: name: {name:?} repeats resources[{first}]"
+            ));
+            continue;
+        }
+        seen.insert(name.clone(), i);
         // Unchanged resources keep their compiled form (and its identity), skipping the work.
-        let name = name_of(&proto);
         let compiled = match current.get(&name) {
             Some(e) if e.proto == proto => Ok(e.compiled.clone()),
-            _ => compile(&proto).map(Arc::new),
+            _ => T::compile(&proto).map(Arc::new),
         };
         match compiled {
             Ok(compiled) => {
                 next.insert(name, Entry { proto, compiled });
             }
-            Err(reason) => {
-                applied.rejected.push(reason);
-                if let Some(old) = current.get(&name) {
-                    next.insert(
-                        name,
-                        Entry {
-                            proto: old.proto.clone(),
-                            compiled: old.compiled.clone(),
-                        },
-                    );
-                }
-            }
+            Err(reason) => rejected.push(reason),
         }
     }
-    next
+    if rejected.is_empty() {
+        Ok(next)
+    } else {
+        Err(rejected)
+    }
 }
+
+#[cfg(test)]
+mod tests;

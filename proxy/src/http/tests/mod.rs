@@ -10,3 +10,4 @@ mod raw_http2;
 mod resilience;
 mod retries;
 mod timeouts;
+mod unprocessed;

@@ -1,0 +1,238 @@
+//! The cache without sockets: every way a response can be bad leaves the cache as it was.
+
+use super::*;
+use crate::xds::test_protos::{
+    any, eds_cluster, endpoints, listener, rds_listener, route_config, static_cluster, undecodable,
+};
+use std::net::SocketAddr;
+use xds_protos::type_url::{CLUSTER, ENDPOINT, LISTENER, ROUTE};
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+fn listeners(cache: &XdsCache) -> Vec<&str> {
+    cache.listeners.keys().map(String::as_str).collect()
+}
+
+fn clusters(cache: &XdsCache) -> Vec<&str> {
+    cache.clusters.keys().map(String::as_str).collect()
+}
+
+/// A cache holding listeners `a` and `b` at version 1.
+fn with_two_listeners() -> XdsCache {
+    let mut cache = XdsCache::default();
+    let applied = cache.apply(
+        LISTENER,
+        "1",
+        &[
+            any(LISTENER, &listener("a", None, "svc")),
+            any(LISTENER, &listener("b", None, "svc")),
+        ],
+    );
+    assert!(applied.rejected.is_empty(), "{:?}", applied.rejected);
+    cache
+}
+
+#[test]
+fn a_good_whole_set_replaces_the_set() {
+    let mut cache = with_two_listeners();
+    let applied = cache.apply(LISTENER, "2", &[any(LISTENER, &listener("c", None, "svc"))]);
+    assert!(applied.error_detail().is_none());
+    assert_eq!(listeners(&cache), ["c"]);
+    assert_eq!(cache.versions[LISTENER], "2");
+}
+
+#[test]
+fn one_undecodable_listener_keeps_every_previous_listener() {
+    let mut cache = with_two_listeners();
+    let a = cache.listeners["a"].compiled.clone();
+    // A wildcard response with "a" changed and one resource that does not decode: applied per
+    // resource, "b" (absent) would go and "a" would change.
+    let applied = cache.apply(
+        LISTENER,
+        "2",
+        &[
+            any(LISTENER, &listener("a", Some(addr(1)), "svc")),
+            undecodable(LISTENER),
+        ],
+    );
+    let detail = applied.error_detail().expect("a NACK");
+    assert!(detail.contains("resources[1]: cannot decode"), "{detail}");
+    assert_eq!(listeners(&cache), ["a", "b"]);
+    assert!(Arc::ptr_eq(&cache.listeners["a"].compiled, &a));
+    assert_eq!(cache.listeners["a"].compiled.address, None);
+    assert_eq!(cache.versions[LISTENER], "1");
+}
+
+#[test]
+fn a_resource_of_another_type_is_refused_and_nothing_changes() {
+    let mut cache = with_two_listeners();
+    let applied = cache.apply(
+        LISTENER,
+        "2",
+        &[any(CLUSTER, &static_cluster("a", &[addr(1)]))],
+    );
+    let detail = applied.error_detail().expect("a NACK");
+    assert!(
+        detail.contains("resources[0]: type_url: expected") && detail.contains("Cluster"),
+        "{detail}"
+    );
+    assert_eq!(listeners(&cache), ["a", "b"]);
+    assert_eq!(cache.versions[LISTENER], "1");
+}
+
+#[test]
+fn a_name_twice_in_one_response_is_refused_naming_both() {
+    let mut cache = with_two_listeners();
+    let applied = cache.apply(
+        LISTENER,
+        "2",
+        &[
+            any(LISTENER, &listener("c", None, "svc")),
+            any(LISTENER, &listener("d", None, "svc")),
+            any(LISTENER, &listener("c", None, "other")),
+        ],
+    );
+    let detail = applied.error_detail().expect("a NACK");
+    assert!(
+        detail.contains(r#"resources[2]: name: "c" repeats resources[0]"#),
+        "{detail}"
+    );
+    assert_eq!(listeners(&cache), ["a", "b"]);
+}
+
+#[test]
+fn a_resource_without_a_name_is_refused() {
+    let mut cache = XdsCache::default();
+    let applied = cache.apply(CLUSTER, "1", &[any(CLUSTER, &static_cluster("", &[]))]);
+    let detail = applied.error_detail().expect("a NACK");
+    assert!(
+        detail.contains("resources[0]: name: must not be empty"),
+        "{detail}"
+    );
+}
+
+#[test]
+fn one_invalid_cluster_blocks_the_whole_response_and_every_reason_is_reported() {
+    let mut cache = XdsCache::default();
+    let applied = cache.apply(
+        CLUSTER,
+        "1",
+        &[any(CLUSTER, &static_cluster("old", &[addr(1)]))],
+    );
+    assert!(applied.rejected.is_empty(), "{:?}", applied.rejected);
+    let mut bad = static_cluster("bad", &[addr(2)]);
+    bad.lb_policy = 9999;
+    let applied = cache.apply(
+        CLUSTER,
+        "2",
+        &[
+            any(CLUSTER, &static_cluster("new", &[addr(3)])),
+            any(CLUSTER, &bad),
+            undecodable(CLUSTER),
+        ],
+    );
+    assert_eq!(applied.rejected.len(), 2, "{:?}", applied.rejected);
+    let detail = applied.error_detail().unwrap_or_default();
+    assert!(
+        detail.contains("Cluster bad") && detail.contains("resources[2]"),
+        "{detail}"
+    );
+    assert_eq!(clusters(&cache), ["old"]);
+    assert_eq!(cache.versions[CLUSTER], "1");
+}
+
+#[test]
+fn routes_and_endpoints_add_to_what_is_held() {
+    let mut cache = XdsCache::default();
+    for (name, cluster) in [("r1", "x"), ("r2", "y")] {
+        let applied = cache.apply(ROUTE, name, &[any(ROUTE, &route_config(name, cluster))]);
+        assert!(applied.rejected.is_empty(), "{:?}", applied.rejected);
+    }
+    assert_eq!(cache.routes.len(), 2);
+    let applied = cache.apply(
+        ENDPOINT,
+        "1",
+        &[any(ENDPOINT, &endpoints("e1", &[addr(1)]))],
+    );
+    assert!(applied.rejected.is_empty(), "{:?}", applied.rejected);
+    // A bad EDS response leaves the held assignment alone.
+    let applied = cache.apply(
+        ENDPOINT,
+        "2",
+        &[
+            any(ENDPOINT, &endpoints("e1", &[addr(2)])),
+            undecodable(ENDPOINT),
+        ],
+    );
+    assert!(applied.error_detail().is_some());
+    assert_eq!(cache.endpoints["e1"].compiled.len(), 1);
+    assert_eq!(cache.endpoints["e1"].proto, endpoints("e1", &[addr(1)]));
+}
+
+#[test]
+fn an_unchanged_resource_keeps_its_compiled_form() {
+    let mut cache = with_two_listeners();
+    let a = cache.listeners["a"].compiled.clone();
+    let applied = cache.apply(
+        LISTENER,
+        "2",
+        &[
+            any(LISTENER, &listener("a", None, "svc")),
+            any(LISTENER, &listener("b", None, "changed")),
+        ],
+    );
+    assert!(applied.rejected.is_empty(), "{:?}", applied.rejected);
+    assert!(Arc::ptr_eq(&cache.listeners["a"].compiled, &a));
+}
+
+#[test]
+fn a_refused_first_response_does_not_count_as_received() {
+    let mut cache = XdsCache::default();
+    assert!(cache
+        .apply(LISTENER, "1", &[undecodable(LISTENER)])
+        .error_detail()
+        .is_some());
+    assert!(cache.apply(CLUSTER, "1", &[]).error_detail().is_none());
+    assert!(!cache.is_complete());
+    assert!(cache.apply(LISTENER, "2", &[]).error_detail().is_none());
+    assert!(cache.is_complete());
+}
+
+#[test]
+fn completeness_waits_for_what_listeners_and_clusters_refer_to() {
+    let mut cache = XdsCache::default();
+    let applied = cache.apply(LISTENER, "1", &[any(LISTENER, &rds_listener("l", "r"))]);
+    assert!(applied.rejected.is_empty(), "{:?}", applied.rejected);
+    let applied = cache.apply(CLUSTER, "1", &[any(CLUSTER, &eds_cluster("c"))]);
+    assert!(applied.rejected.is_empty(), "{:?}", applied.rejected);
+    assert_eq!(cache.wanted_routes(), BTreeSet::from(["r".to_string()]));
+    assert_eq!(cache.wanted_endpoints(), BTreeSet::from(["c".to_string()]));
+    assert!(!cache.is_complete());
+    assert!(cache
+        .apply(ROUTE, "1", &[any(ROUTE, &route_config("r", "c"))])
+        .rejected
+        .is_empty());
+    assert!(!cache.is_complete());
+    assert!(cache
+        .apply(ENDPOINT, "1", &[any(ENDPOINT, &endpoints("c", &[addr(1)]))])
+        .rejected
+        .is_empty());
+    assert!(cache.is_complete());
+    // Routes and endpoints nobody wants any more are pruned.
+    assert!(cache.apply(LISTENER, "2", &[]).rejected.is_empty());
+    cache.prune();
+    assert!(cache.routes.is_empty());
+    assert_eq!(cache.endpoints.len(), 1);
+}
+
+#[test]
+fn an_unsupported_type_is_refused() {
+    let mut cache = XdsCache::default();
+    let applied = cache.apply("type.googleapis.com/x.Secret", "1", &[]);
+    assert_eq!(
+        applied.error_detail().as_deref(),
+        Some("unsupported type type.googleapis.com/x.Secret")
+    );
+}
