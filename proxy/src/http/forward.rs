@@ -9,7 +9,9 @@
 //! The request body goes out as it arrives; it is kept for another try (or a mirror) only up
 //! to a bounded size (`ReplayBody`), past which the request is no longer retried.
 
-use super::local_reply::{local_reply, ResponseFlag, ResponseFlags};
+use super::local_reply::{
+    failure_token, local_reply, ResetReason, ResponseCodeDetails, ResponseFlag, ResponseFlags,
+};
 use super::mirror;
 use super::plan::ClusterSettings;
 use super::plan::Timeouts;
@@ -24,6 +26,7 @@ use crate::upstream::{Cluster, Host};
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use tokio::time::Instant;
 
@@ -33,8 +36,10 @@ pub static X_ENVOY_OVERLOADED: HeaderName = HeaderName::from_static("x-envoy-ove
 
 /// Envoy's answer when a circuit breaker refuses a request: 503 `UO`, and
 /// `x-envoy-overloaded` unless the router suppresses Envoy's headers.
-fn overflow_reply(flags: &mut ResponseFlags, suppress_envoy_headers: bool) -> Response<ProxyBody> {
-    flags.set(ResponseFlag::UpstreamOverflow);
+fn overflow_reply(outcome: &mut Outcome, suppress_envoy_headers: bool) -> Response<ProxyBody> {
+    outcome.flags.set(ResponseFlag::UpstreamOverflow);
+    outcome.details =
+        ResponseCodeDetails::UpstreamResetBeforeResponseStarted(ResetReason::Overflow);
     let mut resp = local_reply(
         StatusCode::SERVICE_UNAVAILABLE,
         "upstream connect error or disconnect/reset before headers. reset reason: overflow",
@@ -46,17 +51,36 @@ fn overflow_reply(flags: &mut ResponseFlags, suppress_envoy_headers: bool) -> Re
     resp
 }
 
-/// What the request path learned, for the access log and stats. It borrows from the
-/// snapshot the request runs on, so recording it costs no allocation.
+/// What the request path learned, for the access log, stats and spans. It owns what it
+/// keeps (shared pointers into the snapshot, no copies), because the request's record
+/// outlives the request future: it is completed when the response body ends.
 #[derive(Default)]
-pub struct Outcome<'s> {
+pub struct Outcome {
     pub flags: ResponseFlags,
-    pub cluster: Option<&'s Arc<Cluster>>,
-    pub host: Option<&'s Arc<Host>>,
-    pub route_name: &'s str,
-    pub upstream_time: Option<u128>,
+    pub details: ResponseCodeDetails,
+    /// Why the connection to the upstream failed (`%UPSTREAM_TRANSPORT_FAILURE_REASON%`);
+    /// only set on that failure.
+    pub transport_failure: Option<Box<str>>,
+    pub cluster: Option<Arc<Cluster>>,
+    /// The host of the last try.
+    pub host: Option<Arc<Host>>,
+    pub route_name: Option<Arc<str>>,
+    /// Milliseconds the answering try took to its response head.
+    pub upstream_time: Option<u64>,
+    /// Tries sent upstream (`%UPSTREAM_REQUEST_ATTEMPT_COUNT%`).
+    pub attempts: u32,
+    /// Request body bytes read from the client, counted as they are read.
+    pub request_bytes: Option<Arc<AtomicU64>>,
     /// The request's deadline came from its `grpc-timeout`.
     pub grpc_deadline: bool,
+}
+
+impl Outcome {
+    /// A local reply's flag and details together.
+    pub fn fail(&mut self, flag: ResponseFlag, details: ResponseCodeDetails) {
+        self.flags.set(flag);
+        self.details = details;
+    }
 }
 
 /// Where the request goes and under which rules.
@@ -75,19 +99,22 @@ pub struct Forward<'s, 'p> {
 pub async fn forward<'s>(
     f: Forward<'s, '_>,
     req: Request<Incoming>,
-    outcome: &mut Outcome<'s>,
+    outcome: &mut Outcome,
 ) -> Response<ProxyBody> {
     let start = Instant::now();
     let policy = &f.route.policy;
     let Some(cluster) = f.snapshot.cluster(f.cluster_name) else {
-        outcome.flags.set(ResponseFlag::NoCluster);
+        outcome.fail(
+            ResponseFlag::NoCluster,
+            ResponseCodeDetails::ClusterNotFound,
+        );
         return local_reply(
             StatusCode::from_u16(policy.cluster_not_found_status)
                 .unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
             "",
         );
     };
-    outcome.cluster = Some(cluster);
+    outcome.cluster = Some(cluster.clone());
     let deadline = f.timeouts.total.map(|t| start + t);
     let hash = (!policy.hash_policy.is_empty()).then(|| {
         let view = RequestView::new(req.method(), req.uri(), req.headers());
@@ -107,6 +134,7 @@ pub async fn forward<'s>(
     );
     let retry = policy.retry.as_deref().filter(|r| r.num_retries > 0);
     let body = RequestBody::new(body, retry.is_some() || !policy.mirrors.is_empty());
+    outcome.request_bytes = body.received();
     for m in policy.mirrors.iter().filter(|m| m.fraction.roll()) {
         match f.snapshot.cluster(&m.cluster.name) {
             Some(target) => {
@@ -136,20 +164,25 @@ pub async fn forward<'s>(
     loop {
         tries.attempt += 1;
         let Some(host) = tries.pick() else {
-            outcome.flags.set(ResponseFlag::NoHealthyUpstream);
+            outcome.fail(
+                ResponseFlag::NoHealthyUpstream,
+                ResponseCodeDetails::NoHealthyUpstream,
+            );
             return local_reply(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream");
         };
-        outcome.host = Some(host);
+        outcome.host = Some(host.clone());
         let Some(req) = tries.request() else {
             // The body can no longer be replayed; the previous try's answer was already lost.
-            outcome
-                .flags
-                .set(ResponseFlag::UpstreamConnectionTermination);
+            outcome.fail(
+                ResponseFlag::UpstreamConnectionTermination,
+                ResponseCodeDetails::RequestPayloadExceededRetryBufferLimit,
+            );
             return local_reply(StatusCode::SERVICE_UNAVAILABLE, RESET_TEXT);
         };
         let Ok(request_slot) = cluster.runtime.limits.try_request() else {
-            return overflow_reply(&mut outcome.flags, f.router.suppress_envoy_headers);
+            return overflow_reply(outcome, f.router.suppress_envoy_headers);
         };
+        outcome.attempts = tries.attempt;
         let in_flight = host.start_request().with_slot(request_slot);
         let try_start = Instant::now();
         let per_try_deadline = f.timeouts.per_try.map(|t| try_start + t);
@@ -177,7 +210,7 @@ pub async fn forward<'s>(
                 let tries_left = retriable && tries.may_retry();
                 if tries_left && tries.take_retry_slot(&mut outcome.flags) {
                     drop(resp);
-                    if let Some(reply) = tries.back_off(deadline, &mut outcome.flags).await {
+                    if let Some(reply) = tries.back_off(deadline, outcome).await {
                         return reply;
                     }
                     continue;
@@ -187,7 +220,8 @@ pub async fn forward<'s>(
                     outcome.flags.set(ResponseFlag::UpstreamRetryLimitExceeded);
                 }
                 let elapsed = try_start.elapsed().as_millis();
-                outcome.upstream_time = Some(elapsed);
+                outcome.upstream_time = Some(elapsed as u64);
+                outcome.details = ResponseCodeDetails::ViaUpstream;
                 let mut resp = finish(resp, in_flight, deadline, f.timeouts.idle);
                 let h = resp.headers_mut();
                 if !f.router.suppress_envoy_headers {
@@ -206,16 +240,20 @@ pub async fn forward<'s>(
                 return resp;
             }
             TryResult::TotalTimeout => {
-                outcome.flags.set(ResponseFlag::UpstreamTimeout);
+                outcome.fail(
+                    ResponseFlag::UpstreamTimeout,
+                    ResponseCodeDetails::ResponseTimeout,
+                );
                 return local_reply(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout");
             }
             TryResult::Idle => {
-                outcome.flags.set(ResponseFlag::StreamIdleTimeout);
+                outcome.fail(
+                    ResponseFlag::StreamIdleTimeout,
+                    ResponseCodeDetails::StreamIdleTimeout,
+                );
                 return local_reply(StatusCode::REQUEST_TIMEOUT, "stream timeout");
             }
-            TryResult::Overflow => {
-                return overflow_reply(&mut outcome.flags, f.router.suppress_envoy_headers)
-            }
+            TryResult::Overflow => return overflow_reply(outcome, f.router.suppress_envoy_headers),
             TryResult::Failed(failure, error) => {
                 if let Some(e) = &error {
                     tracing::debug!(host = %host.address(), error = %e, "upstream try failed");
@@ -235,7 +273,7 @@ pub async fn forward<'s>(
         let retriable = tries.retry.is_some_and(|r| r.retries_failure(failure));
         let tries_left = retriable && tries.may_retry();
         if tries_left && tries.take_retry_slot(&mut outcome.flags) {
-            if let Some(reply) = tries.back_off(deadline, &mut outcome.flags).await {
+            if let Some(reply) = tries.back_off(deadline, outcome).await {
                 return reply;
             }
             continue;
@@ -243,7 +281,7 @@ pub async fn forward<'s>(
         if retriable && !tries_left {
             outcome.flags.set(ResponseFlag::UpstreamRetryLimitExceeded);
         }
-        return failure_reply(failure, error.as_ref(), &mut outcome.flags);
+        return failure_reply(failure, error.as_ref(), outcome);
     }
 }
 
@@ -333,7 +371,7 @@ impl<'s> Tries<'s> {
     async fn back_off(
         &self,
         deadline: Option<Instant>,
-        flags: &mut ResponseFlags,
+        outcome: &mut Outcome,
     ) -> Option<Response<ProxyBody>> {
         let wait = self
             .retry
@@ -343,7 +381,10 @@ impl<'s> Tries<'s> {
         match deadline {
             Some(d) if d <= until => {
                 tokio::time::sleep_until(d).await;
-                flags.set(ResponseFlag::UpstreamTimeout);
+                outcome.fail(
+                    ResponseFlag::UpstreamTimeout,
+                    ResponseCodeDetails::ResponseTimeout,
+                );
                 Some(local_reply(
                     StatusCode::GATEWAY_TIMEOUT,
                     "upstream request timeout",
@@ -419,6 +460,14 @@ impl RequestBody {
         match self {
             RequestBody::Empty => None,
             RequestBody::Streamed(body) => Some(body.last_activity()),
+        }
+    }
+
+    /// The count of bytes read from the client, for the request's record.
+    fn received(&self) -> Option<Arc<AtomicU64>> {
+        match self {
+            RequestBody::Empty => None,
+            RequestBody::Streamed(body) => Some(body.received()),
         }
     }
 }
@@ -520,32 +569,84 @@ fn is_refused_stream(e: &hyper::Error) -> bool {
 fn failure_reply(
     failure: TryFailure,
     error: Option<&SendError>,
-    flags: &mut ResponseFlags,
+    outcome: &mut Outcome,
 ) -> Response<ProxyBody> {
+    let reset = |outcome: &mut Outcome, flag, reason| {
+        outcome.fail(
+            flag,
+            ResponseCodeDetails::UpstreamResetBeforeResponseStarted(reason),
+        );
+    };
     match failure {
         TryFailure::PerTryTimeout => {
-            flags.set(ResponseFlag::UpstreamTimeout);
+            outcome.fail(
+                ResponseFlag::UpstreamTimeout,
+                ResponseCodeDetails::UpstreamPerTryTimeout,
+            );
             local_reply(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout")
         }
         TryFailure::ConnectFailure => {
-            flags.set(ResponseFlag::UpstreamConnectFailure);
-            let text = match error {
-                Some(SendError::Connect(e)) if e.is_timeout() => "upstream connect error or disconnect/reset before headers. reset reason: connection timeout",
-                _ => "upstream connect error or disconnect/reset before headers. reset reason: connection failure",
+            let connect = match error {
+                Some(SendError::Connect(e)) => Some(e),
+                _ => None,
             };
-            local_reply(StatusCode::SERVICE_UNAVAILABLE, text)
+            if connect.is_some_and(|e| e.is_timeout()) {
+                reset(
+                    outcome,
+                    ResponseFlag::UpstreamConnectFailure,
+                    ResetReason::ConnectionTimeout,
+                );
+                return local_reply(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "upstream connect error or disconnect/reset before headers. reset reason: connection timeout",
+                );
+            }
+            reset(
+                outcome,
+                ResponseFlag::UpstreamConnectFailure,
+                ResetReason::RemoteConnectionFailure,
+            );
+            outcome.transport_failure = connect.map(|e| transport_failure(e).into());
+            local_reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "upstream connect error or disconnect/reset before headers. reset reason: connection failure",
+            )
         }
         TryFailure::RefusedStream => {
-            flags.set(ResponseFlag::UpstreamConnectionTermination);
+            reset(
+                outcome,
+                ResponseFlag::UpstreamConnectionTermination,
+                ResetReason::RemoteRefusedStreamReset,
+            );
             local_reply(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "upstream connect error or disconnect/reset before headers. reset reason: remote refused stream reset",
             )
         }
         TryFailure::Reset | TryFailure::ResetBeforeRequest => {
-            flags.set(ResponseFlag::UpstreamConnectionTermination);
+            reset(
+                outcome,
+                ResponseFlag::UpstreamConnectionTermination,
+                ResetReason::ConnectionTermination,
+            );
             local_reply(StatusCode::SERVICE_UNAVAILABLE, RESET_TEXT)
         }
+    }
+}
+
+/// Why a connection could not be made, as one token in Envoy's style: an OS error during the
+/// (non-blocking) connect is Envoy's `delayed_connect_error:_<text>`.
+fn transport_failure(e: &crate::upstream::connect::ConnectError) -> String {
+    use crate::upstream::connect::ConnectError;
+    match e {
+        ConnectError::Shared(inner) => transport_failure(inner),
+        ConnectError::Io(io) => {
+            let text = io.to_string();
+            // std appends " (os error N)"; Envoy prints the text alone.
+            let text = text.split(" (os error").next().unwrap_or(&text);
+            failure_token(&format!("delayed connect error: {text}"))
+        }
+        other => failure_token(&other.to_string()),
     }
 }
 

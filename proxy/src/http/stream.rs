@@ -1,68 +1,55 @@
 //! One request through the connection manager: route it, plan it, run the filter chain, let
-//! the router carry out the plan, then account for it (stats, access log).
+//! the router carry out the plan, then account for it (stats, access log) when its response
+//! body ends (see `account`).
+
+mod account;
+mod body;
+
+pub use account::{Account, Completion};
+pub use body::ResponseBody;
 
 use super::filter::{self, ResponseHooks};
 use super::forward::{forward, Forward, Outcome};
-use super::headers::{self, X_FORWARDED_FOR};
+use super::headers;
 use super::local_reply::{
-    into_grpc, is_grpc, local_reply, no_route, ResponseFlag, ResponseFlags, GRPC_DEADLINE_EXCEEDED,
+    into_grpc, is_grpc, local_reply, no_route, ResponseCodeDetails, ResponseFlag,
+    GRPC_DEADLINE_EXCEEDED,
 };
 use super::plan::{plan, Target};
 use crate::body::ProxyBody;
 use crate::config::{ListenerConfig, RouteSource};
 use crate::context::ProxyContext;
-use crate::observe::access_log::LogRecord;
-use crate::observe::istio::RequestSample;
 use crate::router::{RequestView, RouteTable};
 use crate::snapshot::Snapshot;
-use http::uri::{Authority, PathAndQuery};
-use http::{header, HeaderValue, Method, Request, Response, StatusCode, Version};
+use http::uri::Authority;
+use http::{header, HeaderValue, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
-
-/// The request fields the access log needs, captured before the request is forwarded; only
-/// when the listener logs at all.
-struct LogCapture {
-    start_wall: SystemTime,
-    method: Method,
-    path: Option<PathAndQuery>,
-    version: Version,
-    forwarded_for: Option<HeaderValue>,
-    user_agent: Option<HeaderValue>,
-}
-
-impl LogCapture {
-    fn new(req: &Request<Incoming>) -> Self {
-        LogCapture {
-            start_wall: SystemTime::now(),
-            method: req.method().clone(),
-            path: req.uri().path_and_query().cloned(),
-            version: req.version(),
-            forwarded_for: req.headers().get(&X_FORWARDED_FOR).cloned(),
-            user_agent: req.headers().get(header::USER_AGENT).cloned(),
-        }
-    }
-}
 
 pub async fn handle(
-    ctx: &ProxyContext,
+    ctx: &Arc<ProxyContext>,
     listener: &str,
     peer: SocketAddr,
     mut req: Request<Incoming>,
-) -> Response<ProxyBody> {
-    let start = Instant::now();
+) -> Response<ResponseBody> {
     let snapshot = ctx.snapshot.load_full();
-    let request_id = headers::ensure_request_id(req.headers_mut());
+    headers::ensure_request_id(req.headers_mut());
     let authority = RequestAuthority::of(&req);
     let listener_cfg = snapshot.listeners.get(listener);
-    let log_format = listener_cfg.and_then(|l| l.access_log);
-    let capture = log_format.map(|_| LogCapture::new(&req));
     let grpc_request = is_grpc(req.headers());
-    let request_bytes = content_length(req.headers());
+    let method = req.method().clone();
+    // Completes itself when dropped: here if the client leaves before there is a response,
+    // else with the response body.
+    let mut account = Account::start(
+        ctx,
+        &req,
+        authority.as_str(),
+        peer,
+        listener_cfg.map(|l| (&l.access_log, l.address)),
+        grpc_request,
+    );
 
-    let mut outcome = Outcome::default();
     // Boxed: the router's state (retry loop, timers, the upstream exchange) is large, and
     // hyper moves the request's future around; one allocation is cheaper than copying
     // kilobytes several times per request (measured with benches/callgrind).
@@ -73,64 +60,15 @@ pub async fn handle(
         peer,
         req,
         grpc_request,
-        &mut outcome,
+        account.outcome(),
     ))
     .await;
 
-    let status = response.status().as_u16();
-    let duration = start.elapsed();
-    let response_bytes = content_length(response.headers());
-    let sample = RequestSample {
-        status,
-        flags: outcome.flags.bits(),
-        flags_label: ResponseFlags::label_of_bits,
-        grpc: grpc_request,
-        grpc_status: grpc_status(response.headers()),
-        duration_ms: duration.as_secs_f64() * 1000.0,
-        request_bytes,
-        response_bytes,
-    };
-    let metrics = &ctx.metrics;
-    match outcome.cluster {
-        Some(cluster) => {
-            cluster.runtime.stats.record(status);
-            let istio = &cluster.runtime.istio;
-            istio
-                .get_or_init(|| metrics.destination(&cluster.name))
-                .record(metrics, &sample);
-        }
-        None => metrics.unrouted().record(metrics, &sample),
+    if let Some(cluster) = &account.outcome().cluster {
+        cluster.runtime.stats.record(response.status().as_u16());
     }
-    if let (Some(format), Some(c)) = (log_format, capture) {
-        let upstream_host = outcome
-            .host
-            .map(|h| h.address().to_string())
-            .unwrap_or_default();
-        let flags = outcome.flags.as_str();
-        ctx.access_log.log(
-            format,
-            &LogRecord {
-                start: c.start_wall,
-                method: c.method.as_str(),
-                path: c.path.as_ref().map_or("/", |p| p.as_str()),
-                protocol: protocol_name(c.version),
-                status,
-                flags: &flags,
-                bytes_received: request_bytes,
-                bytes_sent: response_bytes,
-                duration_ms: duration.as_millis(),
-                upstream_service_time_ms: outcome.upstream_time,
-                forwarded_for: header_str(c.forwarded_for.as_ref()),
-                user_agent: header_str(c.user_agent.as_ref()),
-                request_id: request_id.to_str().unwrap_or("-"),
-                authority: authority.as_str(),
-                upstream_host: &upstream_host,
-                upstream_cluster: outcome.cluster.map_or("", |c| &c.name),
-                route_name: outcome.route_name,
-            },
-        );
-    }
-    response
+    account.response_head(&response, &method);
+    response.map(|body| ResponseBody::new(body, account))
 }
 
 async fn run<'s>(
@@ -140,7 +78,7 @@ async fn run<'s>(
     peer: SocketAddr,
     mut req: Request<Incoming>,
     grpc: bool,
-    outcome: &mut Outcome<'s>,
+    outcome: &mut Outcome,
 ) -> Response<ProxyBody> {
     if let Some(upgrade) = req.headers().get(header::UPGRADE) {
         if upgrade.as_bytes().eq_ignore_ascii_case(b"h2c") {
@@ -150,6 +88,7 @@ async fn run<'s>(
         } else if req.version() < Version::HTTP_2 {
             // Upgrades (WebSocket and friends) are not configured on any route: refuse them
             // cleanly, as Envoy does when a route does not allow the upgrade type.
+            outcome.details = ResponseCodeDetails::UpgradeFailed;
             return local_reply(StatusCode::FORBIDDEN, "");
         }
     }
@@ -172,15 +111,21 @@ async fn route_and_forward<'s>(
     authority: &str,
     peer: SocketAddr,
     req: Request<Incoming>,
-    outcome: &mut Outcome<'s>,
+    outcome: &mut Outcome,
 ) -> Response<ProxyBody> {
     let origin_form = req.uri().authority().is_none() && req.version() < Version::HTTP_2;
     let Some(listener) = listener else {
-        outcome.flags.set(ResponseFlag::NoRoute);
+        outcome.fail(
+            ResponseFlag::NoRoute,
+            ResponseCodeDetails::RouteConfigurationNotFound,
+        );
         return no_route(authority, origin_form);
     };
     let Some(table) = route_table(snapshot, &listener.route_source) else {
-        outcome.flags.set(ResponseFlag::NoRoute);
+        outcome.fail(
+            ResponseFlag::NoRoute,
+            ResponseCodeDetails::RouteConfigurationNotFound,
+        );
         return no_route(authority, origin_form);
     };
     let route = {
@@ -194,10 +139,10 @@ async fn route_and_forward<'s>(
         table.find(&view)
     };
     let Some(route) = route else {
-        outcome.flags.set(ResponseFlag::NoRoute);
+        outcome.fail(ResponseFlag::NoRoute, ResponseCodeDetails::RouteNotFound);
         return no_route(authority, origin_form);
     };
-    outcome.route_name = &route.name;
+    outcome.route_name = Some(route.name.clone());
     let plan = plan(
         route,
         req.headers(),
@@ -218,6 +163,11 @@ async fn route_and_forward<'s>(
     )
     .await
     {
+        outcome.details = if outcome.flags.contains(ResponseFlag::FaultInjected) {
+            ResponseCodeDetails::FaultFilterAbort
+        } else {
+            ResponseCodeDetails::CorsResponse
+        };
         return answer;
     }
     let mut response = match plan.target {
@@ -235,12 +185,14 @@ async fn route_and_forward<'s>(
             forward(f, req, outcome).await
         }
         Target::Redirect(r) => {
+            outcome.details = ResponseCodeDetails::DirectResponse;
             let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
             let mut resp = super::redirect::respond(r, &route.matcher.path, authority, path);
             route.policy.headers.response.apply(resp.headers_mut());
             resp
         }
         Target::Direct { status, body } => {
+            outcome.details = ResponseCodeDetails::DirectResponse;
             let mut resp = Response::new(body.cloned().map_or(ProxyBody::Empty, ProxyBody::full));
             *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
             route.policy.headers.response.apply(resp.headers_mut());
@@ -283,40 +235,5 @@ impl RequestAuthority {
             RequestAuthority::Host(h) => h.to_str().unwrap_or(""),
             RequestAuthority::None => "",
         }
-    }
-}
-
-fn header_str(v: Option<&HeaderValue>) -> &str {
-    v.and_then(|v| v.to_str().ok()).unwrap_or("")
-}
-
-fn content_length(h: &http::HeaderMap) -> u64 {
-    header_str(h.get(header::CONTENT_LENGTH))
-        .parse()
-        .unwrap_or(0)
-}
-
-/// The `grpc-status` a response carries in its headers (a trailers-only gRPC response). A code
-/// outside gRPC's range counts as UNKNOWN (2), as gRPC clients read it, which also keeps the
-/// number of metric series an upstream can cause bounded.
-fn grpc_status(h: &http::HeaderMap) -> Option<u16> {
-    let code: u16 = header_str(h.get("grpc-status")).parse().ok()?;
-    Some(if code <= GRPC_MAX_CODE {
-        code
-    } else {
-        GRPC_UNKNOWN
-    })
-}
-
-/// UNAUTHENTICATED, the highest code gRPC defines.
-const GRPC_MAX_CODE: u16 = 16;
-const GRPC_UNKNOWN: u16 = 2;
-
-fn protocol_name(v: Version) -> &'static str {
-    match v {
-        Version::HTTP_10 => "HTTP/1.0",
-        Version::HTTP_11 => "HTTP/1.1",
-        Version::HTTP_2 => "HTTP/2",
-        _ => "HTTP/?",
     }
 }
