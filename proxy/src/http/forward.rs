@@ -73,6 +73,8 @@ pub struct Outcome {
     pub request_bytes: Option<Arc<AtomicU64>>,
     /// The request's deadline came from its `grpc-timeout`.
     pub grpc_deadline: bool,
+    /// The router took the request to its cluster (the cluster's own stats count it).
+    pub forwarded: bool,
 }
 
 impl Outcome {
@@ -114,7 +116,10 @@ pub async fn forward<'s>(
             "",
         );
     };
-    outcome.cluster = Some(cluster.clone());
+    if outcome.cluster.is_none() {
+        outcome.cluster = Some(cluster.clone());
+    }
+    outcome.forwarded = true;
     let deadline = f.timeouts.total.map(|t| start + t);
     let hash = (!policy.hash_policy.is_empty()).then(|| {
         let view = RequestView::new(req.method(), req.uri(), req.headers());

@@ -64,7 +64,8 @@ pub async fn handle(
     ))
     .await;
 
-    if let Some(cluster) = &account.outcome().cluster {
+    let outcome = account.outcome();
+    if let (Some(cluster), true) = (&outcome.cluster, outcome.forwarded) {
         cluster.runtime.stats.record(response.status().as_u16());
     }
     account.response_head(&response, &method);
@@ -151,6 +152,11 @@ async fn route_and_forward<'s>(
     );
     outcome.grpc_deadline = plan.timeouts.total_from_grpc;
 
+    if let Target::Cluster { name, .. } = &plan.target {
+        // Known before the filters run, so a fault filter's answer is still counted against
+        // the route's destination, as Envoy reports it.
+        outcome.cluster = snapshot.cluster(name).cloned();
+    }
     let mut hooks = ResponseHooks::default();
     let chain = &listener.http_filters;
     if let Some(answer) = filter::on_request(
