@@ -9,9 +9,13 @@
 //! The request body goes out as it arrives; it is kept for another try (or a mirror) only up
 //! to a bounded size (`ReplayBody`), past which the request is no longer retried.
 
-use super::local_reply::{
-    failure_token, local_reply, ResetReason, ResponseCodeDetails, ResponseFlag, ResponseFlags,
-};
+mod outcome;
+mod replies;
+
+pub use outcome::Outcome;
+pub use replies::X_ENVOY_OVERLOADED;
+
+use super::local_reply::{local_reply, ResponseCodeDetails, ResponseFlag, ResponseFlags};
 use super::mirror;
 use super::plan::ClusterSettings;
 use super::plan::Timeouts;
@@ -25,6 +29,7 @@ use crate::upstream::pool::SendError;
 use crate::upstream::{Cluster, Host};
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
+use replies::{failure_reply, overflow_reply, RESET_TEXT};
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -32,58 +37,6 @@ use tokio::time::Instant;
 
 pub static X_ENVOY_UPSTREAM_SERVICE_TIME: HeaderName =
     HeaderName::from_static("x-envoy-upstream-service-time");
-pub static X_ENVOY_OVERLOADED: HeaderName = HeaderName::from_static("x-envoy-overloaded");
-
-/// Envoy's answer when a circuit breaker refuses a request: 503 `UO`, and
-/// `x-envoy-overloaded` unless the router suppresses Envoy's headers.
-fn overflow_reply(outcome: &mut Outcome, suppress_envoy_headers: bool) -> Response<ProxyBody> {
-    outcome.flags.set(ResponseFlag::UpstreamOverflow);
-    outcome.details =
-        ResponseCodeDetails::UpstreamResetBeforeResponseStarted(ResetReason::Overflow);
-    let mut resp = local_reply(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "upstream connect error or disconnect/reset before headers. reset reason: overflow",
-    );
-    if !suppress_envoy_headers {
-        resp.headers_mut()
-            .insert(X_ENVOY_OVERLOADED.clone(), HeaderValue::from_static("true"));
-    }
-    resp
-}
-
-/// What the request path learned, for the access log, stats and spans. It owns what it
-/// keeps (shared pointers into the snapshot, no copies), because the request's record
-/// outlives the request future: it is completed when the response body ends.
-#[derive(Default)]
-pub struct Outcome {
-    pub flags: ResponseFlags,
-    pub details: ResponseCodeDetails,
-    /// Why the connection to the upstream failed (`%UPSTREAM_TRANSPORT_FAILURE_REASON%`);
-    /// only set on that failure.
-    pub transport_failure: Option<Box<str>>,
-    pub cluster: Option<Arc<Cluster>>,
-    /// The host of the last try.
-    pub host: Option<Arc<Host>>,
-    pub route_name: Option<Arc<str>>,
-    /// Milliseconds the answering try took to its response head.
-    pub upstream_time: Option<u64>,
-    /// Tries sent upstream (`%UPSTREAM_REQUEST_ATTEMPT_COUNT%`).
-    pub attempts: u32,
-    /// Request body bytes read from the client, counted as they are read.
-    pub request_bytes: Option<Arc<AtomicU64>>,
-    /// The request's deadline came from its `grpc-timeout`.
-    pub grpc_deadline: bool,
-    /// The router took the request to its cluster (the cluster's own stats count it).
-    pub forwarded: bool,
-}
-
-impl Outcome {
-    /// A local reply's flag and details together.
-    pub fn fail(&mut self, flag: ResponseFlag, details: ResponseCodeDetails) {
-        self.flags.set(flag);
-        self.details = details;
-    }
-}
 
 /// Where the request goes and under which rules.
 pub struct Forward<'s, 'p> {
@@ -289,9 +242,6 @@ pub async fn forward<'s>(
         return failure_reply(failure, error.as_ref(), outcome);
     }
 }
-
-const RESET_TEXT: &str =
-    "upstream connect error or disconnect/reset before headers. reset reason: connection termination";
 
 /// The state of the retry loop.
 struct Tries<'s> {
@@ -569,90 +519,6 @@ fn is_refused_stream(e: &hyper::Error) -> bool {
         source = err.source();
     }
     false
-}
-
-fn failure_reply(
-    failure: TryFailure,
-    error: Option<&SendError>,
-    outcome: &mut Outcome,
-) -> Response<ProxyBody> {
-    let reset = |outcome: &mut Outcome, flag, reason| {
-        outcome.fail(
-            flag,
-            ResponseCodeDetails::UpstreamResetBeforeResponseStarted(reason),
-        );
-    };
-    match failure {
-        TryFailure::PerTryTimeout => {
-            outcome.fail(
-                ResponseFlag::UpstreamTimeout,
-                ResponseCodeDetails::UpstreamPerTryTimeout,
-            );
-            local_reply(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout")
-        }
-        TryFailure::ConnectFailure => {
-            let connect = match error {
-                Some(SendError::Connect(e)) => Some(e),
-                _ => None,
-            };
-            if connect.is_some_and(|e| e.is_timeout()) {
-                reset(
-                    outcome,
-                    ResponseFlag::UpstreamConnectFailure,
-                    ResetReason::ConnectionTimeout,
-                );
-                return local_reply(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "upstream connect error or disconnect/reset before headers. reset reason: connection timeout",
-                );
-            }
-            reset(
-                outcome,
-                ResponseFlag::UpstreamConnectFailure,
-                ResetReason::RemoteConnectionFailure,
-            );
-            outcome.transport_failure = connect.map(|e| transport_failure(e).into());
-            local_reply(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "upstream connect error or disconnect/reset before headers. reset reason: connection failure",
-            )
-        }
-        TryFailure::RefusedStream => {
-            reset(
-                outcome,
-                ResponseFlag::UpstreamConnectionTermination,
-                ResetReason::RemoteRefusedStreamReset,
-            );
-            local_reply(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "upstream connect error or disconnect/reset before headers. reset reason: remote refused stream reset",
-            )
-        }
-        TryFailure::Reset | TryFailure::ResetBeforeRequest => {
-            reset(
-                outcome,
-                ResponseFlag::UpstreamConnectionTermination,
-                ResetReason::ConnectionTermination,
-            );
-            local_reply(StatusCode::SERVICE_UNAVAILABLE, RESET_TEXT)
-        }
-    }
-}
-
-/// Why a connection could not be made, as one token in Envoy's style: an OS error during the
-/// (non-blocking) connect is Envoy's `delayed_connect_error:_<text>`.
-fn transport_failure(e: &crate::upstream::connect::ConnectError) -> String {
-    use crate::upstream::connect::ConnectError;
-    match e {
-        ConnectError::Shared(inner) => transport_failure(inner),
-        ConnectError::Io(io) => {
-            let text = io.to_string();
-            // std appends " (os error N)"; Envoy prints the text alone.
-            let text = text.split(" (os error").next().unwrap_or(&text);
-            failure_token(&format!("delayed connect error: {text}"))
-        }
-        other => failure_token(&other.to_string()),
-    }
 }
 
 /// The upstream response on its way down: hop-by-hop headers out, and the body keeps the
