@@ -612,3 +612,55 @@ async fn a_client_that_leaves_mid_body_is_logged_dc_with_the_bytes_sent() {
     assert_eq!(e["details"], "via_upstream");
     assert_eq!(e["sent"], 5);
 }
+
+/// Responses that have no body to send (HEAD, 204, 304) end with their head: not `DC`.
+#[tokio::test]
+async fn responses_without_a_body_end_with_their_head() {
+    let up = Upstream::start(|_, seen| async move {
+        if seen.path == "/empty" {
+            respond(204, "")
+        } else {
+            respond(200, "body")
+        }
+    })
+    .await;
+    let (proxy, lines) = TestProxy::start_logged(
+        vhost(vec![route_to(CLUSTER, |_, _| {})]),
+        vec![],
+        vec![cluster(CLUSTER, &[up.addr])],
+        json_log(),
+    )
+    .await;
+    let head = Request::head("http://svc/")
+        .header("host", "svc")
+        .header("x-request-id", "head")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    assert_eq!(proxy.send(head).await.status, 200);
+    assert_eq!(proxy.send(request("/empty", "empty")).await.status, 204);
+    for id in ["head", "empty"] {
+        let e = entry(&lines, id).await;
+        assert_eq!(e["flags"], "-", "{e}");
+        assert_eq!(e["sent"], 0, "{e}");
+    }
+    // The proxy's own 404 has a text body, which a HEAD answer leaves unsent.
+    let head_nr = Request::head("http://nowhere/")
+        .header("host", "nowhere")
+        .header("x-request-id", "head-nr")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let (proxy, lines) = TestProxy::start_logged(
+        xds_protos::pb::envoy::config::route::v3::VirtualHost {
+            domains: vec!["svc".into()],
+            ..vhost(vec![])
+        },
+        vec![],
+        vec![],
+        json_log(),
+    )
+    .await;
+    assert_eq!(proxy.send(head_nr).await.status, 404);
+    let e = entry(&lines, "head-nr").await;
+    assert_eq!(e["flags"], "NR", "{e}");
+    assert_eq!(e["sent"], 0, "{e}");
+}
