@@ -42,7 +42,9 @@ pub static X_ENVOY_UPSTREAM_SERVICE_TIME: HeaderName =
 pub struct Forward<'s, 'p> {
     pub snapshot: &'s Snapshot,
     pub route: &'s Route,
-    pub cluster_name: &'s Arc<str>,
+    /// The route's cluster, looked up once by the caller; `None` when the snapshot has no
+    /// cluster of that name.
+    pub cluster: Option<&'s Arc<Cluster>>,
     /// The picked weighted cluster's own settings.
     pub cluster_settings: ClusterSettings<'s>,
     pub timeouts: &'p Timeouts,
@@ -58,7 +60,7 @@ pub async fn forward<'s>(
 ) -> Response<ProxyBody> {
     let start = Instant::now();
     let policy = &f.route.policy;
-    let Some(cluster) = f.snapshot.cluster(f.cluster_name) else {
+    let Some(cluster) = f.cluster else {
         outcome.fail(
             ResponseFlag::NoCluster,
             ResponseCodeDetails::ClusterNotFound,
@@ -69,9 +71,6 @@ pub async fn forward<'s>(
             "",
         );
     };
-    if outcome.cluster.is_none() {
-        outcome.cluster = Some(cluster.clone());
-    }
     outcome.forwarded = true;
     let deadline = f.timeouts.total.map(|t| start + t);
     let hash = (!policy.hash_policy.is_empty()).then(|| {

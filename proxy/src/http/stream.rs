@@ -152,11 +152,13 @@ async fn route_and_forward<'s>(
     );
     outcome.grpc_deadline = plan.timeouts.total_from_grpc;
 
-    if let Target::Cluster { name, .. } = &plan.target {
-        // Known before the filters run, so a fault filter's answer is still counted against
-        // the route's destination, as Envoy reports it.
-        outcome.cluster = snapshot.cluster(name).cloned();
-    }
+    // Known before the filters run, so a fault filter's answer is still counted against the
+    // route's destination, as Envoy reports it.
+    let cluster = match &plan.target {
+        Target::Cluster { name, .. } => snapshot.cluster(name),
+        _ => None,
+    };
+    outcome.cluster = cluster.cloned();
     let mut hooks = ResponseHooks::default();
     let chain = &listener.http_filters;
     if let Some(answer) = filter::on_request(
@@ -177,11 +179,11 @@ async fn route_and_forward<'s>(
         return answer;
     }
     let mut response = match plan.target {
-        Target::Cluster { name, settings } => {
+        Target::Cluster { settings, .. } => {
             let f = Forward {
                 snapshot,
                 route,
-                cluster_name: name,
+                cluster,
                 cluster_settings: settings,
                 timeouts: &plan.timeouts,
                 router: chain.router,
