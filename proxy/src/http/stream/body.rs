@@ -12,11 +12,11 @@ use std::task::{Context, Poll};
 
 pub struct ResponseBody {
     inner: ProxyBody,
-    account: Account,
+    account: Box<Account>,
 }
 
 impl ResponseBody {
-    pub fn new(inner: ProxyBody, account: Account) -> Self {
+    pub fn new(inner: ProxyBody, account: Box<Account>) -> Self {
         ResponseBody { inner, account }
     }
 }
