@@ -113,7 +113,7 @@ fn table(size: usize) -> RouteTable {
             let name = format!("r{i}");
             Route {
                 action: RouteAction::Cluster(ClusterTarget::new(&name)),
-                name,
+                name: name.into(),
                 matcher: route(i / BLOCK, i % BLOCK),
                 policy: RoutePolicy::default(),
             }

@@ -2,8 +2,8 @@
 
 use crate::observe::access_log::AccessLogWriter;
 use crate::observe::istio::IstioMetrics;
-use crate::observe::trace::TraceExport;
 use crate::observe::server_stats::ServerStats;
+use crate::observe::trace::TraceExport;
 use crate::snapshot::Snapshot;
 use arc_swap::ArcSwap;
 use std::sync::atomic::AtomicUsize;

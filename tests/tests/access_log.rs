@@ -103,3 +103,82 @@ async fn json_format_when_weftd_asks_for_it() {
         "outbound|9080||ratings.default.svc.cluster.local"
     );
 }
+
+/// A client that hangs up while the upstream is still thinking leaves a line (response code
+/// 0, flag `DC`) and a count in `istio_requests_total`, as with Envoy.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_hangs_up_is_logged_and_counted_dc() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // An upstream that reads requests and never answers; it says when one has arrived.
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = upstream.local_addr().expect("addr").port();
+    let (arrived_tx, mut arrived) = tokio::sync::mpsc::channel::<()>(4);
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = upstream.accept().await {
+            let tx = arrived_tx.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                if matches!(s.read(&mut buf).await, Ok(n) if n > 0) {
+                    let _ = tx.send(()).await;
+                }
+                // Hold the connection open without answering.
+                let _ = s.read(&mut buf).await;
+            });
+        }
+    });
+    let mut mesh = Mesh::new();
+    mesh.write(
+        "se.yaml",
+        &service_entry("hang", 9080, "HTTP", &[(port, "v1")]),
+    );
+    mesh.start_weftd().await;
+    let proxy = mesh.start_proxy("client", "default").await;
+    // Try until the route has arrived (a 404 does not reach the upstream); each try hangs
+    // up once the upstream has the request, before any answer.
+    let mut reached = false;
+    for _ in 0..40 {
+        let mut c = tokio::net::TcpStream::connect(proxy.outbound)
+            .await
+            .expect("connect");
+        c.write_all(
+            b"GET http://hang:9080/ HTTP/1.1\r\nhost: hang:9080\r\nx-request-id: dc-1\r\n\r\n",
+        )
+        .await
+        .expect("write");
+        let got = tokio::time::timeout(Duration::from_millis(250), arrived.recv()).await;
+        drop(c);
+        if matches!(got, Ok(Some(()))) {
+            reached = true;
+            break;
+        }
+    }
+    assert!(reached, "the request never reached the upstream");
+    // (Tries made before the route arrived were answered 404 and logged so.)
+    eventually("a DC line", Duration::from_secs(10), || {
+        let log = proxy.proc.log();
+        async move {
+            log.lines()
+                .any(|l| l.contains("\"dc-1\"") && l.contains("\"GET / HTTP/1.1\" 0 DC "))
+                .then_some(())
+        }
+    })
+    .await;
+    let page = eventually(
+        "the DC request counted",
+        Duration::from_secs(10),
+        || async {
+            let page = proxy.admin_get("/stats/prometheus").await.body;
+            page.lines()
+                .any(|l| {
+                    l.starts_with("istio_requests_total{")
+                        && l.contains("response_code=\"0\"")
+                        && l.contains("response_flags=\"DC\"")
+                })
+                .then_some(page)
+        },
+    )
+    .await;
+    assert!(page.contains("destination_service=\"hang.default.svc.cluster.local\""));
+}

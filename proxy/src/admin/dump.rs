@@ -17,7 +17,7 @@ pub fn config_dump(snap: &Snapshot) -> Value {
                     RouteSource::Rds(n) => Some(n.as_str()),
                     RouteSource::Inline(_) => None,
                 },
-                "access_log": l.access_log.map(|f| format!("{f:?}")),
+                "access_log": l.access_log.iter().map(|f| format!("{f:?}")).collect::<Vec<_>>(),
             })
         })
         .collect();

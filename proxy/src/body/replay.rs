@@ -12,12 +12,14 @@
 //! A copy dropped while others wait wakes them, so one of them takes over the reading.
 //!
 //! It also notes when the last frame arrived from the client, so the stream idle timeout can
-//! tell a slow upload from a dead one.
+//! tell a slow upload from a dead one, and counts the bytes the client sent (each once, however
+//! many copies read them) for the request's accounting.
 
 use bytes::Bytes;
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use tokio::time::Instant;
@@ -58,6 +60,8 @@ struct Shared<B> {
     waiting: Vec<Waker>,
     /// When the source last produced a frame (or the body was created).
     last_activity: Instant,
+    /// Data bytes pulled from the source, readable after the body is gone.
+    received: Arc<AtomicU64>,
 }
 
 impl<B> ReplayBody<B> {
@@ -75,6 +79,7 @@ impl<B> ReplayBody<B> {
                 error: None,
                 waiting: Vec::new(),
                 last_activity: Instant::now(),
+                received: Arc::default(),
             })),
             next: 0,
             trailers_sent: false,
@@ -102,6 +107,12 @@ impl<B> ReplayBody<B> {
     /// When the client last sent part of the body.
     pub fn last_activity(&self) -> Instant {
         lock(&self.shared).last_activity
+    }
+
+    /// The count of body bytes read from the client so far; it keeps counting while any copy
+    /// reads, and outlives the copies.
+    pub fn received(&self) -> Arc<AtomicU64> {
+        lock(&self.shared).received.clone()
     }
 }
 
@@ -194,6 +205,9 @@ where
             Poll::Ready(Some(Ok(frame))) => {
                 let frame = match frame.into_data() {
                     Ok(data) => {
+                        shared
+                            .received
+                            .fetch_add(data.len() as u64, Ordering::Relaxed);
                         shared.record(&data);
                         this.next += 1;
                         Frame::data(data)

@@ -8,24 +8,18 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use prost::Message;
-use xds_protos::pb::envoy::config::accesslog::v3::{access_log, AccessLog};
-use xds_protos::pb::envoy::config::core::v3::{
-    substitution_format_string, SubstitutionFormatString,
-};
 use xds_protos::pb::envoy::config::listener::v3::{filter, FilterChain, Listener};
-use xds_protos::pb::envoy::extensions::access_loggers::file::v3::{file_access_log, FileAccessLog};
-use xds_protos::pb::envoy::extensions::access_loggers::stream::v3::{
-    stdout_access_log, StdoutAccessLog,
-};
 use xds_protos::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     http_connection_manager::RouteSpecifier, HttpConnectionManager,
 };
 use xds_protos::type_url;
 
+use super::access_log::access_logs;
 use super::downstream::{downstream_limits, DownstreamLimits};
 use super::endpoint::{endpoint_address, EndpointAddress};
 use super::error::{duration, AtField, FieldError, ValidationError};
 use super::http_filters::http_filter_chain;
+use super::log_format::LogFormat;
 use super::route::route_table;
 use super::tracing::{tracing_config, TracingConfig};
 use crate::router::filter_config::HttpFilterChain;
@@ -38,8 +32,8 @@ pub struct ListenerConfig {
     /// `None` when the listener has no address (it only receives handed-off connections).
     pub address: Option<SocketAddr>,
     pub route_source: RouteSource,
-    /// `None` when no supported access logger is configured.
-    pub access_log: Option<AccessLogFormat>,
+    /// One format per access logger; empty when the listener logs nothing.
+    pub access_log: Arc<[LogFormat]>,
     /// The connection manager's `stat_prefix`, else the listener's, else the listener name.
     pub stat_prefix: String,
     pub http_filters: Arc<HttpFilterChain>,
@@ -63,16 +57,7 @@ pub enum RouteSource {
     Inline(Arc<RouteTable>),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AccessLogFormat {
-    /// Envoy's default text line (also used for custom text formats, which are not parsed).
-    EnvoyDefault,
-    Json,
-}
-
 pub const HTTP_CONNECTION_MANAGER_NAME: &str = "envoy.filters.network.http_connection_manager";
-const FILE_ACCESS_LOG: &str =
-    "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog";
 
 pub fn compile_listener(l: &Listener) -> Result<ListenerConfig, ValidationError> {
     compile(l).map_err(|e| e.into_error("Listener", &l.name))
@@ -94,7 +79,7 @@ fn compile(l: &Listener) -> Result<ListenerConfig, FieldError> {
     };
     let (field, hcm) = find_http_connection_manager(l)?;
     let route_source = route_source(&hcm).at(&field)?;
-    let access_log = access_log(&hcm.access_log).at(&field)?;
+    let access_log = access_logs(&hcm.access_log).at(&field)?.into();
     let http_filters = Arc::new(http_filter_chain(&hcm.http_filters).at(&field)?);
     let stream_idle_timeout = match &hcm.stream_idle_timeout {
         None => Some(DEFAULT_STREAM_IDLE_TIMEOUT),
@@ -206,51 +191,5 @@ fn route_source(hcm: &HttpConnectionManager) -> Result<RouteSource, FieldError> 
             "route_specifier",
             "one of rds or route_config is required",
         )),
-    }
-}
-
-/// The format of the first access logger that writes to stdout: `StdoutAccessLog`, or a
-/// `FileAccessLog` to `/dev/stdout` (what Istio's `accessLogFile: /dev/stdout` produces). Other
-/// loggers are skipped.
-#[allow(deprecated)] // FileAccessLog's older format fields are deprecated but still sent.
-fn access_log(logs: &[AccessLog]) -> Result<Option<AccessLogFormat>, FieldError> {
-    for (k, log) in logs.iter().enumerate() {
-        let Some(access_log::ConfigType::TypedConfig(any)) = &log.config_type else {
-            continue;
-        };
-        let field = || format!("access_log[{k}].typed_config");
-        let decode_error =
-            |e: prost::DecodeError| FieldError::new(field(), format!("cannot decode: {e}"));
-        if any.type_url == type_url::STDOUT_ACCESS_LOG {
-            let config = StdoutAccessLog::decode(any.value.as_slice()).map_err(decode_error)?;
-            return Ok(Some(match &config.access_log_format {
-                Some(stdout_access_log::AccessLogFormat::LogFormat(f)) => format_of(f),
-                None => AccessLogFormat::EnvoyDefault,
-            }));
-        }
-        if any.type_url == FILE_ACCESS_LOG {
-            let config = FileAccessLog::decode(any.value.as_slice()).map_err(decode_error)?;
-            if config.path != "/dev/stdout" {
-                continue;
-            }
-            return Ok(Some(match &config.access_log_format {
-                Some(file_access_log::AccessLogFormat::LogFormat(f)) => format_of(f),
-                Some(
-                    file_access_log::AccessLogFormat::JsonFormat(_)
-                    | file_access_log::AccessLogFormat::TypedJsonFormat(_),
-                ) => AccessLogFormat::Json,
-                Some(file_access_log::AccessLogFormat::Format(_)) | None => {
-                    AccessLogFormat::EnvoyDefault
-                }
-            }));
-        }
-    }
-    Ok(None)
-}
-
-fn format_of(format: &SubstitutionFormatString) -> AccessLogFormat {
-    match &format.format {
-        Some(substitution_format_string::Format::JsonFormat(_)) => AccessLogFormat::Json,
-        _ => AccessLogFormat::EnvoyDefault,
     }
 }

@@ -10,6 +10,7 @@
 //! said where it is stored (see [`crate::router::RoutePolicy`]); features not acted on at all
 //! are refused, so a NACK says so instead of an ACK that misleads.
 
+mod access_log;
 mod cluster;
 mod downstream;
 mod endpoint;
@@ -19,6 +20,7 @@ mod hash_policy;
 mod header_mutation;
 mod http_filters;
 mod listener;
+mod log_format;
 mod resilience;
 mod retry;
 mod route;
@@ -41,8 +43,10 @@ pub use downstream::{
 };
 pub use endpoint::{compile_load_assignment, Endpoint, EndpointAddress};
 pub use error::ValidationError;
-pub use listener::{
-    compile_listener, AccessLogFormat, ListenerConfig, RouteSource, HTTP_CONNECTION_MANAGER_NAME,
+pub use listener::{compile_listener, ListenerConfig, RouteSource, HTTP_CONNECTION_MANAGER_NAME};
+pub use log_format::{
+    FormatBody, JsonValue, LogFormat, Operator, Piece, RequestField, ENVOY_DEFAULT_FORMAT,
+    ISTIO_DEFAULT_TEXT_FORMAT,
 };
 pub use resilience::{
     CircuitBreakers, ConnectionOptions, OutlierDetection, TcpKeepalive, DEFAULT_IDLE_TIMEOUT,

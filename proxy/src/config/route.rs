@@ -279,7 +279,7 @@ fn compile_route(r: &Route, up: &Inherited) -> Result<CompiledRoute, FieldError>
         policy.hash_policy = p.hash_policy;
     }
     Ok(CompiledRoute {
-        name: r.name.clone(),
+        name: r.name.as_str().into(),
         matcher,
         action,
         policy,

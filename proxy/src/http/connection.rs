@@ -29,6 +29,7 @@ use crate::body::ProxyBody;
 use crate::config::DownstreamLimits;
 use crate::context::ProxyContext;
 use http::{header, HeaderValue, Request, Response, StatusCode, Version};
+use http_body_util::Either;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -95,9 +96,12 @@ pub async fn serve_open_connection(
         let listener = listener.clone();
         let limits = svc_limits.clone();
         async move {
+            // A head over the limits is answered here, before a request record exists.
             let response = match over_header_limits(&req, &limits) {
-                Some(too_large) => too_large,
-                None => stream::handle(&ctx, &listener, peer, req).await,
+                Some(too_large) => too_large.map(Either::Right),
+                None => stream::handle(&ctx, &listener, peer, req)
+                    .await
+                    .map(Either::Left),
             };
             let in_flight = in_flight.answered();
             Ok::<_, std::convert::Infallible>(response.map(|b| TrackedBody::new(b, in_flight)))

@@ -9,7 +9,13 @@
 //! The request body goes out as it arrives; it is kept for another try (or a mirror) only up
 //! to a bounded size (`ReplayBody`), past which the request is no longer retried.
 
-use super::local_reply::{local_reply, ResponseFlag, ResponseFlags};
+mod outcome;
+mod replies;
+
+pub use outcome::Outcome;
+pub use replies::X_ENVOY_OVERLOADED;
+
+use super::local_reply::{local_reply, ResponseCodeDetails, ResponseFlag, ResponseFlags};
 use super::mirror;
 use super::plan::ClusterSettings;
 use super::plan::Timeouts;
@@ -24,49 +30,22 @@ use crate::upstream::stats::ClusterStats;
 use crate::upstream::{Cluster, Host};
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
+use replies::{failure_reply, overflow_reply, RESET_TEXT};
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use tokio::time::Instant;
 
 pub static X_ENVOY_UPSTREAM_SERVICE_TIME: HeaderName =
     HeaderName::from_static("x-envoy-upstream-service-time");
-pub static X_ENVOY_OVERLOADED: HeaderName = HeaderName::from_static("x-envoy-overloaded");
-
-/// Envoy's answer when a circuit breaker refuses a request: 503 `UO`, and
-/// `x-envoy-overloaded` unless the router suppresses Envoy's headers.
-fn overflow_reply(flags: &mut ResponseFlags, suppress_envoy_headers: bool) -> Response<ProxyBody> {
-    flags.set(ResponseFlag::UpstreamOverflow);
-    let mut resp = local_reply(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "upstream connect error or disconnect/reset before headers. reset reason: overflow",
-    );
-    if !suppress_envoy_headers {
-        resp.headers_mut()
-            .insert(X_ENVOY_OVERLOADED.clone(), HeaderValue::from_static("true"));
-    }
-    resp
-}
-
-/// What the request path learned, for the access log and stats. It borrows from the
-/// snapshot the request runs on, so recording it costs no allocation.
-#[derive(Default)]
-pub struct Outcome<'s> {
-    pub flags: ResponseFlags,
-    pub cluster: Option<&'s Arc<Cluster>>,
-    pub host: Option<&'s Arc<Host>>,
-    pub route_name: &'s str,
-    /// The route's decorator: the span's name.
-    pub decorator: Option<&'s str>,
-    pub upstream_time: Option<u128>,
-    /// The request's deadline came from its `grpc-timeout`.
-    pub grpc_deadline: bool,
-}
 
 /// Where the request goes and under which rules.
 pub struct Forward<'s, 'p> {
     pub snapshot: &'s Snapshot,
     pub route: &'s Route,
-    pub cluster_name: &'s Arc<str>,
+    /// The route's cluster, looked up once by the caller; `None` when the snapshot has no
+    /// cluster of that name.
+    pub cluster: Option<&'s Arc<Cluster>>,
     /// The picked weighted cluster's own settings.
     pub cluster_settings: ClusterSettings<'s>,
     pub timeouts: &'p Timeouts,
@@ -78,19 +57,22 @@ pub struct Forward<'s, 'p> {
 pub async fn forward<'s>(
     f: Forward<'s, '_>,
     req: Request<Incoming>,
-    outcome: &mut Outcome<'s>,
+    outcome: &mut Outcome,
 ) -> Response<ProxyBody> {
     let start = Instant::now();
     let policy = &f.route.policy;
-    let Some(cluster) = f.snapshot.cluster(f.cluster_name) else {
-        outcome.flags.set(ResponseFlag::NoCluster);
+    let Some(cluster) = f.cluster else {
+        outcome.fail(
+            ResponseFlag::NoCluster,
+            ResponseCodeDetails::ClusterNotFound,
+        );
         return local_reply(
             StatusCode::from_u16(policy.cluster_not_found_status)
                 .unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
             "",
         );
     };
-    outcome.cluster = Some(cluster);
+    outcome.forwarded = true;
     let deadline = f.timeouts.total.map(|t| start + t);
     let hash = (!policy.hash_policy.is_empty()).then(|| {
         let view = RequestView::new(req.method(), req.uri(), req.headers());
@@ -110,6 +92,7 @@ pub async fn forward<'s>(
     );
     let retry = policy.retry.as_deref().filter(|r| r.num_retries > 0);
     let body = RequestBody::new(body, retry.is_some() || !policy.mirrors.is_empty());
+    outcome.request_bytes = body.received();
     for m in policy.mirrors.iter().filter(|m| m.fraction.roll()) {
         match f.snapshot.cluster(&m.cluster.name) {
             Some(target) => {
@@ -140,20 +123,25 @@ pub async fn forward<'s>(
     loop {
         tries.attempt += 1;
         let Some(host) = tries.pick() else {
-            outcome.flags.set(ResponseFlag::NoHealthyUpstream);
+            outcome.fail(
+                ResponseFlag::NoHealthyUpstream,
+                ResponseCodeDetails::NoHealthyUpstream,
+            );
             return local_reply(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream");
         };
-        outcome.host = Some(host);
+        outcome.host = Some(host.clone());
         let Some(req) = tries.request() else {
             // The body can no longer be replayed; the previous try's answer was already lost.
-            outcome
-                .flags
-                .set(ResponseFlag::UpstreamConnectionTermination);
+            outcome.fail(
+                ResponseFlag::UpstreamConnectionTermination,
+                ResponseCodeDetails::RequestPayloadExceededRetryBufferLimit,
+            );
             return local_reply(StatusCode::SERVICE_UNAVAILABLE, RESET_TEXT);
         };
         let Ok(request_slot) = cluster.runtime.limits.try_request() else {
-            return overflow_reply(&mut outcome.flags, f.router.suppress_envoy_headers);
+            return overflow_reply(outcome, f.router.suppress_envoy_headers);
         };
+        outcome.attempts = tries.attempt;
         let in_flight = host.start_request().with_slot(request_slot);
         let try_start = Instant::now();
         let per_try_deadline = f.timeouts.per_try.map(|t| try_start + t);
@@ -201,7 +189,7 @@ pub async fn forward<'s>(
                 let tries_left = retriable && tries.may_retry();
                 if tries_left && tries.take_retry_slot(&mut outcome.flags) {
                     drop(resp);
-                    if let Some(reply) = tries.back_off(deadline, &mut outcome.flags).await {
+                    if let Some(reply) = tries.back_off(deadline, outcome).await {
                         return reply;
                     }
                     continue;
@@ -211,7 +199,8 @@ pub async fn forward<'s>(
                     outcome.flags.set(ResponseFlag::UpstreamRetryLimitExceeded);
                 }
                 let elapsed = try_start.elapsed().as_millis();
-                outcome.upstream_time = Some(elapsed);
+                outcome.upstream_time = Some(elapsed as u64);
+                outcome.details = ResponseCodeDetails::ViaUpstream;
                 let mut resp = finish(resp, in_flight, deadline, f.timeouts.idle);
                 let h = resp.headers_mut();
                 if !f.router.suppress_envoy_headers {
@@ -230,16 +219,20 @@ pub async fn forward<'s>(
                 return resp;
             }
             TryResult::TotalTimeout => {
-                outcome.flags.set(ResponseFlag::UpstreamTimeout);
+                outcome.fail(
+                    ResponseFlag::UpstreamTimeout,
+                    ResponseCodeDetails::ResponseTimeout,
+                );
                 return local_reply(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout");
             }
             TryResult::Idle => {
-                outcome.flags.set(ResponseFlag::StreamIdleTimeout);
+                outcome.fail(
+                    ResponseFlag::StreamIdleTimeout,
+                    ResponseCodeDetails::StreamIdleTimeout,
+                );
                 return local_reply(StatusCode::REQUEST_TIMEOUT, "stream timeout");
             }
-            TryResult::Overflow => {
-                return overflow_reply(&mut outcome.flags, f.router.suppress_envoy_headers)
-            }
+            TryResult::Overflow => return overflow_reply(outcome, f.router.suppress_envoy_headers),
             TryResult::Failed(failure, error) => {
                 if let Some(e) = &error {
                     tracing::debug!(host = %host.address(), error = %e, "upstream try failed");
@@ -259,7 +252,7 @@ pub async fn forward<'s>(
         let retriable = tries.retry.is_some_and(|r| r.retries_failure(failure));
         let tries_left = retriable && tries.may_retry();
         if tries_left && tries.take_retry_slot(&mut outcome.flags) {
-            if let Some(reply) = tries.back_off(deadline, &mut outcome.flags).await {
+            if let Some(reply) = tries.back_off(deadline, outcome).await {
                 return reply;
             }
             continue;
@@ -267,12 +260,9 @@ pub async fn forward<'s>(
         if retriable && !tries_left {
             outcome.flags.set(ResponseFlag::UpstreamRetryLimitExceeded);
         }
-        return failure_reply(failure, error.as_ref(), &mut outcome.flags);
+        return failure_reply(failure, error.as_ref(), outcome);
     }
 }
-
-const RESET_TEXT: &str =
-    "upstream connect error or disconnect/reset before headers. reset reason: connection termination";
 
 /// The state of the retry loop.
 struct Tries<'s> {
@@ -367,7 +357,7 @@ impl<'s> Tries<'s> {
     async fn back_off(
         &self,
         deadline: Option<Instant>,
-        flags: &mut ResponseFlags,
+        outcome: &mut Outcome,
     ) -> Option<Response<ProxyBody>> {
         let wait = self
             .retry
@@ -377,11 +367,15 @@ impl<'s> Tries<'s> {
         match deadline {
             Some(d) if d <= until => {
                 tokio::time::sleep_until(d).await;
-                let stats = &self.cluster.runtime.stats;
-                stats
+                self.cluster
+                    .runtime
+                    .stats
                     .rq_timeout
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                flags.set(ResponseFlag::UpstreamTimeout);
+                outcome.fail(
+                    ResponseFlag::UpstreamTimeout,
+                    ResponseCodeDetails::ResponseTimeout,
+                );
                 Some(local_reply(
                     StatusCode::GATEWAY_TIMEOUT,
                     "upstream request timeout",
@@ -457,6 +451,14 @@ impl RequestBody {
         match self {
             RequestBody::Empty => None,
             RequestBody::Streamed(body) => Some(body.last_activity()),
+        }
+    }
+
+    /// The count of bytes read from the client, for the request's record.
+    fn received(&self) -> Option<Arc<AtomicU64>> {
+        match self {
+            RequestBody::Empty => None,
+            RequestBody::Streamed(body) => Some(body.received()),
         }
     }
 }
@@ -552,38 +554,6 @@ fn classify(e: &SendError) -> TryFailure {
         SendError::Reset(_) => TryFailure::Reset,
         // Answered before classification (see `one_try`); never a reason to retry.
         SendError::Overflow(_) => TryFailure::ResetBeforeRequest,
-    }
-}
-
-fn failure_reply(
-    failure: TryFailure,
-    error: Option<&SendError>,
-    flags: &mut ResponseFlags,
-) -> Response<ProxyBody> {
-    match failure {
-        TryFailure::PerTryTimeout => {
-            flags.set(ResponseFlag::UpstreamTimeout);
-            local_reply(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout")
-        }
-        TryFailure::ConnectFailure => {
-            flags.set(ResponseFlag::UpstreamConnectFailure);
-            let text = match error {
-                Some(SendError::Connect(e)) if e.is_timeout() => "upstream connect error or disconnect/reset before headers. reset reason: connection timeout",
-                _ => "upstream connect error or disconnect/reset before headers. reset reason: connection failure",
-            };
-            local_reply(StatusCode::SERVICE_UNAVAILABLE, text)
-        }
-        TryFailure::RefusedStream => {
-            flags.set(ResponseFlag::UpstreamConnectionTermination);
-            local_reply(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "upstream connect error or disconnect/reset before headers. reset reason: remote refused stream reset",
-            )
-        }
-        TryFailure::Reset | TryFailure::ResetBeforeRequest => {
-            flags.set(ResponseFlag::UpstreamConnectionTermination);
-            local_reply(StatusCode::SERVICE_UNAVAILABLE, RESET_TEXT)
-        }
     }
 }
 

@@ -1,6 +1,10 @@
 //! Answers the proxy makes itself, and Envoy's response flags that say why a response is what
 //! it is (several can apply: a connect failure whose retries ran out is `UF,URX`).
 
+mod details;
+
+pub use details::{failure_token, ResetReason, ResponseCodeDetails};
+
 use crate::body::ProxyBody;
 use http::{header, HeaderValue, Response, StatusCode};
 use std::borrow::Cow;

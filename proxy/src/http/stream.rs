@@ -1,76 +1,65 @@
 //! One request through the connection manager: route it, plan it, run the filter chain, let
-//! the router carry out the plan, then account for it (stats, access log).
+//! the router carry out the plan, then account for it (stats, access log) when its response
+//! body ends (see `account`).
+
+mod account;
+mod body;
+
+pub use account::{Account, Completion};
+pub use body::ResponseBody;
 
 use super::filter::{self, ResponseHooks};
 use super::forward::{forward, Forward, Outcome};
-use super::headers::{self, X_FORWARDED_FOR};
+use super::headers;
 use super::local_reply::{
-    into_grpc, is_grpc, local_reply, no_route, ResponseFlag, ResponseFlags, GRPC_DEADLINE_EXCEEDED,
+    into_grpc, is_grpc, local_reply, no_route, ResponseCodeDetails, ResponseFlag,
+    GRPC_DEADLINE_EXCEEDED,
 };
 use super::plan::{plan, Target};
 use crate::body::ProxyBody;
-use crate::config::{EndpointAddress, ListenerConfig, RouteSource};
+use crate::config::{ListenerConfig, RouteSource};
 use crate::context::ProxyContext;
-use crate::observe::access_log::LogRecord;
-use crate::observe::istio::RequestSample;
-use crate::observe::trace::{self, RequestTrace, SpanEnd};
+use crate::observe::trace;
 use crate::router::{RequestView, RouteTable};
 use crate::snapshot::Snapshot;
-use http::uri::{Authority, PathAndQuery};
-use http::{header, HeaderValue, Method, Request, Response, StatusCode, Version};
+use http::uri::Authority;
+use http::{header, HeaderValue, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
-
-/// The request fields the access log needs, captured before the request is forwarded; only
-/// when the listener logs at all.
-struct LogCapture {
-    start_wall: SystemTime,
-    method: Method,
-    path: Option<PathAndQuery>,
-    version: Version,
-    forwarded_for: Option<HeaderValue>,
-    user_agent: Option<HeaderValue>,
-}
-
-impl LogCapture {
-    fn new(req: &Request<Incoming>) -> Self {
-        LogCapture {
-            start_wall: SystemTime::now(),
-            method: req.method().clone(),
-            path: req.uri().path_and_query().cloned(),
-            version: req.version(),
-            forwarded_for: req.headers().get(&X_FORWARDED_FOR).cloned(),
-            user_agent: req.headers().get(header::USER_AGENT).cloned(),
-        }
-    }
-}
 
 pub async fn handle(
-    ctx: &ProxyContext,
+    ctx: &Arc<ProxyContext>,
     listener: &str,
     peer: SocketAddr,
     mut req: Request<Incoming>,
-) -> Response<ProxyBody> {
-    let start = Instant::now();
+) -> Response<ResponseBody> {
     let snapshot = ctx.snapshot.load_full();
     let request_id = headers::ensure_request_id(req.headers_mut());
     let authority = RequestAuthority::of(&req);
     let listener_cfg = snapshot.listeners.get(listener);
-    let log_format = listener_cfg.and_then(|l| l.access_log);
-    let capture = log_format.map(|_| LogCapture::new(&req));
     let grpc_request = is_grpc(req.headers());
-    let request_bytes = content_length(req.headers());
-    let trace = trace::start(
+    let method = req.method().clone();
+    // Completes itself when dropped: here if the client leaves before there is a response,
+    // else with the response body. Boxed: it rides in the request future and then in the
+    // response, which hyper moves several times; moving a pointer is cheaper than copying
+    // the record each time (measured with benches/callgrind).
+    let mut account = Box::new(Account::start(
+        ctx,
+        &req,
+        authority.as_str(),
+        peer,
+        listener_cfg.map(|l| (&l.access_log, l.address)),
+        grpc_request,
+    ));
+    account.set_trace(trace::start(
         listener_cfg.and_then(|l| l.tracing.as_ref()),
         &mut req,
         authority.as_str(),
         peer,
         &request_id,
-    );
+    ));
 
-    let mut outcome = Outcome::default();
     // Boxed: the router's state (retry loop, timers, the upstream exchange) is large, and
     // hyper moves the request's future around; one allocation is cheaper than copying
     // kilobytes several times per request (measured with benches/callgrind).
@@ -81,79 +70,16 @@ pub async fn handle(
         peer,
         req,
         grpc_request,
-        &mut outcome,
+        account.outcome(),
     ))
     .await;
 
-    let status = response.status().as_u16();
-    let duration = start.elapsed();
-    let response_bytes = content_length(response.headers());
-    let sample = RequestSample {
-        status,
-        flags: outcome.flags.bits(),
-        flags_label: ResponseFlags::label_of_bits,
-        grpc: grpc_request,
-        grpc_status: grpc_status(response.headers()),
-        duration_ms: duration.as_secs_f64() * 1000.0,
-        request_bytes,
-        response_bytes,
-    };
-    let metrics = &ctx.metrics;
-    match outcome.cluster {
-        Some(cluster) => {
-            cluster.runtime.stats.record(status);
-            cluster
-                .istio_metrics(outcome.host.map(|h| &**h), metrics)
-                .record(metrics, &sample);
-        }
-        None => metrics.unrouted().record(metrics, &sample),
+    let outcome = account.outcome();
+    if let (Some(cluster), true) = (&outcome.cluster, outcome.forwarded) {
+        cluster.runtime.stats.record(response.status().as_u16());
     }
-    if let Some(t) = trace.filter(RequestTrace::sampled) {
-        let flags = outcome.flags.as_str();
-        t.finish(
-            &ctx.tracing,
-            &SpanEnd {
-                status,
-                response_flags: &flags,
-                upstream_cluster: outcome.cluster.map(|c| &*c.name),
-                upstream_address: outcome.host.map(|h| h.address()),
-                operation: outcome.decorator,
-                request_bytes,
-                response_bytes,
-                collector_hosts: &|name| collector_hosts(&snapshot, name),
-            },
-        );
-    }
-    if let (Some(format), Some(c)) = (log_format, capture) {
-        let upstream_host = outcome
-            .host
-            .map(|h| h.address().to_string())
-            .unwrap_or_default();
-        let flags = outcome.flags.as_str();
-        ctx.access_log.log(
-            format,
-            &LogRecord {
-                start: c.start_wall,
-                method: c.method.as_str(),
-                path: c.path.as_ref().map_or("/", |p| p.as_str()),
-                protocol: protocol_name(c.version),
-                status,
-                flags: &flags,
-                bytes_received: request_bytes,
-                bytes_sent: response_bytes,
-                duration_ms: duration.as_millis(),
-                upstream_service_time_ms: outcome.upstream_time,
-                forwarded_for: header_str(c.forwarded_for.as_ref()),
-                user_agent: header_str(c.user_agent.as_ref()),
-                request_id: request_id.to_str().unwrap_or("-"),
-                authority: authority.as_str(),
-                upstream_host: &upstream_host,
-                upstream_cluster: outcome.cluster.map_or("", |c| &c.name),
-                route_name: outcome.route_name,
-            },
-        );
-    }
-    response
+    account.response_head(&response, &method);
+    response.map(|body| ResponseBody::new(body, account))
 }
 
 async fn run<'s>(
@@ -163,7 +89,7 @@ async fn run<'s>(
     peer: SocketAddr,
     mut req: Request<Incoming>,
     grpc: bool,
-    outcome: &mut Outcome<'s>,
+    outcome: &mut Outcome,
 ) -> Response<ProxyBody> {
     if let Some(upgrade) = req.headers().get(header::UPGRADE) {
         if upgrade.as_bytes().eq_ignore_ascii_case(b"h2c") {
@@ -173,6 +99,7 @@ async fn run<'s>(
         } else if req.version() < Version::HTTP_2 {
             // Upgrades (WebSocket and friends) are not configured on any route: refuse them
             // cleanly, as Envoy does when a route does not allow the upgrade type.
+            outcome.details = ResponseCodeDetails::UpgradeFailed;
             return local_reply(StatusCode::FORBIDDEN, "");
         }
     }
@@ -195,15 +122,21 @@ async fn route_and_forward<'s>(
     authority: &str,
     peer: SocketAddr,
     mut req: Request<Incoming>,
-    outcome: &mut Outcome<'s>,
+    outcome: &mut Outcome,
 ) -> Response<ProxyBody> {
     let origin_form = req.uri().authority().is_none() && req.version() < Version::HTTP_2;
     let Some(listener) = listener else {
-        outcome.flags.set(ResponseFlag::NoRoute);
+        outcome.fail(
+            ResponseFlag::NoRoute,
+            ResponseCodeDetails::RouteConfigurationNotFound,
+        );
         return no_route(authority, origin_form);
     };
     let Some(table) = route_table(snapshot, &listener.route_source) else {
-        outcome.flags.set(ResponseFlag::NoRoute);
+        outcome.fail(
+            ResponseFlag::NoRoute,
+            ResponseCodeDetails::RouteConfigurationNotFound,
+        );
         return no_route(authority, origin_form);
     };
     let route = {
@@ -217,11 +150,11 @@ async fn route_and_forward<'s>(
         table.find(&view)
     };
     let Some(route) = route else {
-        outcome.flags.set(ResponseFlag::NoRoute);
+        outcome.fail(ResponseFlag::NoRoute, ResponseCodeDetails::RouteNotFound);
         return no_route(authority, origin_form);
     };
-    outcome.route_name = &route.name;
-    outcome.decorator = route.policy.decorator.as_deref().map(|d| &*d.operation);
+    outcome.route_name = Some(route.name.clone());
+    outcome.decorator = route.policy.decorator.clone();
     trace::propagate_decorator(
         listener.tracing.as_deref(),
         route.policy.decorator.as_deref(),
@@ -235,6 +168,13 @@ async fn route_and_forward<'s>(
     );
     outcome.grpc_deadline = plan.timeouts.total_from_grpc;
 
+    // Known before the filters run, so a fault filter's answer is still counted against the
+    // route's destination, as Envoy reports it.
+    let cluster = match &plan.target {
+        Target::Cluster { name, .. } => snapshot.cluster(name),
+        _ => None,
+    };
+    outcome.cluster = cluster.cloned();
     let mut hooks = ResponseHooks::default();
     let chain = &listener.http_filters;
     if let Some(answer) = filter::on_request(
@@ -247,14 +187,19 @@ async fn route_and_forward<'s>(
     )
     .await
     {
+        outcome.details = if outcome.flags.contains(ResponseFlag::FaultInjected) {
+            ResponseCodeDetails::FaultFilterAbort
+        } else {
+            ResponseCodeDetails::CorsResponse
+        };
         return answer;
     }
     let mut response = match plan.target {
-        Target::Cluster { name, settings } => {
+        Target::Cluster { settings, .. } => {
             let f = Forward {
                 snapshot,
                 route,
-                cluster_name: name,
+                cluster,
                 cluster_settings: settings,
                 timeouts: &plan.timeouts,
                 router: chain.router,
@@ -264,12 +209,14 @@ async fn route_and_forward<'s>(
             forward(f, req, outcome).await
         }
         Target::Redirect(r) => {
+            outcome.details = ResponseCodeDetails::DirectResponse;
             let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
             let mut resp = super::redirect::respond(r, &route.matcher.path, authority, path);
             route.policy.headers.response.apply(resp.headers_mut());
             resp
         }
         Target::Direct { status, body } => {
+            outcome.details = ResponseCodeDetails::DirectResponse;
             let mut resp = Response::new(body.cloned().map_or(ProxyBody::Empty, ProxyBody::full));
             *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
             route.policy.headers.response.apply(resp.headers_mut());
@@ -278,12 +225,6 @@ async fn route_and_forward<'s>(
     };
     filter::on_response(hooks, &mut response);
     response
-}
-
-/// Where a trace collector named by its cluster is: the cluster's hosts now.
-fn collector_hosts(snapshot: &Snapshot, cluster: &str) -> Option<Vec<EndpointAddress>> {
-    let c = snapshot.cluster(cluster)?;
-    Some(c.hosts.iter().map(|h| h.address().clone()).collect())
 }
 
 fn route_table<'a>(snapshot: &'a Snapshot, source: &'a RouteSource) -> Option<&'a Arc<RouteTable>> {
@@ -318,40 +259,5 @@ impl RequestAuthority {
             RequestAuthority::Host(h) => h.to_str().unwrap_or(""),
             RequestAuthority::None => "",
         }
-    }
-}
-
-fn header_str(v: Option<&HeaderValue>) -> &str {
-    v.and_then(|v| v.to_str().ok()).unwrap_or("")
-}
-
-fn content_length(h: &http::HeaderMap) -> u64 {
-    header_str(h.get(header::CONTENT_LENGTH))
-        .parse()
-        .unwrap_or(0)
-}
-
-/// The `grpc-status` a response carries in its headers (a trailers-only gRPC response). A code
-/// outside gRPC's range counts as UNKNOWN (2), as gRPC clients read it, which also keeps the
-/// number of metric series an upstream can cause bounded.
-fn grpc_status(h: &http::HeaderMap) -> Option<u16> {
-    let code: u16 = header_str(h.get("grpc-status")).parse().ok()?;
-    Some(if code <= GRPC_MAX_CODE {
-        code
-    } else {
-        GRPC_UNKNOWN
-    })
-}
-
-/// UNAUTHENTICATED, the highest code gRPC defines.
-const GRPC_MAX_CODE: u16 = 16;
-const GRPC_UNKNOWN: u16 = 2;
-
-fn protocol_name(v: Version) -> &'static str {
-    match v {
-        Version::HTTP_10 => "HTTP/1.0",
-        Version::HTTP_11 => "HTTP/1.1",
-        Version::HTTP_2 => "HTTP/2",
-        _ => "HTTP/?",
     }
 }

@@ -222,7 +222,7 @@ mod tests {
             .unwrap();
         let (parts, ()) = req.into_parts();
         let route = crate::router::Route {
-            name: String::new(),
+            name: "".into(),
             matcher: crate::router::RouteMatcher::new(crate::router::PathMatcher::prefix(
                 "/", true,
             )),

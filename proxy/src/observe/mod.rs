@@ -4,5 +4,5 @@
 pub mod access_log;
 pub mod envoy_stats;
 pub mod istio;
-pub mod trace;
 pub mod server_stats;
+pub mod trace;

@@ -75,7 +75,7 @@ fn describe_route(route: &Route) -> Value {
             .collect();
     }
     json!({
-        "name": route.name,
+        "name": &*route.name,
         "match": matcher,
         "action": describe_action(&route.action),
     })

@@ -31,6 +31,7 @@ mod weighted;
 mod tests;
 
 use http::{HeaderMap, Method, Uri};
+use std::sync::Arc;
 
 pub use action::{
     Decorator, MaxStreamDuration, MirrorPolicy, Redirect, RedirectPath, RouteAction, RoutePolicy,
@@ -111,7 +112,8 @@ pub struct VirtualHost {
 
 #[derive(Debug, Clone)]
 pub struct Route {
-    pub name: String,
+    /// Shared, so a request's record can keep it past the snapshot it ran on.
+    pub name: Arc<str>,
     pub matcher: RouteMatcher,
     pub action: RouteAction,
     pub policy: RoutePolicy,

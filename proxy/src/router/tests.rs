@@ -88,7 +88,7 @@ fn table(routes: Vec<Route>) -> RouteTable {
 }
 
 fn matched(t: &RouteTable, req: &Req) -> Option<String> {
-    t.find(&req.view()).map(|r| r.name.clone())
+    t.find(&req.view()).map(|r| r.name.to_string())
 }
 
 fn only(path: PathMatcher) -> RouteTable {

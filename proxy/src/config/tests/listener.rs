@@ -2,7 +2,7 @@ use std::collections::HashMap;
 
 use xds_protos::pb::envoy::config::accesslog::v3::{access_log, AccessLog};
 use xds_protos::pb::envoy::config::core::v3::{
-    substitution_format_string::Format, SubstitutionFormatString,
+    data_source, substitution_format_string::Format, DataSource, SubstitutionFormatString,
 };
 use xds_protos::pb::envoy::config::listener::v3::{filter, Filter, FilterChain, Listener};
 use xds_protos::pb::envoy::config::route::v3::{
@@ -22,7 +22,8 @@ use xds_protos::type_url;
 
 use super::{any, socket};
 use crate::config::{
-    compile_listener, AccessLogFormat, ListenerConfig, RouteSource, HTTP_CONNECTION_MANAGER_NAME,
+    compile_listener, FormatBody, ListenerConfig, RouteSource, ValidationError,
+    HTTP_CONNECTION_MANAGER_NAME,
 };
 
 pub(super) fn hcm_filter(hcm: &HttpConnectionManager) -> Filter {
@@ -85,12 +86,21 @@ fn stdout(format: Option<Format>) -> AccessLog {
     }
 }
 
-fn with_logs(logs: Vec<AccessLog>) -> Option<AccessLogFormat> {
+/// The encodings of the listener's loggers, or the NACK.
+fn with_logs(logs: Vec<AccessLog>) -> Result<Vec<&'static str>, ValidationError> {
     let hcm = HttpConnectionManager {
         access_log: logs,
         ..rds("80")
     };
-    compile(&listener(vec![chain(vec![hcm_filter(&hcm)])])).access_log
+    let cfg = compile_listener(&listener(vec![chain(vec![hcm_filter(&hcm)])]))?;
+    Ok(cfg
+        .access_log
+        .iter()
+        .map(|f| match f.body {
+            FormatBody::Text(_) => "text",
+            FormatBody::Json(_) => "json",
+        })
+        .collect())
 }
 
 fn json_format() -> Format {
@@ -106,7 +116,7 @@ fn rds_listener() {
     assert_eq!(cfg.address, Some("0.0.0.0:9080".parse().expect("addr")));
     assert!(matches!(&cfg.route_source, RouteSource::Rds(n) if n == "9080"));
     assert_eq!(cfg.stat_prefix, "outbound_0.0.0.0_9080");
-    assert_eq!(cfg.access_log, None);
+    assert!(cfg.access_log.is_empty());
 }
 
 #[test]
@@ -224,21 +234,15 @@ fn inline_route_errors_carry_the_listener_path() {
 
 #[test]
 fn access_log_format_detection() {
-    assert_eq!(with_logs(vec![]), None);
-    assert_eq!(
-        with_logs(vec![stdout(None)]),
-        Some(AccessLogFormat::EnvoyDefault)
-    );
+    assert_eq!(with_logs(vec![]), Ok(vec![]));
+    assert_eq!(with_logs(vec![stdout(None)]), Ok(vec!["text"]));
     assert_eq!(
         with_logs(vec![stdout(Some(json_format()))]),
-        Some(AccessLogFormat::Json)
+        Ok(vec!["json"])
     );
     #[allow(deprecated)]
     let text = Format::TextFormat("%START_TIME%\n".into());
-    assert_eq!(
-        with_logs(vec![stdout(Some(text))]),
-        Some(AccessLogFormat::EnvoyDefault)
-    );
+    assert_eq!(with_logs(vec![stdout(Some(text))]), Ok(vec!["text"]));
 
     // Istio's `accessLogFile: /dev/stdout` is a file logger.
     let file = |path: &str| AccessLog {
@@ -256,14 +260,63 @@ fn access_log_format_detection() {
         ))),
         ..Default::default()
     };
+    assert_eq!(with_logs(vec![file("/dev/stdout")]), Ok(vec!["json"]));
+    // Every logger writes its own line.
     assert_eq!(
-        with_logs(vec![file("/dev/stdout")]),
-        Some(AccessLogFormat::Json)
+        with_logs(vec![file("/dev/stdout"), stdout(None)]),
+        Ok(vec!["json", "text"])
     );
-    assert_eq!(with_logs(vec![file("/var/log/a.log")]), None);
+    // A file the proxy would not write is refused, not skipped.
+    let err = with_logs(vec![stdout(None), file("/var/log/a.log")]).unwrap_err();
     assert_eq!(
-        with_logs(vec![file("/var/log/a.log"), stdout(None)]),
-        Some(AccessLogFormat::EnvoyDefault)
+        err.field,
+        "filter_chains[0].filters[0].typed_config.access_log[1].typed_config.path"
+    );
+    assert!(err.reason.contains("/dev/stdout"), "{}", err.reason);
+}
+
+#[test]
+fn access_log_operators_the_proxy_cannot_fill_are_refused_by_name() {
+    let text = |f: &str| {
+        Format::TextFormatSource(DataSource {
+            specifier: Some(data_source::Specifier::InlineString(f.into())),
+            ..Default::default()
+        })
+    };
+    assert_eq!(
+        with_logs(vec![stdout(Some(text(
+            crate::config::ISTIO_DEFAULT_TEXT_FORMAT
+        )))]),
+        Ok(vec!["text"])
+    );
+    let err = with_logs(vec![stdout(Some(text("%UPSTREAM_PEER_SUBJECT%\n")))]).unwrap_err();
+    assert_eq!(
+        err.field,
+        "filter_chains[0].filters[0].typed_config.access_log[0].typed_config.log_format.text_format_source.inline_string"
+    );
+    assert!(
+        err.reason.contains("%UPSTREAM_PEER_SUBJECT%"),
+        "{}",
+        err.reason
+    );
+    let filtered = AccessLog {
+        filter: Some(Default::default()),
+        ..stdout(None)
+    };
+    let err = with_logs(vec![filtered]).unwrap_err();
+    assert!(err.field.ends_with("access_log[0].filter"), "{}", err.field);
+    let other = AccessLog {
+        config_type: Some(access_log::ConfigType::TypedConfig(Any {
+            type_url: "type.googleapis.com/envoy.extensions.access_loggers.grpc.v3.HttpGrpcAccessLogConfig".into(),
+            value: vec![],
+        })),
+        ..Default::default()
+    };
+    let err = with_logs(vec![other]).unwrap_err();
+    assert!(
+        err.reason.contains("HttpGrpcAccessLogConfig"),
+        "{}",
+        err.reason
     );
 }
 
@@ -276,20 +329,10 @@ fn undecodable_access_log_names_the_entry() {
         })),
         ..Default::default()
     };
-    let hcm = HttpConnectionManager {
-        access_log: vec![stdout(None), broken],
-        ..rds("80")
-    };
-    // The first stdout logger wins; later entries are not looked at.
-    assert!(compile_listener(&listener(vec![chain(vec![hcm_filter(&hcm)])])).is_ok());
-    let hcm = HttpConnectionManager {
-        access_log: hcm.access_log.into_iter().rev().collect(),
-        ..rds("80")
-    };
-    let err = compile_listener(&listener(vec![chain(vec![hcm_filter(&hcm)])])).unwrap_err();
+    let err = with_logs(vec![stdout(None), broken]).unwrap_err();
     assert_eq!(
         err.field,
-        "filter_chains[0].filters[0].typed_config.access_log[0].typed_config"
+        "filter_chains[0].filters[0].typed_config.access_log[1].typed_config"
     );
 }
 

@@ -132,7 +132,7 @@ fn find(
         method: &method,
         headers: &map,
     };
-    t.find(&view).map(|r| r.name.clone())
+    t.find(&view).map(|r| r.name.to_string())
 }
 
 // ---- compiling a realistic table ----

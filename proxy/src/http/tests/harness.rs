@@ -2,7 +2,7 @@
 //! with scripted behaviour: the request path under test with real sockets, no control plane.
 
 use crate::context::ProxyContext;
-use crate::observe::access_log::AccessLogWriter;
+use crate::observe::access_log::{AccessLogWriter, ACCESS_LOG_QUEUE};
 use crate::observe::istio::{IstioMetrics, SourceIdentity};
 use crate::xds::state::XdsCache;
 use bytes::Bytes;
@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use xds_protos::pb::envoy::config::accesslog::v3::AccessLog;
 use xds_protos::pb::envoy::config::cluster::v3::{
     cluster::{ClusterDiscoveryType, DiscoveryType},
     Cluster,
@@ -114,9 +115,51 @@ pub struct TestProxy {
     pub ctx: Arc<ProxyContext>,
 }
 
+/// The access log lines a test proxy wrote, as its writer thread wrote them.
+#[derive(Clone, Default)]
+pub struct LogLines(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogLines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl LogLines {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    /// The line that contains `needle`, once the writer thread has written it. Bounded by a
+    /// count of short real-time waits (the writer is an OS thread, so a paused tokio clock
+    /// must not hurry them), not by a deadline the test asserts.
+    pub async fn line(&self, needle: &str) -> String {
+        for _ in 0..10_000 {
+            if let Some(l) = self.text().lines().find(|l| l.contains(needle)) {
+                return l.to_string();
+            }
+            tokio::task::yield_now().await;
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        panic!("no access log line with {needle:?} in:\n{}", self.text())
+    }
+}
+
 impl TestProxy {
     pub async fn start(vh: VirtualHost, filters: Vec<HttpFilter>, clusters: Vec<Cluster>) -> Self {
-        Self::start_with(vh, filters, clusters, |_| {}).await
+        Self::build(
+            vh,
+            filters,
+            clusters,
+            vec![],
+            AccessLogWriter::stdout(),
+            |_| {},
+        )
+        .await
     }
 
     /// [`TestProxy::start`] with the connection manager adjusted by `tweak` (downstream
@@ -127,6 +170,38 @@ impl TestProxy {
         clusters: Vec<Cluster>,
         tweak: impl FnOnce(&mut HttpConnectionManager),
     ) -> Self {
+        Self::build(
+            vh,
+            filters,
+            clusters,
+            vec![],
+            AccessLogWriter::stdout(),
+            tweak,
+        )
+        .await
+    }
+
+    /// A proxy whose connection manager has `log`, writing into the returned lines.
+    pub async fn start_logged(
+        vh: VirtualHost,
+        filters: Vec<HttpFilter>,
+        clusters: Vec<Cluster>,
+        log: AccessLog,
+    ) -> (Self, LogLines) {
+        let lines = LogLines::default();
+        let writer = AccessLogWriter::new(lines.clone(), ACCESS_LOG_QUEUE);
+        let proxy = Self::build(vh, filters, clusters, vec![log], writer, |_| {}).await;
+        (proxy, lines)
+    }
+
+    async fn build(
+        vh: VirtualHost,
+        filters: Vec<HttpFilter>,
+        clusters: Vec<Cluster>,
+        access_log: Vec<AccessLog>,
+        writer: AccessLogWriter,
+        tweak: impl FnOnce(&mut HttpConnectionManager),
+    ) -> Self {
         let mut hcm = HttpConnectionManager {
             stat_prefix: "test".into(),
             route_specifier: Some(RouteSpecifier::RouteConfig(RouteConfiguration {
@@ -135,6 +210,7 @@ impl TestProxy {
                 ..Default::default()
             })),
             http_filters: filters,
+            access_log,
             ..Default::default()
         };
         tweak(&mut hcm);
@@ -162,10 +238,7 @@ impl TestProxy {
         let resources: Vec<Any> = clusters.iter().map(|c| any(type_url::CLUSTER, c)).collect();
         let applied = cache.apply(type_url::CLUSTER, "1", &resources);
         assert!(applied.rejected.is_empty(), "{:?}", applied.rejected);
-        let ctx = ProxyContext::new(
-            AccessLogWriter::stdout(),
-            IstioMetrics::new(&test_source_identity()),
-        );
+        let ctx = ProxyContext::new(writer, IstioMetrics::new(&test_source_identity()));
         let snapshot = cache.build_snapshot(&ctx.snapshot.load());
         ctx.snapshot.store(Arc::new(snapshot));
         let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -1,6 +1,7 @@
 //! The request path end to end inside one process: real sockets between a test client, the
 //! proxy's connection handling, and scripted upstreams. Each file covers one feature group.
 
+mod access_log;
 mod downstream;
 mod faults_and_cors;
 mod harness;

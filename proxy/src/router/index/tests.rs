@@ -17,7 +17,7 @@ use super::*;
 fn route(name: String, matcher: RouteMatcher) -> Route {
     Route {
         action: RouteAction::Cluster(ClusterTarget::new(&name)),
-        name,
+        name: name.into(),
         matcher,
         policy: RoutePolicy::default(),
     }
@@ -45,8 +45,10 @@ fn both(routes: &[Route], index: &RouteIndex, path: &str) -> (Option<String>, Op
     let headers = HeaderMap::new();
     let req = view(path, &Method::GET, &headers);
     let target = PathTarget::new(path);
-    let indexed = index.find(routes, &req, &target).map(|r| r.name.clone());
-    let linear = first_match(routes, &req, &target).map(|r| r.name.clone());
+    let indexed = index
+        .find(routes, &req, &target)
+        .map(|r| r.name.to_string());
+    let linear = first_match(routes, &req, &target).map(|r| r.name.to_string());
     (indexed, linear)
 }
 
@@ -231,7 +233,7 @@ fn small_hosts_are_not_indexed_and_edited_hosts_fall_back() {
     ));
     let headers = HeaderMap::new();
     let req = view("/b", &Method::GET, &headers);
-    assert_eq!(table.find(&req).map(|r| r.name.as_str()), Some("late"));
+    assert_eq!(table.find(&req).map(|r| &*r.name), Some("late"));
 }
 
 // ---- property test ----
@@ -374,15 +376,15 @@ fn index_chooses_what_the_linear_scan_chooses() {
             let r = random_request(&mut rng);
             let req = view(&r.path, &Method::GET, &r.headers);
             let target = PathTarget::new(&r.path);
-            let linear = first_match(&routes, &req, &target).map(|r| r.name.as_str());
-            let via_index = index.find(&routes, &req, &target).map(|r| r.name.as_str());
+            let linear = first_match(&routes, &req, &target).map(|r| &*r.name);
+            let via_index = index.find(&routes, &req, &target).map(|r| &*r.name);
             assert_eq!(
                 via_index, linear,
                 "path {:?} headers {:?} routes {:#?}",
                 r.path, r.headers, routes
             );
-            assert_eq!(table.find(&req).map(|r| r.name.as_str()), linear);
-            assert_eq!(table.find_linear(&req).map(|r| r.name.as_str()), linear);
+            assert_eq!(table.find(&req).map(|r| &*r.name), linear);
+            assert_eq!(table.find_linear(&req).map(|r| &*r.name), linear);
             compared += 1;
             found += usize::from(linear.is_some());
             late += usize::from(
