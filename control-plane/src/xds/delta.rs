@@ -9,12 +9,12 @@ use super::compact::{HeldVersions, NameSet};
 use super::resources::{NamedResources, VersionedResource};
 use super::sequencer::Phase;
 use super::sotw::{sleep_until, StreamEnd};
-use super::{Session, Shared, StreamIo};
+use super::{wire, Session, Shared, StreamIo};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use tracing::{debug, warn};
 use xds_protos::type_url::{is_wildcard_type, PUSH_ORDER};
-use xds_protos::{DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource};
+use xds_protos::{DeltaDiscoveryRequest, DeltaDiscoveryResponse};
 
 #[derive(Default)]
 struct TypeState {
@@ -28,14 +28,11 @@ struct TypeState {
 
 /// A delta stream: the common session plus the per-type state.
 struct Stream {
-    s: Session<DeltaDiscoveryRequest, DeltaDiscoveryResponse>,
+    s: Session<DeltaDiscoveryRequest>,
     types: HashMap<&'static str, TypeState>,
 }
 
-pub(super) async fn run(
-    shared: Arc<Shared>,
-    io: StreamIo<DeltaDiscoveryRequest, DeltaDiscoveryResponse>,
-) {
+pub(super) async fn run(shared: Arc<Shared>, io: StreamIo<DeltaDiscoveryRequest>) {
     let Some((session, first)) = Session::open(shared, io, "delta", |r| r.node.as_ref()).await
     else {
         return;
@@ -216,21 +213,12 @@ impl Stream {
         if to_send.is_empty() && removed.is_empty() {
             return Ok(false);
         }
+        let send_names: Vec<String> = send_names.into_iter().cloned().collect();
         // Before copying the resources into a response: one waiting for its slot would be
         // memory held for nothing.
         self.s.take_slot().await;
-        let resources: Vec<Resource> = send_names
-            .iter()
-            .zip(&to_send)
-            .map(|(name, r)| Resource {
-                name: (*name).clone(),
-                version: r.version.clone(),
-                resource: Some(r.any.clone()),
-                ..Default::default()
-            })
-            .collect();
-        for r in &resources {
-            state.held.insert(r.name.clone(), r.version.clone());
+        for (name, r) in send_names.iter().zip(&to_send) {
+            state.held.insert(name.clone(), r.version.clone());
         }
         for n in &removed {
             state.held.remove(n);
@@ -242,20 +230,26 @@ impl Stream {
         state
             .in_flight
             .insert(nonce.clone(), self.s.config.version.clone());
-        let count = resources.len();
+        let count = to_send.len();
         self.s
             .shared
             .status
             .sent(self.s.conn, type_url, &self.s.config.version, &nonce, count);
         debug!(node = %self.s.identity.id, type_url, count, removed = removed.len(), "delta push");
-        let response = DeltaDiscoveryResponse {
+        let head = DeltaDiscoveryResponse {
             system_version_info: self.s.config.version.clone(),
-            resources,
             type_url: type_url.to_string(),
             removed_resources: removed,
             nonce,
             ..Default::default()
         };
+        let response = wire::delta_response(
+            &head,
+            send_names
+                .iter()
+                .zip(&to_send)
+                .map(|(name, r)| (name.as_str(), &***r)),
+        );
         self.s.io.send(response).await?;
         Ok(true)
     }

@@ -15,34 +15,30 @@
 //! endpoints and routes of 1,000 services at once is gigabytes. So a session takes one of
 //! [`PUSH_SLOTS`] before it sends and keeps it until the proxy has answered everything it was
 //! sent, or for [`SLOT_HOLD`] at most, so that a proxy that never answers cannot keep it.
+//!
+//! Responses are assembled from the resources' shared serialized bytes and framed by weftd
+//! itself, not by tonic's encoder (see [`wire`]).
 
 mod compact;
 mod delta;
 pub mod resources;
 pub mod sequencer;
+mod service;
 mod sotw;
 pub mod status;
+pub mod wire;
 
 pub use resources::{ConfigVersion, ResourceGenerator, Resources, VersionedResource};
 pub use status::{ProxyStatus, StatusRegistry};
 
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
-use tokio_stream::wrappers::ReceiverStream;
-use tokio_stream::Stream;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Status, Streaming};
+use wire::EncodedMessage;
 use xds_protos::node::NodeIdentity;
 use xds_protos::pb::envoy::config::core::v3::Node;
-use xds_protos::{
-    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer, DeltaDiscoveryRequest,
-    DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
-};
-
-/// Responses buffered per stream before the session waits for the proxy to read.
-const STREAM_BUFFER: usize = 16;
 
 /// How many sessions may have responses out that their proxy has not answered yet
 /// (istiod's default push throttle is 100).
@@ -90,13 +86,13 @@ impl Shared {
 }
 
 /// The two halves of one bidirectional stream.
-struct StreamIo<Req, Resp> {
+struct StreamIo<Req> {
     requests: Streaming<Req>,
-    responses: mpsc::Sender<Result<Resp, Status>>,
+    responses: mpsc::Sender<Result<EncodedMessage, Status>>,
 }
 
-impl<Req, Resp> StreamIo<Req, Resp> {
-    async fn send(&self, resp: Resp) -> Result<(), sotw::StreamEnd> {
+impl<Req> StreamIo<Req> {
+    async fn send(&self, resp: EncodedMessage) -> Result<(), sotw::StreamEnd> {
         self.responses
             .send(Ok(resp))
             .await
@@ -110,11 +106,11 @@ impl<Req, Resp> StreamIo<Req, Resp> {
 
 /// What every session, state-of-the-world or delta, holds: who the proxy is, what it should
 /// have now, and the push in progress.
-struct Session<Req, Resp> {
+struct Session<Req> {
     shared: Arc<Shared>,
     conn: u64,
     identity: NodeIdentity,
-    io: StreamIo<Req, Resp>,
+    io: StreamIo<Req>,
     config: Arc<ConfigVersion>,
     resources: Resources,
     seq: sequencer::PushSequencer,
@@ -123,11 +119,11 @@ struct Session<Req, Resp> {
     slot: Option<(OwnedSemaphorePermit, tokio::time::Instant)>,
 }
 
-impl<Req, Resp> Session<Req, Resp> {
+impl<Req> Session<Req> {
     /// Reads the first request, which must name the proxy, and registers the stream.
     async fn open(
         shared: Arc<Shared>,
-        mut io: StreamIo<Req, Resp>,
+        mut io: StreamIo<Req>,
         protocol: &'static str,
         node_of: fn(&Req) -> Option<&Node>,
     ) -> Option<(Self, Req)> {
@@ -201,7 +197,7 @@ impl<Req, Resp> Session<Req, Resp> {
     }
 }
 
-impl<Req, Resp> Drop for Session<Req, Resp> {
+impl<Req> Drop for Session<Req> {
     fn drop(&mut self) {
         self.shared.status.disconnect(self.conn);
         tracing::info!(node = %self.identity.id, conn = self.conn, "proxy disconnected");
@@ -235,45 +231,9 @@ impl AdsService {
         }
     }
 
-    pub fn into_server(self) -> AggregatedDiscoveryServiceServer<AdsService> {
-        // Large meshes produce large responses: allow them (Envoy accepts up to 2^32 bytes).
-        AggregatedDiscoveryServiceServer::new(self)
-            .max_decoding_message_size(64 << 20)
-            .max_encoding_message_size(usize::MAX)
-    }
-}
-
-type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
-
-#[tonic::async_trait]
-impl AggregatedDiscoveryService for AdsService {
-    type StreamAggregatedResourcesStream = ResponseStream<DiscoveryResponse>;
-    type DeltaAggregatedResourcesStream = ResponseStream<DeltaDiscoveryResponse>;
-
-    async fn stream_aggregated_resources(
-        &self,
-        request: Request<Streaming<DiscoveryRequest>>,
-    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
-        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        let io = StreamIo {
-            requests: request.into_inner(),
-            responses: tx,
-        };
-        tokio::spawn(sotw::run(self.shared.clone(), io));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
-    }
-
-    async fn delta_aggregated_resources(
-        &self,
-        request: Request<Streaming<DeltaDiscoveryRequest>>,
-    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
-        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        let io = StreamIo {
-            requests: request.into_inner(),
-            responses: tx,
-        };
-        tokio::spawn(delta::run(self.shared.clone(), io));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    /// The gRPC service, ready for tonic's server.
+    pub fn into_server(self) -> service::AdsServer {
+        service::AdsServer::new(self.shared)
     }
 }
 

@@ -9,11 +9,10 @@
 use super::compact::NameSet;
 use super::resources::NamedResources;
 use super::sequencer::Phase;
-use super::{Session, Shared, StreamIo};
+use super::{wire, Session, Shared, StreamIo};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use tracing::{debug, warn};
-use xds_protos::pb::google::protobuf::Any;
 use xds_protos::type_url::{is_wildcard_type, PUSH_ORDER};
 use xds_protos::{DiscoveryRequest, DiscoveryResponse};
 
@@ -34,11 +33,11 @@ struct TypeState {
 
 /// A sotw stream: the common session plus the per-type state.
 struct Stream {
-    s: Session<DiscoveryRequest, DiscoveryResponse>,
+    s: Session<DiscoveryRequest>,
     types: HashMap<&'static str, TypeState>,
 }
 
-pub(super) async fn run(shared: Arc<Shared>, io: StreamIo<DiscoveryRequest, DiscoveryResponse>) {
+pub(super) async fn run(shared: Arc<Shared>, io: StreamIo<DiscoveryRequest>) {
     let Some((session, first)) = Session::open(shared, io, "sotw", |r| r.node.as_ref()).await
     else {
         return;
@@ -169,16 +168,15 @@ impl Stream {
         state.last_nonce = nonce.clone();
         state.last_version = self.s.config.version.clone();
         state.sent_once = true;
-        let resources: Vec<Any> = next.values().map(|r| r.any.clone()).collect();
-        state.sent = next;
-        let count = resources.len();
-        let response = DiscoveryResponse {
+        let count = next.len();
+        let head = DiscoveryResponse {
             version_info: self.s.config.version.clone(),
-            resources,
             type_url: type_url.to_string(),
             nonce: nonce.clone(),
             ..Default::default()
         };
+        let response = wire::sotw_response(&head, next.values().map(|r| &**r));
+        state.sent = next;
         self.s
             .shared
             .status
