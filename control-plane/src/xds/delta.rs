@@ -6,13 +6,14 @@
 //! not sent those again.
 
 use super::compact::{HeldVersions, NameSet};
+use super::driver::{Protocol, StreamEnd};
 use super::resources::{NamedResources, VersionedResource};
 use super::sequencer::Phase;
-use super::sotw::{sleep_until, StreamEnd};
-use super::{wire, Session, Shared, StreamIo};
+use super::{wire, Session};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use tracing::{debug, warn};
+use xds_protos::pb::envoy::config::core::v3::Node;
 use xds_protos::type_url::{is_wildcard_type, PUSH_ORDER};
 use xds_protos::{DeltaDiscoveryRequest, DeltaDiscoveryResponse};
 
@@ -27,64 +28,45 @@ struct TypeState {
 }
 
 /// A delta stream: the common session plus the per-type state.
-struct Stream {
+pub(super) struct Stream {
     s: Session<DeltaDiscoveryRequest>,
     types: HashMap<&'static str, TypeState>,
 }
 
-pub(super) async fn run(shared: Arc<Shared>, io: StreamIo<DeltaDiscoveryRequest>) {
-    let Some((session, first)) = Session::open(shared, io, "delta", |r| r.node.as_ref()).await
-    else {
-        return;
-    };
-    let mut stream = Stream {
-        s: session,
-        types: HashMap::new(),
-    };
-    if let Err(e) = stream.drive(first).await {
-        debug!(conn = stream.s.conn, error = %e, "stream ended");
+impl Protocol for Stream {
+    type Request = DeltaDiscoveryRequest;
+    const NAME: &'static str = "delta";
+
+    fn node(req: &DeltaDiscoveryRequest) -> Option<&Node> {
+        req.node.as_ref()
+    }
+
+    fn new(s: Session<DeltaDiscoveryRequest>) -> Self {
+        Stream {
+            s,
+            types: HashMap::new(),
+        }
+    }
+
+    fn session(&mut self) -> &mut Session<DeltaDiscoveryRequest> {
+        &mut self.s
+    }
+
+    async fn on_request(&mut self, req: DeltaDiscoveryRequest) -> Result<(), StreamEnd> {
+        self.read(req).await
+    }
+
+    async fn push(&mut self, type_url: &'static str, phase: Phase) -> Result<bool, StreamEnd> {
+        self.send_changes(type_url, phase, &BTreeSet::new()).await
+    }
+
+    fn all_answered(&self) -> bool {
+        self.types.values().all(|t| t.in_flight.is_empty())
     }
 }
 
 impl Stream {
-    async fn drive(&mut self, first: DeltaDiscoveryRequest) -> Result<(), StreamEnd> {
-        let mut config_rx = self.s.shared.config.clone();
-        self.on_request(first).await?;
-        loop {
-            while let Some(step) = self.s.seq.next_step() {
-                let t = step.type_url;
-                if self.types.contains_key(t)
-                    && self.send_changes(t, step.phase, &BTreeSet::new()).await?
-                {
-                    self.s.seq.wait_for(t);
-                }
-            }
-            if let Some(since) = self.s.seq.take_finished() {
-                self.s.shared.status.converged(since);
-            }
-            if self.types.values().all(|t| t.in_flight.is_empty()) {
-                self.s.release_slot();
-            }
-            let deadline = self.s.seq.deadline();
-            let slot_deadline = self.s.slot_deadline();
-            tokio::select! {
-                msg = self.s.io.requests.message() => match msg {
-                    Ok(Some(req)) => self.on_request(req).await?,
-                    Ok(None) => return Err(StreamEnd::ClientClosed),
-                    Err(status) => return Err(StreamEnd::Grpc(status)),
-                },
-                changed = config_rx.changed() => {
-                    changed.map_err(|_| StreamEnd::ServerStopping)?;
-                    let config = config_rx.borrow_and_update().clone();
-                    self.s.reconfigure(config).await?;
-                }
-                _ = sleep_until(deadline), if deadline.is_some() => self.s.seq.timed_out(),
-                _ = sleep_until(slot_deadline), if slot_deadline.is_some() => self.s.release_slot(),
-            }
-        }
-    }
-
-    async fn on_request(&mut self, req: DeltaDiscoveryRequest) -> Result<(), StreamEnd> {
+    async fn read(&mut self, req: DeltaDiscoveryRequest) -> Result<(), StreamEnd> {
         let Some(type_url) = PUSH_ORDER.iter().copied().find(|t| *t == req.type_url) else {
             warn!(type_url = %req.type_url, "ignoring request for an unsupported type");
             return Ok(());

@@ -21,6 +21,7 @@
 
 mod compact;
 mod delta;
+mod driver;
 pub mod resources;
 pub mod sequencer;
 mod service;
@@ -92,11 +93,11 @@ struct StreamIo<Req> {
 }
 
 impl<Req> StreamIo<Req> {
-    async fn send(&self, resp: EncodedMessage) -> Result<(), sotw::StreamEnd> {
+    async fn send(&self, resp: EncodedMessage) -> Result<(), driver::StreamEnd> {
         self.responses
             .send(Ok(resp))
             .await
-            .map_err(|_| sotw::StreamEnd::ClientClosed)
+            .map_err(|_| driver::StreamEnd::ClientClosed)
     }
 
     async fn fail(&self, status: Status) {
@@ -156,12 +157,12 @@ impl<Req> Session<Req> {
     }
 
     /// A new configuration was published: regenerate and start pushing it.
-    async fn reconfigure(&mut self, config: Arc<ConfigVersion>) -> Result<(), sotw::StreamEnd> {
+    async fn reconfigure(&mut self, config: Arc<ConfigVersion>) -> Result<(), driver::StreamEnd> {
         self.resources = self
             .shared
             .generate(&config, &self.identity)
             .await
-            .ok_or(sotw::StreamEnd::ServerStopping)?;
+            .ok_or(driver::StreamEnd::ServerStopping)?;
         self.seq.start(config.published);
         self.config = config;
         Ok(())

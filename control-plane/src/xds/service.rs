@@ -2,7 +2,7 @@
 //! by tonic, responses are framed by [`super::wire`] from shared bytes.
 
 use super::wire::ResponseBody;
-use super::{delta, sotw, Shared, StreamIo};
+use super::{delta, driver, sotw, Shared, StreamIo};
 use std::convert::Infallible;
 use std::future::{ready, Future, Ready};
 use std::sync::Arc;
@@ -89,8 +89,8 @@ impl Service<http::Request<Body>> for AdsServer {
 
     fn call(&mut self, req: http::Request<Body>) -> Self::Future {
         let response = match req.uri().path() {
-            SOTW_PATH => self.open(req, sotw::run),
-            DELTA_PATH => self.open(req, delta::run),
+            SOTW_PATH => self.open(req, driver::run::<sotw::Stream>),
+            DELTA_PATH => self.open(req, driver::run::<delta::Stream>),
             other => Status::unimplemented(format!("no method {other}")).into_http(),
         };
         ready(Ok(response))

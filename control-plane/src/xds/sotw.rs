@@ -7,12 +7,14 @@
 //! (the proxy has not seen the newest response yet) and are ignored, as the protocol says.
 
 use super::compact::NameSet;
+use super::driver::{Protocol, StreamEnd};
 use super::resources::{NamedResources, VersionedResource};
 use super::sequencer::Phase;
-use super::{wire, Session, Shared, StreamIo};
+use super::{wire, Session};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use tracing::{debug, warn};
+use xds_protos::pb::envoy::config::core::v3::Node;
 use xds_protos::type_url::{is_wildcard_type, PUSH_ORDER};
 use xds_protos::{DiscoveryRequest, DiscoveryResponse};
 
@@ -32,59 +34,45 @@ struct TypeState {
 }
 
 /// A sotw stream: the common session plus the per-type state.
-struct Stream {
+pub(super) struct Stream {
     s: Session<DiscoveryRequest>,
     types: HashMap<&'static str, TypeState>,
 }
 
-pub(super) async fn run(shared: Arc<Shared>, io: StreamIo<DiscoveryRequest>) {
-    let Some((session, first)) = Session::open(shared, io, "sotw", |r| r.node.as_ref()).await
-    else {
-        return;
-    };
-    let mut stream = Stream {
-        s: session,
-        types: HashMap::new(),
-    };
-    if let Err(e) = stream.drive(first).await {
-        debug!(conn = stream.s.conn, error = %e, "stream ended");
+impl Protocol for Stream {
+    type Request = DiscoveryRequest;
+    const NAME: &'static str = "sotw";
+
+    fn node(req: &DiscoveryRequest) -> Option<&Node> {
+        req.node.as_ref()
+    }
+
+    fn new(s: Session<DiscoveryRequest>) -> Self {
+        Stream {
+            s,
+            types: HashMap::new(),
+        }
+    }
+
+    fn session(&mut self) -> &mut Session<DiscoveryRequest> {
+        &mut self.s
+    }
+
+    async fn on_request(&mut self, req: DiscoveryRequest) -> Result<(), StreamEnd> {
+        self.read(req).await
+    }
+
+    async fn push(&mut self, type_url: &'static str, phase: Phase) -> Result<bool, StreamEnd> {
+        self.send(type_url, phase, false, Carry::Changes).await
+    }
+
+    fn all_answered(&self) -> bool {
+        !self.types.values().any(|t| t.awaiting)
     }
 }
 
 impl Stream {
-    async fn drive(&mut self, first: DiscoveryRequest) -> Result<(), StreamEnd> {
-        let mut config_rx = self.s.shared.config.clone();
-        self.on_request(first).await?;
-        loop {
-            self.advance_push().await?;
-            if !self.types.values().any(|t| t.awaiting) {
-                self.s.release_slot();
-            }
-            let deadline = self.s.seq.deadline();
-            let slot_deadline = self.s.slot_deadline();
-            tokio::select! {
-                msg = self.s.io.requests.message() => match msg {
-                    Ok(Some(req)) => self.on_request(req).await?,
-                    Ok(None) => return Err(StreamEnd::ClientClosed),
-                    Err(status) => return Err(StreamEnd::Grpc(status)),
-                },
-                changed = config_rx.changed() => {
-                    changed.map_err(|_| StreamEnd::ServerStopping)?;
-                    let config = config_rx.borrow_and_update().clone();
-                    self.s.reconfigure(config).await?;
-                }
-                _ = sleep_until(deadline), if deadline.is_some() => {
-                    warn!(node = %self.s.identity.id, "no ACK in time, continuing the push");
-                    self.s.seq.timed_out();
-                }
-                _ = sleep_until(slot_deadline), if slot_deadline.is_some() => {
-                    self.s.release_slot();
-                }
-            }
-        }
-    }
-
-    async fn on_request(&mut self, req: DiscoveryRequest) -> Result<(), StreamEnd> {
+    async fn read(&mut self, req: DiscoveryRequest) -> Result<(), StreamEnd> {
         let Some(type_url) = known_type(&req.type_url) else {
             warn!(type_url = %req.type_url, "ignoring request for an unsupported type");
             return Ok(());
@@ -133,20 +121,6 @@ impl Stream {
                 Carry::Changes
             };
             self.send(type_url, Phase::Exact, true, carry).await?;
-        }
-        Ok(())
-    }
-
-    async fn advance_push(&mut self) -> Result<(), StreamEnd> {
-        while let Some(step) = self.s.seq.next_step() {
-            let t = step.type_url;
-            if self.types.contains_key(t) && self.send(t, step.phase, false, Carry::Changes).await?
-            {
-                self.s.seq.wait_for(t);
-            }
-        }
-        if let Some(since) = self.s.seq.take_finished() {
-            self.s.shared.status.converged(since);
         }
         Ok(())
     }
@@ -288,21 +262,4 @@ fn same_versions(a: &Arc<NamedResources>, b: &Arc<NamedResources>) -> bool {
 
 fn known_type(type_url: &str) -> Option<&'static str> {
     PUSH_ORDER.iter().copied().find(|t| *t == type_url)
-}
-
-pub(super) async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub(super) enum StreamEnd {
-    #[error("the proxy closed the stream")]
-    ClientClosed,
-    #[error("grpc error: {0}")]
-    Grpc(tonic::Status),
-    #[error("the server is stopping")]
-    ServerStopping,
 }
