@@ -225,13 +225,20 @@ impl Stream {
             nonce,
             ..Default::default()
         };
-        let response = wire::delta_response(
-            &head,
-            send_names
-                .iter()
-                .zip(&to_send)
-                .map(|(name, r)| (name.as_str(), &***r)),
-        );
+        // Names are unique and in the map's order: as many as the map has is the whole map,
+        // as every proxy of the class gets it first.
+        let response = if current.is_some() && to_send.len() == all.len() {
+            let resources = self.s.shared.whole_maps.resources(all, wire::Form::Delta);
+            wire::whole_map_response(&head, &resources)
+        } else {
+            wire::delta_response(
+                &head,
+                send_names
+                    .iter()
+                    .zip(&to_send)
+                    .map(|(name, r)| (name.as_str(), &***r)),
+            )
+        };
         self.s.io.send(response).await?;
         Ok(true)
     }

@@ -14,7 +14,7 @@ use xds_protos::pb::envoy::config::core::v3::Node;
 
 /// The per-protocol part of a stream: it owns the [`Session`] and its per-type state.
 pub(super) trait Protocol: Sized {
-    type Request: Send + 'static;
+    type Request: prost::Message + Default + Send + 'static;
     /// For logs and `/debug/syncz`.
     const NAME: &'static str;
 

@@ -36,7 +36,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
-use tonic::{Status, Streaming};
+use tonic::Status;
 use wire::EncodedMessage;
 use xds_protos::node::NodeIdentity;
 use xds_protos::pb::envoy::config::core::v3::Node;
@@ -55,6 +55,8 @@ pub struct Shared {
     conn_ids: AtomicU64,
     generation: Semaphore,
     push_slots: Arc<Semaphore>,
+    /// Whole maps' resources, encoded once for every session that sends them.
+    whole_maps: wire::WholeMaps,
 }
 
 /// How many generations may run at once: one per core, leaving the async workers free.
@@ -88,20 +90,30 @@ impl Shared {
 
 /// The two halves of one bidirectional stream.
 struct StreamIo<Req> {
-    requests: Streaming<Req>,
+    requests: wire::RequestStream<Req>,
     responses: mpsc::Sender<Result<EncodedMessage, Status>>,
 }
 
 impl<Req> StreamIo<Req> {
-    async fn send(&self, resp: EncodedMessage) -> Result<(), driver::StreamEnd> {
-        self.responses
-            .send(Ok(resp))
-            .await
-            .map_err(|_| driver::StreamEnd::ClientClosed)
+    // The futures borrow the response sender only: the request body is not `Sync`, and a
+    // session's future must stay `Send`.
+    fn send(
+        &self,
+        resp: EncodedMessage,
+    ) -> impl std::future::Future<Output = Result<(), driver::StreamEnd>> + Send + '_ {
+        let tx = &self.responses;
+        async move {
+            tx.send(Ok(resp))
+                .await
+                .map_err(|_| driver::StreamEnd::ClientClosed)
+        }
     }
 
-    async fn fail(&self, status: Status) {
-        let _ = self.responses.send(Err(status)).await;
+    fn fail(&self, status: Status) -> impl std::future::Future<Output = ()> + Send + '_ {
+        let tx = &self.responses;
+        async move {
+            let _ = tx.send(Err(status)).await;
+        }
     }
 }
 
@@ -120,7 +132,7 @@ struct Session<Req> {
     slot: Option<(OwnedSemaphorePermit, tokio::time::Instant)>,
 }
 
-impl<Req> Session<Req> {
+impl<Req: prost::Message + Default> Session<Req> {
     /// Reads the first request, which must name the proxy, and registers the stream.
     async fn open(
         shared: Arc<Shared>,
@@ -228,6 +240,7 @@ impl AdsService {
                 conn_ids: AtomicU64::new(0),
                 generation: Semaphore::new(generation_slots()),
                 push_slots: Arc::new(Semaphore::new(push_slots.max(1))),
+                whole_maps: wire::WholeMaps::default(),
             }),
         }
     }

@@ -1,7 +1,7 @@
-//! The Aggregated Discovery Service as a gRPC service for tonic's server: requests are decoded
-//! by tonic, responses are framed by [`super::wire`] from shared bytes.
+//! The Aggregated Discovery Service as a gRPC service for tonic's server; requests and
+//! responses are framed by [`super::wire`].
 
-use super::wire::ResponseBody;
+use super::wire::{RequestStream, ResponseBody};
 use super::{delta, driver, sotw, Shared, StreamIo};
 use std::convert::Infallible;
 use std::future::{ready, Future, Ready};
@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::sync::mpsc;
 use tonic::body::Body;
-use tonic::codec::Streaming;
 use tonic::codegen::Service;
 use tonic::server::NamedService;
 use tonic::Status;
@@ -55,8 +54,7 @@ impl AdsServer {
             return Status::unimplemented("weftd accepts uncompressed ADS requests only")
                 .into_http();
         }
-        let decoder = tonic_prost::ProstDecoder::<Req>::default();
-        let requests = Streaming::new_request(decoder, req.into_body(), None, Some(MAX_REQUEST));
+        let requests = RequestStream::new(req.into_body(), MAX_REQUEST);
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         tokio::spawn(run(
             self.shared.clone(),

@@ -147,6 +147,7 @@ impl Stream {
             state.subscribed.rebase(current);
         }
         let next = wanted_now(state, current, phase);
+        let whole_map = current.is_some_and(|c| Arc::ptr_eq(c, &next));
         if !force && state.sent_once && same_versions(&next, &state.sent) {
             return Ok(false);
         }
@@ -167,6 +168,10 @@ impl Stream {
             let changed = changed_since(&next, &state.sent);
             let response = wire::sotw_response(&head, changed.iter().map(|r| &***r));
             (changed.len(), response)
+        } else if whole_map {
+            // The whole shared map, as every proxy of the class gets it.
+            let resources = self.s.shared.whole_maps.resources(&next, wire::Form::Sotw);
+            (next.len(), wire::whole_map_response(&head, &resources))
         } else {
             let response = wire::sotw_response(&head, next.values().map(|r| &**r));
             (next.len(), response)

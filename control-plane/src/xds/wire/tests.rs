@@ -1,5 +1,6 @@
 use super::*;
 use http_body_util::BodyExt;
+use std::sync::Arc;
 use xds_protos::pb::google::protobuf::Any;
 
 fn resource(type_url: &str, len: usize, fill: u8) -> VersionedResource {
@@ -151,4 +152,137 @@ async fn an_error_ends_the_body_with_its_status() {
     assert_eq!(trailers["grpc-status"], "3");
     // Percent-encoded, as the gRPC spec says.
     assert_eq!(trailers["grpc-message"], "no%20node");
+}
+
+fn map_of(rs: &[(&str, &VersionedResource)]) -> Arc<NamedResources> {
+    Arc::new(
+        rs.iter()
+            .map(|(n, r)| (n.to_string(), Arc::new((*r).clone())))
+            .collect(),
+    )
+}
+
+#[test]
+fn a_whole_map_response_equals_one_listing_every_resource() {
+    let (a, b) = (resource("t", 10, 1), resource("t", 20_000, 2));
+    let map = map_of(&[("a", &a), ("b", &b)]);
+    let maps = WholeMaps::default();
+
+    let head = DiscoveryResponse {
+        version_info: "v1".into(),
+        nonce: "4".into(),
+        ..Default::default()
+    };
+    let whole = whole_map_response(&head, &maps.resources(&map, Form::Sotw));
+    let listed = sotw_response(&head, map.values().map(|r| &**r));
+    assert_eq!(whole.to_bytes(), listed.to_bytes());
+
+    let head = DeltaDiscoveryResponse {
+        system_version_info: "v1".into(),
+        nonce: "5".into(),
+        ..Default::default()
+    };
+    let whole = whole_map_response(&head, &maps.resources(&map, Form::Delta));
+    let listed = delta_response(&head, map.iter().map(|(n, r)| (n.as_str(), &**r)));
+    assert_eq!(whole.to_bytes(), listed.to_bytes());
+}
+
+#[test]
+fn a_whole_map_is_encoded_once_and_dropped_with_its_map() {
+    let a = resource("t", 10, 1);
+    let maps = WholeMaps::default();
+    let first = map_of(&[("a", &a)]);
+    let one = maps.resources(&first, Form::Sotw);
+    let again = maps.resources(&first, Form::Sotw);
+    assert_eq!(
+        one.as_ptr(),
+        again.as_ptr(),
+        "the same buffer, not a new encoding"
+    );
+    assert_eq!(maps.len(), 1);
+
+    // The next configuration's map replaces it once the old one is gone.
+    drop(first);
+    let second = map_of(&[("a", &a)]);
+    maps.resources(&second, Form::Sotw);
+    assert_eq!(maps.len(), 1);
+}
+
+/// A request body delivering `chunks` as its data frames.
+fn request_body(chunks: Vec<Vec<u8>>) -> tonic::body::Body {
+    let frames = chunks
+        .into_iter()
+        .map(|c| Ok::<_, tonic::Status>(http_body::Frame::data(Bytes::from(c))));
+    tonic::body::Body::new(http_body_util::StreamBody::new(futures::stream::iter(
+        frames,
+    )))
+}
+
+fn framed(msg: &impl Message) -> Vec<u8> {
+    let body = msg.encode_to_vec();
+    let mut out = vec![0u8];
+    out.extend((body.len() as u32).to_be_bytes());
+    out.extend(body);
+    out
+}
+
+#[tokio::test]
+async fn requests_are_read_across_any_split_of_frames_and_a_large_buffer_is_let_go() {
+    let big = xds_protos::DiscoveryRequest {
+        type_url: "t".into(),
+        resource_names: (0..3000)
+            .map(|i| format!("outbound|80|v1|svc-{i}.ns"))
+            .collect(),
+        ..Default::default()
+    };
+    let small = xds_protos::DiscoveryRequest {
+        type_url: "u".into(),
+        response_nonce: "7".into(),
+        ..Default::default()
+    };
+    let mut bytes = framed(&big);
+    bytes.extend(framed(&small));
+    // Split at odd places: inside the header, inside the messages.
+    let chunks: Vec<Vec<u8>> = bytes.chunks(1237).map(<[u8]>::to_vec).collect();
+    let mut stream =
+        RequestStream::<xds_protos::DiscoveryRequest>::new(request_body(chunks), 1 << 20);
+
+    assert_eq!(stream.message().await.unwrap(), Some(big));
+    assert_eq!(stream.message().await.unwrap(), Some(small));
+    assert!(stream.buf.capacity() <= KEEP_REQUEST_BUFFER);
+    assert_eq!(stream.message().await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_request_over_the_limit_or_compressed_is_refused() {
+    let req = xds_protos::DiscoveryRequest {
+        type_url: "a-long-enough-type-url".into(),
+        ..Default::default()
+    };
+    let mut stream =
+        RequestStream::<xds_protos::DiscoveryRequest>::new(request_body(vec![framed(&req)]), 4);
+    let err = stream.message().await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted);
+
+    let mut compressed = framed(&req);
+    compressed[0] = 1;
+    let mut stream =
+        RequestStream::<xds_protos::DiscoveryRequest>::new(request_body(vec![compressed]), 1 << 20);
+    assert_eq!(
+        stream.message().await.unwrap_err().code(),
+        tonic::Code::Unimplemented
+    );
+}
+
+#[tokio::test]
+async fn a_stream_ending_inside_a_message_is_an_error() {
+    let req = xds_protos::DiscoveryRequest {
+        type_url: "t".into(),
+        ..Default::default()
+    };
+    let mut cut = framed(&req);
+    cut.pop();
+    let mut stream =
+        RequestStream::<xds_protos::DiscoveryRequest>::new(request_body(vec![cut]), 1 << 20);
+    assert!(stream.message().await.is_err());
 }
