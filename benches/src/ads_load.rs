@@ -8,15 +8,22 @@
 //! received and ACKed a response carrying the new version for clusters, endpoints and routes
 //! (the probe change adds a service, so all three change).
 //!
+//! The simulated proxies are one class: for one config version weftd sends every one of them
+//! the same clusters and listeners over state-of-the-world. The client reads the names those
+//! make it follow once per (type, version) and shares them between its proxies
+//! ([`FollowCache`]), so that its own decoding (3,000 clusters for each of 2,000 proxies, on the
+//! one core it has) does not pace the measurement of weftd.
+//!
 //! It prints JSON lines: `{"phase":"connected",...}` once every client holds a full config
 //! (the harness samples weftd's CPU and memory then), and `{"phase":"done",...}` at the end.
 
 use crate::configs::{push_probe, write_atomic};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -86,6 +93,23 @@ pub struct AdsReport {
 const TYPES: [&str; 4] = [CLUSTER, ENDPOINT, LISTENER, ROUTE];
 const CHANGED: [usize; 3] = [0, 1, 3];
 
+/// The names a whole state-of-the-world CDS or LDS response makes a proxy follow, by (type
+/// index, `version_info`): what every proxy of the class is sent for that version.
+#[derive(Default)]
+struct FollowCache(std::cell::RefCell<HashMap<(usize, String), Vec<String>>>);
+
+impl FollowCache {
+    fn get_or(&self, t: usize, version: &str, read: impl FnOnce() -> Vec<String>) -> Vec<String> {
+        let key = (t, version.to_string());
+        if let Some(v) = self.0.borrow().get(&key) {
+            return v.clone();
+        }
+        let v = read();
+        self.0.borrow_mut().insert(key, v.clone());
+        v
+    }
+}
+
 fn type_index(url: &str) -> Option<usize> {
     TYPES.iter().position(|t| *t == url)
 }
@@ -123,17 +147,19 @@ async fn drive(args: AdsArgs) -> Result<()> {
     // versions[client][type]: the last version the client ACKed.
     let mut versions: Vec<[Option<String>; 4]> = vec![Default::default(); args.clients];
     let mut errors = Vec::new();
+    let follow = Rc::new(FollowCache::default());
     for i in 0..args.clients {
         let channel = endpoint.connect().await.context("connect to weftd")?;
         let tx = tx.clone();
         let delta = args.delta;
         let (err_tx, err_rx) = tokio::sync::oneshot::channel();
         errors.push(err_rx);
+        let follow = follow.clone();
         tokio::task::spawn_local(async move {
             let r = if delta {
                 delta_client(i, channel, tx).await
             } else {
-                sotw_client(i, channel, tx).await
+                sotw_client(i, channel, tx, &follow).await
             };
             let _ = err_tx.send(r);
         });
@@ -299,7 +325,12 @@ fn rds_names(l: &Listener) -> Vec<String> {
 }
 
 /// One state-of-the-world proxy.
-async fn sotw_client(i: usize, channel: Channel, acks: mpsc::UnboundedSender<Ack>) -> Result<()> {
+async fn sotw_client(
+    i: usize,
+    channel: Channel,
+    acks: mpsc::UnboundedSender<Ack>,
+    cache: &FollowCache,
+) -> Result<()> {
     let (tx, rx) = mpsc::unbounded_channel::<DiscoveryRequest>();
     let node = identity(i).to_node("weft-bench-ads-load");
     for (n, t) in [CLUSTER, LISTENER].iter().enumerate() {
@@ -322,24 +353,30 @@ async fn sotw_client(i: usize, channel: Channel, acks: mpsc::UnboundedSender<Ack
         };
         // What the names of dependent resources are now, from clusters and listeners.
         let follow = match t {
-            0 => {
-                let set: BTreeSet<String> = resp
-                    .resources
-                    .iter()
-                    .filter_map(|a| unpack::<Cluster>(CLUSTER, a).ok())
-                    .filter_map(|c| eds_name(&c))
-                    .collect();
-                Some((1, set.into_iter().collect::<Vec<_>>()))
-            }
-            2 => {
-                let set: BTreeSet<String> = resp
-                    .resources
-                    .iter()
-                    .filter_map(|a| unpack::<Listener>(LISTENER, a).ok())
-                    .flat_map(|l| rds_names(&l))
-                    .collect();
-                Some((3, set.into_iter().collect::<Vec<_>>()))
-            }
+            0 => Some((
+                1,
+                cache.get_or(t, &resp.version_info, || {
+                    let set: BTreeSet<String> = resp
+                        .resources
+                        .iter()
+                        .filter_map(|a| unpack::<Cluster>(CLUSTER, a).ok())
+                        .filter_map(|c| eds_name(&c))
+                        .collect();
+                    set.into_iter().collect()
+                }),
+            )),
+            2 => Some((
+                3,
+                cache.get_or(t, &resp.version_info, || {
+                    let set: BTreeSet<String> = resp
+                        .resources
+                        .iter()
+                        .filter_map(|a| unpack::<Listener>(LISTENER, a).ok())
+                        .flat_map(|l| rds_names(&l))
+                        .collect();
+                    set.into_iter().collect()
+                }),
+            )),
             _ => None,
         };
         acked[t] = (resp.version_info.clone(), resp.nonce.clone());

@@ -355,3 +355,100 @@ async fn a_proxy_waits_for_a_push_slot_until_the_one_holding_it_answers() {
     let cds = next(&mut b).await;
     assert_eq!((cds.type_url.as_str(), cds.resources.len()), (CLUSTER, 1));
 }
+
+/// Serves clusters and endpoints whose content is set per name, so that one can change alone.
+struct PerName(BTreeMap<&'static str, u8>);
+
+impl ResourceGenerator for PerName {
+    fn generate(&self, _: &NodeIdentity) -> Resources {
+        let mut r = Resources::default();
+        for (name, content) in &self.0 {
+            for t in [CLUSTER, ENDPOINT] {
+                let value = if t == CLUSTER {
+                    name.as_bytes().to_vec()
+                } else {
+                    vec![*content]
+                };
+                let any = Any {
+                    type_url: t.to_string(),
+                    value,
+                };
+                r.insert(t, name.to_string(), any);
+            }
+        }
+        r
+    }
+}
+
+fn per_name(version: &str, endpoints: &[(&'static str, u8)]) -> Arc<ConfigVersion> {
+    let g = PerName(endpoints.iter().copied().collect());
+    Arc::new(ConfigVersion::new(version, Arc::new(g)))
+}
+
+fn names_of(r: &xds_protos::DiscoveryResponse) -> Vec<String> {
+    r.resources
+        .iter()
+        .map(|a| String::from_utf8_lossy(&a.value).into_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn sotw_resends_only_the_endpoints_that_changed_or_are_newly_subscribed() {
+    let (url, publish, _) = server(per_name("v1", &[("a", 1), ("b", 1)])).await;
+    let mut client = AggregatedDiscoveryServiceClient::connect(url)
+        .await
+        .expect("connect");
+    let (tx, rx) = mpsc::channel(16);
+    let mut responses = client
+        .stream_aggregated_resources(ReceiverStream::new(rx))
+        .await
+        .expect("stream")
+        .into_inner();
+    let request =
+        |type_url: &str, names: &[&str], answered: Option<&xds_protos::DiscoveryResponse>| {
+            DiscoveryRequest {
+                node: node(),
+                type_url: type_url.into(),
+                resource_names: names.iter().map(|n| n.to_string()).collect(),
+                version_info: answered.map(|r| r.version_info.clone()).unwrap_or_default(),
+                response_nonce: answered.map(|r| r.nonce.clone()).unwrap_or_default(),
+                ..Default::default()
+            }
+        };
+    tx.send(request(CLUSTER, &[], None)).await.unwrap();
+    let cds: xds_protos::DiscoveryResponse = next(&mut responses).await;
+    tx.send(request(ENDPOINT, &["a", "b"], None)).await.unwrap();
+    let eds: xds_protos::DiscoveryResponse = next(&mut responses).await;
+    assert_eq!(
+        names_of(&eds),
+        ["\u{1}", "\u{1}"],
+        "a new subscription gets everything"
+    );
+    tx.send(request(CLUSTER, &[], Some(&cds))).await.unwrap();
+    tx.send(request(ENDPOINT, &["a", "b"], Some(&eds)))
+        .await
+        .unwrap();
+
+    // Only a's endpoints change, and c appears (its cluster too; its endpoints are not
+    // subscribed): clusters are sent whole, the endpoints response carries a alone.
+    publish
+        .send(per_name("v2", &[("a", 2), ("b", 1), ("c", 1)]))
+        .unwrap();
+    let cds2: xds_protos::DiscoveryResponse = next(&mut responses).await;
+    assert_eq!((cds2.type_url.as_str(), cds2.resources.len()), (CLUSTER, 3));
+    tx.send(request(CLUSTER, &[], Some(&cds2))).await.unwrap();
+    let eds2: xds_protos::DiscoveryResponse = next(&mut responses).await;
+    assert_eq!(
+        (eds2.type_url.as_str(), eds2.version_info.as_str()),
+        (ENDPOINT, "v2")
+    );
+    assert_eq!(names_of(&eds2), ["\u{2}"], "only the changed assignment");
+
+    // Subscribing to c as well: only c is sent, a and b are held already.
+    tx.send(request(ENDPOINT, &["a", "b", "c"], Some(&eds2)))
+        .await
+        .unwrap();
+    let eds3: xds_protos::DiscoveryResponse = next(&mut responses).await;
+    assert_eq!(names_of(&eds3), ["\u{1}"]);
+    assert_eq!(eds3.resources.len(), 1);
+}

@@ -6,8 +6,14 @@
 //! proxy (clusters, endpoints) is one map shared by every session, and what does (listeners,
 //! routes) is one map per class of proxy. A session never copies a resource's bytes: it keeps
 //! references to these maps.
+//!
+//! Each resource is kept serialized once, as the bytes of its `Any` message: the ADS server
+//! assembles a response from these shared bytes instead of encoding the resource again for
+//! every proxy it is sent to.
 
 use crate::pb::google::protobuf::Any;
+use bytes::Bytes;
+use prost::Message;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,15 +22,21 @@ use std::sync::Arc;
 #[derive(Debug, Clone, PartialEq)]
 pub struct VersionedResource {
     pub version: String,
-    pub any: Any,
+    /// The protobuf encoding of the resource's `google.protobuf.Any`: what goes on the wire.
+    pub encoded: Bytes,
 }
 
 impl VersionedResource {
     pub fn new(any: Any) -> Self {
         VersionedResource {
             version: content_version(&any),
-            any,
+            encoded: Bytes::from(any.encode_to_vec()),
         }
+    }
+
+    /// The resource as an `Any` again (a copy: for tests and debugging, not the push path).
+    pub fn any(&self) -> Result<Any, prost::DecodeError> {
+        Any::decode(self.encoded.clone())
     }
 }
 
@@ -107,6 +119,13 @@ mod tests {
         assert_ne!(a, content_version(&any("t", b"abd")));
         assert_ne!(a, content_version(&any("u", b"abc")));
         assert_eq!(a.len(), 16);
+    }
+
+    #[test]
+    fn a_resource_keeps_its_any_encoded_once() {
+        let r = VersionedResource::new(any("t", b"abc"));
+        assert_eq!(r.any().unwrap(), any("t", b"abc"));
+        assert_eq!(r.version, content_version(&any("t", b"abc")));
     }
 
     #[test]

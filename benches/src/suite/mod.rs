@@ -179,7 +179,8 @@ impl Plan {
                 routing: true,
                 push_rounds: 20,
                 ads_clients: args.ads_clients.unwrap_or(500),
-                scale_clients: Some(args.scale_clients.unwrap_or(20)),
+                // Issue 9's second load: 10,000 ServiceEntries with 500 proxies.
+                scale_clients: Some(args.scale_clients.unwrap_or(500)),
                 scale_pushes: 3,
                 weftd_scale_proxies: if args.weftd_scale_proxies.is_empty() {
                     vec![1, 10, 100, 500, 2000]
@@ -463,7 +464,7 @@ async fn measure_all(ctx: &mut Ctx) -> Result<()> {
         xds::ads_push_latency(ctx, &upstream).await;
     }
     if ctx.plan.scale_clients.is_some() && ctx.wants("xds-scale") {
-        xds::control_plane_scale(ctx, &upstream).await;
+        weftd_scale::big_mesh(ctx, &upstream).await;
     }
     if !ctx.plan.weftd_scale_proxies.is_empty() && ctx.wants("weftd-scale") {
         weftd_scale::run(ctx, &upstream).await;

@@ -1,9 +1,15 @@
-//! weftd at scale (issue 9): 1,000 services, each a ServiceEntry, a DestinationRule with two
-//! subsets and a VirtualService (Istio's documented test load), with a growing number of
-//! simulated proxies of one class, state of the world and delta. For each: weftd's RSS, the
-//! time to connect and configure every proxy, how long one change takes to reach (be ACKed by)
-//! every proxy — p99 over proxies — and weftd's CPU per change, which should not grow with the
-//! number of proxies in one class beyond what sending costs.
+//! weftd at scale (issue 9), two loads, state of the world and delta:
+//!
+//! - `weftd-scale`: 1,000 services, each a ServiceEntry, a DestinationRule with two subsets
+//!   and a VirtualService (Istio's documented test load), with a growing number of simulated
+//!   proxies of one class (the curve 1, 10, 100, 500, 2,000);
+//! - `xds-scale`: 10,000 ServiceEntries and 5,000 VirtualServices with N proxies (500 in full
+//!   mode), which also times loading the folder.
+//!
+//! For each: weftd's RSS, the time to connect and configure every proxy, how long one change
+//! takes to reach (be ACKed by) every proxy — p99 over proxies — and weftd's CPU per change,
+//! which should not grow with the number of proxies in one class beyond what sending costs.
+//! Both tables come from one measurement, [`measure`].
 
 use super::xds::{ads_run, start_weftd};
 use super::Ctx;
@@ -14,6 +20,8 @@ use crate::report::{Column, Table, Unit};
 use std::time::Duration;
 
 pub const SERVICES: usize = 1_000;
+const BIG_SERVICES: usize = 10_000;
+const BIG_VIRTUAL_SERVICES: usize = 5_000;
 
 fn median(v: &mut [f64]) -> Option<f64> {
     if v.is_empty() {
@@ -23,6 +31,90 @@ fn median(v: &mut [f64]) -> Option<f64> {
     Some(v[v.len() / 2])
 }
 
+/// What one run of weftd with N simulated proxies measured.
+struct Measured {
+    load_secs: f64,
+    rss_loaded: f64,
+    rss_peak: f64,
+    connect_secs: f64,
+    cpu_connect: f64,
+    /// Medians over the changes.
+    change_p99_ms: Option<f64>,
+    change_last_ms: Option<f64>,
+    cpu_per_change: Option<f64>,
+    timeouts: usize,
+    changes: usize,
+}
+
+impl Measured {
+    fn note(&self, pushes: usize) -> String {
+        if self.timeouts > 0 {
+            format!("{} of {pushes} changes timed out", self.timeouts)
+        } else {
+            format!("{} changes", self.changes)
+        }
+    }
+}
+
+/// Starts weftd on a folder holding `files`, runs `proxies` simulated proxies against it with
+/// `pushes` changes, and reads weftd's CPU and memory around that.
+async fn measure(
+    ctx: &Ctx,
+    tag: &str,
+    files: &[(&str, &str)],
+    proxies: usize,
+    delta: bool,
+    pushes: usize,
+) -> anyhow::Result<Measured> {
+    let dir = ctx.work.join(format!("mesh-{tag}"));
+    std::fs::create_dir_all(&dir)?;
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text)?;
+    }
+    let (mut w, load) =
+        start_weftd(ctx, &format!("weftd-{tag}"), &dir, Duration::from_secs(120)).await?;
+    let pid = w.proc.pid();
+    let rss_loaded = rss_bytes(pid).unwrap_or(0);
+    let cpu_ready = cpu_seconds(pid).unwrap_or(0.0);
+    let peak = PeakRss::start(pid);
+    let r = ads_run(
+        ctx,
+        &w,
+        proxies,
+        delta,
+        pushes,
+        120.0,
+        &format!("ads-{tag}"),
+    )
+    .await;
+    let cpu_end = cpu_seconds(pid).unwrap_or(0.0);
+    let peak = peak.finish();
+    w.proc.stop().await;
+    let (mut rep, cpu_connected, _) = r?;
+    let changes = rep.push_all_ms.len();
+    Ok(Measured {
+        load_secs: load.as_secs_f64(),
+        rss_loaded: mib(rss_loaded),
+        rss_peak: mib(peak),
+        connect_secs: rep.connect_secs,
+        cpu_connect: cpu_connected - cpu_ready,
+        change_p99_ms: median(&mut rep.push_p99_ms),
+        change_last_ms: median(&mut rep.push_all_ms),
+        cpu_per_change: (changes > 0).then(|| (cpu_end - cpu_connected) / pushes as f64),
+        timeouts: rep.timeouts,
+        changes,
+    })
+}
+
+fn protocol(delta: bool) -> &'static str {
+    if delta {
+        "delta"
+    } else {
+        "SotW"
+    }
+}
+
+/// The curve: 1,000 services, N proxies of one class.
 pub async fn run(ctx: &mut Ctx, upstream: &Upstream) {
     let proxies = ctx.plan.weftd_scale_proxies.clone();
     let pushes = ctx.plan.scale_pushes.max(1);
@@ -46,7 +138,7 @@ pub async fn run(ctx: &mut Ctx, upstream: &Upstream) {
     let text = configs::istio_services(SERVICES, upstream.h1.port());
     for delta in [false, true] {
         for &n in &proxies {
-            let label = format!("{n} proxies, {}", if delta { "delta" } else { "SotW" });
+            let label = format!("{n} proxies, {}", protocol(delta));
             if let Err(e) = &ctx.peers.weft {
                 t.missing(&label, e);
                 continue;
@@ -55,55 +147,81 @@ pub async fn run(ctx: &mut Ctx, upstream: &Upstream) {
                 t.missing(&label, &ctx.over_budget_note());
                 continue;
             }
-            let res = async {
-                let tag = format!("{}-{n}", if delta { "delta" } else { "sotw" });
-                let dir = ctx.work.join(format!("mesh-weftd-scale-{tag}"));
-                std::fs::create_dir_all(&dir)?;
-                std::fs::write(dir.join("services.yaml"), &text)?;
-                let (mut w, _) = start_weftd(
-                    ctx,
-                    &format!("weftd-scale-{tag}"),
-                    &dir,
-                    Duration::from_secs(120),
-                )
-                .await?;
-                let pid = w.proc.pid();
-                let rss_loaded = rss_bytes(pid).unwrap_or(0);
-                let cpu_ready = cpu_seconds(pid).unwrap_or(0.0);
-                let peak = PeakRss::start(pid);
-                let r = ads_run(ctx, &w, n, delta, pushes, 120.0, &format!("ads-{tag}")).await;
-                let cpu_end = cpu_seconds(pid).unwrap_or(0.0);
-                let peak = peak.finish();
-                w.proc.stop().await;
-                let (mut rep, cpu_connected, _) = r?;
-                let done = rep.push_all_ms.len();
-                let per_change = (done > 0).then(|| (cpu_end - cpu_connected) / pushes as f64);
-                anyhow::Ok((
+            let tag = format!("weftd-scale-{}-{n}", protocol(delta));
+            let files = [("services.yaml", text.as_str())];
+            match measure(ctx, &tag, &files, n, delta, pushes).await {
+                Ok(m) => t.row(
+                    &label,
                     vec![
-                        Some(mib(rss_loaded)),
-                        Some(mib(peak)),
-                        Some(rep.connect_secs),
-                        Some(cpu_connected - cpu_ready),
-                        median(&mut rep.push_p99_ms),
-                        median(&mut rep.push_all_ms),
-                        per_change,
+                        Some(m.rss_loaded),
+                        Some(m.rss_peak),
+                        Some(m.connect_secs),
+                        Some(m.cpu_connect),
+                        m.change_p99_ms,
+                        m.change_last_ms,
+                        m.cpu_per_change,
                     ],
-                    rep.timeouts,
-                    done,
-                ))
-            }
-            .await;
-            match res {
-                Ok((cells, timeouts, done)) => {
-                    let note = if timeouts > 0 {
-                        format!("{timeouts} of {pushes} changes timed out")
-                    } else {
-                        format!("{done} changes")
-                    };
-                    t.row(&label, cells, note)
-                }
+                    m.note(pushes),
+                ),
                 Err(e) => t.missing(&label, &format!("{e:#}")),
             }
+        }
+    }
+    ctx.push(t);
+}
+
+/// 10,000 ServiceEntries and 5,000 VirtualServices, N proxies.
+pub async fn big_mesh(ctx: &mut Ctx, upstream: &Upstream) {
+    let clients = ctx.plan.scale_clients.unwrap_or(10);
+    let pushes = ctx.plan.scale_pushes.max(1);
+    let mut t = Table::new(
+        "xds-scale",
+        &format!("Control-plane scale — weftd with 10,000 ServiceEntries and 5,000 VirtualServices, {clients} ADS clients"),
+        "weftd pinned to its own core. Load: start to /ready. Initial config: until every client ACKed the whole mesh. \
+         CPU from /proc over each phase; RSS is the peak. Each client receives every service (no Sidecar scoping yet). \
+         Issue 9's target with 500 proxies: weftd <= 400 MiB.",
+        vec![
+            Column::new("load time", Unit::Seconds),
+            Column::new("RSS loaded", Unit::Mib),
+            Column::new("initial config to all", Unit::Seconds),
+            Column::new("weftd CPU, initial config", Unit::Seconds),
+            Column::new("RSS peak with clients", Unit::Mib),
+            Column::new("change, p99 proxy", Unit::Millis),
+            Column::new("weftd CPU per change", Unit::Seconds),
+        ],
+    );
+    let base = configs::base_mesh(upstream.h1.port(), upstream.grpc.port());
+    let text = configs::scale_mesh(BIG_SERVICES, BIG_VIRTUAL_SERVICES, 2, upstream.h1.port());
+    for delta in [false, true] {
+        let label = protocol(delta);
+        if let Err(e) = &ctx.peers.weft {
+            t.missing(label, e);
+            continue;
+        }
+        if !ctx.has_time(Duration::from_secs(30)) {
+            t.missing(label, &ctx.over_budget_note());
+            continue;
+        }
+        let tag = format!("xds-scale-{label}");
+        let files = [
+            ("upstream.yaml", base.as_str()),
+            ("scale.yaml", text.as_str()),
+        ];
+        match measure(ctx, &tag, &files, clients, delta, pushes).await {
+            Ok(m) => t.row(
+                label,
+                vec![
+                    Some(m.load_secs),
+                    Some(m.rss_loaded),
+                    Some(m.connect_secs),
+                    Some(m.cpu_connect),
+                    Some(m.rss_peak),
+                    m.change_p99_ms,
+                    m.cpu_per_change,
+                ],
+                m.note(pushes),
+            ),
+            Err(e) => t.missing(label, &format!("{e:#}")),
         }
     }
     ctx.push(t);

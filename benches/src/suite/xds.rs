@@ -1,13 +1,13 @@
 //! Control-plane measurements: xDS push latency (a real weft-proxy and a real Envoy, then
-//! hundreds of simulated ADS clients) and weftd's cost with 10,000 ServiceEntries and 5,000
-//! VirtualServices, state-of-the-world and delta.
+//! hundreds of simulated ADS clients), and the pieces the weftd scale measurements
+//! (`weftd_scale`) share: starting weftd and running the ADS load client against it.
 
 use super::{Ctx, Slot};
 use crate::ads_load::AdsReport;
 use crate::configs::{self, push_probe, write_atomic};
 use crate::contenders::{Kind, Upstream, Weftd};
 use crate::procs::LineChild;
-use crate::procstat::{cpu_seconds, mib, rss_bytes, PeakRss};
+use crate::procstat::{cpu_seconds, rss_bytes};
 use crate::report::{Column, Table, Unit};
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
@@ -299,108 +299,6 @@ pub async fn ads_push_latency(ctx: &mut Ctx, upstream: &Upstream) {
                 );
             }
             Err(e) => t.missing(&label, &format!("{e:#}")),
-        }
-    }
-    ctx.push(t);
-}
-
-const SCALE_SERVICES: usize = 10_000;
-const SCALE_VIRTUAL_SERVICES: usize = 5_000;
-
-/// weftd with 10,000 ServiceEntries and 5,000 VirtualServices: load time, memory, the cost of
-/// serving N clients the whole mesh, and of a push to all of them.
-pub async fn control_plane_scale(ctx: &mut Ctx, upstream: &Upstream) {
-    let clients = ctx.plan.scale_clients.unwrap_or(10);
-    let pushes = ctx.plan.scale_pushes;
-    let mut t = Table::new(
-        "xds-scale",
-        &format!("Control-plane scale — weftd with 10,000 ServiceEntries and 5,000 VirtualServices, {clients} ADS clients"),
-        "weftd pinned to its own core. Load: start to /ready. Initial config: until every client ACKed the whole mesh. \
-         CPU from /proc over each phase; RSS is the peak. Each client receives every service (no Sidecar scoping yet).",
-        vec![
-            Column::new("load time", Unit::Seconds),
-            Column::new("RSS loaded", Unit::Mib),
-            Column::new("initial config to all", Unit::Seconds),
-            Column::new("weftd CPU, initial config", Unit::Seconds),
-            Column::new("RSS peak with clients", Unit::Mib),
-            Column::new("push to all, p50", Unit::Millis),
-            Column::new("weftd CPU per push", Unit::Seconds),
-        ],
-    );
-    let text = configs::scale_mesh(
-        SCALE_SERVICES,
-        SCALE_VIRTUAL_SERVICES,
-        2,
-        upstream.h1.port(),
-    );
-    for delta in [false, true] {
-        let label = if delta { "delta" } else { "SotW" };
-        if let Err(e) = &ctx.peers.weft {
-            t.missing(label, e);
-            continue;
-        }
-        if !ctx.has_time(Duration::from_secs(30)) {
-            t.missing(label, &ctx.over_budget_note());
-            continue;
-        }
-        let res = async {
-            let dir = ctx.work.join(format!("mesh-scale-{label}"));
-            std::fs::create_dir_all(&dir)?;
-            std::fs::write(
-                dir.join("upstream.yaml"),
-                configs::base_mesh(upstream.h1.port(), upstream.grpc.port()),
-            )?;
-            std::fs::write(dir.join("scale.yaml"), &text)?;
-            let (mut w, load) = start_weftd(
-                ctx,
-                &format!("weftd-scale-{label}"),
-                &dir,
-                Duration::from_secs(120),
-            )
-            .await?;
-            let pid = w.proc.pid();
-            let rss_loaded = rss_bytes(pid).unwrap_or(0);
-            let cpu_ready = cpu_seconds(pid).unwrap_or(0.0);
-            let peak = PeakRss::start(pid);
-            let r = ads_run(
-                ctx,
-                &w,
-                clients,
-                delta,
-                pushes,
-                120.0,
-                &format!("ads-scale-{label}"),
-            )
-            .await;
-            let cpu_end = cpu_seconds(pid).unwrap_or(0.0);
-            let peak = peak.finish();
-            w.proc.stop().await;
-            let (mut rep, cpu_connected, _) = r?;
-            let per_push = (pushes > 0).then(|| (cpu_end - cpu_connected) / pushes as f64);
-            anyhow::Ok((
-                vec![
-                    Some(load.as_secs_f64()),
-                    Some(mib(rss_loaded)),
-                    Some(rep.connect_secs),
-                    Some(cpu_connected - cpu_ready),
-                    Some(mib(peak)),
-                    median(&mut rep.push_all_ms),
-                    per_push,
-                ],
-                rep.timeouts,
-            ))
-        }
-        .await;
-        match res {
-            Ok((cells, timeouts)) => {
-                let note = if timeouts > 0 {
-                    format!("{timeouts} pushes timed out")
-                } else {
-                    String::new()
-                };
-                t.row(label, cells, note)
-            }
-            Err(e) => t.missing(label, &format!("{e:#}")),
         }
     }
     ctx.push(t);

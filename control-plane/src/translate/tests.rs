@@ -107,7 +107,7 @@ pub(super) fn decode<M: Message + Default>(r: &Resources, type_url: &str, name: 
     let res = r
         .get(type_url, name)
         .unwrap_or_else(|| panic!("no {type_url} {name}"));
-    M::decode(res.any.value.as_slice()).expect("decode")
+    M::decode(res.any().expect("decode the Any").value.as_slice()).expect("decode")
 }
 
 fn names(r: &Resources, type_url: &str) -> Vec<String> {

@@ -6,15 +6,16 @@
 //! not sent those again.
 
 use super::compact::{HeldVersions, NameSet};
+use super::driver::{Protocol, StreamEnd};
 use super::resources::{NamedResources, VersionedResource};
 use super::sequencer::Phase;
-use super::sotw::{sleep_until, StreamEnd};
-use super::{Session, Shared, StreamIo};
+use super::{wire, Session};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use tracing::{debug, warn};
+use xds_protos::pb::envoy::config::core::v3::Node;
 use xds_protos::type_url::{is_wildcard_type, PUSH_ORDER};
-use xds_protos::{DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource};
+use xds_protos::{DeltaDiscoveryRequest, DeltaDiscoveryResponse};
 
 #[derive(Default)]
 struct TypeState {
@@ -27,67 +28,45 @@ struct TypeState {
 }
 
 /// A delta stream: the common session plus the per-type state.
-struct Stream {
-    s: Session<DeltaDiscoveryRequest, DeltaDiscoveryResponse>,
+pub(super) struct Stream {
+    s: Session<DeltaDiscoveryRequest>,
     types: HashMap<&'static str, TypeState>,
 }
 
-pub(super) async fn run(
-    shared: Arc<Shared>,
-    io: StreamIo<DeltaDiscoveryRequest, DeltaDiscoveryResponse>,
-) {
-    let Some((session, first)) = Session::open(shared, io, "delta", |r| r.node.as_ref()).await
-    else {
-        return;
-    };
-    let mut stream = Stream {
-        s: session,
-        types: HashMap::new(),
-    };
-    if let Err(e) = stream.drive(first).await {
-        debug!(conn = stream.s.conn, error = %e, "stream ended");
+impl Protocol for Stream {
+    type Request = DeltaDiscoveryRequest;
+    const NAME: &'static str = "delta";
+
+    fn node(req: &DeltaDiscoveryRequest) -> Option<&Node> {
+        req.node.as_ref()
+    }
+
+    fn new(s: Session<DeltaDiscoveryRequest>) -> Self {
+        Stream {
+            s,
+            types: HashMap::new(),
+        }
+    }
+
+    fn session(&mut self) -> &mut Session<DeltaDiscoveryRequest> {
+        &mut self.s
+    }
+
+    async fn on_request(&mut self, req: DeltaDiscoveryRequest) -> Result<(), StreamEnd> {
+        self.read(req).await
+    }
+
+    async fn push(&mut self, type_url: &'static str, phase: Phase) -> Result<bool, StreamEnd> {
+        self.send_changes(type_url, phase, &BTreeSet::new()).await
+    }
+
+    fn all_answered(&self) -> bool {
+        self.types.values().all(|t| t.in_flight.is_empty())
     }
 }
 
 impl Stream {
-    async fn drive(&mut self, first: DeltaDiscoveryRequest) -> Result<(), StreamEnd> {
-        let mut config_rx = self.s.shared.config.clone();
-        self.on_request(first).await?;
-        loop {
-            while let Some(step) = self.s.seq.next_step() {
-                let t = step.type_url;
-                if self.types.contains_key(t)
-                    && self.send_changes(t, step.phase, &BTreeSet::new()).await?
-                {
-                    self.s.seq.wait_for(t);
-                }
-            }
-            if let Some(since) = self.s.seq.take_finished() {
-                self.s.shared.status.converged(since);
-            }
-            if self.types.values().all(|t| t.in_flight.is_empty()) {
-                self.s.release_slot();
-            }
-            let deadline = self.s.seq.deadline();
-            let slot_deadline = self.s.slot_deadline();
-            tokio::select! {
-                msg = self.s.io.requests.message() => match msg {
-                    Ok(Some(req)) => self.on_request(req).await?,
-                    Ok(None) => return Err(StreamEnd::ClientClosed),
-                    Err(status) => return Err(StreamEnd::Grpc(status)),
-                },
-                changed = config_rx.changed() => {
-                    changed.map_err(|_| StreamEnd::ServerStopping)?;
-                    let config = config_rx.borrow_and_update().clone();
-                    self.s.reconfigure(config).await?;
-                }
-                _ = sleep_until(deadline), if deadline.is_some() => self.s.seq.timed_out(),
-                _ = sleep_until(slot_deadline), if slot_deadline.is_some() => self.s.release_slot(),
-            }
-        }
-    }
-
-    async fn on_request(&mut self, req: DeltaDiscoveryRequest) -> Result<(), StreamEnd> {
+    async fn read(&mut self, req: DeltaDiscoveryRequest) -> Result<(), StreamEnd> {
         let Some(type_url) = PUSH_ORDER.iter().copied().find(|t| *t == req.type_url) else {
             warn!(type_url = %req.type_url, "ignoring request for an unsupported type");
             return Ok(());
@@ -216,21 +195,12 @@ impl Stream {
         if to_send.is_empty() && removed.is_empty() {
             return Ok(false);
         }
+        let send_names: Vec<String> = send_names.into_iter().cloned().collect();
         // Before copying the resources into a response: one waiting for its slot would be
         // memory held for nothing.
         self.s.take_slot().await;
-        let resources: Vec<Resource> = send_names
-            .iter()
-            .zip(&to_send)
-            .map(|(name, r)| Resource {
-                name: (*name).clone(),
-                version: r.version.clone(),
-                resource: Some(r.any.clone()),
-                ..Default::default()
-            })
-            .collect();
-        for r in &resources {
-            state.held.insert(r.name.clone(), r.version.clone());
+        for (name, r) in send_names.iter().zip(&to_send) {
+            state.held.insert(name.clone(), r.version.clone());
         }
         for n in &removed {
             state.held.remove(n);
@@ -242,19 +212,32 @@ impl Stream {
         state
             .in_flight
             .insert(nonce.clone(), self.s.config.version.clone());
-        let count = resources.len();
+        let count = to_send.len();
         self.s
             .shared
             .status
             .sent(self.s.conn, type_url, &self.s.config.version, &nonce, count);
         debug!(node = %self.s.identity.id, type_url, count, removed = removed.len(), "delta push");
-        let response = DeltaDiscoveryResponse {
+        let head = DeltaDiscoveryResponse {
             system_version_info: self.s.config.version.clone(),
-            resources,
             type_url: type_url.to_string(),
             removed_resources: removed,
             nonce,
             ..Default::default()
+        };
+        // Names are unique and in the map's order: as many as the map has is the whole map,
+        // as every proxy of the class gets it first.
+        let response = if current.is_some() && to_send.len() == all.len() {
+            let resources = self.s.shared.whole_maps.resources(all, wire::Form::Delta);
+            wire::whole_map_response(&head, &resources)
+        } else {
+            wire::delta_response(
+                &head,
+                send_names
+                    .iter()
+                    .zip(&to_send)
+                    .map(|(name, r)| (name.as_str(), &***r)),
+            )
         };
         self.s.io.send(response).await?;
         Ok(true)

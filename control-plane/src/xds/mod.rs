@@ -15,34 +15,31 @@
 //! endpoints and routes of 1,000 services at once is gigabytes. So a session takes one of
 //! [`PUSH_SLOTS`] before it sends and keeps it until the proxy has answered everything it was
 //! sent, or for [`SLOT_HOLD`] at most, so that a proxy that never answers cannot keep it.
+//!
+//! Responses are assembled from the resources' shared serialized bytes and framed by weftd
+//! itself, not by tonic's encoder (see [`wire`]).
 
 mod compact;
 mod delta;
+mod driver;
 pub mod resources;
 pub mod sequencer;
+mod service;
 mod sotw;
 pub mod status;
+pub mod wire;
 
 pub use resources::{ConfigVersion, ResourceGenerator, Resources, VersionedResource};
 pub use status::{ProxyStatus, StatusRegistry};
 
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
-use tokio_stream::wrappers::ReceiverStream;
-use tokio_stream::Stream;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::Status;
+use wire::EncodedMessage;
 use xds_protos::node::NodeIdentity;
 use xds_protos::pb::envoy::config::core::v3::Node;
-use xds_protos::{
-    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer, DeltaDiscoveryRequest,
-    DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
-};
-
-/// Responses buffered per stream before the session waits for the proxy to read.
-const STREAM_BUFFER: usize = 16;
 
 /// How many sessions may have responses out that their proxy has not answered yet
 /// (istiod's default push throttle is 100).
@@ -58,6 +55,8 @@ pub struct Shared {
     conn_ids: AtomicU64,
     generation: Semaphore,
     push_slots: Arc<Semaphore>,
+    /// Whole maps' resources, encoded once for every session that sends them.
+    whole_maps: wire::WholeMaps,
 }
 
 /// How many generations may run at once: one per core, leaving the async workers free.
@@ -90,31 +89,41 @@ impl Shared {
 }
 
 /// The two halves of one bidirectional stream.
-struct StreamIo<Req, Resp> {
-    requests: Streaming<Req>,
-    responses: mpsc::Sender<Result<Resp, Status>>,
+struct StreamIo<Req> {
+    requests: wire::RequestStream<Req>,
+    responses: mpsc::Sender<Result<EncodedMessage, Status>>,
 }
 
-impl<Req, Resp> StreamIo<Req, Resp> {
-    async fn send(&self, resp: Resp) -> Result<(), sotw::StreamEnd> {
-        self.responses
-            .send(Ok(resp))
-            .await
-            .map_err(|_| sotw::StreamEnd::ClientClosed)
+impl<Req> StreamIo<Req> {
+    // The futures borrow the response sender only: the request body is not `Sync`, and a
+    // session's future must stay `Send`.
+    fn send(
+        &self,
+        resp: EncodedMessage,
+    ) -> impl std::future::Future<Output = Result<(), driver::StreamEnd>> + Send + '_ {
+        let tx = &self.responses;
+        async move {
+            tx.send(Ok(resp))
+                .await
+                .map_err(|_| driver::StreamEnd::ClientClosed)
+        }
     }
 
-    async fn fail(&self, status: Status) {
-        let _ = self.responses.send(Err(status)).await;
+    fn fail(&self, status: Status) -> impl std::future::Future<Output = ()> + Send + '_ {
+        let tx = &self.responses;
+        async move {
+            let _ = tx.send(Err(status)).await;
+        }
     }
 }
 
 /// What every session, state-of-the-world or delta, holds: who the proxy is, what it should
 /// have now, and the push in progress.
-struct Session<Req, Resp> {
+struct Session<Req> {
     shared: Arc<Shared>,
     conn: u64,
     identity: NodeIdentity,
-    io: StreamIo<Req, Resp>,
+    io: StreamIo<Req>,
     config: Arc<ConfigVersion>,
     resources: Resources,
     seq: sequencer::PushSequencer,
@@ -123,11 +132,11 @@ struct Session<Req, Resp> {
     slot: Option<(OwnedSemaphorePermit, tokio::time::Instant)>,
 }
 
-impl<Req, Resp> Session<Req, Resp> {
+impl<Req: prost::Message + Default> Session<Req> {
     /// Reads the first request, which must name the proxy, and registers the stream.
     async fn open(
         shared: Arc<Shared>,
-        mut io: StreamIo<Req, Resp>,
+        mut io: StreamIo<Req>,
         protocol: &'static str,
         node_of: fn(&Req) -> Option<&Node>,
     ) -> Option<(Self, Req)> {
@@ -160,12 +169,12 @@ impl<Req, Resp> Session<Req, Resp> {
     }
 
     /// A new configuration was published: regenerate and start pushing it.
-    async fn reconfigure(&mut self, config: Arc<ConfigVersion>) -> Result<(), sotw::StreamEnd> {
+    async fn reconfigure(&mut self, config: Arc<ConfigVersion>) -> Result<(), driver::StreamEnd> {
         self.resources = self
             .shared
             .generate(&config, &self.identity)
             .await
-            .ok_or(sotw::StreamEnd::ServerStopping)?;
+            .ok_or(driver::StreamEnd::ServerStopping)?;
         self.seq.start(config.published);
         self.config = config;
         Ok(())
@@ -201,7 +210,7 @@ impl<Req, Resp> Session<Req, Resp> {
     }
 }
 
-impl<Req, Resp> Drop for Session<Req, Resp> {
+impl<Req> Drop for Session<Req> {
     fn drop(&mut self) {
         self.shared.status.disconnect(self.conn);
         tracing::info!(node = %self.identity.id, conn = self.conn, "proxy disconnected");
@@ -231,49 +240,14 @@ impl AdsService {
                 conn_ids: AtomicU64::new(0),
                 generation: Semaphore::new(generation_slots()),
                 push_slots: Arc::new(Semaphore::new(push_slots.max(1))),
+                whole_maps: wire::WholeMaps::default(),
             }),
         }
     }
 
-    pub fn into_server(self) -> AggregatedDiscoveryServiceServer<AdsService> {
-        // Large meshes produce large responses: allow them (Envoy accepts up to 2^32 bytes).
-        AggregatedDiscoveryServiceServer::new(self)
-            .max_decoding_message_size(64 << 20)
-            .max_encoding_message_size(usize::MAX)
-    }
-}
-
-type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
-
-#[tonic::async_trait]
-impl AggregatedDiscoveryService for AdsService {
-    type StreamAggregatedResourcesStream = ResponseStream<DiscoveryResponse>;
-    type DeltaAggregatedResourcesStream = ResponseStream<DeltaDiscoveryResponse>;
-
-    async fn stream_aggregated_resources(
-        &self,
-        request: Request<Streaming<DiscoveryRequest>>,
-    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
-        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        let io = StreamIo {
-            requests: request.into_inner(),
-            responses: tx,
-        };
-        tokio::spawn(sotw::run(self.shared.clone(), io));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
-    }
-
-    async fn delta_aggregated_resources(
-        &self,
-        request: Request<Streaming<DeltaDiscoveryRequest>>,
-    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
-        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        let io = StreamIo {
-            requests: request.into_inner(),
-            responses: tx,
-        };
-        tokio::spawn(delta::run(self.shared.clone(), io));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    /// The gRPC service, ready for tonic's server.
+    pub fn into_server(self) -> service::AdsServer {
+        service::AdsServer::new(self.shared)
     }
 }
 

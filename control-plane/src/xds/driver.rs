@@ -1,0 +1,104 @@
+//! The one loop that drives an ADS stream, state-of-the-world or delta.
+//!
+//! What both protocols share lives here and in [`super::Session`]: opening the stream,
+//! following published configurations, stepping a push through [`super::sequencer`] (waiting
+//! for each answer, bounded by its deadline), reporting convergence, and giving back the push
+//! slot once the proxy has answered everything. What differs — how a request is read (nonces,
+//! subscriptions, ACK and NACK) and what a response carries — is the [`Protocol`] part.
+
+use super::sequencer::Phase;
+use super::{Session, Shared, StreamIo};
+use std::sync::Arc;
+use tracing::{debug, warn};
+use xds_protos::pb::envoy::config::core::v3::Node;
+
+/// The per-protocol part of a stream: it owns the [`Session`] and its per-type state.
+pub(super) trait Protocol: Sized {
+    type Request: prost::Message + Default + Send + 'static;
+    /// For logs and `/debug/syncz`.
+    const NAME: &'static str;
+
+    fn node(req: &Self::Request) -> Option<&Node>;
+    fn new(session: Session<Self::Request>) -> Self;
+    fn session(&mut self) -> &mut Session<Self::Request>;
+
+    /// Reads one request: an answer (ACK or NACK) and/or a change of subscription, and sends
+    /// what the change asks for.
+    async fn on_request(&mut self, req: Self::Request) -> Result<(), StreamEnd>;
+
+    /// One step of a push: sends what changed of `type_url` for this proxy, if it subscribed
+    /// to it. Whether a response was sent (the push then waits for its answer).
+    async fn push(&mut self, type_url: &'static str, phase: Phase) -> Result<bool, StreamEnd>;
+
+    /// Whether every response sent has been answered.
+    fn all_answered(&self) -> bool;
+}
+
+pub(super) async fn run<P: Protocol>(shared: Arc<Shared>, io: StreamIo<P::Request>) {
+    let Some((session, first)) = Session::open(shared, io, P::NAME, P::node).await else {
+        return;
+    };
+    let mut stream = P::new(session);
+    if let Err(e) = drive(&mut stream, first).await {
+        debug!(conn = stream.session().conn, error = %e, "stream ended");
+    }
+}
+
+async fn drive<P: Protocol>(p: &mut P, first: P::Request) -> Result<(), StreamEnd> {
+    let mut config_rx = p.session().shared.config.clone();
+    p.on_request(first).await?;
+    loop {
+        while let Some(step) = p.session().seq.next_step() {
+            if p.push(step.type_url, step.phase).await? {
+                p.session().seq.wait_for(step.type_url);
+            }
+        }
+        let s = p.session();
+        if let Some(since) = s.seq.take_finished() {
+            s.shared.status.converged(since);
+        }
+        if p.all_answered() {
+            p.session().release_slot();
+        }
+        let s = p.session();
+        let deadline = s.seq.deadline();
+        let slot_deadline = s.slot_deadline();
+        tokio::select! {
+            msg = s.io.requests.message() => match msg {
+                Ok(Some(req)) => p.on_request(req).await?,
+                Ok(None) => return Err(StreamEnd::ClientClosed),
+                Err(status) => return Err(StreamEnd::Grpc(status)),
+            },
+            changed = config_rx.changed() => {
+                changed.map_err(|_| StreamEnd::ServerStopping)?;
+                let config = config_rx.borrow_and_update().clone();
+                p.session().reconfigure(config).await?;
+            }
+            _ = sleep_until(deadline), if deadline.is_some() => {
+                let s = p.session();
+                warn!(node = %s.identity.id, "no answer in time, continuing the push");
+                s.seq.timed_out();
+            }
+            _ = sleep_until(slot_deadline), if slot_deadline.is_some() => {
+                p.session().release_slot();
+            }
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(super) enum StreamEnd {
+    #[error("the proxy closed the stream")]
+    ClientClosed,
+    #[error("grpc error: {0}")]
+    Grpc(tonic::Status),
+    #[error("the server is stopping")]
+    ServerStopping,
+}
