@@ -66,6 +66,14 @@ async fn default_format_logs_flags_for_own_answers() {
         "{log}"
     );
     assert!(line("req-nr").contains(" 404 NR "), "{log}");
+    // weftd's default is Istio's text format: the details say why.
+    assert!(line("req-ok").contains(" 200 - via_upstream "), "{log}");
+    assert!(line("req-nr").contains(" 404 NR route_not_found "), "{log}");
+    assert!(
+        line("req-uf")
+            .contains(" upstream_reset_before_response_started{remote_connection_failure"),
+        "{log}"
+    );
     // Istio's default retry policy retries connect failures twice; then the retries are
     // exhausted too, and Envoy logs both flags.
     assert!(line("req-uf").contains(" 503 UF,URX "), "{log}");
@@ -97,6 +105,7 @@ async fn json_format_when_weftd_asks_for_it() {
     })
     .await;
     assert_eq!(entry["response_code"], 200);
+    assert_eq!(entry["response_code_details"], "via_upstream");
     assert_eq!(entry["authority"], "ratings:9080");
     assert_eq!(
         entry["upstream_cluster"],

@@ -28,7 +28,7 @@ struct Args {
     #[arg(long)]
     no_access_log: bool,
     /// The proxies' access log format.
-    #[arg(long, value_enum, default_value = "envoy")]
+    #[arg(long, value_enum, default_value = "istio")]
     access_log_format: AccessLogFormat,
     /// Move loopback endpoints (address 127.0.0.1/localhost) from a declared port to the port
     /// the workload really listens on: FROM=TO,FROM=TO. `weftctl up --app-port-base` sets it.

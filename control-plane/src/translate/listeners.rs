@@ -10,7 +10,7 @@ use xds_protos::node::NodeIdentity;
 use xds_protos::pb::envoy::config::accesslog::v3::{access_log, AccessLog};
 use xds_protos::pb::envoy::config::core::v3::TrafficDirection;
 use xds_protos::pb::envoy::config::core::v3::{
-    substitution_format_string, SubstitutionFormatString,
+    data_source, substitution_format_string, DataSource, SubstitutionFormatString,
 };
 use xds_protos::pb::envoy::config::listener::v3::{filter, Filter, FilterChain, Listener};
 use xds_protos::pb::envoy::extensions::access_loggers::stream::v3::stdout_access_log;
@@ -93,11 +93,30 @@ fn http_filters() -> Vec<HttpFilter> {
     ]
 }
 
-/// Envoy's default text format needs no configuration; JSON names each field with Envoy's
-/// command operators, so Envoy and weft-proxy write the same keys.
+/// Istio's default text line (what istiod configures for `accessLogFile` without a format).
+const ISTIO_TEXT_FORMAT: &str = "[%START_TIME%] \"%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%\" %RESPONSE_CODE% %RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS% %CONNECTION_TERMINATION_DETAILS% \"%UPSTREAM_TRANSPORT_FAILURE_REASON%\" %BYTES_RECEIVED% %BYTES_SENT% %DURATION% %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% \"%REQ(X-FORWARDED-FOR)%\" \"%REQ(USER-AGENT)%\" \"%REQ(X-REQUEST-ID)%\" \"%REQ(:AUTHORITY)%\" \"%UPSTREAM_HOST%\" %UPSTREAM_CLUSTER% %UPSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_REMOTE_ADDRESS% %REQUESTED_SERVER_NAME% %ROUTE_NAME%\n";
+
+/// Envoy's default text format needs no configuration; Istio's is given inline; JSON names
+/// each field with Envoy's command operators, with Istio's keys, so Envoy and weft-proxy
+/// write the same lines.
 fn stdout_log(format: AccessLogFormat) -> StdoutAccessLog {
     match format {
         AccessLogFormat::Envoy => StdoutAccessLog::default(),
+        AccessLogFormat::Istio => StdoutAccessLog {
+            access_log_format: Some(stdout_access_log::AccessLogFormat::LogFormat(
+                SubstitutionFormatString {
+                    format: Some(substitution_format_string::Format::TextFormatSource(
+                        DataSource {
+                            specifier: Some(data_source::Specifier::InlineString(
+                                ISTIO_TEXT_FORMAT.to_string(),
+                            )),
+                            ..Default::default()
+                        },
+                    )),
+                    ..Default::default()
+                },
+            )),
+        },
         AccessLogFormat::Json => {
             let fields = [
                 ("start_time", "%START_TIME%"),
@@ -106,6 +125,15 @@ fn stdout_log(format: AccessLogFormat) -> StdoutAccessLog {
                 ("protocol", "%PROTOCOL%"),
                 ("response_code", "%RESPONSE_CODE%"),
                 ("response_flags", "%RESPONSE_FLAGS%"),
+                ("response_code_details", "%RESPONSE_CODE_DETAILS%"),
+                (
+                    "connection_termination_details",
+                    "%CONNECTION_TERMINATION_DETAILS%",
+                ),
+                (
+                    "upstream_transport_failure_reason",
+                    "%UPSTREAM_TRANSPORT_FAILURE_REASON%",
+                ),
                 ("bytes_received", "%BYTES_RECEIVED%"),
                 ("bytes_sent", "%BYTES_SENT%"),
                 ("duration", "%DURATION%"),
@@ -120,6 +148,10 @@ fn stdout_log(format: AccessLogFormat) -> StdoutAccessLog {
                 ("upstream_host", "%UPSTREAM_HOST%"),
                 ("upstream_cluster", "%UPSTREAM_CLUSTER%"),
                 ("route_name", "%ROUTE_NAME%"),
+                ("upstream_local_address", "%UPSTREAM_LOCAL_ADDRESS%"),
+                ("downstream_local_address", "%DOWNSTREAM_LOCAL_ADDRESS%"),
+                ("downstream_remote_address", "%DOWNSTREAM_REMOTE_ADDRESS%"),
+                ("requested_server_name", "%REQUESTED_SERVER_NAME%"),
             ]
             .into_iter()
             .map(|(k, v)| {

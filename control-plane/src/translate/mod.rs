@@ -40,6 +40,9 @@ pub struct TranslateOptions {
 /// The access log formats proxies are told to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum AccessLogFormat {
+    /// Istio's default text line: Envoy's plus the response code details, the upstream
+    /// transport failure reason and the addresses that explain a 503.
+    Istio,
     /// Envoy's default text line.
     Envoy,
     /// One JSON object per line.
@@ -49,7 +52,7 @@ pub enum AccessLogFormat {
 impl Default for TranslateOptions {
     fn default() -> Self {
         TranslateOptions {
-            access_log: Some(AccessLogFormat::Envoy),
+            access_log: Some(AccessLogFormat::Istio),
             mesh_config: Default::default(),
         }
     }

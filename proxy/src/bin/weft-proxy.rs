@@ -160,6 +160,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         version: identity.labels.get("version").cloned(),
     };
     let ctx = ProxyContext::new(AccessLogWriter::stdout(), IstioMetrics::new(&source));
+    // Spans carry Envoy's `node_id` tag.
+    ctx.tracing.set_node_id(args.node_id.clone());
     if let Some(max) = args.max_downstream_connections {
         ctx.max_downstream_connections.store(max, Ordering::Relaxed);
     }
@@ -181,6 +183,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         _ = quit.notified() => info!("/quitquitquit: draining"),
     }
     drain(&ctx, args.drain_time, args.exit_on_zero_active_connections).await;
+    // Spans still batched would be lost with the process.
+    ctx.tracing.flush();
     Ok(())
 }
 
