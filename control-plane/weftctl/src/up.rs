@@ -398,6 +398,18 @@ fn print_table(sup: &Supervisor, plan: &Plan) {
             w2 = widths[2]
         );
     }
+    // Where to point Prometheus (deploy/observability/prometheus.yml has these jobs).
+    let weftd_http = plan
+        .control_plane
+        .listens
+        .iter()
+        .find(|(what, _)| *what == "http")
+        .map(|(_, addr)| addr);
+    println!();
+    println!("metrics: every proxy's admin address serves /stats/prometheus (Istio's and Envoy's)");
+    if let Some(addr) = weftd_http {
+        println!("         weftd serves http://{addr}/metrics (pilot_*)");
+    }
 }
 
 /// A port already taken (often by another `weftctl up`) is reported before anything starts,
