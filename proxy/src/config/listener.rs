@@ -114,12 +114,28 @@ fn compile(l: &Listener) -> Result<ListenerConfig, FieldError> {
     })
 }
 
-/// The first HTTP connection manager, decoded, with the path of its `typed_config`. A filter
-/// counts when it has the well-known name or carries the HCM type (v3 lets names be anything).
+/// The listener's HTTP connection manager, decoded, with the path of its `typed_config`.
+///
+/// weft-proxy serves a listener with one filter chain (in `filter_chains` or as the default)
+/// whose one network filter is the HCM. Anything that would choose between chains or act on
+/// the connection first — more chains, a `filter_chain_match`, listener filters,
+/// `use_original_dst`, another network filter — is refused by name: serving the HCM and
+/// ignoring it would send connections where the listener says they must not go. A filter
+/// counts as the HCM when it has the well-known name or carries the HCM type (v3 lets names
+/// be anything).
 fn find_http_connection_manager(
     l: &Listener,
 ) -> Result<(String, HttpConnectionManager), FieldError> {
-    let chains = l
+    if let Some(f) = l.listener_filters.first() {
+        return Err(FieldError::new(
+            "listener_filters[0]",
+            format!("listener filter {} is not supported", f.name),
+        ));
+    }
+    if l.use_original_dst.is_some_and(|v| v.value) {
+        return Err(FieldError::unsupported("use_original_dst"));
+    }
+    let mut chains = l
         .filter_chains
         .iter()
         .enumerate()
@@ -129,36 +145,56 @@ fn find_http_connection_manager(
                 .iter()
                 .map(|c| ("default_filter_chain".to_string(), c)),
         );
-    for (chain_field, chain) in chains {
-        if let Some(found) = hcm_in_chain(chain).at(&chain_field)? {
-            return Ok((format!("{chain_field}.{}", found.0), found.1));
-        }
+    let Some((chain_field, chain)) = chains.next() else {
+        return Err(no_hcm("filter_chains"));
+    };
+    if let Some((extra, _)) = chains.next() {
+        return Err(FieldError::new(
+            extra,
+            "only one filter chain is supported (choosing between chains is not)",
+        ));
     }
-    Err(FieldError::new(
-        "filter_chains",
-        format!("no {HTTP_CONNECTION_MANAGER_NAME} filter (only HTTP listeners are supported)"),
-    ))
+    if chain.filter_chain_match.is_some() {
+        return Err(FieldError::unsupported("filter_chain_match").under(&chain_field));
+    }
+    match hcm_in_chain(chain).at(&chain_field)? {
+        Some((field, hcm)) => Ok((format!("{chain_field}.{field}"), hcm)),
+        None => Err(no_hcm(&chain_field)),
+    }
 }
 
+fn no_hcm(field: &str) -> FieldError {
+    FieldError::new(
+        field,
+        format!("no {HTTP_CONNECTION_MANAGER_NAME} filter (only HTTP listeners are supported)"),
+    )
+}
+
+/// The chain's HCM; every other network filter in it is refused by name.
 fn hcm_in_chain(
     chain: &FilterChain,
 ) -> Result<Option<(String, HttpConnectionManager)>, FieldError> {
+    let mut found = None;
     for (j, f) in chain.filters.iter().enumerate() {
         let field = format!("filters[{j}]");
         let any = match &f.config_type {
-            Some(filter::ConfigType::TypedConfig(any)) => any,
-            Some(filter::ConfigType::ConfigDiscovery(_))
-                if f.name == HTTP_CONNECTION_MANAGER_NAME =>
-            {
+            Some(filter::ConfigType::TypedConfig(any)) => Some(any),
+            Some(filter::ConfigType::ConfigDiscovery(_)) => {
                 return Err(FieldError::unsupported("config_discovery").under(&field))
             }
-            _ => continue,
+            None => None,
         };
-        let is_hcm = any.type_url == type_url::HTTP_CONNECTION_MANAGER;
+        let is_hcm = any.is_some_and(|a| a.type_url == type_url::HTTP_CONNECTION_MANAGER);
         if !is_hcm && f.name != HTTP_CONNECTION_MANAGER_NAME {
-            continue;
+            return Err(FieldError::new(
+                field,
+                format!("network filter {} is not supported", f.name),
+            ));
         }
         let field = format!("{field}.typed_config");
+        let Some(any) = any else {
+            return Err(FieldError::new(field, "is required"));
+        };
         if !is_hcm {
             return Err(FieldError::new(
                 field,
@@ -169,11 +205,17 @@ fn hcm_in_chain(
                 ),
             ));
         }
+        if found.is_some() {
+            return Err(FieldError::new(
+                field,
+                "a second connection manager in one chain",
+            ));
+        }
         let hcm = HttpConnectionManager::decode(any.value.as_slice())
             .map_err(|e| FieldError::new(field.clone(), format!("cannot decode: {e}")))?;
-        return Ok(Some((field, hcm)));
+        found = Some((field, hcm));
     }
-    Ok(None)
+    Ok(found)
 }
 
 fn route_source(hcm: &HttpConnectionManager) -> Result<RouteSource, FieldError> {

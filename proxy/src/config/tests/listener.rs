@@ -4,7 +4,9 @@ use xds_protos::pb::envoy::config::accesslog::v3::{access_log, AccessLog};
 use xds_protos::pb::envoy::config::core::v3::{
     data_source, substitution_format_string::Format, DataSource, SubstitutionFormatString,
 };
-use xds_protos::pb::envoy::config::listener::v3::{filter, Filter, FilterChain, Listener};
+use xds_protos::pb::envoy::config::listener::v3::{
+    filter, Filter, FilterChain, Listener, ListenerFilter,
+};
 use xds_protos::pb::envoy::config::route::v3::{
     route, route_action, route_match::PathSpecifier, Route, RouteAction, RouteConfiguration,
     RouteMatch, VirtualHost,
@@ -17,7 +19,7 @@ use xds_protos::pb::envoy::extensions::filters::network::http_connection_manager
     http_connection_manager::RouteSpecifier, HttpConnectionManager, Rds,
 };
 use xds_protos::pb::envoy::r#type::matcher::v3::RegexMatcher;
-use xds_protos::pb::google::protobuf::{Any, Struct};
+use xds_protos::pb::google::protobuf::{Any, BoolValue, Struct};
 use xds_protos::type_url;
 
 use super::{any, socket};
@@ -120,8 +122,18 @@ fn rds_listener() {
 }
 
 #[test]
-fn hcm_is_found_past_other_filters_and_chains() {
-    let other = Filter {
+fn the_hcm_is_found_by_type_under_another_name() {
+    let mut renamed = hcm_filter(&rds("80"));
+    renamed.name = "hcm".into();
+    let l = listener(vec![chain(vec![renamed])]);
+    assert!(matches!(compile(&l).route_source, RouteSource::Rds(n) if n == "80"));
+}
+
+/// What would pick another chain, or act on the connection before the HCM, is refused rather
+/// than ignored (a TCP chain served as HTTP, an RBAC filter skipped).
+#[test]
+fn what_would_bypass_the_hcm_is_refused_by_name() {
+    let tcp_proxy = Filter {
         name: "envoy.filters.network.tcp_proxy".into(),
         config_type: Some(filter::ConfigType::TypedConfig(Any {
             type_url: "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
@@ -129,11 +141,43 @@ fn hcm_is_found_past_other_filters_and_chains() {
             value: vec![],
         })),
     };
-    // Found by type even under another name.
-    let mut renamed = hcm_filter(&rds("80"));
-    renamed.name = "hcm".into();
-    let l = listener(vec![chain(vec![other]), chain(vec![renamed])]);
-    assert!(matches!(compile(&l).route_source, RouteSource::Rds(n) if n == "80"));
+    let hcm = || hcm_filter(&rds("80"));
+
+    let two_chains = listener(vec![chain(vec![tcp_proxy.clone()]), chain(vec![hcm()])]);
+    let err = compile_listener(&two_chains).unwrap_err();
+    assert_eq!(err.field, "filter_chains[1]");
+
+    let filter_before = listener(vec![chain(vec![tcp_proxy, hcm()])]);
+    let err = compile_listener(&filter_before).unwrap_err();
+    assert_eq!(err.field, "filter_chains[0].filters[0]");
+    assert!(
+        err.reason.contains("envoy.filters.network.tcp_proxy"),
+        "{err}"
+    );
+
+    let mut matched = chain(vec![hcm()]);
+    matched.filter_chain_match = Some(Default::default());
+    let err = compile_listener(&listener(vec![matched])).unwrap_err();
+    assert_eq!(err.field, "filter_chains[0].filter_chain_match");
+
+    let mut sniffing = listener(vec![chain(vec![hcm()])]);
+    sniffing.listener_filters = vec![ListenerFilter {
+        name: "envoy.filters.listener.tls_inspector".into(),
+        ..Default::default()
+    }];
+    let err = compile_listener(&sniffing).unwrap_err();
+    assert_eq!(err.field, "listener_filters[0]");
+    assert!(err.reason.contains("tls_inspector"), "{err}");
+
+    let mut original_dst = listener(vec![chain(vec![hcm()])]);
+    original_dst.use_original_dst = Some(BoolValue { value: true });
+    let err = compile_listener(&original_dst).unwrap_err();
+    assert_eq!(err.field, "use_original_dst");
+
+    // A lone default chain is served like a lone chain.
+    let mut default_only = listener(vec![]);
+    default_only.default_filter_chain = Some(chain(vec![hcm()]));
+    assert!(matches!(compile(&default_only).route_source, RouteSource::Rds(n) if n == "80"));
 }
 
 #[test]
@@ -141,6 +185,8 @@ fn listener_without_hcm_is_rejected() {
     let err = compile_listener(&listener(vec![chain(vec![])])).unwrap_err();
     assert_eq!(err.type_url_short, "Listener");
     assert_eq!(err.resource, "0.0.0.0_9080");
+    assert_eq!(err.field, "filter_chains[0]");
+    let err = compile_listener(&listener(vec![])).unwrap_err();
     assert_eq!(err.field, "filter_chains");
 }
 
