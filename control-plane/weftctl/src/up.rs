@@ -356,7 +356,7 @@ fn summarize(body: &[u8]) -> String {
 }
 
 fn print_table(sup: &Supervisor, plan: &Plan) {
-    let rows: Vec<[String; 4]> = std::iter::once(&plan.control_plane)
+    let rows: Vec<Vec<String>> = std::iter::once(&plan.control_plane)
         .chain(plan.mesh.iter())
         .map(|p| {
             let pid = sup
@@ -372,32 +372,14 @@ fn print_table(sup: &Supervisor, plan: &Plan) {
                 .map(|(what, addr)| format!("{what} {addr}"))
                 .collect::<Vec<_>>()
                 .join(", ");
-            [p.name.clone(), p.role.label().to_string(), pid, listens]
-        })
-        .collect();
-    let header = ["PROCESS", "ROLE", "PID", "LISTENS"].map(String::from);
-    let widths: Vec<usize> = (0..3)
-        .map(|i| {
-            rows.iter()
-                .chain([&header])
-                .map(|r| r[i].len())
-                .max()
-                .unwrap_or(0)
+            vec![p.name.clone(), p.role.label().to_string(), pid, listens]
         })
         .collect();
     println!();
-    for row in std::iter::once(&header).chain(rows.iter()) {
-        println!(
-            "{:w0$}  {:w1$}  {:w2$}  {}",
-            row[0],
-            row[1],
-            row[2],
-            row[3],
-            w0 = widths[0],
-            w1 = widths[1],
-            w2 = widths[2]
-        );
-    }
+    print!(
+        "{}",
+        crate::table::render(&["PROCESS", "ROLE", "PID", "LISTENS"], &rows)
+    );
     // Where to point Prometheus (deploy/observability/prometheus.yml has these jobs).
     let weftd_http = plan
         .control_plane

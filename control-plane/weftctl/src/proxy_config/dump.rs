@@ -175,26 +175,15 @@ fn envoy(configs: &[Value]) -> ProxyConfig {
     out
 }
 
+/// Envoy keeps the cluster choice under `route` (weighted clusters one level down), and a
+/// redirect or direct response beside it.
 fn envoy_destination(route: &Value) -> String {
     let action = &route["route"];
-    if action.is_object() {
-        if let Some(c) = action.get("cluster").and_then(Value::as_str) {
-            return c.to_string();
-        }
-        let weighted: Vec<(String, String)> = array(&action["weighted_clusters"], "clusters")
-            .map(|c| (str_of(c, &["name"]), str_of(c, &["weight"])))
-            .collect();
-        if !weighted.is_empty() {
-            return weighted_text(&weighted);
-        }
-    }
-    if route.get("redirect").is_some() {
-        return "redirect".into();
-    }
-    if let Some(d) = route.get("direct_response") {
-        return format!("direct response {}", str_of(d, &["status"]));
-    }
-    String::new()
+    destination(
+        action.get("cluster"),
+        &action["weighted_clusters"]["clusters"],
+        route,
+    )
 }
 
 // --- weft-proxy ----------------------------------------------------------------------------
@@ -254,23 +243,9 @@ fn weft(dump: &Value) -> ProxyConfig {
     out
 }
 
+/// weft-proxy describes every kind of action under `action`.
 fn weft_destination(action: &Value) -> String {
-    if let Some(c) = action.get("cluster").and_then(Value::as_str) {
-        return c.to_string();
-    }
-    let weighted: Vec<(String, String)> = array(action, "weighted_clusters")
-        .map(|c| (str_of(c, &["name"]), str_of(c, &["weight"])))
-        .collect();
-    if !weighted.is_empty() {
-        return weighted_text(&weighted);
-    }
-    if action.get("redirect").is_some() {
-        return "redirect".into();
-    }
-    if let Some(d) = action.get("direct_response") {
-        return format!("direct response {}", str_of(d, &["status"]));
-    }
-    String::new()
+    destination(action.get("cluster"), &action["weighted_clusters"], action)
 }
 
 // --- shared ----------------------------------------------------------------------------------
@@ -292,12 +267,26 @@ fn path_shorthand(m: &Value) -> String {
     }
 }
 
-fn weighted_text(clusters: &[(String, String)]) -> String {
-    clusters
-        .iter()
-        .map(|(name, weight)| format!("{name} ({weight})"))
-        .collect::<Vec<_>>()
-        .join(", ")
+/// A route's destination column: its cluster, its weighted clusters, or what it answers itself
+/// (`others` holds `redirect` / `direct_response`).
+fn destination(cluster: Option<&Value>, weighted: &Value, others: &Value) -> String {
+    if let Some(c) = cluster.and_then(Value::as_str) {
+        return c.to_string();
+    }
+    if let Some(clusters) = weighted.as_array().filter(|c| !c.is_empty()) {
+        return clusters
+            .iter()
+            .map(|c| format!("{} ({})", str_of(c, &["name"]), str_of(c, &["weight"])))
+            .collect::<Vec<_>>()
+            .join(", ");
+    }
+    if others.get("redirect").is_some() {
+        return "redirect".into();
+    }
+    if let Some(d) = others.get("direct_response") {
+        return format!("direct response {}", str_of(d, &["status"]));
+    }
+    String::new()
 }
 
 #[cfg(test)]
