@@ -1,18 +1,12 @@
 //! Protos the xDS tests build: a listener (optionally bound) routing everything to one
 //! cluster, static clusters, RDS route configurations and endpoint assignments.
 
-use prost::Message;
 use std::net::SocketAddr;
 use xds_protos::pb::envoy::config::cluster::v3::{
     cluster::{ClusterDiscoveryType, DiscoveryType, EdsClusterConfig},
     Cluster,
 };
-use xds_protos::pb::envoy::config::core::v3::{
-    address, socket_address::PortSpecifier, Address, SocketAddress,
-};
-use xds_protos::pb::envoy::config::endpoint::v3::{
-    lb_endpoint::HostIdentifier, ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints,
-};
+use xds_protos::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use xds_protos::pb::envoy::config::listener::v3::{filter, Filter, FilterChain, Listener};
 use xds_protos::pb::envoy::config::route::v3::{
     route, route_action, route_match::PathSpecifier, Route, RouteAction, RouteConfiguration,
@@ -24,28 +18,11 @@ use xds_protos::pb::envoy::extensions::filters::network::http_connection_manager
 use xds_protos::pb::google::protobuf::Any;
 use xds_protos::type_url;
 
-pub fn any<M: Message>(type_url: &str, m: &M) -> Any {
-    Any {
-        type_url: type_url.into(),
-        value: m.encode_to_vec(),
-    }
-}
-
 /// Bytes no listener decodes from: a field 1 (`name`, a string) whose length runs past the end.
 pub fn undecodable(type_url: &str) -> Any {
     Any {
         type_url: type_url.into(),
         value: vec![0x0a, 0x7f, b'x'],
-    }
-}
-
-pub fn socket(addr: SocketAddr) -> Address {
-    Address {
-        address: Some(address::Address::SocketAddress(SocketAddress {
-            address: addr.ip().to_string(),
-            port_specifier: Some(PortSpecifier::PortValue(u32::from(addr.port()))),
-            ..Default::default()
-        })),
     }
 }
 
@@ -119,34 +96,8 @@ pub fn rds_listener(name: &str, route_name: &str) -> Listener {
     )
 }
 
-fn load_assignment(name: &str, hosts: &[SocketAddr]) -> ClusterLoadAssignment {
-    ClusterLoadAssignment {
-        cluster_name: name.into(),
-        endpoints: vec![LocalityLbEndpoints {
-            lb_endpoints: hosts
-                .iter()
-                .map(|h| LbEndpoint {
-                    host_identifier: Some(HostIdentifier::Endpoint(Endpoint {
-                        address: Some(socket(*h)),
-                        ..Default::default()
-                    })),
-                    ..Default::default()
-                })
-                .collect(),
-            ..Default::default()
-        }],
-        ..Default::default()
-    }
-}
-
-pub fn static_cluster(name: &str, hosts: &[SocketAddr]) -> Cluster {
-    Cluster {
-        name: name.into(),
-        cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Static as i32)),
-        load_assignment: Some(load_assignment(name, hosts)),
-        ..Default::default()
-    }
-}
+use crate::test_fixtures::load_assignment;
+pub(crate) use crate::test_fixtures::{any, socket, static_cluster};
 
 pub fn eds_cluster(name: &str) -> Cluster {
     Cluster {

@@ -10,23 +10,13 @@ use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use prost::Message;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use xds_protos::pb::envoy::config::accesslog::v3::AccessLog;
-use xds_protos::pb::envoy::config::cluster::v3::{
-    cluster::{ClusterDiscoveryType, DiscoveryType},
-    Cluster,
-};
-use xds_protos::pb::envoy::config::core::v3::{
-    address, socket_address::PortSpecifier, Address, SocketAddress,
-};
-use xds_protos::pb::envoy::config::endpoint::v3::{
-    lb_endpoint::HostIdentifier, ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints,
-};
+use xds_protos::pb::envoy::config::cluster::v3::Cluster;
 use xds_protos::pb::envoy::config::listener::v3::{filter, Filter, FilterChain, Listener};
 use xds_protos::pb::envoy::config::route::v3::{
     route, route_action, route_match::PathSpecifier, Route, RouteAction, RouteConfiguration,
@@ -38,48 +28,7 @@ use xds_protos::pb::envoy::extensions::filters::network::http_connection_manager
 use xds_protos::pb::google::protobuf::Any;
 use xds_protos::type_url;
 
-pub fn any<M: Message>(type_url: &str, m: &M) -> Any {
-    Any {
-        type_url: type_url.into(),
-        value: m.encode_to_vec(),
-    }
-}
-
-fn socket(addr: SocketAddr) -> Address {
-    Address {
-        address: Some(address::Address::SocketAddress(SocketAddress {
-            address: addr.ip().to_string(),
-            port_specifier: Some(PortSpecifier::PortValue(u32::from(addr.port()))),
-            ..Default::default()
-        })),
-    }
-}
-
-/// A static cluster of the given hosts.
-pub fn cluster(name: &str, hosts: &[SocketAddr]) -> Cluster {
-    Cluster {
-        name: name.into(),
-        cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Static as i32)),
-        load_assignment: Some(ClusterLoadAssignment {
-            cluster_name: name.into(),
-            endpoints: vec![LocalityLbEndpoints {
-                lb_endpoints: hosts
-                    .iter()
-                    .map(|h| LbEndpoint {
-                        host_identifier: Some(HostIdentifier::Endpoint(Endpoint {
-                            address: Some(socket(*h)),
-                            ..Default::default()
-                        })),
-                        ..Default::default()
-                    })
-                    .collect(),
-                ..Default::default()
-            }],
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
+pub(crate) use crate::test_fixtures::{any, static_cluster as cluster};
 
 /// A route for every path to `cluster`, shaped by `f`.
 pub fn route_to(cluster: &str, f: impl FnOnce(&mut Route, &mut RouteAction)) -> Route {
