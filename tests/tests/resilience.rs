@@ -141,9 +141,9 @@ async fn circuit_breaking(kind: Kind) {
     );
 }
 
-/// One endpoint always answers 500: after two in a row it is ejected, and traffic goes to the
-/// other.
-async fn outlier_ejection(kind: Kind) {
+/// httpbin with two endpoints, `good` (v1) answering and `bad` (v2) always answering 500,
+/// round-robin, and the DestinationRule's `outlier` settings (a YAML line under trafficPolicy).
+async fn good_and_failing(kind: Kind, outlier: &str) -> (Scripted, Scripted, Mesh, Proxy) {
     let good = Scripted::start("good", Script::ECHO).await;
     let bad = Scripted::start(
         "bad",
@@ -153,7 +153,7 @@ async fn outlier_ejection(kind: Kind) {
         },
     )
     .await;
-    let (_mesh, proxy) = start(
+    let (mesh, proxy) = start(
         kind,
         &[
             (
@@ -169,10 +169,21 @@ async fn outlier_ejection(kind: Kind) {
                 "dr.yaml",
                 rule(
                     "httpbin",
-                    "    loadBalancer: {simple: ROUND_ROBIN}\n    outlierDetection: {consecutive5xxErrors: 2, interval: 1s, baseEjectionTime: 5m, maxEjectionPercent: 100}\n",
+                    &format!("    loadBalancer: {{simple: ROUND_ROBIN}}\n    {outlier}\n"),
                 ),
             ),
         ],
+    )
+    .await;
+    (good, bad, mesh, proxy)
+}
+
+/// One endpoint always answers 500: after two in a row it is ejected, and traffic goes to the
+/// other.
+async fn outlier_ejection(kind: Kind) {
+    let (_good, bad, _mesh, proxy) = good_and_failing(
+        kind,
+        "outlierDetection: {consecutive5xxErrors: 2, interval: 1s, baseEjectionTime: 5m, maxEjectionPercent: 100}",
     )
     .await;
     // Requests until the bad endpoint is ejected (the decision is made off the request path,
@@ -227,35 +238,9 @@ async fn outlier_ejection(kind: Kind) {
 /// Istio's default `maxEjectionPercent` of 10%: with two endpoints, ejecting one would take
 /// half of them out, so the failing endpoint stays in and the overflow is counted.
 async fn max_ejection_percent_keeps_hosts_in(kind: Kind) {
-    let good = Scripted::start("good", Script::ECHO).await;
-    let bad = Scripted::start(
-        "bad",
-        Script {
-            fail_first: u64::MAX,
-            fail_status: 500,
-        },
-    )
-    .await;
-    let (_mesh, proxy) = start(
+    let (_good, bad, _mesh, proxy) = good_and_failing(
         kind,
-        &[
-            (
-                "se.yaml",
-                service_entry(
-                    "httpbin",
-                    8000,
-                    "HTTP",
-                    &[(good.port(), "v1"), (bad.port(), "v2")],
-                ),
-            ),
-            (
-                "dr.yaml",
-                rule(
-                    "httpbin",
-                    "    loadBalancer: {simple: ROUND_ROBIN}\n    outlierDetection: {consecutive5xxErrors: 2, interval: 1s, baseEjectionTime: 5m}\n",
-                ),
-            ),
-        ],
+        "outlierDetection: {consecutive5xxErrors: 2, interval: 1s, baseEjectionTime: 5m}",
     )
     .await;
     let proxy_ref = &proxy;
