@@ -16,6 +16,20 @@ pub const LABELS: &str = "LABELS";
 pub const INSTANCE_IPS: &str = "INSTANCE_IPS";
 pub const OUTBOUND_ADDR: &str = "WEFT_OUTBOUND_ADDR";
 pub const ADMIN_ADDR: &str = "WEFT_ADMIN_ADDR";
+/// Istio's key for how traffic reaches the proxy: `REDIRECT` (iptables, sidecar mode).
+pub const INTERCEPTION_MODE: &str = "INTERCEPTION_MODE";
+
+/// How the application's traffic reaches the proxy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ProxyMode {
+    /// Weft's local mode: the application calls the proxy as an HTTP proxy at an explicit
+    /// address, and every proxy shares the loopback address.
+    #[default]
+    Local,
+    /// A pod sidecar: iptables redirects outbound TCP to 15001 and inbound to 15006
+    /// (Istio's `INTERCEPTION_MODE: REDIRECT`).
+    Sidecar,
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct NodeIdentity {
@@ -26,6 +40,11 @@ pub struct NodeIdentity {
     /// Where the proxy's outbound (HTTP proxy) listener binds, e.g. "127.0.0.1:15001".
     pub outbound_addr: Option<String>,
     pub admin_addr: Option<String>,
+    pub mode: ProxyMode,
+    /// The workload's own address (Istio's `INSTANCE_IPS`, first entry): in sidecar mode, the
+    /// pod IP that inbound traffic arrives at. `None` reads as the outbound address's host, or
+    /// the node id's IP.
+    pub ip: Option<String>,
 }
 
 impl NodeIdentity {
@@ -45,11 +64,7 @@ impl NodeIdentity {
                 kind: Some(Kind::StructValue(Struct { fields: labels })),
             },
         );
-        let ip = self
-            .outbound_addr
-            .as_deref()
-            .and_then(|a| a.rsplit_once(':').map(|(h, _)| h.to_string()))
-            .unwrap_or_else(|| "127.0.0.1".to_string());
+        let ip = self.instance_ip();
         fields.insert(
             INSTANCE_IPS.to_string(),
             Value {
@@ -63,6 +78,9 @@ impl NodeIdentity {
         }
         if let Some(a) = &self.admin_addr {
             fields.insert(ADMIN_ADDR.to_string(), string_value(a));
+        }
+        if self.mode == ProxyMode::Sidecar {
+            fields.insert(INTERCEPTION_MODE.to_string(), string_value("REDIRECT"));
         }
         Node {
             id: self.id.clone(),
@@ -117,8 +135,38 @@ impl NodeIdentity {
             labels,
             outbound_addr: get(OUTBOUND_ADDR),
             admin_addr: get(ADMIN_ADDR),
+            mode: match get(INTERCEPTION_MODE).as_deref() {
+                Some("REDIRECT") | Some("TPROXY") => ProxyMode::Sidecar,
+                _ => ProxyMode::Local,
+            },
+            ip: first_instance_ip(meta).or_else(|| from_id.map(|p| p.ip)),
         }
     }
+}
+
+impl NodeIdentity {
+    /// The address the workload is reached at: `ip`, else the outbound address's host, else
+    /// loopback.
+    pub fn instance_ip(&self) -> String {
+        self.ip
+            .clone()
+            .or_else(|| {
+                let addr = self.outbound_addr.as_deref()?;
+                let (host, _) = addr.rsplit_once(':')?;
+                Some(host.trim_matches(['[', ']']).to_string())
+            })
+            .unwrap_or_else(|| "127.0.0.1".to_string())
+    }
+}
+
+fn first_instance_ip(meta: Option<&Struct>) -> Option<String> {
+    let Kind::ListValue(list) = meta?.fields.get(INSTANCE_IPS)?.kind.as_ref()? else {
+        return None;
+    };
+    list.values.iter().find_map(|v| match v.kind.as_ref()? {
+        Kind::StringValue(s) if !s.is_empty() => Some(s.clone()),
+        _ => None,
+    })
 }
 
 /// The parts of Istio's `type~ip~pod.namespace~domain` node id.
@@ -166,8 +214,36 @@ mod tests {
             labels: [("app".to_string(), "reviews".to_string())].into(),
             outbound_addr: Some("127.0.0.1:15001".into()),
             admin_addr: Some("127.0.0.1:15000".into()),
+            mode: ProxyMode::Local,
+            ip: Some("127.0.0.1".into()),
         };
         assert_eq!(NodeIdentity::from_node(&id.to_node("weft-proxy")), id);
+    }
+
+    #[test]
+    fn a_sidecar_announces_redirect_interception_and_its_pod_ip() {
+        let id = NodeIdentity {
+            id: "sidecar~10.77.0.3~reviews-v1.default~default.svc.cluster.local".into(),
+            namespace: "default".into(),
+            workload: "reviews-v1".into(),
+            mode: ProxyMode::Sidecar,
+            ip: Some("10.77.0.3".into()),
+            ..Default::default()
+        };
+        let node = id.to_node("weft-proxy");
+        assert_eq!(NodeIdentity::from_node(&node), id);
+        let mut without_ips = node.clone();
+        without_ips
+            .metadata
+            .as_mut()
+            .unwrap()
+            .fields
+            .remove(INSTANCE_IPS);
+        assert_eq!(
+            NodeIdentity::from_node(&without_ips).ip.as_deref(),
+            Some("10.77.0.3"),
+            "the node id's IP stands in for INSTANCE_IPS"
+        );
     }
 
     #[test]

@@ -163,6 +163,7 @@ impl MeshSnapshot {
     fn listener_class(&self, node: &NodeIdentity) -> NodeIdentity {
         let mut class = NodeIdentity {
             outbound_addr: node.outbound_addr.clone(),
+            mode: node.mode,
             ..Default::default()
         };
         let mc = &self.options.mesh_config;

@@ -105,6 +105,7 @@ pub fn identity(args: &BootstrapArgs) -> Result<NodeIdentity, BootstrapError> {
         labels: parse_labels(&args.labels)?,
         outbound_addr: Some(args.outbound_addr.clone()),
         admin_addr: Some(args.admin_addr.clone()),
+        ..Default::default()
     })
 }
 

@@ -150,6 +150,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         labels: args.labels.clone(),
         outbound_addr: Some(args.outbound_addr.clone()),
         admin_addr: Some(args.admin_addr.clone()),
+        ..Default::default()
     };
     // Registered before anything starts, so a SIGTERM during startup still drains cleanly.
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
