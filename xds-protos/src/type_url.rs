@@ -13,6 +13,19 @@ pub const HTTP_PROTOCOL_OPTIONS: &str =
 pub const STDOUT_ACCESS_LOG: &str =
     "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog";
 
+/// `envoy.filters.network.tcp_proxy`: relays a connection's bytes to a cluster.
+pub const TCP_PROXY: &str =
+    "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy";
+/// Listener filter `envoy.filters.listener.original_dst`: the iptables-redirected destination.
+pub const ORIGINAL_DST_LISTENER_FILTER: &str =
+    "type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst";
+/// Listener filter `envoy.filters.listener.tls_inspector`: TLS, SNI and ALPN from the ClientHello.
+pub const TLS_INSPECTOR: &str =
+    "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector";
+/// Listener filter `envoy.filters.listener.http_inspector`: HTTP/1.x or HTTP/2 from the first bytes.
+pub const HTTP_INSPECTOR: &str =
+    "type.googleapis.com/envoy.extensions.filters.listener.http_inspector.v3.HttpInspector";
+
 /// The fault filter: its (empty) listener config and its per-route config share the type.
 pub const HTTP_FAULT: &str = "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault";
 /// The CORS filter's listener config.
