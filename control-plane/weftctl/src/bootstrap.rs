@@ -105,7 +105,15 @@ pub fn identity(args: &BootstrapArgs) -> Result<NodeIdentity, BootstrapError> {
         labels: parse_labels(&args.labels)?,
         outbound_addr: Some(args.outbound_addr.clone()),
         admin_addr: Some(args.admin_addr.clone()),
-        ..Default::default()
+        mode: Default::default(),
+        // What the node's INSTANCE_IPS carries, so the identity reads back the same.
+        ip: Some(
+            NodeIdentity {
+                outbound_addr: Some(args.outbound_addr.clone()),
+                ..Default::default()
+            }
+            .instance_ip(),
+        ),
     })
 }
 
