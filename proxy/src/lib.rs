@@ -10,6 +10,7 @@ pub mod listener_stats;
 pub mod observe;
 pub mod router;
 pub mod snapshot;
+pub mod tcp;
 pub mod upstream;
 pub mod xds;
 

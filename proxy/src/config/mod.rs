@@ -28,6 +28,7 @@ mod route_match;
 mod route_policy;
 mod tracing;
 mod workload_metadata;
+mod tcp_proxy;
 
 #[cfg(test)]
 mod tests;
@@ -56,3 +57,4 @@ pub use tracing::{
     Collector, Tag, TagValue, TracingConfig, DEFAULT_MAX_PATH_TAG_LENGTH, OPEN_TELEMETRY_CONFIG,
 };
 pub use workload_metadata::WorkloadMetadata;
+pub use tcp_proxy::{TcpProxyConfig, TcpTarget, DEFAULT_TCP_IDLE_TIMEOUT};

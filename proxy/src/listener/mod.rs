@@ -6,6 +6,8 @@
 //! connections it already accepted finish on their own.
 
 mod accept;
+pub mod chain_match;
+pub mod detect;
 pub mod fd_limit;
 
 use crate::config::ListenerConfig;
