@@ -4,6 +4,7 @@ pub mod admin;
 pub mod body;
 pub mod config;
 pub mod context;
+pub mod downstream;
 pub mod http;
 pub mod listener;
 pub mod listener_stats;

@@ -1,6 +1,6 @@
 //! JSON and text views of the snapshot for `/config_dump` and `/clusters`.
 
-use crate::config::RouteSource;
+use crate::config::{ChainAction, FilterChainConfig, RouteSource};
 use crate::snapshot::Snapshot;
 use serde_json::{json, Value};
 use std::fmt::Write as _;
@@ -10,14 +10,21 @@ pub fn config_dump(snap: &Snapshot) -> Value {
         .listeners
         .values()
         .map(|l| {
+            let chains: Vec<Value> = l.chains.chains.iter().map(|c| chain_json(c)).collect();
             json!({
                 "name": l.name,
                 "address": l.address.map(|a| a.to_string()),
-                "route_config_name": match &l.route_source {
+                "bind_to_port": l.bind_to_port,
+                "use_original_dst": l.use_original_dst,
+                "listener_filters": format!("{:?}", l.listener_filters),
+                // The first RDS name of its connection managers, for one-line views.
+                "route_config_name": l.http_connection_managers().find_map(|h| match &h.route_source {
                     RouteSource::Rds(n) => Some(n.as_str()),
                     RouteSource::Inline(_) => None,
-                },
-                "access_log": l.access_log.iter().map(|f| format!("{f:?}")).collect::<Vec<_>>(),
+                }),
+                "filter_chains": chains,
+                "filter_chain_matches": l.chains.matches.iter().map(|m| format!("{m:?}")).collect::<Vec<_>>(),
+                "default_filter_chain": l.chains.default.as_deref().map(chain_json),
             })
         })
         .collect();
@@ -34,6 +41,29 @@ pub fn config_dump(snap: &Snapshot) -> Value {
         "route_configs": routes,
         "clusters": clusters_json(snap)["clusters"].clone(),
     })
+}
+
+fn chain_json(chain: &FilterChainConfig) -> Value {
+    match &chain.action {
+        ChainAction::Http(h) => json!({
+            "name": chain.name,
+            "http_connection_manager": {
+                "stat_prefix": h.stat_prefix,
+                "route_config_name": match &h.route_source {
+                    RouteSource::Rds(n) => Some(n.as_str()),
+                    RouteSource::Inline(_) => None,
+                },
+                "access_log": h.access_log.iter().map(|f| format!("{f:?}")).collect::<Vec<_>>(),
+            },
+        }),
+        ChainAction::Tcp(t) => json!({
+            "name": chain.name,
+            "tcp_proxy": {
+                "stat_prefix": t.stat_prefix,
+                "clusters": t.target.clusters().iter().map(|c| c.to_string()).collect::<Vec<_>>(),
+            },
+        }),
+    }
 }
 
 pub fn clusters_json(snap: &Snapshot) -> Value {

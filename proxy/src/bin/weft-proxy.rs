@@ -13,7 +13,7 @@ use weft_proxy::context::ProxyContext;
 use weft_proxy::observe::access_log::AccessLogWriter;
 use weft_proxy::observe::istio::{IstioMetrics, SourceIdentity};
 use weft_proxy::xds::client::XdsClient;
-use xds_protos::node::NodeIdentity;
+use xds_protos::node::{NodeIdentity, ProxyMode};
 
 /// Istio's `terminationDrainDuration` default.
 const DEFAULT_DRAIN_TIME: &str = "5s";
@@ -33,9 +33,18 @@ struct Args {
     /// The node id sent to the control plane, e.g. sidecar~127.0.0.1~productpage-1.default~default.svc.cluster.local
     #[arg(long)]
     node_id: String,
+    /// How the application's traffic reaches the proxy: `local` (it calls the proxy as an HTTP
+    /// proxy at --outbound-addr) or `sidecar` (iptables redirects the pod's traffic to 15001 and
+    /// 15006; see `weftctl iptables`).
+    #[arg(long, value_enum, default_value_t = Mode::Local)]
+    mode: Mode,
     /// Where the local application sends its outbound calls (the virtualOutbound listener).
+    /// Required in local mode; a sidecar's listeners come from the control plane.
+    #[arg(long, required_if_eq("mode", "local"))]
+    outbound_addr: Option<String>,
+    /// The pod's IP (Istio's INSTANCE_IPS), in sidecar mode; default: the IP in the node id.
     #[arg(long)]
-    outbound_addr: String,
+    ip: Option<String>,
     /// The admin server's address.
     #[arg(long)]
     admin_addr: String,
@@ -64,6 +73,12 @@ struct Args {
     /// downstream_global_cx_overflow. Default: no limit but the open-file limit.
     #[arg(long)]
     max_downstream_connections: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Mode {
+    Local,
+    Sidecar,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -148,9 +163,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 .unwrap_or_default()
         }),
         labels: args.labels.clone(),
-        outbound_addr: Some(args.outbound_addr.clone()),
+        outbound_addr: args.outbound_addr.clone(),
         admin_addr: Some(args.admin_addr.clone()),
-        ..Default::default()
+        mode: match args.mode {
+            Mode::Local => ProxyMode::Local,
+            Mode::Sidecar => ProxyMode::Sidecar,
+        },
+        // Local mode's address is its outbound listener's host; a sidecar's is its pod IP.
+        ip: args.ip.clone().or_else(|| {
+            let from_id = xds_protos::node::IstioNodeId::parse(&args.node_id).map(|p| p.ip);
+            from_id.filter(|_| args.mode == Mode::Sidecar)
+        }),
     };
     // Registered before anything starts, so a SIGTERM during startup still drains cleanly.
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

@@ -33,8 +33,8 @@ use xds_protos::type_url;
 use super::endpoint::{endpoints, Endpoint};
 use super::error::{duration, AtField, FieldError, ValidationError};
 use super::resilience::{
-    circuit_breakers, connection_options, outlier_detection, upstream_connection_options,
-    CircuitBreakers, ConnectionOptions, OutlierDetection,
+    circuit_breakers, connection_options, outlier_detection, upstream_bind_config,
+    upstream_connection_options, CircuitBreakers, ConnectionOptions, OutlierDetection,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -226,6 +226,9 @@ fn compile(c: &Cluster) -> Result<ClusterConfig, FieldError> {
     if let Some(u) = &c.upstream_connection_options {
         connection.tcp_keepalive =
             upstream_connection_options(u).at("upstream_connection_options")?;
+    }
+    if let Some(b) = &c.upstream_bind_config {
+        connection.source_address = Some(upstream_bind_config(b).at("upstream_bind_config")?);
     }
     Ok(ClusterConfig {
         name: c.name.clone(),

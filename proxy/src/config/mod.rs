@@ -15,20 +15,23 @@ mod cluster;
 mod downstream;
 mod endpoint;
 mod error;
+pub mod filter_chain_match;
 mod filter_config;
 mod hash_policy;
 mod header_mutation;
+mod http_connection;
 mod http_filters;
 mod listener;
+mod listener_filters;
 mod log_format;
 mod resilience;
 mod retry;
 mod route;
 mod route_match;
 mod route_policy;
+mod tcp_proxy;
 mod tracing;
 mod workload_metadata;
-mod tcp_proxy;
 
 #[cfg(test)]
 mod tests;
@@ -44,7 +47,12 @@ pub use downstream::{
 };
 pub use endpoint::{compile_load_assignment, Endpoint, EndpointAddress};
 pub use error::ValidationError;
-pub use listener::{compile_listener, ListenerConfig, RouteSource, HTTP_CONNECTION_MANAGER_NAME};
+pub use http_connection::{HttpConnectionConfig, RouteSource, DEFAULT_STREAM_IDLE_TIMEOUT};
+pub use listener::{
+    compile_listener, ChainAction, FilterChainConfig, FilterChains, ListenerConfig,
+    DEFAULT_LISTENER_FILTERS_TIMEOUT, HTTP_CONNECTION_MANAGER_NAME,
+};
+pub use listener_filters::{ListenerFilters, PortPredicate};
 pub use log_format::{
     FormatBody, JsonValue, LogFormat, Operator, Piece, RequestField, ENVOY_DEFAULT_FORMAT,
     ISTIO_DEFAULT_TEXT_FORMAT,
@@ -53,8 +61,8 @@ pub use resilience::{
     CircuitBreakers, ConnectionOptions, OutlierDetection, TcpKeepalive, DEFAULT_IDLE_TIMEOUT,
 };
 pub use route::compile_route_config;
+pub use tcp_proxy::{TcpProxyConfig, TcpTarget, DEFAULT_TCP_IDLE_TIMEOUT};
 pub use tracing::{
     Collector, Tag, TagValue, TracingConfig, DEFAULT_MAX_PATH_TAG_LENGTH, OPEN_TELEMETRY_CONFIG,
 };
 pub use workload_metadata::WorkloadMetadata;
-pub use tcp_proxy::{TcpProxyConfig, TcpTarget, DEFAULT_TCP_IDLE_TIMEOUT};

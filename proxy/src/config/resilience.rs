@@ -20,7 +20,7 @@ use xds_protos::pb::envoy::config::cluster::v3::{
     OutlierDetection as ProtoOutlier, UpstreamConnectionOptions,
 };
 use xds_protos::pb::envoy::config::core::v3::{
-    HttpProtocolOptions as CommonHttpOptions, RoutingPriority,
+    socket_address, BindConfig, HttpProtocolOptions as CommonHttpOptions, RoutingPriority,
 };
 use xds_protos::pb::google::protobuf::UInt32Value;
 
@@ -60,6 +60,9 @@ pub struct ConnectionOptions {
     /// A connection that has carried this many requests takes no more.
     pub max_requests_per_connection: Option<u32>,
     pub tcp_keepalive: Option<TcpKeepalive>,
+    /// `upstream_bind_config.source_address`: the local address upstream connections are made
+    /// from (Istio binds inbound passthrough to 127.0.0.6 so its iptables rules let it by).
+    pub source_address: Option<std::net::IpAddr>,
 }
 
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -71,6 +74,7 @@ impl Default for ConnectionOptions {
             max_connection_duration: None,
             max_requests_per_connection: None,
             tcp_keepalive: None,
+            source_address: None,
         }
     }
 }
@@ -196,6 +200,49 @@ fn common_supported(c: &CommonHttpOptions) -> Result<(), FieldError> {
         return Err(FieldError::unsupported("headers_with_underscores_action"));
     }
     Ok(())
+}
+
+/// `upstream_bind_config`: the source IP of upstream connections. A fixed source port, extra
+/// addresses and socket options are refused: they change how connections are made.
+pub(crate) fn upstream_bind_config(b: &BindConfig) -> Result<std::net::IpAddr, FieldError> {
+    #[allow(deprecated)] // Still on the wire from older control planes.
+    let unsupported = [
+        ("freebind", b.freebind.as_ref().is_some_and(|v| v.value)),
+        ("socket_options", !b.socket_options.is_empty()),
+        (
+            "extra_source_addresses",
+            !b.extra_source_addresses.is_empty(),
+        ),
+        (
+            "additional_source_addresses",
+            !b.additional_source_addresses.is_empty(),
+        ),
+        ("local_address_selector", b.local_address_selector.is_some()),
+    ];
+    if let Some((field, _)) = unsupported.iter().find(|(_, set)| *set) {
+        return Err(FieldError::unsupported(field));
+    }
+    let Some(a) = &b.source_address else {
+        return Err(FieldError::new("source_address", "is required"));
+    };
+    if matches!(a.port_specifier, Some(socket_address::PortSpecifier::PortValue(p)) if p != 0) {
+        return Err(FieldError::new(
+            "source_address.port_value",
+            "a fixed source port is not supported (use 0)",
+        ));
+    }
+    if matches!(
+        a.port_specifier,
+        Some(socket_address::PortSpecifier::NamedPort(_))
+    ) {
+        return Err(FieldError::unsupported("source_address.named_port"));
+    }
+    a.address.parse().map_err(|_| {
+        FieldError::new(
+            "source_address.address",
+            format!("{:?} is not an IP address", a.address),
+        )
+    })
 }
 
 /// `upstream_connection_options`: its TCP keepalive.

@@ -16,8 +16,6 @@ use xds_protos::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
 use super::error::{duration, AtField, FieldError};
 
 pub const TCP_PROXY_NAME: &str = "envoy.filters.network.tcp_proxy";
-pub const TCP_PROXY_TYPE_URL: &str =
-    "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy";
 
 /// Envoy's default `idle_timeout` for TCP proxying: one hour.
 pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);

@@ -26,19 +26,17 @@ mod premature_reset;
 use self::activity::{expiry, Activity, Expiry, Tracked, TrackedBody};
 use super::stream;
 use crate::body::ProxyBody;
-use crate::config::DownstreamLimits;
-use crate::context::ProxyContext;
+use crate::config::{DownstreamLimits, HttpConnectionConfig};
+use crate::downstream::{DownstreamConnection, OpenConnection};
 use http::{header, HeaderValue, Request, Response, StatusCode, Version};
 use http_body_util::Either;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{debug, warn};
 
 /// Remotely reset streams allowed to wait in h2's accept queue at once (h2's own default).
@@ -55,51 +53,39 @@ const MIN_READ_BUFFER: usize = 8 * 1024;
 /// RFC 9113's per-entry overhead in SETTINGS_MAX_HEADER_LIST_SIZE.
 const H2_ENTRY_OVERHEAD: usize = 32;
 
-/// Serves one accepted connection until it closes, times out, or the proxy drains and the
-/// connection has finished its in-flight requests.
-pub async fn serve_connection(
-    ctx: Arc<ProxyContext>,
-    listener: Arc<str>,
-    stream: TcpStream,
-    peer: SocketAddr,
-) {
-    let open = OpenConnection::open(ctx.clone());
-    serve_open_connection(open, listener, stream, peer).await;
-}
-
-/// [`serve_connection`] for a connection already counted (see [`OpenConnection::try_open`]).
-pub async fn serve_open_connection(
+/// Serves one connection a listener's chain gave to this connection manager, until it closes,
+/// times out, or the proxy drains and the connection has finished its in-flight requests.
+/// `io` may carry bytes a listener filter already read (see `listener::detect`).
+pub async fn serve_http<T>(
     open: OpenConnection,
-    listener: Arc<str>,
-    stream: TcpStream,
-    peer: SocketAddr,
-) {
-    let ctx = open.0.clone();
+    hcm: Arc<HttpConnectionConfig>,
+    io: T,
+    conn: DownstreamConnection,
+) where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let ctx = open.ctx().clone();
     let _open = open;
-    let _ = stream.set_nodelay(true);
-    let limits = ctx
-        .snapshot
-        .load()
-        .listeners
-        .get(&*listener)
-        .map(|l| Arc::new(l.downstream.clone()))
-        .unwrap_or_default();
+    let limits = hcm.downstream.clone();
+    let peer = conn.peer;
+    let conn = Arc::new(conn);
     let mut draining = ctx.draining.subscribe();
     let activity = Activity::new();
-    let log_listener = listener.clone();
+    let log_listener = conn.listener.clone();
     let svc_ctx = ctx.clone();
     let svc_activity = activity.clone();
     let svc_limits = limits.clone();
     let service = service_fn(move |req: Request<Incoming>| {
         let in_flight = svc_activity.request_started();
         let ctx = svc_ctx.clone();
-        let listener = listener.clone();
+        let hcm = hcm.clone();
+        let conn = conn.clone();
         let limits = svc_limits.clone();
         async move {
             // A head over the limits is answered here, before a request record exists.
             let response = match over_header_limits(&req, &limits) {
                 Some(too_large) => too_large.map(Either::Right),
-                None => stream::handle(&ctx, &listener, peer, req)
+                None => stream::handle(&ctx, &hcm, &conn, req)
                     .await
                     .map(Either::Left),
             };
@@ -108,7 +94,7 @@ pub async fn serve_open_connection(
         }
     });
     let builder = server_builder(&limits);
-    let io = TokioIo::new(Tracked::new(stream, activity.clone()));
+    let io = TokioIo::new(Tracked::new(io, activity.clone()));
     let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
     let idle_timeout = limits.idle_timeout;
@@ -210,34 +196,4 @@ fn over_header_limits(
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     Some(r)
-}
-
-/// Counts the connection in `ProxyContext::open_connections` while it lives, and wakes a
-/// draining proxy when the last one closes.
-pub struct OpenConnection(Arc<ProxyContext>);
-
-impl OpenConnection {
-    pub fn open(ctx: Arc<ProxyContext>) -> Self {
-        ctx.open_connections.fetch_add(1, Ordering::AcqRel);
-        OpenConnection(ctx)
-    }
-
-    /// Counts one more connection unless `limit` are open already. Counting at accept time,
-    /// before the connection's task runs, keeps a burst of accepts from overshooting.
-    pub fn try_open(ctx: &Arc<ProxyContext>, limit: usize) -> Option<Self> {
-        ctx.open_connections
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < limit).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| OpenConnection(ctx.clone()))
-    }
-}
-
-impl Drop for OpenConnection {
-    fn drop(&mut self) {
-        if self.0.open_connections.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.connections_closed.notify_waiters();
-        }
-    }
 }

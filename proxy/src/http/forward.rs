@@ -52,6 +52,8 @@ pub struct Forward<'s, 'p> {
     pub router: RouterConfig,
     pub authority: &'p str,
     pub peer: SocketAddr,
+    /// Where the downstream connection was originally going, for `ORIGINAL_DST` clusters.
+    pub original_dst: Option<SocketAddr>,
 }
 
 pub async fn forward<'s>(
@@ -108,8 +110,11 @@ pub async fn forward<'s>(
             None => tracing::debug!(cluster = %m.cluster.name, "mirror cluster not found"),
         }
     }
+    let original_dst = (cluster.config.discovery == crate::config::Discovery::OriginalDst)
+        .then(|| f.original_dst.map(|dst| cluster.original_dst_host(dst)));
     let mut tries = Tries {
         cluster,
+        original_dst,
         hash: hash.as_ref().and_then(|h| h.hash),
         retry,
         include_attempt_count: policy.include_attempt_count,
@@ -151,7 +156,7 @@ pub async fn forward<'s>(
             idle: f.timeouts.idle,
         };
         let mut result = one_try(
-            host,
+            &host,
             req,
             cluster.config.connect_timeout,
             timers,
@@ -168,7 +173,7 @@ pub async fn forward<'s>(
             if let Some(req) = tries.request() {
                 tracing::debug!(host = %host.address(), "stream refused unprocessed; sending it again on another connection");
                 result = one_try(
-                    host,
+                    &host,
                     req,
                     cluster.config.connect_timeout,
                     timers,
@@ -179,7 +184,7 @@ pub async fn forward<'s>(
         }
         count_timeout(&cluster.runtime.stats, &result);
         if let Some(o) = outlier_outcome(&result) {
-            cluster.report(host, o);
+            cluster.report(&host, o);
         }
         let failure = match result {
             TryResult::Response(resp) => {
@@ -267,6 +272,9 @@ pub async fn forward<'s>(
 /// The state of the retry loop.
 struct Tries<'s> {
     cluster: &'s Cluster,
+    /// `Some` for an `ORIGINAL_DST` cluster: its one host for this request, if the connection
+    /// has an original destination.
+    original_dst: Option<Option<Arc<Host>>>,
     /// The request's hash for consistent-hash balancers.
     hash: Option<u64>,
     retry: Option<&'s RetryPolicy>,
@@ -284,7 +292,10 @@ struct Tries<'s> {
 }
 
 impl<'s> Tries<'s> {
-    fn pick(&mut self) -> Option<&'s Arc<Host>> {
+    fn pick(&mut self) -> Option<Arc<Host>> {
+        if let Some(host) = &self.original_dst {
+            return host.clone();
+        }
         let avoid = self.retry.is_some_and(|r| r.avoid_previous_hosts);
         let picks = match self.retry {
             Some(r) if avoid && !self.tried.is_empty() => r.host_selection_max_attempts,
@@ -303,7 +314,7 @@ impl<'s> Tries<'s> {
                 self.tried.push(h);
             }
         }
-        chosen
+        chosen.cloned()
     }
 
     /// The request for this try; the head is copied only when another try may follow.

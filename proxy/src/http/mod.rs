@@ -12,7 +12,7 @@ pub mod redirect;
 pub mod stream;
 pub mod upstream_request;
 
-pub use connection::{serve_connection, serve_open_connection, OpenConnection};
+pub use connection::serve_http;
 
 /// Resolves once the watched flag is true. (The guard `wait_for` returns must not be held
 /// across an await, so it is dropped here.)

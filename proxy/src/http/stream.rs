@@ -17,27 +17,27 @@ use super::local_reply::{
 };
 use super::plan::{plan, Target};
 use crate::body::ProxyBody;
-use crate::config::{ListenerConfig, RouteSource};
+use crate::config::{HttpConnectionConfig, RouteSource};
 use crate::context::ProxyContext;
+use crate::downstream::DownstreamConnection;
 use crate::observe::trace;
 use crate::router::{RequestView, RouteTable};
 use crate::snapshot::Snapshot;
 use http::uri::Authority;
 use http::{header, HeaderValue, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 pub async fn handle(
     ctx: &Arc<ProxyContext>,
-    listener: &str,
-    peer: SocketAddr,
+    hcm: &HttpConnectionConfig,
+    conn: &DownstreamConnection,
     mut req: Request<Incoming>,
 ) -> Response<ResponseBody> {
     let snapshot = ctx.snapshot.load_full();
     let request_id = headers::ensure_request_id(req.headers_mut());
     let authority = RequestAuthority::of(&req);
-    let listener_cfg = snapshot.listeners.get(listener);
+    let peer = conn.peer;
     let grpc_request = is_grpc(req.headers());
     let method = req.method().clone();
     // Completes itself when dropped: here if the client leaves before there is a response,
@@ -49,11 +49,11 @@ pub async fn handle(
         &req,
         authority.as_str(),
         peer,
-        listener_cfg.map(|l| (&l.access_log, l.address)),
+        Some((&hcm.access_log, Some(conn.local))),
         grpc_request,
     ));
     account.set_trace(trace::start(
-        listener_cfg.and_then(|l| l.tracing.as_ref()),
+        hcm.tracing.as_ref(),
         &mut req,
         authority.as_str(),
         peer,
@@ -65,9 +65,9 @@ pub async fn handle(
     // kilobytes several times per request (measured with benches/callgrind).
     let response = Box::pin(run(
         &snapshot,
-        listener_cfg.map(|l| &**l),
+        hcm,
         authority.as_str(),
-        peer,
+        conn,
         req,
         grpc_request,
         account.outcome(),
@@ -84,9 +84,9 @@ pub async fn handle(
 
 async fn run<'s>(
     snapshot: &'s Snapshot,
-    listener: Option<&'s ListenerConfig>,
+    hcm: &'s HttpConnectionConfig,
     authority: &str,
-    peer: SocketAddr,
+    conn: &DownstreamConnection,
     mut req: Request<Incoming>,
     grpc: bool,
     outcome: &mut Outcome,
@@ -103,7 +103,7 @@ async fn run<'s>(
             return local_reply(StatusCode::FORBIDDEN, "");
         }
     }
-    let mut response = route_and_forward(snapshot, listener, authority, peer, req, outcome).await;
+    let mut response = route_and_forward(snapshot, hcm, authority, conn, req, outcome).await;
     // The proxy's own error answers only: upstream answers and gRPC-shaped ones pass as they are.
     let own_error = response.status().as_u16() >= 400
         && !matches!(response.body(), ProxyBody::Upstream(_))
@@ -118,21 +118,14 @@ async fn run<'s>(
 
 async fn route_and_forward<'s>(
     snapshot: &'s Snapshot,
-    listener: Option<&'s ListenerConfig>,
+    hcm: &'s HttpConnectionConfig,
     authority: &str,
-    peer: SocketAddr,
+    conn: &DownstreamConnection,
     mut req: Request<Incoming>,
     outcome: &mut Outcome,
 ) -> Response<ProxyBody> {
     let origin_form = req.uri().authority().is_none() && req.version() < Version::HTTP_2;
-    let Some(listener) = listener else {
-        outcome.fail(
-            ResponseFlag::NoRoute,
-            ResponseCodeDetails::RouteConfigurationNotFound,
-        );
-        return no_route(authority, origin_form);
-    };
-    let Some(table) = route_table(snapshot, &listener.route_source) else {
+    let Some(table) = route_table(snapshot, &hcm.route_source) else {
         outcome.fail(
             ResponseFlag::NoRoute,
             ResponseCodeDetails::RouteConfigurationNotFound,
@@ -156,16 +149,11 @@ async fn route_and_forward<'s>(
     outcome.route_name = Some(route.name.clone());
     outcome.decorator = route.policy.decorator.clone();
     trace::propagate_decorator(
-        listener.tracing.as_deref(),
+        hcm.tracing.as_deref(),
         route.policy.decorator.as_deref(),
         req.headers_mut(),
     );
-    let plan = plan(
-        route,
-        req.headers(),
-        listener.stream_idle_timeout,
-        rand::random,
-    );
+    let plan = plan(route, req.headers(), hcm.stream_idle_timeout, rand::random);
     outcome.grpc_deadline = plan.timeouts.total_from_grpc;
 
     // Known before the filters run, so a fault filter's answer is still counted against the
@@ -176,7 +164,7 @@ async fn route_and_forward<'s>(
     };
     outcome.cluster = cluster.cloned();
     let mut hooks = ResponseHooks::default();
-    let chain = &listener.http_filters;
+    let chain = &hcm.http_filters;
     if let Some(answer) = filter::on_request(
         chain,
         route,
@@ -204,7 +192,8 @@ async fn route_and_forward<'s>(
                 timeouts: &plan.timeouts,
                 router: chain.router,
                 authority,
-                peer,
+                peer: conn.peer,
+                original_dst: conn.original_dst,
             };
             forward(f, req, outcome).await
         }

@@ -9,7 +9,7 @@
 //! cases log at most one line per [`LOG_EVERY`], with how many were not logged.
 
 use crate::context::ProxyContext;
-use crate::http::{serve_open_connection, OpenConnection};
+use crate::downstream::OpenConnection;
 use crate::listener_stats::ListenerStats;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -63,7 +63,7 @@ impl AcceptLoop {
                         drop(stream);
                         continue;
                     };
-                    tokio::spawn(serve_open_connection(open, self.name.clone(), stream, peer));
+                    tokio::spawn(super::serve_accepted(open, self.name.clone(), stream, peer));
                 }
                 Err(e) => {
                     let out_of_fds = matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));

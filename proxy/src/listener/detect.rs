@@ -62,13 +62,36 @@ impl Detected {
     }
 }
 
+/// Which inspectors run: what is not asked for is not waited for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inspect {
+    /// `tls_inspector`: a ClientHello is read for its SNI and ALPN.
+    pub tls: bool,
+    /// `http_inspector`: a plaintext connection's request line or HTTP/2 preface is read.
+    pub http: bool,
+}
+
+/// What the inspectors found, and the connection with the bytes they read put back.
+pub struct Inspection<T> {
+    pub detected: Detected,
+    /// The client sent too little to decide before the timeout (a server-first protocol).
+    pub timed_out: bool,
+    pub io: Prefixed<T>,
+}
+
 /// Reads from `io` until the protocol is known, `timeout` passes, the peer stops sending, or
-/// [`MAX_INSPECT`] bytes are in; returns what it is and the connection with those bytes put back.
-pub async fn detect<T: AsyncRead + Unpin>(mut io: T, timeout: Duration) -> (Detected, Prefixed<T>) {
+/// [`MAX_INSPECT`] bytes are in.
+pub async fn detect<T: AsyncRead + Unpin>(
+    mut io: T,
+    inspect: Inspect,
+    timeout: Option<Duration>,
+) -> Inspection<T> {
     let mut buf = Vec::with_capacity(1024);
-    let deadline = tokio::time::Instant::now() + timeout;
+    // `None` is Envoy's "no timeout": a day stands in for never.
+    let deadline = tokio::time::Instant::now() + timeout.unwrap_or(Duration::from_secs(86_400));
+    let mut timed_out = false;
     let detected = loop {
-        match classify(&buf) {
+        match classify_for(&buf, inspect) {
             Verdict::Known(d) => break d,
             Verdict::NeedMore if buf.len() < MAX_INSPECT => {}
             Verdict::NeedMore => break Detected::Opaque,
@@ -77,11 +100,31 @@ pub async fn detect<T: AsyncRead + Unpin>(mut io: T, timeout: Duration) -> (Dete
         let room = (MAX_INSPECT - buf.len()).min(chunk.len());
         match tokio::time::timeout_at(deadline, io.read(&mut chunk[..room])).await {
             Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
-            // Closed, failed or silent: what we have is all there is to judge by.
-            _ => break final_verdict(&buf),
+            // Closed or failed: what we have is all there is to judge by.
+            Ok(_) => break final_verdict(&buf, inspect),
+            Err(_) => {
+                timed_out = true;
+                break final_verdict(&buf, inspect);
+            }
         }
     };
-    (detected, Prefixed::new(buf, io))
+    Inspection {
+        detected,
+        timed_out,
+        io: Prefixed::new(buf, io),
+    }
+}
+
+/// [`classify`], limited to the inspectors that run.
+fn classify_for(buf: &[u8], inspect: Inspect) -> Verdict {
+    let Some(&first) = buf.first() else {
+        return Verdict::NeedMore;
+    };
+    let looks_tls = first == 0x16;
+    if (looks_tls && !inspect.tls) || (!looks_tls && !inspect.http) {
+        return Verdict::Known(Detected::Opaque);
+    }
+    classify(buf)
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -91,8 +134,8 @@ enum Verdict {
 }
 
 /// When no more bytes will come: HTTP/1 needs a whole request line, TLS a whole ClientHello.
-fn final_verdict(buf: &[u8]) -> Detected {
-    match classify(buf) {
+fn final_verdict(buf: &[u8], inspect: Inspect) -> Detected {
+    match classify_for(buf, inspect) {
         Verdict::Known(d) => d,
         Verdict::NeedMore => Detected::Opaque,
     }

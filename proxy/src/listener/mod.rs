@@ -1,14 +1,18 @@
-//! Listeners: bind the addresses that LDS names, accept connections and hand them to the HTTP
-//! connection manager.
+//! Listeners: bind the addresses that LDS names, accept connections, and hand each to what its
+//! filter chain says (see `dispatch`). A listener with `bind_to_port: false` binds nothing: it
+//! only serves connections a `use_original_dst` listener hands to it.
 //!
 //! Binding happens while an LDS update is being validated, so an address that cannot be bound
 //! makes the update's NACK, not a silent gap. A listener removed by LDS stops accepting; the
 //! connections it already accepted finish on their own.
 
 mod accept;
-pub mod chain_match;
 pub mod detect;
+mod dispatch;
 pub mod fd_limit;
+mod original_dst;
+
+pub use dispatch::serve_accepted;
 
 use crate::config::ListenerConfig;
 use crate::context::ProxyContext;
@@ -44,7 +48,7 @@ impl ListenerManager {
         self.bound.retain(|name, b| {
             let keep = listeners
                 .get(name)
-                .is_some_and(|l| l.address == Some(b.addr));
+                .is_some_and(|l| l.binds() == Some(b.addr));
             if !keep {
                 info!(listener = %name, addr = %b.addr, "listener removed, no longer accepting");
                 let _ = b.stop.send(true);
@@ -52,7 +56,7 @@ impl ListenerManager {
             keep
         });
         for (name, cfg) in listeners {
-            let Some(addr) = cfg.address else { continue };
+            let Some(addr) = cfg.binds() else { continue };
             if self.bound.contains_key(name) {
                 continue;
             }

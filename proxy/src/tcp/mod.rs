@@ -8,13 +8,15 @@ pub mod relay;
 
 use crate::config::{Discovery, EndpointAddress, TcpProxyConfig};
 use crate::context::ProxyContext;
-use crate::upstream::connect::{connect, ConnectError};
+use crate::downstream::{DownstreamConnection, OpenConnection};
+use crate::upstream::connect::{connect_from, ConnectError};
 use crate::upstream::outlier::TryOutcome;
 use crate::upstream::Cluster;
 use relay::{relay, RelayEnd, Relayed};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tracing::debug;
 
@@ -32,13 +34,32 @@ pub enum TcpOutcome {
     ConnectFailed(Arc<str>),
 }
 
+/// Serves a connection a listener's chain gave to its TCP proxy, until both sides are done.
+pub async fn serve_connection<T>(
+    open: OpenConnection,
+    cfg: Arc<TcpProxyConfig>,
+    io: T,
+    conn: DownstreamConnection,
+) where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    let outcome = serve(open.ctx(), &cfg, io, conn.original_dst).await;
+    debug!(
+        listener = %conn.listener, peer = %conn.peer, destination = %conn.local,
+        stat_prefix = %cfg.stat_prefix, ?outcome, "tcp connection done"
+    );
+}
+
 /// Relays one accepted connection according to `cfg`; returns when both sides are done.
-pub async fn serve(
+pub async fn serve<T>(
     ctx: &ProxyContext,
     cfg: &TcpProxyConfig,
-    downstream: TcpStream,
+    downstream: T,
     original_dst: Option<SocketAddr>,
-) -> TcpOutcome {
+) -> TcpOutcome
+where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
     let snapshot = ctx.snapshot.load_full();
     let roll = rand::random_range(0..cfg.target.total());
     let name = cfg.target.pick(roll).clone();
@@ -92,8 +113,9 @@ async fn connect_upstream(
             (None, Some(dst)) => EndpointAddress::Socket(dst),
             (None, None) => return Err(Failure::NoHost),
         };
-        match connect(
+        match connect_from(
             &address,
+            config.connection.source_address,
             config.connect_timeout,
             config.connection.tcp_keepalive,
         )

@@ -1,8 +1,9 @@
 //! Opening TCP connections to upstream hosts.
 
 use crate::config::{EndpointAddress, TcpKeepalive};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
@@ -34,17 +35,37 @@ pub async fn connect(
     timeout: Duration,
     keepalive: Option<TcpKeepalive>,
 ) -> Result<TcpStream, ConnectError> {
+    connect_from(address, None, timeout, keepalive).await
+}
+
+/// [`connect`] from the local address `source` (`upstream_bind_config`), when given.
+pub async fn connect_from(
+    address: &EndpointAddress,
+    source: Option<IpAddr>,
+    timeout: Duration,
+    keepalive: Option<TcpKeepalive>,
+) -> Result<TcpStream, ConnectError> {
     let attempt = async {
-        let stream = match address {
-            EndpointAddress::Socket(addr) => TcpStream::connect(addr).await?,
+        let addr = match address {
+            EndpointAddress::Socket(addr) => *addr,
             EndpointAddress::Dns { host, port } => {
                 // Resolved per connection: a DNS cluster follows its name's records as they
                 // change, without a resolver cache of our own.
                 let mut addrs = tokio::net::lookup_host((host.as_str(), *port)).await?;
-                let addr = addrs
+                addrs
                     .next()
-                    .ok_or_else(|| ConnectError::Resolve(host.clone()))?;
-                TcpStream::connect(addr).await?
+                    .ok_or_else(|| ConnectError::Resolve(host.clone()))?
+            }
+        };
+        let stream = match source {
+            None => TcpStream::connect(addr).await?,
+            Some(source) => {
+                let socket = match addr {
+                    SocketAddr::V4(_) => TcpSocket::new_v4()?,
+                    SocketAddr::V6(_) => TcpSocket::new_v6()?,
+                };
+                socket.bind(SocketAddr::new(source, 0))?;
+                socket.connect(addr).await?
             }
         };
         // Requests are small and latency matters more than packet count.

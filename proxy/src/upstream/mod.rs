@@ -151,7 +151,14 @@ pub struct ClusterRuntime {
     /// Istio's request metrics for this cluster as destination, set up by the first request
     /// (the registry lives with the proxy, not the snapshot) and kept across reloads.
     pub istio: OnceLock<DestinationMetrics>,
+    /// An `ORIGINAL_DST` cluster's hosts: one per destination requests were sent to, made on
+    /// first use (with its own pool) and kept across reloads.
+    original_dst_hosts: std::sync::Mutex<HashMap<std::net::SocketAddr, Arc<Host>>>,
 }
+
+/// Past this many original-destination hosts, the ones with no open connection are dropped
+/// when another is added (Envoy removes unused ones every `cleanup_interval`).
+const MAX_IDLE_ORIGINAL_DST_HOSTS: usize = 1024;
 
 impl ClusterRuntime {
     fn new(config: &ClusterConfig) -> Self {
@@ -165,6 +172,7 @@ impl ClusterRuntime {
             )),
             stats,
             istio: OnceLock::new(),
+            original_dst_hosts: Default::default(),
         }
     }
 }
@@ -322,6 +330,31 @@ impl Cluster {
         let balancer = self.balancer.load();
         let position = balancer.pick_position(&self.runtime.lb, hash)?;
         self.hosts.get(position)
+    }
+
+    /// The host of an `ORIGINAL_DST` cluster for a connection originally sent to `dst`: the
+    /// request goes where the application sent it. One lock per request on such clusters only
+    /// (Istio's `PassthroughCluster`), never held across an await.
+    pub fn original_dst_host(&self, dst: std::net::SocketAddr) -> Arc<Host> {
+        let mut hosts = self
+            .runtime
+            .original_dst_hosts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(h) = hosts.get(&dst) {
+            return h.clone();
+        }
+        if hosts.len() >= MAX_IDLE_ORIGINAL_DST_HOSTS {
+            hosts.retain(|_, h| h.pool.open_connections() > 0 || h.active_requests() > 0);
+        }
+        let pool = HostPool::new(
+            EndpointAddress::Socket(dst),
+            self.config.protocol,
+            self.runtime.limits.clone(),
+        );
+        let host = Host::joined_at(pool, 1, true, Instant::now(), HostIdentity::default());
+        hosts.insert(dst, host.clone());
+        host
     }
 
     /// Hosts outlier detection has ejected right now.

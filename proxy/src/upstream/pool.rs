@@ -16,7 +16,7 @@
 
 mod h2_conns;
 
-use super::connect::{connect, ConnectError};
+use super::connect::{connect_from, ConnectError};
 use super::limits::{Limits, Overflow};
 use crate::body::{ConnectionReturn, Http1Connection, IdleSink, ProxyBody, UpstreamBody};
 use crate::config::{ConnectionOptions, EndpointAddress, UpstreamProtocol};
@@ -188,8 +188,8 @@ impl HostPool {
     /// connection ends.
     async fn open_http1(&self, connect_timeout: Duration) -> Result<Http1Connection, ConnectError> {
         let guard = ConnectionSlot::new(&self.limits, &self.open);
-        let keepalive = self.limits.connection.load().tcp_keepalive;
-        let io = connect(&self.address, connect_timeout, keepalive).await?;
+        let (keepalive, source) = self.socket_options();
+        let io = connect_from(&self.address, source, connect_timeout, keepalive).await?;
         let (sender, conn) = http1::Builder::new()
             .handshake(TokioIo::new(io))
             .await
@@ -316,8 +316,8 @@ impl HostPool {
         connect_timeout: Duration,
     ) -> Result<(), Arc<ConnectError>> {
         let slot = ConnectionSlot::new(&self.limits, &self.open);
-        let keepalive = self.limits.connection.load().tcp_keepalive;
-        let io = connect(&self.address, connect_timeout, keepalive)
+        let (keepalive, source) = self.socket_options();
+        let io = connect_from(&self.address, source, connect_timeout, keepalive)
             .await
             .map_err(Arc::new)?;
         let (sender, conn) = http2::Builder::new(TokioExecutor::new())
@@ -345,6 +345,17 @@ impl HostPool {
     /// Connections currently idle (HTTP/1.1) or open (HTTP/2), for the admin page.
     pub fn idle_connections(&self) -> usize {
         lock(&self.idle).len() + lock(&self.h2).len()
+    }
+
+    /// The cluster's TCP keepalive and source address, as they are now.
+    fn socket_options(
+        &self,
+    ) -> (
+        Option<crate::config::TcpKeepalive>,
+        Option<std::net::IpAddr>,
+    ) {
+        let options = self.limits.connection.load();
+        (options.tcp_keepalive, options.source_address)
     }
 
     /// This host's open connections.

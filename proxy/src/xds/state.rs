@@ -92,7 +92,8 @@ impl XdsCache {
     pub fn wanted_routes(&self) -> BTreeSet<String> {
         self.listeners
             .values()
-            .filter_map(|l| match &l.compiled.route_source {
+            .flat_map(|l| l.compiled.http_connection_managers())
+            .filter_map(|h| match &h.route_source {
                 RouteSource::Rds(name) => Some(name.clone()),
                 RouteSource::Inline(_) => None,
             })
@@ -152,12 +153,14 @@ impl XdsCache {
                 (cluster.name.clone(), Arc::new(cluster))
             })
             .collect();
+        let listeners = self
+            .listeners
+            .iter()
+            .map(|(n, e)| (n.clone(), e.compiled.clone()))
+            .collect();
         Snapshot {
-            listeners: self
-                .listeners
-                .iter()
-                .map(|(n, e)| (n.clone(), e.compiled.clone()))
-                .collect(),
+            listeners_by_address: Snapshot::index_by_address(&listeners),
+            listeners,
             routes: self
                 .routes
                 .iter()

@@ -11,10 +11,12 @@ use xds_protos::pb::envoy::r#type::v3::Percent;
 use xds_protos::pb::google::protobuf::{Duration as ProtoDuration, UInt32Value};
 
 use super::listener::{chain, hcm_filter, listener, rds};
-use crate::config::{compile_listener, DownstreamLimits, Http2Keepalive, ListenerConfig};
+use crate::config::{compile_listener, DownstreamLimits, Http2Keepalive};
 
-fn with(hcm: HttpConnectionManager) -> Result<ListenerConfig, String> {
-    compile_listener(&listener(vec![chain(vec![hcm_filter(&hcm)])])).map_err(|e| e.to_string())
+fn with(hcm: HttpConnectionManager) -> Result<DownstreamLimits, String> {
+    compile_listener(&listener(vec![chain(vec![hcm_filter(&hcm)])]))
+        .map(|l| (*l.only_http().downstream).clone())
+        .map_err(|e| e.to_string())
 }
 
 fn secs(s: i64) -> Option<ProtoDuration> {
@@ -30,8 +32,7 @@ fn u32v(v: u32) -> Option<UInt32Value> {
 
 #[test]
 fn envoys_defaults_apply_when_nothing_is_set() {
-    let l = with(rds("r")).unwrap();
-    let d = &l.downstream;
+    let d = &with(rds("r")).unwrap();
     assert_eq!(d, &DownstreamLimits::default());
     assert_eq!(d.max_request_header_bytes, 60 * 1024);
     assert_eq!(d.max_headers_count, 100);
@@ -39,7 +40,6 @@ fn envoys_defaults_apply_when_nothing_is_set() {
     assert_eq!(d.request_headers_timeout, None);
     assert_eq!(d.http2.max_concurrent_streams, 2_147_483_647);
     assert_eq!(d.http2.keepalive, None);
-    assert!(!l.ignore_global_conn_limit);
 }
 
 #[test]
@@ -64,7 +64,7 @@ fn explicit_limits_are_taken() {
         }),
         ..rds("r")
     };
-    let d = with(hcm).unwrap().downstream;
+    let d = with(hcm).unwrap();
     assert_eq!(d.max_request_header_bytes, 96 * 1024);
     assert_eq!(d.max_headers_count, 200);
     assert_eq!(d.idle_timeout, Some(Duration::from_secs(30)));
@@ -99,7 +99,7 @@ fn zero_disables_the_timeouts() {
         }),
         ..rds("r")
     };
-    let d = with(hcm).unwrap().downstream;
+    let d = with(hcm).unwrap();
     assert_eq!(d.idle_timeout, None);
     assert_eq!(d.request_headers_timeout, None);
     assert_eq!(d.http2.keepalive, None, "no interval, no pings");

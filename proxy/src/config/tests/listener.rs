@@ -96,6 +96,7 @@ fn with_logs(logs: Vec<AccessLog>) -> Result<Vec<&'static str>, ValidationError>
     };
     let cfg = compile_listener(&listener(vec![chain(vec![hcm_filter(&hcm)])]))?;
     Ok(cfg
+        .only_http()
         .access_log
         .iter()
         .map(|f| match f.body {
@@ -116,9 +117,9 @@ fn rds_listener() {
     let cfg = compile(&listener(vec![chain(vec![hcm_filter(&rds("9080"))])]));
     assert_eq!(cfg.name, "0.0.0.0_9080");
     assert_eq!(cfg.address, Some("0.0.0.0:9080".parse().expect("addr")));
-    assert!(matches!(&cfg.route_source, RouteSource::Rds(n) if n == "9080"));
-    assert_eq!(cfg.stat_prefix, "outbound_0.0.0.0_9080");
-    assert!(cfg.access_log.is_empty());
+    assert!(matches!(&cfg.only_http().route_source, RouteSource::Rds(n) if n == "9080"));
+    assert_eq!(cfg.only_http().stat_prefix, "outbound_0.0.0.0_9080");
+    assert!(cfg.only_http().access_log.is_empty());
 }
 
 #[test]
@@ -126,66 +127,137 @@ fn the_hcm_is_found_by_type_under_another_name() {
     let mut renamed = hcm_filter(&rds("80"));
     renamed.name = "hcm".into();
     let l = listener(vec![chain(vec![renamed])]);
-    assert!(matches!(compile(&l).route_source, RouteSource::Rds(n) if n == "80"));
+    assert!(matches!(&compile(&l).only_http().route_source, RouteSource::Rds(n) if n == "80"));
 }
 
-/// What would pick another chain, or act on the connection before the HCM, is refused rather
-/// than ignored (a TCP chain served as HTTP, an RBAC filter skipped).
-#[test]
-fn what_would_bypass_the_hcm_is_refused_by_name() {
-    let tcp_proxy = Filter {
+fn tcp_proxy_to(cluster: &str) -> Filter {
+    use xds_protos::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
+        tcp_proxy::ClusterSpecifier, TcpProxy,
+    };
+    let tcp = TcpProxy {
+        stat_prefix: cluster.into(),
+        cluster_specifier: Some(ClusterSpecifier::Cluster(cluster.into())),
+        ..Default::default()
+    };
+    Filter {
         name: "envoy.filters.network.tcp_proxy".into(),
+        config_type: Some(filter::ConfigType::TypedConfig(any(
+            type_url::TCP_PROXY,
+            &tcp,
+        ))),
+    }
+}
+
+/// A network filter before the terminal one would be skipped (an RBAC filter, a rate limit):
+/// refused by name. So are chains that could never be chosen, and listener filters weft-proxy
+/// does not run.
+#[test]
+fn what_would_be_skipped_or_never_chosen_is_refused_by_name() {
+    let hcm = || hcm_filter(&rds("80"));
+    let rbac = Filter {
+        name: "envoy.filters.network.rbac".into(),
         config_type: Some(filter::ConfigType::TypedConfig(Any {
-            type_url: "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
-                .into(),
+            type_url: "type.googleapis.com/envoy.extensions.filters.network.rbac.v3.RBAC".into(),
             value: vec![],
         })),
     };
-    let hcm = || hcm_filter(&rds("80"));
-
-    let two_chains = listener(vec![chain(vec![tcp_proxy.clone()]), chain(vec![hcm()])]);
-    let err = compile_listener(&two_chains).unwrap_err();
-    assert_eq!(err.field, "filter_chains[1]");
-
-    let filter_before = listener(vec![chain(vec![tcp_proxy, hcm()])]);
+    let filter_before = listener(vec![chain(vec![rbac.clone(), hcm()])]);
     let err = compile_listener(&filter_before).unwrap_err();
     assert_eq!(err.field, "filter_chains[0].filters[0]");
-    assert!(
-        err.reason.contains("envoy.filters.network.tcp_proxy"),
-        "{err}"
-    );
+    assert!(err.reason.contains("envoy.filters.network.rbac"), "{err}");
 
-    let mut matched = chain(vec![hcm()]);
-    matched.filter_chain_match = Some(Default::default());
-    let err = compile_listener(&listener(vec![matched])).unwrap_err();
-    assert_eq!(err.field, "filter_chains[0].filter_chain_match");
+    let alone = listener(vec![chain(vec![rbac])]);
+    let err = compile_listener(&alone).unwrap_err();
+    assert_eq!(err.field, "filter_chains[0].filters[0]");
 
-    let mut sniffing = listener(vec![chain(vec![hcm()])]);
-    sniffing.listener_filters = vec![ListenerFilter {
-        name: "envoy.filters.listener.tls_inspector".into(),
+    // Two chains with the same (empty) match: the second could never be used.
+    let twins = listener(vec![chain(vec![tcp_proxy_to("a")]), chain(vec![hcm()])]);
+    let err = compile_listener(&twins).unwrap_err();
+    assert_eq!(err.field, "filter_chains[1].filter_chain_match");
+
+    let mut proxy_protocol = listener(vec![chain(vec![hcm()])]);
+    proxy_protocol.listener_filters = vec![ListenerFilter {
+        name: "envoy.filters.listener.proxy_protocol".into(),
         ..Default::default()
     }];
-    let err = compile_listener(&sniffing).unwrap_err();
+    let err = compile_listener(&proxy_protocol).unwrap_err();
     assert_eq!(err.field, "listener_filters[0]");
-    assert!(err.reason.contains("tls_inspector"), "{err}");
+    assert!(err.reason.contains("proxy_protocol"), "{err}");
 
-    let mut original_dst = listener(vec![chain(vec![hcm()])]);
-    original_dst.use_original_dst = Some(BoolValue { value: true });
-    let err = compile_listener(&original_dst).unwrap_err();
-    assert_eq!(err.field, "use_original_dst");
+    let mut tls = chain(vec![hcm()]);
+    tls.transport_socket = Some(Default::default());
+    let err = compile_listener(&listener(vec![tls])).unwrap_err();
+    assert_eq!(err.field, "filter_chains[0].transport_socket");
 
     // A lone default chain is served like a lone chain.
     let mut default_only = listener(vec![]);
     default_only.default_filter_chain = Some(chain(vec![hcm()]));
-    assert!(matches!(compile(&default_only).route_source, RouteSource::Rds(n) if n == "80"));
+    assert!(
+        matches!(&compile(&default_only).only_http().route_source, RouteSource::Rds(n) if n == "80")
+    );
+}
+
+/// Istio's sidecar layout: `virtualOutbound` hands off by original destination and falls back to
+/// a TCP proxy; port listeners do not bind; `virtualInbound` chooses chains by port and by
+/// sniffed protocol.
+#[test]
+fn istios_listener_model_compiles() {
+    use xds_protos::pb::envoy::config::listener::v3::FilterChainMatch;
+    use xds_protos::pb::google::protobuf::UInt32Value;
+    let mut outbound = listener(vec![]);
+    outbound.name = "virtualOutbound".into();
+    outbound.address = Some(socket("0.0.0.0", 15001));
+    outbound.use_original_dst = Some(BoolValue { value: true });
+    outbound.default_filter_chain = Some(chain(vec![tcp_proxy_to("PassthroughCluster")]));
+    let cfg = compile(&outbound);
+    assert!(cfg.use_original_dst && cfg.bind_to_port);
+    assert_eq!(cfg.binds(), Some("0.0.0.0:15001".parse().unwrap()));
+    assert!(matches!(
+        &cfg.chains.default.as_ref().unwrap().action,
+        crate::config::ChainAction::Tcp(t) if t.target.clusters()[0].as_ref() == "PassthroughCluster"
+    ));
+
+    let mut port = listener(vec![chain(vec![hcm()])]);
+    port.bind_to_port = Some(BoolValue { value: false });
+    let cfg = compile(&port);
+    assert_eq!(cfg.binds(), None, "bind_to_port: false binds nothing");
+    assert_eq!(cfg.address, Some("0.0.0.0:9080".parse().unwrap()));
+
+    let by = |port: u32, protocols: &[&str]| FilterChainMatch {
+        destination_port: Some(UInt32Value { value: port }),
+        application_protocols: protocols.iter().map(|p| p.to_string()).collect(),
+        ..Default::default()
+    };
+    let mut http = chain(vec![hcm()]);
+    http.filter_chain_match = Some(by(9080, &["http/1.1", "h2c"]));
+    let mut tcp = chain(vec![tcp_proxy_to("inbound|9080||")]);
+    tcp.filter_chain_match = Some(by(9080, &[]));
+    let mut inbound = listener(vec![http, tcp]);
+    inbound.name = "virtualInbound".into();
+    inbound.listener_filters = ["original_dst", "tls_inspector", "http_inspector"]
+        .iter()
+        .map(|f| ListenerFilter {
+            name: format!("envoy.filters.listener.{f}"),
+            ..Default::default()
+        })
+        .collect();
+    inbound.default_filter_chain = Some(chain(vec![tcp_proxy_to("InboundPassthroughClusterIpv4")]));
+    let cfg = compile(&inbound);
+    assert!(cfg.listener_filters.original_dst_enabled(15006));
+    assert!(cfg.listener_filters.http_enabled(9080));
+    assert_eq!(cfg.chains.chains.len(), 2);
+    assert_eq!(cfg.http_connection_managers().count(), 1);
+    fn hcm() -> Filter {
+        hcm_filter(&rds("9080"))
+    }
 }
 
 #[test]
-fn listener_without_hcm_is_rejected() {
+fn listener_without_a_filter_chain_or_filter_is_rejected() {
     let err = compile_listener(&listener(vec![chain(vec![])])).unwrap_err();
     assert_eq!(err.type_url_short, "Listener");
     assert_eq!(err.resource, "0.0.0.0_9080");
-    assert_eq!(err.field, "filter_chains[0]");
+    assert_eq!(err.field, "filter_chains[0].filters");
     let err = compile_listener(&listener(vec![])).unwrap_err();
     assert_eq!(err.field, "filter_chains");
 }
@@ -257,7 +329,7 @@ fn inline_route(path: PathSpecifier) -> RouteConfiguration {
 #[test]
 fn inline_route_config_is_compiled() {
     let cfg = compile(&inline(inline_route(PathSpecifier::Prefix("/".into()))));
-    let RouteSource::Inline(table) = &cfg.route_source else {
+    let RouteSource::Inline(table) = &cfg.only_http().route_source else {
         panic!("expected an inline table");
     };
     assert_eq!(table.name, "inbound|9080||");
@@ -400,7 +472,7 @@ fn stat_prefix_falls_back() {
         ..rds("80")
     };
     let l = listener(vec![chain(vec![hcm_filter(&hcm)])]);
-    assert_eq!(compile(&l).stat_prefix, "0.0.0.0_9080");
+    assert_eq!(compile(&l).only_http().stat_prefix, "0.0.0.0_9080");
 }
 
 mod http_filters {
@@ -469,12 +541,18 @@ mod http_filters {
             router(),
         ])
         .unwrap();
-        let names: Vec<_> = l.http_filters.filters.iter().map(|f| &*f.name).collect();
+        let names: Vec<_> = l
+            .only_http()
+            .http_filters
+            .filters
+            .iter()
+            .map(|f| &*f.name)
+            .collect();
         assert_eq!(
             names,
             ["envoy.filters.http.fault", "envoy.filters.http.cors"]
         );
-        let HttpFilterKind::Fault(f) = &l.http_filters.filters[0].kind else {
+        let HttpFilterKind::Fault(f) = &l.only_http().http_filters.filters[0].kind else {
             panic!("fault expected")
         };
         assert_eq!(f.delay.as_ref().unwrap().duration.as_secs(), 2);
@@ -500,7 +578,7 @@ mod http_filters {
             ..rbac
         };
         let l = with_filters(vec![optional, router()]).unwrap();
-        assert!(l.http_filters.filters.is_empty());
+        assert!(l.only_http().http_filters.filters.is_empty());
     }
 
     #[test]
@@ -528,7 +606,7 @@ mod http_filters {
     fn stream_idle_timeout_defaults_to_five_minutes_and_zero_disables_it() {
         let l = with_filters(vec![router()]).unwrap();
         assert_eq!(
-            l.stream_idle_timeout,
+            l.only_http().stream_idle_timeout,
             Some(std::time::Duration::from_secs(300))
         );
         let hcm = HttpConnectionManager {
@@ -536,6 +614,6 @@ mod http_filters {
             ..rds("http_proxy")
         };
         let l = compile(&listener(vec![chain(vec![hcm_filter(&hcm)])]));
-        assert_eq!(l.stream_idle_timeout, None);
+        assert_eq!(l.only_http().stream_idle_timeout, None);
     }
 }

@@ -120,6 +120,7 @@ fn istio_connection_pool_settings_are_read() {
                 time: Some(Duration::from_secs(60)),
                 interval: Some(Duration::from_secs(10)),
             }),
+            source_address: None,
         }
     );
 }

@@ -352,7 +352,8 @@ async fn istios_default_text_format() {
     assert!(line.contains(expected), "{line}");
     assert!(
         line.contains(&format!(
-            "\"text-1\" \"svc\" \"{dead}\" dead - - 127.0.0.1:"
+            "\"text-1\" \"svc\" \"{dead}\" dead - {} 127.0.0.1:",
+            proxy.addr
         )),
         "{line}"
     );

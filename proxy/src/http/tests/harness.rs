@@ -195,8 +195,8 @@ impl TestProxy {
         let proxy_ctx = ctx.clone();
         tokio::spawn(async move {
             while let Ok((stream, peer)) = tcp.accept().await {
-                tokio::spawn(crate::http::serve_connection(
-                    ctx.clone(),
+                tokio::spawn(crate::listener::serve_accepted(
+                    crate::downstream::OpenConnection::open(ctx.clone()),
                     Arc::from("test"),
                     stream,
                     peer,

@@ -109,23 +109,55 @@ async fn detection_reads_only_until_it_knows_and_puts_the_bytes_back() {
             .unwrap();
         client
     });
-    let (detected, mut io) = detect(server, Duration::from_secs(5)).await;
-    assert_eq!(detected, Detected::Http1 { minor: 1 });
+    let found = detect(server, BOTH, Some(Duration::from_secs(5))).await;
+    assert_eq!(found.detected, Detected::Http1 { minor: 1 });
+    assert!(!found.timed_out);
     let _client = writer.await.unwrap();
-    let mut head = vec![0u8; 30];
+    let sent = b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n";
+    let mut head = vec![0u8; sent.len()];
+    let mut io = found.io;
     io.read_exact(&mut head).await.unwrap();
-    assert_eq!(
-        &head,
-        b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n\0\0\0"[..30].as_ref()
-    );
+    assert_eq!(&head, sent);
+}
+
+const BOTH: Inspect = Inspect {
+    tls: true,
+    http: true,
+};
+
+#[tokio::test]
+async fn only_the_configured_inspectors_are_waited_for() {
+    // tls_inspector alone: a plaintext first byte settles it at once, even mid request line.
+    let (mut client, server) = tokio::io::duplex(64);
+    client.write_all(b"GET /a HT").await.unwrap();
+    let tls_only = Inspect {
+        tls: true,
+        http: false,
+    };
+    let found = detect(server, tls_only, Some(Duration::from_secs(5))).await;
+    assert_eq!(found.detected, Detected::Opaque);
+    assert!(!found.timed_out);
+    // http_inspector alone: a ClientHello is just bytes.
+    let (mut client, server) = tokio::io::duplex(4096);
+    client
+        .write_all(&client_hello(Some("a.example"), &["h2"]))
+        .await
+        .unwrap();
+    let http_only = Inspect {
+        tls: false,
+        http: true,
+    };
+    let found = detect(server, http_only, Some(Duration::from_secs(5))).await;
+    assert_eq!(found.detected, Detected::Opaque);
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_client_that_waits_for_the_server_is_opaque_at_the_timeout() {
     let (_client, server) = tokio::io::duplex(64);
     let start = tokio::time::Instant::now();
-    let (detected, _io) = detect(server, Duration::from_secs(15)).await;
-    assert_eq!(detected, Detected::Opaque);
+    let found = detect(server, BOTH, Some(Duration::from_secs(15))).await;
+    assert_eq!(found.detected, Detected::Opaque);
+    assert!(found.timed_out);
     assert_eq!(start.elapsed(), Duration::from_secs(15));
 }
 
@@ -134,9 +166,11 @@ async fn a_client_that_closes_early_is_judged_on_what_it_sent() {
     let (mut client, server) = tokio::io::duplex(64);
     client.write_all(b"hello").await.unwrap();
     drop(client);
-    let (detected, mut io) = detect(server, Duration::from_secs(5)).await;
-    assert_eq!(detected, Detected::Opaque);
+    let found = detect(server, BOTH, Some(Duration::from_secs(5))).await;
+    assert_eq!(found.detected, Detected::Opaque);
+    assert!(!found.timed_out);
     let mut all = Vec::new();
+    let mut io = found.io;
     io.read_to_end(&mut all).await.unwrap();
     assert_eq!(all, b"hello");
 }

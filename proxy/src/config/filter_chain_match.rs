@@ -7,6 +7,13 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use xds_protos::pb::envoy::config::core::v3::CidrRange;
+use xds_protos::pb::envoy::config::listener::v3::{
+    filter_chain_match::ConnectionSourceType, FilterChainMatch,
+};
+
+use super::error::FieldError;
+
 /// A compiled `FilterChainMatch`; empty fields match anything.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ChainMatch {
@@ -68,10 +75,13 @@ pub struct Connection<'a> {
     pub application_protocols: &'a [String],
 }
 
+/// How well a chain's match fits one criterion of a connection (see [`exact`]).
+type Criterion<'a> = dyn Fn(&ChainMatch) -> Option<u32> + 'a;
+
 /// The index of the chain `conn` uses, or `None` for the default chain.
 pub fn select(chains: &[ChainMatch], conn: &Connection<'_>) -> Option<usize> {
     let mut candidates: Vec<usize> = (0..chains.len()).collect();
-    let criteria: [&dyn Fn(&ChainMatch) -> Option<u32>; 9] = [
+    let criteria: [&Criterion<'_>; 9] = [
         &|m| exact(m.destination_port.as_ref(), &conn.destination.port()),
         &|m| longest_prefix(&m.prefix_ranges, conn.destination.ip()),
         &|m| server_name(&m.server_names, conn.server_name),
@@ -93,9 +103,7 @@ pub fn select(chains: &[ChainMatch], conn: &Connection<'_>) -> Option<usize> {
             .iter()
             .filter_map(|&i| score_of(&chains[i]).map(|s| (i, s)))
             .collect();
-        let Some(best) = scored.iter().map(|(_, s)| *s).max() else {
-            return None;
-        };
+        let best = scored.iter().map(|(_, s)| *s).max()?;
         candidates = scored
             .into_iter()
             .filter(|(_, s)| *s == best)
@@ -104,6 +112,96 @@ pub fn select(chains: &[ChainMatch], conn: &Connection<'_>) -> Option<usize> {
     }
     // Envoy rejects listeners whose chains have identical matches, so one is left.
     candidates.first().copied()
+}
+
+/// Compiles a `filter_chain_match`. `address_suffix`/`suffix_len` are refused: they would
+/// narrow the match, and ignoring them would widen it.
+pub(crate) fn filter_chain_match(m: &FilterChainMatch) -> Result<ChainMatch, FieldError> {
+    if !m.address_suffix.is_empty() {
+        return Err(FieldError::unsupported("address_suffix"));
+    }
+    if m.suffix_len.is_some() {
+        return Err(FieldError::unsupported("suffix_len"));
+    }
+    let destination_port = match &m.destination_port {
+        None => None,
+        Some(p) => Some(
+            u16::try_from(p.value)
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| FieldError::new("destination_port", "must be 1 to 65535"))?,
+        ),
+    };
+    let source_ports =
+        m.source_ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                u16::try_from(*p).ok().filter(|p| *p > 0).ok_or_else(|| {
+                    FieldError::new(format!("source_ports[{i}]"), "must be 1 to 65535")
+                })
+            })
+            .collect::<Result<_, _>>()?;
+    let source_type = match ConnectionSourceType::try_from(m.source_type) {
+        Ok(ConnectionSourceType::Any) => SourceType::Any,
+        Ok(ConnectionSourceType::SameIpOrLoopback) => SourceType::SameIpOrLoopback,
+        Ok(ConnectionSourceType::External) => SourceType::External,
+        Err(_) => return Err(FieldError::new("source_type", "unknown value")),
+    };
+    let server_names = m
+        .server_names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            if n.is_empty()
+                || (n.contains('*') && !(n.starts_with("*.") && n[2..].find('*').is_none()))
+            {
+                Err(FieldError::new(
+                    format!("server_names[{i}]"),
+                    format!("{n:?} is neither a name nor a *.suffix wildcard"),
+                ))
+            } else {
+                Ok(n.to_ascii_lowercase())
+            }
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(ChainMatch {
+        destination_port,
+        prefix_ranges: prefixes(&m.prefix_ranges, "prefix_ranges")?,
+        server_names,
+        transport_protocol: Some(m.transport_protocol.clone()).filter(|t| !t.is_empty()),
+        application_protocols: m.application_protocols.clone(),
+        direct_source_prefix_ranges: prefixes(
+            &m.direct_source_prefix_ranges,
+            "direct_source_prefix_ranges",
+        )?,
+        source_type,
+        source_prefix_ranges: prefixes(&m.source_prefix_ranges, "source_prefix_ranges")?,
+        source_ports,
+    })
+}
+
+fn prefixes(ranges: &[CidrRange], field: &str) -> Result<Vec<IpPrefix>, FieldError> {
+    ranges
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let at = |reason: String| FieldError::new(format!("{field}[{i}]"), reason);
+            let addr: IpAddr = r
+                .address_prefix
+                .parse()
+                .map_err(|_| at(format!("{:?} is not an IP address", r.address_prefix)))?;
+            let len = r.prefix_len.as_ref().map_or(0, |l| l.value);
+            let max = if addr.is_ipv4() { 32 } else { 128 };
+            if len > max {
+                return Err(at(format!("prefix_len {len} is over {max}")));
+            }
+            Ok(IpPrefix {
+                addr,
+                len: len as u8,
+            })
+        })
+        .collect()
 }
 
 /// `None`: no match; `Some(0)`: the criterion is empty (matches anything); higher is more specific.
