@@ -93,3 +93,6 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.bind(addr)?;
     socket.listen(1024)
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,366 @@
+//! Listeners through their real accept path: chains chosen by sniffed protocol and by
+//! destination port, HTTP to the connection manager, everything else relayed byte for byte.
+
+use super::ListenerManager;
+use crate::context::ProxyContext;
+use crate::observe::access_log::AccessLogWriter;
+use crate::observe::istio::{IstioMetrics, SourceIdentity};
+use crate::test_fixtures::{any, socket, static_cluster};
+use crate::xds::state::XdsCache;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use xds_protos::pb::envoy::config::listener::v3::{
+    filter, Filter, FilterChain, FilterChainMatch, Listener, ListenerFilter,
+};
+use xds_protos::pb::envoy::config::route::v3::{
+    route, route_action, route_match::PathSpecifier, Route, RouteAction, RouteConfiguration,
+    RouteMatch, VirtualHost,
+};
+use xds_protos::pb::envoy::extensions::filters::http::router::v3::Router;
+use xds_protos::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    http_connection_manager::RouteSpecifier, http_filter, HttpConnectionManager, HttpFilter,
+};
+use xds_protos::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
+    tcp_proxy::ClusterSpecifier, TcpProxy,
+};
+use xds_protos::pb::google::protobuf::UInt32Value;
+use xds_protos::type_url;
+
+/// Every wait in these tests is bounded by this.
+const WAIT: Duration = Duration::from_secs(10);
+
+fn hcm_to(cluster: &str) -> Filter {
+    let hcm = HttpConnectionManager {
+        stat_prefix: "inbound_0.0.0.0_9080".into(),
+        route_specifier: Some(RouteSpecifier::RouteConfig(RouteConfiguration {
+            name: "inbound|9080||".into(),
+            virtual_hosts: vec![VirtualHost {
+                name: "inbound|http|9080".into(),
+                domains: vec!["*".into()],
+                routes: vec![Route {
+                    r#match: Some(RouteMatch {
+                        path_specifier: Some(PathSpecifier::Prefix("/".into())),
+                        ..Default::default()
+                    }),
+                    action: Some(route::Action::Route(RouteAction {
+                        cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(
+                            cluster.into(),
+                        )),
+                        ..Default::default()
+                    })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        })),
+        http_filters: vec![HttpFilter {
+            name: "envoy.filters.http.router".into(),
+            config_type: Some(http_filter::ConfigType::TypedConfig(any(
+                type_url::ROUTER,
+                &Router::default(),
+            ))),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    Filter {
+        name: "envoy.filters.network.http_connection_manager".into(),
+        config_type: Some(filter::ConfigType::TypedConfig(any(
+            type_url::HTTP_CONNECTION_MANAGER,
+            &hcm,
+        ))),
+    }
+}
+
+fn tcp_to(cluster: &str) -> Filter {
+    let tcp = TcpProxy {
+        stat_prefix: cluster.into(),
+        cluster_specifier: Some(ClusterSpecifier::Cluster(cluster.into())),
+        ..Default::default()
+    };
+    Filter {
+        name: "envoy.filters.network.tcp_proxy".into(),
+        config_type: Some(filter::ConfigType::TypedConfig(any(
+            type_url::TCP_PROXY,
+            &tcp,
+        ))),
+    }
+}
+
+fn chain(m: Option<FilterChainMatch>, filter: Filter) -> FilterChain {
+    FilterChain {
+        filter_chain_match: m,
+        filters: vec![filter],
+        ..Default::default()
+    }
+}
+
+fn http_inspector() -> ListenerFilter {
+    ListenerFilter {
+        name: "envoy.filters.listener.http_inspector".into(),
+        ..Default::default()
+    }
+}
+
+/// An HTTP/1.1 upstream that answers `web`.
+async fn web_server() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            let svc = hyper::service::service_fn(|_req| async {
+                Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                    Bytes::from_static(b"web"),
+                )))
+            });
+            tokio::spawn(http1::Builder::new().serve_connection(TokioIo::new(s), svc));
+        }
+    });
+    addr
+}
+
+/// A TCP upstream that sends back what it receives, prefixed by `echo:`.
+async fn echo_server() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 1024];
+                while let Ok(n) = s.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    let mut out = b"echo:".to_vec();
+                    out.extend_from_slice(&buf[..n]);
+                    if s.write_all(&out).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A free loopback port (bound and released: the listener manager binds it next).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Applies the listener and the clusters, and binds what the listener binds.
+fn serve(
+    listener: Listener,
+    clusters: Vec<xds_protos::pb::envoy::config::cluster::v3::Cluster>,
+) -> (Arc<ProxyContext>, ListenerManager) {
+    let mut cache = XdsCache::default();
+    let applied = cache.apply(
+        type_url::LISTENER,
+        "1",
+        &[any(type_url::LISTENER, &listener)],
+    );
+    assert!(applied.rejected.is_empty(), "{:?}", applied.rejected);
+    let clusters: Vec<_> = clusters.iter().map(|c| any(type_url::CLUSTER, c)).collect();
+    let applied = cache.apply(type_url::CLUSTER, "1", &clusters);
+    assert!(applied.rejected.is_empty(), "{:?}", applied.rejected);
+    let ctx = ProxyContext::new(
+        AccessLogWriter::new(std::io::sink(), 16),
+        IstioMetrics::new(&SourceIdentity::default()),
+    );
+    ctx.snapshot
+        .store(Arc::new(cache.build_snapshot(&ctx.snapshot.load())));
+    let mut manager = ListenerManager::new(ctx.clone());
+    let compiled: BTreeMap<_, _> = ctx
+        .snapshot
+        .load()
+        .listeners
+        .iter()
+        .map(|(n, l)| (n.clone(), l.clone()))
+        .collect();
+    assert_eq!(manager.reconcile(&compiled), Vec::<String>::new());
+    (ctx, manager)
+}
+
+async fn http_get(addr: SocketAddr) -> String {
+    let stream = tokio::time::timeout(WAIT, TcpStream::connect(addr))
+        .await
+        .unwrap()
+        .unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = hyper::Request::get("/")
+        .header("host", "reviews")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let resp = tokio::time::timeout(WAIT, sender.send_request(req))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8_lossy(&body).into_owned()
+}
+
+async fn h2c_get(addr: SocketAddr) -> String {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = hyper::Request::get("http://reviews/")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let resp = tokio::time::timeout(WAIT, sender.send_request(req))
+        .await
+        .unwrap()
+        .unwrap();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8_lossy(&body).into_owned()
+}
+
+async fn exchange(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    let mut buf = vec![0u8; 5 + bytes.len()];
+    tokio::time::timeout(WAIT, s.read_exact(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    buf
+}
+
+/// Istio's sniffing chains: HTTP (either version) goes to the connection manager, anything else
+/// to the TCP proxy, which relays it byte for byte — the sniffed bytes included.
+#[tokio::test]
+async fn sniffed_http_is_served_as_http_and_the_rest_is_relayed() {
+    let web = web_server().await;
+    let echo = echo_server().await;
+    let port = free_port();
+    let http_match = FilterChainMatch {
+        application_protocols: vec!["http/1.1".into(), "h2c".into()],
+        ..Default::default()
+    };
+    let listener = Listener {
+        name: "virtualInbound".into(),
+        address: Some(socket(SocketAddr::from(([127, 0, 0, 1], port)))),
+        listener_filters: vec![http_inspector()],
+        filter_chains: vec![chain(Some(http_match), hcm_to("web"))],
+        default_filter_chain: Some(chain(None, tcp_to("echo"))),
+        ..Default::default()
+    };
+    let (_ctx, _manager) = serve(
+        listener,
+        vec![
+            static_cluster("web", &[web]),
+            static_cluster("echo", &[echo]),
+        ],
+    );
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    assert_eq!(http_get(addr).await, "web");
+    assert_eq!(h2c_get(addr).await, "web");
+    assert_eq!(
+        exchange(addr, b"\x00\x01binary").await,
+        b"echo:\x00\x01binary"
+    );
+    // Text that is not a request line is not HTTP either.
+    assert_eq!(
+        exchange(addr, b"EHLO mail\r\n").await,
+        b"echo:EHLO mail\r\n"
+    );
+}
+
+/// Chains by destination port: the connection's own port picks its chain; a port no chain
+/// names and no default chain: the connection is closed, not hung.
+#[tokio::test]
+async fn the_destination_port_picks_the_chain_and_no_match_closes() {
+    let echo = echo_server().await;
+    let port = free_port();
+    let by_port = |p: u16| FilterChainMatch {
+        destination_port: Some(UInt32Value {
+            value: u32::from(p),
+        }),
+        ..Default::default()
+    };
+    let listener = Listener {
+        name: "by_port".into(),
+        address: Some(socket(SocketAddr::from(([127, 0, 0, 1], port)))),
+        filter_chains: vec![
+            chain(Some(by_port(port)), tcp_to("echo")),
+            chain(Some(by_port(port.wrapping_add(1))), tcp_to("missing")),
+        ],
+        ..Default::default()
+    };
+    let (_ctx, _manager) = serve(listener, vec![static_cluster("echo", &[echo])]);
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    assert_eq!(exchange(addr, b"ping").await, b"echo:ping");
+
+    let other = free_port();
+    let listener = Listener {
+        name: "no_match".into(),
+        address: Some(socket(SocketAddr::from(([127, 0, 0, 1], other)))),
+        filter_chains: vec![chain(Some(by_port(other.wrapping_add(1))), tcp_to("echo"))],
+        ..Default::default()
+    };
+    let (_ctx, _manager) = serve(listener, vec![static_cluster("echo", &[echo])]);
+    let mut s = TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], other)))
+        .await
+        .unwrap();
+    let mut buf = [0u8; 8];
+    let read = tokio::time::timeout(WAIT, s.read(&mut buf)).await.unwrap();
+    assert!(matches!(read, Ok(0) | Err(_)), "closed: {read:?}");
+}
+
+/// `bind_to_port: false` binds nothing; `use_original_dst` hands a connection to the listener
+/// at its original destination, exact address first, then the wildcard address of that port.
+#[test]
+fn hand_off_targets_by_exact_address_then_wildcard() {
+    use crate::snapshot::Snapshot;
+    let port_listener = |name: &str, ip: [u8; 4], port: u16, bind: bool| Listener {
+        name: name.into(),
+        address: Some(socket(SocketAddr::from((ip, port)))),
+        bind_to_port: Some(xds_protos::pb::google::protobuf::BoolValue { value: bind }),
+        filter_chains: vec![chain(None, tcp_to("echo"))],
+        ..Default::default()
+    };
+    let mut cache = XdsCache::default();
+    let listeners = [
+        port_listener("0.0.0.0_9080", [0, 0, 0, 0], 9080, false),
+        port_listener("10.96.0.20_27017", [10, 96, 0, 20], 27017, false),
+        port_listener("0.0.0.0_27017", [0, 0, 0, 0], 27017, false),
+    ];
+    let resources: Vec<_> = listeners
+        .iter()
+        .map(|l| any(type_url::LISTENER, l))
+        .collect();
+    assert!(cache
+        .apply(type_url::LISTENER, "1", &resources)
+        .rejected
+        .is_empty());
+    let snapshot: Snapshot = cache.build_snapshot(&Snapshot::default());
+    let at = |dst: &str| {
+        snapshot
+            .listener_at(dst.parse().unwrap())
+            .map(|l| l.name.clone())
+    };
+    assert_eq!(at("10.96.0.7:9080").as_deref(), Some("0.0.0.0_9080"));
+    assert_eq!(at("10.96.0.20:27017").as_deref(), Some("10.96.0.20_27017"));
+    assert_eq!(at("10.96.0.21:27017").as_deref(), Some("0.0.0.0_27017"));
+    assert_eq!(at("10.96.0.21:8080"), None);
+    assert!(snapshot.listeners.values().all(|l| l.binds().is_none()));
+}
