@@ -13,7 +13,9 @@ use xds_protos::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
     tcp_proxy::ClusterSpecifier, TcpProxy,
 };
 
+use super::access_log::access_logs;
 use super::error::{duration, AtField, FieldError};
+use super::log_format::LogFormat;
 
 pub const TCP_PROXY_NAME: &str = "envoy.filters.network.tcp_proxy";
 
@@ -23,6 +25,8 @@ pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 #[derive(Debug, Clone, PartialEq)]
 pub struct TcpProxyConfig {
     pub stat_prefix: String,
+    /// One line per connection when it closes, per logger.
+    pub access_log: Arc<[LogFormat]>,
     pub target: TcpTarget,
     /// Closed after this long with no bytes either way; `None` when disabled with 0.
     pub idle_timeout: Option<Duration>,
@@ -77,6 +81,7 @@ impl TcpTarget {
 
 pub(crate) fn tcp_proxy(t: &TcpProxy) -> Result<TcpProxyConfig, FieldError> {
     // Each of these changes where or how bytes go; ignoring one would misroute silently.
+    #[allow(deprecated)] // The old spellings of the log options are still on the wire.
     let unsupported = [
         ("on_demand", t.on_demand.is_some()),
         ("metadata_match", t.metadata_match.is_some()),
@@ -95,8 +100,16 @@ pub(crate) fn tcp_proxy(t: &TcpProxy) -> Result<TcpProxyConfig, FieldError> {
         ("proxy_protocol_tlvs", !t.proxy_protocol_tlvs.is_empty()),
         ("upstream_connect_mode", t.upstream_connect_mode != 0),
         ("max_early_data_bytes", t.max_early_data_bytes.is_some()),
-        // Access logging for TCP is not written yet: refuse rather than drop lines.
-        ("access_log", !t.access_log.is_empty()),
+        // Periodic and on-connect log lines: only the line at close is written.
+        ("access_log_options", t.access_log_options.is_some()),
+        (
+            "access_log_flush_interval",
+            t.access_log_flush_interval.is_some(),
+        ),
+        (
+            "flush_access_log_on_connected",
+            t.flush_access_log_on_connected,
+        ),
     ];
     if let Some((field, _)) = unsupported.iter().find(|(_, set)| *set) {
         return Err(FieldError::unsupported(field));
@@ -161,6 +174,7 @@ pub(crate) fn tcp_proxy(t: &TcpProxy) -> Result<TcpProxyConfig, FieldError> {
     };
     Ok(TcpProxyConfig {
         stat_prefix: t.stat_prefix.clone(),
+        access_log: access_logs(&t.access_log)?.into(),
         target,
         idle_timeout,
         max_connect_attempts,

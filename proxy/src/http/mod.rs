@@ -21,4 +21,4 @@ pub async fn wait_true(flag: &mut tokio::sync::watch::Receiver<bool>) {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

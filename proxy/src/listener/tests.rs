@@ -166,6 +166,18 @@ fn serve(
     listener: Listener,
     clusters: Vec<xds_protos::pb::envoy::config::cluster::v3::Cluster>,
 ) -> (Arc<ProxyContext>, ListenerManager) {
+    serve_logged(
+        listener,
+        clusters,
+        AccessLogWriter::new(std::io::sink(), 16),
+    )
+}
+
+fn serve_logged(
+    listener: Listener,
+    clusters: Vec<xds_protos::pb::envoy::config::cluster::v3::Cluster>,
+    log: AccessLogWriter,
+) -> (Arc<ProxyContext>, ListenerManager) {
     let mut cache = XdsCache::default();
     let applied = cache.apply(
         type_url::LISTENER,
@@ -176,10 +188,7 @@ fn serve(
     let clusters: Vec<_> = clusters.iter().map(|c| any(type_url::CLUSTER, c)).collect();
     let applied = cache.apply(type_url::CLUSTER, "1", &clusters);
     assert!(applied.rejected.is_empty(), "{:?}", applied.rejected);
-    let ctx = ProxyContext::new(
-        AccessLogWriter::new(std::io::sink(), 16),
-        IstioMetrics::new(&SourceIdentity::default()),
-    );
+    let ctx = ProxyContext::new(log, IstioMetrics::new(&SourceIdentity::default()));
     ctx.snapshot
         .store(Arc::new(cache.build_snapshot(&ctx.snapshot.load())));
     let mut manager = ListenerManager::new(ctx.clone());
@@ -363,4 +372,106 @@ fn hand_off_targets_by_exact_address_then_wildcard() {
     assert_eq!(at("10.96.0.21:27017").as_deref(), Some("0.0.0.0_27017"));
     assert_eq!(at("10.96.0.21:8080"), None);
     assert!(snapshot.listeners.values().all(|l| l.binds().is_none()));
+}
+
+/// A TCP connection logs one line when it closes, with Envoy's TCP fields: the bytes each way,
+/// the upstream host and cluster, and the flag that explains a failure (`UH` for a cluster
+/// with no host, as Istio's `BlackHoleCluster`).
+#[tokio::test]
+async fn tcp_connections_are_logged_with_bytes_and_flags() {
+    use crate::http::tests::harness::LogLines;
+    use xds_protos::pb::envoy::config::accesslog::v3::{access_log, AccessLog};
+    use xds_protos::pb::envoy::config::core::v3::{
+        data_source, substitution_format_string, DataSource, SubstitutionFormatString,
+    };
+    use xds_protos::pb::envoy::extensions::access_loggers::stream::v3::{
+        stdout_access_log, StdoutAccessLog,
+    };
+    let echo = echo_server().await;
+    let format = "%DOWNSTREAM_LOCAL_ADDRESS% %UPSTREAM_CLUSTER% %UPSTREAM_HOST% %RESPONSE_FLAGS% %BYTES_RECEIVED% %BYTES_SENT% %PROTOCOL%\n";
+    let logger = AccessLog {
+        name: "envoy.access_loggers.stdout".into(),
+        config_type: Some(access_log::ConfigType::TypedConfig(any(
+            type_url::STDOUT_ACCESS_LOG,
+            &StdoutAccessLog {
+                access_log_format: Some(stdout_access_log::AccessLogFormat::LogFormat(
+                    SubstitutionFormatString {
+                        format: Some(substitution_format_string::Format::TextFormatSource(
+                            DataSource {
+                                specifier: Some(data_source::Specifier::InlineString(
+                                    format.into(),
+                                )),
+                                ..Default::default()
+                            },
+                        )),
+                        ..Default::default()
+                    },
+                )),
+            },
+        ))),
+        ..Default::default()
+    };
+    let logged_tcp = |cluster: &str| {
+        let tcp = TcpProxy {
+            stat_prefix: cluster.into(),
+            cluster_specifier: Some(ClusterSpecifier::Cluster(cluster.into())),
+            access_log: vec![logger.clone()],
+            ..Default::default()
+        };
+        Filter {
+            name: "envoy.filters.network.tcp_proxy".into(),
+            config_type: Some(filter::ConfigType::TypedConfig(any(
+                type_url::TCP_PROXY,
+                &tcp,
+            ))),
+        }
+    };
+    let (echo_port, hole_port) = (free_port(), free_port());
+    let by_port = |p: u16| FilterChainMatch {
+        destination_port: Some(UInt32Value {
+            value: u32::from(p),
+        }),
+        ..Default::default()
+    };
+    let listener = |name: &str, port: u16, cluster: &str| Listener {
+        name: name.into(),
+        address: Some(socket(SocketAddr::from(([127, 0, 0, 1], port)))),
+        filter_chains: vec![chain(Some(by_port(port)), logged_tcp(cluster))],
+        ..Default::default()
+    };
+    let lines = LogLines::default();
+    let writer = AccessLogWriter::new(lines.clone(), 16);
+    let (_a, _m1) = serve_logged(
+        listener("echo", echo_port, "echo"),
+        vec![static_cluster("echo", &[echo])],
+        writer.clone(),
+    );
+    let (_b, _m2) = serve_logged(
+        listener("hole", hole_port, "BlackHoleCluster"),
+        vec![static_cluster("BlackHoleCluster", &[])],
+        writer,
+    );
+    let echo_addr = SocketAddr::from(([127, 0, 0, 1], echo_port));
+    {
+        let mut s = TcpStream::connect(echo_addr).await.unwrap();
+        s.write_all(b"ping").await.unwrap();
+        let mut buf = [0u8; 9];
+        s.read_exact(&mut buf).await.unwrap();
+        s.shutdown().await.unwrap();
+        let mut rest = Vec::new();
+        tokio::time::timeout(WAIT, s.read_to_end(&mut rest))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let line = lines.line(&format!("{echo_addr} echo")).await;
+    assert_eq!(line, format!("{echo_addr} echo {echo} - 4 9 -"));
+
+    let hole_addr = SocketAddr::from(([127, 0, 0, 1], hole_port));
+    let mut s = TcpStream::connect(hole_addr).await.unwrap();
+    let mut buf = [0u8; 1];
+    let read = tokio::time::timeout(WAIT, s.read(&mut buf)).await.unwrap();
+    assert!(matches!(read, Ok(0) | Err(_)), "closed: {read:?}");
+    let line = lines.line("BlackHoleCluster").await;
+    assert_eq!(line, format!("{hole_addr} BlackHoleCluster - UH 0 0 -"));
 }

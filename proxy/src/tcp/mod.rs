@@ -9,6 +9,7 @@ pub mod relay;
 use crate::config::{Discovery, EndpointAddress, TcpProxyConfig};
 use crate::context::ProxyContext;
 use crate::downstream::{DownstreamConnection, OpenConnection};
+use crate::observe::access_log::LogRecord;
 use crate::upstream::connect::{connect_from, ConnectError};
 use crate::upstream::outlier::TryOutcome;
 use crate::upstream::Cluster;
@@ -16,6 +17,7 @@ use relay::{relay, RelayEnd, Relayed};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Instant, SystemTime};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tracing::debug;
@@ -25,16 +27,39 @@ use tracing::debug;
 pub enum TcpOutcome {
     Relayed(Relayed),
     /// The cluster the listener names is not (or not yet) known.
-    NoCluster(Arc<str>),
+    NoCluster,
     /// The cluster has no host to use (or, for `ORIGINAL_DST`, no original destination).
-    NoHealthyUpstream(Arc<str>),
+    NoHealthyUpstream,
     /// The cluster's `max_connections` circuit breaker is open.
-    Overflow(Arc<str>),
-    /// Every connect attempt failed.
-    ConnectFailed(Arc<str>),
+    Overflow,
+    /// Every connect attempt failed; the last one's reason.
+    ConnectFailed(String),
 }
 
-/// Serves a connection a listener's chain gave to its TCP proxy, until both sides are done.
+impl TcpOutcome {
+    /// Envoy's response flag for the access log: `NC`, `UH`, `UO`, `UF`, or none.
+    pub fn flag(&self) -> &'static str {
+        match self {
+            TcpOutcome::Relayed(_) => "",
+            TcpOutcome::NoCluster => "NC",
+            TcpOutcome::NoHealthyUpstream => "UH",
+            TcpOutcome::Overflow => "UO",
+            TcpOutcome::ConnectFailed(_) => "UF",
+        }
+    }
+}
+
+/// One proxied connection: where it went and how it ended.
+#[derive(Debug)]
+pub struct TcpSession {
+    pub cluster: Arc<str>,
+    /// The upstream host connected to, if one was.
+    pub upstream: Option<SocketAddr>,
+    pub outcome: TcpOutcome,
+}
+
+/// Serves a connection a listener's chain gave to its TCP proxy, until both sides are done,
+/// then writes its access log lines.
 pub async fn serve_connection<T>(
     open: OpenConnection,
     cfg: Arc<TcpProxyConfig>,
@@ -43,11 +68,48 @@ pub async fn serve_connection<T>(
 ) where
     T: AsyncRead + AsyncWrite + Unpin,
 {
-    let outcome = serve(open.ctx(), &cfg, io, conn.original_dst).await;
+    let started = SystemTime::now();
+    let clock = Instant::now();
+    let session = serve(open.ctx(), &cfg, io, conn.original_dst).await;
     debug!(
         listener = %conn.listener, peer = %conn.peer, destination = %conn.local,
-        stat_prefix = %cfg.stat_prefix, ?outcome, "tcp connection done"
+        stat_prefix = %cfg.stat_prefix, ?session, "tcp connection done"
     );
+    if cfg.access_log.is_empty() {
+        return;
+    }
+    let relayed = match &session.outcome {
+        TcpOutcome::Relayed(r) => *r,
+        _ => Relayed::default(),
+    };
+    let upstream_host = session.upstream.map(|a| a.to_string()).unwrap_or_default();
+    let transport_failure = match &session.outcome {
+        TcpOutcome::ConnectFailed(reason) => reason.as_str(),
+        _ => "",
+    };
+    let record = LogRecord {
+        start: started,
+        protocol: "",
+        status: 0,
+        flags: session.outcome.flag(),
+        details: "",
+        transport_failure,
+        bytes_received: relayed.downstream_to_upstream,
+        bytes_sent: relayed.upstream_to_downstream,
+        duration_ms: clock.elapsed().as_millis() as u64,
+        upstream_host: &upstream_host,
+        upstream_cluster: &session.cluster,
+        downstream_local: Some(conn.local),
+        downstream_remote: conn.peer,
+        route_name: "",
+        grpc_status: None,
+        attempts: 0,
+        request: &[],
+        response: &[],
+    };
+    for format in cfg.access_log.iter() {
+        open.ctx().access_log.log(format, &record);
+    }
 }
 
 /// Relays one accepted connection according to `cfg`; returns when both sides are done.
@@ -56,36 +118,48 @@ pub async fn serve<T>(
     cfg: &TcpProxyConfig,
     downstream: T,
     original_dst: Option<SocketAddr>,
-) -> TcpOutcome
+) -> TcpSession
 where
     T: AsyncRead + AsyncWrite + Unpin,
 {
     let snapshot = ctx.snapshot.load_full();
     let roll = rand::random_range(0..cfg.target.total());
     let name = cfg.target.pick(roll).clone();
+    let session = |upstream, outcome| TcpSession {
+        cluster: name.clone(),
+        upstream,
+        outcome,
+    };
     let Some(cluster) = snapshot.cluster(&name).cloned() else {
-        return TcpOutcome::NoCluster(name);
+        return session(None, TcpOutcome::NoCluster);
     };
     let limits = cluster.runtime.limits.clone();
     if !limits.try_connection() {
-        return TcpOutcome::Overflow(name);
+        cluster
+            .runtime
+            .stats
+            .cx_overflow
+            .fetch_add(1, Ordering::Relaxed);
+        return session(None, TcpOutcome::Overflow);
     }
     let upstream = connect_upstream(&cluster, cfg.max_connect_attempts, original_dst).await;
-    let outcome = match upstream {
-        Ok(upstream) => TcpOutcome::Relayed(relay(downstream, upstream, cfg.idle_timeout).await),
-        Err(Failure::NoHost) => TcpOutcome::NoHealthyUpstream(name),
+    let done = match upstream {
+        Ok(upstream) => {
+            let peer = upstream.peer_addr().ok();
+            let relayed = relay(downstream, upstream, cfg.idle_timeout).await;
+            if relayed.end == RelayEnd::IdleTimeout {
+                debug!(cluster = %cluster.name, "tcp proxy: idle timeout");
+            }
+            session(peer, TcpOutcome::Relayed(relayed))
+        }
+        Err(Failure::NoHost) => session(None, TcpOutcome::NoHealthyUpstream),
         Err(Failure::Connect(e)) => {
             debug!(cluster = %cluster.name, error = %e, "tcp proxy: upstream connect failed");
-            TcpOutcome::ConnectFailed(name)
+            session(None, TcpOutcome::ConnectFailed(e.to_string()))
         }
     };
     limits.connection_closed();
-    if let TcpOutcome::Relayed(r) = &outcome {
-        if r.end == RelayEnd::IdleTimeout {
-            debug!(cluster = %cluster.name, "tcp proxy: idle timeout");
-        }
-    }
-    outcome
+    done
 }
 
 enum Failure {

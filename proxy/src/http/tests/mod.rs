@@ -4,7 +4,7 @@
 mod access_log;
 mod downstream;
 mod faults_and_cors;
-mod harness;
+pub(crate) mod harness;
 mod metrics;
 mod mutations_and_mirrors;
 mod raw_http2;
