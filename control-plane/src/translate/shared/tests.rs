@@ -65,7 +65,8 @@ fn translation_count_does_not_grow_with_proxies_of_one_class() {
         TranslationCounts {
             node_independent: 1,
             listeners: 1,
-            routes: 1
+            routes: 1,
+            inbound: 0,
         }
     );
     assert_eq!(counts_for(50), one);

@@ -1,0 +1,1 @@
+//! Sidecar-mode translation tests.
