@@ -1,7 +1,8 @@
 //! Istio's MeshConfig, read from the YAML file given to `weftd --mesh-config`: the tracing
 //! providers (`extensionProviders`), which one is the default (`defaultProviders.tracing`), the
-//! default sampling percentage (`defaultConfig.tracing.sampling`), and the root namespace whose
-//! Telemetry resources are mesh-wide.
+//! default sampling percentage (`defaultConfig.tracing.sampling`), the root namespace whose
+//! Telemetry resources are mesh-wide, and where sidecars send traffic for destinations outside
+//! the registry (`outboundTrafficPolicy.mode`: ALLOW_ANY, the default, or REGISTRY_ONLY).
 //!
 //! Everything else a MeshConfig may hold is accepted and reported as not applied, so an
 //! operator copying istiod's file sees what weft ignores. Only `opentelemetry` providers are

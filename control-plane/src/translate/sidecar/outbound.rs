@@ -41,6 +41,15 @@ use xds_protos::type_url::HTTP_INSPECTOR;
 const VIRTUAL_OUTBOUND_BLACKHOLE_CHAIN: &str = "virtualOutbound-blackhole";
 
 pub fn listeners(mesh: &MeshSnapshot, node: &NodeIdentity) -> Vec<Listener> {
+    for svc in &mesh.registry.services {
+        for sp in svc.ports.iter().filter(|sp| is_capture_port(sp.number)) {
+            ::tracing::warn!(
+                service = %svc.hostname,
+                port = sp.number,
+                "service port is a sidecar capture port: sidecars get no listener for it"
+            );
+        }
+    }
     let mut out = vec![virtual_outbound(mesh)];
     for (port, services) in services_by_port(mesh) {
         out.extend(port_listeners(mesh, node, port, &services));
@@ -88,15 +97,7 @@ pub(super) fn services_by_port(
 ) -> BTreeMap<u32, Vec<(&Service, PortProtocol)>> {
     let mut by_port: BTreeMap<u32, Vec<(&Service, PortProtocol)>> = BTreeMap::new();
     for svc in &mesh.registry.services {
-        for sp in &svc.ports {
-            if sp.number == OUTBOUND_CAPTURE_PORT || sp.number == INBOUND_CAPTURE_PORT {
-                ::tracing::warn!(
-                    service = %svc.hostname,
-                    port = sp.number,
-                    "service port is a sidecar capture port: sidecars get no listener for it"
-                );
-                continue;
-            }
+        for sp in svc.ports.iter().filter(|sp| !is_capture_port(sp.number)) {
             by_port
                 .entry(sp.number)
                 .or_default()
@@ -104,6 +105,10 @@ pub(super) fn services_by_port(
         }
     }
     by_port
+}
+
+fn is_capture_port(port: u32) -> bool {
+    port == OUTBOUND_CAPTURE_PORT || port == INBOUND_CAPTURE_PORT
 }
 
 /// A non-HTTP destination of a listener: a service, and the destination addresses that pick
