@@ -167,6 +167,14 @@ fn port_listeners(
     let mut unmatched = None;
     for (svc, protocol) in unaddressed {
         if unmatched.is_none() {
+            // Its endpoints stay its own: a later service listing the same IP cannot take them.
+            for r in svc
+                .endpoints
+                .iter()
+                .filter_map(|ep| cidr_range(&ep.address))
+            {
+                claimed.claim(&r, svc, port);
+            }
             unmatched = Some(TcpTarget {
                 svc,
                 protocol,

@@ -577,3 +577,85 @@ fn a_sidecar_gets_inbound_and_passthrough_clusters_beside_the_shared_ones() {
     assert_eq!(names(&local, LISTENER), ["virtualOutbound"]);
     assert_eq!(names(&local, ROUTE), ["http_proxy"]);
 }
+
+#[test]
+fn vips_cidr_blocks_and_shared_addresses_each_get_one_destination() {
+    let extra = r#"
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: db, namespace: default}
+spec:
+  hosts: [db.default.svc.cluster.local]
+  addresses: [10.96.0.40]
+  ports: [{number: 5432, name: pg}]
+  resolution: STATIC
+  endpoints: [{address: 10.0.0.40}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: db2, namespace: default}
+spec:
+  hosts: [db2.default.svc.cluster.local]
+  addresses: [10.96.0.40, 10.10.0.0/16]
+  ports: [{number: 5432, name: pg, protocol: TCP}]
+  resolution: STATIC
+  endpoints: [{address: 10.0.0.41}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: c-redis, namespace: default}
+spec:
+  hosts: [c-redis.default.svc.cluster.local]
+  ports: [{number: 6379, name: redis, protocol: TCP}]
+  resolution: STATIC
+  endpoints: [{address: 10.0.0.8}, {address: 10.0.0.10}]
+"#;
+    let r = translate(&mesh(&[MESH, extra]), &sidecar("10.0.0.1", "default"));
+    // An undeclared protocol on a VIP sniffs there; the second claim of the VIP loses.
+    let l: Listener = decode(&r, LISTENER, "10.96.0.40_5432");
+    assert_eq!(
+        listener_filter_names(&l),
+        ["envoy.filters.listener.http_inspector"]
+    );
+    assert_eq!(rds_name(&hcm(&l.filter_chains[0])), "5432");
+    assert_eq!(
+        hcm(&l.filter_chains[0]).stat_prefix,
+        "outbound_10.96.0.40_5432"
+    );
+    assert_eq!(
+        tcp_proxy_cluster(&l.filter_chains[1]),
+        "outbound|5432||db.default.svc.cluster.local"
+    );
+    // The CIDR block is a chain on the wildcard listener.
+    let l: Listener = decode(&r, LISTENER, "0.0.0.0_5432");
+    assert_eq!(l.filter_chains.len(), 1);
+    assert_eq!(prefixes(&l.filter_chains[0]), ["10.10.0.0/16"]);
+    assert_eq!(
+        tcp_proxy_cluster(&l.filter_chains[0]),
+        "outbound|5432||db2.default.svc.cluster.local"
+    );
+    // c-redis shares 10.0.0.8 with a-redis, which keeps it.
+    let l: Listener = decode(&r, LISTENER, "0.0.0.0_6379");
+    let chains: Vec<(Vec<String>, String)> = l
+        .filter_chains
+        .iter()
+        .map(|c| (prefixes(c), tcp_proxy_cluster(c)))
+        .collect();
+    assert_eq!(
+        chains,
+        [
+            (
+                vec!["10.0.0.9/32".to_string()],
+                "outbound|6379||b-redis.default.svc.cluster.local".to_string()
+            ),
+            (
+                vec!["10.0.0.10/32".to_string()],
+                "outbound|6379||c-redis.default.svc.cluster.local".to_string()
+            ),
+            (
+                vec![],
+                "outbound|6379||a-redis.default.svc.cluster.local".to_string()
+            ),
+        ]
+    );
+}
