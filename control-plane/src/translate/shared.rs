@@ -58,8 +58,9 @@ struct NodeIndependent {
 
 type Slot = Arc<OnceLock<Arc<NamedResources>>>;
 
-/// What a sidecar's inbound half is translated from.
-type InboundClass = Vec<InboundPort>;
+/// What a sidecar's inbound half is translated from: the ports the pod serves, and the part
+/// of the proxy that tracing reads (see [`MeshSnapshot::tracing_class`]).
+type InboundClass = (Vec<InboundPort>, NodeIdentity);
 
 /// A sidecar's inbound half: `virtualInbound`, and every cluster it has (the shared ones, the
 /// passthrough ones and its `inbound|PORT||`).
@@ -115,7 +116,8 @@ impl MeshSnapshot {
         out.set_type(ENDPOINT, shared.endpoints.clone());
         out.set_type(ROUTE, self.routes_of(node));
         if node.mode == ProxyMode::Sidecar {
-            let class = sidecar::inbound::inbound_ports(self, &node.instance_ip());
+            let ports = sidecar::inbound::inbound_ports(self, &node.instance_ip());
+            let class = (ports, self.tracing_class(node));
             let inbound = self.inbound_of(&class);
             out.set_type(CLUSTER, inbound.clusters.clone());
             out.set_type(LISTENER, self.sidecar_listeners_of(node, class, &inbound));
@@ -199,15 +201,21 @@ impl MeshSnapshot {
 
     /// The part of `node` its listeners (a sidecar's outbound ones) are translated from.
     fn listener_class(&self, node: &NodeIdentity) -> NodeIdentity {
-        let mut class = NodeIdentity {
+        NodeIdentity {
             // A sidecar's listeners are at the capture ports, wherever it says it listens.
             outbound_addr: match node.mode {
                 ProxyMode::Local => node.outbound_addr.clone(),
                 ProxyMode::Sidecar => None,
             },
             mode: node.mode,
-            ..Default::default()
-        };
+            ..self.tracing_class(node)
+        }
+    }
+
+    /// The part of `node` its connection managers' tracing reads: nothing unless the mesh
+    /// config has a tracing provider.
+    fn tracing_class(&self, node: &NodeIdentity) -> NodeIdentity {
+        let mut class = NodeIdentity::default();
         let mc = &self.options.mesh_config;
         if mc.enable_tracing && !mc.tracing_providers.is_empty() {
             let keys: BTreeSet<&str> = super::tracing::label_keys(self).collect();
@@ -260,13 +268,14 @@ impl MeshSnapshot {
         cell.get_or_init(|| {
             self.cache.counts.inbound.fetch_add(1, Ordering::Relaxed);
             let mut listener = NamedResources::new();
-            let l = sidecar::inbound::listener(self, class);
+            let (ports, tracing) = class;
+            let l = sidecar::inbound::listener(self, tracing, ports);
             let any = xds_protos::any::pack(LISTENER, &l);
             listener.insert(l.name, Arc::new(VersionedResource::new(any)));
             let mut clusters = (*self.node_independent().clusters).clone();
             let own = sidecar::passthrough::clusters()
                 .into_iter()
-                .chain(sidecar::inbound::clusters(class));
+                .chain(sidecar::inbound::clusters(ports));
             for c in own {
                 let any = xds_protos::any::pack(CLUSTER, &c);
                 clusters.insert(c.name, Arc::new(VersionedResource::new(any)));

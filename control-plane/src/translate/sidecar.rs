@@ -43,6 +43,7 @@ pub fn listeners(mesh: &MeshSnapshot, node: &NodeIdentity) -> Vec<Listener> {
     let mut out = outbound::listeners(mesh, node);
     out.push(inbound::listener(
         mesh,
+        node,
         &inbound::inbound_ports(mesh, &node.instance_ip()),
     ));
     out

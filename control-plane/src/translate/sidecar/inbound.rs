@@ -14,11 +14,13 @@ use super::super::names::{
     HTTP_INSPECTOR_FILTER, INBOUND_CAPTURE_PORT, INBOUND_PASSTHROUGH_CLUSTER, ORIGINAL_DST_FILTER,
     OUTBOUND_CAPTURE_PORT, ROUTER_FILTER, TLS_INSPECTOR_FILTER, VIRTUAL_INBOUND,
 };
+use super::super::tracing::{hcm_tracing_side, Side};
 use super::super::MeshSnapshot;
 use super::{chains_for, listener_filter, tcp_proxy_filter, uint32};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use xds_protos::any::pack;
+use xds_protos::node::NodeIdentity;
 use xds_protos::pb::envoy::config::cluster::v3::cluster::{ClusterDiscoveryType, DiscoveryType};
 use xds_protos::pb::envoy::config::cluster::v3::Cluster;
 use xds_protos::pb::envoy::config::core::v3::{Http2ProtocolOptions, TrafficDirection};
@@ -97,7 +99,7 @@ pub fn inbound_ports(mesh: &MeshSnapshot, instance_ip: &str) -> Vec<InboundPort>
 /// `virtualInbound`: a chain per workload port, matched on the destination port; connections
 /// to 15006 itself go nowhere; every other port passes through to the application as
 /// addressed.
-pub fn listener(mesh: &MeshSnapshot, ports: &[InboundPort]) -> Listener {
+pub fn listener(mesh: &MeshSnapshot, node: &NodeIdentity, ports: &[InboundPort]) -> Listener {
     let mut filter_chains = vec![FilterChain {
         name: super::super::names::VIRTUAL_INBOUND_BLACKHOLE_CHAIN.to_string(),
         filter_chain_match: Some(FilterChainMatch {
@@ -116,7 +118,7 @@ pub fn listener(mesh: &MeshSnapshot, ports: &[InboundPort]) -> Listener {
                 destination_port: uint32(p.port),
                 ..Default::default()
             },
-            || hcm_filter(&inbound_hcm(mesh, p.port)),
+            || hcm_filter(&inbound_hcm(mesh, node, p.port)),
             || tcp_proxy_filter(&cluster),
         ));
     }
@@ -152,8 +154,8 @@ pub fn listener(mesh: &MeshSnapshot, ports: &[InboundPort]) -> Listener {
 /// The connection manager of an inbound HTTP port: every request to the application, with an
 /// inline route configuration as istiod writes it (`inbound|PORT||`, virtual host
 /// `inbound|http|PORT`). Its routes have no timeout: the caller's sidecar enforces the
-/// route's.
-fn inbound_hcm(mesh: &MeshSnapshot, port: u32) -> HttpConnectionManager {
+/// route's. It reports the server side's spans.
+fn inbound_hcm(mesh: &MeshSnapshot, node: &NodeIdentity, port: u32) -> HttpConnectionManager {
     let cluster = inbound_cluster(port);
     let route = Route {
         name: "default".to_string(),
@@ -191,6 +193,7 @@ fn inbound_hcm(mesh: &MeshSnapshot, port: u32) -> HttpConnectionManager {
             ..Default::default()
         }],
         access_log: access_log(mesh),
+        tracing: hcm_tracing_side(mesh, node, Side::Server),
         ..Default::default()
     }
 }

@@ -659,3 +659,40 @@ spec:
         ]
     );
 }
+
+#[test]
+fn inbound_reports_server_spans_with_the_entries_covering_server() {
+    let mesh_config = "
+extensionProviders:
+- name: otel
+  opentelemetry: {service: 127.0.0.1, port: 4317}
+defaultProviders: {tracing: [otel]}
+defaultConfig: {tracing: {sampling: 5}}
+";
+    let server_only = "
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: server, namespace: default}
+spec:
+  tracing:
+  - match: {mode: SERVER}
+    randomSamplingPercentage: 100
+";
+    let sampling = |r: &Resources, listener: &str, chain: usize| {
+        let l: Listener = decode(r, LISTENER, listener);
+        hcm(&l.filter_chains[chain])
+            .tracing
+            .and_then(|t| t.random_sampling)
+            .map(|p| p.value)
+    };
+    let m = with_mesh_config(&[MESH, server_only], mesh_config);
+    let n = sidecar("10.0.0.1", "default");
+    let r = translate(&m, &n);
+    assert_eq!(m.generate_shared(&n), r);
+    // virtualInbound's chain 3 is reviews' port 9080 (see inbound_serves_only_...).
+    assert_eq!(sampling(&r, "virtualInbound", 3), Some(100.0));
+    assert_eq!(sampling(&r, "0.0.0.0_9080", 0), Some(5.0), "client side");
+    // Without a provider, nothing traces.
+    let r = translate(&mesh(&[MESH, server_only]), &n);
+    assert_eq!(sampling(&r, "virtualInbound", 3), None);
+}
