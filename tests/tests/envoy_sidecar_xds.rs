@@ -179,7 +179,7 @@ async fn dumped(envoy: &Proxy, resource: &str, field: &str) -> (Vec<String>, Vec
     (names, errors)
 }
 
-async fn check_sidecar(mesh: &Mesh, unclaimed_vhost: &str) {
+async fn check_sidecar(mesh: &Mesh, unclaimed_vhost: &str, traced: bool) {
     let envoy = mesh
         .start_envoy_with(
             "reviews-v1",
@@ -192,6 +192,16 @@ async fn check_sidecar(mesh: &Mesh, unclaimed_vhost: &str) {
     let (listeners, errors) = dumped(&envoy, "dynamic_listeners", "listener").await;
     assert!(errors.is_empty(), "{errors:#?}");
     assert_eq!(listeners, LISTENERS);
+
+    let inbound = envoy
+        .admin_get("/config_dump?resource=dynamic_listeners&name_regex=virtualInbound")
+        .await
+        .body;
+    assert_eq!(
+        inbound.contains("envoy.tracers.opentelemetry"),
+        traced,
+        "{inbound}"
+    );
 
     let (clusters, errors) = dumped(&envoy, "dynamic_active_clusters", "cluster").await;
     assert!(errors.is_empty(), "{errors:#?}");
@@ -236,13 +246,16 @@ async fn envoy_as_a_sidecar_acks_weftds_sidecar_layout() {
     let mut mesh = Mesh::new();
     mesh.write("mesh.yaml", MESH);
     mesh.start_weftd().await;
-    check_sidecar(&mesh, "allow_any").await;
+    check_sidecar(&mesh, "allow_any", false).await;
     mesh.kill_weftd();
 
     let mesh_config = mesh.logs.path().join("meshconfig.yaml");
+    // With a tracing provider too, so Envoy also validates the inbound (server-side) tracing.
     std::fs::write(
         &mesh_config,
-        "outboundTrafficPolicy:\n  mode: REGISTRY_ONLY\n",
+        "outboundTrafficPolicy:\n  mode: REGISTRY_ONLY\n\
+         extensionProviders:\n- name: otel\n  opentelemetry: {service: 127.0.0.1, port: 4317}\n\
+         defaultProviders: {tracing: [otel]}\n",
     )
     .expect("write mesh config");
     mesh.weftd_args = vec![
@@ -250,5 +263,5 @@ async fn envoy_as_a_sidecar_acks_weftds_sidecar_layout() {
         mesh_config.display().to_string(),
     ];
     mesh.start_weftd().await;
-    check_sidecar(&mesh, "block_all").await;
+    check_sidecar(&mesh, "block_all", true).await;
 }
