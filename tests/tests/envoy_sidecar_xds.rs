@@ -1,6 +1,7 @@
 //! weftd's sidecar-mode translation is valid Envoy config: a real Envoy, bootstrapped as a
 //! sidecar (`weftctl bootstrap-envoy --mode sidecar --ip ...`), ACKs every resource weftd
-//! sends it, under both outbound traffic policies, and runs istiod's listener layout.
+//! sends it, under both outbound traffic policies and over both ADS flavours, and runs
+//! istiod's listener layout.
 //!
 //! The Envoy binds 0.0.0.0:15001 and 0.0.0.0:15006, as a sidecar does, so the two policies
 //! run one after the other in one test rather than as two tests that could overlap.
@@ -113,7 +114,7 @@ const LISTENERS: [&str; 7] = [
 
 /// Waits until weftd records that the Envoy ACKed the version it was last sent of every type,
 /// and checks that nothing was NACKed.
-async fn all_acked(mesh: &Mesh, envoy: &Proxy) {
+async fn all_acked(mesh: &Mesh, envoy: &Proxy, protocol: &str) {
     let node_id = envoy.node_id.clone();
     let syncz = eventually(
         "the sidecar Envoy ACKs every type",
@@ -127,6 +128,7 @@ async fn all_acked(mesh: &Mesh, envoy: &Proxy) {
                     .iter()
                     .find(|p| p["node_id"] == node_id.as_str())?
                     .clone();
+                assert_eq!(proxy["protocol"], protocol, "{proxy:#}");
                 let types = proxy["types"].as_object()?;
                 let acked = types.len() == 4
                     && types.values().all(|t| {
@@ -179,15 +181,13 @@ async fn dumped(envoy: &Proxy, resource: &str, field: &str) -> (Vec<String>, Vec
     (names, errors)
 }
 
-async fn check_sidecar(mesh: &Mesh, unclaimed_vhost: &str, traced: bool) {
-    let envoy = mesh
-        .start_envoy_with(
-            "reviews-v1",
-            "default",
-            &["--mode", "sidecar", "--ip", POD_IP],
-        )
-        .await;
-    all_acked(mesh, &envoy).await;
+async fn check_sidecar(mesh: &Mesh, unclaimed_vhost: &str, traced: bool, delta: bool) {
+    let mut flags = vec!["--mode", "sidecar", "--ip", POD_IP];
+    if delta {
+        flags.push("--delta");
+    }
+    let envoy = mesh.start_envoy_with("reviews-v1", "default", &flags).await;
+    all_acked(mesh, &envoy, if delta { "delta" } else { "sotw" }).await;
 
     let (listeners, errors) = dumped(&envoy, "dynamic_listeners", "listener").await;
     assert!(errors.is_empty(), "{errors:#?}");
@@ -246,7 +246,7 @@ async fn envoy_as_a_sidecar_acks_weftds_sidecar_layout() {
     let mut mesh = Mesh::new();
     mesh.write("mesh.yaml", MESH);
     mesh.start_weftd().await;
-    check_sidecar(&mesh, "allow_any", false).await;
+    check_sidecar(&mesh, "allow_any", false, false).await;
     mesh.kill_weftd();
 
     let mesh_config = mesh.logs.path().join("meshconfig.yaml");
@@ -263,5 +263,6 @@ async fn envoy_as_a_sidecar_acks_weftds_sidecar_layout() {
         mesh_config.display().to_string(),
     ];
     mesh.start_weftd().await;
-    check_sidecar(&mesh, "block_all", true).await;
+    // And over delta ADS.
+    check_sidecar(&mesh, "block_all", true, true).await;
 }
