@@ -12,10 +12,10 @@
 //!   `sourceNamespace` matches) and the values of the labels that some VirtualService's
 //!   `sourceLabels` names. Other labels cannot change a route, so they are not in the key;
 //! - a sidecar's outbound listeners read what local mode's listener reads except the
-//!   listener address; its inbound listener and clusters read only the list of ports the
-//!   pod serves ([`sidecar::inbound::inbound_ports`]), not the pod's IP, so replicas of a
-//!   workload share them too. A sidecar's listener and cluster maps are the union of two
-//!   shared parts, kept per pair of classes.
+//!   listener address; its clusters read only the list of ports the pod serves
+//!   ([`sidecar::inbound::inbound_ports`]), not the pod's IP, so replicas of a workload share
+//!   them, and its inbound listener reads those ports and what tracing reads. A sidecar's
+//!   listener map is the union of two shared parts, kept per pair of classes.
 //!
 //! The caches live in the snapshot, so a new configuration starts empty and the old entries go
 //! with the old snapshot once no session holds it. Work for a class happens at most once even
@@ -47,7 +47,7 @@ pub struct TranslationCounts {
     pub node_independent: u64,
     pub listeners: u64,
     pub routes: u64,
-    /// Sidecars' inbound halves (the `virtualInbound` listener and the inbound clusters).
+    /// Sidecars' `virtualInbound` listeners.
     pub inbound: u64,
 }
 
@@ -58,17 +58,10 @@ struct NodeIndependent {
 
 type Slot = Arc<OnceLock<Arc<NamedResources>>>;
 
-/// What a sidecar's inbound half is translated from: the ports the pod serves, and the part
-/// of the proxy that tracing reads (see [`MeshSnapshot::tracing_class`]).
+/// What a sidecar's `virtualInbound` is translated from: the ports the pod serves, and the
+/// part of the proxy that tracing reads (see [`MeshSnapshot::tracing_class`]). Its clusters
+/// depend on the ports only.
 type InboundClass = (Vec<InboundPort>, NodeIdentity);
-
-/// A sidecar's inbound half: `virtualInbound`, and every cluster it has (the shared ones, the
-/// passthrough ones and its `inbound|PORT||`).
-#[derive(Clone)]
-struct Inbound {
-    listener: Arc<NamedResources>,
-    clusters: Arc<NamedResources>,
-}
 
 /// The per-snapshot caches.
 #[derive(Default)]
@@ -76,7 +69,10 @@ pub(super) struct TranslationCache {
     node_independent: OnceLock<NodeIndependent>,
     listeners: Mutex<HashMap<NodeIdentity, Slot>>,
     routes: Mutex<HashMap<RouteClass, Slot>>,
-    inbound: Mutex<HashMap<InboundClass, Arc<OnceLock<Inbound>>>>,
+    inbound_listener: Mutex<HashMap<InboundClass, Slot>>,
+    /// Every cluster of the sidecars serving these ports: the shared ones, the passthrough
+    /// ones and their `inbound|PORT||`.
+    sidecar_clusters: Mutex<HashMap<Vec<InboundPort>, Slot>>,
     /// A sidecar's outbound listeners joined with its inbound one, per pair of classes.
     sidecar_listeners: Mutex<HashMap<(NodeIdentity, InboundClass), Slot>>,
     /// Every label key a `sourceLabels` match names.
@@ -117,10 +113,9 @@ impl MeshSnapshot {
         out.set_type(ROUTE, self.routes_of(node));
         if node.mode == ProxyMode::Sidecar {
             let ports = sidecar::inbound::inbound_ports(self, &node.instance_ip());
+            out.set_type(CLUSTER, self.sidecar_clusters_of(&ports));
             let class = (ports, self.tracing_class(node));
-            let inbound = self.inbound_of(&class);
-            out.set_type(CLUSTER, inbound.clusters.clone());
-            out.set_type(LISTENER, self.sidecar_listeners_of(node, class, &inbound));
+            out.set_type(LISTENER, self.sidecar_listeners_of(node, class));
         } else {
             out.set_type(CLUSTER, shared.clusters.clone());
             out.set_type(LISTENER, self.listeners_of(node));
@@ -259,19 +254,26 @@ impl MeshSnapshot {
 }
 
 impl MeshSnapshot {
-    /// The inbound half of the sidecars serving `class`'s ports.
-    fn inbound_of(&self, class: &InboundClass) -> Inbound {
-        let cell = {
-            let mut guard = lock(&self.cache.inbound);
-            guard.entry(class.clone()).or_default().clone()
-        };
-        cell.get_or_init(|| {
+    /// The `virtualInbound` of the sidecars of `class`.
+    fn inbound_listener_of(&self, class: &InboundClass) -> Arc<NamedResources> {
+        let slot = slot(&self.cache.inbound_listener, class.clone());
+        slot.get_or_init(|| {
             self.cache.counts.inbound.fetch_add(1, Ordering::Relaxed);
-            let mut listener = NamedResources::new();
             let (ports, tracing) = class;
             let l = sidecar::inbound::listener(self, tracing, ports);
             let any = xds_protos::any::pack(LISTENER, &l);
-            listener.insert(l.name, Arc::new(VersionedResource::new(any)));
+            Arc::new(NamedResources::from([(
+                l.name,
+                Arc::new(VersionedResource::new(any)),
+            )]))
+        })
+        .clone()
+    }
+
+    /// Every cluster of the sidecars serving `ports`.
+    fn sidecar_clusters_of(&self, ports: &[InboundPort]) -> Arc<NamedResources> {
+        let slot = slot(&self.cache.sidecar_clusters, ports.to_vec());
+        slot.get_or_init(|| {
             let mut clusters = (*self.node_independent().clusters).clone();
             let own = sidecar::passthrough::clusters()
                 .into_iter()
@@ -280,10 +282,7 @@ impl MeshSnapshot {
                 let any = xds_protos::any::pack(CLUSTER, &c);
                 clusters.insert(c.name, Arc::new(VersionedResource::new(any)));
             }
-            Inbound {
-                listener: Arc::new(listener),
-                clusters: Arc::new(clusters),
-            }
+            Arc::new(clusters)
         })
         .clone()
     }
@@ -294,26 +293,18 @@ impl MeshSnapshot {
         &self,
         node: &NodeIdentity,
         class: InboundClass,
-        inbound: &Inbound,
     ) -> Arc<NamedResources> {
+        let inbound = self.inbound_listener_of(&class);
         let slot = slot(
             &self.cache.sidecar_listeners,
             (self.listener_class(node), class),
         );
         slot.get_or_init(|| {
             let mut all = (*self.listeners_of(node)).clone();
-            all.extend(inbound.listener.iter().map(|(k, v)| (k.clone(), v.clone())));
+            all.extend(inbound.iter().map(|(k, v)| (k.clone(), v.clone())));
             Arc::new(all)
         })
         .clone()
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        // A panic while holding one of these locks cannot leave the map inconsistent.
-        Err(poisoned) => poisoned.into_inner(),
     }
 }
 

@@ -210,3 +210,39 @@ fn sidecars_and_local_proxies_are_different_classes() {
     assert_eq!(m.translation_counts().routes, 2);
     assert_eq!(m.translation_counts().listeners, 2);
 }
+
+#[test]
+fn with_tracing_sidecars_of_other_workloads_share_clusters_not_the_inbound_listener() {
+    let mesh_config = crate::model::parse_mesh_config(
+        std::path::Path::new("mesh.yaml"),
+        "extensionProviders:\n- name: otel\n  opentelemetry: {service: 127.0.0.1, port: 4317}\n\
+         defaultProviders: {tracing: [otel]}\n",
+    )
+    .expect("mesh config")
+    .config;
+    let base = mesh(&[BOOKINFO]);
+    let m = MeshSnapshot::new(
+        base.config,
+        super::super::TranslateOptions {
+            mesh_config: Arc::new(mesh_config),
+            ..Default::default()
+        },
+    );
+    let mut a = pod(1, "127.0.0.1");
+    let mut b = pod(2, "127.0.0.1");
+    a.labels.insert("app".into(), "reviews".into());
+    b.labels.insert("app".into(), "ratings".into());
+    let (ra, rb) = (m.generate_shared(&a), m.generate_shared(&b));
+    assert_eq!(ra, translate(&m, &a));
+    assert_eq!(rb, translate(&m, &b));
+    assert!(Arc::ptr_eq(
+        ra.shared_of_type(CLUSTER).unwrap(),
+        rb.shared_of_type(CLUSTER).unwrap()
+    ));
+    assert_ne!(
+        ra.get(LISTENER, "virtualInbound"),
+        rb.get(LISTENER, "virtualInbound"),
+        "each reports spans as its own service"
+    );
+    assert_eq!(m.translation_counts().inbound, 2);
+}
