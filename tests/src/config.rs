@@ -199,14 +199,19 @@ impl Mesh {
     /// so they run only when asked for (`cargo test -- --include-ignored`, as CI does), and
     /// then they do their work or fail.
     pub async fn start_envoy(&self, workload: &str, namespace: &str, delta: bool) -> Proxy {
+        let flags: &[&str] = if delta { &["--delta"] } else { &[] };
+        self.start_envoy_with(workload, namespace, flags).await
+    }
+
+    /// [`Mesh::start_envoy`] with more `weftctl bootstrap-envoy` flags, e.g.
+    /// `["--mode", "sidecar", "--ip", "10.0.0.1"]`.
+    pub async fn start_envoy_with(&self, workload: &str, namespace: &str, flags: &[&str]) -> Proxy {
         let envoy = envoy_binary();
         let outbound: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
         let (node_id, mut args) = self.identity_args(workload, namespace, outbound, admin);
         args.insert(0, "bootstrap-envoy".into());
-        if delta {
-            args.push("--delta".into());
-        }
+        args.extend(flags.iter().map(|f| f.to_string()));
         let out = std::process::Command::new(bin("weftctl"))
             .args(&args)
             .output()

@@ -1,7 +1,8 @@
 //! Istio's MeshConfig, read from the YAML file given to `weftd --mesh-config`: the tracing
 //! providers (`extensionProviders`), which one is the default (`defaultProviders.tracing`), the
-//! default sampling percentage (`defaultConfig.tracing.sampling`), and the root namespace whose
-//! Telemetry resources are mesh-wide.
+//! default sampling percentage (`defaultConfig.tracing.sampling`), the root namespace whose
+//! Telemetry resources are mesh-wide, and where sidecars send traffic for destinations outside
+//! the registry (`outboundTrafficPolicy.mode`: ALLOW_ANY, the default, or REGISTRY_ONLY).
 //!
 //! Everything else a MeshConfig may hold is accepted and reported as not applied, so an
 //! operator copying istiod's file sees what weft ignores. Only `opentelemetry` providers are
@@ -39,6 +40,19 @@ pub struct MeshConfig {
     pub default_sampling: f64,
     /// `enableTracing` (default true): false turns tracing off whatever else says.
     pub enable_tracing: bool,
+    /// `outboundTrafficPolicy.mode`: where a sidecar sends traffic for destinations the
+    /// registry does not know.
+    pub outbound_traffic_policy: OutboundTrafficPolicy,
+}
+
+/// Istio's `outboundTrafficPolicy.mode`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum OutboundTrafficPolicy {
+    /// Unknown destinations are reached as addressed (`PassthroughCluster`): Istio's default.
+    #[default]
+    AllowAny,
+    /// Only the registry's services are reachable; anything else goes to `BlackHoleCluster`.
+    RegistryOnly,
 }
 
 impl Default for MeshConfig {
@@ -49,6 +63,7 @@ impl Default for MeshConfig {
             default_tracing_provider: None,
             default_sampling: DEFAULT_SAMPLING,
             enable_tracing: true,
+            outbound_traffic_policy: OutboundTrafficPolicy::AllowAny,
         }
     }
 }
@@ -86,6 +101,16 @@ struct RawMeshConfig {
     default_providers: RawDefaultProviders,
     #[serde(default)]
     default_config: RawProxyConfig,
+    #[serde(default)]
+    outbound_traffic_policy: Option<RawOutboundTrafficPolicy>,
+    #[serde(flatten)]
+    other: BTreeMap<String, serde_yaml_ng::Value>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawOutboundTrafficPolicy {
+    #[serde(default)]
+    mode: Option<String>,
     #[serde(flatten)]
     other: BTreeMap<String, serde_yaml_ng::Value>,
 }
@@ -184,6 +209,22 @@ pub fn parse_mesh_config(path: &Path, text: &str) -> Result<LoadedMeshConfig, Me
             "only sampling is read",
         );
     }
+    let outbound = raw.outbound_traffic_policy.unwrap_or_default();
+    for key in outbound.other.keys() {
+        not_applied(
+            format!("outboundTrafficPolicy.{key}"),
+            "only outboundTrafficPolicy.mode is read",
+        );
+    }
+    let outbound_traffic_policy = match outbound.mode.as_deref() {
+        None | Some("ALLOW_ANY") => OutboundTrafficPolicy::AllowAny,
+        Some("REGISTRY_ONLY") => OutboundTrafficPolicy::RegistryOnly,
+        Some(other) => {
+            return Err(invalid(format!(
+                "outboundTrafficPolicy.mode: {other:?} is not ALLOW_ANY or REGISTRY_ONLY"
+            )))
+        }
+    };
     let mut tracing_providers = BTreeMap::new();
     for (i, p) in raw.extension_providers.into_iter().enumerate() {
         let field = format!("extensionProviders[{i}]");
@@ -256,6 +297,7 @@ pub fn parse_mesh_config(path: &Path, text: &str) -> Result<LoadedMeshConfig, Me
             default_tracing_provider,
             default_sampling,
             enable_tracing: raw.enable_tracing.unwrap_or(true),
+            outbound_traffic_policy,
         },
         warnings,
     })
@@ -323,6 +365,36 @@ mod tests {
         );
         let e = parse("extensionProviders: 3\n").unwrap_err();
         assert!(e.to_string().starts_with("mesh.yaml: "), "{e}");
+    }
+
+    #[test]
+    fn outbound_traffic_policy_defaults_to_allow_any_and_rejects_unknown_modes() {
+        assert_eq!(
+            parse("").unwrap().config.outbound_traffic_policy,
+            OutboundTrafficPolicy::AllowAny
+        );
+        let m = parse("outboundTrafficPolicy:\n  mode: REGISTRY_ONLY\n").unwrap();
+        assert_eq!(
+            m.config.outbound_traffic_policy,
+            OutboundTrafficPolicy::RegistryOnly
+        );
+        assert!(m.warnings.is_empty(), "{:?}", m.warnings);
+        let m =
+            parse("outboundTrafficPolicy:\n  mode: ALLOW_ANY\n  egressProxy: {host: x}\n").unwrap();
+        assert_eq!(
+            m.config.outbound_traffic_policy,
+            OutboundTrafficPolicy::AllowAny
+        );
+        assert!(
+            m.warnings[0].contains("outboundTrafficPolicy.egressProxy: not applied"),
+            "{:?}",
+            m.warnings
+        );
+        let e = parse("outboundTrafficPolicy:\n  mode: allow_any\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "mesh.yaml: outboundTrafficPolicy.mode: \"allow_any\" is not ALLOW_ANY or REGISTRY_ONLY"
+        );
     }
 
     #[test]

@@ -36,7 +36,7 @@ pub use host::{
 pub use locate::locate;
 pub use mesh_config::{
     load_mesh_config, parse_mesh_config, LoadedMeshConfig, MeshConfig, MeshConfigError,
-    OtelProvider,
+    OtelProvider, OutboundTrafficPolicy,
 };
 pub use meta::{
     AnyResource, Kind, ObjectMeta, Resource, ResourceKey, Spec, API_GROUP, API_VERSIONS,

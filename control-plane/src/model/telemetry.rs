@@ -119,6 +119,10 @@ impl TracingMode {
     pub fn covers_client(self) -> bool {
         self != TracingMode::Server
     }
+
+    pub fn covers_server(self) -> bool {
+        self != TracingMode::Client
+    }
 }
 
 impl TracingSpec {

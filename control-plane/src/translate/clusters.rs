@@ -29,7 +29,7 @@ use xds_protos::pb::google::protobuf::Duration as PbDuration;
 use xds_protos::type_url::HTTP_PROTOCOL_OPTIONS;
 
 /// Istio's default connect timeout.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub fn clusters(mesh: &MeshSnapshot) -> Vec<Cluster> {
     let mut out = Vec::new();

@@ -3,7 +3,10 @@
 
 use super::clusters::ads_config_source;
 use super::endpoints::socket_address;
-use super::names::{CORS_FILTER, FAULT_FILTER, HTTP_PROXY_ROUTE, ROUTER_FILTER, VIRTUAL_OUTBOUND};
+use super::names::{
+    CORS_FILTER, FAULT_FILTER, HTTP_CONNECTION_MANAGER_FILTER, HTTP_PROXY_ROUTE, ROUTER_FILTER,
+    VIRTUAL_OUTBOUND,
+};
 use super::{AccessLogFormat, MeshSnapshot};
 use xds_protos::any::pack;
 use xds_protos::node::NodeIdentity;
@@ -38,49 +41,77 @@ pub fn listeners(mesh: &MeshSnapshot, node: &NodeIdentity) -> Vec<Listener> {
 }
 
 fn outbound_listener(mesh: &MeshSnapshot, node: &NodeIdentity, host: &str, port: u32) -> Listener {
-    let mut hcm = HttpConnectionManager {
-        stat_prefix: format!("outbound_{host}_{port}"),
-        codec_type: CodecType::Auto as i32,
-        route_specifier: Some(RouteSpecifier::Rds(Rds {
-            config_source: Some(ads_config_source()),
-            route_config_name: HTTP_PROXY_ROUTE.to_string(),
-        })),
-        http_filters: http_filters(),
-        tracing: super::tracing::hcm_tracing(mesh, node),
-        ..Default::default()
-    };
-    if let Some(format) = mesh.options.access_log {
-        hcm.access_log.push(AccessLog {
-            name: "envoy.access_loggers.stdout".to_string(),
-            config_type: Some(access_log::ConfigType::TypedConfig(pack(
-                STDOUT_ACCESS_LOG,
-                &stdout_log(format),
-            ))),
-            ..Default::default()
-        });
-    }
+    let hcm = outbound_hcm(
+        mesh,
+        node,
+        format!("outbound_{host}_{port}"),
+        HTTP_PROXY_ROUTE,
+    );
     Listener {
         name: VIRTUAL_OUTBOUND.to_string(),
         traffic_direction: TrafficDirection::Outbound as i32,
         address: Some(socket_address(host, port)),
         filter_chains: vec![FilterChain {
-            filters: vec![Filter {
-                name: "envoy.filters.network.http_connection_manager".to_string(),
-                config_type: Some(filter::ConfigType::TypedConfig(pack(
-                    HTTP_CONNECTION_MANAGER,
-                    &hcm,
-                ))),
-            }],
+            filters: vec![hcm_filter(&hcm)],
             ..Default::default()
         }],
         ..Default::default()
     }
 }
 
+/// The connection manager of an outbound HTTP listener: routes from RDS (`route_config_name`),
+/// the outbound HTTP filters, the proxy's client-side tracing and the access log. Local mode's
+/// HTTP proxy listener and a sidecar's per-port listeners share it.
+pub(super) fn outbound_hcm(
+    mesh: &MeshSnapshot,
+    node: &NodeIdentity,
+    stat_prefix: String,
+    route_config_name: &str,
+) -> HttpConnectionManager {
+    HttpConnectionManager {
+        stat_prefix,
+        codec_type: CodecType::Auto as i32,
+        route_specifier: Some(RouteSpecifier::Rds(Rds {
+            config_source: Some(ads_config_source()),
+            route_config_name: route_config_name.to_string(),
+        })),
+        http_filters: http_filters(),
+        tracing: super::tracing::hcm_tracing(mesh, node),
+        access_log: access_log(mesh),
+        ..Default::default()
+    }
+}
+
+/// The access log every connection manager and TCP proxy writes, as weftd was told.
+pub(super) fn access_log(mesh: &MeshSnapshot) -> Vec<AccessLog> {
+    let Some(format) = mesh.options.access_log else {
+        return Vec::new();
+    };
+    vec![AccessLog {
+        name: "envoy.access_loggers.stdout".to_string(),
+        config_type: Some(access_log::ConfigType::TypedConfig(pack(
+            STDOUT_ACCESS_LOG,
+            &stdout_log(format),
+        ))),
+        ..Default::default()
+    }]
+}
+
+/// The network filter that runs `hcm`.
+pub(super) fn hcm_filter(hcm: &HttpConnectionManager) -> Filter {
+    Filter {
+        name: HTTP_CONNECTION_MANAGER_FILTER.to_string(),
+        config_type: Some(filter::ConfigType::TypedConfig(pack(
+            HTTP_CONNECTION_MANAGER,
+            hcm,
+        ))),
+    }
+}
+
 /// The HTTP filters of the outbound listener, in istiod's order for a sidecar (restricted to
 /// those weft uses): fault injection, then CORS, then the router. Fault and CORS are configured
 /// empty here and act only on routes whose `typed_per_filter_config` configures them.
-fn http_filters() -> Vec<HttpFilter> {
+pub(super) fn http_filters() -> Vec<HttpFilter> {
     let filter = |name: &str, config| HttpFilter {
         name: name.to_string(),
         config_type: Some(http_filter::ConfigType::TypedConfig(config)),

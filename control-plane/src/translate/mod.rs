@@ -3,7 +3,8 @@
 //!
 //! Naming follows Istio so that dashboards and habits carry over: clusters
 //! `outbound|<port>|<subset>|<host>`, the outbound listener `virtualOutbound`, and the route
-//! configuration of the HTTP proxy listener `http_proxy`.
+//! configuration of the HTTP proxy listener `http_proxy`. A proxy in sidecar mode gets istiod's
+//! sidecar layout instead (see [`sidecar`]).
 
 mod clusters;
 mod endpoints;
@@ -15,6 +16,7 @@ mod route_match;
 mod route_policy;
 mod routes;
 mod shared;
+pub mod sidecar;
 #[cfg(test)]
 mod tests;
 pub mod tracing;
@@ -97,33 +99,39 @@ impl MeshSnapshot {
 /// All resources for one proxy, translated afresh (the sessions use the shared translations
 /// of [`MeshSnapshot::generate_shared`], which must equal this).
 pub fn translate(mesh: &MeshSnapshot, node: &NodeIdentity) -> Resources {
+    use xds_protos::node::ProxyMode;
+    use xds_protos::type_url::{CLUSTER, ENDPOINT, LISTENER, ROUTE};
     let mut out = Resources::default();
-    for cluster in clusters::clusters(mesh) {
-        out.insert(
-            xds_protos::type_url::CLUSTER,
-            cluster.name.clone(),
-            xds_protos::any::pack(xds_protos::type_url::CLUSTER, &cluster),
-        );
+    let sidecar = node.mode == ProxyMode::Sidecar;
+    let mut clusters = clusters::clusters(mesh);
+    if sidecar {
+        clusters.extend(sidecar::clusters(mesh, node));
+    }
+    for cluster in clusters {
+        let any = xds_protos::any::pack(CLUSTER, &cluster);
+        out.insert(CLUSTER, cluster.name, any);
     }
     for cla in endpoints::load_assignments(mesh) {
-        out.insert(
-            xds_protos::type_url::ENDPOINT,
-            cla.cluster_name.clone(),
-            xds_protos::any::pack(xds_protos::type_url::ENDPOINT, &cla),
-        );
+        let any = xds_protos::any::pack(ENDPOINT, &cla);
+        out.insert(ENDPOINT, cla.cluster_name, any);
     }
-    for listener in listeners::listeners(mesh, node) {
-        out.insert(
-            xds_protos::type_url::LISTENER,
-            listener.name.clone(),
-            xds_protos::any::pack(xds_protos::type_url::LISTENER, &listener),
-        );
+    let listeners = if sidecar {
+        sidecar::listeners(mesh, node)
+    } else {
+        listeners::listeners(mesh, node)
+    };
+    for listener in listeners {
+        let any = xds_protos::any::pack(LISTENER, &listener);
+        out.insert(LISTENER, listener.name, any);
     }
-    let rc = routes::http_proxy_routes(mesh, node);
-    out.insert(
-        xds_protos::type_url::ROUTE,
-        rc.name.clone(),
-        xds_protos::any::pack(xds_protos::type_url::ROUTE, &rc),
-    );
+    let routes = if sidecar {
+        sidecar::routes::route_configs(mesh, node)
+    } else {
+        vec![routes::http_proxy_routes(mesh, node)]
+    };
+    for rc in routes {
+        let any = xds_protos::any::pack(ROUTE, &rc);
+        out.insert(ROUTE, rc.name, any);
+    }
     out
 }

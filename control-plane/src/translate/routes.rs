@@ -30,31 +30,13 @@ pub fn http_proxy_routes(mesh: &MeshSnapshot, node: &NodeIdentity) -> RouteConfi
     let mut virtual_hosts = Vec::new();
     for svc in &mesh.registry.services {
         for port in svc.ports.iter().filter(|p| is_http(p.protocol.as_deref())) {
-            // Envoy rejects a route configuration in which two virtual hosts share a domain:
-            // the first service to claim a name keeps it.
-            let domains: Vec<String> = domains(svc, port.number, &node.namespace)
-                .into_iter()
-                .filter(|d| used_domains.insert(d.clone()))
-                .collect();
-            if domains.is_empty() {
-                continue;
+            let domains = claim(
+                &mut used_domains,
+                domains(svc, port.number, &node.namespace),
+            );
+            if !domains.is_empty() {
+                virtual_hosts.push(service_virtual_host(mesh, node, svc, port.number, domains));
             }
-            let vs = virtual_service_for(mesh, &svc.hostname);
-            let mut routes = match vs {
-                Some(vs) => vs_routes(mesh, vs, port.number, node),
-                None => vec![default_route(mesh, &svc.hostname, port.number)],
-            };
-            let vs_name = vs.map_or(svc.hostname.as_str(), |vs| vs.meta.name.as_str());
-            super::tracing::decorate(&mut routes, vs_name, port.number);
-            virtual_hosts.push(VirtualHost {
-                name: format!("{}:{}", svc.hostname, port.number),
-                domains,
-                routes,
-                // As istiod: every try carries `x-envoy-attempt-count`, so an upstream can tell
-                // a retry from a first request.
-                include_request_attempt_count: true,
-                ..Default::default()
-            });
         }
     }
     RouteConfiguration {
@@ -65,10 +47,61 @@ pub fn http_proxy_routes(mesh: &MeshSnapshot, node: &NodeIdentity) -> RouteConfi
     }
 }
 
+/// The domains not yet claimed by an earlier virtual host. Envoy rejects a route configuration
+/// in which two virtual hosts share a domain: the first service to claim a name keeps it.
+pub(super) fn claim(used: &mut HashSet<String>, domains: Vec<String>) -> Vec<String> {
+    domains
+        .into_iter()
+        .filter(|d| used.insert(d.clone()))
+        .collect()
+}
+
+/// The virtual host of one service port: the VirtualService's HTTP routes for it, or a default
+/// route to all its endpoints. Local mode's `http_proxy` and a sidecar's per-port route
+/// configurations are made of these.
+pub(super) fn service_virtual_host(
+    mesh: &MeshSnapshot,
+    node: &NodeIdentity,
+    svc: &Service,
+    port: u32,
+    domains: Vec<String>,
+) -> VirtualHost {
+    let vs = virtual_service_for(mesh, &svc.hostname);
+    let mut routes = match vs {
+        Some(vs) => vs_routes(mesh, vs, port, node),
+        None => vec![default_route(mesh, &svc.hostname, port)],
+    };
+    let vs_name = vs.map_or(svc.hostname.as_str(), |vs| vs.meta.name.as_str());
+    super::tracing::decorate(&mut routes, vs_name, port);
+    VirtualHost {
+        name: format!("{}:{}", svc.hostname, port),
+        domains,
+        routes,
+        // As istiod: every try carries `x-envoy-attempt-count`, so an upstream can tell
+        // a retry from a first request.
+        include_request_attempt_count: true,
+        ..Default::default()
+    }
+}
+
 /// The names a client may use for a service port. Kubernetes-style hosts get their short
 /// forms (the bare name only from the service's own namespace). A name without a port means
 /// port 80, so port-less forms belong to port 80 only.
 pub fn domains(svc: &Service, port: u32, proxy_namespace: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for n in host_names(svc, proxy_namespace) {
+        out.push(format!("{n}:{port}"));
+        if port == 80 {
+            out.push(n);
+        }
+    }
+    out
+}
+
+/// The service's host name and, for a Kubernetes-style host, its short forms as a client in
+/// `proxy_namespace` may write them: `name.ns.svc`, `name.ns`, and `name` from the same
+/// namespace only.
+pub fn host_names(svc: &Service, proxy_namespace: &str) -> Vec<String> {
     let host = svc.hostname.as_str();
     let mut names = vec![host.to_string()];
     if let Some(rest) = host.strip_suffix(".svc.cluster.local") {
@@ -82,14 +115,7 @@ pub fn domains(svc: &Service, port: u32, proxy_namespace: &str) -> Vec<String> {
             }
         }
     }
-    let mut out = Vec::with_capacity(names.len() * 2);
-    for n in names {
-        out.push(format!("{n}:{port}"));
-        if port == 80 {
-            out.push(n);
-        }
-    }
-    out
+    names
 }
 
 /// The VirtualService that routes a host: one naming it exactly, else one whose wildcard host

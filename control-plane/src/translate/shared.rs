@@ -10,23 +10,31 @@
 //!   service and revision, Telemetry selectors);
 //! - the route configuration reads only the proxy's namespace (short host names, and
 //!   `sourceNamespace` matches) and the values of the labels that some VirtualService's
-//!   `sourceLabels` names. Other labels cannot change a route, so they are not in the key.
+//!   `sourceLabels` names. Other labels cannot change a route, so they are not in the key;
+//! - a sidecar's outbound listeners read what local mode's listener reads except the
+//!   listener address; its clusters read only the list of ports the pod serves
+//!   ([`sidecar::inbound::inbound_ports`]), not the pod's IP, so replicas of a workload share
+//!   them, and its inbound listener reads those ports and what tracing reads. A sidecar's
+//!   listener map is the union of two shared parts, kept per pair of classes.
 //!
 //! The caches live in the snapshot, so a new configuration starts empty and the old entries go
 //! with the old snapshot once no session holds it. Work for a class happens at most once even
 //! when many sessions of the class ask at the same moment: the later ones wait for the first.
 
+use super::sidecar::{self, inbound::InboundPort};
 use super::{endpoints, listeners, routes, MeshSnapshot};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use xds_protos::node::NodeIdentity;
+use xds_protos::node::{NodeIdentity, ProxyMode};
 use xds_protos::snapshot::{NamedResources, Resources, VersionedResource};
 use xds_protos::type_url::{CLUSTER, ENDPOINT, LISTENER, ROUTE};
 
 /// What the route configuration of a proxy depends on.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RouteClass {
+    /// Local mode's one `http_proxy` configuration, or a sidecar's per-port ones.
+    pub mode: ProxyMode,
     pub namespace: String,
     /// The proxy's values of the labels some `sourceLabels` match names.
     pub labels: BTreeMap<String, String>,
@@ -39,6 +47,8 @@ pub struct TranslationCounts {
     pub node_independent: u64,
     pub listeners: u64,
     pub routes: u64,
+    /// Sidecars' `virtualInbound` listeners.
+    pub inbound: u64,
 }
 
 struct NodeIndependent {
@@ -48,12 +58,23 @@ struct NodeIndependent {
 
 type Slot = Arc<OnceLock<Arc<NamedResources>>>;
 
+/// What a sidecar's `virtualInbound` is translated from: the ports the pod serves, and the
+/// part of the proxy that tracing reads (see [`MeshSnapshot::tracing_class`]). Its clusters
+/// depend on the ports only.
+type InboundClass = (Vec<InboundPort>, NodeIdentity);
+
 /// The per-snapshot caches.
 #[derive(Default)]
 pub(super) struct TranslationCache {
     node_independent: OnceLock<NodeIndependent>,
     listeners: Mutex<HashMap<NodeIdentity, Slot>>,
     routes: Mutex<HashMap<RouteClass, Slot>>,
+    inbound_listener: Mutex<HashMap<InboundClass, Slot>>,
+    /// Every cluster of the sidecars serving these ports: the shared ones, the passthrough
+    /// ones and their `inbound|PORT||`.
+    sidecar_clusters: Mutex<HashMap<Vec<InboundPort>, Slot>>,
+    /// A sidecar's outbound listeners joined with its inbound one, per pair of classes.
+    sidecar_listeners: Mutex<HashMap<(NodeIdentity, InboundClass), Slot>>,
     /// Every label key a `sourceLabels` match names.
     source_label_keys: BTreeSet<String>,
     counts: Counts,
@@ -64,6 +85,7 @@ struct Counts {
     node_independent: AtomicU64,
     listeners: AtomicU64,
     routes: AtomicU64,
+    inbound: AtomicU64,
 }
 
 impl TranslationCache {
@@ -87,10 +109,17 @@ impl MeshSnapshot {
     pub fn generate_shared(&self, node: &NodeIdentity) -> Resources {
         let shared = self.node_independent();
         let mut out = Resources::default();
-        out.set_type(CLUSTER, shared.clusters.clone());
         out.set_type(ENDPOINT, shared.endpoints.clone());
-        out.set_type(LISTENER, self.listeners_of(node));
         out.set_type(ROUTE, self.routes_of(node));
+        if node.mode == ProxyMode::Sidecar {
+            let ports = sidecar::inbound::inbound_ports(self, &node.instance_ip());
+            out.set_type(CLUSTER, self.sidecar_clusters_of(&ports));
+            let class = (ports, self.tracing_class(node));
+            out.set_type(LISTENER, self.sidecar_listeners_of(node, class));
+        } else {
+            out.set_type(CLUSTER, shared.clusters.clone());
+            out.set_type(LISTENER, self.listeners_of(node));
+        }
         out
     }
 
@@ -105,12 +134,14 @@ impl MeshSnapshot {
             node_independent: c.node_independent.load(Ordering::Relaxed),
             listeners: c.listeners.load(Ordering::Relaxed),
             routes: c.routes.load(Ordering::Relaxed),
+            inbound: c.inbound.load(Ordering::Relaxed),
         }
     }
 
     /// The class whose route configuration `node` gets.
     pub fn route_class(&self, node: &NodeIdentity) -> RouteClass {
         RouteClass {
+            mode: node.mode,
             namespace: node.namespace.clone(),
             labels: node
                 .labels
@@ -150,7 +181,11 @@ impl MeshSnapshot {
         slot.get_or_init(|| {
             self.cache.counts.listeners.fetch_add(1, Ordering::Relaxed);
             let mut out = NamedResources::new();
-            for l in listeners::listeners(self, &representative) {
+            let translated = match representative.mode {
+                ProxyMode::Local => listeners::listeners(self, &representative),
+                ProxyMode::Sidecar => sidecar::outbound::listeners(self, &representative),
+            };
+            for l in translated {
                 let any = xds_protos::any::pack(LISTENER, &l);
                 out.insert(l.name, Arc::new(VersionedResource::new(any)));
             }
@@ -159,13 +194,23 @@ impl MeshSnapshot {
         .clone()
     }
 
-    /// The part of `node` its listeners are translated from.
+    /// The part of `node` its listeners (a sidecar's outbound ones) are translated from.
     fn listener_class(&self, node: &NodeIdentity) -> NodeIdentity {
-        let mut class = NodeIdentity {
-            outbound_addr: node.outbound_addr.clone(),
+        NodeIdentity {
+            // A sidecar's listeners are at the capture ports, wherever it says it listens.
+            outbound_addr: match node.mode {
+                ProxyMode::Local => node.outbound_addr.clone(),
+                ProxyMode::Sidecar => None,
+            },
             mode: node.mode,
-            ..Default::default()
-        };
+            ..self.tracing_class(node)
+        }
+    }
+
+    /// The part of `node` its connection managers' tracing reads: nothing unless the mesh
+    /// config has a tracing provider.
+    fn tracing_class(&self, node: &NodeIdentity) -> NodeIdentity {
+        let mut class = NodeIdentity::default();
         let mc = &self.options.mesh_config;
         if mc.enable_tracing && !mc.tracing_providers.is_empty() {
             let keys: BTreeSet<&str> = super::tracing::label_keys(self).collect();
@@ -188,15 +233,76 @@ impl MeshSnapshot {
             self.cache.counts.routes.fetch_add(1, Ordering::Relaxed);
             // Routes read the namespace and the source labels only.
             let representative = NodeIdentity {
+                mode: class.mode,
                 namespace: class.namespace,
                 labels: class.labels,
                 ..Default::default()
             };
-            let rc = routes::http_proxy_routes(self, &representative);
-            let any = xds_protos::any::pack(ROUTE, &rc);
+            let configs = match class.mode {
+                ProxyMode::Local => vec![routes::http_proxy_routes(self, &representative)],
+                ProxyMode::Sidecar => sidecar::routes::route_configs(self, &representative),
+            };
             let mut out = NamedResources::new();
-            out.insert(rc.name, Arc::new(VersionedResource::new(any)));
+            for rc in configs {
+                let any = xds_protos::any::pack(ROUTE, &rc);
+                out.insert(rc.name, Arc::new(VersionedResource::new(any)));
+            }
             Arc::new(out)
+        })
+        .clone()
+    }
+}
+
+impl MeshSnapshot {
+    /// The `virtualInbound` of the sidecars of `class`.
+    fn inbound_listener_of(&self, class: &InboundClass) -> Arc<NamedResources> {
+        let slot = slot(&self.cache.inbound_listener, class.clone());
+        slot.get_or_init(|| {
+            self.cache.counts.inbound.fetch_add(1, Ordering::Relaxed);
+            let (ports, tracing) = class;
+            let l = sidecar::inbound::listener(self, tracing, ports);
+            let any = xds_protos::any::pack(LISTENER, &l);
+            Arc::new(NamedResources::from([(
+                l.name,
+                Arc::new(VersionedResource::new(any)),
+            )]))
+        })
+        .clone()
+    }
+
+    /// Every cluster of the sidecars serving `ports`.
+    fn sidecar_clusters_of(&self, ports: &[InboundPort]) -> Arc<NamedResources> {
+        let slot = slot(&self.cache.sidecar_clusters, ports.to_vec());
+        slot.get_or_init(|| {
+            let mut clusters = (*self.node_independent().clusters).clone();
+            let own = sidecar::passthrough::clusters()
+                .into_iter()
+                .chain(sidecar::inbound::clusters(ports));
+            for c in own {
+                let any = xds_protos::any::pack(CLUSTER, &c);
+                clusters.insert(c.name, Arc::new(VersionedResource::new(any)));
+            }
+            Arc::new(clusters)
+        })
+        .clone()
+    }
+
+    /// A sidecar's listeners: its class's outbound ones and its inbound one, joined once per
+    /// pair of classes.
+    fn sidecar_listeners_of(
+        &self,
+        node: &NodeIdentity,
+        class: InboundClass,
+    ) -> Arc<NamedResources> {
+        let inbound = self.inbound_listener_of(&class);
+        let slot = slot(
+            &self.cache.sidecar_listeners,
+            (self.listener_class(node), class),
+        );
+        slot.get_or_init(|| {
+            let mut all = (*self.listeners_of(node)).clone();
+            all.extend(inbound.iter().map(|(k, v)| (k.clone(), v.clone())));
+            Arc::new(all)
         })
         .clone()
     }

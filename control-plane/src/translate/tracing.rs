@@ -6,7 +6,8 @@
 //! Telemetry (root namespace, no selector), then the proxy's namespace (no selector), then
 //! those whose selector matches the proxy's labels; each narrower one overrides what it sets
 //! (custom tags key by key). The outbound listener reports client spans, so entries whose
-//! `match.mode` is SERVER do not apply to it. `disableSpanReporting: true`, no provider, or
+//! `match.mode` is SERVER do not apply to it; a sidecar's inbound listener reports server spans,
+//! with the entries that cover SERVER. `disableSpanReporting: true`, no provider, or
 //! `enableTracing: false` leave tracing off.
 //!
 //! The collector is reached through the cluster `outbound|<port>||<host>`: the registry's own
@@ -63,8 +64,25 @@ pub struct ResolvedTracing {
     pub custom_tags: BTreeMap<String, CustomTag>,
 }
 
+/// Which side of a request a connection manager is on: the client's (outbound listeners) or
+/// the server's (a sidecar's inbound listener). Telemetry entries say which they cover.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Client,
+    Server,
+}
+
 /// The tracing in force for the client side of `node`, or `None` when it traces nothing.
 pub fn resolve(mesh: &MeshSnapshot, node: &NodeIdentity) -> Option<ResolvedTracing> {
+    resolve_side(mesh, node, Side::Client)
+}
+
+/// The tracing in force for one side of `node`, or `None` when it traces nothing.
+pub fn resolve_side(
+    mesh: &MeshSnapshot,
+    node: &NodeIdentity,
+    side: Side,
+) -> Option<ResolvedTracing> {
     let mc = &mesh.options.mesh_config;
     if !mc.enable_tracing {
         return None;
@@ -74,7 +92,11 @@ pub fn resolve(mesh: &MeshSnapshot, node: &NodeIdentity) -> Option<ResolvedTraci
     let mut disabled = false;
     let mut custom_tags = BTreeMap::new();
     for t in covering(&mesh.config.telemetries, &mc.root_namespace, node) {
-        let Some(entry) = t.spec.tracing.iter().find(|e| e.mode().covers_client()) else {
+        let covers = |e: &&crate::model::telemetry::TracingSpec| match side {
+            Side::Client => e.mode().covers_client(),
+            Side::Server => e.mode().covers_server(),
+        };
+        let Some(entry) = t.spec.tracing.iter().find(covers) else {
             continue;
         };
         if let Some(p) = entry.providers.first() {
@@ -178,7 +200,13 @@ fn canonical(node: &NodeIdentity) -> (String, String) {
 
 /// The connection manager's `tracing` for `node`'s outbound listener.
 pub fn hcm_tracing(mesh: &MeshSnapshot, node: &NodeIdentity) -> Option<Tracing> {
-    let t = resolve(mesh, node)?;
+    hcm_tracing_side(mesh, node, Side::Client)
+}
+
+/// The connection manager's `tracing` for one side of `node`: the same configuration, with the
+/// Telemetry entries that cover that side.
+pub fn hcm_tracing_side(mesh: &MeshSnapshot, node: &NodeIdentity, side: Side) -> Option<Tracing> {
+    let t = resolve_side(mesh, node, side)?;
     let (service, revision) = canonical(node);
     let namespace = if node.namespace.is_empty() {
         crate::model::DEFAULT_NAMESPACE.to_string()

@@ -8,7 +8,7 @@
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use xds_protos::node::NodeIdentity;
+use xds_protos::node::{IstioNodeId, NodeIdentity, ProxyMode};
 use xds_protos::pb::google::protobuf::{value::Kind, Struct, Value as PbValue};
 
 /// The static cluster the ADS stream uses; the name is what Istio's bootstrap calls it too,
@@ -42,6 +42,23 @@ pub struct BootstrapArgs {
     /// Use incremental (delta) ADS instead of state-of-the-world.
     #[arg(long)]
     pub delta: bool,
+    /// How the application's traffic reaches the proxy: `local` (an HTTP proxy at
+    /// --outbound-addr) or `sidecar` (iptables redirects the pod's traffic to 15001 and
+    /// 15006; announced as Istio's `INTERCEPTION_MODE: REDIRECT`).
+    #[arg(long, value_enum, default_value = "local")]
+    pub mode: Mode,
+    /// The workload's own IP (Istio's `INSTANCE_IPS`): in sidecar mode, the pod IP whose
+    /// registry endpoints the proxy serves inbound. Defaults to the node id's IP.
+    #[arg(long)]
+    pub ip: Option<IpAddr>,
+}
+
+/// `--mode`, as weft-proxy's.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Mode {
+    #[default]
+    Local,
+    Sidecar,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -105,15 +122,14 @@ pub fn identity(args: &BootstrapArgs) -> Result<NodeIdentity, BootstrapError> {
         labels: parse_labels(&args.labels)?,
         outbound_addr: Some(args.outbound_addr.clone()),
         admin_addr: Some(args.admin_addr.clone()),
-        mode: Default::default(),
-        // What the node's INSTANCE_IPS carries, so the identity reads back the same.
-        ip: Some(
-            NodeIdentity {
-                outbound_addr: Some(args.outbound_addr.clone()),
-                ..Default::default()
-            }
-            .instance_ip(),
-        ),
+        mode: match args.mode {
+            Mode::Local => ProxyMode::Local,
+            Mode::Sidecar => ProxyMode::Sidecar,
+        },
+        ip: args
+            .ip
+            .map(|ip| ip.to_string())
+            .or_else(|| IstioNodeId::parse(&args.node_id).map(|id| id.ip)),
     })
 }
 

@@ -13,6 +13,8 @@ fn args() -> BootstrapArgs {
         labels: "app=reviews,version=v2".into(),
         concurrency: Some(2),
         delta: false,
+        mode: Mode::Local,
+        ip: None,
     }
 }
 
@@ -109,6 +111,27 @@ fn node_metadata_is_exactly_what_weft_proxy_announces() {
         b["node"]["metadata"]["WEFT_OUTBOUND_ADDR"],
         "127.0.0.1:15103"
     );
+}
+
+#[test]
+fn sidecar_mode_announces_redirect_interception_and_the_pod_ip() {
+    let local = parsed(&args());
+    assert!(local["node"]["metadata"]["INTERCEPTION_MODE"].is_null());
+    let b = parsed(&BootstrapArgs {
+        mode: Mode::Sidecar,
+        ip: Some("10.77.0.3".parse().unwrap()),
+        ..args()
+    });
+    assert_eq!(b["node"]["metadata"]["INTERCEPTION_MODE"], "REDIRECT");
+    assert_eq!(b["node"]["metadata"]["INSTANCE_IPS"][0], "10.77.0.3");
+    let id = identity(&BootstrapArgs {
+        mode: Mode::Sidecar,
+        node_id: "sidecar~10.77.0.4~reviews-v2.default~default.svc.cluster.local".into(),
+        ..args()
+    })
+    .unwrap();
+    assert_eq!(id.mode, ProxyMode::Sidecar);
+    assert_eq!(id.instance_ip(), "10.77.0.4", "the node id's IP by default");
 }
 
 #[test]
