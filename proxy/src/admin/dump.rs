@@ -1,5 +1,6 @@
 //! JSON and text views of the snapshot for `/config_dump` and `/clusters`.
 
+use crate::config::filter_chain_match::{ChainMatch, IpPrefix};
 use crate::config::{ChainAction, FilterChainConfig, RouteSource};
 use crate::snapshot::Snapshot;
 use serde_json::{json, Value};
@@ -10,7 +11,17 @@ pub fn config_dump(snap: &Snapshot) -> Value {
         .listeners
         .values()
         .map(|l| {
-            let chains: Vec<Value> = l.chains.chains.iter().map(|c| chain_json(c)).collect();
+            let chains: Vec<Value> = l
+                .chains
+                .chains
+                .iter()
+                .zip(&l.chains.matches)
+                .map(|(c, m)| {
+                    let mut chain = chain_json(c);
+                    chain["filter_chain_match"] = match_json(m);
+                    chain
+                })
+                .collect();
             json!({
                 "name": l.name,
                 "address": l.address.map(|a| a.to_string()),
@@ -23,7 +34,6 @@ pub fn config_dump(snap: &Snapshot) -> Value {
                     RouteSource::Inline(_) => None,
                 }),
                 "filter_chains": chains,
-                "filter_chain_matches": l.chains.matches.iter().map(|m| format!("{m:?}")).collect::<Vec<_>>(),
                 "default_filter_chain": l.chains.default.as_deref().map(chain_json),
             })
         })
@@ -41,6 +51,41 @@ pub fn config_dump(snap: &Snapshot) -> Value {
         "route_configs": routes,
         "clusters": clusters_json(snap)["clusters"].clone(),
     })
+}
+
+/// A chain's match in Envoy's JSON field names, with only what it sets.
+fn match_json(m: &ChainMatch) -> Value {
+    let prefixes = |ranges: &[IpPrefix]| -> Vec<String> {
+        ranges
+            .iter()
+            .map(|r| format!("{}/{}", r.addr, r.len))
+            .collect()
+    };
+    let mut out = serde_json::Map::new();
+    if let Some(p) = m.destination_port {
+        out.insert("destination_port".into(), json!(p));
+    }
+    for (key, list) in [
+        ("prefix_ranges", prefixes(&m.prefix_ranges)),
+        ("server_names", m.server_names.clone()),
+        ("application_protocols", m.application_protocols.clone()),
+        ("source_prefix_ranges", prefixes(&m.source_prefix_ranges)),
+        (
+            "direct_source_prefix_ranges",
+            prefixes(&m.direct_source_prefix_ranges),
+        ),
+    ] {
+        if !list.is_empty() {
+            out.insert(key.into(), json!(list));
+        }
+    }
+    if let Some(t) = &m.transport_protocol {
+        out.insert("transport_protocol".into(), json!(t));
+    }
+    if !m.source_ports.is_empty() {
+        out.insert("source_ports".into(), json!(m.source_ports));
+    }
+    Value::Object(out)
 }
 
 fn chain_json(chain: &FilterChainConfig) -> Value {
