@@ -475,3 +475,5 @@ async fn tcp_connections_are_logged_with_bytes_and_flags() {
     let line = lines.line("BlackHoleCluster").await;
     assert_eq!(line, format!("{hole_addr} BlackHoleCluster - UH 0 0 -"));
 }
+
+mod istio_layout;
