@@ -166,7 +166,7 @@ fn productpage(
         Listener {
             name: "0.0.0.0_9080".into(),
             address: Some(socket(SocketAddr::from(([0, 0, 0, 0], 9080)))),
-            bind_to_port: no_bind.clone(),
+            bind_to_port: no_bind,
             traffic_direction: 2,
             filter_chains: vec![chain(
                 None,
@@ -178,7 +178,7 @@ fn productpage(
         Listener {
             name: "10.96.0.10_53".into(),
             address: Some(socket(SocketAddr::from(([10, 96, 0, 10], 53)))),
-            bind_to_port: no_bind.clone(),
+            bind_to_port: no_bind,
             traffic_direction: 2,
             filter_chains: vec![chain(
                 None,
