@@ -17,6 +17,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
 /// Enough for any ClientHello Envoy's inspector accepts, and far more than a request line.
 const MAX_INSPECT: usize = 16 * 1024 + 5;
+/// How long inspection with no timeout configured waits: the TCP proxy's default idle timeout.
+pub const UNBOUNDED_INSPECTION_CAP: Duration = crate::config::DEFAULT_TCP_IDLE_TIMEOUT;
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,8 +89,9 @@ pub async fn detect<T: AsyncRead + Unpin>(
     timeout: Option<Duration>,
 ) -> Inspection<T> {
     let mut buf = Vec::with_capacity(1024);
-    // `None` is Envoy's "no timeout": a day stands in for never.
-    let deadline = tokio::time::Instant::now() + timeout.unwrap_or(Duration::from_secs(86_400));
+    // `None` is Envoy's "no timeout" (Istio's default): a client that never speaks costs what an
+    // idle TCP connection would, then is treated as a server-first protocol.
+    let deadline = tokio::time::Instant::now() + timeout.unwrap_or(UNBOUNDED_INSPECTION_CAP);
     let mut timed_out = false;
     let detected = loop {
         match classify_for(&buf, inspect) {

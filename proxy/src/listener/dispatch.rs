@@ -65,7 +65,10 @@ pub async fn serve_accepted(
             io: Prefixed::new(Vec::new(), stream),
         }
     };
-    if inspection.timed_out && !listener.listener_filters.continue_on_timeout {
+    if inspection.timed_out
+        && listener.listener_filters.timeout.is_some()
+        && !listener.listener_filters.continue_on_timeout
+    {
         debug!(listener = %listener.name, %peer, "listener filters timed out, closing the connection");
         return;
     }

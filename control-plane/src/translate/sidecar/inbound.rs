@@ -140,6 +140,10 @@ pub fn listener(mesh: &MeshSnapshot, node: &NodeIdentity, ports: &[InboundPort])
                 pack(HTTP_INSPECTOR, &HttpInspector {}),
             ),
         ],
+        // Istio's default `protocolDetectionTimeout` (0s): sniffing waits for the client's first
+        // bytes, and a server-first protocol goes on as TCP instead of being cut.
+        listener_filters_timeout: Some(Default::default()),
+        continue_on_listener_filters_timeout: true,
         filter_chains,
         // Istio names the chain of unclaimed inbound traffic after the listener.
         default_filter_chain: Some(FilterChain {

@@ -287,6 +287,9 @@ fn port_listener(address: &str, port: u32, filter_chains: Vec<FilterChain>) -> L
         } else {
             Vec::new()
         },
+        // As on virtualInbound: Istio's default protocolDetectionTimeout of 0s.
+        listener_filters_timeout: sniffs.then(Default::default),
+        continue_on_listener_filters_timeout: sniffs,
         filter_chains,
         ..Default::default()
     }

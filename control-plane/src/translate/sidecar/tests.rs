@@ -467,6 +467,9 @@ fn inbound_serves_only_the_workloads_own_ports() {
             "envoy.filters.listener.http_inspector"
         ]
     );
+    // Istio's default protocolDetectionTimeout: no timeout, and a silent client goes on as TCP.
+    assert_eq!(l.listener_filters_timeout, Some(Default::default()));
+    assert!(l.continue_on_listener_filters_timeout);
     let ports: Vec<(String, Option<u32>, Vec<String>)> = l
         .filter_chains
         .iter()
