@@ -1,0 +1,437 @@
+//! Sidecars in pods: network namespaces on one bridge, each running a BookInfo app and its
+//! weft-proxy (`--mode sidecar`, uid 1337) behind the rules of `weftctl iptables`, configured
+//! by weftd in the root namespace. The apps never name a proxy: productpage calls
+//! `http://reviews:9080/` (its /etc/hosts maps the name to the service VIP) and the rules do
+//! the rest, so these tests check what Istio's sidecars do in a cluster: interception both
+//! ways, routing by VirtualService (weights, headers), both sidecars' metrics, traffic outside
+//! the mesh passing through (HTTP and opaque TCP), a dead inbound port refused at once, and
+//! `weftctl proxy-config` reading a sidecar's listeners.
+
+use std::io::Write as _;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+use weft_e2e::netns::{require_root, run_ok};
+use weft_e2e::pods::{
+    curl, prometheus_sum, wait_until, AppPod, MeshSpec, PodMesh, Service, TcpEcho, Workload, ADMIN,
+    APP_PORT,
+};
+
+const NEEDS: &str = "needs root: network namespaces";
+/// Second octet of the pods' subnets; iptables.rs uses 231 and 232.
+const NET: u8 = 233;
+
+const SERVICES: &[Service] = &[
+    Service {
+        name: "productpage",
+        vip: "10.96.0.10",
+    },
+    Service {
+        name: "reviews",
+        vip: "10.96.0.20",
+    },
+];
+
+const WORKLOADS: &[Workload] = &[
+    Workload {
+        pod: "productpage-v1",
+        app: "productpage",
+        version: "v1",
+    },
+    Workload {
+        pod: "reviews-v1",
+        app: "reviews",
+        version: "v1",
+    },
+    Workload {
+        pod: "reviews-v2",
+        app: "reviews",
+        version: "v2",
+    },
+];
+
+const REVIEWS: &str = "reviews.default.svc.cluster.local";
+const REVIEWS_URL: &str = "http://reviews:9080/health";
+
+const REVIEWS_DR: &str = "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: reviews
+  namespace: default
+spec:
+  host: reviews
+  subsets:
+  - name: v1
+    labels:
+      version: v1
+  - name: v2
+    labels:
+      version: v2
+";
+
+/// Istio's BookInfo routing in one VirtualService: user jason gets v2, everyone else 80/20.
+const REVIEWS_VS: &str = "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: reviews
+  namespace: default
+spec:
+  hosts:
+  - reviews
+  http:
+  - match:
+    - headers:
+        end-user:
+          exact: jason
+    route:
+    - destination:
+        host: reviews
+        subset: v2
+  - route:
+    - destination:
+        host: reviews
+        subset: v1
+      weight: 80
+    - destination:
+        host: reviews
+        subset: v2
+      weight: 20
+";
+
+fn start(sidecars: bool, files: &[(&str, String)]) -> PodMesh {
+    PodMesh::start(&MeshSpec {
+        net: NET,
+        services: SERVICES,
+        workloads: WORKLOADS,
+        files,
+        sidecars,
+    })
+}
+
+/// The status and `x-weft-demo` (which app version answered) of each of `n` GETs of `url`,
+/// made by one curl inside `pod` as its application.
+fn get_n(pod: &AppPod, url: &str, n: usize, headers: &[&str]) -> Vec<(String, String)> {
+    let mut args = vec!["-w", "%{http_code} %header{x-weft-demo}\n"];
+    for h in headers {
+        args.extend(["-H", h]);
+    }
+    for _ in 0..n {
+        args.extend([url, "-o", "/dev/null"]);
+    }
+    let out = pod.curl(&args);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let (code, by) = l.split_once(' ').unwrap_or((l, ""));
+            (code.to_string(), by.to_string())
+        })
+        .collect()
+}
+
+/// The first GET of `url` from `pod` that gets a 200, waiting for the config to arrive.
+fn first_ok(pod: &AppPod, url: &str) -> String {
+    wait_until(
+        &format!("{url} answered 200 in {}", pod.workload.pod),
+        Duration::from_secs(30),
+        || {
+            let got = get_n(pod, url, 1, &[]);
+            match got.first() {
+                Some((code, by)) if code == "200" => Some(by.clone()),
+                other => {
+                    eprintln!("{url}: {other:?}");
+                    None
+                }
+            }
+        },
+    )
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn exists(path: &str) -> bool {
+    std::path::Path::new(path).exists()
+}
+
+#[test]
+#[ignore = "needs root: network namespaces"]
+fn pods_on_one_bridge_reach_each_other_resolve_service_names_and_leave_nothing_behind() {
+    require_root(NEEDS);
+    let mesh = start(false, &[]);
+    let pp = mesh.pod("productpage-v1");
+
+    // Service names resolve to VIPs from the pod's own /etc/hosts; the search path is
+    // Kubernetes'.
+    for name in ["reviews", "reviews.default", REVIEWS] {
+        let out = run_ok(pp.pod.command("getent").args(["hosts", name]));
+        assert!(stdout(&out).starts_with("10.96.0.20 "), "{name}: {out:?}");
+    }
+    let resolv = stdout(&run_ok(pp.pod.command("cat").arg("/etc/resolv.conf")));
+    assert!(
+        resolv.contains("search default.svc.cluster.local svc.cluster.local cluster.local"),
+        "{resolv}"
+    );
+    // The root namespace keeps its own.
+    let root_hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+    assert!(!root_hosts.contains("10.96.0.20"), "{root_hosts}");
+
+    // Pods reach each other directly over the bridge, and the root namespace reaches them.
+    for w in &WORKLOADS[1..] {
+        let url = format!("http://{}:{APP_PORT}/health", mesh.pod(w.pod).pod.ip);
+        let got = get_n(pp, &url, 1, &[]);
+        assert_eq!(got, [("200".to_string(), w.pod.to_string())], "{url}");
+        let out = curl(
+            &mut Command::new("curl"),
+            &["-o", "/dev/null", "-w", "%{http_code}", &url],
+        );
+        assert_eq!(
+            stdout(&out),
+            "200",
+            "{url} from the root namespace: {out:?}"
+        );
+    }
+    // Without sidecars, nothing serves the VIP.
+    let out = pp.curl(&["--connect-timeout", "2", REVIEWS_URL]);
+    assert!(!out.status.success(), "{out:?}");
+
+    let namespaces: Vec<String> = mesh.pods.iter().map(|p| p.pod.name.clone()).collect();
+    let bridge = mesh.network.bridge.clone();
+    drop(mesh);
+    let listed = stdout(&run_ok(Command::new("ip").args(["netns", "list"])));
+    for ns in &namespaces {
+        assert!(!listed.contains(ns.as_str()), "{ns} left in {listed}");
+        assert!(!exists(&format!("/etc/netns/{ns}")), "/etc/netns/{ns} left");
+    }
+    let out = Command::new("ip")
+        .args(["link", "show", &bridge])
+        .output()
+        .expect("ip link");
+    assert!(!out.status.success(), "bridge {bridge} left: {out:?}");
+}
+
+#[test]
+#[ignore = "needs root: network namespaces"]
+fn an_app_calls_reviews_by_name_through_both_sidecars_and_both_report_it() {
+    require_root(NEEDS);
+    let mesh = start(true, &[("reviews-dr.yaml", REVIEWS_DR.to_string())]);
+    let pp = mesh.pod("productpage-v1");
+    let reviewers = [mesh.pod("reviews-v1"), mesh.pod("reviews-v2")];
+
+    let by = first_ok(pp, REVIEWS_URL);
+    assert!(by.starts_with("reviews-v"), "answered by {by:?}");
+
+    let source = [
+        ("reporter", "source"),
+        ("destination_service", REVIEWS),
+        ("response_code", "200"),
+    ];
+    let destination = [
+        ("reporter", "destination"),
+        ("destination_service", REVIEWS),
+        ("response_code", "200"),
+    ];
+    let scrape = |p: &AppPod, labels: &[(&str, &str)]| {
+        prometheus_sum(
+            &p.admin("/stats/prometheus"),
+            "istio_requests_total",
+            labels,
+        )
+    };
+    let source_before = scrape(pp, &source);
+    let destination_before: Vec<u64> = reviewers.iter().map(|p| scrape(p, &destination)).collect();
+
+    const N: usize = 20;
+    let got = get_n(pp, REVIEWS_URL, N, &[]);
+    assert_eq!(got.len(), N, "{got:?}");
+    let mut served = [0u64; 2];
+    for (code, by) in &got {
+        assert_eq!(code, "200", "{got:?}");
+        let i = reviewers
+            .iter()
+            .position(|p| p.workload.pod == by)
+            .unwrap_or_else(|| panic!("answered by {by:?}, not a reviews pod"));
+        served[i] += 1;
+    }
+
+    let page = pp.admin("/stats/prometheus");
+    assert_eq!(
+        prometheus_sum(&page, "istio_requests_total", &source) - source_before,
+        N as u64,
+        "the client sidecar counts each call as reporter=source:\n{page}"
+    );
+    for (i, p) in reviewers.iter().enumerate() {
+        let page = p.admin("/stats/prometheus");
+        assert_eq!(
+            prometheus_sum(&page, "istio_requests_total", &destination) - destination_before[i],
+            served[i],
+            "{} counts each call it served as reporter=destination:\n{page}",
+            p.workload.pod
+        );
+    }
+
+    // istioctl's view of the sidecar: the capture listeners and the service port's.
+    for p in [pp, reviewers[0]] {
+        let out = p.weftctl(&["proxy-config", "listeners", ADMIN]);
+        let table = stdout(&out);
+        assert!(out.status.success(), "{out:?}");
+        for listener in ["virtualOutbound", "virtualInbound", "0.0.0.0_9080"] {
+            assert!(
+                table.contains(listener),
+                "{}: no {listener} in\n{table}",
+                p.workload.pod
+            );
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs root: network namespaces"]
+fn the_virtual_service_routes_by_header_exactly_and_splits_by_weight() {
+    require_root(NEEDS);
+    let mesh = start(
+        true,
+        &[
+            ("reviews-dr.yaml", REVIEWS_DR.to_string()),
+            ("reviews-vs.yaml", REVIEWS_VS.to_string()),
+        ],
+    );
+    let pp = mesh.pod("productpage-v1");
+    first_ok(pp, REVIEWS_URL);
+
+    let jason = get_n(pp, REVIEWS_URL, 30, &["end-user: jason"]);
+    assert_eq!(jason.len(), 30, "{jason:?}");
+    for (code, by) in &jason {
+        assert_eq!(
+            (code.as_str(), by.as_str()),
+            ("200", "reviews-v2"),
+            "{jason:?}"
+        );
+    }
+
+    const N: usize = 400;
+    let got = get_n(pp, REVIEWS_URL, N, &[]);
+    assert_eq!(got.len(), N, "{got:?}");
+    let (mut v1, mut v2) = (0, 0);
+    for (code, by) in &got {
+        assert_eq!(code, "200", "{got:?}");
+        match by.as_str() {
+            "reviews-v1" => v1 += 1,
+            "reviews-v2" => v2 += 1,
+            other => panic!("answered by {other:?}"),
+        }
+    }
+    // Binomial(400, 0.8): mean 320, standard deviation 8; five deviations either side.
+    assert!((280..=360).contains(&v1), "v1 got {v1} of {N}, v2 {v2}");
+}
+
+/// Sends `payload` from inside the pod to `addr` on a plain TCP connection and prints what
+/// comes back, as many bytes as were sent.
+const TCP_ROUND_TRIP: &str = r#"
+import socket, sys
+host, port = sys.argv[1], int(sys.argv[2])
+data = sys.stdin.buffer.read()
+s = socket.create_connection((host, port), timeout=10)
+s.sendall(data)
+got = bytearray()
+while len(got) < len(data):
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    got += chunk
+sys.stdout.buffer.write(got)
+"#;
+
+fn tcp_round_trip(pod: &AppPod, host: &str, port: u16, payload: &[u8]) -> Vec<u8> {
+    let mut child = pod
+        .pod
+        .command("python3")
+        .args(["-c", TCP_ROUND_TRIP, host, &port.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start python3");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(payload).expect("write payload");
+    drop(stdin);
+    let out = child.wait_with_output().expect("python3");
+    assert!(out.status.success(), "{out:?}");
+    out.stdout
+}
+
+fn passthrough_connections(pod: &AppPod) -> u64 {
+    prometheus_sum(
+        &pod.admin("/stats/prometheus"),
+        "envoy_cluster_upstream_cx_total",
+        &[("cluster_name", "PassthroughCluster")],
+    )
+}
+
+/// curl's exit code for one GET of `url`: 7 refused, 52 empty reply, 56 reset, 28 timed out.
+fn curl_exit(cmd: &mut Command, url: &str) -> Option<i32> {
+    curl(cmd, &["-o", "/dev/null", url]).status.code()
+}
+
+#[test]
+#[ignore = "needs root: network namespaces"]
+fn traffic_outside_the_mesh_passes_through_and_a_dead_inbound_port_is_refused_at_once() {
+    require_root(NEEDS);
+    let mesh = start(true, &[]);
+    let pp = mesh.pod("productpage-v1");
+    let reviews = mesh.pod("reviews-v1");
+    first_ok(pp, REVIEWS_URL);
+    let gateway = mesh.network.gateway.clone();
+
+    // HTTP to an address no service has: PassthroughCluster under ALLOW_ANY.
+    let _outside = mesh.start_outside_app("outside", 18080);
+    let before = passthrough_connections(pp);
+    let url = format!("http://{gateway}:18080/anything");
+    let got = get_n(pp, &url, 1, &[]);
+    assert_eq!(
+        got,
+        [("200".to_string(), "outside-v1".to_string())],
+        "{url}"
+    );
+    assert!(
+        passthrough_connections(pp) > before,
+        "the call went through the sidecar's PassthroughCluster:\n{}",
+        pp.admin("/stats/prometheus")
+    );
+
+    // Opaque TCP (bytes no sniffer takes for HTTP or TLS) to a port no service has: relayed
+    // byte for byte.
+    let echo = TcpEcho::start(&format!("{gateway}:18081"));
+    let mut payload: Vec<u8> = (0..65_536).map(|_| rand::random::<u8>()).collect();
+    payload[0] = 0;
+    let before = passthrough_connections(pp);
+    let back = tcp_round_trip(pp, &gateway, echo.addr.port(), &payload);
+    assert_eq!(back.len(), payload.len());
+    assert!(back == payload, "the echo came back changed");
+    assert!(
+        passthrough_connections(pp) > before,
+        "the TCP connection went through the sidecar's PassthroughCluster"
+    );
+
+    // Inbound from outside the mesh to the app's port goes through the sidecar to the app.
+    let app_url = format!("http://{}:{APP_PORT}/health", reviews.pod.ip);
+    let out = curl(
+        &mut Command::new("curl"),
+        &["-w", "%{http_code}", "-o", "/dev/null", &app_url],
+    );
+    assert_eq!(stdout(&out), "200", "{app_url}: {out:?}");
+
+    // A port nothing listens on inside the pod: the sidecar accepted the redirected connection,
+    // cannot reach the app, and resets it rather than leaving the caller hanging.
+    let dead = format!("http://{}:9999/", reviews.pod.ip);
+    for (from, mut cmd) in [
+        ("the root namespace", Command::new("curl")),
+        ("productpage's pod", pp.pod.command("curl")),
+    ] {
+        let code = curl_exit(&mut cmd, &dead);
+        assert!(
+            matches!(code, Some(7 | 52 | 56)),
+            "{dead} from {from}: curl exit {code:?} (7 refused, 52 empty reply, 56 reset, \
+             28 hung until --max-time)"
+        );
+    }
+}
