@@ -155,7 +155,8 @@ fn exists(path: &str) -> bool {
 
 #[test]
 #[ignore = "needs root: network namespaces"]
-fn pods_on_one_bridge_reach_each_other_resolve_service_names_and_leave_nothing_behind() {
+fn pods_on_one_bridge_reach_each_other_and_the_root_namespace_resolve_service_names_and_leave_nothing_behind(
+) {
     require_root(NEEDS);
     let mesh = start(false, &[]);
     let pp = mesh.pod("productpage-v1");
@@ -190,6 +191,25 @@ fn pods_on_one_bridge_reach_each_other_resolve_service_names_and_leave_nothing_b
             "{url} from the root namespace: {out:?}"
         );
     }
+    // The tools the sidecar tests use, without sidecars: opaque TCP to the root namespace
+    // comes back intact, a dead port is refused.
+    let echo = TcpEcho::start(&format!("{}:18081", mesh.network.gateway));
+    let payload = opaque_payload();
+    let back = tcp_round_trip(pp, &mesh.network.gateway, echo.addr.port(), &payload);
+    assert!(back == payload, "the echo came back changed");
+    let reviews_ip = &mesh.pod("reviews-v1").pod.ip;
+    assert_dead_port_fails_fast(
+        "the root namespace",
+        Command::new("python3"),
+        Command::new("curl"),
+        reviews_ip,
+    );
+    assert_dead_port_fails_fast(
+        "productpage's pod",
+        pp.pod.command("python3"),
+        pp.pod.command("curl"),
+        reviews_ip,
+    );
     // Without sidecars, nothing serves the VIP.
     let out = pp.curl(&["--connect-timeout", "2", REVIEWS_URL]);
     assert!(!out.status.success(), "{out:?}");
@@ -341,6 +361,13 @@ while len(got) < len(data):
 sys.stdout.buffer.write(got)
 "#;
 
+/// 64 KiB of random bytes starting with a zero byte, which neither HTTP nor TLS starts with.
+fn opaque_payload() -> Vec<u8> {
+    let mut payload: Vec<u8> = (0..65_536).map(|_| rand::random::<u8>()).collect();
+    payload[0] = 0;
+    payload
+}
+
 fn tcp_round_trip(pod: &AppPod, host: &str, port: u16, payload: &[u8]) -> Vec<u8> {
     let mut child = pod
         .pod
@@ -367,9 +394,40 @@ fn passthrough_connections(pod: &AppPod) -> u64 {
     )
 }
 
-/// curl's exit code for one GET of `url`: 7 refused, 52 empty reply, 56 reset, 28 timed out.
-fn curl_exit(cmd: &mut Command, url: &str) -> Option<i32> {
-    curl(cmd, &["-o", "/dev/null", url]).status.code()
+/// Connects to `host:port`, sends a few opaque bytes and reports how the connection ended:
+/// `refused`, `reset`, `closed` (EOF), `data`, or `hung` (nothing within 10 s).
+const DEAD_PORT_PROBE: &str = r#"
+import socket, sys
+try:
+    s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+    s.sendall(b"\x00not http\n")
+    print("closed" if not s.recv(1) else "data")
+except ConnectionRefusedError:
+    print("refused")
+except ConnectionResetError:
+    print("reset")
+except socket.timeout:
+    print("hung")
+"#;
+
+/// How a connection to a dead port ends, for opaque TCP (the probe) and for HTTP (curl's
+/// exit code and status): the first must be refused, reset or closed; the second may also
+/// be a 503 from the sidecar, as Istio's HTTP inbound chain answers; neither may hang.
+fn assert_dead_port_fails_fast(from: &str, mut probe: Command, mut http: Command, host: &str) {
+    let out = run_ok(probe.args(["-c", DEAD_PORT_PROBE, host, "9999"]));
+    let ended = stdout(&out);
+    assert!(
+        matches!(ended.trim(), "refused" | "reset" | "closed"),
+        "opaque TCP to {host}:9999 from {from}: {ended}"
+    );
+    let url = format!("http://{host}:9999/");
+    let out = curl(&mut http, &["-o", "/dev/null", "-w", "%{http_code}", &url]);
+    let (code, status) = (out.status.code(), stdout(&out));
+    assert!(
+        matches!(code, Some(7 | 52 | 56)) || (code == Some(0) && status == "503"),
+        "{url} from {from}: curl exit {code:?}, status {status} (7 refused, 52 empty reply, \
+         56 reset, 28 hung until --max-time)"
+    );
 }
 
 #[test]
@@ -401,8 +459,7 @@ fn traffic_outside_the_mesh_passes_through_and_a_dead_inbound_port_is_refused_at
     // Opaque TCP (bytes no sniffer takes for HTTP or TLS) to a port no service has: relayed
     // byte for byte.
     let echo = TcpEcho::start(&format!("{gateway}:18081"));
-    let mut payload: Vec<u8> = (0..65_536).map(|_| rand::random::<u8>()).collect();
-    payload[0] = 0;
+    let payload = opaque_payload();
     let before = passthrough_connections(pp);
     let back = tcp_round_trip(pp, &gateway, echo.addr.port(), &payload);
     assert_eq!(back.len(), payload.len());
@@ -421,17 +478,18 @@ fn traffic_outside_the_mesh_passes_through_and_a_dead_inbound_port_is_refused_at
     assert_eq!(stdout(&out), "200", "{app_url}: {out:?}");
 
     // A port nothing listens on inside the pod: the sidecar accepted the redirected connection,
-    // cannot reach the app, and resets it rather than leaving the caller hanging.
-    let dead = format!("http://{}:9999/", reviews.pod.ip);
-    for (from, mut cmd) in [
-        ("the root namespace", Command::new("curl")),
-        ("productpage's pod", pp.pod.command("curl")),
-    ] {
-        let code = curl_exit(&mut cmd, &dead);
-        assert!(
-            matches!(code, Some(7 | 52 | 56)),
-            "{dead} from {from}: curl exit {code:?} (7 refused, 52 empty reply, 56 reset, \
-             28 hung until --max-time)"
-        );
-    }
+    // cannot reach the app, and ends it rather than leaving the caller hanging.
+    let ip = &reviews.pod.ip;
+    assert_dead_port_fails_fast(
+        "the root namespace",
+        Command::new("python3"),
+        Command::new("curl"),
+        ip,
+    );
+    assert_dead_port_fails_fast(
+        "productpage's pod",
+        pp.pod.command("python3"),
+        pp.pod.command("curl"),
+        ip,
+    );
 }
