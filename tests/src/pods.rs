@@ -322,6 +322,35 @@ impl AppPod {
             .expect("run weftctl in the pod")
     }
 
+    /// For a failure message: a verbose curl of `url`, the interception rules, and the
+    /// sidecar's listeners and clusters as `weftctl proxy-config` reads them.
+    pub fn diagnose(&self, url: &str) -> String {
+        let mut text = String::new();
+        let mut section = |title: &str, out: Output| {
+            text.push_str(&format!(
+                "--- {title} ---\n{}{}\n",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        };
+        section("curl -v", self.curl(&["-v", "-o", "/dev/null", url]));
+        if let Ok(out) = self
+            .pod
+            .command("iptables-save")
+            .args(["-t", "nat"])
+            .output()
+        {
+            section("iptables-save -t nat", out);
+        }
+        for what in ["listeners", "clusters"] {
+            section(
+                &format!("proxy-config {what}"),
+                self.weftctl(&["proxy-config", what, ADMIN]),
+            );
+        }
+        text
+    }
+
     pub fn proxy_log(&self) -> String {
         self.proxy.as_ref().map(Proc::log).unwrap_or_default()
     }

@@ -14,11 +14,11 @@
 
 use std::io::Write as _;
 use std::process::{Command, Output, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use weft_e2e::netns::{require_root, run_ok};
 use weft_e2e::pods::{
-    curl, prometheus_sum, wait_until, AppPod, MeshSpec, PodMesh, Service, Sidecars, TcpEcho,
-    Workload, ADMIN, APP_PORT,
+    curl, prometheus_sum, AppPod, MeshSpec, PodMesh, Service, Sidecars, TcpEcho, Workload, ADMIN,
+    APP_PORT,
 };
 
 const NEEDS: &str = "needs root: network namespaces";
@@ -134,20 +134,22 @@ fn get_n(pod: &AppPod, url: &str, n: usize, headers: &[&str]) -> Vec<(String, St
 
 /// The first GET of `url` from `pod` that gets a 200, waiting for the config to arrive.
 fn first_ok(pod: &AppPod, url: &str) -> String {
-    wait_until(
-        &format!("{url} answered 200 in {}", pod.workload.pod),
-        Duration::from_secs(30),
-        || {
-            let got = get_n(pod, url, 1, &[]);
-            match got.first() {
-                Some((code, by)) if code == "200" => Some(by.clone()),
-                other => {
-                    eprintln!("{url}: {other:?}");
-                    None
-                }
+    let limit = Duration::from_secs(30);
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some((code, by)) = get_n(pod, url, 1, &[]).first() {
+            if code == "200" {
+                return by.clone();
             }
-        },
-    )
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{url} never answered 200 in {} within {limit:?}; what the pod sees:\n{}",
+            pod.workload.pod,
+            pod.diagnose(url)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 fn stdout(out: &Output) -> String {
