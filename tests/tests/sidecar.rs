@@ -21,7 +21,8 @@ use weft_e2e::pods::{
     APP_PORT,
 };
 
-const NEEDS: &str = "needs root: network namespaces";
+/// For `require_root`'s message: "this test builds network namespaces and needs root".
+const NEEDS: &str = "this test";
 /// Second octet of the pods' subnets; iptables.rs uses 231 and 232.
 const NET: u8 = 233;
 
