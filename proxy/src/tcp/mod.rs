@@ -9,6 +9,7 @@ pub mod relay;
 use crate::config::{Discovery, EndpointAddress, TcpProxyConfig};
 use crate::context::ProxyContext;
 use crate::downstream::{DownstreamConnection, OpenConnection};
+use crate::listener::detect::Prefixed;
 use crate::observe::access_log::LogRecord;
 use crate::upstream::connect::{connect_from, ConnectError};
 use crate::upstream::outlier::TryOutcome;
@@ -59,18 +60,29 @@ pub struct TcpSession {
 }
 
 /// Serves a connection a listener's chain gave to its TCP proxy, until both sides are done,
-/// then writes its access log lines.
-pub async fn serve_connection<T>(
+/// then writes its access log lines. A connection that reached no upstream, or whose upstream
+/// reset it, is reset, as Envoy does: the client sees the failure (as it would with no proxy in
+/// the way), not a clean close that reads like an empty answer.
+pub async fn serve_connection(
     open: OpenConnection,
     cfg: Arc<TcpProxyConfig>,
-    io: T,
+    io: Prefixed<TcpStream>,
     conn: DownstreamConnection,
-) where
-    T: AsyncRead + AsyncWrite + Unpin,
-{
+) {
     let started = SystemTime::now();
     let clock = Instant::now();
-    let session = serve(open.ctx(), &cfg, io, conn.original_dst).await;
+    let mut io = io;
+    let session = serve(open.ctx(), &cfg, &mut io, conn.original_dst).await;
+    let reset = match &session.outcome {
+        // The upstream reset (or a write failed): pass the reset on, as Envoy does.
+        TcpOutcome::Relayed(r) => r.end == RelayEnd::Error,
+        _ => true,
+    };
+    if reset {
+        // SO_LINGER 0: closing now sends RST (and does not block: nothing is left to send).
+        let _ = socket2::SockRef::from(io.get_ref()).set_linger(Some(std::time::Duration::ZERO));
+    }
+    drop(io);
     debug!(
         listener = %conn.listener, peer = %conn.peer, destination = %conn.local,
         stat_prefix = %cfg.stat_prefix, ?session, "tcp connection done"

@@ -21,6 +21,8 @@ pub fn acted_on_fields(kind: Kind) -> &'static [&'static str] {
     match kind {
         Kind::ServiceEntry => &[
             "spec.hosts",
+            // A sidecar's route domains and its per-VIP TCP listeners.
+            "spec.addresses",
             "spec.ports",
             "spec.resolution",
             "spec.endpoints[].address",

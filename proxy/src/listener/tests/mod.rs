@@ -467,13 +467,50 @@ async fn tcp_connections_are_logged_with_bytes_and_flags() {
     let line = lines.line(&format!("{echo_addr} echo")).await;
     assert_eq!(line, format!("{echo_addr} echo {echo} - 4 9 -"));
 
+    // No upstream: the client is reset, as Envoy does, not handed a clean (empty) close.
     let hole_addr = SocketAddr::from(([127, 0, 0, 1], hole_port));
     let mut s = TcpStream::connect(hole_addr).await.unwrap();
     let mut buf = [0u8; 1];
     let read = tokio::time::timeout(WAIT, s.read(&mut buf)).await.unwrap();
-    assert!(matches!(read, Ok(0) | Err(_)), "closed: {read:?}");
+    assert_eq!(
+        read.map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::ConnectionReset)
+    );
     let line = lines.line("BlackHoleCluster").await;
     assert_eq!(line, format!("{hole_addr} BlackHoleCluster - UH 0 0 -"));
 }
 
 mod istio_layout;
+
+/// An upstream that resets the connection: the reset reaches the client, as Envoy passes it on,
+/// rather than a clean close that reads as an empty answer.
+#[tokio::test]
+async fn an_upstream_reset_is_passed_on_as_a_reset() {
+    let resetting = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = resetting.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = resetting.accept().await {
+            let mut buf = [0u8; 16];
+            let _ = s.read(&mut buf).await;
+            let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
+        }
+    });
+    let port = free_port();
+    let listener = Listener {
+        name: "resets".into(),
+        address: Some(socket(SocketAddr::from(([127, 0, 0, 1], port)))),
+        filter_chains: vec![chain(None, tcp_to("resetting"))],
+        ..Default::default()
+    };
+    let (_ctx, _manager) = serve(listener, vec![static_cluster("resetting", &[upstream])]);
+    let mut s = TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port)))
+        .await
+        .unwrap();
+    s.write_all(b"hello").await.unwrap();
+    let mut buf = [0u8; 1];
+    let read = tokio::time::timeout(WAIT, s.read(&mut buf)).await.unwrap();
+    assert_eq!(
+        read.map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::ConnectionReset)
+    );
+}
