@@ -5,6 +5,8 @@
 //! weftd learned from the proxy's node metadata.
 
 mod dump;
+mod fields;
+mod listeners;
 
 use crate::admin_http;
 use crate::proxy_status::{self, WEFTD_DEFAULT};
@@ -102,24 +104,7 @@ fn render(config: &ProxyConfig, section: Section, output: Output) -> anyhow::Res
     let mut out = String::new();
     let all = section == Section::All;
     if all || section == Section::Listeners {
-        let rows: Vec<Vec<String>> = config
-            .listeners
-            .iter()
-            .map(|l| {
-                vec![
-                    l.name.clone(),
-                    l.address.clone(),
-                    l.port.clone(),
-                    l.route_config
-                        .as_deref()
-                        .map_or_else(|| "-".into(), |r| format!("Route: {r}")),
-                ]
-            })
-            .collect();
-        out.push_str(&table::render(
-            &["NAME", "ADDRESSES", "PORT", "DESTINATION"],
-            &rows,
-        ));
+        out.push_str(&listeners::table(&config.listeners));
     }
     if all || section == Section::Routes {
         if all {

@@ -3,6 +3,8 @@
 //! `listeners`, `route_configs` and `clusters` of its compiled config). The two shapes differ;
 //! the rows do not, so one command inspects both.
 
+use super::fields::{array, path_shorthand, str_of};
+use super::listeners::{self, ListenerRow};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -12,15 +14,6 @@ pub struct ProxyConfig {
     pub routes: Vec<RouteRow>,
     pub clusters: Vec<ClusterRow>,
     pub endpoints: Vec<EndpointRow>,
-}
-
-#[derive(Debug, Serialize, PartialEq)]
-pub struct ListenerRow {
-    pub name: String,
-    pub address: String,
-    pub port: String,
-    /// The RDS route config its HTTP connection manager uses, if any.
-    pub route_config: Option<String>,
 }
 
 #[derive(Debug, Serialize, PartialEq)]
@@ -64,29 +57,6 @@ pub fn read(dump: &Value) -> Result<ProxyConfig, UnknownDump> {
     }
 }
 
-fn str_of(v: &Value, path: &[&str]) -> String {
-    let mut cur = v;
-    for key in path {
-        match cur.get(key) {
-            Some(next) => cur = next,
-            None => return String::new(),
-        }
-    }
-    match cur {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
-}
-
-fn array<'a>(v: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
-    v.get(key)
-        .and_then(Value::as_array)
-        .map(|a| a.iter())
-        .into_iter()
-        .flatten()
-}
-
 // --- Envoy -------------------------------------------------------------------------------
 
 fn envoy(configs: &[Value]) -> ProxyConfig {
@@ -100,17 +70,10 @@ fn envoy(configs: &[Value]) -> ProxyConfig {
         let statics = array(dump, "static_listeners").map(|l| &l["listener"]);
         let dynamics = array(dump, "dynamic_listeners").map(|l| &l["active_state"]["listener"]);
         for l in statics.chain(dynamics).filter(|l| l.is_object()) {
-            out.listeners.push(ListenerRow {
-                name: str_of(l, &["name"]),
-                address: str_of(l, &["address", "socket_address", "address"]),
-                port: str_of(l, &["address", "socket_address", "port_value"]),
-                route_config: array(l, "filter_chains")
-                    .flat_map(|fc| array(fc, "filters"))
-                    .map(|f| str_of(f, &["typed_config", "rds", "route_config_name"]))
-                    .find(|n| !n.is_empty()),
-            });
+            out.listeners.extend(listeners::envoy_rows(l));
         }
     }
+    listeners::sort(&mut out.listeners);
     for dump in of_type("RoutesConfigDump") {
         let statics = array(dump, "static_route_configs");
         let dynamics = array(dump, "dynamic_route_configs");
@@ -191,21 +154,9 @@ fn envoy_destination(route: &Value) -> String {
 fn weft(dump: &Value) -> ProxyConfig {
     let mut out = ProxyConfig::default();
     for l in array(dump, "listeners") {
-        let addr = str_of(l, &["address"]);
-        let (address, port) = match addr.rsplit_once(':') {
-            Some((a, p)) => (a.trim_matches(['[', ']']).to_string(), p.to_string()),
-            None => (addr, String::new()),
-        };
-        out.listeners.push(ListenerRow {
-            name: str_of(l, &["name"]),
-            address,
-            port,
-            route_config: l
-                .get("route_config_name")
-                .and_then(Value::as_str)
-                .map(String::from),
-        });
+        out.listeners.extend(listeners::weft_rows(l));
     }
+    listeners::sort(&mut out.listeners);
     for rc in array(dump, "route_configs") {
         let rc_name = str_of(rc, &["name"]);
         for vh in array(&rc["route_config"], "virtual_hosts") {
@@ -249,23 +200,6 @@ fn weft_destination(action: &Value) -> String {
 }
 
 // --- shared ----------------------------------------------------------------------------------
-
-/// The path condition as istioctl prints it.
-fn path_shorthand(m: &Value) -> String {
-    if let Some(p) = m.get("prefix").and_then(Value::as_str) {
-        format!("{p}*")
-    } else if let Some(p) = m.get("path").and_then(Value::as_str) {
-        p.to_string()
-    } else if let Some(p) = m.get("path_separated_prefix").and_then(Value::as_str) {
-        format!("{p}/*")
-    } else if let Some(re) = m.get("safe_regex") {
-        // Envoy nests the pattern ({"regex": …}); weft-proxy gives it as a string.
-        let pattern = re.get("regex").and_then(Value::as_str).or(re.as_str());
-        format!("~{}", pattern.unwrap_or_default())
-    } else {
-        "*".into()
-    }
-}
 
 /// A route's destination column: its cluster, its weighted clusters, or what it answers itself
 /// (`others` holds `redirect` / `direct_response`).

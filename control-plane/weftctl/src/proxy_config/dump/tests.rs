@@ -35,14 +35,28 @@ fn reads_envoys_typed_dumps() {
                  "health_status": "UNHEALTHY"}]}]}}]}
     ]});
     let c = read(&dump).unwrap();
+    let listeners: Vec<(&str, &str, &str, Option<&str>, &str)> = c
+        .listeners
+        .iter()
+        .map(|l| {
+            (
+                l.name.as_str(),
+                l.address.as_str(),
+                l.port.as_str(),
+                l.route_config.as_deref(),
+                l.match_text.as_str(),
+            )
+        })
+        .collect();
     assert_eq!(
-        c.listeners,
-        [ListenerRow {
-            name: "http_proxy".into(),
-            address: "127.0.0.1".into(),
-            port: "15001".into(),
-            route_config: Some("http_proxy".into()),
-        }]
+        listeners,
+        [(
+            "http_proxy",
+            "127.0.0.1",
+            "15001",
+            Some("http_proxy"),
+            "ALL"
+        )]
     );
     let clusters: Vec<(&str, &str)> = c
         .clusters
