@@ -6,9 +6,10 @@
 //! its service, at the endpoint's target port. When two services declare one target port with
 //! different protocols, the port is sniffed, which serves both kinds of client.
 
+use super::super::access_log::access_log;
 use super::super::clusters::{pb_duration, CONNECT_TIMEOUT};
 use super::super::endpoints::socket_address;
-use super::super::listeners::{access_log, hcm_filter};
+use super::super::listeners::hcm_filter;
 use super::super::names::{
     inbound_cluster, is_http2, listener_name, PortProtocol, BLACK_HOLE_CLUSTER,
     HTTP_INSPECTOR_FILTER, INBOUND_CAPTURE_PORT, INBOUND_PASSTHROUGH_CLUSTER, ORIGINAL_DST_FILTER,
@@ -196,7 +197,7 @@ fn inbound_hcm(mesh: &MeshSnapshot, node: &NodeIdentity, port: u32) -> HttpConne
             ))),
             ..Default::default()
         }],
-        access_log: access_log(mesh),
+        access_log: access_log(mesh, node, Side::Server),
         tracing: hcm_tracing_side(mesh, node, Side::Server),
         ..Default::default()
     }
