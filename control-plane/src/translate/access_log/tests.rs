@@ -8,7 +8,8 @@ use std::sync::Arc;
 use xds_protos::node::ProxyMode;
 use xds_protos::pb::envoy::config::listener::v3::{filter, Listener};
 use xds_protos::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
-use xds_protos::type_url::{HTTP_CONNECTION_MANAGER, LISTENER};
+use xds_protos::pb::envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy;
+use xds_protos::type_url::{HTTP_CONNECTION_MANAGER, LISTENER, TCP_PROXY};
 
 /// A workload at 10.0.0.1 serving HTTP on 9080, for a sidecar's inbound side.
 const SERVICE: &str = "
@@ -83,6 +84,28 @@ fn hcms(m: &MeshSnapshot, n: &NodeIdentity, name: &str) -> Vec<HttpConnectionMan
                 Some(HttpConnectionManager::decode(any.value.as_slice()).expect("hcm"))
             }
             _ => None,
+        })
+        .collect()
+}
+
+/// How many loggers each TCP proxy of listener `name` has, its default chain's included.
+fn tcp_logger_counts(m: &MeshSnapshot, n: &NodeIdentity, name: &str) -> Vec<usize> {
+    let l: Listener = decode(&translate(m, n), LISTENER, name);
+    l.filter_chains
+        .iter()
+        .chain(l.default_filter_chain.iter())
+        .flat_map(|c| c.filters.iter())
+        .filter_map(|f| match &f.config_type {
+            Some(filter::ConfigType::TypedConfig(any)) if any.type_url == TCP_PROXY => {
+                Some(TcpProxy::decode(any.value.as_slice()).expect("tcp_proxy"))
+            }
+            _ => None,
+        })
+        .map(|p| {
+            p.access_log.iter().for_each(|l| {
+                decode_stdout(l);
+            });
+            p.access_log.len()
         })
         .collect()
 }
@@ -250,6 +273,10 @@ fn match_mode_picks_the_side() {
     assert!(inbound.iter().all(|h| h.access_log.is_empty()));
     let outbound = hcms(&m, &pod, "0.0.0.0_9080");
     assert_eq!(outbound[0].access_log.len(), 1);
+    // TCP proxies log per connection, with their side's loggers: the inbound blackhole and
+    // passthrough chains nothing, the outbound ones a line each.
+    assert_eq!(tcp_logger_counts(&m, &pod, "virtualInbound"), [0, 0]);
+    assert_eq!(tcp_logger_counts(&m, &pod, "virtualOutbound"), [1, 1]);
     // A local proxy's listener is the client side.
     assert_eq!(formats(&m, &node("default")).len(), 1);
 
@@ -262,6 +289,11 @@ fn match_mode_picks_the_side() {
     let m = snapshot(&[SERVICE, &client_only], "", None);
     assert!(hcms(&m, &pod, "virtualInbound")[0].access_log.is_empty());
     assert_eq!(hcms(&m, &pod, "0.0.0.0_9080")[0].access_log.len(), 1);
+    assert_eq!(tcp_logger_counts(&m, &pod, "virtualInbound"), [0, 0]);
+    // Without Telemetry, weftd's default log is on both sides, TCP included.
+    let m = snapshot(&[SERVICE], "", Some(AccessLogFormat::Istio));
+    assert_eq!(tcp_logger_counts(&m, &pod, "virtualInbound"), [1, 1]);
+    assert_eq!(tcp_logger_counts(&m, &pod, "virtualOutbound"), [1, 1]);
 }
 
 #[test]

@@ -101,13 +101,14 @@ pub fn inbound_ports(mesh: &MeshSnapshot, instance_ip: &str) -> Vec<InboundPort>
 /// to 15006 itself go nowhere; every other port passes through to the application as
 /// addressed.
 pub fn listener(mesh: &MeshSnapshot, node: &NodeIdentity, ports: &[InboundPort]) -> Listener {
+    let log = || access_log(mesh, node, Side::Server);
     let mut filter_chains = vec![FilterChain {
         name: super::super::names::VIRTUAL_INBOUND_BLACKHOLE_CHAIN.to_string(),
         filter_chain_match: Some(FilterChainMatch {
             destination_port: uint32(INBOUND_CAPTURE_PORT),
             ..Default::default()
         }),
-        filters: vec![tcp_proxy_filter(BLACK_HOLE_CLUSTER)],
+        filters: vec![tcp_proxy_filter(BLACK_HOLE_CLUSTER, log())],
         ..Default::default()
     }];
     for p in ports {
@@ -120,7 +121,7 @@ pub fn listener(mesh: &MeshSnapshot, node: &NodeIdentity, ports: &[InboundPort])
                 ..Default::default()
             },
             || hcm_filter(&inbound_hcm(mesh, node, p.port)),
-            || tcp_proxy_filter(&cluster),
+            || tcp_proxy_filter(&cluster, log()),
         ));
     }
     Listener {
@@ -149,7 +150,7 @@ pub fn listener(mesh: &MeshSnapshot, node: &NodeIdentity, ports: &[InboundPort])
         // Istio names the chain of unclaimed inbound traffic after the listener.
         default_filter_chain: Some(FilterChain {
             name: VIRTUAL_INBOUND.to_string(),
-            filters: vec![tcp_proxy_filter(INBOUND_PASSTHROUGH_CLUSTER)],
+            filters: vec![tcp_proxy_filter(INBOUND_PASSTHROUGH_CLUSTER, log())],
             ..Default::default()
         }),
         ..Default::default()
