@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use weft_control_plane::daemon::{self, DaemonConfig, LocalPortMap};
 use weft_control_plane::model::{load_mesh_config, MeshConfig};
-use weft_control_plane::translate::{AccessLogFormat, TranslateOptions};
+use weft_control_plane::translate::{access_log, AccessLogFormat, TranslateOptions};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -72,20 +72,14 @@ async fn main() -> anyhow::Result<()> {
         }
         None => MeshConfig::default(),
     };
-    // An explicit flag is the operator's word for this run: it replaces the mesh config's
-    // mesh-wide access log. Without one, the mesh config decides, then the default (istio).
-    let explicit_flag = args.no_access_log || args.access_log_format.is_some();
-    let mesh_log = &mut mesh_config.access_log;
-    if explicit_flag && (mesh_log.file.is_some() || mesh_log.format.is_some()) {
+    let (access_log, replaced) =
+        access_log::apply_flags(&mut mesh_config, args.no_access_log, args.access_log_format);
+    if replaced {
         tracing::warn!(
             "--no-access-log / --access-log-format replace the mesh config's accessLogFile, \
              accessLogEncoding and accessLogFormat"
         );
-        mesh_log.file = None;
-        mesh_log.format = None;
     }
-    let access_log =
-        (!args.no_access_log).then(|| args.access_log_format.unwrap_or(AccessLogFormat::Istio));
     let cfg = DaemonConfig {
         config_dir: args.config_dir,
         xds_addr: args.xds_addr,

@@ -79,6 +79,27 @@ pub const ISTIO_JSON_FIELDS: [(&str, &str); 24] = [
     ("requested_server_name", "%REQUESTED_SERVER_NAME%"),
 ];
 
+/// weftd's access log flags against the mesh config: an explicit `--no-access-log` or
+/// `--access-log-format` is the operator's word for this run and clears the mesh config's
+/// `accessLogFile`, `accessLogEncoding` and `accessLogFormat` (returning true when it cleared
+/// any); without one, the mesh config decides, then the default (Istio's text line). Returns
+/// the value for [`super::TranslateOptions::access_log`].
+pub fn apply_flags(
+    mesh_config: &mut crate::model::MeshConfig,
+    no_access_log: bool,
+    format: Option<AccessLogFormat>,
+) -> (Option<AccessLogFormat>, bool) {
+    let log = &mut mesh_config.access_log;
+    let replaced =
+        (no_access_log || format.is_some()) && (log.file.is_some() || log.format.is_some());
+    if replaced {
+        log.file = None;
+        log.format = None;
+    }
+    let choice = (!no_access_log).then(|| format.unwrap_or(AccessLogFormat::Istio));
+    (choice, replaced)
+}
+
 /// One logger in force: how its line is written.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResolvedLog {

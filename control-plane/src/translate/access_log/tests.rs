@@ -351,3 +351,34 @@ fn proxies_share_listeners_unless_a_selector_tells_them_apart() {
     }
     assert_eq!(m.translation_counts().listeners, 1);
 }
+
+#[test]
+fn an_explicit_flag_replaces_the_mesh_configs_log() {
+    let parsed = |yaml: &str| {
+        parse_mesh_config(Path::new("mesh.yaml"), yaml)
+            .expect("mesh config")
+            .config
+    };
+    let json_file = "accessLogFile: /dev/stdout\naccessLogEncoding: JSON\n";
+    // No flag: the mesh config stays and decides; the default stands behind it.
+    let mut mc = parsed(json_file);
+    assert_eq!(
+        apply_flags(&mut mc, false, None),
+        (Some(AccessLogFormat::Istio), false)
+    );
+    assert_eq!(mc.access_log.format, Some(LogLine::IstioJson));
+    // An explicit format replaces it.
+    let mut mc = parsed(json_file);
+    assert_eq!(
+        apply_flags(&mut mc, false, Some(AccessLogFormat::Envoy)),
+        (Some(AccessLogFormat::Envoy), true)
+    );
+    assert_eq!((mc.access_log.file, mc.access_log.format), (None, None));
+    // So does --no-access-log; Telemetry providers and defaults are untouched.
+    let mut mc = parsed("accessLogFile: /dev/stdout\ndefaultProviders: {accessLogging: [envoy]}\n");
+    assert_eq!(apply_flags(&mut mc, true, None), (None, true));
+    assert_eq!(mc.access_log.default_providers, ["envoy"]);
+    // Nothing to replace: nothing reported.
+    let mut mc = parsed("");
+    assert_eq!(apply_flags(&mut mc, true, None), (None, false));
+}
