@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use weft_control_plane::daemon::{self, DaemonConfig, LocalPortMap};
 use weft_control_plane::model::{load_mesh_config, MeshConfig};
-use weft_control_plane::translate::{AccessLogFormat, TranslateOptions};
+use weft_control_plane::translate::{access_log, AccessLogFormat, TranslateOptions};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -24,18 +24,24 @@ struct Args {
     /// /ready, /metrics and /debug/syncz.
     #[arg(long, default_value = "127.0.0.1:15014")]
     http_addr: SocketAddr,
-    /// Do not configure per-request access logs on the proxies.
-    #[arg(long)]
+    /// Do not configure per-request access logs on the proxies (Telemetry resources can
+    /// still turn them on per workload). Replaces the mesh config's accessLogFile,
+    /// accessLogEncoding and accessLogFormat.
+    #[arg(long, conflicts_with = "access_log_format")]
     no_access_log: bool,
-    /// The proxies' access log format.
-    #[arg(long, value_enum, default_value = "istio")]
-    access_log_format: AccessLogFormat,
+    /// The proxies' access log format, on standard output [default: istio, unless the mesh
+    /// config sets accessLogFile / accessLogEncoding / accessLogFormat]. Given explicitly, it
+    /// replaces those three fields.
+    #[arg(long, value_enum)]
+    access_log_format: Option<AccessLogFormat>,
     /// Move loopback endpoints (address 127.0.0.1/localhost) from a declared port to the port
     /// the workload really listens on: FROM=TO,FROM=TO. `weftctl up --app-port-base` sets it.
     #[arg(long, value_parser = LocalPortMap::parse)]
     local_port_map: Option<LocalPortMap>,
     /// Istio's MeshConfig YAML: tracing providers (extensionProviders[].opentelemetry),
-    /// defaultProviders.tracing, defaultConfig.tracing.sampling, rootNamespace.
+    /// defaultProviders.tracing, defaultConfig.tracing.sampling, rootNamespace, access logs
+    /// (accessLogFile, accessLogEncoding, accessLogFormat, extensionProviders[].envoyFileAccessLog,
+    /// defaultProviders.accessLogging), outboundTrafficPolicy.
     #[arg(long)]
     mesh_config: Option<PathBuf>,
 }
@@ -56,7 +62,7 @@ async fn main() -> anyhow::Result<()> {
         "--config-dir {}: not a folder",
         args.config_dir.display()
     );
-    let mesh_config = match &args.mesh_config {
+    let mut mesh_config = match &args.mesh_config {
         Some(path) => {
             let loaded = load_mesh_config(path)?;
             for w in &loaded.warnings {
@@ -66,12 +72,20 @@ async fn main() -> anyhow::Result<()> {
         }
         None => MeshConfig::default(),
     };
+    let (access_log, replaced) =
+        access_log::apply_flags(&mut mesh_config, args.no_access_log, args.access_log_format);
+    if replaced {
+        tracing::warn!(
+            "--no-access-log / --access-log-format replace the mesh config's accessLogFile, \
+             accessLogEncoding and accessLogFormat"
+        );
+    }
     let cfg = DaemonConfig {
         config_dir: args.config_dir,
         xds_addr: args.xds_addr,
         http_addr: args.http_addr,
         options: TranslateOptions {
-            access_log: (!args.no_access_log).then_some(args.access_log_format),
+            access_log,
             mesh_config: std::sync::Arc::new(mesh_config),
         },
         local_port_map: args.local_port_map.unwrap_or_default(),

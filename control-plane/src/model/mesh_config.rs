@@ -2,11 +2,18 @@
 //! providers (`extensionProviders`), which one is the default (`defaultProviders.tracing`), the
 //! default sampling percentage (`defaultConfig.tracing.sampling`), the root namespace whose
 //! Telemetry resources are mesh-wide, and where sidecars send traffic for destinations outside
-//! the registry (`outboundTrafficPolicy.mode`: ALLOW_ANY, the default, or REGISTRY_ONLY).
+//! the registry (`outboundTrafficPolicy.mode`: ALLOW_ANY, the default, or REGISTRY_ONLY), and
+//! the access logs: `accessLogFile`, `accessLogEncoding`, `accessLogFormat`, the
+//! `envoyFileAccessLog` providers and `defaultProviders.accessLogging` (see [`access_log`]).
 //!
 //! Everything else a MeshConfig may hold is accepted and reported as not applied, so an
 //! operator copying istiod's file sees what weft ignores. Only `opentelemetry` providers are
-//! supported; a provider of another kind is reported and cannot be used.
+//! supported for tracing and `envoyFileAccessLog` ones for access logs; a provider of another
+//! kind is reported and cannot be used.
+
+pub mod access_log;
+
+pub use access_log::{FileLogProvider, LogLine, MeshAccessLog};
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -43,6 +50,8 @@ pub struct MeshConfig {
     /// `outboundTrafficPolicy.mode`: where a sidecar sends traffic for destinations the
     /// registry does not know.
     pub outbound_traffic_policy: OutboundTrafficPolicy,
+    /// `accessLogFile`, `accessLogEncoding`, `accessLogFormat` and the access log providers.
+    pub access_log: MeshAccessLog,
 }
 
 /// Istio's `outboundTrafficPolicy.mode`.
@@ -64,6 +73,7 @@ impl Default for MeshConfig {
             default_sampling: DEFAULT_SAMPLING,
             enable_tracing: true,
             outbound_traffic_policy: OutboundTrafficPolicy::AllowAny,
+            access_log: MeshAccessLog::default(),
         }
     }
 }
@@ -103,6 +113,12 @@ struct RawMeshConfig {
     default_config: RawProxyConfig,
     #[serde(default)]
     outbound_traffic_policy: Option<RawOutboundTrafficPolicy>,
+    #[serde(default)]
+    access_log_file: Option<String>,
+    #[serde(default)]
+    access_log_encoding: Option<String>,
+    #[serde(default)]
+    access_log_format: Option<String>,
     #[serde(flatten)]
     other: BTreeMap<String, serde_yaml_ng::Value>,
 }
@@ -120,6 +136,8 @@ struct RawProvider {
     name: String,
     #[serde(default)]
     opentelemetry: Option<OtelProvider>,
+    #[serde(default, rename = "envoyFileAccessLog")]
+    envoy_file_access_log: Option<access_log::RawFileProvider>,
     #[serde(flatten)]
     other: BTreeMap<String, serde_yaml_ng::Value>,
 }
@@ -129,6 +147,8 @@ struct RawProvider {
 struct RawDefaultProviders {
     #[serde(default)]
     tracing: Vec<String>,
+    #[serde(default)]
+    access_logging: Vec<String>,
     #[serde(flatten)]
     other: BTreeMap<String, serde_yaml_ng::Value>,
 }
@@ -182,20 +202,21 @@ pub fn parse_mesh_config(path: &Path, text: &str) -> Result<LoadedMeshConfig, Me
         warnings.push(format!("{file}: {field}: not applied ({why})"));
     };
     for key in raw.other.keys() {
-        let why = match key.as_str() {
-            "accessLogFile" | "accessLogEncoding" | "accessLogFormat" => {
-                "access logs are set by weftd --access-log-format / --no-access-log"
-            }
-            _ => "weft does not read this MeshConfig field",
-        };
-        not_applied(key.clone(), why);
+        not_applied(key.clone(), "weft does not read this MeshConfig field");
     }
     for key in raw.default_providers.other.keys() {
         not_applied(
             format!("defaultProviders.{key}"),
-            "only tracing providers are read",
+            "only tracing and accessLogging providers are read",
         );
     }
+    let (access_log_file, access_log_format) = access_log::mesh_wide(
+        raw.access_log_file,
+        raw.access_log_encoding,
+        raw.access_log_format,
+        &mut not_applied,
+    )
+    .map_err(invalid)?;
     for key in raw.default_config.other.keys() {
         not_applied(
             format!("defaultConfig.{key}"),
@@ -226,10 +247,34 @@ pub fn parse_mesh_config(path: &Path, text: &str) -> Result<LoadedMeshConfig, Me
         }
     };
     let mut tracing_providers = BTreeMap::new();
+    let mut log_providers = BTreeMap::new();
+    // Providers of kinds weft does not support: named by a default, they are reported, not
+    // refused.
+    let mut unsupported = Vec::new();
     for (i, p) in raw.extension_providers.into_iter().enumerate() {
         let field = format!("extensionProviders[{i}]");
         if p.name.is_empty() {
             return Err(invalid(format!("{field}.name: a provider needs a name")));
+        }
+        if tracing_providers.contains_key(&p.name) || log_providers.contains_key(&p.name) {
+            return Err(invalid(format!(
+                "{field}.name: provider {:?} is defined twice",
+                p.name
+            )));
+        }
+        if let Some(file) = p.envoy_file_access_log {
+            if p.opentelemetry.is_some() {
+                return Err(invalid(format!(
+                    "{field}: a provider has one kind, not opentelemetry and envoyFileAccessLog"
+                )));
+            }
+            let provider =
+                access_log::file_provider(&field, file, &mut not_applied).map_err(invalid)?;
+            for key in p.other.keys() {
+                not_applied(format!("{field}.{key}"), "a provider has one kind");
+            }
+            log_providers.insert(p.name, provider);
+            continue;
         }
         match p.opentelemetry {
             Some(otel) => {
@@ -259,10 +304,12 @@ pub fn parse_mesh_config(path: &Path, text: &str) -> Result<LoadedMeshConfig, Me
                 not_applied(
                     format!("{field} ({})", p.name),
                     &format!(
-                        "provider kind {} is not supported; weft exports traces with opentelemetry only",
+                        "provider kind {} is not supported; weft exports traces with \
+                         opentelemetry and writes access logs with envoyFileAccessLog only",
                         kinds.join(", ")
                     ),
                 );
+                unsupported.push(p.name);
             }
         }
     }
@@ -287,6 +334,23 @@ pub fn parse_mesh_config(path: &Path, text: &str) -> Result<LoadedMeshConfig, Me
             )));
         }
     }
+    let mut default_log_providers = Vec::new();
+    for (i, name) in raw.default_providers.access_logging.into_iter().enumerate() {
+        let field = format!("defaultProviders.accessLogging[{i}]");
+        if unsupported.contains(&name) {
+            not_applied(
+                field,
+                &format!("provider {name:?} is of a kind weft does not support"),
+            );
+        } else if log_providers.contains_key(&name) || name == access_log::BUILTIN_ENVOY_PROVIDER {
+            default_log_providers.push(name);
+        } else {
+            return Err(invalid(format!(
+                "{field}: {name:?} is not an access log provider (an envoyFileAccessLog of \
+                 extensionProviders, or the built-in envoy)"
+            )));
+        }
+    }
     Ok(LoadedMeshConfig {
         config: MeshConfig {
             root_namespace: raw
@@ -298,6 +362,12 @@ pub fn parse_mesh_config(path: &Path, text: &str) -> Result<LoadedMeshConfig, Me
             default_sampling,
             enable_tracing: raw.enable_tracing.unwrap_or(true),
             outbound_traffic_policy,
+            access_log: MeshAccessLog {
+                file: access_log_file,
+                format: access_log_format,
+                providers: log_providers,
+                default_providers: default_log_providers,
+            },
         },
         warnings,
     })
@@ -326,11 +396,106 @@ mod tests {
         let p = &m.config.tracing_providers["otel"];
         assert_eq!(p.host(), "otel-collector.observability.svc.cluster.local");
         assert_eq!(p.port, 4317);
-        assert_eq!(m.warnings.len(), 1);
+        assert!(m.warnings.is_empty(), "{:?}", m.warnings);
+        assert_eq!(m.config.access_log.file.as_deref(), Some("/dev/stdout"));
+        assert_eq!(m.config.access_log.format, None);
+    }
+
+    #[test]
+    fn access_log_encoding_and_format_follow_istio() {
+        let log = |text: &str| parse(text).unwrap().config.access_log;
+        assert_eq!(
+            log("accessLogEncoding: TEXT\n").format,
+            Some(LogLine::IstioText)
+        );
+        assert_eq!(
+            log("accessLogEncoding: JSON\n").format,
+            Some(LogLine::IstioJson)
+        );
+        // A text format gets the newline Istio adds.
+        assert_eq!(
+            log("accessLogFormat: '%RESPONSE_CODE% %REQ(X-REQUEST-ID)%'\n").format,
+            Some(LogLine::Text(
+                "%RESPONSE_CODE% %REQ(X-REQUEST-ID)%\n".to_string()
+            ))
+        );
+        let json = log(
+            "accessLogEncoding: JSON\naccessLogFormat: '{\"code\": \"%RESPONSE_CODE%\", \"up\": {\"host\": \"%UPSTREAM_HOST%\"}}'\n",
+        );
+        let Some(LogLine::Json(map)) = json.format else {
+            panic!("{json:?}")
+        };
+        assert_eq!(map["code"], "%RESPONSE_CODE%");
+        assert_eq!(map["up"]["host"], "%UPSTREAM_HOST%");
+        // Empty turns the mesh-wide log off; unset leaves it to weftd's flags.
+        assert_eq!(log("accessLogFile: ''\n").file.as_deref(), Some(""));
+        assert_eq!(log("").file, None);
+        assert_eq!(log("").format, None);
+    }
+
+    #[test]
+    fn access_log_errors_name_the_field() {
+        let e = parse("accessLogEncoding: XML\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "mesh.yaml: accessLogEncoding: \"XML\" is not TEXT or JSON"
+        );
+        let e = parse("accessLogEncoding: JSON\naccessLogFormat: '%RESPONSE_CODE%'\n").unwrap_err();
         assert!(
-            m.warnings[0].contains("accessLogFile: not applied"),
-            "{:?}",
-            m.warnings
+            e.to_string()
+                .starts_with("mesh.yaml: accessLogFormat: with accessLogEncoding JSON"),
+            "{e}"
+        );
+        let e = parse("accessLogEncoding: JSON\naccessLogFormat: '{\"a\": [\"%PROTOCOL%\"]}'\n")
+            .unwrap_err();
+        assert!(e.to_string().contains("accessLogFormat.a: a list"), "{e}");
+        let e = parse("defaultProviders:\n  accessLogging: [nope]\n").unwrap_err();
+        assert!(
+            e.to_string().contains(
+                "defaultProviders.accessLogging[0]: \"nope\" is not an access log provider"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn file_access_log_providers_and_defaults() {
+        let m = parse(
+            "extensionProviders:\n\
+             - name: plain\n  envoyFileAccessLog:\n    path: /dev/stdout\n\
+             - name: labelled\n  envoyFileAccessLog:\n    logFormat:\n      labels:\n        code: '%RESPONSE_CODE%'\n\
+             - name: elsewhere\n  envoyFileAccessLog:\n    path: /var/log/access.log\n    logFormat:\n      text: '%PROTOCOL%'\n\
+             - name: als\n  envoyHttpAls:\n    service: als\n    port: 9000\n\
+             defaultProviders:\n  accessLogging: [envoy, plain, als]\n",
+        )
+        .unwrap();
+        let log = &m.config.access_log;
+        assert_eq!(log.default_providers, ["envoy", "plain"]);
+        assert_eq!(log.providers["plain"].format, None);
+        assert_eq!(log.providers["labelled"].path, "/dev/stdout");
+        assert!(matches!(
+            log.providers["labelled"].format,
+            Some(LogLine::Json(_))
+        ));
+        assert_eq!(
+            log.providers["elsewhere"].format,
+            Some(LogLine::Text("%PROTOCOL%\n".to_string()))
+        );
+        // The built-in provider exists without being declared.
+        assert_eq!(
+            log.provider("envoy").map(|p| p.path),
+            Some("/dev/stdout".to_string())
+        );
+        assert!(log.provider("als").is_none());
+        let joined = m.warnings.join("\n");
+        assert!(
+            joined.contains("extensionProviders[2].envoyFileAccessLog.path \"/var/log/access.log\": not applied"),
+            "{joined}"
+        );
+        assert!(joined.contains("extensionProviders[3] (als)"), "{joined}");
+        assert!(
+            joined.contains("defaultProviders.accessLogging[2]: not applied"),
+            "{joined}"
         );
     }
 

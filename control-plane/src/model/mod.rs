@@ -35,8 +35,8 @@ pub use host::{
 };
 pub use locate::locate;
 pub use mesh_config::{
-    load_mesh_config, parse_mesh_config, LoadedMeshConfig, MeshConfig, MeshConfigError,
-    OtelProvider, OutboundTrafficPolicy,
+    load_mesh_config, parse_mesh_config, FileLogProvider, LoadedMeshConfig, LogLine, MeshAccessLog,
+    MeshConfig, MeshConfigError, OtelProvider, OutboundTrafficPolicy,
 };
 pub use meta::{
     AnyResource, Kind, ObjectMeta, Resource, ResourceKey, Spec, API_GROUP, API_VERSIONS,

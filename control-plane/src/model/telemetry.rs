@@ -1,10 +1,13 @@
 //! Telemetry (telemetry.istio.io v1 and v1alpha1): per mesh, namespace or workload, which
-//! tracing provider spans go to, the sampling percentage, and custom span tags.
+//! tracing provider spans go to, the sampling percentage, custom span tags, and which access
+//! log providers write a line per request.
 //!
 //! Scope is Istio's: a Telemetry in the root namespace without a selector is mesh-wide, one in
 //! another namespace without a selector covers that namespace, and one with a selector covers
-//! the workloads whose labels match. The narrower scope overrides the fields it sets. Metrics
-//! and access-log settings parse and warn as not acted on (see `validate::acted_on`).
+//! the workloads whose labels match. The narrower scope overrides the fields it sets. Access
+//! logging (providers, `disabled`, `match.mode`) is resolved the same way, as Istio merges it
+//! (see `translate::access_log`). Metrics parse and warn as not acted on (see
+//! `validate::acted_on`).
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -24,7 +27,30 @@ pub struct Telemetry {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub metrics: Vec<serde_json::Value>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub access_logging: Vec<serde_json::Value>,
+    pub access_logging: Vec<AccessLoggingSpec>,
+}
+
+/// One `accessLogging` entry: which providers log (none: the parent scope's), on which side,
+/// or `disabled` to stop them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+pub struct AccessLoggingSpec {
+    #[serde(rename = "match", skip_serializing_if = "Option::is_none")]
+    pub r#match: Option<TracingMatch>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub providers: Vec<ProviderRef>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<bool>,
+    /// A CEL expression; refused (weft-proxy has no access log filters).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filter: Option<serde_json::Value>,
+}
+
+impl AccessLoggingSpec {
+    pub fn mode(&self) -> TracingMode {
+        TracingMode::parse(self.r#match.as_ref().and_then(|m| m.mode.as_deref()))
+            .unwrap_or(TracingMode::ClientAndServer)
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

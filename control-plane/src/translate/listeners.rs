@@ -7,17 +7,12 @@ use super::names::{
     CORS_FILTER, FAULT_FILTER, HTTP_CONNECTION_MANAGER_FILTER, HTTP_PROXY_ROUTE, ROUTER_FILTER,
     VIRTUAL_OUTBOUND,
 };
-use super::{AccessLogFormat, MeshSnapshot};
+use super::tracing::Side;
+use super::MeshSnapshot;
 use xds_protos::any::pack;
 use xds_protos::node::NodeIdentity;
-use xds_protos::pb::envoy::config::accesslog::v3::{access_log, AccessLog};
 use xds_protos::pb::envoy::config::core::v3::TrafficDirection;
-use xds_protos::pb::envoy::config::core::v3::{
-    data_source, substitution_format_string, DataSource, SubstitutionFormatString,
-};
 use xds_protos::pb::envoy::config::listener::v3::{filter, Filter, FilterChain, Listener};
-use xds_protos::pb::envoy::extensions::access_loggers::stream::v3::stdout_access_log;
-use xds_protos::pb::envoy::extensions::access_loggers::stream::v3::StdoutAccessLog;
 use xds_protos::pb::envoy::extensions::filters::http::cors::v3::Cors;
 use xds_protos::pb::envoy::extensions::filters::http::fault::v3::HttpFault;
 use xds_protos::pb::envoy::extensions::filters::http::router::v3::Router;
@@ -25,8 +20,7 @@ use xds_protos::pb::envoy::extensions::filters::network::http_connection_manager
     http_connection_manager::{CodecType, RouteSpecifier},
     http_filter, HttpConnectionManager, HttpFilter, Rds,
 };
-use xds_protos::pb::google::protobuf::{value, Struct, Value};
-use xds_protos::type_url::{CORS, HTTP_CONNECTION_MANAGER, HTTP_FAULT, ROUTER, STDOUT_ACCESS_LOG};
+use xds_protos::type_url::{CORS, HTTP_CONNECTION_MANAGER, HTTP_FAULT, ROUTER};
 
 pub fn listeners(mesh: &MeshSnapshot, node: &NodeIdentity) -> Vec<Listener> {
     let Some((host, port)) = node
@@ -77,24 +71,9 @@ pub(super) fn outbound_hcm(
         })),
         http_filters: http_filters(),
         tracing: super::tracing::hcm_tracing(mesh, node),
-        access_log: access_log(mesh),
+        access_log: super::access_log::access_log(mesh, node, Side::Client),
         ..Default::default()
     }
-}
-
-/// The access log every connection manager and TCP proxy writes, as weftd was told.
-pub(super) fn access_log(mesh: &MeshSnapshot) -> Vec<AccessLog> {
-    let Some(format) = mesh.options.access_log else {
-        return Vec::new();
-    };
-    vec![AccessLog {
-        name: "envoy.access_loggers.stdout".to_string(),
-        config_type: Some(access_log::ConfigType::TypedConfig(pack(
-            STDOUT_ACCESS_LOG,
-            &stdout_log(format),
-        ))),
-        ..Default::default()
-    }]
 }
 
 /// The network filter that runs `hcm`.
@@ -122,86 +101,4 @@ pub(super) fn http_filters() -> Vec<HttpFilter> {
         filter(CORS_FILTER, pack(CORS, &Cors::default())),
         filter(ROUTER_FILTER, pack(ROUTER, &Router::default())),
     ]
-}
-
-/// Istio's default text line (what istiod configures for `accessLogFile` without a format).
-const ISTIO_TEXT_FORMAT: &str = "[%START_TIME%] \"%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%\" %RESPONSE_CODE% %RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS% %CONNECTION_TERMINATION_DETAILS% \"%UPSTREAM_TRANSPORT_FAILURE_REASON%\" %BYTES_RECEIVED% %BYTES_SENT% %DURATION% %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% \"%REQ(X-FORWARDED-FOR)%\" \"%REQ(USER-AGENT)%\" \"%REQ(X-REQUEST-ID)%\" \"%REQ(:AUTHORITY)%\" \"%UPSTREAM_HOST%\" %UPSTREAM_CLUSTER% %UPSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_REMOTE_ADDRESS% %REQUESTED_SERVER_NAME% %ROUTE_NAME%\n";
-
-/// Envoy's default text format needs no configuration; Istio's is given inline; JSON names
-/// each field with Envoy's command operators, with Istio's keys, so Envoy and weft-proxy
-/// write the same lines.
-fn stdout_log(format: AccessLogFormat) -> StdoutAccessLog {
-    match format {
-        AccessLogFormat::Envoy => StdoutAccessLog::default(),
-        AccessLogFormat::Istio => StdoutAccessLog {
-            access_log_format: Some(stdout_access_log::AccessLogFormat::LogFormat(
-                SubstitutionFormatString {
-                    format: Some(substitution_format_string::Format::TextFormatSource(
-                        DataSource {
-                            specifier: Some(data_source::Specifier::InlineString(
-                                ISTIO_TEXT_FORMAT.to_string(),
-                            )),
-                            ..Default::default()
-                        },
-                    )),
-                    ..Default::default()
-                },
-            )),
-        },
-        AccessLogFormat::Json => {
-            let fields = [
-                ("start_time", "%START_TIME%"),
-                ("method", "%REQ(:METHOD)%"),
-                ("path", "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%"),
-                ("protocol", "%PROTOCOL%"),
-                ("response_code", "%RESPONSE_CODE%"),
-                ("response_flags", "%RESPONSE_FLAGS%"),
-                ("response_code_details", "%RESPONSE_CODE_DETAILS%"),
-                (
-                    "connection_termination_details",
-                    "%CONNECTION_TERMINATION_DETAILS%",
-                ),
-                (
-                    "upstream_transport_failure_reason",
-                    "%UPSTREAM_TRANSPORT_FAILURE_REASON%",
-                ),
-                ("bytes_received", "%BYTES_RECEIVED%"),
-                ("bytes_sent", "%BYTES_SENT%"),
-                ("duration", "%DURATION%"),
-                (
-                    "upstream_service_time",
-                    "%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%",
-                ),
-                ("x_forwarded_for", "%REQ(X-FORWARDED-FOR)%"),
-                ("user_agent", "%REQ(USER-AGENT)%"),
-                ("request_id", "%REQ(X-REQUEST-ID)%"),
-                ("authority", "%REQ(:AUTHORITY)%"),
-                ("upstream_host", "%UPSTREAM_HOST%"),
-                ("upstream_cluster", "%UPSTREAM_CLUSTER%"),
-                ("route_name", "%ROUTE_NAME%"),
-                ("upstream_local_address", "%UPSTREAM_LOCAL_ADDRESS%"),
-                ("downstream_local_address", "%DOWNSTREAM_LOCAL_ADDRESS%"),
-                ("downstream_remote_address", "%DOWNSTREAM_REMOTE_ADDRESS%"),
-                ("requested_server_name", "%REQUESTED_SERVER_NAME%"),
-            ]
-            .into_iter()
-            .map(|(k, v)| {
-                let value = Value {
-                    kind: Some(value::Kind::StringValue(v.to_string())),
-                };
-                (k.to_string(), value)
-            })
-            .collect();
-            StdoutAccessLog {
-                access_log_format: Some(stdout_access_log::AccessLogFormat::LogFormat(
-                    SubstitutionFormatString {
-                        format: Some(substitution_format_string::Format::JsonFormat(Struct {
-                            fields,
-                        })),
-                        ..Default::default()
-                    },
-                )),
-            }
-        }
-    }
 }

@@ -6,6 +6,7 @@
 //! configuration of the HTTP proxy listener `http_proxy`. A proxy in sidecar mode gets istiod's
 //! sidecar layout instead (see [`sidecar`]).
 
+pub mod access_log;
 mod clusters;
 mod endpoints;
 pub mod hash_policy;
@@ -33,7 +34,9 @@ pub use shared::{RouteClass, TranslationCounts};
 /// Choices that are the operator's, not the mesh config's.
 #[derive(Debug, Clone)]
 pub struct TranslateOptions {
-    /// How the outbound listener logs each request to stdout; `None` logs nothing.
+    /// weftd's `--access-log-format` (`None`: `--no-access-log`): the mesh-wide access log
+    /// when the mesh config sets no `accessLogFile`, and the format of the built-in `envoy`
+    /// provider when it sets no encoding or format (see [`access_log`]).
     pub access_log: Option<AccessLogFormat>,
     /// `weftd --mesh-config`: tracing providers and defaults.
     pub mesh_config: std::sync::Arc<crate::model::MeshConfig>,

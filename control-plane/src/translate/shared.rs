@@ -7,7 +7,8 @@
 //!
 //! - the outbound listener reads the proxy's outbound address and, when the mesh config has
 //!   a tracing provider, the namespace, workload name and the labels tracing reads (canonical
-//!   service and revision, Telemetry selectors);
+//!   service and revision, Telemetry selectors); when some Telemetry sets `accessLogging`,
+//!   the namespace and the labels Telemetry selectors read;
 //! - the route configuration reads only the proxy's namespace (short host names, and
 //!   `sourceNamespace` matches) and the values of the labels that some VirtualService's
 //!   `sourceLabels` names. Other labels cannot change a route, so they are not in the key;
@@ -207,22 +208,27 @@ impl MeshSnapshot {
         }
     }
 
-    /// The part of `node` its connection managers' tracing reads: nothing unless the mesh
-    /// config has a tracing provider.
+    /// The part of `node` its connection managers' tracing and access logs read: nothing
+    /// unless the mesh config has a tracing provider or some Telemetry sets `accessLogging`.
     fn tracing_class(&self, node: &NodeIdentity) -> NodeIdentity {
         let mut class = NodeIdentity::default();
+        let mut keys: BTreeSet<&str> = BTreeSet::new();
         let mc = &self.options.mesh_config;
         if mc.enable_tracing && !mc.tracing_providers.is_empty() {
-            let keys: BTreeSet<&str> = super::tracing::label_keys(self).collect();
+            keys.extend(super::tracing::label_keys(self));
             class.namespace = node.namespace.clone();
             class.workload = node.workload.clone();
-            class.labels = node
-                .labels
-                .iter()
-                .filter(|(k, _)| keys.contains(k.as_str()))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
         }
+        if super::access_log::reads_proxy(self) {
+            keys.extend(super::access_log::label_keys(self));
+            class.namespace = node.namespace.clone();
+        }
+        class.labels = node
+            .labels
+            .iter()
+            .filter(|(k, _)| keys.contains(k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         class
     }
 

@@ -27,6 +27,7 @@ use super::names::{PortProtocol, TCP_PROXY_FILTER};
 use super::MeshSnapshot;
 use xds_protos::any::pack;
 use xds_protos::node::NodeIdentity;
+use xds_protos::pb::envoy::config::accesslog::v3::AccessLog;
 use xds_protos::pb::envoy::config::cluster::v3::Cluster;
 use xds_protos::pb::envoy::config::core::v3::CidrRange;
 use xds_protos::pb::envoy::config::listener::v3::{
@@ -60,12 +61,14 @@ pub fn clusters(mesh: &MeshSnapshot, node: &NodeIdentity) -> Vec<Cluster> {
     out
 }
 
-/// The network filter that relays a connection's bytes to `cluster`; Istio names the stats of
-/// a TCP proxy after its cluster.
-fn tcp_proxy_filter(cluster: &str) -> Filter {
+/// The network filter that relays a connection's bytes to `cluster`, writing a line per
+/// connection to `access_log` (the same loggers as the side's connection managers, as istiod
+/// configures them); Istio names the stats of a TCP proxy after its cluster.
+fn tcp_proxy_filter(cluster: &str, access_log: Vec<AccessLog>) -> Filter {
     let proxy = TcpProxy {
         stat_prefix: cluster.to_string(),
         cluster_specifier: Some(ClusterSpecifier::Cluster(cluster.to_string())),
+        access_log,
         ..Default::default()
     };
     Filter {

@@ -132,7 +132,7 @@ pub fn resolve_side(
 }
 
 /// The Telemetry resources that cover `node`, widest first.
-fn covering<'a>(
+pub(super) fn covering<'a>(
     all: &'a [Resource<Telemetry>],
     root: &'a str,
     node: &'a NodeIdentity,

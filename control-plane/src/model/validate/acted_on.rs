@@ -39,6 +39,11 @@ pub fn acted_on_fields(kind: Kind) -> &'static [&'static str] {
             "spec.tracing[].randomSamplingPercentage",
             "spec.tracing[].disableSpanReporting",
             "spec.tracing[].customTags",
+            "spec.accessLogging[].match",
+            "spec.accessLogging[].providers",
+            "spec.accessLogging[].disabled",
+            // Refused with an error of its own (see validate::telemetry).
+            "spec.accessLogging[].filter",
         ],
         Kind::VirtualService => &[
             "spec.hosts",

@@ -26,6 +26,7 @@ pub(super) fn check(t: &Telemetry, f: &mut Findings) {
             );
         }
     }
+    check_access_logging(t, f);
     let mut client = false;
     let mut server = false;
     for (i, tr) in t.tracing.iter().enumerate() {
@@ -107,6 +108,38 @@ pub(super) fn check(t: &Telemetry, f: &mut Findings) {
     }
 }
 
+fn check_access_logging(t: &Telemetry, f: &mut Findings) {
+    let spec = FieldPath::spec();
+    for (i, entry) in t.access_logging.iter().enumerate() {
+        let p = spec.key("accessLogging").index(i);
+        let mode_text = entry.r#match.as_ref().and_then(|m| m.mode.as_deref());
+        if TracingMode::parse(mode_text).is_none() {
+            f.error(
+                &p.key("match").key("mode"),
+                format!(
+                    "{:?} is not a mode: CLIENT, SERVER or CLIENT_AND_SERVER",
+                    mode_text.unwrap_or_default()
+                ),
+            );
+        }
+        if entry.filter.is_some() {
+            f.error(
+                &p.key("filter"),
+                "CEL access log filters are not supported by weft-proxy; every request would \
+                 be logged",
+            );
+        }
+        for (j, provider) in entry.providers.iter().enumerate() {
+            if provider.name.is_empty() {
+                f.error(
+                    &p.key("providers").index(j).key("name"),
+                    "a provider needs a name",
+                );
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::model::{parse_file, AnyResource, Severity};
@@ -177,7 +210,29 @@ mod tests {
     }
 
     #[test]
-    fn metrics_and_access_logging_warn_as_not_acted_on() {
+    fn access_logging_is_acted_on_and_filters_are_refused() {
+        let (_, diagnostics) = parse_file(
+            Path::new("t.yaml"),
+            &format!(
+                "{HEAD}spec:\n  accessLogging:\n  - providers: [{{name: envoy}}]\n    match: {{mode: SERVER}}\n    disabled: true\n"
+            ),
+        );
+        assert!(diagnostics.is_empty(), "{diagnostics:?}");
+        let e = errors(&format!(
+            "{HEAD}spec:\n  accessLogging:\n  - filter: {{expression: 'response.code >= 400'}}\n  - match: {{mode: BOTH}}\n"
+        ));
+        let fields: Vec<&str> = e.iter().map(|(_, f, _)| f.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.accessLogging[0].filter",
+                "spec.accessLogging[1].match.mode"
+            ]
+        );
+    }
+
+    #[test]
+    fn metrics_warn_as_not_acted_on() {
         let (resources, diagnostics) = parse_file(
             Path::new("t.yaml"),
             &format!("{HEAD}spec:\n  metrics: [{{providers: [{{name: prometheus}}]}}]\n"),

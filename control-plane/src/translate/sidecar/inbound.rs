@@ -6,9 +6,10 @@
 //! its service, at the endpoint's target port. When two services declare one target port with
 //! different protocols, the port is sniffed, which serves both kinds of client.
 
+use super::super::access_log::access_log;
 use super::super::clusters::{pb_duration, CONNECT_TIMEOUT};
 use super::super::endpoints::socket_address;
-use super::super::listeners::{access_log, hcm_filter};
+use super::super::listeners::hcm_filter;
 use super::super::names::{
     inbound_cluster, is_http2, listener_name, PortProtocol, BLACK_HOLE_CLUSTER,
     HTTP_INSPECTOR_FILTER, INBOUND_CAPTURE_PORT, INBOUND_PASSTHROUGH_CLUSTER, ORIGINAL_DST_FILTER,
@@ -100,13 +101,14 @@ pub fn inbound_ports(mesh: &MeshSnapshot, instance_ip: &str) -> Vec<InboundPort>
 /// to 15006 itself go nowhere; every other port passes through to the application as
 /// addressed.
 pub fn listener(mesh: &MeshSnapshot, node: &NodeIdentity, ports: &[InboundPort]) -> Listener {
+    let log = || access_log(mesh, node, Side::Server);
     let mut filter_chains = vec![FilterChain {
         name: super::super::names::VIRTUAL_INBOUND_BLACKHOLE_CHAIN.to_string(),
         filter_chain_match: Some(FilterChainMatch {
             destination_port: uint32(INBOUND_CAPTURE_PORT),
             ..Default::default()
         }),
-        filters: vec![tcp_proxy_filter(BLACK_HOLE_CLUSTER)],
+        filters: vec![tcp_proxy_filter(BLACK_HOLE_CLUSTER, log())],
         ..Default::default()
     }];
     for p in ports {
@@ -119,7 +121,7 @@ pub fn listener(mesh: &MeshSnapshot, node: &NodeIdentity, ports: &[InboundPort])
                 ..Default::default()
             },
             || hcm_filter(&inbound_hcm(mesh, node, p.port)),
-            || tcp_proxy_filter(&cluster),
+            || tcp_proxy_filter(&cluster, log()),
         ));
     }
     Listener {
@@ -148,7 +150,7 @@ pub fn listener(mesh: &MeshSnapshot, node: &NodeIdentity, ports: &[InboundPort])
         // Istio names the chain of unclaimed inbound traffic after the listener.
         default_filter_chain: Some(FilterChain {
             name: VIRTUAL_INBOUND.to_string(),
-            filters: vec![tcp_proxy_filter(INBOUND_PASSTHROUGH_CLUSTER)],
+            filters: vec![tcp_proxy_filter(INBOUND_PASSTHROUGH_CLUSTER, log())],
             ..Default::default()
         }),
         ..Default::default()
@@ -196,7 +198,7 @@ fn inbound_hcm(mesh: &MeshSnapshot, node: &NodeIdentity, port: u32) -> HttpConne
             ))),
             ..Default::default()
         }],
-        access_log: access_log(mesh),
+        access_log: access_log(mesh, node, Side::Server),
         tracing: hcm_tracing_side(mesh, node, Side::Server),
         ..Default::default()
     }

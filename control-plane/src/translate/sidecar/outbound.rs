@@ -17,6 +17,7 @@
 //! both keep working. An address claimed twice (two services on one VIP and port, or sharing
 //! an endpoint IP) stays with the first service and the conflict is logged.
 
+use super::super::access_log::access_log;
 use super::super::endpoints::socket_address;
 use super::super::listeners::{hcm_filter, outbound_hcm};
 use super::super::names::{
@@ -24,6 +25,7 @@ use super::super::names::{
     INBOUND_CAPTURE_PORT, OUTBOUND_CAPTURE_PORT, PASSTHROUGH_CLUSTER, PASSTHROUGH_FILTER_CHAIN,
     VIRTUAL_OUTBOUND,
 };
+use super::super::tracing::Side;
 use super::super::MeshSnapshot;
 use super::{chains_for, cidr_range, listener_filter, tcp_proxy_filter, uint32};
 use crate::model::OutboundTrafficPolicy;
@@ -50,7 +52,7 @@ pub fn listeners(mesh: &MeshSnapshot, node: &NodeIdentity) -> Vec<Listener> {
             );
         }
     }
-    let mut out = vec![virtual_outbound(mesh)];
+    let mut out = vec![virtual_outbound(mesh, node)];
     for (port, services) in services_by_port(mesh) {
         out.extend(port_listeners(mesh, node, port, &services));
     }
@@ -65,7 +67,8 @@ pub fn unclaimed_cluster(mesh: &MeshSnapshot) -> &'static str {
     }
 }
 
-fn virtual_outbound(mesh: &MeshSnapshot) -> Listener {
+fn virtual_outbound(mesh: &MeshSnapshot, node: &NodeIdentity) -> Listener {
+    let log = || access_log(mesh, node, Side::Client);
     Listener {
         name: VIRTUAL_OUTBOUND.to_string(),
         address: Some(socket_address("0.0.0.0", OUTBOUND_CAPTURE_PORT)),
@@ -77,12 +80,12 @@ fn virtual_outbound(mesh: &MeshSnapshot) -> Listener {
                 destination_port: uint32(OUTBOUND_CAPTURE_PORT),
                 ..Default::default()
             }),
-            filters: vec![tcp_proxy_filter(BLACK_HOLE_CLUSTER)],
+            filters: vec![tcp_proxy_filter(BLACK_HOLE_CLUSTER, log())],
             ..Default::default()
         }],
         default_filter_chain: Some(FilterChain {
             name: PASSTHROUGH_FILTER_CHAIN.to_string(),
-            filters: vec![tcp_proxy_filter(unclaimed_cluster(mesh))],
+            filters: vec![tcp_proxy_filter(unclaimed_cluster(mesh), log())],
             ..Default::default()
         }),
         ..Default::default()
@@ -253,7 +256,7 @@ fn target_chains(
             ..Default::default()
         },
         || http_filter(mesh, node, port, address),
-        || tcp_proxy_filter(&cluster),
+        || tcp_proxy_filter(&cluster, access_log(mesh, node, Side::Client)),
     )
 }
 
