@@ -333,12 +333,12 @@ fn by_name_through_both_sidecars(kind: Sidecars) {
 
     // istioctl's view of the sidecar: the capture listeners and the service port's.
     for p in [pp, reviewers[0]] {
-        let out = p.weftctl(&["proxy-config", "listeners", ADMIN]);
+        let out = p.weftctl(&["proxy-config", "listeners", ADMIN, "-o", "json"]);
         let table = stdout(&out);
         assert!(out.status.success(), "{kind:?}: {out:?}");
         for listener in ["virtualOutbound", "virtualInbound", "0.0.0.0_9080"] {
             assert!(
-                table.contains(listener),
+                table.contains(&format!("\"name\": \"{listener}\"")),
                 "{kind:?}: {}: no {listener} in\n{table}",
                 p.workload.pod
             );

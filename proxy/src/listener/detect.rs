@@ -9,11 +9,10 @@
 //! size cap, or at the timeout (a client that waits for the server to speak first, as MySQL
 //! and SMTP clients do, is opaque TCP once the timeout passes).
 
-use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use crate::downstream::Prefixed;
 
 /// Enough for any ClientHello Envoy's inspector accepts, and far more than a request line.
 const MAX_INSPECT: usize = 16 * 1024 + 5;
@@ -284,76 +283,6 @@ fn client_hello(handshake: &[u8]) -> Option<(Option<String>, Vec<String>)> {
         }
     }
     Some((server_name, alpn))
-}
-
-/// A connection with bytes already read from it put back in front.
-pub struct Prefixed<T> {
-    prefix: Vec<u8>,
-    read: usize,
-    inner: T,
-}
-
-impl<T> Prefixed<T> {
-    pub fn new(prefix: Vec<u8>, inner: T) -> Self {
-        Prefixed {
-            prefix,
-            read: 0,
-            inner,
-        }
-    }
-
-    pub fn get_ref(&self) -> &T {
-        &self.inner
-    }
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for Prefixed<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = &mut *self;
-        if this.read < this.prefix.len() {
-            let rest = &this.prefix[this.read..];
-            let n = rest.len().min(buf.remaining());
-            buf.put_slice(&rest[..n]);
-            this.read += n;
-            if this.read == this.prefix.len() {
-                // Done with it: give the memory back for the connection's lifetime.
-                this.prefix = Vec::new();
-                this.read = 0;
-            }
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut this.inner).poll_read(cx, buf)
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for Prefixed<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
 }
 
 #[cfg(test)]

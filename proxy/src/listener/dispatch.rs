@@ -7,11 +7,11 @@
 //! The snapshot is read once per connection: a connection keeps the chain it was given for its
 //! whole life, as in Envoy, while routes (RDS) and clusters are still read per request.
 
-use super::detect::{detect, Detected, Inspect, Inspection, Prefixed};
+use super::detect::{detect, Detected, Inspect, Inspection};
 use super::original_dst::original_destination;
 use crate::config::filter_chain_match::Connection;
 use crate::config::{ChainAction, ListenerConfig};
-use crate::downstream::{DownstreamConnection, OpenConnection};
+use crate::downstream::{DownstreamConnection, OpenConnection, Prefixed};
 use crate::snapshot::Snapshot;
 use std::net::SocketAddr;
 use std::sync::Arc;

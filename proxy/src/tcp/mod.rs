@@ -8,8 +8,7 @@ pub mod relay;
 
 use crate::config::{Discovery, EndpointAddress, TcpProxyConfig};
 use crate::context::ProxyContext;
-use crate::downstream::{DownstreamConnection, OpenConnection};
-use crate::listener::detect::Prefixed;
+use crate::downstream::{DownstreamConnection, OpenConnection, Prefixed};
 use crate::observe::access_log::LogRecord;
 use crate::upstream::connect::{connect_from, ConnectError};
 use crate::upstream::outlier::TryOutcome;

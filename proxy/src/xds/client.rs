@@ -143,7 +143,8 @@ impl XdsClient {
         };
         self.stream_delivered = true;
         self.last_nonce.insert(t, resp.nonce.clone());
-        if applied.accepted {
+        // What was accepted serves, even when the response also held refused resources.
+        if applied.outcome.changed {
             if t == LISTENER {
                 // Binding happens after the cache took the listeners: a port that cannot be
                 // bound is NACKed (and retried with the next listener update), while the
@@ -187,7 +188,7 @@ impl XdsClient {
         let _ = tx.send(req).await;
     }
 
-    /// Applies one response of type `T` to the cache, as one transaction.
+    /// Applies one response of type `T` to the cache, resource by resource.
     fn apply<T: Stored>(&mut self, resp: &DiscoveryResponse) -> (&'static str, Response) {
         let previous_version = self
             .cache
@@ -198,12 +199,10 @@ impl XdsClient {
         let outcome = self
             .cache
             .apply_typed::<T>(&resp.version_info, &resp.resources);
-        let accepted = outcome.rejected.is_empty();
         (
             T::TYPE_URL,
             Response {
                 outcome,
-                accepted,
                 previous_version,
             },
         )
@@ -266,9 +265,8 @@ impl XdsClient {
 
 /// What became of one response.
 struct Response {
+    /// What the cache took and refused (a listener that then fails to bind still NACKs).
     outcome: Applied,
-    /// Whether the cache took it (a listener that then fails to bind still NACKs).
-    accepted: bool,
     /// The version held before it, which a NACK reports.
     previous_version: String,
 }

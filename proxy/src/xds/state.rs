@@ -1,18 +1,16 @@
 //! The xDS cache: every accepted resource, compiled, and the snapshot built from them.
 //!
-//! A response is applied as one transaction: every resource in it is checked (type URL, a
-//! decodable body, a name, no name twice) and compiled off to the side, and only when all of
-//! them pass does the new set replace the old. If any fails, the cache is left exactly as it
-//! was (every resource keeps its last good version, including ones the response would have
-//! removed) and the reasons, each naming the resource and the field, go into the NACK's
-//! `error_detail`. Nothing half-applied ever reaches the request path: a new [`Snapshot`] is
-//! built from the whole cache and published in one step.
+//! A response is applied resource by resource, as Envoy applies LDS and CDS: every resource is
+//! checked (type URL, a decodable body, a name, no name twice) and compiled off to the side;
+//! the good ones replace their previous versions, and a refused one keeps its last good version
+//! while the reasons, each naming the resource and the field, go into the NACK's
+//! `error_detail`. So one listener weft-proxy cannot serve never holds back the others.
 //!
-//! Why all-or-nothing rather than per resource: in a state-of-the-world response the set is
-//! the message. A listener that fails to decode has no name, so a per-resource update cannot
-//! tell which old listener it was meant to replace and would remove it as "absent"; and a
-//! half-applied set can pair a new listener with routes or clusters the rest of the response
-//! was meant to change alongside it.
+//! Nothing is lost to a bad response: in a state-of-the-world response, a resource that is
+//! absent is removed — unless some resource in it could not be read far enough to know its
+//! name (undecodable, another type, no name), because that one may be the absent resource, so
+//! then nothing is removed. The version the proxy reports stays the last one it accepted whole.
+//! A new [`Snapshot`] is built from the whole cache and published in one step.
 
 pub use super::resource::Entry;
 use super::resource::{Clusters, Endpoints, Entries, Listeners, ResourceType, Routes};
@@ -41,11 +39,12 @@ pub struct XdsCache {
     received: BTreeSet<String>,
 }
 
-/// The outcome of applying one response: the reasons for every rejected resource. When there
-/// is any, nothing was applied.
+/// The outcome of applying one response: the reasons for every rejected resource, and whether
+/// anything in the cache changed.
 #[derive(Debug, Default)]
 pub struct Applied {
     pub rejected: Vec<String>,
+    pub changed: bool,
 }
 
 impl Applied {
@@ -64,6 +63,7 @@ impl XdsCache {
             type_url::ENDPOINT => self.apply_typed::<Endpoints>(version, resources),
             other => Applied {
                 rejected: vec![format!("unsupported type {other}")],
+                changed: false,
             },
         }
     }
@@ -72,20 +72,35 @@ impl XdsCache {
     /// otherwise its resources are added or replaced, and the ones no longer wanted are pruned
     /// by [`XdsCache::prune`].
     pub fn apply_typed<T: Stored>(&mut self, version: &str, resources: &[Any]) -> Applied {
-        let next = match decode_all::<T>(T::entries(self), resources) {
-            Ok(next) => next,
-            Err(rejected) => return Applied { rejected },
-        };
+        let decoded = decode_all::<T>(T::entries(self), resources);
         let entries = T::entries_mut(self);
-        if T::WHOLE_SET {
-            *entries = next;
-        } else {
-            entries.extend(next);
+        let before = entries.len();
+        if T::WHOLE_SET && !decoded.unnamed_failure {
+            // Gone from the set: removed. A refused resource keeps its last good version.
+            entries.retain(|name, _| {
+                decoded.good.contains_key(name) || decoded.refused_names.contains(name)
+            });
         }
-        self.received.insert(T::TYPE_URL.to_string());
-        self.versions
-            .insert(T::TYPE_URL.to_string(), version.to_string());
-        Applied::default()
+        let mut changed = entries.len() != before;
+        for (name, entry) in decoded.good {
+            let same = entries
+                .get(&name)
+                .is_some_and(|e| Arc::ptr_eq(&e.compiled, &entry.compiled));
+            changed |= !same;
+            entries.insert(name, entry);
+        }
+        let whole = decoded.rejected.is_empty();
+        if whole || changed {
+            self.received.insert(T::TYPE_URL.to_string());
+        }
+        if whole {
+            self.versions
+                .insert(T::TYPE_URL.to_string(), version.to_string());
+        }
+        Applied {
+            rejected: decoded.rejected,
+            changed: changed || whole,
+        }
     }
 
     /// Route configurations the listeners ask for.
@@ -196,42 +211,62 @@ stored!(Routes, routes);
 stored!(Clusters, clusters);
 stored!(Endpoints, endpoints);
 
-/// Decodes, checks and compiles every resource of a response into the entries it would
-/// install, or returns the reason for every resource that fails (all of them, so one NACK
-/// tells the operator everything that is wrong).
-fn decode_all<T: Stored>(
-    current: &Entries<T>,
-    resources: &[Any],
-) -> Result<Entries<T>, Vec<String>> {
-    let mut next = BTreeMap::new();
-    let mut rejected = Vec::new();
+/// What a response holds, resource by resource.
+struct Decoded<T: ResourceType> {
+    /// The resources that passed, compiled.
+    good: Entries<T>,
+    /// The reason for every resource that did not (all of them, so one NACK tells the operator
+    /// everything that is wrong).
+    rejected: Vec<String>,
+    /// Names of refused resources: they keep their last good version.
+    refused_names: BTreeSet<String>,
+    /// A resource was refused before its name was known.
+    unnamed_failure: bool,
+}
+
+/// Decodes, checks and compiles every resource of a response.
+fn decode_all<T: Stored>(current: &Entries<T>, resources: &[Any]) -> Decoded<T> {
+    let mut out = Decoded {
+        good: BTreeMap::new(),
+        rejected: Vec::new(),
+        refused_names: BTreeSet::new(),
+        unnamed_failure: false,
+    };
     // Where each name was first seen, to name both places when one repeats.
     let mut seen: HashMap<String, usize> = HashMap::new();
     for (i, any) in resources.iter().enumerate() {
         if any.type_url != T::TYPE_URL {
-            rejected.push(format!(
+            out.rejected.push(format!(
                 "resources[{i}]: type_url: expected {}, got {}",
                 T::TYPE_URL,
                 any.type_url
             ));
+            out.unnamed_failure = true;
             continue;
         }
         let proto = match T::Proto::decode(any.value.as_slice()) {
             Ok(p) => p,
             Err(e) => {
-                rejected.push(format!("resources[{i}]: cannot decode: {e}"));
+                out.rejected
+                    .push(format!("resources[{i}]: cannot decode: {e}"));
+                out.unnamed_failure = true;
                 continue;
             }
         };
         let name = T::name(&proto);
         if name.is_empty() {
-            rejected.push(format!("resources[{i}]: name: must not be empty"));
+            out.rejected
+                .push(format!("resources[{i}]: name: must not be empty"));
+            out.unnamed_failure = true;
             continue;
         }
         if let Some(first) = seen.get(&name) {
-            rejected.push(format!(
+            // Which of the two was meant is unknown: neither replaces the last good one.
+            out.rejected.push(format!(
                 "resources[{i}]: name: {name:?} repeats resources[{first}]"
             ));
+            out.good.remove(&name);
+            out.refused_names.insert(name);
             continue;
         }
         seen.insert(name.clone(), i);
@@ -242,16 +277,15 @@ fn decode_all<T: Stored>(
         };
         match compiled {
             Ok(compiled) => {
-                next.insert(name, Entry { proto, compiled });
+                out.good.insert(name, Entry { proto, compiled });
             }
-            Err(reason) => rejected.push(reason),
+            Err(reason) => {
+                out.rejected.push(reason);
+                out.refused_names.insert(name);
+            }
         }
     }
-    if rejected.is_empty() {
-        Ok(next)
-    } else {
-        Err(rejected)
-    }
+    out
 }
 
 #[cfg(test)]

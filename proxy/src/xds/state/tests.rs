@@ -44,11 +44,10 @@ fn a_good_whole_set_replaces_the_set() {
 }
 
 #[test]
-fn one_undecodable_listener_keeps_every_previous_listener() {
+fn one_undecodable_listener_removes_nothing_and_the_readable_ones_apply() {
     let mut cache = with_two_listeners();
-    let a = cache.listeners["a"].compiled.clone();
-    // A wildcard response with "a" changed and one resource that does not decode: applied per
-    // resource, "b" (absent) would go and "a" would change.
+    // A wildcard response with "a" changed and one resource that does not decode: "b" is
+    // absent, but the unreadable one may have been "b", so nothing is removed.
     let applied = cache.apply(
         LISTENER,
         "2",
@@ -59,9 +58,37 @@ fn one_undecodable_listener_keeps_every_previous_listener() {
     );
     let detail = applied.error_detail().expect("a NACK");
     assert!(detail.contains("resources[1]: cannot decode"), "{detail}");
+    assert!(applied.changed);
     assert_eq!(listeners(&cache), ["a", "b"]);
+    assert_eq!(cache.listeners["a"].compiled.address, Some(addr(1)));
+    assert_eq!(
+        cache.versions[LISTENER], "1",
+        "the NACK reports the version held whole"
+    );
+}
+
+#[test]
+fn a_listener_that_cannot_be_served_is_refused_and_the_rest_apply() {
+    let mut cache = with_two_listeners();
+    let a = cache.listeners["a"].compiled.clone();
+    let mut bad_a = listener("a", Some(addr(2)), "svc");
+    bad_a.listener_filters = vec![Default::default()];
+    // "a" is refused (it keeps its last good version), "c" is new, "b" is gone.
+    let applied = cache.apply(
+        LISTENER,
+        "2",
+        &[
+            any(LISTENER, &bad_a),
+            any(LISTENER, &listener("c", None, "svc")),
+        ],
+    );
+    let detail = applied.error_detail().expect("a NACK");
+    assert!(
+        detail.contains("Listener a: listener_filters[0]"),
+        "{detail}"
+    );
+    assert_eq!(listeners(&cache), ["a", "c"]);
     assert!(Arc::ptr_eq(&cache.listeners["a"].compiled, &a));
-    assert_eq!(cache.listeners["a"].compiled.address, None);
     assert_eq!(cache.versions[LISTENER], "1");
 }
 
@@ -99,7 +126,8 @@ fn a_name_twice_in_one_response_is_refused_naming_both() {
         detail.contains(r#"resources[2]: name: "c" repeats resources[0]"#),
         "{detail}"
     );
-    assert_eq!(listeners(&cache), ["a", "b"]);
+    // Which "c" was meant is unknown: neither is taken. "d" is; "a" and "b" are gone.
+    assert_eq!(listeners(&cache), ["d"]);
 }
 
 #[test]
@@ -114,7 +142,7 @@ fn a_resource_without_a_name_is_refused() {
 }
 
 #[test]
-fn one_invalid_cluster_blocks_the_whole_response_and_every_reason_is_reported() {
+fn one_invalid_cluster_is_refused_the_others_apply_and_every_reason_is_reported() {
     let mut cache = XdsCache::default();
     let applied = cache.apply(
         CLUSTER,
@@ -139,7 +167,8 @@ fn one_invalid_cluster_blocks_the_whole_response_and_every_reason_is_reported() 
         detail.contains("Cluster bad") && detail.contains("resources[2]"),
         "{detail}"
     );
-    assert_eq!(clusters(&cache), ["old"]);
+    // "new" applies; with an unreadable resource in the response, "old" is not removed.
+    assert_eq!(clusters(&cache), ["new", "old"]);
     assert_eq!(cache.versions[CLUSTER], "1");
 }
 
@@ -157,7 +186,7 @@ fn routes_and_endpoints_add_to_what_is_held() {
         &[any(ENDPOINT, &endpoints("e1", &[addr(1)]))],
     );
     assert!(applied.rejected.is_empty(), "{:?}", applied.rejected);
-    // A bad EDS response leaves the held assignment alone.
+    // A bad assignment in an EDS response leaves the good one beside it to apply.
     let applied = cache.apply(
         ENDPOINT,
         "2",
@@ -167,8 +196,7 @@ fn routes_and_endpoints_add_to_what_is_held() {
         ],
     );
     assert!(applied.error_detail().is_some());
-    assert_eq!(cache.endpoints["e1"].compiled.len(), 1);
-    assert_eq!(cache.endpoints["e1"].proto, endpoints("e1", &[addr(1)]));
+    assert_eq!(cache.endpoints["e1"].proto, endpoints("e1", &[addr(2)]));
 }
 
 #[test]
