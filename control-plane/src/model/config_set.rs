@@ -1,7 +1,7 @@
 //! The set of valid resources that translation works from.
 
 use super::meta::{AnyResource, Resource};
-use super::{DestinationRule, ServiceEntry, Telemetry, VirtualService, WorkloadEntrySpec};
+use super::{DestinationRule, ServiceEntry, Sidecar, Telemetry, VirtualService, WorkloadEntrySpec};
 use serde::Serialize;
 
 /// Every valid resource, each kind sorted by (namespace, name). Hosts in VirtualServices and
@@ -13,6 +13,7 @@ pub struct ConfigSet {
     pub service_entries: Vec<Resource<ServiceEntry>>,
     pub workload_entries: Vec<Resource<WorkloadEntrySpec>>,
     pub telemetries: Vec<Resource<Telemetry>>,
+    pub sidecars: Vec<Resource<Sidecar>>,
 }
 
 impl ConfigSet {
@@ -26,6 +27,7 @@ impl ConfigSet {
                 AnyResource::ServiceEntry(r) => set.service_entries.push(r),
                 AnyResource::WorkloadEntry(r) => set.workload_entries.push(r),
                 AnyResource::Telemetry(r) => set.telemetries.push(r),
+                AnyResource::Sidecar(r) => set.sidecars.push(r),
             }
         }
         fn by_name<T>(r: &Resource<T>) -> (String, String) {
@@ -36,6 +38,7 @@ impl ConfigSet {
         set.service_entries.sort_by_key(by_name);
         set.workload_entries.sort_by_key(by_name);
         set.telemetries.sort_by_key(by_name);
+        set.sidecars.sort_by_key(by_name);
         set
     }
 
@@ -45,6 +48,7 @@ impl ConfigSet {
             + self.service_entries.len()
             + self.workload_entries.len()
             + self.telemetries.len()
+            + self.sidecars.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -74,7 +78,8 @@ impl ConfigSet {
             .cloned()
             .map(AnyResource::WorkloadEntry);
         let te = self.telemetries.iter().cloned().map(AnyResource::Telemetry);
-        vs.chain(dr).chain(se).chain(we).chain(te)
+        let sc = self.sidecars.iter().cloned().map(AnyResource::Sidecar);
+        vs.chain(dr).chain(se).chain(we).chain(te).chain(sc)
     }
 
     /// The DestinationRules that apply to `host` (a resolved host name): those for exactly

@@ -14,6 +14,7 @@ mod route_action;
 mod route_match;
 mod route_policy;
 mod routes;
+pub mod scope;
 mod shared;
 #[cfg(test)]
 mod tests;
@@ -26,6 +27,7 @@ use crate::registry::Registry;
 use xds_protos::node::NodeIdentity;
 use xds_protos::snapshot::Resources;
 
+pub use scope::ScopeClass;
 pub use shared::{RouteClass, TranslationCounts};
 
 /// Choices that are the operator's, not the mesh config's.
@@ -65,6 +67,7 @@ pub struct MeshSnapshot {
     pub registry: Registry,
     pub options: TranslateOptions,
     cache: shared::TranslationCache,
+    scopes: scope::ScopeCache,
 }
 
 impl MeshSnapshot {
@@ -72,6 +75,7 @@ impl MeshSnapshot {
         let registry = Registry::build(&config);
         MeshSnapshot {
             cache: shared::TranslationCache::new(&config),
+            scopes: Default::default(),
             config,
             registry,
             options,
@@ -97,15 +101,18 @@ impl MeshSnapshot {
 /// All resources for one proxy, translated afresh (the sessions use the shared translations
 /// of [`MeshSnapshot::generate_shared`], which must equal this).
 pub fn translate(mesh: &MeshSnapshot, node: &NodeIdentity) -> Resources {
+    // Clusters, endpoints and routes come from what the proxy may reach (`scope`).
+    let scope = scope::scope_of(mesh, node);
+    let view = scope.view.as_ref().unwrap_or(mesh);
     let mut out = Resources::default();
-    for cluster in clusters::clusters(mesh) {
+    for cluster in clusters::clusters(view) {
         out.insert(
             xds_protos::type_url::CLUSTER,
             cluster.name.clone(),
             xds_protos::any::pack(xds_protos::type_url::CLUSTER, &cluster),
         );
     }
-    for cla in endpoints::load_assignments(mesh) {
+    for cla in endpoints::load_assignments(view) {
         out.insert(
             xds_protos::type_url::ENDPOINT,
             cla.cluster_name.clone(),
@@ -119,7 +126,7 @@ pub fn translate(mesh: &MeshSnapshot, node: &NodeIdentity) -> Resources {
             xds_protos::any::pack(xds_protos::type_url::LISTENER, &listener),
         );
     }
-    let rc = routes::http_proxy_routes(mesh, node);
+    let rc = routes::http_proxy_routes(view, node);
     out.insert(
         xds_protos::type_url::ROUTE,
         rc.name.clone(),

@@ -9,8 +9,11 @@
 //!   a tracing provider, the namespace, workload name and the labels tracing reads (canonical
 //!   service and revision, Telemetry selectors);
 //! - the route configuration reads only the proxy's namespace (short host names, and
-//!   `sourceNamespace` matches) and the values of the labels that some VirtualService's
-//!   `sourceLabels` names. Other labels cannot change a route, so they are not in the key.
+//!   `sourceNamespace` matches), the values of the labels that some VirtualService's
+//!   `sourceLabels` names and the Sidecar in force (which hosts it reaches, see `scope`).
+//!   Other labels cannot change a route, so they are not in the key.
+//! - clusters and endpoints: those of the hosts the proxy's scope reaches, picked by name
+//!   from the shared maps once per scope class.
 //!
 //! The caches live in the snapshot, so a new configuration starts empty and the old entries go
 //! with the old snapshot once no session holds it. Work for a class happens at most once even
@@ -30,6 +33,8 @@ pub struct RouteClass {
     pub namespace: String,
     /// The proxy's values of the labels some `sourceLabels` match names.
     pub labels: BTreeMap<String, String>,
+    /// The Sidecar in force (see `scope`): it decides which hosts get virtual hosts.
+    pub sidecar: Option<(String, String)>,
 }
 
 /// How many translations a snapshot ran, by part: the figure that must not grow with the
@@ -86,9 +91,13 @@ impl MeshSnapshot {
     /// The resources of `node`, from the caches (translating what is missing).
     pub fn generate_shared(&self, node: &NodeIdentity) -> Resources {
         let shared = self.node_independent();
+        let scoped = self.scoped(
+            &self.scope_class(node),
+            (&shared.clusters, &shared.endpoints),
+        );
         let mut out = Resources::default();
-        out.set_type(CLUSTER, shared.clusters.clone());
-        out.set_type(ENDPOINT, shared.endpoints.clone());
+        out.set_type(CLUSTER, scoped.clusters.clone());
+        out.set_type(ENDPOINT, scoped.endpoints.clone());
         out.set_type(LISTENER, self.listeners_of(node));
         out.set_type(ROUTE, self.routes_of(node));
         out
@@ -111,6 +120,7 @@ impl MeshSnapshot {
     /// The class whose route configuration `node` gets.
     pub fn route_class(&self, node: &NodeIdentity) -> RouteClass {
         RouteClass {
+            sidecar: self.scope_class(node).sidecar,
             namespace: node.namespace.clone(),
             labels: node
                 .labels
@@ -119,6 +129,12 @@ impl MeshSnapshot {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
         }
+    }
+
+    /// The clusters and endpoints of the whole mesh.
+    pub(super) fn node_independent_maps(&self) -> (&Arc<NamedResources>, &Arc<NamedResources>) {
+        let n = self.node_independent();
+        (&n.clusters, &n.endpoints)
     }
 
     fn node_independent(&self) -> &NodeIndependent {
@@ -186,13 +202,21 @@ impl MeshSnapshot {
         let slot = slot(&self.cache.routes, class.clone());
         slot.get_or_init(|| {
             self.cache.counts.routes.fetch_add(1, Ordering::Relaxed);
-            // Routes read the namespace and the source labels only.
+            // Routes read the namespace and the source labels only, from the mesh as the
+            // proxy's scope sees it.
+            let scope = super::scope::ScopeClass {
+                namespace: class.namespace.clone(),
+                sidecar: class.sidecar,
+            };
+            let shared = self.node_independent();
+            let scoped = self.scoped(&scope, (&shared.clusters, &shared.endpoints));
+            let view = scoped.scope.view.as_ref().unwrap_or(self);
             let representative = NodeIdentity {
                 namespace: class.namespace,
                 labels: class.labels,
                 ..Default::default()
             };
-            let rc = routes::http_proxy_routes(self, &representative);
+            let rc = routes::http_proxy_routes(view, &representative);
             let any = xds_protos::any::pack(ROUTE, &rc);
             let mut out = NamedResources::new();
             out.insert(rc.name, Arc::new(VersionedResource::new(any)));
