@@ -451,6 +451,27 @@ async fn sotw_resends_only_the_endpoints_that_changed_or_are_newly_subscribed() 
     let eds3: xds_protos::DiscoveryResponse = next(&mut responses).await;
     assert_eq!(names_of(&eds3), ["\u{1}"]);
     assert_eq!(eds3.resources.len(), 1);
+
+    // The same names in another order, one repeated, are the same subscription: no response.
+    // (Were one sent, the next request would carry a stale nonce, be ignored, and the wait
+    // for its answer fail.)
+    tx.send(request(ENDPOINT, &["c", "a", "b", "a"], Some(&eds3)))
+        .await
+        .unwrap();
+    tx.send(request(ENDPOINT, &["c", "a"], Some(&eds3)))
+        .await
+        .unwrap();
+    let dropped: xds_protos::DiscoveryResponse = next(&mut responses).await;
+    let nonce = |r: &xds_protos::DiscoveryResponse| r.nonce.parse::<u64>().expect("a number");
+    assert_eq!(nonce(&dropped), nonce(&eds3) + 1, "answers the change only");
+    assert!(dropped.resources.is_empty(), "a and c are held already");
+    // b was dropped: subscribing to it again sends it again.
+    tx.send(request(ENDPOINT, &["a", "b", "c"], Some(&dropped)))
+        .await
+        .unwrap();
+    let again: xds_protos::DiscoveryResponse = next(&mut responses).await;
+    assert_eq!(again.resources.len(), 1);
+    assert_eq!(names_of(&again), ["\u{1}"]);
 }
 
 const SCOPED_MESH: &str = r#"
