@@ -197,6 +197,10 @@ impl HeldVersions {
         if Arc::ptr_eq(&self.base, base) {
             return;
         }
+        if self.base.is_empty() && self.diff.is_empty() {
+            // Holding nothing stays relative to nothing (a new session's first push).
+            return;
+        }
         let mut diff = HashMap::new();
         let mut held = 0usize;
         join(&self.base, base, |name, old, new| {

@@ -159,3 +159,14 @@ fn a_request_list_is_compared_and_kept_like_a_set() {
     assert!(!some.same_as_list(&list(&["0", "a", "b", "x"])));
     assert!(some.based_on(&m) && !some.based_on(&map(&[])));
 }
+
+#[test]
+fn holding_nothing_stays_relative_to_nothing() {
+    let m = map(&[("a", b"1"), ("b", b"1")]);
+    let mut h = HeldVersions::default();
+    h.rebase(&m);
+    assert_eq!(h.own_entries(), 0);
+    assert!(!h.based_on(&m));
+    assert_eq!(h.get("a"), None);
+    assert_eq!(h.names().count(), 0);
+}
