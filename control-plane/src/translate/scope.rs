@@ -227,11 +227,13 @@ impl MeshSnapshot {
     }
 
     /// The scope of `class`, made once per snapshot. `shared` is the snapshot's clusters and
-    /// endpoints, which a scope that hides no ServiceEntry or DestinationRule picks from.
+    /// endpoints, which a scope that hides no ServiceEntry or DestinationRule picks from;
+    /// `own` translates those of a view that hides one.
     pub(super) fn scoped(
         &self,
         class: &ScopeClass,
         shared: (&Arc<NamedResources>, &Arc<NamedResources>),
+        own: impl FnOnce(&MeshSnapshot) -> (Arc<NamedResources>, Arc<NamedResources>),
     ) -> Arc<Scoped> {
         let slot = {
             let mut guard = match self.scopes.classes.lock() {
@@ -244,10 +246,7 @@ impl MeshSnapshot {
         slot.get_or_init(|| {
             let scope = Scope::of(self, class);
             let (clusters, endpoints) = match &scope.view {
-                Some(view) if scope.own_clusters => {
-                    let (c, e) = view.node_independent_maps();
-                    (c.clone(), e.clone())
-                }
+                Some(view) if scope.own_clusters => own(view),
                 _ => (scope.pick(shared.0), scope.pick(shared.1)),
             };
             Arc::new(Scoped {

@@ -90,11 +90,7 @@ impl TranslationCache {
 impl MeshSnapshot {
     /// The resources of `node`, from the caches (translating what is missing).
     pub fn generate_shared(&self, node: &NodeIdentity) -> Resources {
-        let shared = self.node_independent();
-        let scoped = self.scoped(
-            &self.scope_class(node),
-            (&shared.clusters, &shared.endpoints),
-        );
+        let scoped = self.scoped_of(self.scope_class(node));
         let mut out = Resources::default();
         out.set_type(CLUSTER, scoped.clusters.clone());
         out.set_type(ENDPOINT, scoped.endpoints.clone());
@@ -131,10 +127,13 @@ impl MeshSnapshot {
         }
     }
 
-    /// The clusters and endpoints of the whole mesh.
-    pub(super) fn node_independent_maps(&self) -> (&Arc<NamedResources>, &Arc<NamedResources>) {
-        let n = self.node_independent();
-        (&n.clusters, &n.endpoints)
+    /// The scope of a class (see `scope`), with the clusters and endpoints it reaches.
+    fn scoped_of(&self, class: super::scope::ScopeClass) -> Arc<super::scope::Scoped> {
+        let shared = self.node_independent();
+        self.scoped(&class, (&shared.clusters, &shared.endpoints), |view| {
+            let own = view.node_independent();
+            (own.clusters.clone(), own.endpoints.clone())
+        })
     }
 
     fn node_independent(&self) -> &NodeIndependent {
@@ -208,8 +207,7 @@ impl MeshSnapshot {
                 namespace: class.namespace.clone(),
                 sidecar: class.sidecar,
             };
-            let shared = self.node_independent();
-            let scoped = self.scoped(&scope, (&shared.clusters, &shared.endpoints));
+            let scoped = self.scoped_of(scope);
             let view = scoped.scope.view.as_ref().unwrap_or(self);
             let representative = NodeIdentity {
                 namespace: class.namespace,

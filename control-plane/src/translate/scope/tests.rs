@@ -45,9 +45,13 @@ spec:
 fn without_sidecar_or_export_limits_a_proxy_gets_everything_shared() {
     let m = mesh(&[BOOKINFO]);
     let r = resources(&m, &node("default"));
-    let shared = m.node_independent_maps();
-    assert!(Arc::ptr_eq(r.shared_of_type(CLUSTER).unwrap(), shared.0));
-    assert!(Arc::ptr_eq(r.shared_of_type(ENDPOINT).unwrap(), shared.1));
+    let other = resources(&m, &node("prod"));
+    for t in [CLUSTER, ENDPOINT] {
+        assert!(Arc::ptr_eq(
+            r.shared_of_type(t).unwrap(),
+            other.shared_of_type(t).unwrap()
+        ));
+    }
 }
 
 #[test]
@@ -79,7 +83,8 @@ fn a_namespace_sidecar_limits_clusters_endpoints_and_routes() {
         ]
     );
     // The resources are the shared ones, picked by name, not copies.
-    let (clusters, _) = m.node_independent_maps();
+    let unscoped = resources(&m, &node("prod"));
+    let clusters = unscoped.shared_of_type(CLUSTER).unwrap();
     for (name, res) in r.shared_of_type(CLUSTER).unwrap().iter() {
         assert!(Arc::ptr_eq(res, &clusters[name]), "{name} was copied");
     }
