@@ -3,6 +3,7 @@
 use super::meta::{AnyResource, Resource};
 use super::{DestinationRule, ServiceEntry, Sidecar, Telemetry, VirtualService, WorkloadEntrySpec};
 use serde::Serialize;
+use std::collections::BTreeMap;
 
 /// Every valid resource, each kind sorted by (namespace, name). Hosts in VirtualServices and
 /// DestinationRules are resolved to fully qualified names (`model::fqdn`).
@@ -87,5 +88,40 @@ impl ConfigSet {
     pub fn destination_rules_for(&self, host: &str) -> Vec<&Resource<DestinationRule>> {
         let all: Vec<&Resource<DestinationRule>> = self.destination_rules.iter().collect();
         super::validate::cross::rules_for_host(host, &all)
+    }
+
+    /// The Sidecar that applies to a workload of `namespace` with `labels`: one in the
+    /// namespace selecting the workload, else the namespace's one without a selector, else the
+    /// root namespace's one without a selector. Where Istio leaves the choice undefined (two
+    /// that select the workload), the first by name wins, so the choice is stable.
+    pub fn sidecar_for(
+        &self,
+        namespace: &str,
+        labels: &BTreeMap<String, String>,
+        root_namespace: &str,
+    ) -> Option<&Resource<Sidecar>> {
+        let selects = |s: &Sidecar| {
+            s.workload_selector.as_ref().is_some_and(|sel| {
+                sel.labels
+                    .iter()
+                    .all(|(k, v)| labels.get(k).is_some_and(|l| l == v))
+            })
+        };
+        let in_ns = |ns: &str| -> Vec<&Resource<Sidecar>> {
+            self.sidecars
+                .iter()
+                .filter(|r| r.meta.namespace == ns)
+                .collect()
+        };
+        let own = in_ns(namespace);
+        own.iter()
+            .find(|r| selects(&r.spec))
+            .or_else(|| own.iter().find(|r| r.spec.workload_selector.is_none()))
+            .copied()
+            .or_else(|| {
+                in_ns(root_namespace)
+                    .into_iter()
+                    .find(|r| r.spec.workload_selector.is_none())
+            })
     }
 }

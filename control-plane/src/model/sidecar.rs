@@ -4,7 +4,7 @@
 //!
 //! - A resource's `exportTo` lists the namespaces that see it: `*` every namespace (also what
 //!   an empty list means), `.` its own namespace, `~` none, or namespace names.
-//! - A Sidecar applies to the workloads of its own namespace: the one whose `workloadSelector`
+//! - A Sidecar applies to the workloads of its own namespace (`ConfigSet::sidecar_for`): the one whose `workloadSelector`
 //!   selects the workload wins over the namespace's Sidecar without a selector, which wins over
 //!   the Sidecar without a selector in the mesh's root namespace (the mesh-wide default).
 //! - `egress[].hosts` entries are `namespace/dnsName`. The namespace is `*` (any), `.` (the
@@ -14,10 +14,8 @@
 //! The functions here are pure; `translate::scope` applies them to what a proxy is sent.
 
 use super::host::host_matches;
-use super::meta::Resource;
 use super::service_entry::WorkloadSelector;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase", deny_unknown_fields)]
@@ -156,39 +154,6 @@ pub fn is_dns_label(s: &str) -> bool {
 /// A label of a host name, in any case.
 fn is_dns_label_ci(s: &str) -> bool {
     is_dns_label(&s.to_ascii_lowercase())
-}
-
-/// The Sidecar that applies to a workload of `namespace` with `labels`, from `sidecars`
-/// (sorted by namespace and name): one in the namespace selecting the workload, else the
-/// namespace's one without a selector, else the root namespace's one without a selector.
-/// Where Istio leaves the choice undefined (two that select the workload), the first by name
-/// wins, so the choice is stable.
-pub fn sidecar_for<'a>(
-    sidecars: &'a [Resource<Sidecar>],
-    namespace: &str,
-    labels: &BTreeMap<String, String>,
-    root_namespace: &str,
-) -> Option<&'a Resource<Sidecar>> {
-    let selects = |s: &Sidecar| {
-        s.workload_selector.as_ref().is_some_and(|sel| {
-            sel.labels
-                .iter()
-                .all(|(k, v)| labels.get(k).is_some_and(|l| l == v))
-        })
-    };
-    let in_ns = |ns: &str| -> Vec<&'a Resource<Sidecar>> {
-        sidecars.iter().filter(|r| r.meta.namespace == ns).collect()
-    };
-    let own = in_ns(namespace);
-    own.iter()
-        .find(|r| selects(&r.spec))
-        .or_else(|| own.iter().find(|r| r.spec.workload_selector.is_none()))
-        .copied()
-        .or_else(|| {
-            in_ns(root_namespace)
-                .into_iter()
-                .find(|r| r.spec.workload_selector.is_none())
-        })
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@
 //! changes what a cluster is) translates its own.
 
 use super::MeshSnapshot;
-use crate::model::sidecar::{exported_to, sidecar_for, EgressHost};
+use crate::model::sidecar::{exported_to, EgressHost};
 use crate::model::{ConfigSet, Resource, Sidecar, VirtualService};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -38,13 +38,9 @@ pub struct ScopeClass {
 
 impl ScopeClass {
     pub fn of(config: &ConfigSet, root_namespace: &str, node: &NodeIdentity) -> ScopeClass {
-        let sidecar = sidecar_for(
-            &config.sidecars,
-            &node.namespace,
-            &node.labels,
-            root_namespace,
-        )
-        .map(|r| (r.meta.namespace.clone(), r.meta.name.clone()));
+        let sidecar = config
+            .sidecar_for(&node.namespace, &node.labels, root_namespace)
+            .map(|r| (r.meta.namespace.clone(), r.meta.name.clone()));
         ScopeClass {
             namespace: node.namespace.clone(),
             sidecar,

@@ -1,4 +1,6 @@
 use super::*;
+use crate::model::{ConfigSet, Resource};
+use std::collections::BTreeMap;
 
 fn host(text: &str) -> EgressHost {
     match EgressHost::parse(text) {
@@ -90,7 +92,8 @@ fn the_narrowest_sidecar_applies() {
         };
         Resource::new(ns, name, spec)
     };
-    let all = vec![
+    let mut config = ConfigSet::default();
+    config.sidecars = vec![
         sidecar("default", "a-reviews", Some("reviews")),
         sidecar("default", "default", None),
         sidecar("istio-system", "default", None),
@@ -98,7 +101,8 @@ fn the_narrowest_sidecar_applies() {
     ];
     let labels = |app: &str| BTreeMap::from([("app".to_string(), app.to_string())]);
     let pick = |ns: &str, app: &str| {
-        sidecar_for(&all, ns, &labels(app), "istio-system")
+        config
+            .sidecar_for(ns, &labels(app), "istio-system")
             .map(|r| format!("{}/{}", r.meta.namespace, r.meta.name))
     };
     assert_eq!(
@@ -115,8 +119,12 @@ fn the_narrowest_sidecar_applies() {
         pick("prod", "reviews").as_deref(),
         Some("istio-system/default")
     );
+    let without_root = ConfigSet {
+        sidecars: config.sidecars[..2].to_vec(),
+        ..ConfigSet::default()
+    };
     assert_eq!(
-        sidecar_for(&all[..2], "prod", &labels("x"), "istio-system"),
+        without_root.sidecar_for("prod", &labels("x"), "istio-system"),
         None
     );
 }
