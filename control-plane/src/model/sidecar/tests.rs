@@ -92,13 +92,15 @@ fn the_narrowest_sidecar_applies() {
         };
         Resource::new(ns, name, spec)
     };
-    let mut config = ConfigSet::default();
-    config.sidecars = vec![
-        sidecar("default", "a-reviews", Some("reviews")),
-        sidecar("default", "default", None),
-        sidecar("istio-system", "default", None),
-        sidecar("istio-system", "z", Some("reviews")),
-    ];
+    let config = ConfigSet {
+        sidecars: vec![
+            sidecar("default", "a-reviews", Some("reviews")),
+            sidecar("default", "default", None),
+            sidecar("istio-system", "default", None),
+            sidecar("istio-system", "z", Some("reviews")),
+        ],
+        ..ConfigSet::default()
+    };
     let labels = |app: &str| BTreeMap::from([("app".to_string(), app.to_string())]);
     let pick = |ns: &str, app: &str| {
         config
