@@ -153,6 +153,14 @@ pub struct HeldVersions {
 }
 
 impl HeldVersions {
+    /// Holding exactly the resources of `map`, in their versions.
+    pub fn exactly(map: &Arc<NamedResources>) -> Self {
+        HeldVersions {
+            base: map.clone(),
+            diff: HashMap::new(),
+        }
+    }
+
     pub fn get(&self, name: &str) -> Option<&str> {
         match self.diff.get(name) {
             Some(v) => v.as_deref(),

@@ -259,10 +259,15 @@ impl Stream {
         }
         let count = to_send.len();
         let whole_map = count == all.len() && count > 0;
-        let picked: Vec<(String, Arc<VersionedResource>)> = to_send
-            .iter()
-            .map(|(n, r)| ((*n).clone(), Arc::clone(r)))
-            .collect();
+        // The whole map needs no list of its own: the proxy then holds exactly the map.
+        let picked: Vec<(String, Arc<VersionedResource>)> = if whole_map {
+            Vec::new()
+        } else {
+            to_send
+                .iter()
+                .map(|(n, r)| ((*n).clone(), Arc::clone(r)))
+                .collect()
+        };
         // Before copying the resources into a response: one waiting for its slot would be
         // memory held for nothing.
         self.s.take_slot().await;
@@ -274,13 +279,23 @@ impl Stream {
             wire::sotw_response(&head, picked.iter().map(|(_, r)| &**r))
         };
         if let Some(state) = self.types.get_mut(type_url) {
-            for (name, r) in picked {
-                state.held.insert(name, r.version.clone());
+            if whole_map && phase == Phase::Exact {
+                // Everything it held outside the map is gone: it holds the map, no more.
+                state.held = HeldVersions::exactly(&all);
+            } else {
+                if whole_map {
+                    for (name, r) in all.iter() {
+                        state.held.insert(name.clone(), r.version.clone());
+                    }
+                }
+                for (name, r) in picked {
+                    state.held.insert(name, r.version.clone());
+                }
+                for name in &gone {
+                    state.held.remove(name);
+                }
+                state.held.rebase_now(&all);
             }
-            for name in &gone {
-                state.held.remove(name);
-            }
-            state.held.rebase_now(&all);
         }
         self.finish_response(type_url, &head.nonce, count, response)
             .await

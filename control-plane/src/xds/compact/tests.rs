@@ -170,3 +170,13 @@ fn holding_nothing_stays_relative_to_nothing() {
     assert_eq!(h.get("a"), None);
     assert_eq!(h.names().count(), 0);
 }
+
+#[test]
+fn holding_exactly_a_map_costs_nothing_of_its_own() {
+    let m = map(&[("a", b"1"), ("b", b"1")]);
+    let h = HeldVersions::exactly(&m);
+    assert_eq!(h.own_entries(), 0);
+    assert!(h.based_on(&m));
+    assert_eq!(h.get("b"), Some(m["b"].version.as_str()));
+    assert_eq!(h.names().count(), 2);
+}
