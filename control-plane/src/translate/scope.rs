@@ -22,7 +22,7 @@
 
 use super::MeshSnapshot;
 use crate::model::sidecar::{exported_to, EgressHost};
-use crate::model::{ConfigSet, Resource, Sidecar, VirtualService};
+use crate::model::{ConfigSet, DestinationRule, Resource, ServiceEntry, Sidecar, VirtualService};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 use xds_protos::node::NodeIdentity;
@@ -73,19 +73,19 @@ impl Scope {
         let covers =
             |res_ns: &str, host: &str| egress.as_ref().is_none_or(|e| e.covers(res_ns, host));
 
-        let mut view = config.clone();
-        view.service_entries
-            .retain(|se| exported_to(&se.spec.export_to, &se.meta.namespace, ns));
-        view.destination_rules
-            .retain(|dr| exported_to(&dr.spec.export_to, &dr.meta.namespace, ns));
-        view.virtual_services.retain(|vs| {
+        let se_visible =
+            |se: &Resource<ServiceEntry>| exported_to(&se.spec.export_to, &se.meta.namespace, ns);
+        let dr_visible = |dr: &Resource<DestinationRule>| {
+            exported_to(&dr.spec.export_to, &dr.meta.namespace, ns)
+        };
+        let vs_applies = |vs: &Resource<VirtualService>| {
             exported_to(&vs.spec.export_to, &vs.meta.namespace, ns)
                 && vs.spec.hosts.iter().any(|h| covers(&vs.meta.namespace, h))
-        });
-        let own_clusters = view.service_entries.len() != config.service_entries.len()
-            || view.destination_rules.len() != config.destination_rules.len();
-        let hides_config =
-            own_clusters || view.virtual_services.len() != config.virtual_services.len();
+        };
+        // Most classes see the whole mesh: decided without copying the configuration.
+        let own_clusters = !config.service_entries.iter().all(se_visible)
+            || !config.destination_rules.iter().all(dr_visible);
+        let hides_config = own_clusters || !config.virtual_services.iter().all(vs_applies);
         if egress.is_none() && !hides_config {
             return Scope {
                 view: None,
@@ -93,6 +93,10 @@ impl Scope {
                 reachable: None,
             };
         }
+        let mut view = config.clone();
+        view.service_entries.retain(se_visible);
+        view.destination_rules.retain(dr_visible);
+        view.virtual_services.retain(vs_applies);
 
         let mut snapshot = MeshSnapshot::new(view, mesh.options.clone());
         let mut reachable: BTreeSet<String> = snapshot
