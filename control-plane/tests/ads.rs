@@ -451,4 +451,228 @@ async fn sotw_resends_only_the_endpoints_that_changed_or_are_newly_subscribed() 
     let eds3: xds_protos::DiscoveryResponse = next(&mut responses).await;
     assert_eq!(names_of(&eds3), ["\u{1}"]);
     assert_eq!(eds3.resources.len(), 1);
+
+    // The same names in another order, one repeated, are the same subscription: no response.
+    // (Were one sent, the next request would carry a stale nonce, be ignored, and the wait
+    // for its answer fail.)
+    tx.send(request(ENDPOINT, &["c", "a", "b", "a"], Some(&eds3)))
+        .await
+        .unwrap();
+    tx.send(request(ENDPOINT, &["c", "a"], Some(&eds3)))
+        .await
+        .unwrap();
+    let dropped: xds_protos::DiscoveryResponse = next(&mut responses).await;
+    let nonce = |r: &xds_protos::DiscoveryResponse| r.nonce.parse::<u64>().expect("a number");
+    assert_eq!(nonce(&dropped), nonce(&eds3) + 1, "answers the change only");
+    assert!(dropped.resources.is_empty(), "a and c are held already");
+    // b was dropped: subscribing to it again sends it again.
+    tx.send(request(ENDPOINT, &["a", "b", "c"], Some(&dropped)))
+        .await
+        .unwrap();
+    let again: xds_protos::DiscoveryResponse = next(&mut responses).await;
+    assert_eq!(again.resources.len(), 1);
+    assert_eq!(names_of(&again), ["\u{1}"]);
+}
+
+const SCOPED_MESH: &str = r#"
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews.default.svc.cluster.local]
+  ports: [{number: 9080, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.1}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: greeter, namespace: prod}
+spec:
+  hosts: [greeter.prod.svc.cluster.local]
+  ports: [{number: 80, name: grpc, protocol: GRPC}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.2}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: internal, namespace: prod}
+spec:
+  hosts: [internal.prod.svc.cluster.local]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: STATIC
+  endpoints: [{address: 127.0.0.3}]
+  exportTo: ["."]
+"#;
+
+const RATINGS_SIDECAR: &str = r#"
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: ratings, namespace: default}
+spec:
+  workloadSelector: {labels: {app: ratings}}
+  egress:
+  - hosts: ["prod/*"]
+"#;
+
+/// The mesh of `files`, translated as weftd does, published as `version`.
+fn mesh_config(version: &str, files: &[&str]) -> Arc<ConfigVersion> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (i, text) in files.iter().enumerate() {
+        std::fs::write(dir.path().join(format!("{i}.yaml")), text).expect("write");
+    }
+    let (config, diagnostics) = weft_control_plane::source::load_dir(dir.path());
+    assert!(diagnostics.is_empty(), "{diagnostics:?}");
+    let mesh = weft_control_plane::translate::MeshSnapshot::new(config, Default::default());
+    Arc::new(ConfigVersion::new(version, Arc::new(mesh)))
+}
+
+/// The names of translated clusters or load assignments in a sotw response.
+fn translated_names(r: &xds_protos::DiscoveryResponse) -> Vec<String> {
+    use prost::Message;
+    use xds_protos::pb::envoy::config::cluster::v3::Cluster;
+    use xds_protos::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+    r.resources
+        .iter()
+        .map(|a| match a.type_url.as_str() {
+            CLUSTER => Cluster::decode(a.value.as_slice()).expect("a cluster").name,
+            _ => {
+                ClusterLoadAssignment::decode(a.value.as_slice())
+                    .expect("an assignment")
+                    .cluster_name
+            }
+        })
+        .collect()
+}
+
+fn ratings_node() -> Option<xds_protos::pb::envoy::config::core::v3::Node> {
+    Some(
+        NodeIdentity {
+            id: "ratings-1".into(),
+            namespace: "default".into(),
+            labels: [("app".to_string(), "ratings".to_string())].into(),
+            outbound_addr: Some("127.0.0.1:15001".into()),
+            ..Default::default()
+        }
+        .to_node("test"),
+    )
+}
+
+const SCOPED_CLUSTERS: [&str; 1] = ["outbound|80||greeter.prod.svc.cluster.local"];
+const ALL_VISIBLE_CLUSTERS: [&str; 2] = [
+    "outbound|80||greeter.prod.svc.cluster.local",
+    "outbound|9080||reviews.default.svc.cluster.local",
+];
+
+#[tokio::test]
+async fn a_proxy_with_an_egress_sidecar_gets_only_the_allowed_clusters_over_sotw() {
+    let (url, publish, _status) = server(mesh_config("v1", &[SCOPED_MESH, RATINGS_SIDECAR])).await;
+    let mut client = AggregatedDiscoveryServiceClient::connect(url)
+        .await
+        .expect("connect");
+    let (tx, rx) = mpsc::channel(16);
+    let mut responses = client
+        .stream_aggregated_resources(ReceiverStream::new(rx))
+        .await
+        .expect("stream")
+        .into_inner();
+    tx.send(DiscoveryRequest {
+        node: ratings_node(),
+        type_url: CLUSTER.into(),
+        ..Default::default()
+    })
+    .await
+    .expect("send");
+    let cds = next(&mut responses).await;
+    assert_eq!(translated_names(&cds), SCOPED_CLUSTERS);
+    // Endpoints asked by name: those outside the scope are not sent.
+    tx.send(DiscoveryRequest {
+        type_url: ENDPOINT.into(),
+        resource_names: ALL_VISIBLE_CLUSTERS.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    })
+    .await
+    .expect("send");
+    let eds = next(&mut responses).await;
+    assert_eq!(translated_names(&eds), SCOPED_CLUSTERS);
+    for (t, r) in [(CLUSTER, &cds), (ENDPOINT, &eds)] {
+        tx.send(DiscoveryRequest {
+            type_url: t.into(),
+            version_info: r.version_info.clone(),
+            response_nonce: r.nonce.clone(),
+            resource_names: if t == ENDPOINT {
+                SCOPED_CLUSTERS.iter().map(|s| s.to_string()).collect()
+            } else {
+                vec![]
+            },
+            ..Default::default()
+        })
+        .await
+        .expect("ack");
+    }
+
+    // Without the Sidecar the same proxy reaches what is exported to its namespace.
+    publish.send(mesh_config("v2", &[SCOPED_MESH])).unwrap();
+    let cds = next(&mut responses).await;
+    assert_eq!(cds.type_url, CLUSTER);
+    assert_eq!(translated_names(&cds), ALL_VISIBLE_CLUSTERS);
+}
+
+#[tokio::test]
+async fn a_proxy_with_an_egress_sidecar_gets_only_the_allowed_clusters_over_delta() {
+    let (url, publish, _status) = server(mesh_config("v1", &[SCOPED_MESH, RATINGS_SIDECAR])).await;
+    let mut client = AggregatedDiscoveryServiceClient::connect(url)
+        .await
+        .expect("connect");
+    let (tx, rx) = mpsc::channel(16);
+    let mut responses = client
+        .delta_aggregated_resources(ReceiverStream::new(rx))
+        .await
+        .expect("stream")
+        .into_inner();
+    tx.send(DeltaDiscoveryRequest {
+        node: ratings_node(),
+        type_url: CLUSTER.into(),
+        ..Default::default()
+    })
+    .await
+    .expect("send");
+    let cds = next(&mut responses).await;
+    let names: Vec<_> = cds.resources.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, SCOPED_CLUSTERS);
+    tx.send(DeltaDiscoveryRequest {
+        type_url: CLUSTER.into(),
+        response_nonce: cds.nonce.clone(),
+        ..Default::default()
+    })
+    .await
+    .expect("ack");
+    // Asking by name for an endpoint outside the scope: it is answered as removed.
+    tx.send(DeltaDiscoveryRequest {
+        type_url: ENDPOINT.into(),
+        resource_names_subscribe: ALL_VISIBLE_CLUSTERS.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    })
+    .await
+    .expect("send");
+    let eds = next(&mut responses).await;
+    let names: Vec<_> = eds.resources.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, SCOPED_CLUSTERS);
+    assert_eq!(
+        eds.removed_resources,
+        ["outbound|9080||reviews.default.svc.cluster.local"]
+    );
+    tx.send(DeltaDiscoveryRequest {
+        type_url: ENDPOINT.into(),
+        response_nonce: eds.nonce.clone(),
+        ..Default::default()
+    })
+    .await
+    .expect("ack");
+
+    // Without the Sidecar, only the newly reachable cluster is sent.
+    publish.send(mesh_config("v2", &[SCOPED_MESH])).unwrap();
+    let cds = next(&mut responses).await;
+    assert_eq!(cds.type_url, CLUSTER);
+    let names: Vec<_> = cds.resources.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["outbound|9080||reviews.default.svc.cluster.local"]);
 }

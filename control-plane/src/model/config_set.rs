@@ -1,8 +1,9 @@
 //! The set of valid resources that translation works from.
 
 use super::meta::{AnyResource, Resource};
-use super::{DestinationRule, ServiceEntry, Telemetry, VirtualService, WorkloadEntrySpec};
+use super::{DestinationRule, ServiceEntry, Sidecar, Telemetry, VirtualService, WorkloadEntrySpec};
 use serde::Serialize;
+use std::collections::BTreeMap;
 
 /// Every valid resource, each kind sorted by (namespace, name). Hosts in VirtualServices and
 /// DestinationRules are resolved to fully qualified names (`model::fqdn`).
@@ -13,6 +14,7 @@ pub struct ConfigSet {
     pub service_entries: Vec<Resource<ServiceEntry>>,
     pub workload_entries: Vec<Resource<WorkloadEntrySpec>>,
     pub telemetries: Vec<Resource<Telemetry>>,
+    pub sidecars: Vec<Resource<Sidecar>>,
 }
 
 impl ConfigSet {
@@ -26,6 +28,7 @@ impl ConfigSet {
                 AnyResource::ServiceEntry(r) => set.service_entries.push(r),
                 AnyResource::WorkloadEntry(r) => set.workload_entries.push(r),
                 AnyResource::Telemetry(r) => set.telemetries.push(r),
+                AnyResource::Sidecar(r) => set.sidecars.push(r),
             }
         }
         fn by_name<T>(r: &Resource<T>) -> (String, String) {
@@ -36,6 +39,7 @@ impl ConfigSet {
         set.service_entries.sort_by_key(by_name);
         set.workload_entries.sort_by_key(by_name);
         set.telemetries.sort_by_key(by_name);
+        set.sidecars.sort_by_key(by_name);
         set
     }
 
@@ -45,6 +49,7 @@ impl ConfigSet {
             + self.service_entries.len()
             + self.workload_entries.len()
             + self.telemetries.len()
+            + self.sidecars.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -74,7 +79,8 @@ impl ConfigSet {
             .cloned()
             .map(AnyResource::WorkloadEntry);
         let te = self.telemetries.iter().cloned().map(AnyResource::Telemetry);
-        vs.chain(dr).chain(se).chain(we).chain(te)
+        let sc = self.sidecars.iter().cloned().map(AnyResource::Sidecar);
+        vs.chain(dr).chain(se).chain(we).chain(te).chain(sc)
     }
 
     /// The DestinationRules that apply to `host` (a resolved host name): those for exactly
@@ -82,5 +88,40 @@ impl ConfigSet {
     pub fn destination_rules_for(&self, host: &str) -> Vec<&Resource<DestinationRule>> {
         let all: Vec<&Resource<DestinationRule>> = self.destination_rules.iter().collect();
         super::validate::cross::rules_for_host(host, &all)
+    }
+
+    /// The Sidecar that applies to a workload of `namespace` with `labels`: one in the
+    /// namespace selecting the workload, else the namespace's one without a selector, else the
+    /// root namespace's one without a selector. Where Istio leaves the choice undefined (two
+    /// that select the workload), the first by name wins, so the choice is stable.
+    pub fn sidecar_for(
+        &self,
+        namespace: &str,
+        labels: &BTreeMap<String, String>,
+        root_namespace: &str,
+    ) -> Option<&Resource<Sidecar>> {
+        let selects = |s: &Sidecar| {
+            s.workload_selector.as_ref().is_some_and(|sel| {
+                sel.labels
+                    .iter()
+                    .all(|(k, v)| labels.get(k).is_some_and(|l| l == v))
+            })
+        };
+        let in_ns = |ns: &str| -> Vec<&Resource<Sidecar>> {
+            self.sidecars
+                .iter()
+                .filter(|r| r.meta.namespace == ns)
+                .collect()
+        };
+        let own = in_ns(namespace);
+        own.iter()
+            .find(|r| selects(&r.spec))
+            .or_else(|| own.iter().find(|r| r.spec.workload_selector.is_none()))
+            .copied()
+            .or_else(|| {
+                in_ns(root_namespace)
+                    .into_iter()
+                    .find(|r| r.spec.workload_selector.is_none())
+            })
     }
 }

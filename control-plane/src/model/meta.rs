@@ -2,6 +2,7 @@
 
 use super::destination_rule::DestinationRule;
 use super::service_entry::{ServiceEntry, WorkloadEntrySpec};
+use super::sidecar::Sidecar;
 use super::telemetry::Telemetry;
 use super::virtual_service::VirtualService;
 use serde::ser::SerializeStruct;
@@ -28,15 +29,17 @@ pub enum Kind {
     ServiceEntry,
     WorkloadEntry,
     Telemetry,
+    Sidecar,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::VirtualService,
         Kind::DestinationRule,
         Kind::ServiceEntry,
         Kind::WorkloadEntry,
         Kind::Telemetry,
+        Kind::Sidecar,
     ];
 
     /// The API group the kind belongs to, and its accepted versions.
@@ -55,6 +58,7 @@ impl Kind {
             Kind::ServiceEntry => "ServiceEntry",
             Kind::WorkloadEntry => "WorkloadEntry",
             Kind::Telemetry => "Telemetry",
+            Kind::Sidecar => "Sidecar",
         }
     }
 
@@ -158,6 +162,13 @@ impl Spec for Telemetry {
     }
 }
 
+impl Spec for Sidecar {
+    const KIND: Kind = Kind::Sidecar;
+    fn into_any(resource: Resource<Self>) -> AnyResource {
+        AnyResource::Sidecar(resource)
+    }
+}
+
 impl<T: Spec> Resource<T> {
     pub fn new(namespace: &str, name: &str, spec: T) -> Self {
         Resource {
@@ -208,6 +219,7 @@ pub enum AnyResource {
     ServiceEntry(Resource<ServiceEntry>),
     WorkloadEntry(Resource<WorkloadEntrySpec>),
     Telemetry(Resource<Telemetry>),
+    Sidecar(Resource<Sidecar>),
 }
 
 impl AnyResource {
@@ -218,6 +230,7 @@ impl AnyResource {
             AnyResource::ServiceEntry(_) => Kind::ServiceEntry,
             AnyResource::WorkloadEntry(_) => Kind::WorkloadEntry,
             AnyResource::Telemetry(_) => Kind::Telemetry,
+            AnyResource::Sidecar(_) => Kind::Sidecar,
         }
     }
 
@@ -228,6 +241,7 @@ impl AnyResource {
             AnyResource::ServiceEntry(r) => &r.meta,
             AnyResource::WorkloadEntry(r) => &r.meta,
             AnyResource::Telemetry(r) => &r.meta,
+            AnyResource::Sidecar(r) => &r.meta,
         }
     }
 
@@ -238,6 +252,7 @@ impl AnyResource {
             AnyResource::ServiceEntry(r) => &r.file,
             AnyResource::WorkloadEntry(r) => &r.file,
             AnyResource::Telemetry(r) => &r.file,
+            AnyResource::Sidecar(r) => &r.file,
         }
     }
 
@@ -262,6 +277,7 @@ impl Serialize for AnyResource {
             AnyResource::ServiceEntry(r) => out.serialize_field("spec", &r.spec)?,
             AnyResource::WorkloadEntry(r) => out.serialize_field("spec", &r.spec)?,
             AnyResource::Telemetry(r) => out.serialize_field("spec", &r.spec)?,
+            AnyResource::Sidecar(r) => out.serialize_field("spec", &r.spec)?,
         }
         out.end()
     }

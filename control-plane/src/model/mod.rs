@@ -1,5 +1,5 @@
 //! Istio's networking resources (VirtualService, DestinationRule, ServiceEntry,
-//! WorkloadEntry of networking.istio.io v1, v1beta1 and v1alpha3), Telemetry
+//! WorkloadEntry, Sidecar of networking.istio.io v1, v1beta1 and v1alpha3), Telemetry
 //! (telemetry.istio.io v1, v1alpha1) and the MeshConfig file as Rust types, how they are
 //! read from YAML, and how they are validated, with diagnostics that name the file, the
 //! resource and the field.
@@ -21,6 +21,7 @@ mod meta;
 mod parse;
 mod path;
 mod service_entry;
+pub mod sidecar;
 mod string_match;
 pub mod telemetry;
 pub mod validate;
@@ -45,6 +46,7 @@ pub use meta::{
 pub use parse::{parse_file, parse_file_detailed, ParsedDoc, ParsedFile};
 pub use path::{FieldPath, Segment};
 pub use service_entry::*;
+pub use sidecar::Sidecar;
 pub use string_match::StringMatch;
 pub use telemetry::Telemetry;
 pub use validate::{acted_on_fields, validate, without_traffic_effect, Finding, NOT_ACTED_ON};

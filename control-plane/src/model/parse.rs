@@ -14,7 +14,7 @@ use super::meta::{
 };
 use super::path::FieldPath;
 use super::validate::validate;
-use super::{DestinationRule, ServiceEntry, Telemetry, VirtualService, WorkloadEntrySpec};
+use super::{DestinationRule, ServiceEntry, Sidecar, Telemetry, VirtualService, WorkloadEntrySpec};
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::Deserialize;
 use serde_yaml_ng::Value;
@@ -168,6 +168,7 @@ pub fn parse_file_detailed(path: &Path, text: &str) -> ParsedFile {
             Kind::ServiceEntry => read_typed::<ServiceEntry>(document, path),
             Kind::WorkloadEntry => read_typed::<WorkloadEntrySpec>(document, path),
             Kind::Telemetry => read_typed::<Telemetry>(document, path),
+            Kind::Sidecar => read_typed::<Sidecar>(document, path),
         };
         let resource = match read {
             Ok(resource) => resource,

@@ -174,6 +174,7 @@ impl Store {
 
         let config = ConfigSet::from_resources(next.values().cloned());
         diagnostics.extend(host_conflicts(&config));
+        diagnostics.extend(sidecar_conflicts(&config));
         let changed = config != self.config;
         if changed {
             self.version += 1;
@@ -334,6 +335,35 @@ fn host_conflicts(config: &ConfigSet) -> Vec<Diagnostic> {
                 None => {
                     first.insert(host, se.key());
                 }
+            }
+        }
+    }
+    out
+}
+
+/// Istio leaves undefined which of two Sidecars without a selector in one namespace applies;
+/// weft uses the first by name (`ConfigSet::sidecar_for`) and says so.
+fn sidecar_conflicts(config: &ConfigSet) -> Vec<Diagnostic> {
+    let mut first: BTreeMap<&str, ResourceKey> = BTreeMap::new();
+    let mut out = Vec::new();
+    for sc in config
+        .sidecars
+        .iter()
+        .filter(|s| s.spec.workload_selector.is_none())
+    {
+        match first.get(sc.meta.namespace.as_str()) {
+            Some(owner) => out.push(
+                Diagnostic::warning(
+                    &sc.file,
+                    format!(
+                        "namespace {} has another Sidecar without a workloadSelector, {owner}, which applies instead",
+                        sc.meta.namespace
+                    ),
+                )
+                .with_resource(sc.key()),
+            ),
+            None => {
+                first.insert(&sc.meta.namespace, sc.key());
             }
         }
     }

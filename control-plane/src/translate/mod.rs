@@ -16,6 +16,7 @@ mod route_action;
 mod route_match;
 mod route_policy;
 mod routes;
+pub mod scope;
 mod shared;
 pub mod sidecar;
 #[cfg(test)]
@@ -29,6 +30,7 @@ use crate::registry::Registry;
 use xds_protos::node::NodeIdentity;
 use xds_protos::snapshot::Resources;
 
+pub use scope::ScopeClass;
 pub use shared::{RouteClass, TranslationCounts};
 
 /// Choices that are the operator's, not the mesh config's.
@@ -70,6 +72,7 @@ pub struct MeshSnapshot {
     pub registry: Registry,
     pub options: TranslateOptions,
     cache: shared::TranslationCache,
+    scopes: scope::ScopeCache,
 }
 
 impl MeshSnapshot {
@@ -77,6 +80,7 @@ impl MeshSnapshot {
         let registry = Registry::build(&config);
         MeshSnapshot {
             cache: shared::TranslationCache::new(&config),
+            scopes: Default::default(),
             config,
             registry,
             options,
@@ -104,9 +108,13 @@ impl MeshSnapshot {
 pub fn translate(mesh: &MeshSnapshot, node: &NodeIdentity) -> Resources {
     use xds_protos::node::ProxyMode;
     use xds_protos::type_url::{CLUSTER, ENDPOINT, LISTENER, ROUTE};
+    // Clusters, endpoints and routes come from what the proxy may reach (`scope`); listeners
+    // (and a sidecar's inbound side) from the whole mesh.
+    let scope = scope::scope_of(mesh, node);
+    let view = scope.view.as_ref().unwrap_or(mesh);
     let mut out = Resources::default();
     let sidecar = node.mode == ProxyMode::Sidecar;
-    let mut clusters = clusters::clusters(mesh);
+    let mut clusters = clusters::clusters(view);
     if sidecar {
         clusters.extend(sidecar::clusters(mesh, node));
     }
@@ -114,7 +122,7 @@ pub fn translate(mesh: &MeshSnapshot, node: &NodeIdentity) -> Resources {
         let any = xds_protos::any::pack(CLUSTER, &cluster);
         out.insert(CLUSTER, cluster.name, any);
     }
-    for cla in endpoints::load_assignments(mesh) {
+    for cla in endpoints::load_assignments(view) {
         let any = xds_protos::any::pack(ENDPOINT, &cla);
         out.insert(ENDPOINT, cla.cluster_name, any);
     }
@@ -128,9 +136,9 @@ pub fn translate(mesh: &MeshSnapshot, node: &NodeIdentity) -> Resources {
         out.insert(LISTENER, listener.name, any);
     }
     let routes = if sidecar {
-        sidecar::routes::route_configs(mesh, node)
+        sidecar::routes::route_configs(view, node)
     } else {
-        vec![routes::http_proxy_routes(mesh, node)]
+        vec![routes::http_proxy_routes(view, node)]
     };
     for rc in routes {
         let any = xds_protos::any::pack(ROUTE, &rc);

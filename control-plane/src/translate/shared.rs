@@ -10,13 +10,17 @@
 //!   service and revision, Telemetry selectors); when some Telemetry sets `accessLogging`,
 //!   the namespace and the labels Telemetry selectors read;
 //! - the route configuration reads only the proxy's namespace (short host names, and
-//!   `sourceNamespace` matches) and the values of the labels that some VirtualService's
-//!   `sourceLabels` names. Other labels cannot change a route, so they are not in the key;
+//!   `sourceNamespace` matches), the values of the labels that some VirtualService's
+//!   `sourceLabels` names and the Sidecar in force (which hosts it reaches, see `scope`).
+//!   Other labels cannot change a route, so they are not in the key;
+//! - clusters and endpoints: those of the hosts the proxy's scope reaches, picked by name
+//!   from the shared maps once per scope class;
 //! - a sidecar's outbound listeners read what local mode's listener reads except the
-//!   listener address; its clusters read only the list of ports the pod serves
-//!   ([`sidecar::inbound::inbound_ports`]), not the pod's IP, so replicas of a workload share
-//!   them, and its inbound listener reads those ports and what tracing reads. A sidecar's
-//!   listener map is the union of two shared parts, kept per pair of classes.
+//!   listener address; its clusters add to its scope's the inbound ones, which read only the
+//!   list of ports the pod serves ([`sidecar::inbound::inbound_ports`]), not the pod's IP, so
+//!   replicas of a workload share them, and its inbound listener reads those ports and what
+//!   tracing reads. A sidecar's listener map is the union of two shared parts, kept per pair
+//!   of classes.
 //!
 //! The caches live in the snapshot, so a new configuration starts empty and the old entries go
 //! with the old snapshot once no session holds it. Work for a class happens at most once even
@@ -39,6 +43,8 @@ pub struct RouteClass {
     pub namespace: String,
     /// The proxy's values of the labels some `sourceLabels` match names.
     pub labels: BTreeMap<String, String>,
+    /// The Sidecar in force (see `scope`): it decides which hosts get virtual hosts.
+    pub sidecar: Option<(String, String)>,
 }
 
 /// How many translations a snapshot ran, by part: the figure that must not grow with the
@@ -71,9 +77,9 @@ pub(super) struct TranslationCache {
     listeners: Mutex<HashMap<NodeIdentity, Slot>>,
     routes: Mutex<HashMap<RouteClass, Slot>>,
     inbound_listener: Mutex<HashMap<InboundClass, Slot>>,
-    /// Every cluster of the sidecars serving these ports: the shared ones, the passthrough
+    /// Every cluster of the sidecars serving these ports in one scope: the scope's, the passthrough
     /// ones and their `inbound|PORT||`.
-    sidecar_clusters: Mutex<HashMap<Vec<InboundPort>, Slot>>,
+    sidecar_clusters: Mutex<HashMap<(Vec<InboundPort>, super::scope::ScopeClass), Slot>>,
     /// A sidecar's outbound listeners joined with its inbound one, per pair of classes.
     sidecar_listeners: Mutex<HashMap<(NodeIdentity, InboundClass), Slot>>,
     /// Every label key a `sourceLabels` match names.
@@ -108,17 +114,21 @@ impl TranslationCache {
 impl MeshSnapshot {
     /// The resources of `node`, from the caches (translating what is missing).
     pub fn generate_shared(&self, node: &NodeIdentity) -> Resources {
-        let shared = self.node_independent();
+        let scoped = self.scoped_of(self.scope_class(node));
         let mut out = Resources::default();
-        out.set_type(ENDPOINT, shared.endpoints.clone());
+        out.set_type(ENDPOINT, scoped.endpoints.clone());
         out.set_type(ROUTE, self.routes_of(node));
         if node.mode == ProxyMode::Sidecar {
             let ports = sidecar::inbound::inbound_ports(self, &node.instance_ip());
-            out.set_type(CLUSTER, self.sidecar_clusters_of(&ports));
+            let scope = self.scope_class(node);
+            out.set_type(
+                CLUSTER,
+                self.sidecar_clusters_of(&ports, scope, &scoped.clusters),
+            );
             let class = (ports, self.tracing_class(node));
             out.set_type(LISTENER, self.sidecar_listeners_of(node, class));
         } else {
-            out.set_type(CLUSTER, shared.clusters.clone());
+            out.set_type(CLUSTER, scoped.clusters.clone());
             out.set_type(LISTENER, self.listeners_of(node));
         }
         out
@@ -143,6 +153,7 @@ impl MeshSnapshot {
     pub fn route_class(&self, node: &NodeIdentity) -> RouteClass {
         RouteClass {
             mode: node.mode,
+            sidecar: self.scope_class(node).sidecar,
             namespace: node.namespace.clone(),
             labels: node
                 .labels
@@ -151,6 +162,15 @@ impl MeshSnapshot {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
         }
+    }
+
+    /// The scope of a class (see `scope`), with the clusters and endpoints it reaches.
+    fn scoped_of(&self, class: super::scope::ScopeClass) -> Arc<super::scope::Scoped> {
+        let shared = self.node_independent();
+        self.scoped(&class, (&shared.clusters, &shared.endpoints), |view| {
+            let own = view.node_independent();
+            (own.clusters.clone(), own.endpoints.clone())
+        })
     }
 
     fn node_independent(&self) -> &NodeIndependent {
@@ -237,7 +257,14 @@ impl MeshSnapshot {
         let slot = slot(&self.cache.routes, class.clone());
         slot.get_or_init(|| {
             self.cache.counts.routes.fetch_add(1, Ordering::Relaxed);
-            // Routes read the namespace and the source labels only.
+            // Routes read the namespace and the source labels only, from the mesh as the
+            // proxy's scope sees it.
+            let scope = super::scope::ScopeClass {
+                namespace: class.namespace.clone(),
+                sidecar: class.sidecar,
+            };
+            let scoped = self.scoped_of(scope);
+            let view = scoped.scope.view.as_ref().unwrap_or(self);
             let representative = NodeIdentity {
                 mode: class.mode,
                 namespace: class.namespace,
@@ -245,8 +272,8 @@ impl MeshSnapshot {
                 ..Default::default()
             };
             let configs = match class.mode {
-                ProxyMode::Local => vec![routes::http_proxy_routes(self, &representative)],
-                ProxyMode::Sidecar => sidecar::routes::route_configs(self, &representative),
+                ProxyMode::Local => vec![routes::http_proxy_routes(view, &representative)],
+                ProxyMode::Sidecar => sidecar::routes::route_configs(view, &representative),
             };
             let mut out = NamedResources::new();
             for rc in configs {
@@ -277,10 +304,15 @@ impl MeshSnapshot {
     }
 
     /// Every cluster of the sidecars serving `ports`.
-    fn sidecar_clusters_of(&self, ports: &[InboundPort]) -> Arc<NamedResources> {
-        let slot = slot(&self.cache.sidecar_clusters, ports.to_vec());
+    fn sidecar_clusters_of(
+        &self,
+        ports: &[InboundPort],
+        scope: super::scope::ScopeClass,
+        scoped: &Arc<NamedResources>,
+    ) -> Arc<NamedResources> {
+        let slot = slot(&self.cache.sidecar_clusters, (ports.to_vec(), scope));
         slot.get_or_init(|| {
-            let mut clusters = (*self.node_independent().clusters).clone();
+            let mut clusters = (**scoped).clone();
             let own = sidecar::passthrough::clusters()
                 .into_iter()
                 .chain(sidecar::inbound::clusters(ports));

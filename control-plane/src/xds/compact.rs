@@ -53,27 +53,49 @@ impl NameSet {
         }
     }
 
-    /// Whether this set holds exactly `names`.
-    pub fn same_as(&self, names: &BTreeSet<String>) -> bool {
-        self.len() == names.len() && names.iter().all(|n| self.contains(n))
+    /// Whether this set holds exactly the names of a request, listed in any order, possibly
+    /// repeated. A sotw proxy repeats its whole subscription in every request (thousands of
+    /// endpoint names), almost always unchanged and in the same order: that case is one walk
+    /// of string comparisons, with nothing allocated.
+    pub fn same_as_list(&self, names: &[String]) -> bool {
+        if self.extra.is_empty() && names.len() == self.len() && strictly_sorted(names) {
+            return self.iter().zip(names).all(|(a, b)| a == b);
+        }
+        let sorted = sorted_unique(names);
+        sorted.len() == self.len() && sorted.iter().all(|n| self.contains(n))
     }
 
-    /// `names`, kept relative to `base`.
-    pub fn of(names: BTreeSet<String>, base: &Arc<NamedResources>) -> Self {
-        let missing = base
-            .keys()
-            .filter(|k| !names.contains(*k))
-            .cloned()
-            .collect();
-        let extra = names
-            .into_iter()
-            .filter(|n| !base.contains_key(n))
-            .collect();
+    /// The names of a request, kept relative to `base`: one ordered walk over the two.
+    pub fn of_list(names: &[String], base: &Arc<NamedResources>) -> Self {
+        let sorted = sorted_unique(names);
+        let mut missing = BTreeSet::new();
+        let mut extra = BTreeSet::new();
+        let mut wanted = sorted.iter().peekable();
+        for key in base.keys() {
+            while let Some(n) = wanted.next_if(|n| **n < key.as_str()) {
+                extra.insert(n.to_string());
+            }
+            if wanted.next_if(|n| **n == key.as_str()).is_none() {
+                missing.insert(key.clone());
+            }
+        }
+        extra.extend(wanted.map(|n| n.to_string()));
         NameSet {
             base: base.clone(),
             extra,
             missing,
         }
+    }
+
+    /// Whether the set is kept relative to `map` (then [`NameSet::missing`] are the only keys
+    /// of `map` it lacks).
+    pub fn based_on(&self, map: &Arc<NamedResources>) -> bool {
+        Arc::ptr_eq(&self.base, map)
+    }
+
+    /// The keys of the base the set lacks.
+    pub fn missing(&self) -> impl Iterator<Item = &String> {
+        self.missing.iter()
     }
 
     /// The same set, relative to `base`: one ordered walk over the two maps.
@@ -131,6 +153,14 @@ pub struct HeldVersions {
 }
 
 impl HeldVersions {
+    /// Holding exactly the resources of `map`, in their versions.
+    pub fn exactly(map: &Arc<NamedResources>) -> Self {
+        HeldVersions {
+            base: map.clone(),
+            diff: HashMap::new(),
+        }
+    }
+
     pub fn get(&self, name: &str) -> Option<&str> {
         match self.diff.get(name) {
             Some(v) => v.as_deref(),
@@ -173,6 +203,10 @@ impl HeldVersions {
     /// the two maps: at 2,000 sessions, lookups by name were most of a change's CPU.
     pub fn rebase(&mut self, base: &Arc<NamedResources>) {
         if Arc::ptr_eq(&self.base, base) {
+            return;
+        }
+        if self.base.is_empty() && self.diff.is_empty() {
+            // Holding nothing stays relative to nothing (a new session's first push).
             return;
         }
         let mut diff = HashMap::new();
@@ -247,6 +281,20 @@ impl HeldVersions {
     fn own_entries(&self) -> usize {
         self.diff.len()
     }
+}
+
+fn strictly_sorted(names: &[String]) -> bool {
+    names.windows(2).all(|w| w[0] < w[1])
+}
+
+/// The names, sorted, each once, borrowed.
+fn sorted_unique(names: &[String]) -> Vec<&str> {
+    let mut sorted: Vec<&str> = names.iter().map(String::as_str).collect();
+    if !strictly_sorted(names) {
+        sorted.sort_unstable();
+        sorted.dedup();
+    }
+    sorted
 }
 
 /// Walks two maps in key order together, calling `f` once per name in either.

@@ -30,8 +30,10 @@ pub fn acted_on_fields(kind: Kind) -> &'static [&'static str] {
             "spec.endpoints[].labels",
             "spec.endpoints[].weight",
             "spec.workloadSelector",
+            "spec.exportTo",
         ],
         Kind::WorkloadEntry => &["spec.address", "spec.ports", "spec.labels", "spec.weight"],
+        Kind::Sidecar => &["spec.workloadSelector", "spec.egress[].hosts"],
         Kind::Telemetry => &[
             "spec.selector",
             "spec.tracing[].match",
@@ -48,6 +50,7 @@ pub fn acted_on_fields(kind: Kind) -> &'static [&'static str] {
         Kind::VirtualService => &[
             "spec.hosts",
             "spec.gateways",
+            "spec.exportTo",
             "spec.http[].name",
             "spec.http[].match[].name",
             "spec.http[].match[].uri",
@@ -97,6 +100,7 @@ pub fn acted_on_fields(kind: Kind) -> &'static [&'static str] {
         ],
         Kind::DestinationRule => &[
             "spec.host",
+            "spec.exportTo",
             "spec.subsets[].name",
             "spec.subsets[].labels",
             // Load balancing, at the top, per subset, per port and per subset and port. The
@@ -202,18 +206,8 @@ pub fn without_traffic_effect(kind: Kind) -> &'static [(&'static str, &'static s
         )],
         Kind::DestinationRule => &[],
         Kind::Telemetry => &[],
+        Kind::Sidecar => &[],
     }
-}
-
-/// `exportTo` limits which namespaces see a resource. weft shows every resource to every
-/// proxy, which is what `*` (the default) asks for; anything narrower would hide it from
-/// some proxies, a difference in traffic, and warns.
-const EXPORT_TO: &str = "spec.exportTo";
-
-fn exported_everywhere(value: &Value) -> bool {
-    value
-        .as_array()
-        .is_some_and(|items| items.iter().all(|v| v.as_str() == Some("*")))
 }
 
 /// Adds a warning for every field set in `spec` (the spec serialized, which leaves out unset
@@ -234,10 +228,8 @@ struct Table {
 }
 
 impl Table {
-    fn covers(&self, path: &str, value: &Value) -> bool {
-        self.acted_on.contains(&path)
-            || self.ignored.iter().any(|(p, _)| *p == path)
-            || (path == EXPORT_TO && exported_everywhere(value))
+    fn covers(&self, path: &str) -> bool {
+        self.acted_on.contains(&path) || self.ignored.iter().any(|(p, _)| *p == path)
     }
 
     /// Whether some listed path lies below `path`.
@@ -257,7 +249,7 @@ fn walk(
     f: &mut Findings,
 ) {
     let normalized = path.without_indexes();
-    if table.covers(&normalized, value) {
+    if table.covers(&normalized) {
         return;
     }
     match value {

@@ -121,12 +121,26 @@ pub(super) fn check_weights(f: &mut Findings, route_path: &FieldPath, weights: &
     }
 }
 
+/// Istio's rules for `exportTo`: `.`, `*`, `~` or namespace names, `*` and `~` alone.
 pub(super) fn check_export_to(f: &mut Findings, path: &FieldPath, export_to: &[String]) {
+    let mut seen = std::collections::BTreeSet::new();
     for (i, ns) in export_to.iter().enumerate() {
-        if ns.is_empty() {
+        let known =
+            matches!(ns.as_str(), "." | "*" | "~") || crate::model::sidecar::is_dns_label(ns);
+        if !known {
             f.error(
                 &path.index(i),
-                "must be \".\", \"*\", \"~\" or a namespace name, not empty",
+                format!("{ns:?} must be \".\", \"*\", \"~\" or a namespace name"),
+            );
+        } else if !seen.insert(ns.as_str()) {
+            f.error(&path.index(i), format!("{ns:?} is listed twice"));
+        }
+    }
+    for alone in ["*", "~"] {
+        if export_to.len() > 1 && export_to.iter().any(|e| e == alone) {
+            f.error(
+                path,
+                format!("{alone:?} cannot be combined with other namespaces"),
             );
         }
     }

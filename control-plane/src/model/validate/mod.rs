@@ -9,6 +9,7 @@ mod destination_rule;
 mod http_policies;
 pub mod regex;
 mod service_entry;
+mod sidecar;
 mod telemetry;
 mod virtual_service;
 
@@ -70,6 +71,10 @@ pub fn validate(resource: &AnyResource) -> Vec<Finding> {
         }
         AnyResource::Telemetry(r) => {
             telemetry::check(&r.spec, &mut findings);
+            serde_json::to_value(&r.spec)
+        }
+        AnyResource::Sidecar(r) => {
+            sidecar::check(&r.spec, &mut findings);
             serde_json::to_value(&r.spec)
         }
     };

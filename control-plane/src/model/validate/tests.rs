@@ -431,10 +431,31 @@ fn fields_without_traffic_effect_do_not_warn_and_the_rest_do() {
     assert_eq!(
         warned,
         [
-            "spec.exportTo",
             "spec.trafficPolicy.connectionPool.http.h2UpgradePolicy",
             "spec.trafficPolicy.connectionPool.tcp.idleTimeout",
             "spec.trafficPolicy.loadBalancer.localityLbSetting"
         ]
     );
+}
+
+#[test]
+fn export_to_follows_istio_validation() {
+    let errors = |export_to: &str| -> Vec<String> {
+        let text = se(&format!(
+            "  hosts: [api.example.com]\n  ports: [{{number: 80, name: http}}]\n  exportTo: {export_to}\n"
+        ));
+        diagnostics(&text)
+            .into_iter()
+            .filter(|d| d.severity == crate::model::Severity::Error)
+            .filter_map(|d| d.field)
+            .collect()
+    };
+    assert!(errors("['.']").is_empty());
+    assert!(errors("['.', prod, test]").is_empty());
+    assert!(errors("['~']").is_empty());
+    assert_eq!(errors("['*', prod]"), ["spec.exportTo"]);
+    assert_eq!(errors("['~', '.']"), ["spec.exportTo"]);
+    assert_eq!(errors("[prod, prod]"), ["spec.exportTo[1]"]);
+    assert_eq!(errors("['Prod_ns']"), ["spec.exportTo[0]"]);
+    assert_eq!(errors("['']"), ["spec.exportTo[0]"]);
 }

@@ -366,6 +366,36 @@ fn two_service_entries_for_one_host_warn() {
 }
 
 #[test]
+fn two_namespace_wide_sidecars_warn() {
+    let sidecar = |name: &str, selector: &str| {
+        format!(
+            "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {{name: {name}, namespace: prod}}\nspec:\n{selector}  egress:\n  - hosts: [\"./*\"]\n"
+        )
+    };
+    let a = sidecar("a", "");
+    let b = sidecar("b", "");
+    let selected = sidecar("c", "  workloadSelector: {labels: {app: reviews}}\n");
+    let mut store = Store::new();
+    let outcome = store.apply(files(&[
+        ("a.yaml", &a),
+        ("b.yaml", &b),
+        ("c.yaml", &selected),
+    ]));
+    let warnings: Vec<_> = outcome
+        .diagnostics
+        .iter()
+        .filter(|d| {
+            d.message
+                .contains("another Sidecar without a workloadSelector")
+        })
+        .collect();
+    assert_eq!(warnings.len(), 1, "{:?}", outcome.diagnostics);
+    assert_eq!(warnings[0].resource.as_deref(), Some("Sidecar prod/b"));
+    assert!(warnings[0].message.contains("Sidecar prod/a"));
+    assert_eq!(store.config().sidecars.len(), 3);
+}
+
+#[test]
 fn load_dir_reads_a_folder_recursively_in_order() {
     let dir = std::env::temp_dir().join(format!("weft-store-test-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

@@ -17,6 +17,10 @@ fn map(entries: &[(&str, &[u8])]) -> Arc<NamedResources> {
     )
 }
 
+fn list(names: &[&str]) -> Vec<String> {
+    names.iter().map(|s| s.to_string()).collect()
+}
+
 fn names(list: &[&str]) -> BTreeSet<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
@@ -25,15 +29,15 @@ fn names(list: &[&str]) -> BTreeSet<String> {
 fn a_name_set_is_the_same_set_whatever_its_base() {
     let old = map(&[("a", b"1"), ("b", b"1"), ("c", b"1")]);
     let new = map(&[("b", b"2"), ("c", b"1"), ("d", b"1")]);
-    let mut s = NameSet::of(names(&["a", "b", "x"]), &old);
-    assert!(s.same_as(&names(&["a", "b", "x"])));
+    let mut s = NameSet::of_list(&list(&["a", "b", "x"]), &old);
+    assert!(s.same_as_list(&list(&["a", "b", "x"])));
     assert_eq!((s.extra.len(), s.missing.len()), (1, 1));
     s.rebase(&new);
-    assert!(s.same_as(&names(&["a", "b", "x"])));
+    assert!(s.same_as_list(&list(&["a", "b", "x"])));
     s.insert("d".into());
     s.remove("a");
     s.remove("zz");
-    assert!(s.same_as(&names(&["b", "d", "x"])));
+    assert!(s.same_as_list(&list(&["b", "d", "x"])));
     let listed: BTreeSet<String> = s.iter().cloned().collect();
     assert_eq!(listed, names(&["b", "d", "x"]));
     assert!(!s.contains("c") && !s.contains("a"));
@@ -42,9 +46,9 @@ fn a_name_set_is_the_same_set_whatever_its_base() {
 #[test]
 fn a_name_set_equal_to_the_keys_costs_nothing_of_its_own() {
     let m = map(&[("a", b"1"), ("b", b"1")]);
-    let s = NameSet::of(names(&["a", "b"]), &m);
+    let s = NameSet::of_list(&list(&["a", "b"]), &m);
     assert!(s.extra.is_empty() && s.missing.is_empty());
-    assert!(!s.same_as(&names(&["a"])));
+    assert!(!s.same_as_list(&list(&["a"])));
 }
 
 #[test]
@@ -105,7 +109,7 @@ fn after_a_rebase_only_changed_names_differ() {
 fn a_set_covers_a_map_when_it_holds_all_its_keys() {
     let m = map(&[("a", b"1"), ("b", b"1")]);
     let other = map(&[("a", b"2"), ("b", b"2")]);
-    let mut s = NameSet::of(names(&["a", "b", "x"]), &m);
+    let mut s = NameSet::of_list(&list(&["a", "b", "x"]), &m);
     assert!(s.covers(&m));
     assert!(s.covers(&other), "same keys, another map");
     s.remove("b");
@@ -130,4 +134,49 @@ fn a_first_response_leaves_nothing_of_its_own_once_rebased() {
     h.rebase_now(&m);
     assert_eq!(h.own_entries(), 1, "a name not in the map stays");
     assert_eq!(h.get("z"), Some("v"));
+}
+
+#[test]
+fn a_request_list_is_compared_and_kept_like_a_set() {
+    let m = map(&[("a", b"1"), ("b", b"1"), ("c", b"1")]);
+    let all = NameSet::of_list(&list(&["a", "b", "c"]), &m);
+    assert!(all.extra.is_empty() && all.missing.is_empty());
+    // In order, shuffled, repeated: the same set.
+    assert!(all.same_as_list(&list(&["a", "b", "c"])));
+    assert!(all.same_as_list(&list(&["c", "a", "b", "a"])));
+    assert!(!all.same_as_list(&list(&["a", "b"])));
+    assert!(!all.same_as_list(&list(&["a", "b", "d"])));
+    assert!(!all.same_as_list(&list(&["a", "b", "c", "d"])));
+
+    let some = NameSet::of_list(&list(&["x", "c", "a", "0", "c"]), &m);
+    assert_eq!(
+        some.iter().cloned().collect::<BTreeSet<_>>(),
+        names(&["0", "a", "c", "x"])
+    );
+    assert_eq!(some.missing().collect::<Vec<_>>(), ["b"]);
+    assert!(some.same_as_list(&list(&["0", "a", "c", "x"])));
+    assert!(some.same_as_list(&list(&["0", "a", "c", "x"])));
+    assert!(!some.same_as_list(&list(&["0", "a", "b", "x"])));
+    assert!(some.based_on(&m) && !some.based_on(&map(&[])));
+}
+
+#[test]
+fn holding_nothing_stays_relative_to_nothing() {
+    let m = map(&[("a", b"1"), ("b", b"1")]);
+    let mut h = HeldVersions::default();
+    h.rebase(&m);
+    assert_eq!(h.own_entries(), 0);
+    assert!(!h.based_on(&m));
+    assert_eq!(h.get("a"), None);
+    assert_eq!(h.names().count(), 0);
+}
+
+#[test]
+fn holding_exactly_a_map_costs_nothing_of_its_own() {
+    let m = map(&[("a", b"1"), ("b", b"1")]);
+    let h = HeldVersions::exactly(&m);
+    assert_eq!(h.own_entries(), 0);
+    assert!(h.based_on(&m));
+    assert_eq!(h.get("b"), Some(m["b"].version.as_str()));
+    assert_eq!(h.names().count(), 2);
 }
