@@ -32,6 +32,8 @@ pub struct ProxyContext {
     pub listener_stats: crate::listener_stats::ListenerStatsTable,
     /// Envoy's `server.*` stats, rendered by `/stats/prometheus`.
     pub server_stats: ServerStats,
+    /// The HTTP connection managers' stats by stat prefix, for `/stats/prometheus`.
+    pub hcm_stats: crate::hcm_stats::HcmStatsTable,
 }
 
 impl ProxyContext {
@@ -47,6 +49,7 @@ impl ProxyContext {
             max_downstream_connections: AtomicUsize::new(usize::MAX),
             listener_stats: Default::default(),
             server_stats: ServerStats::default(),
+            hcm_stats: Default::default(),
         })
     }
 

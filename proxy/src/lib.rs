@@ -5,6 +5,7 @@ pub mod body;
 pub mod config;
 pub mod context;
 pub mod downstream;
+pub mod hcm_stats;
 pub mod http;
 pub mod listener;
 pub mod listener_stats;

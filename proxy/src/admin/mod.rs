@@ -127,6 +127,7 @@ pub fn prometheus(ctx: &ProxyContext) -> String {
         access_log_lines_dropped: ctx.access_log.dropped_lines(),
     };
     ctx.server_stats.render(view, &mut page);
+    ctx.hcm_stats.render(&mut page);
     let mut out = ctx.metrics.render();
     page.render(&mut out);
     ctx.listener_stats.render_prometheus(&mut out);
