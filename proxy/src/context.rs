@@ -34,6 +34,8 @@ pub struct ProxyContext {
     pub server_stats: ServerStats,
     /// The HTTP connection managers' stats by stat prefix, for `/stats/prometheus`.
     pub hcm_stats: crate::hcm_stats::HcmStatsTable,
+    /// The `connection_limit` filters' counters and stats.
+    pub connection_limits: crate::connection_limit::LimiterTable,
 }
 
 impl ProxyContext {
@@ -50,6 +52,7 @@ impl ProxyContext {
             listener_stats: Default::default(),
             server_stats: ServerStats::default(),
             hcm_stats: Default::default(),
+            connection_limits: Default::default(),
         })
     }
 
