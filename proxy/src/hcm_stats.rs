@@ -203,6 +203,9 @@ impl ConnectionStats {
 
     /// The protocol the client speaks, from its first request (later calls do nothing).
     pub fn protocol(&self, http2: bool) {
+        if self.protocol.load(Ordering::Relaxed) != PROTOCOL_UNKNOWN {
+            return;
+        }
         let p = if http2 {
             PROTOCOL_HTTP2
         } else {
