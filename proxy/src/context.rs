@@ -32,6 +32,10 @@ pub struct ProxyContext {
     pub listener_stats: crate::listener_stats::ListenerStatsTable,
     /// Envoy's `server.*` stats, rendered by `/stats/prometheus`.
     pub server_stats: ServerStats,
+    /// The HTTP connection managers' stats by stat prefix, for `/stats/prometheus`.
+    pub hcm_stats: crate::hcm_stats::HcmStatsTable,
+    /// The `connection_limit` filters' counters and stats.
+    pub connection_limits: crate::connection_limit::LimiterTable,
 }
 
 impl ProxyContext {
@@ -47,6 +51,8 @@ impl ProxyContext {
             max_downstream_connections: AtomicUsize::new(usize::MAX),
             listener_stats: Default::default(),
             server_stats: ServerStats::default(),
+            hcm_stats: Default::default(),
+            connection_limits: Default::default(),
         })
     }
 

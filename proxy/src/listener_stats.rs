@@ -5,23 +5,39 @@
 //! A module of its own, below both the listeners that count and the context that holds the
 //! table, so neither depends on the other.
 
+use crate::envoy_stats::{Page, StatScope};
+use metrics::Label;
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
-#[derive(Debug, Default)]
 pub struct ListenerStats {
+    scope: StatScope,
     /// Connections accepted, including the ones then refused for a limit.
-    pub downstream_cx_total: AtomicU64,
+    pub downstream_cx_total: Arc<AtomicU64>,
     /// Connections closed at accept because `--max-downstream-connections` were open.
-    pub downstream_global_cx_overflow: AtomicU64,
+    pub downstream_global_cx_overflow: Arc<AtomicU64>,
+}
+
+impl ListenerStats {
+    fn new(address: &str) -> Self {
+        let scope = StatScope::new(vec![Label::new(
+            "envoy_listener_address",
+            address.to_string(),
+        )]);
+        ListenerStats {
+            downstream_cx_total: scope.counter("envoy_listener_downstream_cx_total"),
+            downstream_global_cx_overflow: scope
+                .counter("envoy_listener_downstream_global_cx_overflow"),
+            scope,
+        }
+    }
 }
 
 /// The counters of every listener bound since start, keyed by Envoy's address form
 /// (`127.0.0.1_15001`). Locked only when a listener binds and when stats are rendered.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct ListenerStatsTable(Mutex<BTreeMap<String, Arc<ListenerStats>>>);
 
 impl ListenerStatsTable {
@@ -29,28 +45,17 @@ impl ListenerStatsTable {
     pub fn for_address(&self, addr: SocketAddr) -> Arc<ListenerStats> {
         let key = format!("{}_{}", addr.ip(), addr.port());
         let mut table = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        table.entry(key).or_default().clone()
+        table
+            .entry(key)
+            .or_insert_with_key(|key| Arc::new(ListenerStats::new(key)))
+            .clone()
     }
 
-    /// Appends the counters in Prometheus text format.
-    pub fn render_prometheus(&self, out: &mut String) {
-        type Stat = fn(&ListenerStats) -> &AtomicU64;
-        let stats: [(&str, Stat); 2] = [
-            ("downstream_cx_total", |s| &s.downstream_cx_total),
-            ("downstream_global_cx_overflow", |s| {
-                &s.downstream_global_cx_overflow
-            }),
-        ];
+    /// Adds every listener's series to a scrape.
+    pub fn render(&self, page: &mut Page) {
         let table = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        for (name, stat) in stats {
-            let _ = writeln!(out, "# TYPE envoy_listener_{name} counter");
-            for (address, s) in table.iter() {
-                let _ = writeln!(
-                    out,
-                    "envoy_listener_{name}{{envoy_listener_address=\"{address}\"}} {}",
-                    stat(s).load(Ordering::Relaxed)
-                );
-            }
+        for s in table.values() {
+            page.add(&s.scope);
         }
     }
 }
@@ -58,6 +63,7 @@ impl ListenerStatsTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::Ordering;
 
     #[test]
     fn counters_render_with_envoys_names_and_address_label() {
@@ -72,8 +78,10 @@ mod tests {
             .for_address(addr)
             .downstream_global_cx_overflow
             .fetch_add(1, Ordering::Relaxed);
+        let mut page = Page::default();
+        table.render(&mut page);
         let mut out = String::new();
-        table.render_prometheus(&mut out);
+        page.render(&mut out);
         assert!(out.contains(
             "envoy_listener_downstream_global_cx_overflow{envoy_listener_address=\"127.0.0.1_15001\"} 4\n"
         ), "{out}");

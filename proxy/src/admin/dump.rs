@@ -89,6 +89,25 @@ fn match_json(m: &ChainMatch) -> Value {
 }
 
 fn chain_json(chain: &FilterChainConfig) -> Value {
+    let mut out = terminal_json(chain);
+    if let (false, Value::Object(o)) = (chain.connection_limits.is_empty(), &mut out) {
+        let limits: Vec<Value> = chain
+            .connection_limits
+            .iter()
+            .map(|l| {
+                json!({
+                    "stat_prefix": l.stat_prefix,
+                    "max_connections": l.max_connections,
+                    "delay": l.delay.map(|d| format!("{}s", d.as_secs_f64())),
+                })
+            })
+            .collect();
+        o.insert("connection_limits".into(), json!(limits));
+    }
+    out
+}
+
+fn terminal_json(chain: &FilterChainConfig) -> Value {
     match &chain.action {
         ChainAction::Http(h) => json!({
             "name": chain.name,

@@ -7,7 +7,7 @@ mod dump;
 
 use crate::body::ProxyBody;
 use crate::context::ProxyContext;
-use crate::observe::envoy_stats::Page;
+use crate::envoy_stats::Page;
 use crate::observe::server_stats::{ServerState, ServerView};
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -106,8 +106,9 @@ fn route(ctx: &ProxyContext, quit: &Notify, req: Request<Incoming>) -> Response<
     }
 }
 
-/// The `/stats/prometheus` page: Istio's request metrics, then Envoy's cluster and server
-/// stats of the clusters in the current snapshot (a removed cluster's series are gone).
+/// The `/stats/prometheus` page: Istio's request metrics, then Envoy's own stats: those of the
+/// clusters in the current snapshot (a removed cluster's series are gone), the server, the
+/// HTTP connection managers and `connection_limit` filters by stat prefix, and the listeners.
 pub fn prometheus(ctx: &ProxyContext) -> String {
     let snap = ctx.snapshot.load();
     let mut page = Page::default();
@@ -127,9 +128,11 @@ pub fn prometheus(ctx: &ProxyContext) -> String {
         access_log_lines_dropped: ctx.access_log.dropped_lines(),
     };
     ctx.server_stats.render(view, &mut page);
+    ctx.hcm_stats.render(&mut page);
+    ctx.connection_limits.render(&mut page);
+    ctx.listener_stats.render(&mut page);
     let mut out = ctx.metrics.render();
     page.render(&mut out);
-    ctx.listener_stats.render_prometheus(&mut out);
     out
 }
 

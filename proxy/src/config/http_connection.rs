@@ -15,6 +15,7 @@ use super::http_filters::http_filter_chain;
 use super::log_format::LogFormat;
 use super::route::route_table;
 use super::tracing::{tracing_config, TracingConfig};
+use crate::hcm_stats::StatsSlot;
 use crate::router::filter_config::HttpFilterChain;
 use crate::router::RouteTable;
 
@@ -25,6 +26,8 @@ pub struct HttpConnectionConfig {
     pub access_log: Arc<[LogFormat]>,
     /// The connection manager's `stat_prefix`, else the listener's, else the listener name.
     pub stat_prefix: String,
+    /// The stats of `stat_prefix`, resolved by the first connection (see `crate::hcm_stats`).
+    pub stats: StatsSlot,
     pub http_filters: Arc<HttpFilterChain>,
     /// `stream_idle_timeout` (Envoy's default 5 minutes); `None` when disabled with 0.
     pub stream_idle_timeout: Option<Duration>,
@@ -76,6 +79,7 @@ pub(crate) fn http_connection(
         route_source,
         access_log,
         stat_prefix,
+        stats: StatsSlot::default(),
         http_filters,
         stream_idle_timeout,
         downstream,

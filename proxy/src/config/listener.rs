@@ -20,6 +20,9 @@ use xds_protos::pb::envoy::extensions::filters::network::http_connection_manager
 use xds_protos::pb::envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy;
 use xds_protos::type_url;
 
+use super::connection_limit::{
+    connection_limit, ConnectionLimitConfig, CONNECTION_LIMIT_NAME, CONNECTION_LIMIT_TYPE,
+};
 use super::endpoint::{endpoint_address, EndpointAddress};
 use super::error::{duration, AtField, FieldError, ValidationError};
 use super::filter_chain_match::{filter_chain_match, ChainMatch};
@@ -56,6 +59,8 @@ pub struct FilterChains {
 pub struct FilterChainConfig {
     /// The chain's `name`, or its place in the listener (`filter_chains[2]`).
     pub name: String,
+    /// The `connection_limit` filters before the terminal one, in order.
+    pub connection_limits: Vec<Arc<ConnectionLimitConfig>>,
     pub action: ChainAction,
 }
 
@@ -238,16 +243,11 @@ fn filter_chain(
             "no network filter (Envoy would close every connection)",
         ));
     };
-    if let Some(f) = rest.first() {
-        // Only a terminal filter is implemented: a filter before it (RBAC, a rate limit,
-        // metadata exchange) would be skipped.
-        return Err(FieldError::new(
-            "filters[0]",
-            format!(
-                "network filter {} is not supported (only a terminal {HTTP_CONNECTION_MANAGER_NAME} or {TCP_PROXY_NAME})",
-                f.name
-            ),
-        ));
+    let mut connection_limits = Vec::new();
+    for (i, f) in rest.iter().enumerate() {
+        if let Some(limit) = leading_filter(f).at_index("filters", i)? {
+            connection_limits.push(Arc::new(limit));
+        }
     }
     let field = format!("filters[{}]", chain.filters.len() - 1);
     let action = terminal_filter(last, l).at(&field)?;
@@ -256,7 +256,44 @@ fn filter_chain(
     } else {
         chain.name.clone()
     };
-    Ok(FilterChainConfig { name, action })
+    Ok(FilterChainConfig {
+        name,
+        connection_limits,
+        action,
+    })
+}
+
+/// A network filter before the terminal one. Only `connection_limit` is implemented: any other
+/// (RBAC, a rate limit, metadata exchange) would be skipped, so it is refused. `None` when the
+/// filter is configured off.
+fn leading_filter(f: &Filter) -> Result<Option<ConnectionLimitConfig>, FieldError> {
+    let refused = || {
+        FieldError::new(
+            "",
+            format!(
+                "network filter {} is not supported (only {CONNECTION_LIMIT_NAME} before a terminal {HTTP_CONNECTION_MANAGER_NAME} or {TCP_PROXY_NAME})",
+                f.name
+            ),
+        )
+    };
+    match &f.config_type {
+        Some(filter::ConfigType::TypedConfig(any)) if any.type_url == CONNECTION_LIMIT_TYPE => {
+            connection_limit(any)
+        }
+        Some(filter::ConfigType::TypedConfig(any)) if f.name == CONNECTION_LIMIT_NAME => {
+            Err(FieldError::new(
+                "typed_config",
+                format!("{} cannot carry {}", f.name, any.type_url),
+            ))
+        }
+        Some(filter::ConfigType::ConfigDiscovery(_)) if f.name == CONNECTION_LIMIT_NAME => {
+            Err(FieldError::unsupported("config_discovery"))
+        }
+        None if f.name == CONNECTION_LIMIT_NAME => {
+            Err(FieldError::new("typed_config", "is required"))
+        }
+        _ => Err(refused()),
+    }
 }
 
 /// The chain's one network filter: an HTTP connection manager or a TCP proxy, known by its

@@ -12,6 +12,7 @@
 
 mod access_log;
 mod cluster;
+mod connection_limit;
 mod downstream;
 mod endpoint;
 mod error;
@@ -41,6 +42,7 @@ pub use cluster::{
     RingHashFunction, SlowStart, UpstreamProtocol, DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_HEALTHY_PANIC_THRESHOLD,
 };
+pub use connection_limit::{ConnectionLimitConfig, CONNECTION_LIMIT_NAME, CONNECTION_LIMIT_TYPE};
 pub use downstream::{
     DownstreamLimits, Http2Keepalive, Http2Limits, DEFAULT_DOWNSTREAM_IDLE_TIMEOUT,
     DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_MAX_HEADERS_COUNT, DEFAULT_MAX_REQUEST_HEADERS_KB,

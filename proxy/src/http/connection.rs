@@ -28,6 +28,7 @@ use super::stream;
 use crate::body::ProxyBody;
 use crate::config::{DownstreamLimits, HttpConnectionConfig};
 use crate::downstream::{DownstreamConnection, OpenConnection};
+use crate::hcm_stats::ConnectionEnd;
 use http::{header, HeaderValue, Request, Response, StatusCode, Version};
 use http_body_util::Either;
 use hyper::body::Incoming;
@@ -66,6 +67,11 @@ pub async fn serve_http<T>(
 {
     let ctx = open.ctx().clone();
     let _open = open;
+    let stats = hcm
+        .stats
+        .get_or_resolve(&ctx.hcm_stats, &hcm.stat_prefix)
+        .clone();
+    let cx_stats = Arc::new(stats.connection_opened());
     let limits = hcm.downstream.clone();
     let peer = conn.peer;
     let conn = Arc::new(conn);
@@ -75,17 +81,24 @@ pub async fn serve_http<T>(
     let svc_ctx = ctx.clone();
     let svc_activity = activity.clone();
     let svc_limits = limits.clone();
+    let svc_cx_stats = cx_stats.clone();
     let service = service_fn(move |req: Request<Incoming>| {
         let in_flight = svc_activity.request_started();
+        svc_cx_stats.protocol(req.version() == Version::HTTP_2);
         let ctx = svc_ctx.clone();
         let hcm = hcm.clone();
         let conn = conn.clone();
         let limits = svc_limits.clone();
+        let stats = svc_cx_stats.stats().clone();
         async move {
             // A head over the limits is answered here, before a request record exists.
             let response = match over_header_limits(&req, &limits) {
-                Some(too_large) => too_large.map(Either::Right),
-                None => stream::handle(&ctx, &hcm, &conn, req)
+                Some(too_large) => {
+                    stats.request_started(req.version() == Version::HTTP_2);
+                    stats.request_ended(too_large.status().as_u16(), true);
+                    too_large.map(Either::Right)
+                }
+                None => stream::handle(&ctx, &hcm, stats, &conn, req)
                     .await
                     .map(Either::Left),
             };
@@ -99,34 +112,43 @@ pub async fn serve_http<T>(
     tokio::pin!(conn);
     let idle_timeout = limits.idle_timeout;
     let headers_timeout = limits.request_headers_timeout;
-    let result = tokio::select! {
-        r = conn.as_mut() => r,
+    // How it ended, for the stats; the requests still in flight are read before the
+    // connection (and with it hyper's request futures) is dropped.
+    let (end, result) = tokio::select! {
+        r = conn.as_mut() => {
+            // hyper also ends a connection it closed itself (after `Connection: close`).
+            let end = if activity.closed_by_client() || r.is_err() {
+                ConnectionEnd::Remote
+            } else {
+                ConnectionEnd::Local
+            };
+            (end, Some(r))
+        }
         _ = crate::http::wait_true(&mut draining) => {
             // Finish what is in flight, close keep-alive connections (HTTP/1.1 responses get
             // `Connection: close`), send GOAWAY on HTTP/2. The process's drain time bounds it.
             conn.as_mut().graceful_shutdown();
-            conn.await
+            (ConnectionEnd::Drain, Some(conn.as_mut().await))
         }
         why = expiry(&activity, idle_timeout, headers_timeout) => match why {
             Expiry::RequestHeadersTimeout => {
                 debug!(%peer, "request headers timeout, closing the connection");
-                return;
+                (ConnectionEnd::RequestHeadersTimeout, None)
             }
             Expiry::TooManyPrematureResets => {
                 warn!(%peer, listener = %log_listener, "too many requests reset before being answered, closing the connection");
-                return;
+                (ConnectionEnd::PrematureResets, None)
             }
             Expiry::Idle => {
                 debug!(%peer, "idle timeout, closing the connection");
                 conn.as_mut().graceful_shutdown();
-                match tokio::time::timeout(IDLE_DRAIN_LIMIT, conn).await {
-                    Ok(r) => r,
-                    Err(_) => return,
-                }
+                let r = tokio::time::timeout(IDLE_DRAIN_LIMIT, conn.as_mut()).await.ok();
+                (ConnectionEnd::Idle, r)
             }
         },
     };
-    if let Err(e) = result {
+    cx_stats.ended(end, activity.in_flight());
+    if let Some(Err(e)) = result {
         debug!(%peer, error = %e, "downstream connection ended with an error");
     }
 }

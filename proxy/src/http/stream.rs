@@ -20,6 +20,7 @@ use crate::body::ProxyBody;
 use crate::config::{HttpConnectionConfig, RouteSource};
 use crate::context::ProxyContext;
 use crate::downstream::DownstreamConnection;
+use crate::hcm_stats::HcmStats;
 use crate::observe::trace;
 use crate::router::{RequestView, RouteTable};
 use crate::snapshot::Snapshot;
@@ -31,6 +32,7 @@ use std::sync::Arc;
 pub async fn handle(
     ctx: &Arc<ProxyContext>,
     hcm: &HttpConnectionConfig,
+    stats: Arc<HcmStats>,
     conn: &DownstreamConnection,
     mut req: Request<Incoming>,
 ) -> Response<ResponseBody> {
@@ -46,6 +48,7 @@ pub async fn handle(
     // the record each time (measured with benches/callgrind).
     let mut account = Box::new(Account::start(
         ctx,
+        stats,
         &req,
         authority.as_str(),
         peer,

@@ -6,22 +6,21 @@
 //! `downstream_global_cx_overflow`. When `accept` fails with EMFILE/ENFILE the pending
 //! connection stays in the kernel's backlog; the loop backs off (doubling up to
 //! [`MAX_BACKOFF`]) so it does not spin, and resumes as soon as descriptors free up. Both
-//! cases log at most one line per [`LOG_EVERY`], with how many were not logged.
+//! cases log at most one line per [`crate::log_throttle::LOG_EVERY`], with how many were not logged.
 
 use crate::context::ProxyContext;
 use crate::downstream::OpenConnection;
 use crate::listener_stats::ListenerStats;
+use crate::log_throttle::Throttle;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::time::Instant;
 use tracing::{debug, warn};
 
 pub const MIN_BACKOFF: Duration = Duration::from_millis(10);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(1);
-pub const LOG_EVERY: Duration = Duration::from_secs(5);
 
 pub(super) struct AcceptLoop {
     pub ctx: Arc<ProxyContext>,
@@ -110,41 +109,5 @@ impl AcceptLoop {
         } else {
             self.ctx.max_downstream_connections.load(Ordering::Relaxed)
         }
-    }
-}
-
-/// At most one log line per [`LOG_EVERY`].
-#[derive(Default)]
-struct Throttle {
-    last: Option<Instant>,
-    skipped: u64,
-}
-
-impl Throttle {
-    /// `Some(lines skipped since the last one)` when a line may be logged now.
-    fn allow(&mut self) -> Option<u64> {
-        let now = Instant::now();
-        if self.last.is_some_and(|t| now < t + LOG_EVERY) {
-            self.skipped += 1;
-            return None;
-        }
-        self.last = Some(now);
-        Some(std::mem::take(&mut self.skipped))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test(start_paused = true)]
-    async fn the_throttle_lets_one_line_through_per_period_and_counts_the_rest() {
-        let mut t = Throttle::default();
-        assert_eq!(t.allow(), Some(0));
-        assert_eq!(t.allow(), None);
-        assert_eq!(t.allow(), None);
-        tokio::time::sleep(LOG_EVERY).await;
-        assert_eq!(t.allow(), Some(2));
-        assert_eq!(t.allow(), None);
     }
 }

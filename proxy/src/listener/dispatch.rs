@@ -1,8 +1,8 @@
 //! From an accepted socket to what serves it, in Envoy's order: recover the original
 //! destination (`original_dst`, `use_original_dst`), hand the connection to the listener for
 //! that destination, run that listener's inspectors (`tls_inspector`, `http_inspector`), pick
-//! its filter chain by `filter_chain_match`, and give the connection to the chain's HTTP
-//! connection manager or TCP proxy.
+//! its filter chain by `filter_chain_match`, run the chain's `connection_limit` filters, and give
+//! the connection to the chain's HTTP connection manager or TCP proxy.
 //!
 //! The snapshot is read once per connection: a connection keeps the chain it was given for its
 //! whole life, as in Envoy, while routes (RDS) and clusters are still read per request.
@@ -93,6 +93,10 @@ pub async fn serve_accepted(
     let Some(chain) = listener.chain_for(&conn).cloned() else {
         // Envoy closes it and counts `no_filter_chain_match`.
         debug!(listener = %listener.name, %peer, %destination, "no filter chain matches, closing the connection");
+        return;
+    };
+    let Some(_admitted) = super::limit::admit(open.ctx(), &listener.name, &chain, peer).await
+    else {
         return;
     };
     let downstream = DownstreamConnection {

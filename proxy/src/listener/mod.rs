@@ -10,6 +10,7 @@ mod accept;
 pub mod detect;
 mod dispatch;
 pub mod fd_limit;
+mod limit;
 mod original_dst;
 
 pub use dispatch::serve_accepted;

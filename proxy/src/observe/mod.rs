@@ -2,7 +2,6 @@
 //! metrics, Envoy's cluster and server stats), and tracing.
 
 pub mod access_log;
-pub mod envoy_stats;
 pub mod istio;
 pub mod server_stats;
 pub mod trace;

@@ -3,7 +3,7 @@
 //! `envoy_server_total_connections`), and weft-proxy's own process counters, all set from the
 //! state they describe when a scrape reads them.
 
-use super::envoy_stats::{Page, StatScope};
+use crate::envoy_stats::{Page, StatScope};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::time::Instant;

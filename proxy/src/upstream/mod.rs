@@ -16,7 +16,7 @@ pub mod stats;
 
 use crate::body::InFlight;
 use crate::config::{ClusterConfig, Endpoint, EndpointAddress, UpstreamProtocol, WorkloadMetadata};
-use crate::observe::envoy_stats::Page;
+use crate::envoy_stats::Page;
 use crate::observe::istio::{DestinationMetrics, IstioMetrics};
 use arc_swap::ArcSwap;
 use lb::{Balancer, LbState};

@@ -8,7 +8,7 @@
 //! per code, so the request path never allocates or hashes for them. Gauges that are a view of
 //! other state (circuit breakers, membership, ejections) are set when a scrape reads them.
 
-use crate::observe::envoy_stats::{Page, StatScope};
+use crate::envoy_stats::{Page, StatScope};
 use metrics::Label;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};

@@ -1,6 +1,7 @@
 use std::collections::HashMap;
 
 use xds_protos::pb::envoy::config::accesslog::v3::{access_log, AccessLog};
+use xds_protos::pb::envoy::config::core::v3::RuntimeFeatureFlag;
 use xds_protos::pb::envoy::config::core::v3::{
     data_source, substitution_format_string::Format, DataSource, SubstitutionFormatString,
 };
@@ -15,11 +16,14 @@ use xds_protos::pb::envoy::extensions::access_loggers::file::v3::{file_access_lo
 use xds_protos::pb::envoy::extensions::access_loggers::stream::v3::{
     stdout_access_log, StdoutAccessLog,
 };
+use xds_protos::pb::envoy::extensions::filters::network::connection_limit::v3::ConnectionLimit;
 use xds_protos::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     http_connection_manager::RouteSpecifier, HttpConnectionManager, Rds,
 };
 use xds_protos::pb::envoy::r#type::matcher::v3::RegexMatcher;
-use xds_protos::pb::google::protobuf::{Any, BoolValue, Struct};
+use xds_protos::pb::google::protobuf::{
+    Any, BoolValue, Duration as ProtoDuration, Struct, UInt64Value,
+};
 use xds_protos::type_url;
 
 use super::{any, socket};
@@ -616,4 +620,97 @@ mod http_filters {
         let l = compile(&listener(vec![chain(vec![hcm_filter(&hcm)])]));
         assert_eq!(l.only_http().stream_idle_timeout, None);
     }
+}
+
+fn connection_limit_filter(limit: &ConnectionLimit) -> Filter {
+    Filter {
+        name: "envoy.filters.network.connection_limit".into(),
+        config_type: Some(filter::ConfigType::TypedConfig(any(
+            crate::config::CONNECTION_LIMIT_TYPE,
+            limit,
+        ))),
+    }
+}
+
+fn limit(max: Option<u64>, delay_ms: Option<i32>) -> ConnectionLimit {
+    ConnectionLimit {
+        stat_prefix: "inbound_9080".into(),
+        max_connections: max.map(|value| UInt64Value { value }),
+        delay: delay_ms.map(|ms| ProtoDuration {
+            seconds: 0,
+            nanos: ms * 1_000_000,
+        }),
+        ..Default::default()
+    }
+}
+
+/// `connection_limit` is the one network filter accepted before the terminal one, compiled
+/// with its settings; bad settings are refused at their field.
+#[test]
+fn connection_limit_filters_compile_before_the_terminal_filter() {
+    let l = compile(&listener(vec![chain(vec![
+        connection_limit_filter(&limit(Some(3), Some(250))),
+        hcm_filter(&rds("80")),
+    ])]));
+    let c = &l.chains.chains[0];
+    assert_eq!(c.connection_limits.len(), 1);
+    let cl = &c.connection_limits[0];
+    assert_eq!(cl.stat_prefix, "inbound_9080");
+    assert_eq!(cl.max_connections, 3);
+    assert_eq!(cl.delay, Some(std::time::Duration::from_millis(250)));
+    // A zero delay closes at once, as no delay does.
+    let l = compile(&listener(vec![chain(vec![
+        connection_limit_filter(&limit(Some(3), Some(0))),
+        hcm_filter(&rds("80")),
+    ])]));
+    assert_eq!(l.chains.chains[0].connection_limits[0].delay, None);
+
+    // Turned off by its runtime flag's default (there is no runtime to override it).
+    let mut off = limit(Some(3), None);
+    off.runtime_enabled = Some(RuntimeFeatureFlag {
+        default_value: Some(BoolValue { value: false }),
+        runtime_key: "cl.enabled".into(),
+    });
+    let l = compile(&listener(vec![chain(vec![
+        connection_limit_filter(&off),
+        hcm_filter(&rds("80")),
+    ])]));
+    assert!(l.chains.chains[0].connection_limits.is_empty());
+
+    let refused = |limit: ConnectionLimit| {
+        compile_listener(&listener(vec![chain(vec![
+            connection_limit_filter(&limit),
+            hcm_filter(&rds("80")),
+        ])]))
+        .unwrap_err()
+    };
+    let err = refused(limit(None, None));
+    assert_eq!(
+        err.field,
+        "filter_chains[0].filters[0].typed_config.max_connections"
+    );
+    let err = refused(limit(Some(0), None));
+    assert_eq!(
+        err.field,
+        "filter_chains[0].filters[0].typed_config.max_connections"
+    );
+    let mut unnamed = limit(Some(1), None);
+    unnamed.stat_prefix.clear();
+    let err = refused(unnamed);
+    assert_eq!(
+        err.field,
+        "filter_chains[0].filters[0].typed_config.stat_prefix"
+    );
+    let err = refused(limit(Some(1), Some(-5)));
+    assert_eq!(
+        err.field,
+        "filter_chains[0].filters[0].typed_config.delay.nanos"
+    );
+
+    // Alone it is no terminal filter.
+    let err = compile_listener(&listener(vec![chain(vec![connection_limit_filter(
+        &limit(Some(1), None),
+    )])]))
+    .unwrap_err();
+    assert_eq!(err.field, "filter_chains[0].filters[0]");
 }

@@ -46,6 +46,8 @@ pub struct Activity {
     premature_resets: PrematureResets,
     /// Set once too many requests were reset before being answered; the connection is closed.
     abusive: AtomicBool,
+    /// Set when a read found the client's side closed (or the socket broken).
+    client_closed: AtomicBool,
     changed: Notify,
 }
 
@@ -68,6 +70,7 @@ impl Activity {
             first_read_seen: AtomicBool::new(false),
             premature_resets: PrematureResets::default(),
             abusive: AtomicBool::new(false),
+            client_closed: AtomicBool::new(false),
             changed: Notify::new(),
         })
     }
@@ -91,6 +94,16 @@ impl Activity {
             started_ms: self.now_ms(),
             answered: false,
         }
+    }
+
+    fn client_closed(&self) {
+        self.client_closed.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the client closed its side of the connection (stats tell local from remote
+    /// closes).
+    pub fn closed_by_client(&self) -> bool {
+        self.client_closed.load(Ordering::Relaxed)
     }
 
     pub fn in_flight(&self) -> usize {
@@ -272,8 +285,15 @@ impl<T: AsyncRead> AsyncRead for Tracked<T> {
         let this = self.project();
         let before = buf.filled().len();
         let polled = this.io.poll_read(cx, buf);
-        if polled.is_ready() && buf.filled().len() > before {
-            this.activity.bytes_read(&buf.filled()[before..]);
+        match &polled {
+            Poll::Ready(Ok(())) if buf.filled().len() > before => {
+                this.activity.bytes_read(&buf.filled()[before..]);
+            }
+            // End of stream (a read with room that returns nothing) or a broken socket: the
+            // client closed its side.
+            Poll::Ready(Ok(())) if buf.remaining() > 0 => this.activity.client_closed(),
+            Poll::Ready(Err(_)) => this.activity.client_closed(),
+            _ => {}
         }
         polled
     }

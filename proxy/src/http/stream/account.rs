@@ -17,6 +17,7 @@ use crate::body::{BoxError, ProxyBody, UpstreamBodyError};
 use crate::config::EndpointAddress;
 use crate::config::{LogFormat, RequestField};
 use crate::context::ProxyContext;
+use crate::hcm_stats::HcmStats;
 use crate::observe::access_log::LogRecord;
 use crate::observe::istio::RequestSample;
 use crate::observe::trace::{RequestTrace, SpanEnd};
@@ -50,6 +51,8 @@ pub struct Completion {
 /// The record under way. Completes itself when dropped.
 pub struct Account {
     ctx: Arc<ProxyContext>,
+    /// The connection manager's stats (`downstream_rq_*`).
+    hcm_stats: Arc<HcmStats>,
     start: Instant,
     record: Completion,
     body: BodyProgress,
@@ -73,6 +76,7 @@ impl Account {
     /// Starts the record of `req`, capturing what its log lines will need.
     pub fn start(
         ctx: &Arc<ProxyContext>,
+        hcm_stats: Arc<HcmStats>,
         req: &Request<hyper::body::Incoming>,
         authority: &str,
         peer: SocketAddr,
@@ -84,8 +88,10 @@ impl Account {
             .map(|(formats, local)| {
                 Box::new(LogCapture::new(formats, req, authority, peer, local))
             });
+        hcm_stats.request_started(req.version() == Version::HTTP_2);
         Account {
             ctx: ctx.clone(),
+            hcm_stats,
             start: Instant::now(),
             record: Completion {
                 grpc,
@@ -184,6 +190,7 @@ impl Account {
             .as_ref()
             .map_or(0, |n| n.load(Ordering::Relaxed));
         let r = &self.record;
+        self.count_in_connection_manager();
         let sample = RequestSample {
             status: r.status,
             flags: r.outcome.flags.bits(),
@@ -222,6 +229,32 @@ impl Account {
         if let Some(log) = &self.log {
             log.write(&self.ctx, r);
         }
+    }
+}
+
+impl Account {
+    /// The connection manager's request stats, from the finished record.
+    fn count_in_connection_manager(&self) {
+        let r = &self.record;
+        let stats = &self.hcm_stats;
+        stats.request_ended(
+            r.status,
+            !r.outcome
+                .flags
+                .contains(ResponseFlag::DownstreamTermination),
+        );
+        let flags = &r.outcome.flags;
+        let count = |flag, cell: &std::sync::atomic::AtomicU64| {
+            if flags.contains(flag) {
+                cell.fetch_add(1, Ordering::Relaxed);
+            }
+        };
+        count(ResponseFlag::NoRoute, &stats.no_route);
+        count(ResponseFlag::NoCluster, &stats.no_cluster);
+        count(
+            ResponseFlag::StreamIdleTimeout,
+            &stats.downstream_rq_idle_timeout,
+        );
     }
 }
 

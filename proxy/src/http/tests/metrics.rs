@@ -277,3 +277,96 @@ async fn each_request_is_counted_under_the_workload_that_answered_it() {
     assert_eq!(v1.requests() + v2.requests(), 10);
     assert!(v1.requests() > 0 && v2.requests() > 0, "{page}");
 }
+
+#[tokio::test]
+async fn the_connection_managers_own_stats_count_requests_codes_and_connections_by_prefix() {
+    let up = Upstream::start(|_, seen| {
+        let path = seen.path.clone();
+        async move {
+            match path.as_str() {
+                "/api/fail" => respond(503, "busy"),
+                _ => respond(200, "ok"),
+            }
+        }
+    })
+    .await;
+    let api = route_to(CLUSTER, |r, _| {
+        r.r#match.as_mut().unwrap().path_specifier = Some(PathSpecifier::Prefix("/api".into()));
+    });
+    let gone = route_to("outbound|80||gone.default.svc.cluster.local", |r, _| {
+        r.r#match.as_mut().unwrap().path_specifier = Some(PathSpecifier::Prefix("/gone".into()));
+    });
+    let prefix = "outbound_0.0.0.0_9080";
+    let proxy = TestProxy::start_with(
+        vhost(vec![api, gone]),
+        vec![],
+        vec![cluster(CLUSTER, &[up.addr])],
+        |hcm| {
+            hcm.stat_prefix = prefix.into();
+            hcm.max_request_headers_kb =
+                Some(xds_protos::pb::google::protobuf::UInt32Value { value: 1 });
+        },
+    )
+    .await;
+    for _ in 0..3 {
+        assert_eq!(proxy.get("/api/ok").await.status, 200);
+    }
+    assert_eq!(proxy.get("/api/fail").await.status, 503);
+    for _ in 0..2 {
+        assert_eq!(proxy.get("/elsewhere").await.status, 404);
+    }
+    assert_eq!(proxy.get("/gone").await.status, 503);
+    // Answered before a request record exists, and still counted.
+    let big = Request::get("http://svc/api/ok")
+        .header("host", "svc")
+        .header("x-big", "a".repeat(2048))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    assert_eq!(proxy.send(big).await.status, 431);
+
+    let page = weft_proxy_admin_page(&proxy);
+    let p = format!("envoy_http_conn_manager_prefix=\"{prefix}\"");
+    let stat = |name: &str| value_of(&page, &format!("envoy_http_{name}{{{p}}}"));
+    let class = |c: &str| {
+        value_of(
+            &page,
+            &format!("envoy_http_downstream_rq_xx{{envoy_response_code_class=\"{c}\",{p}}}"),
+        )
+    };
+    assert_eq!(stat("downstream_rq_total"), 8);
+    assert_eq!(stat("downstream_rq_http1_total"), 8);
+    assert_eq!(stat("downstream_rq_completed"), 8);
+    assert_eq!(stat("downstream_rq_active"), 0);
+    assert_eq!(class("2"), 3);
+    assert_eq!(class("4"), 3);
+    assert_eq!(class("5"), 2);
+    assert_eq!(stat("no_route"), 2);
+    assert_eq!(stat("no_cluster"), 1);
+    // One connection per request (the test client does not reuse them).
+    assert_eq!(stat("downstream_cx_total"), 8);
+    assert_eq!(stat("downstream_cx_http1_total"), 8);
+    assert!(
+        page.contains("# TYPE envoy_http_downstream_cx_active gauge\n"),
+        "{page}"
+    );
+
+    // Every client closed its connection but the one answered 431 with `Connection: close`,
+    // which the proxy closed.
+    let ctx = &proxy.ctx;
+    let stats = ctx.hcm_stats.for_prefix(prefix);
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    for _ in 0..10_000 {
+        if load(&stats.downstream_cx_destroy) == 8 {
+            break;
+        }
+        tokio::task::yield_now().await;
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    let page = weft_proxy_admin_page(&proxy);
+    let stat = |name: &str| value_of(&page, &format!("envoy_http_{name}{{{p}}}"));
+    assert_eq!(stat("downstream_cx_destroy"), 8);
+    assert_eq!(stat("downstream_cx_destroy_remote"), 7);
+    assert_eq!(stat("downstream_cx_destroy_local"), 1);
+    assert_eq!(stat("downstream_cx_active"), 0);
+    assert_eq!(stat("downstream_cx_http1_active"), 0);
+}

@@ -514,3 +514,175 @@ async fn an_upstream_reset_is_passed_on_as_a_reset() {
         Err(std::io::ErrorKind::ConnectionReset)
     );
 }
+
+fn connection_limit(max: u64, delay: Option<Duration>) -> Filter {
+    use xds_protos::pb::envoy::extensions::filters::network::connection_limit::v3::ConnectionLimit;
+    let limit = ConnectionLimit {
+        stat_prefix: "echo_limit".into(),
+        max_connections: Some(xds_protos::pb::google::protobuf::UInt64Value { value: max }),
+        delay: delay.map(|d| xds_protos::pb::google::protobuf::Duration {
+            seconds: d.as_secs() as i64,
+            nanos: d.subsec_nanos() as i32,
+        }),
+        ..Default::default()
+    };
+    Filter {
+        name: "envoy.filters.network.connection_limit".into(),
+        config_type: Some(filter::ConfigType::TypedConfig(any(
+            crate::config::CONNECTION_LIMIT_TYPE,
+            &limit,
+        ))),
+    }
+}
+
+/// A listener on a free port whose one chain limits connections before relaying to `echo`.
+fn limited_listener(port: u16, max: u64, delay: Option<Duration>) -> Listener {
+    Listener {
+        name: "limited".into(),
+        address: Some(socket(SocketAddr::from(([127, 0, 0, 1], port)))),
+        filter_chains: vec![FilterChain {
+            filters: vec![connection_limit(max, delay), tcp_to("echo")],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// A connection that the relay served (its bytes came back echoed), kept open.
+async fn relayed(addr: SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"hi").await.unwrap();
+    let mut buf = [0u8; 7];
+    tokio::time::timeout(WAIT, s.read_exact(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&buf, b"echo:hi");
+    s
+}
+
+/// Reads until the proxy closes the connection; what it sent before (nothing, for a refused
+/// connection).
+async fn until_closed(s: &mut TcpStream) -> Vec<u8> {
+    let mut got = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut got))
+        .await
+        .expect("the proxy closes the connection")
+        .unwrap_or_default();
+    got
+}
+
+fn stat(ctx: &ProxyContext, name: &str) -> u64 {
+    let page = crate::admin::prometheus(ctx);
+    let series =
+        format!("envoy_connection_limit_{name}{{envoy_connection_limit_prefix=\"echo_limit\"}} ");
+    page.lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in\n{page}"))
+}
+
+/// Waits (bounded) until `name` reads `want`.
+async fn stat_reaches(ctx: &ProxyContext, name: &str, want: u64) {
+    for _ in 0..5_000 {
+        if stat(ctx, name) == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(stat(ctx, name), want, "{name}");
+}
+
+/// `connection_limit` through the real accept path: `max_connections` are served, the next is
+/// closed unserved and counted, and a close makes room again.
+#[tokio::test]
+async fn a_chain_serves_at_most_max_connections_and_closes_the_rest() {
+    let echo = echo_server().await;
+    let port = free_port();
+    let (ctx, _manager) = serve(
+        limited_listener(port, 2, None),
+        vec![static_cluster("echo", &[echo])],
+    );
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let first = relayed(addr).await;
+    let _second = relayed(addr).await;
+    assert_eq!(stat(&ctx, "active_connections"), 2);
+
+    let mut third = TcpStream::connect(addr).await.unwrap();
+    let _ = third.write_all(b"hi").await;
+    assert_eq!(until_closed(&mut third).await, b"");
+    assert_eq!(stat(&ctx, "limited_connections"), 1);
+    assert_eq!(stat(&ctx, "active_connections"), 2);
+
+    drop(first);
+    stat_reaches(&ctx, "active_connections", 1).await;
+    let _again = relayed(addr).await;
+    assert_eq!(stat(&ctx, "limited_connections"), 1);
+}
+
+/// With `delay`, a refused connection is held open (counted at once) and closed after it; a
+/// draining proxy closes it without waiting the delay out.
+#[tokio::test]
+async fn a_refused_connection_is_held_for_the_delay_and_draining_cuts_it_short() {
+    let echo = echo_server().await;
+    let port = free_port();
+    let (ctx, _manager) = serve(
+        limited_listener(port, 1, Some(Duration::from_secs(3600))),
+        vec![static_cluster("echo", &[echo])],
+    );
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let _served = relayed(addr).await;
+    let mut refused = TcpStream::connect(addr).await.unwrap();
+    stat_reaches(&ctx, "limited_connections", 1).await;
+    // Still open: nothing to read, and no end of stream either.
+    let mut buf = [0u8; 1];
+    assert!(
+        matches!(refused.try_read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the refused connection is held for the delay"
+    );
+    let _ = ctx.draining.send(true);
+    assert_eq!(until_closed(&mut refused).await, b"");
+}
+
+/// A listener update that leaves the chain as it was keeps the count: the connection open
+/// before it still fills the limit after it.
+#[tokio::test]
+async fn the_count_survives_an_update_that_leaves_the_filter_unchanged() {
+    let echo = echo_server().await;
+    let port = free_port();
+    let listener = limited_listener(port, 1, None);
+    let (ctx, _manager) = serve(listener.clone(), vec![static_cluster("echo", &[echo])]);
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let _open = relayed(addr).await;
+
+    // The listener changes elsewhere, so it is recompiled; its chain and filter do not.
+    let mut updated = listener;
+    updated.listener_filters_timeout = Some(xds_protos::pb::google::protobuf::Duration {
+        seconds: 5,
+        nanos: 0,
+    });
+    let mut cache = XdsCache::default();
+    let applied = cache.apply(
+        type_url::LISTENER,
+        "2",
+        &[any(type_url::LISTENER, &updated)],
+    );
+    assert!(applied.rejected.is_empty(), "{:?}", applied.rejected);
+    let applied = cache.apply(
+        type_url::CLUSTER,
+        "2",
+        &[any(type_url::CLUSTER, &static_cluster("echo", &[echo]))],
+    );
+    assert!(applied.rejected.is_empty(), "{:?}", applied.rejected);
+    let before = ctx.snapshot.load_full();
+    ctx.snapshot.store(Arc::new(cache.build_snapshot(&before)));
+    assert!(!Arc::ptr_eq(
+        &before.listeners["limited"],
+        &ctx.snapshot.load().listeners["limited"]
+    ));
+
+    let mut refused = TcpStream::connect(addr).await.unwrap();
+    let _ = refused.write_all(b"hi").await;
+    assert_eq!(until_closed(&mut refused).await, b"");
+    assert_eq!(stat(&ctx, "limited_connections"), 1);
+}
