@@ -89,6 +89,13 @@ pub enum DnsError {
 type Key = (String, u16);
 type Refresh = Shared<BoxFuture<'static, ()>>;
 
+/// A resolution under way: what waiters await, and its task, to tell one that ended without
+/// recording an answer.
+struct Refreshing {
+    done: Refresh,
+    task: tokio::task::AbortHandle,
+}
+
 struct Entry {
     /// The addresses of the last resolution that found some.
     addresses: Option<Arc<[SocketAddr]>>,
@@ -97,7 +104,7 @@ struct Entry {
     /// When the next refresh is due.
     due: Instant,
     /// The resolution under way, which connections with nothing to fall back on await.
-    refreshing: Option<Refresh>,
+    refreshing: Option<Refreshing>,
     last_used: Instant,
 }
 
@@ -136,13 +143,22 @@ impl DnsCache {
                 last_used: now,
             });
             entry.last_used = now;
+            // A refresh records its answer before it ends; one that ended without (its runtime
+            // shut down, as at the end of a test) must not block every later refresh.
+            if entry
+                .refreshing
+                .as_ref()
+                .is_some_and(|r| r.task.is_finished())
+            {
+                entry.refreshing = None;
+            }
             let due = now >= entry.due;
             if due && entry.refreshing.is_none() {
                 entry.refreshing = Some(self.start_refresh(key.clone()));
             }
             match (&entry.addresses, &entry.refreshing) {
                 (Some(addresses), _) => return Ok(addresses[0]),
-                (None, Some(refresh)) => refresh.clone(),
+                (None, Some(refresh)) => refresh.done.clone(),
                 (None, None) => return Err(missing(host, entry.missing.as_ref())),
             }
         };
@@ -157,15 +173,18 @@ impl DnsCache {
 
     /// Runs one resolution of `key` as its own task, so a connection that gives up waiting
     /// does not cancel it, and records what it found.
-    fn start_refresh(self: &Arc<Self>, key: Key) -> Refresh {
+    fn start_refresh(self: &Arc<Self>, key: Key) -> Refreshing {
         let cache = self.clone();
         let query = self.resolver.resolve(&key.0, key.1);
         let task = tokio::spawn(async move {
             let result = query.await;
             cache.record(&key, result);
         });
-        // The task records its result itself; a panic in it leaves the entry as it was.
-        task.map(|_| ()).boxed().shared()
+        Refreshing {
+            task: task.abort_handle(),
+            // The task records its result itself: waiters only need to know it ended.
+            done: task.map(|_| ()).boxed().shared(),
+        }
     }
 
     fn record(&self, key: &Key, result: Resolution) {

@@ -166,3 +166,31 @@ async fn a_name_with_no_address_any_more_has_no_host() {
     let err = cache.lookup("svc", 8000).await.unwrap_err();
     assert!(matches!(err, DnsError::NoAddress { .. }), "{err}");
 }
+
+/// The cache is process-wide and outlives runtimes (each test has its own): a refresh whose
+/// runtime ended before it answered must not leave the name stuck.
+#[test]
+fn a_refresh_cut_off_with_its_runtime_does_not_block_the_next() {
+    let resolver = Scripted::new(found([10, 0, 0, 1]), Duration::from_secs(3600));
+    let cache = DnsCache::new(resolver.clone(), REFRESH);
+    let first = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    first.block_on(async {
+        let waited = tokio::time::timeout(Duration::from_millis(10), cache.lookup("svc", 8000));
+        assert!(waited.await.is_err());
+    });
+    drop(first);
+    let second = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    second.block_on(async {
+        // The first query never answered; a lookup now starts another (which also waits an
+        // hour, so bound it) instead of waiting on the dead one forever.
+        let waited = tokio::time::timeout(Duration::from_millis(10), cache.lookup("svc", 8000));
+        assert!(waited.await.is_err());
+    });
+    assert_eq!(resolver.asked(), 2);
+}
