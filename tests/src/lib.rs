@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod config;
+pub mod dns;
 pub mod faulty;
 pub mod load;
 pub mod netns;

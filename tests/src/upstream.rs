@@ -32,6 +32,20 @@ impl Echo {
         }
     }
 
+    /// An echo server on `addr` (port 0 for a free one), e.g. another loopback address with
+    /// the port of a first server, as a second address of one DNS name.
+    pub async fn start_at(name: &str, addr: SocketAddr) -> std::io::Result<Echo> {
+        let me = name.to_string();
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let (addr, requests, task) = serve_on(listener, move |_, req| echo(me.clone(), req));
+        Ok(Echo {
+            name: name.to_string(),
+            addr,
+            requests,
+            task,
+        })
+    }
+
     pub fn port(&self) -> u16 {
         self.addr.port()
     }
@@ -54,6 +68,18 @@ where
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind upstream");
+    serve_on(listener, handle)
+}
+
+/// [`serve`] on a listener already bound.
+fn serve_on<F, Fut>(
+    listener: tokio::net::TcpListener,
+    handle: F,
+) -> (SocketAddr, Arc<AtomicU64>, tokio::task::JoinHandle<()>)
+where
+    F: Fn(u64, Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Response<Full<Bytes>>, hyper::Error>> + Send + 'static,
+{
     let addr = listener.local_addr().expect("addr");
     let requests = Arc::new(AtomicU64::new(0));
     let count = requests.clone();
@@ -106,6 +132,16 @@ async fn echo(me: String, req: Request<Incoming>) -> Result<Response<Full<Bytes>
     let mut resp = Response::new(Full::new(Bytes::from(json.to_string())));
     resp.headers_mut()
         .insert("x-served-by", me.parse().expect("header value"));
+    // `?close=1` closes the connection after the answer, so the next request through a proxy
+    // needs a new upstream connection.
+    if parts
+        .uri
+        .query()
+        .is_some_and(|q| q.split('&').any(|kv| kv == "close=1"))
+    {
+        resp.headers_mut()
+            .insert("connection", "close".parse().expect("header value"));
+    }
     resp.headers_mut().insert(
         "content-type",
         "application/json".parse().expect("header value"),

@@ -73,6 +73,11 @@ struct Args {
     /// downstream_global_cx_overflow. Default: no limit but the open-file limit.
     #[arg(long)]
     max_downstream_connections: Option<usize>,
+    /// The DNS server (ip:port) that resolves the names of STRICT_DNS and LOGICAL_DNS
+    /// clusters, asked over UDP like Envoy's c-ares resolver with `resolvers` set. Default: the
+    /// system's resolver (/etc/hosts, /etc/resolv.conf).
+    #[arg(long)]
+    dns_resolver: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -113,6 +118,7 @@ fn parse_labels(s: &str) -> Result<BTreeMap<String, String>, String> {
 fn main() -> anyhow::Result<()> {
     let mut args = Args::parse();
     args.exit_on_zero_active_connections |= exit_on_zero_from_env()?;
+    weft_proxy::upstream::dns::configure(args.dns_resolver)?;
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),

@@ -18,18 +18,30 @@
 //! reached with no lookup. A request that reached no host, or a host without metadata, reports
 //! the destination workload as `unknown`, as Istio does.
 //!
+//! What a sidecar receives for its own workload is reported as `reporter="destination"`
+//! ([`IstioMetrics::inbound`]), and TCP connections have their own four counters
+//! ([`IstioMetrics::tcp`], see [`tcp`]); the labels are built in [`labels`].
+//!
 //! Labels Weft cannot know yet are `unknown`, as Istio reports them when it cannot tell:
-//! principals and `connection_security_policy` (no mTLS) and the source cluster (no cluster
-//! id).
+//! principals and the source side of inbound traffic (no mTLS, so no peer metadata), the
+//! source cluster (no cluster id), and `connection_security_policy` from the source (from the
+//! destination it is `none`: there is no mTLS).
+
+mod labels;
+pub mod tcp;
+
+pub use labels::Reporter;
+pub use tcp::TcpMetrics;
 
 use crate::config::WorkloadMetadata;
+use labels::fixed_labels;
 use metrics::{Counter, Histogram, Key, Label, Level, Metadata, Recorder};
 use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::{PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 
 pub const REQUESTS_TOTAL: &str = "istio_requests_total";
 pub const REQUEST_DURATION: &str = "istio_request_duration_milliseconds";
@@ -42,8 +54,6 @@ pub const BUCKETS: [f64; 19] = [
     0.5, 1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0,
     60000.0, 300000.0, 600000.0, 1800000.0, 3600000.0,
 ];
-
-const UNKNOWN: &str = "unknown";
 
 /// Who this proxy is: the source side of every request it reports.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -58,11 +68,15 @@ pub struct SourceIdentity {
 
 /// The proxy's metric registry and its Prometheus renderer.
 pub struct IstioMetrics {
-    recorder: PrometheusRecorder,
+    /// Shared with every [`TcpMetrics`], which registers a connection's closing flags itself.
+    recorder: Arc<PrometheusRecorder>,
     handle: PrometheusHandle,
-    source: Vec<Label>,
-    /// Requests that reached no cluster (no route, direct responses, refused upgrades).
+    identity: SourceIdentity,
+    /// Outbound requests that reached no cluster (no route, direct responses, refused
+    /// upgrades).
     unrouted: DestinationMetrics,
+    /// The same for requests to the proxy's own workload.
+    inbound_unrouted: DestinationMetrics,
 }
 
 impl IstioMetrics {
@@ -89,29 +103,65 @@ impl IstioMetrics {
                 recorder.describe_histogram(name.into(), None, help.into());
             }
         }
+        tcp::describe(&recorder);
         let handle = recorder.handle();
-        let source = source_labels(source);
-        let unrouted = DestinationMetrics::with_labels(&source, destination_labels(None, None));
+        let unrouted = DestinationMetrics::new(Reporter::Source, source, None, None);
+        let inbound_unrouted = DestinationMetrics::new(Reporter::Destination, source, None, None);
         IstioMetrics {
-            recorder,
+            recorder: Arc::new(recorder),
             handle,
-            source,
+            identity: source.clone(),
             unrouted,
+            inbound_unrouted,
         }
     }
 
-    /// The fixed labels of requests to `cluster` answered by `workload`, for
-    /// [`DestinationMetrics`] kept with the cluster's hosts of that workload.
+    /// The series of outbound requests to `cluster` answered by `workload`
+    /// (`reporter="source"`), for [`DestinationMetrics`] kept with the cluster's hosts of that
+    /// workload.
     pub fn destination(
         &self,
         cluster: &str,
         workload: Option<&WorkloadMetadata>,
     ) -> DestinationMetrics {
-        DestinationMetrics::with_labels(&self.source, destination_labels(Some(cluster), workload))
+        DestinationMetrics::new(Reporter::Source, &self.identity, Some(cluster), workload)
+    }
+
+    /// The series of requests the proxy receives for its own workload through the inbound
+    /// `cluster` (`reporter="destination"`): the destination is this proxy's workload, the
+    /// service the cluster's when its name carries one (`inbound|PORT|SUBSET|HOST`), and the
+    /// source `unknown` (the caller's identity travels only in Istio's mTLS metadata
+    /// exchange). Create it once per inbound cluster and keep it, like [`Self::destination`].
+    pub fn inbound(&self, cluster: &str) -> DestinationMetrics {
+        DestinationMetrics::new(Reporter::Destination, &self.identity, Some(cluster), None)
+    }
+
+    /// The four TCP counters of connections through `cluster`, reported as `reporter`.
+    /// `peer` is the other end's workload when the proxy knows it: for `Reporter::Source`, the
+    /// endpoint's EDS metadata (its `destination_*` labels); for `Reporter::Destination`, the
+    /// caller's, which Weft never knows without mTLS (pass `None`: `source_*` are `unknown`).
+    /// Create it once per (cluster, workload) and keep it with the cluster's hosts: every
+    /// series is registered here, none per connection.
+    pub fn tcp(
+        &self,
+        cluster: &str,
+        peer: Option<&WorkloadMetadata>,
+        reporter: Reporter,
+    ) -> TcpMetrics {
+        TcpMetrics::new(
+            self.recorder.clone(),
+            reporter,
+            fixed_labels(reporter, &self.identity, Some(cluster), peer),
+        )
     }
 
     pub fn unrouted(&self) -> &DestinationMetrics {
         &self.unrouted
+    }
+
+    /// Inbound requests that reached no cluster (`reporter="destination"`).
+    pub fn inbound_unrouted(&self) -> &DestinationMetrics {
+        &self.inbound_unrouted
     }
 
     /// Every series in Prometheus' text format.
@@ -164,6 +214,7 @@ struct RequestHandles {
 pub struct DestinationMetrics {
     /// Source and destination labels, in Istio's order up to the request-dependent ones.
     labels: Vec<Label>,
+    security_policy: &'static str,
     sets: RwLock<HashMap<u64, RequestHandles, BuildHasherDefault<PackedKeyHasher>>>,
 }
 
@@ -171,7 +222,7 @@ pub struct DestinationMetrics {
 /// instead of SipHash: the keys come from a small bounded set (HTTP status 100-999, flag bits,
 /// gRPC codes 0-16), so there is nothing for a flooding attack to aim at.
 #[derive(Default)]
-struct PackedKeyHasher(u64);
+pub(super) struct PackedKeyHasher(u64);
 
 impl Hasher for PackedKeyHasher {
     fn finish(&self) -> u64 {
@@ -191,12 +242,15 @@ impl Hasher for PackedKeyHasher {
 }
 
 impl DestinationMetrics {
-    fn with_labels(source: &[Label], destination: Vec<Label>) -> Self {
-        let mut labels = Vec::with_capacity(source.len() + destination.len());
-        labels.extend_from_slice(source);
-        labels.extend(destination);
+    fn new(
+        reporter: Reporter,
+        own: &SourceIdentity,
+        cluster: Option<&str>,
+        peer: Option<&WorkloadMetadata>,
+    ) -> Self {
         DestinationMetrics {
-            labels,
+            labels: fixed_labels(reporter, own, cluster, peer),
+            security_policy: reporter.security_policy(),
             sets: RwLock::new(HashMap::default()),
         }
     }
@@ -246,7 +300,7 @@ impl DestinationMetrics {
             Label::new("response_code", sample.status.to_string()),
             Label::new("grpc_response_status", grpc_status),
             Label::new("response_flags", (sample.flags_label)(sample.flags)),
-            Label::new("connection_security_policy", UNKNOWN),
+            Label::new("connection_security_policy", self.security_policy),
         ]);
         labels
     }
@@ -259,90 +313,6 @@ impl RequestHandles {
         self.request_bytes.record(s.request_bytes as f64);
         self.response_bytes.record(s.response_bytes as f64);
     }
-}
-
-/// A label value, `unknown` when empty (as Istio's stats filter reports a value it lacks).
-fn or_unknown(v: &str) -> String {
-    if v.is_empty() {
-        UNKNOWN.to_string()
-    } else {
-        v.to_string()
-    }
-}
-
-fn source_labels(s: &SourceIdentity) -> Vec<Label> {
-    let app = s.app.as_deref().unwrap_or("");
-    let version = s.version.as_deref().unwrap_or("");
-    // Istio's canonical service defaults to the `app` label, then the workload name; the
-    // canonical revision to the `version` label, then `latest`.
-    let canonical_service = if app.is_empty() { &s.workload } else { app };
-    let canonical_revision = if version.is_empty() {
-        "latest"
-    } else {
-        version
-    };
-    vec![
-        // A sidecar reports its outbound requests as their source.
-        Label::new("reporter", "source"),
-        Label::new("source_workload", or_unknown(&s.workload)),
-        Label::new("source_canonical_service", or_unknown(canonical_service)),
-        Label::new("source_canonical_revision", canonical_revision.to_string()),
-        Label::new("source_workload_namespace", or_unknown(&s.namespace)),
-        Label::new("source_principal", UNKNOWN),
-        Label::new("source_app", or_unknown(app)),
-        Label::new("source_version", or_unknown(version)),
-        Label::new("source_cluster", UNKNOWN),
-    ]
-}
-
-/// The destination labels of a cluster and the workload that answered. The service comes from
-/// the cluster: Istio's outbound clusters are named `outbound|PORT|SUBSET|HOST`; the service
-/// is the host, and for a Kubernetes-style `NAME.NAMESPACE.svc.DOMAIN` host its name and
-/// namespace are the first two parts. Any other host is its own service name, and other
-/// clusters (passthrough, inbound) name the service by the cluster, as Istio does for
-/// `PassthroughCluster`. The workload labels come from the endpoint's metadata, each
-/// `unknown` when the control plane did not say.
-fn destination_labels(cluster: Option<&str>, workload: Option<&WorkloadMetadata>) -> Vec<Label> {
-    let (service, name, namespace) = match cluster {
-        None => (
-            UNKNOWN.to_string(),
-            UNKNOWN.to_string(),
-            UNKNOWN.to_string(),
-        ),
-        Some(cluster) => match cluster.split('|').collect::<Vec<_>>()[..] {
-            ["outbound", _port, _subset, host] if !host.is_empty() => {
-                let mut parts = host.split('.');
-                match (parts.next(), parts.next(), parts.next()) {
-                    (Some(name), Some(ns), Some("svc")) => {
-                        (host.to_string(), name.to_string(), ns.to_string())
-                    }
-                    _ => (host.to_string(), host.to_string(), UNKNOWN.to_string()),
-                }
-            }
-            _ => (
-                UNKNOWN.to_string(),
-                cluster.to_string(),
-                UNKNOWN.to_string(),
-            ),
-        },
-    };
-    let w = |field: fn(&WorkloadMetadata) -> &str| or_unknown(workload.map_or("", field));
-    vec![
-        Label::new("destination_workload", w(|w| &w.workload)),
-        Label::new("destination_workload_namespace", w(|w| &w.namespace)),
-        Label::new("destination_principal", UNKNOWN),
-        Label::new("destination_app", w(|w| &w.app)),
-        Label::new("destination_version", w(|w| &w.version)),
-        Label::new("destination_service", service),
-        Label::new("destination_canonical_service", w(|w| &w.canonical_service)),
-        Label::new(
-            "destination_canonical_revision",
-            w(|w| &w.canonical_revision),
-        ),
-        Label::new("destination_service_name", name),
-        Label::new("destination_service_namespace", namespace),
-        Label::new("destination_cluster", w(|w| &w.cluster)),
-    ]
 }
 
 #[cfg(test)]

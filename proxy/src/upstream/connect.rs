@@ -11,8 +11,8 @@ pub enum ConnectError {
     Timeout,
     #[error("connection failure: {0}")]
     Io(#[from] std::io::Error),
-    #[error("cannot resolve {0}")]
-    Resolve(String),
+    #[error(transparent)]
+    Resolve(#[from] super::dns::DnsError),
     #[error("protocol handshake failed: {0}")]
     Handshake(hyper::Error),
     /// The outcome of a connection attempt several requests waited on together.
@@ -49,12 +49,8 @@ pub async fn connect_from(
         let addr = match address {
             EndpointAddress::Socket(addr) => *addr,
             EndpointAddress::Dns { host, port } => {
-                // Resolved per connection: a DNS cluster follows its name's records as they
-                // change, without a resolver cache of our own.
-                let mut addrs = tokio::net::lookup_host((host.as_str(), *port)).await?;
-                addrs
-                    .next()
-                    .ok_or_else(|| ConnectError::Resolve(host.clone()))?
+                // The name's last good addresses, refreshed off the request path (see `dns`).
+                super::dns::global().lookup(host, *port).await?
             }
         };
         let stream = match source {

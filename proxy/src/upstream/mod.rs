@@ -8,6 +8,7 @@
 //! balancer settings are unchanged keeps its built balancer (ring, table) as is.
 
 pub mod connect;
+pub mod dns;
 pub mod lb;
 pub mod limits;
 pub mod outlier;

@@ -1,3 +1,4 @@
+use super::labels::fixed_labels;
 use super::*;
 
 fn identity() -> SourceIdentity {
@@ -26,6 +27,15 @@ fn sample(status: u16) -> RequestSample {
         request_bytes: 0,
         response_bytes: 120,
     }
+}
+
+/// The fixed labels of outbound traffic to `cluster` answered by `workload`.
+fn destination_labels(cluster: Option<&str>, workload: Option<&WorkloadMetadata>) -> Vec<Label> {
+    fixed_labels(Reporter::Source, &identity(), cluster, workload)
+}
+
+fn source_labels(own: &SourceIdentity) -> Vec<Label> {
+    fixed_labels(Reporter::Source, own, None, None)
 }
 
 fn label(labels: &[Label], key: &str) -> String {
@@ -270,6 +280,8 @@ fn the_answering_workload_names_the_destination_and_unknown_fills_the_gaps() {
         None,
     );
     assert_eq!(label(&l, "destination_canonical_service"), "unknown");
+    // Istio's canonical revision of a workload it knows nothing of.
+    assert_eq!(label(&l, "destination_canonical_revision"), "latest");
 }
 
 #[test]
@@ -286,4 +298,83 @@ fn source_canonical_labels_default_as_istios_do() {
     let l = source_labels(&bare);
     assert_eq!(label(&l, "source_canonical_service"), "batch");
     assert_eq!(label(&l, "source_canonical_revision"), "v3");
+}
+
+#[test]
+fn inbound_requests_report_the_proxy_as_destination() {
+    let m = IstioMetrics::new(&identity());
+    let d = m.inbound("inbound|9080||productpage.bookinfo.svc.cluster.local");
+    let l = d.series_labels(&sample(200));
+    for (key, value) in [
+        ("reporter", "destination"),
+        ("source_workload", "unknown"),
+        ("source_workload_namespace", "unknown"),
+        ("source_app", "unknown"),
+        ("source_canonical_service", "unknown"),
+        ("source_canonical_revision", "latest"),
+        ("destination_workload", "productpage-v1"),
+        ("destination_workload_namespace", "bookinfo"),
+        ("destination_app", "productpage"),
+        ("destination_version", "unknown"),
+        ("destination_canonical_service", "productpage"),
+        ("destination_canonical_revision", "latest"),
+        (
+            "destination_service",
+            "productpage.bookinfo.svc.cluster.local",
+        ),
+        ("destination_service_name", "productpage"),
+        ("destination_service_namespace", "bookinfo"),
+        // No mTLS: Istio's destination reports `none`, its source `unknown`.
+        ("connection_security_policy", "none"),
+    ] {
+        assert_eq!(label(&l, key), value, "{key}");
+    }
+    let outbound = m.destination("outbound|9080||reviews.bookinfo.svc.cluster.local", None);
+    assert_eq!(
+        label(
+            &outbound.series_labels(&sample(200)),
+            "connection_security_policy"
+        ),
+        "unknown"
+    );
+}
+
+#[test]
+fn inbound_and_outbound_requests_count_in_separate_series() {
+    let m = IstioMetrics::new(&identity());
+    let inbound = m.inbound("inbound|9080||");
+    inbound.record(&m, &sample(200));
+    inbound.record(&m, &sample(200));
+    m.inbound_unrouted().record(&m, &sample(404));
+    m.destination("outbound|9080||reviews.bookinfo.svc.cluster.local", None)
+        .record(&m, &sample(200));
+    let text = m.render();
+    let totals = lines(&text, REQUESTS_TOTAL);
+    assert_eq!(totals.len(), 3, "{text}");
+    let count = |needles: &[&str]| -> Vec<&str> {
+        totals
+            .iter()
+            .filter(|l| needles.iter().all(|n| l.contains(n)))
+            .map(|l| l.rsplit(' ').next().unwrap_or_default())
+            .collect()
+    };
+    assert_eq!(
+        count(&["reporter=\"destination\"", "response_code=\"200\""]),
+        ["2"]
+    );
+    assert_eq!(
+        count(&["reporter=\"destination\"", "response_code=\"404\""]),
+        ["1"]
+    );
+    assert_eq!(count(&["reporter=\"source\""]), ["1"]);
+    // An inbound cluster without a host: the service is unknown, the workload is ours.
+    assert_eq!(
+        count(&[
+            "reporter=\"destination\"",
+            "destination_service=\"unknown\"",
+            "destination_workload=\"productpage-v1\"",
+        ])
+        .len(),
+        2
+    );
 }

@@ -5,7 +5,9 @@
 //! sampled (the caller's decision wins; otherwise `x-client-trace-id` with the client
 //! sampling rate, else the random sampling rate, then the overall rate, as Envoy decides),
 //! and writes the proxy's own context into the request so the upstream continues the same
-//! trace with the proxy's span as its parent. Unsampled requests still propagate (flag `00`),
+//! trace with the proxy's span as its parent. `x-envoy-force-trace` on an internal request
+//! samples it as Envoy does (after `x-client-trace-id`, before the random rate, still subject
+//! to the overall rate); see [`force_trace`]. Unsampled requests still propagate (flag `00`),
 //! so the decision holds along the whole call chain, and cost no more than the headers.
 //! [`RequestTrace::finish`] runs when the response is known: a sampled request becomes one
 //! span (Envoy's name and tags plus the configured custom tags) handed to [`TraceExport`],
@@ -28,7 +30,7 @@ mod tests;
 pub use export::{ExportError, TraceExport};
 pub use span::SpanEnd;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -39,6 +41,7 @@ use crate::router::Decorator;
 use propagation::{Incoming, Outgoing, Parent};
 
 pub static X_CLIENT_TRACE_ID: HeaderName = HeaderName::from_static("x-client-trace-id");
+pub static X_ENVOY_FORCE_TRACE: HeaderName = HeaderName::from_static("x-envoy-force-trace");
 pub static X_ENVOY_DECORATOR_OPERATION: HeaderName =
     HeaderName::from_static("x-envoy-decorator-operation");
 
@@ -64,6 +67,8 @@ pub struct RequestTrace {
     span_id: u64,
     parent: Option<Parent>,
     sampled: bool,
+    /// The request asked for its trace with `x-envoy-force-trace`.
+    forced: bool,
     /// What the span reports about the request, captured only for sampled requests (the
     /// request head is gone by the time the span ends).
     start: Option<Box<span::SpanStart>>,
@@ -72,6 +77,12 @@ pub struct RequestTrace {
 impl RequestTrace {
     pub fn sampled(&self) -> bool {
         self.sampled
+    }
+
+    /// Whether an internal request carried `x-envoy-force-trace`. Envoy then also returns the
+    /// request's `x-request-id` in the response, so the caller can find its trace.
+    pub fn forced(&self) -> bool {
+        self.forced
     }
 
     pub fn trace_id(&self) -> u128 {
@@ -88,7 +99,8 @@ impl RequestTrace {
     }
 }
 
-/// The request-start hook. `None` when the listener does not trace.
+/// The request-start hook. `None` when the listener does not trace (an external request's
+/// `x-envoy-force-trace` is still removed, as Envoy sanitizes it on every listener).
 pub fn start<B>(
     config: Option<&Arc<TracingConfig>>,
     req: &mut Request<B>,
@@ -96,7 +108,49 @@ pub fn start<B>(
     peer: SocketAddr,
     request_id: &HeaderValue,
 ) -> Option<RequestTrace> {
-    start_with(config?, req, authority, peer, request_id, &mut rand::random)
+    let Some(config) = config else {
+        force_trace(req.headers_mut(), peer.ip());
+        return None;
+    };
+    start_with(config, req, authority, peer, request_id, &mut rand::random)
+}
+
+/// Whether the request forces its trace: it carries `x-envoy-force-trace` (any value) and is
+/// internal. Envoy honours the header only on internal requests and removes it from external
+/// ones, so a client outside the trusted network cannot make every request traced; this does
+/// the same, and an internal request keeps the header so the hops after it trace too.
+///
+/// Internal is Envoy's default test of the downstream address: RFC 1918 (10/8, 172.16/12,
+/// 192.168/16), 127.0.0.1, `::1` and `fd00::/8`. weft-proxy always appends the connection's
+/// peer to `x-forwarded-for` (Envoy's `use_remote_address: true` behaviour), so the peer is
+/// the address Envoy would test; `internal_address_config` is not read.
+pub fn force_trace(headers: &mut http::HeaderMap, peer: IpAddr) -> bool {
+    if !headers.contains_key(&X_ENVOY_FORCE_TRACE) {
+        return false;
+    }
+    if is_internal(peer) {
+        return true;
+    }
+    headers.remove(&X_ENVOY_FORCE_TRACE);
+    false
+}
+
+/// Envoy's default internal addresses (see [`force_trace`]).
+fn is_internal(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            a == 10
+                || (a == 172 && (16..=31).contains(&b))
+                || (a == 192 && b == 168)
+                || v4 == Ipv4Addr::LOCALHOST
+        }
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            // An IPv4 client on a dual-stack socket.
+            Some(v4) => is_internal(IpAddr::V4(v4)),
+            None => v6 == Ipv6Addr::LOCALHOST || v6.octets()[0] == 0xfd,
+        },
+    }
 }
 
 /// [`start`] with the random source given, so tests can fix the rolls.
@@ -119,12 +173,15 @@ fn start_with<B>(
     } else {
         None
     };
+    let forced = force_trace(req.headers_mut(), peer.ip());
+    // Envoy's order: a client trace id at the client rate, else a forced trace, else the
+    // random rate; whatever chose the trace, the overall rate can still drop it.
     let sampled = match incoming.sampled {
         Some(decided) => decided,
         None => {
             let client = req.headers().contains_key(&X_CLIENT_TRACE_ID)
                 && chance(roll, config.client_sampling);
-            (client || chance(roll, config.random_sampling))
+            (client || forced || chance(roll, config.random_sampling))
                 && chance(roll, config.overall_sampling)
         }
     };
@@ -164,6 +221,7 @@ fn start_with<B>(
         span_id,
         parent: incoming.parent,
         sampled,
+        forced,
         start,
     })
 }

@@ -166,6 +166,117 @@ fn client_trace_id_uses_the_client_rate() {
     assert!(!start_at(&c, &mut req, 0.0).sampled());
 }
 
+fn start_from(
+    c: &Arc<TracingConfig>,
+    req: &mut Request<()>,
+    peer: &str,
+    roll: f64,
+) -> RequestTrace {
+    start_with(
+        c,
+        req,
+        "reviews:9080",
+        peer.parse().unwrap(),
+        &HeaderValue::from_static("req-1"),
+        &mut || roll,
+    )
+    .unwrap()
+}
+
+#[test]
+fn an_internal_request_that_forces_its_trace_is_sampled_whatever_the_random_rate() {
+    let c = config(0.0);
+    let mut req = request(&[("x-envoy-force-trace", "true")]);
+    let t = start_from(&c, &mut req, "10.0.0.1:5000", 0.99);
+    assert!(t.sampled());
+    assert!(t.forced());
+    assert!(traceparent(&req).ends_with("-01"));
+    // Kept, so the next proxy on the path traces the request too.
+    assert!(req.headers().contains_key("x-envoy-force-trace"));
+}
+
+#[test]
+fn an_external_request_cannot_force_its_trace_and_loses_the_header() {
+    let c = config(0.0);
+    let mut req = request(&[("x-envoy-force-trace", "true")]);
+    let t = start_from(&c, &mut req, "203.0.113.7:5000", 0.99);
+    assert!(!t.sampled());
+    assert!(!t.forced());
+    assert!(!req.headers().contains_key("x-envoy-force-trace"));
+    assert!(traceparent(&req).ends_with("-00"));
+}
+
+#[test]
+fn a_forced_trace_still_obeys_the_overall_rate_and_the_callers_decision() {
+    let mut c = (*config(0.0)).clone();
+    c.overall_sampling = 0.0;
+    let c = Arc::new(c);
+    let mut req = request(&[("x-envoy-force-trace", "1")]);
+    let t = start_from(&c, &mut req, "127.0.0.1:5000", 0.0);
+    assert!(t.forced());
+    assert!(!t.sampled(), "the overall rate drops even a forced trace");
+
+    // A caller that decided not to sample is followed, as Envoy's OpenTelemetry tracer
+    // follows its parent's flag.
+    let c = config(0.0);
+    let mut req = request(&[
+        ("x-envoy-force-trace", "1"),
+        (
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
+        ),
+    ]);
+    assert!(!start_from(&c, &mut req, "127.0.0.1:5000", 0.0).sampled());
+}
+
+#[test]
+fn a_client_trace_id_that_misses_its_rate_falls_through_to_the_forced_trace() {
+    let mut c = (*config(0.0)).clone();
+    c.client_sampling = 0.0;
+    let c = Arc::new(c);
+    let mut req = request(&[("x-client-trace-id", "abc"), ("x-envoy-force-trace", "1")]);
+    assert!(start_from(&c, &mut req, "192.168.1.9:5000", 0.99).sampled());
+    let mut req = request(&[("x-client-trace-id", "abc")]);
+    assert!(!start_from(&c, &mut req, "192.168.1.9:5000", 0.99).sampled());
+}
+
+#[test]
+fn a_listener_that_does_not_trace_still_sanitizes_the_header() {
+    let peer = |p: &str| p.parse::<SocketAddr>().unwrap();
+    let r = HeaderValue::from_static("r");
+    let mut req = request(&[("x-envoy-force-trace", "1")]);
+    assert!(start(None, &mut req, "a", peer("198.51.100.1:1"), &r).is_none());
+    assert!(!req.headers().contains_key("x-envoy-force-trace"));
+    let mut req = request(&[("x-envoy-force-trace", "1")]);
+    assert!(start(None, &mut req, "a", peer("[::1]:1"), &r).is_none());
+    assert!(req.headers().contains_key("x-envoy-force-trace"));
+}
+
+#[test]
+fn internal_addresses_are_envoys_defaults() {
+    for (ip, internal) in [
+        ("10.1.2.3", true),
+        ("172.16.0.1", true),
+        ("172.31.255.255", true),
+        ("172.32.0.1", false),
+        ("172.15.0.1", false),
+        ("192.168.0.1", true),
+        ("192.169.0.1", false),
+        ("127.0.0.1", true),
+        // Envoy counts only 127.0.0.1 of the loopback block.
+        ("127.0.0.2", false),
+        ("8.8.8.8", false),
+        ("::1", true),
+        ("fd12:3456::1", true),
+        ("fc00::1", false),
+        ("2001:db8::1", false),
+        ("::ffff:10.0.0.1", true),
+        ("::ffff:8.8.8.8", false),
+    ] {
+        assert_eq!(is_internal(ip.parse().unwrap()), internal, "{ip}");
+    }
+}
+
 /// Over many requests the sampled share stays within binomial bounds of the rate.
 #[test]
 fn the_random_rate_is_the_share_sampled() {
