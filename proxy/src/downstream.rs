@@ -23,6 +23,8 @@ pub struct DownstreamConnection {
     pub local: SocketAddr,
     /// The destination iptables redirected the connection away from, if it was.
     pub original_dst: Option<SocketAddr>,
+    /// Its listener is `INBOUND`: the proxy reports it as its workload's (destination) side.
+    pub inbound: bool,
 }
 
 /// Counts the connection in `ProxyContext::open_connections` while it lives, and wakes a

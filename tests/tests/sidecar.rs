@@ -262,11 +262,16 @@ fn source_reported(pod: &AppPod) -> u64 {
     scrape(pod, "istio_requests_total", &source)
 }
 
-/// The serving sidecar's Istio metric for the calls it passed to its app: 200s under any
-/// labels. (Istio's sidecar labels them `reporter="destination"` and `destination_service=`
-/// the service; weft-proxy does not yet, so the labels are not checked here.)
+/// The serving sidecar's Istio metric for the calls it passed to its app: reported from the
+/// destination, which is its own workload. (Istio also names the service, from metadata of its
+/// inbound cluster that weftd does not send; weft-proxy reports it `unknown`.)
 fn destination_reported(pod: &AppPod) -> u64 {
-    scrape(pod, "istio_requests_total", &[("response_code", "200")])
+    let destination = [
+        ("reporter", "destination"),
+        ("destination_workload", pod.workload.pod),
+        ("response_code", "200"),
+    ];
+    scrape(pod, "istio_requests_total", &destination)
 }
 
 /// The client's outbound cluster and the serving sidecars' inbound clusters carry each call

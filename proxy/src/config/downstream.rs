@@ -102,6 +102,14 @@ pub(crate) fn downstream_limits(
         }
         out.max_request_header_bytes = kb.value as usize * 1024;
     }
+    // Envoy's whole-request timeout (off by default; 0 is off): not enforced, so refused.
+    if hcm
+        .request_timeout
+        .as_ref()
+        .is_some_and(|d| d.seconds != 0 || d.nanos != 0)
+    {
+        return Err(FieldError::unsupported("request_timeout"));
+    }
     if let Some(d) = &hcm.request_headers_timeout {
         let d = duration(d).at("request_headers_timeout")?;
         out.request_headers_timeout = (!d.is_zero()).then_some(d);

@@ -45,6 +45,9 @@ pub struct ListenerConfig {
     pub chains: FilterChains,
     /// `ignore_global_conn_limit`: this listener accepts past `--max-downstream-connections`.
     pub ignore_global_conn_limit: bool,
+    /// `traffic_direction: INBOUND`: what it serves is for this proxy's own workload, so its
+    /// metrics report as `reporter="destination"`.
+    pub inbound: bool,
 }
 
 /// The filter chains, with their matches side by side for [`super::filter_chain_match::select`].
@@ -164,6 +167,8 @@ fn compile(l: &Listener) -> Result<ListenerConfig, FieldError> {
         listener_filters,
         chains,
         ignore_global_conn_limit: l.ignore_global_conn_limit,
+        inbound: l.traffic_direction
+            == xds_protos::pb::envoy::config::core::v3::TrafficDirection::Inbound as i32,
     })
 }
 

@@ -55,6 +55,9 @@ pub async fn handle(
         Some((&hcm.access_log, Some(conn.local))),
         grpc_request,
     ));
+    if conn.inbound {
+        account.set_inbound();
+    }
     account.set_trace(trace::start(
         hcm.tracing.as_ref(),
         &mut req,

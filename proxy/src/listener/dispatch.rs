@@ -104,6 +104,7 @@ pub async fn serve_accepted(
         peer,
         local: destination,
         original_dst,
+        inbound: listener.inbound,
     };
     match &chain.action {
         ChainAction::Http(hcm) => {

@@ -9,7 +9,9 @@ pub mod relay;
 use crate::config::{Discovery, EndpointAddress, TcpProxyConfig};
 use crate::context::ProxyContext;
 use crate::downstream::{DownstreamConnection, OpenConnection, Prefixed};
+use crate::http::local_reply::ResponseFlags;
 use crate::observe::access_log::LogRecord;
+use crate::observe::istio::Reporter;
 use crate::upstream::connect::{connect_from, ConnectError};
 use crate::upstream::outlier::TryOutcome;
 use crate::upstream::Cluster;
@@ -71,7 +73,13 @@ pub async fn serve_connection(
     let started = SystemTime::now();
     let clock = Instant::now();
     let mut io = io;
-    let session = serve(open.ctx(), &cfg, &mut io, conn.original_dst).await;
+    let ctx = open.ctx().clone();
+    let reporter = if conn.inbound {
+        Reporter::Destination
+    } else {
+        Reporter::Source
+    };
+    let session = serve(&ctx, &cfg, &mut io, conn.original_dst, reporter).await;
     let reset = match &session.outcome {
         // The upstream reset (or a write failed): pass the reset on, as Envoy does.
         TcpOutcome::Relayed(r) => r.end == RelayEnd::Error,
@@ -129,6 +137,7 @@ pub async fn serve<T>(
     cfg: &TcpProxyConfig,
     downstream: T,
     original_dst: Option<SocketAddr>,
+    reporter: Reporter,
 ) -> TcpSession
 where
     T: AsyncRead + AsyncWrite + Unpin,
@@ -157,7 +166,15 @@ where
     let done = match upstream {
         Ok(upstream) => {
             let peer = upstream.peer_addr().ok();
+            let metrics = cluster.tcp_istio_metrics(&ctx.metrics, reporter);
+            metrics.opened();
             let relayed = relay(downstream, upstream, cfg.idle_timeout).await;
+            // Sent is what went to the downstream peer, received what came from it.
+            metrics.bytes(
+                relayed.upstream_to_downstream,
+                relayed.downstream_to_upstream,
+            );
+            metrics.closed(0, ResponseFlags::label_of_bits);
             if relayed.end == RelayEnd::IdleTimeout {
                 debug!(cluster = %cluster.name, "tcp proxy: idle timeout");
             }

@@ -18,7 +18,8 @@ pub mod stats;
 use crate::body::InFlight;
 use crate::config::{ClusterConfig, Endpoint, EndpointAddress, UpstreamProtocol, WorkloadMetadata};
 use crate::envoy_stats::Page;
-use crate::observe::istio::{DestinationMetrics, IstioMetrics};
+use crate::observe::istio::tcp::TcpMetrics;
+use crate::observe::istio::{DestinationMetrics, IstioMetrics, Reporter};
 use arc_swap::ArcSwap;
 use lb::{Balancer, LbState};
 use limits::Limits;
@@ -152,6 +153,11 @@ pub struct ClusterRuntime {
     /// Istio's request metrics for this cluster as destination, set up by the first request
     /// (the registry lives with the proxy, not the snapshot) and kept across reloads.
     pub istio: OnceLock<DestinationMetrics>,
+    /// The same for requests an inbound listener sends to this (`inbound|PORT||`) cluster,
+    /// reported as `reporter="destination"`.
+    istio_inbound: OnceLock<DestinationMetrics>,
+    /// Istio's TCP metrics of connections relayed to this cluster, by reporter.
+    istio_tcp: [OnceLock<TcpMetrics>; 2],
     /// An `ORIGINAL_DST` cluster's hosts: one per destination requests were sent to, made on
     /// first use (with its own pool) and kept across reloads.
     original_dst_hosts: std::sync::Mutex<HashMap<std::net::SocketAddr, Arc<Host>>>,
@@ -173,6 +179,8 @@ impl ClusterRuntime {
             )),
             stats,
             istio: OnceLock::new(),
+            istio_inbound: OnceLock::new(),
+            istio_tcp: Default::default(),
             original_dst_hosts: Default::default(),
         }
     }
@@ -386,6 +394,24 @@ impl Cluster {
                 .istio
                 .get_or_init(|| metrics.destination(&self.name, None)),
         }
+    }
+
+    /// Istio's metrics of a request an inbound listener sent here: the proxy reports as its
+    /// own workload, the destination.
+    pub fn inbound_istio_metrics(&self, metrics: &IstioMetrics) -> &DestinationMetrics {
+        self.runtime
+            .istio_inbound
+            .get_or_init(|| metrics.inbound(&self.name))
+    }
+
+    /// Istio's TCP metrics of connections relayed to this cluster. Outbound ones carry the
+    /// cluster's service, not the answering workload (one series per cluster and reporter).
+    pub fn tcp_istio_metrics(&self, metrics: &IstioMetrics, reporter: Reporter) -> &TcpMetrics {
+        let slot = match reporter {
+            Reporter::Source => 0,
+            Reporter::Destination => 1,
+        };
+        self.runtime.istio_tcp[slot].get_or_init(|| metrics.tcp(&self.name, None, reporter))
     }
 
     pub fn healthy_hosts(&self) -> usize {

@@ -230,3 +230,18 @@ fn ignore_global_conn_limit_is_read_from_the_listener() {
     l.ignore_global_conn_limit = true;
     assert!(compile_listener(&l).unwrap().ignore_global_conn_limit);
 }
+
+#[test]
+fn a_request_timeout_is_refused_unless_off() {
+    let hcm = HttpConnectionManager {
+        request_timeout: secs(30),
+        ..rds("r")
+    };
+    let err = with(hcm).unwrap_err();
+    assert!(err.contains("request_timeout: not supported"), "{err}");
+    let off = HttpConnectionManager {
+        request_timeout: secs(0),
+        ..rds("r")
+    };
+    assert!(with(off).is_ok());
+}

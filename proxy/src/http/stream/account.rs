@@ -60,6 +60,8 @@ pub struct Account {
     log: Option<Box<LogCapture>>,
     /// The request's span, when it is traced; ended with the record.
     trace: Option<RequestTrace>,
+    /// Received by an inbound listener: reported as `reporter="destination"`.
+    inbound: bool,
 }
 
 #[derive(Default, Clone, Copy)]
@@ -100,7 +102,14 @@ impl Account {
             body: BodyProgress::default(),
             log,
             trace: None,
+            inbound: false,
         }
+    }
+
+    /// The request came in on an inbound listener: its metrics report the proxy's own workload
+    /// as the destination.
+    pub fn set_inbound(&mut self) {
+        self.inbound = true;
     }
 
     /// The request's trace (from `observe::trace::start`), ended when the record completes.
@@ -202,11 +211,15 @@ impl Account {
             response_bytes: r.bytes_sent,
         };
         let metrics = &self.ctx.metrics;
-        match &r.outcome.cluster {
-            Some(cluster) => cluster
+        match (&r.outcome.cluster, self.inbound) {
+            (Some(cluster), false) => cluster
                 .istio_metrics(r.outcome.host.as_deref(), metrics)
                 .record(metrics, &sample),
-            None => metrics.unrouted().record(metrics, &sample),
+            (Some(cluster), true) => cluster
+                .inbound_istio_metrics(metrics)
+                .record(metrics, &sample),
+            (None, false) => metrics.unrouted().record(metrics, &sample),
+            (None, true) => metrics.inbound_unrouted().record(metrics, &sample),
         }
         if let Some(t) = self.trace.take() {
             let o = &r.outcome;

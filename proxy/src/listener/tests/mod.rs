@@ -441,7 +441,7 @@ async fn tcp_connections_are_logged_with_bytes_and_flags() {
     };
     let lines = LogLines::default();
     let writer = AccessLogWriter::new(lines.clone(), 16);
-    let (_a, _m1) = serve_logged(
+    let (a, _m1) = serve_logged(
         listener("echo", echo_port, "echo"),
         vec![static_cluster("echo", &[echo])],
         writer.clone(),
@@ -466,6 +466,19 @@ async fn tcp_connections_are_logged_with_bytes_and_flags() {
     }
     let line = lines.line(&format!("{echo_addr} echo")).await;
     assert_eq!(line, format!("{echo_addr} echo {echo} - 4 9 -"));
+    // Istio's TCP metrics count the connection and its bytes, as the client's side (source).
+    let page = a.metrics.render();
+    let sample = |name: &str| {
+        page.lines()
+            .find(|l| l.starts_with(name) && l.contains("reporter=\"source\""))
+            .and_then(|l| l.rsplit(' ').next())
+            .unwrap_or_else(|| panic!("no {name} in\n{page}"))
+            .to_string()
+    };
+    assert_eq!(sample("istio_tcp_connections_opened_total{"), "1");
+    assert_eq!(sample("istio_tcp_connections_closed_total{"), "1");
+    assert_eq!(sample("istio_tcp_received_bytes_total{"), "4");
+    assert_eq!(sample("istio_tcp_sent_bytes_total{"), "9");
 
     // No upstream: the client is reset, as Envoy does, not handed a clean (empty) close.
     let hole_addr = SocketAddr::from(([127, 0, 0, 1], hole_port));
