@@ -172,6 +172,7 @@ fn compile(c: &Cluster) -> Result<ClusterConfig, FieldError> {
     {
         return Err(FieldError::unsupported("lb_subset_config"));
     }
+    dns_settings(c)?;
     if c.load_balancing_policy.is_some() {
         return Err(FieldError::new(
             "load_balancing_policy",
@@ -547,6 +548,41 @@ fn common_lb_config(common: Option<&CommonLbConfig>) -> Result<Finite, FieldErro
     )
     .at("healthy_panic_threshold")?;
     Ok(Finite(threshold.get().round()))
+}
+
+/// How DNS names are resolved: weft-proxy refreshes every name every 5 s (Envoy's default
+/// `dns_refresh_rate`) with the system's resolver or `--dns-resolver`, keeping the last good
+/// addresses on failure. Settings that would change that are refused rather than ignored.
+#[allow(deprecated)] // `dns_resolvers` and `use_tcp_for_dns_lookups` are still on the wire.
+fn dns_settings(c: &Cluster) -> Result<(), FieldError> {
+    if let Some(rate) = &c.dns_refresh_rate {
+        if duration(rate).at("dns_refresh_rate")? != crate::upstream::dns::DEFAULT_REFRESH {
+            return Err(FieldError::new(
+                "dns_refresh_rate",
+                "not supported (weft-proxy refreshes DNS names every 5s, Envoy's default)",
+            ));
+        }
+    }
+    let unsupported = [
+        ("dns_jitter", c.dns_jitter.is_some()),
+        (
+            "dns_failure_refresh_rate",
+            c.dns_failure_refresh_rate.is_some(),
+        ),
+        ("respect_dns_ttl", c.respect_dns_ttl),
+        ("dns_lookup_family", c.dns_lookup_family != 0),
+        ("dns_resolvers", !c.dns_resolvers.is_empty()),
+        ("use_tcp_for_dns_lookups", c.use_tcp_for_dns_lookups),
+        ("dns_resolution_config", c.dns_resolution_config.is_some()),
+        (
+            "typed_dns_resolver_config",
+            c.typed_dns_resolver_config.is_some(),
+        ),
+    ];
+    match unsupported.iter().find(|(_, set)| *set) {
+        Some((field, _)) => Err(FieldError::unsupported(field)),
+        None => Ok(()),
+    }
 }
 
 /// HTTP/2 only when asked for explicitly; `use_downstream_protocol_config` and `auto_config`

@@ -700,3 +700,41 @@ fn common_lb_config_settings_that_change_traffic_are_refused_by_name() {
         assert_eq!(lb_error(&c).0, field);
     }
 }
+
+#[test]
+fn dns_settings_weft_proxy_does_not_follow_are_refused_by_name() {
+    use xds_protos::pb::google::protobuf::Duration as ProtoDuration;
+    let strict = || cluster("dns", DiscoveryType::StrictDns);
+    let five = Cluster {
+        dns_refresh_rate: Some(ProtoDuration {
+            seconds: 5,
+            nanos: 0,
+        }),
+        ..strict()
+    };
+    assert!(
+        compile_cluster(&five).is_ok(),
+        "Envoy's default rate is what weft-proxy does"
+    );
+    let sixty = Cluster {
+        dns_refresh_rate: Some(ProtoDuration {
+            seconds: 60,
+            nanos: 0,
+        }),
+        ..strict()
+    };
+    assert_eq!(
+        compile_cluster(&sixty).unwrap_err().field,
+        "dns_refresh_rate"
+    );
+    let ttl = Cluster {
+        respect_dns_ttl: true,
+        ..strict()
+    };
+    assert_eq!(compile_cluster(&ttl).unwrap_err().field, "respect_dns_ttl");
+    let v4 = Cluster {
+        dns_lookup_family: 1,
+        ..strict()
+    };
+    assert_eq!(compile_cluster(&v4).unwrap_err().field, "dns_lookup_family");
+}
