@@ -553,7 +553,7 @@ fn common_lb_config(common: Option<&CommonLbConfig>) -> Result<Finite, FieldErro
 /// How DNS names are resolved: weft-proxy refreshes every name every 5 s (Envoy's default
 /// `dns_refresh_rate`) with the system's resolver or `--dns-resolver`, keeping the last good
 /// addresses on failure. Settings that would change that are refused rather than ignored.
-#[allow(deprecated)] // `dns_resolvers` and `use_tcp_for_dns_lookups` are still on the wire.
+#[allow(deprecated)] // Envoy deprecated the cluster-level DNS fields; control planes still send them.
 fn dns_settings(c: &Cluster) -> Result<(), FieldError> {
     if let Some(rate) = &c.dns_refresh_rate {
         if duration(rate).at("dns_refresh_rate")? != crate::upstream::dns::DEFAULT_REFRESH {

@@ -702,6 +702,7 @@ fn common_lb_config_settings_that_change_traffic_are_refused_by_name() {
 }
 
 #[test]
+#[allow(deprecated)] // Envoy deprecated the cluster-level DNS fields; control planes still send them.
 fn dns_settings_weft_proxy_does_not_follow_are_refused_by_name() {
     use xds_protos::pb::google::protobuf::Duration as ProtoDuration;
     let strict = || cluster("dns", DiscoveryType::StrictDns);
