@@ -550,13 +550,16 @@ fn common_lb_config(common: Option<&CommonLbConfig>) -> Result<Finite, FieldErro
     Ok(Finite(threshold.get().round()))
 }
 
+/// Envoy's default `dns_refresh_rate`: how often weft-proxy resolves every DNS name again.
+pub const DEFAULT_DNS_REFRESH_RATE: Duration = Duration::from_secs(5);
+
 /// How DNS names are resolved: weft-proxy refreshes every name every 5 s (Envoy's default
 /// `dns_refresh_rate`) with the system's resolver or `--dns-resolver`, keeping the last good
 /// addresses on failure. Settings that would change that are refused rather than ignored.
 #[allow(deprecated)] // Envoy deprecated the cluster-level DNS fields; control planes still send them.
 fn dns_settings(c: &Cluster) -> Result<(), FieldError> {
     if let Some(rate) = &c.dns_refresh_rate {
-        if duration(rate).at("dns_refresh_rate")? != crate::upstream::dns::DEFAULT_REFRESH {
+        if duration(rate).at("dns_refresh_rate")? != DEFAULT_DNS_REFRESH_RATE {
             return Err(FieldError::new(
                 "dns_refresh_rate",
                 "not supported (weft-proxy refreshes DNS names every 5s, Envoy's default)",

@@ -40,7 +40,7 @@ mod tests;
 pub use cluster::{
     compile_cluster, ClusterConfig, Discovery, Finite, LbPolicy, LeastRequest, RingHash,
     RingHashFunction, SlowStart, UpstreamProtocol, DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_HEALTHY_PANIC_THRESHOLD,
+    DEFAULT_DNS_REFRESH_RATE, DEFAULT_HEALTHY_PANIC_THRESHOLD,
 };
 pub use connection_limit::{ConnectionLimitConfig, CONNECTION_LIMIT_NAME, CONNECTION_LIMIT_TYPE};
 pub use downstream::{

@@ -29,8 +29,8 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// Envoy's default `dns_refresh_rate`.
-pub const DEFAULT_REFRESH: Duration = Duration::from_secs(5);
+/// Envoy's default `dns_refresh_rate`, the only one weft-proxy follows.
+pub const DEFAULT_REFRESH: Duration = crate::config::DEFAULT_DNS_REFRESH_RATE;
 /// A name unused this long is dropped from the cache.
 const FORGET_AFTER: Duration = Duration::from_secs(3600);
 /// Past this many names, each new one first sweeps out the forgotten ones.
