@@ -110,8 +110,11 @@ pub async fn forward<'s>(
             None => tracing::debug!(cluster = %m.cluster.name, "mirror cluster not found"),
         }
     }
-    let original_dst = (cluster.config.discovery == crate::config::Discovery::OriginalDst)
+    // An ORIGINAL_DST cluster's one host for this request, held here so the loop borrows it
+    // like any other host.
+    let original_dst_host = (cluster.config.discovery == crate::config::Discovery::OriginalDst)
         .then(|| f.original_dst.map(|dst| cluster.original_dst_host(dst)));
+    let original_dst = original_dst_host.as_ref().map(Option::as_ref);
     let mut tries = Tries {
         cluster,
         original_dst,
@@ -156,7 +159,7 @@ pub async fn forward<'s>(
             idle: f.timeouts.idle,
         };
         let mut result = one_try(
-            &host,
+            host,
             req,
             cluster.config.connect_timeout,
             timers,
@@ -173,7 +176,7 @@ pub async fn forward<'s>(
             if let Some(req) = tries.request() {
                 tracing::debug!(host = %host.address(), "stream refused unprocessed; sending it again on another connection");
                 result = one_try(
-                    &host,
+                    host,
                     req,
                     cluster.config.connect_timeout,
                     timers,
@@ -184,7 +187,7 @@ pub async fn forward<'s>(
         }
         count_timeout(&cluster.runtime.stats, &result);
         if let Some(o) = outlier_outcome(&result) {
-            cluster.report(&host, o);
+            cluster.report(host, o);
         }
         let failure = match result {
             TryResult::Response(resp) => {
@@ -274,7 +277,7 @@ struct Tries<'s> {
     cluster: &'s Cluster,
     /// `Some` for an `ORIGINAL_DST` cluster: its one host for this request, if the connection
     /// has an original destination.
-    original_dst: Option<Option<Arc<Host>>>,
+    original_dst: Option<Option<&'s Arc<Host>>>,
     /// The request's hash for consistent-hash balancers.
     hash: Option<u64>,
     retry: Option<&'s RetryPolicy>,
@@ -292,9 +295,9 @@ struct Tries<'s> {
 }
 
 impl<'s> Tries<'s> {
-    fn pick(&mut self) -> Option<Arc<Host>> {
-        if let Some(host) = &self.original_dst {
-            return host.clone();
+    fn pick(&mut self) -> Option<&'s Arc<Host>> {
+        if let Some(host) = self.original_dst {
+            return host;
         }
         let avoid = self.retry.is_some_and(|r| r.avoid_previous_hosts);
         let picks = match self.retry {
@@ -314,7 +317,7 @@ impl<'s> Tries<'s> {
                 self.tried.push(h);
             }
         }
-        chosen.cloned()
+        chosen
     }
 
     /// The request for this try; the head is copied only when another try may follow.

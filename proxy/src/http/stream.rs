@@ -17,12 +17,12 @@ use super::local_reply::{
 };
 use super::plan::{plan, Target};
 use crate::body::ProxyBody;
-use crate::config::{HttpConnectionConfig, RouteSource};
+use crate::config::HttpConnectionConfig;
 use crate::context::ProxyContext;
 use crate::downstream::DownstreamConnection;
 use crate::hcm_stats::HcmStats;
 use crate::observe::trace;
-use crate::router::{RequestView, RouteTable};
+use crate::router::RequestView;
 use crate::snapshot::Snapshot;
 use http::uri::Authority;
 use http::{header, HeaderValue, Request, Response, StatusCode, Version};
@@ -131,7 +131,7 @@ async fn route_and_forward<'s>(
     outcome: &mut Outcome,
 ) -> Response<ProxyBody> {
     let origin_form = req.uri().authority().is_none() && req.version() < Version::HTTP_2;
-    let Some(table) = route_table(snapshot, &hcm.route_source) else {
+    let Some(table) = snapshot.route_table_for(hcm) else {
         outcome.fail(
             ResponseFlag::NoRoute,
             ResponseCodeDetails::RouteConfigurationNotFound,
@@ -220,13 +220,6 @@ async fn route_and_forward<'s>(
     };
     filter::on_response(hooks, &mut response);
     response
-}
-
-fn route_table<'a>(snapshot: &'a Snapshot, source: &'a RouteSource) -> Option<&'a Arc<RouteTable>> {
-    match source {
-        RouteSource::Rds(name) => snapshot.route_table(name),
-        RouteSource::Inline(table) => Some(table),
-    }
 }
 
 /// The authority a request is for: the absolute-form target or `:authority`, else `Host`.
