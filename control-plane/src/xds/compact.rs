@@ -68,6 +68,14 @@ impl NameSet {
     /// The names of a request, kept relative to `base`: one ordered walk over the two.
     pub fn of_list(names: &[String], base: &Arc<NamedResources>) -> Self {
         let sorted = sorted_unique(names);
+        if sorted.len() * 2 < base.len() {
+            // Few names of a large map: relative to nothing (see `rebase`).
+            return NameSet {
+                base: Arc::default(),
+                extra: sorted.into_iter().map(str::to_string).collect(),
+                missing: BTreeSet::new(),
+            };
+        }
         let mut missing = BTreeSet::new();
         let mut extra = BTreeSet::new();
         let mut wanted = sorted.iter().peekable();
@@ -98,9 +106,23 @@ impl NameSet {
         self.missing.iter()
     }
 
-    /// The same set, relative to `base`: one ordered walk over the two maps.
+    /// The same set, relative to `base` when that makes the difference smaller: one ordered
+    /// walk over the two maps. A set holding few names of a large map (a wildcard type's
+    /// empty subscription, measured: 3,000 cluster names copied into `missing` per session,
+    /// 0.5 GiB at 2,000 sessions) stays relative to nothing.
     pub fn rebase(&mut self, base: &Arc<NamedResources>) {
         if Arc::ptr_eq(&self.base, base) {
+            return;
+        }
+        if self.len() * 2 < base.len() {
+            if !self.base.is_empty() {
+                let names = self.iter().cloned().collect();
+                *self = NameSet {
+                    base: Arc::default(),
+                    extra: names,
+                    missing: BTreeSet::new(),
+                };
+            }
             return;
         }
         let mut extra = BTreeSet::new();
@@ -168,12 +190,20 @@ impl HeldVersions {
         }
     }
 
-    pub fn insert(&mut self, name: String, version: String) {
-        if self.base.get(&name).is_some_and(|r| r.version == version) {
-            self.diff.remove(&name);
+    /// Held at `version` from now on (names and versions copied only where they differ
+    /// from the base).
+    pub fn insert(&mut self, name: &str, version: &str) {
+        if self.base.get(name).is_some_and(|r| r.version == version) {
+            self.diff.remove(name);
         } else {
-            self.diff.insert(name, Some(version));
+            self.diff
+                .insert(name.to_string(), Some(version.to_string()));
         }
+    }
+
+    /// Whether nothing is held and nothing is kept relative to a map.
+    pub fn holds_nothing(&self) -> bool {
+        self.base.is_empty() && self.diff.is_empty()
     }
 
     pub fn remove(&mut self, name: &str) {

@@ -63,6 +63,10 @@ impl Protocol for Stream {
     fn all_answered(&self) -> bool {
         self.types.values().all(|t| t.in_flight.is_empty())
     }
+
+    fn requested(&self, type_url: &str) -> bool {
+        self.types.contains_key(type_url)
+    }
 }
 
 impl Stream {
@@ -73,6 +77,11 @@ impl Stream {
         };
         let new_type = !self.types.contains_key(type_url);
         let state = self.types.entry(type_url).or_default();
+        // Relative to the current map first, so the names subscribed below that it has cost
+        // the session nothing of its own.
+        if let Some(all) = self.s.resources.shared_of_type(type_url) {
+            state.subscribed.rebase(all);
+        }
         if !req.response_nonce.is_empty() {
             let version = state
                 .in_flight
@@ -97,7 +106,7 @@ impl Stream {
         }
         if new_type {
             for (name, version) in &req.initial_resource_versions {
-                state.held.insert(name.clone(), version.clone());
+                state.held.insert(name, version);
             }
             // A first request naming nothing is the legacy wildcard subscription.
             if is_wildcard_type(type_url) && req.resource_names_subscribe.is_empty() {
@@ -115,7 +124,7 @@ impl Stream {
                 state.wildcard = true;
             } else {
                 state.subscribed.insert(name.clone());
-                asked.insert(name.clone());
+                asked.insert(name.as_str());
                 changed = true;
             }
         }
@@ -140,7 +149,7 @@ impl Stream {
         &mut self,
         type_url: &'static str,
         phase: Phase,
-        asked: &BTreeSet<String>,
+        asked: &BTreeSet<&str>,
     ) -> Result<bool, StreamEnd> {
         let Some(state) = self.types.get_mut(type_url) else {
             return Ok(false);
@@ -156,51 +165,57 @@ impl Stream {
         let wanted = |name: &str| state.wildcard || state.subscribed.contains(name);
         // Held versions kept relative to the current map differ from it only in their
         // difference: the names to look at are those, not every name of the map.
-        let mut candidates: BTreeSet<&String> = if state.held.based_on(all) {
-            state.held.differing().collect()
+        let mut candidates: BTreeSet<&str> = if state.held.based_on(all) {
+            state.held.differing().map(String::as_str).collect()
         } else if state.wildcard {
-            all.keys().collect()
+            all.keys().map(String::as_str).collect()
         } else {
-            state.subscribed.iter().collect()
+            state.subscribed.iter().map(String::as_str).collect()
         };
-        candidates.extend(asked.iter());
-        let mut to_send: Vec<&Arc<VersionedResource>> = Vec::new();
-        let mut send_names: Vec<&String> = Vec::new();
-        for name in &candidates {
-            let Some(r) = all.get(*name) else { continue };
+        candidates.extend(asked.iter().copied());
+        let mut to_send: Vec<(&String, &Arc<VersionedResource>)> = Vec::new();
+        for &name in &candidates {
+            let Some((name, r)) = all.get_key_value(name) else {
+                continue;
+            };
             let stale = state.held.get(name) != Some(r.version.as_str());
-            if (wanted(name) && stale) || asked.contains(*name) {
-                send_names.push(name);
-                to_send.push(r);
+            if (wanted(name) && stale) || asked.contains(name.as_str()) {
+                to_send.push((name, r));
             }
         }
-        let removable: Vec<&String> = if state.held.based_on(all) {
+        let removable: Vec<&str> = if state.held.based_on(all) {
             candidates.iter().copied().collect()
         } else {
-            state.held.names().collect()
+            state.held.names().map(String::as_str).collect()
         };
         let mut removed: Vec<String> = match phase {
             Phase::Exact => removable
                 .into_iter()
                 .filter(|n| state.held.get(n).is_some() && wanted(n) && !all.contains_key(*n))
-                .cloned()
+                .map(str::to_string)
                 .collect(),
             Phase::Add => Vec::new(),
         };
-        for n in asked.iter().filter(|n| !all.contains_key(*n)) {
-            if !removed.contains(n) {
-                removed.push(n.clone());
+        for &n in asked.iter().filter(|n| !all.contains_key(**n)) {
+            if !removed.iter().any(|r| r == n) {
+                removed.push(n.to_string());
             }
         }
         if to_send.is_empty() && removed.is_empty() {
             return Ok(false);
         }
-        let send_names: Vec<String> = send_names.into_iter().cloned().collect();
         // Before copying the resources into a response: one waiting for its slot would be
         // memory held for nothing.
         self.s.take_slot().await;
-        for (name, r) in send_names.iter().zip(&to_send) {
-            state.held.insert(name.clone(), r.version.clone());
+        // Names are unique and in the map's order: as many as the map has is the whole map,
+        // as every proxy of the class gets it first.
+        let whole_map = current.is_some() && to_send.len() == all.len();
+        if whole_map && state.held.holds_nothing() {
+            state.held = HeldVersions::exactly(all);
+        } else {
+            for (name, r) in &to_send {
+                state.held.insert(name, &r.version);
+            }
         }
         for n in &removed {
             state.held.remove(n);
@@ -225,18 +240,13 @@ impl Stream {
             nonce,
             ..Default::default()
         };
-        // Names are unique and in the map's order: as many as the map has is the whole map,
-        // as every proxy of the class gets it first.
-        let response = if current.is_some() && to_send.len() == all.len() {
+        let response = if whole_map {
             let resources = self.s.shared.whole_maps.resources(all, wire::Form::Delta);
             wire::whole_map_response(&head, &resources)
         } else {
             wire::delta_response(
                 &head,
-                send_names
-                    .iter()
-                    .zip(&to_send)
-                    .map(|(name, r)| (name.as_str(), &***r)),
+                to_send.iter().map(|(name, r)| (name.as_str(), &***r)),
             )
         };
         self.s.io.send(response).await?;

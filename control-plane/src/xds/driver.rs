@@ -11,6 +11,7 @@ use super::{Session, Shared, StreamIo};
 use std::sync::Arc;
 use tracing::{debug, warn};
 use xds_protos::pb::envoy::config::core::v3::Node;
+use xds_protos::type_url::{CLUSTER, ENDPOINT, LISTENER, ROUTE};
 
 /// The per-protocol part of a stream: it owns the [`Session`] and its per-type state.
 pub(super) trait Protocol: Sized {
@@ -32,6 +33,29 @@ pub(super) trait Protocol: Sized {
 
     /// Whether every response sent has been answered.
     fn all_answered(&self) -> bool;
+
+    /// Whether the proxy has asked for `type_url` yet.
+    fn requested(&self, type_url: &str) -> bool;
+}
+
+/// Types a proxy asks for only once it holds the type that names them: the endpoints of the
+/// clusters it was sent, the routes of its listeners.
+const FOLLOW_UPS: [(&str, &str); 2] = [(CLUSTER, ENDPOINT), (LISTENER, ROUTE)];
+
+/// Whether the proxy, connecting, will ask for a type it has not asked for yet: it was sent
+/// clusters (listeners) and there are endpoints (routes) to follow. Its push slot is kept
+/// until then, so a connecting proxy gets its whole configuration in one turn; given back in
+/// between, the proxy would queue for a slot again holding its subscription (thousands of
+/// endpoint names), 2,000 times over.
+fn awaits_follow_up<P: Protocol>(p: &mut P) -> bool {
+    FOLLOW_UPS.iter().any(|&(parent, child)| {
+        p.requested(parent)
+            && !p.requested(child)
+            && p.session()
+                .resources
+                .shared_of_type(child)
+                .is_some_and(|m| !m.is_empty())
+    })
 }
 
 pub(super) async fn run<P: Protocol>(shared: Arc<Shared>, io: StreamIo<P::Request>) {
@@ -57,7 +81,7 @@ async fn drive<P: Protocol>(p: &mut P, first: P::Request) -> Result<(), StreamEn
         if let Some(since) = s.seq.take_finished() {
             s.shared.status.converged(since);
         }
-        if p.all_answered() {
+        if p.all_answered() && !awaits_follow_up(p) {
             p.session().release_slot();
         }
         let s = p.session();

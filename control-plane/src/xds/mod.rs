@@ -14,7 +14,8 @@
 //! proxy that reads slowly leaves it buffered in weftd: 2,000 proxies each sent the clusters,
 //! endpoints and routes of 1,000 services at once is gigabytes. So a session takes one of
 //! [`PUSH_SLOTS`] before it sends and keeps it until the proxy has answered everything it was
-//! sent, or for [`SLOT_HOLD`] at most, so that a proxy that never answers cannot keep it.
+//! sent (and, connecting, asked for the endpoints and routes that follow its clusters and
+//! listeners), or for [`SLOT_HOLD`] at most, so that a proxy that never answers cannot keep it.
 //!
 //! Responses are assembled from the resources' shared serialized bytes and framed by weftd
 //! itself, not by tonic's encoder (see [`wire`]).

@@ -78,6 +78,10 @@ impl Protocol for Stream {
     fn all_answered(&self) -> bool {
         !self.types.values().any(|t| t.awaiting)
     }
+
+    fn requested(&self, type_url: &str) -> bool {
+        self.types.contains_key(type_url)
+    }
 }
 
 impl Stream {
@@ -279,17 +283,18 @@ impl Stream {
             wire::sotw_response(&head, picked.iter().map(|(_, r)| &**r))
         };
         if let Some(state) = self.types.get_mut(type_url) {
-            if whole_map && phase == Phase::Exact {
-                // Everything it held outside the map is gone: it holds the map, no more.
+            if whole_map && (phase == Phase::Exact || state.held.holds_nothing()) {
+                // Everything it held outside the map is gone (or there was nothing): it holds
+                // the map, no more.
                 state.held = HeldVersions::exactly(&all);
             } else {
                 if whole_map {
                     for (name, r) in all.iter() {
-                        state.held.insert(name.clone(), r.version.clone());
+                        state.held.insert(name, &r.version);
                     }
                 }
-                for (name, r) in picked {
-                    state.held.insert(name, r.version.clone());
+                for (name, r) in &picked {
+                    state.held.insert(name, &r.version);
                 }
                 for name in &gone {
                     state.held.remove(name);

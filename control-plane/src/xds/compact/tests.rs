@@ -56,19 +56,19 @@ fn held_versions_follow_inserts_and_removals_across_rebases() {
     let old = map(&[("a", b"1"), ("b", b"1")]);
     let new = map(&[("a", b"2"), ("b", b"1"), ("c", b"1")]);
     let mut h = HeldVersions::default();
-    h.insert("a".into(), old["a"].version.clone());
-    h.insert("b".into(), old["b"].version.clone());
+    h.insert("a", &old["a"].version);
+    h.insert("b", &old["b"].version);
     h.rebase(&old);
     assert_eq!(h.own_entries(), 0, "holds exactly the map");
     h.rebase(&new);
     assert_eq!(h.get("a"), Some(old["a"].version.as_str()));
     assert_eq!(h.get("b"), Some(new["b"].version.as_str()));
     assert_eq!(h.get("c"), None);
-    h.insert("a".into(), new["a"].version.clone());
-    h.insert("c".into(), new["c"].version.clone());
+    h.insert("a", &new["a"].version);
+    h.insert("c", &new["c"].version);
     assert_eq!(h.own_entries(), 0, "now holds exactly the new map");
     h.remove("b");
-    h.insert("z".into(), "v".into());
+    h.insert("z", "v");
     let held: BTreeSet<String> = h.names().cloned().collect();
     assert_eq!(held, names(&["a", "c", "z"]));
     assert_eq!(h.get("z"), Some("v"));
@@ -79,7 +79,7 @@ fn held_versions_follow_inserts_and_removals_across_rebases() {
 fn a_client_holding_little_of_a_large_map_stays_relative_to_nothing() {
     let big = map(&[("a", b"1"), ("b", b"1"), ("c", b"1"), ("d", b"1")]);
     let mut h = HeldVersions::default();
-    h.insert("a".into(), big["a"].version.clone());
+    h.insert("a", &big["a"].version);
     h.rebase(&big);
     assert_eq!(h.own_entries(), 1);
     let held: BTreeSet<String> = h.names().cloned().collect();
@@ -92,7 +92,7 @@ fn after_a_rebase_only_changed_names_differ() {
     let new = map(&[("a", b"1"), ("b", b"2"), ("d", b"1")]);
     let mut h = HeldVersions::default();
     for (n, r) in old.iter() {
-        h.insert(n.clone(), r.version.clone());
+        h.insert(n, &r.version);
     }
     h.rebase(&old);
     assert!(h.based_on(&old) && h.differing().next().is_none());
@@ -121,7 +121,7 @@ fn a_first_response_leaves_nothing_of_its_own_once_rebased() {
     let m = map(&[("a", b"1"), ("b", b"1"), ("c", b"1")]);
     let mut h = HeldVersions::default();
     for (n, r) in m.iter() {
-        h.insert(n.clone(), r.version.clone());
+        h.insert(n, &r.version);
     }
     assert_eq!(
         h.own_entries(),
@@ -130,7 +130,7 @@ fn a_first_response_leaves_nothing_of_its_own_once_rebased() {
     );
     h.rebase_now(&m);
     assert_eq!(h.own_entries(), 0);
-    h.insert("z".into(), "v".into());
+    h.insert("z", "v");
     h.rebase_now(&m);
     assert_eq!(h.own_entries(), 1, "a name not in the map stays");
     assert_eq!(h.get("z"), Some("v"));
@@ -179,4 +179,32 @@ fn holding_exactly_a_map_costs_nothing_of_its_own() {
     assert!(h.based_on(&m));
     assert_eq!(h.get("b"), Some(m["b"].version.as_str()));
     assert_eq!(h.names().count(), 2);
+}
+
+#[test]
+fn a_set_holding_few_names_of_a_large_map_stays_relative_to_nothing() {
+    let big = map(&[("a", b"1"), ("b", b"1"), ("c", b"1"), ("d", b"1")]);
+    let mut empty = NameSet::default();
+    empty.rebase(&big);
+    assert!(empty.missing.is_empty() && empty.extra.is_empty() && empty.len() == 0);
+    let mut one = NameSet::of_list(&list(&["a"]), &big);
+    assert!(one.missing.is_empty() && !one.based_on(&big));
+    assert!(one.contains("a") && !one.contains("b"));
+    // A set that was relative to a map and shrank goes back to relative to nothing.
+    let mut all = NameSet::of_list(&list(&["a", "b", "c", "d"]), &big);
+    for n in ["b", "c", "d"] {
+        all.remove(n);
+    }
+    let bigger = map(&[
+        ("a", b"1"),
+        ("b", b"1"),
+        ("c", b"1"),
+        ("d", b"1"),
+        ("e", b"1"),
+    ]);
+    all.rebase(&bigger);
+    assert!(!all.based_on(&bigger) && all.missing.is_empty());
+    assert!(all.same_as_list(&list(&["a"])));
+    one.rebase(&bigger);
+    assert!(one.same_as_list(&list(&["a"])));
 }
