@@ -126,6 +126,9 @@ impl Stream {
             state.subscribed = NameSet::of_list(names, current.unwrap_or(&Arc::default()));
         }
         state.wildcard = wildcard;
+        // Not kept while the response waits for a push slot: an endpoint request names every
+        // cluster.
+        drop(req);
         if first_request || changed {
             // A request without a nonce is a proxy that may hold nothing (a new stream, or
             // one that dropped what it had): it gets everything it asks for.
