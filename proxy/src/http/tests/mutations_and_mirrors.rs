@@ -99,3 +99,184 @@ async fn a_mirror_gets_a_shadow_copy_and_never_holds_up_the_request() {
     assert_eq!(copy.path, "/reviews");
     assert_eq!(copy.headers["host"], "svc-shadow");
 }
+
+/// The value of the sample line that is exactly `series` on the proxy's stats page, 0 when the
+/// page has no such line yet.
+fn sample(proxy: &TestProxy, series: &str) -> u64 {
+    crate::admin::prometheus(&proxy.ctx)
+        .lines()
+        .find_map(|l| {
+            let (s, v) = l.rsplit_once(' ')?;
+            (s == series).then(|| v.parse().ok())?
+        })
+        .unwrap_or(0)
+}
+
+/// Waits until `series` reaches `want` (a mirror is accounted in its own task, after the main
+/// response), bounded by a count of scheduler turns, not by a deadline the test asserts.
+async fn until(proxy: &TestProxy, series: &str, want: u64) {
+    for _ in 0..20_000 {
+        if sample(proxy, series) >= want {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+    panic!(
+        "{series} never reached {want}:\n{}",
+        crate::admin::prometheus(&proxy.ctx)
+    )
+}
+
+fn mirrored_to_shadow(
+    f: impl FnOnce(&mut xds_protos::pb::envoy::config::route::v3::RouteAction),
+) -> Vec<xds_protos::pb::envoy::config::route::v3::Route> {
+    vec![route_to("svc", |_, ra| {
+        ra.request_mirror_policies = vec![RequestMirrorPolicy {
+            cluster: "shadow".into(),
+            ..Default::default()
+        }];
+        f(ra);
+    })]
+}
+
+#[tokio::test]
+async fn a_mirror_counts_in_the_shadow_clusters_stats_and_not_in_istios_requests() {
+    let main = Upstream::fixed(200, "main").await;
+    let mirror = Upstream::fixed(500, "mirror").await;
+    let proxy = TestProxy::start(
+        vhost(mirrored_to_shadow(|_| {})),
+        vec![],
+        vec![
+            cluster("svc", &[main.addr]),
+            cluster("shadow", &[mirror.addr]),
+        ],
+    )
+    .await;
+    for _ in 0..3 {
+        assert_eq!(proxy.get("/reviews").await.status, 200);
+    }
+    let shadow = "cluster_name=\"shadow\"";
+    until(
+        &proxy,
+        &format!("envoy_cluster_upstream_rq_total{{{shadow}}}"),
+        3,
+    )
+    .await;
+    // Envoy's accounting: the shadow's own status, in the shadow cluster.
+    for (series, want) in [
+        (format!("envoy_cluster_upstream_rq_total{{{shadow}}}"), 3),
+        (
+            format!("envoy_cluster_upstream_rq{{envoy_response_code=\"500\",{shadow}}}"),
+            3,
+        ),
+        (
+            format!("envoy_cluster_upstream_rq_xx{{envoy_response_code_class=\"5\",{shadow}}}"),
+            3,
+        ),
+        (
+            "envoy_cluster_upstream_rq_total{cluster_name=\"svc\"}".to_string(),
+            3,
+        ),
+        (
+            "envoy_cluster_upstream_rq{envoy_response_code=\"500\",cluster_name=\"svc\"}"
+                .to_string(),
+            0,
+        ),
+    ] {
+        assert_eq!(sample(&proxy, &series), want, "{series}");
+    }
+    assert_eq!(mirror.requests(), 3);
+    // Istio's: the main requests only; the shadow is not a request the client's filter sees.
+    let page = crate::admin::prometheus(&proxy.ctx);
+    let requests: Vec<&str> = page
+        .lines()
+        .filter(|l| l.starts_with("istio_requests_total{"))
+        .collect();
+    assert_eq!(requests.len(), 1, "{page}");
+    assert!(
+        requests[0].contains("destination_service_name=\"svc\"")
+            && requests[0].contains("response_code=\"200\"")
+            && requests[0].ends_with(" 3"),
+        "{}",
+        requests[0]
+    );
+}
+
+#[tokio::test]
+async fn a_mirror_that_cannot_connect_counts_a_connect_failure_and_a_503() {
+    let main = Upstream::fixed(200, "main").await;
+    let proxy = TestProxy::start(
+        vhost(mirrored_to_shadow(|_| {})),
+        vec![],
+        vec![
+            cluster("svc", &[main.addr]),
+            cluster("shadow", &[dead_address().await]),
+        ],
+    )
+    .await;
+    assert_eq!(proxy.get("/reviews").await.status, 200);
+    let shadow = "cluster_name=\"shadow\"";
+    until(
+        &proxy,
+        &format!("envoy_cluster_upstream_rq{{envoy_response_code=\"503\",{shadow}}}"),
+        1,
+    )
+    .await;
+    assert_eq!(
+        sample(
+            &proxy,
+            &format!("envoy_cluster_upstream_cx_connect_fail{{{shadow}}}")
+        ),
+        1
+    );
+    assert_eq!(
+        sample(
+            &proxy,
+            &format!("envoy_cluster_upstream_rq_total{{{shadow}}}")
+        ),
+        1
+    );
+}
+
+/// On tokio's paused clock: both upstreams hang, so the only way forward is the route's
+/// timeout, which bounds the copy as it bounds the main request.
+#[tokio::test(start_paused = true)]
+async fn a_mirror_that_runs_out_of_time_counts_a_timeout_and_a_504() {
+    let hung = || {
+        Upstream::start(|_, _| async move {
+            std::future::pending::<()>().await;
+            respond(200, "never")
+        })
+    };
+    let (main, mirror) = (hung().await, hung().await);
+    let proxy = TestProxy::start(
+        vhost(mirrored_to_shadow(|ra| {
+            ra.timeout = Some(xds_protos::pb::google::protobuf::Duration {
+                seconds: 0,
+                nanos: 250_000_000,
+            })
+        })),
+        vec![],
+        vec![
+            cluster("svc", &[main.addr]),
+            cluster("shadow", &[mirror.addr]),
+        ],
+    )
+    .await;
+    assert_eq!(proxy.get("/reviews").await.status, 504);
+    let shadow = "cluster_name=\"shadow\"";
+    until(
+        &proxy,
+        &format!("envoy_cluster_upstream_rq{{envoy_response_code=\"504\",{shadow}}}"),
+        1,
+    )
+    .await;
+    assert_eq!(
+        sample(
+            &proxy,
+            &format!("envoy_cluster_upstream_rq_timeout{{{shadow}}}")
+        ),
+        1
+    );
+    assert_eq!(mirror.requests(), 1);
+}
