@@ -130,7 +130,8 @@ impl IstioMetrics {
 
     /// The series of requests the proxy receives for its own workload through the inbound
     /// `cluster` (`reporter="destination"`): the destination is this proxy's workload, the
-    /// service the cluster's when its name carries one (`inbound|PORT|SUBSET|HOST`), and the
+    /// service the cluster's when its name carries one (`inbound|PORT|SUBSET|HOST`), else the
+    /// workload's canonical service, as Istio's inbound stats name it (see `labels`), and the
     /// source `unknown` (the caller's identity travels only in Istio's mTLS metadata
     /// exchange). Create it once per inbound cluster and keep it, like [`Self::destination`].
     pub fn inbound(&self, cluster: &str) -> DestinationMetrics {
