@@ -4,12 +4,10 @@
 use super::*;
 use crate::observe::access_log::AccessLogWriter;
 use crate::observe::istio::{IstioMetrics, SourceIdentity};
-use crate::test_fixtures::{any, static_cluster};
+use crate::test_fixtures::{any, prometheus_sample, static_cluster, workload_metadata};
 use crate::xds::state::XdsCache;
 use std::sync::atomic::AtomicUsize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use xds_protos::pb::envoy::config::core::v3::Metadata;
-use xds_protos::pb::google::protobuf::{value::Kind, Struct, Value};
 use xds_protos::type_url;
 
 const CLUSTER: &str = "outbound|9080||ratings.bookinfo.svc.cluster.local";
@@ -33,33 +31,12 @@ async fn pong_server() -> (SocketAddr, Arc<AtomicUsize>) {
     (addr, accepted)
 }
 
-/// The telemetry metadata weftd puts on an endpoint: istiod's five fields, then app, version.
-fn workload(name: &str, version: &str) -> Metadata {
-    let encoded = format!("{name};bookinfo;ratings;{version};;ratings;{version}");
-    Metadata {
-        filter_metadata: [(
-            "istio".to_string(),
-            Struct {
-                fields: [(
-                    "workload".to_string(),
-                    Value {
-                        kind: Some(Kind::StringValue(encoded)),
-                    },
-                )]
-                .into(),
-            },
-        )]
-        .into(),
-        ..Default::default()
-    }
-}
-
 fn publish(ctx: &ProxyContext, cache: &mut XdsCache, version: &str, hosts: &[SocketAddr]) {
     let mut c = static_cluster(CLUSTER, hosts);
     let endpoints = &mut c.load_assignment.as_mut().unwrap().endpoints[0].lb_endpoints;
-    endpoints[0].metadata = Some(workload("ratings-v1", "v1"));
-    endpoints[1].metadata = Some(workload("ratings-v1", "v1"));
-    endpoints[2].metadata = Some(workload("ratings-v2", "v2"));
+    endpoints[0].metadata = Some(workload_metadata("ratings-v1", "ratings", "v1"));
+    endpoints[1].metadata = Some(workload_metadata("ratings-v1", "ratings", "v1"));
+    endpoints[2].metadata = Some(workload_metadata("ratings-v2", "ratings", "v2"));
     let applied = cache.apply(type_url::CLUSTER, version, &[any(type_url::CLUSTER, &c)]);
     assert!(applied.rejected.is_empty(), "{:?}", applied.rejected);
     let snapshot = cache.build_snapshot(&ctx.snapshot.load());
@@ -82,21 +59,6 @@ async fn one_connection(ctx: &ProxyContext, cfg: &TcpProxyConfig) {
         matches!(session.outcome, TcpOutcome::Relayed(_)),
         "{session:?}"
     );
-}
-
-/// The value of the one sample of `name` whose labels include every one of `labels`.
-fn sample(page: &str, name: &str, labels: &[(&str, &str)]) -> u64 {
-    let hits: Vec<&str> = page
-        .lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))
-        .filter(|l| {
-            labels
-                .iter()
-                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-        })
-        .collect();
-    assert_eq!(hits.len(), 1, "{name} {labels:?} in\n{page}");
-    hits[0].rsplit(' ').next().unwrap().parse().unwrap()
 }
 
 #[tokio::test]
@@ -170,7 +132,7 @@ async fn outbound_connections_count_under_the_workload_that_answered() {
         ("ratings-v2", "v2", accepted(2)),
     ] {
         let labels = of(workload, version);
-        let count = |name| sample(&page, name, &labels);
+        let count = |name| prometheus_sample(&page, name, &labels);
         assert_eq!(count("istio_tcp_connections_opened_total"), answered);
         assert_eq!(count("istio_tcp_connections_closed_total"), answered);
         assert_eq!(count("istio_tcp_received_bytes_total"), 4 * answered);

@@ -100,6 +100,15 @@ async fn a_mirror_gets_a_shadow_copy_and_never_holds_up_the_request() {
     assert_eq!(copy.headers["host"], "svc-shadow");
 }
 
+/// The sample name of cluster stat `stat` of `cluster`, with one more label if given, as the
+/// proxy's stats page writes it.
+fn cluster_stat(stat: &str, label: Option<(&str, &str)>, cluster: &str) -> String {
+    let extra = label
+        .map(|(k, v)| format!("{k}=\"{v}\","))
+        .unwrap_or_default();
+    format!("{stat}{{{extra}cluster_name=\"{cluster}\"}}")
+}
+
 /// The value of the sample line that is exactly `series` on the proxy's stats page, 0 when the
 /// page has no such line yet.
 fn sample(proxy: &TestProxy, series: &str) -> u64 {
@@ -139,49 +148,42 @@ fn mirrored_to_shadow(
     })]
 }
 
+/// A proxy whose route to `svc` mirrors every request to `shadow`.
+async fn mirroring(
+    main: std::net::SocketAddr,
+    shadow: std::net::SocketAddr,
+    f: impl FnOnce(&mut xds_protos::pb::envoy::config::route::v3::RouteAction),
+) -> TestProxy {
+    TestProxy::start(
+        vhost(mirrored_to_shadow(f)),
+        vec![],
+        vec![cluster("svc", &[main]), cluster("shadow", &[shadow])],
+    )
+    .await
+}
+
+const CODE: &str = "envoy_response_code";
+const CLASS: &str = "envoy_response_code_class";
+
 #[tokio::test]
 async fn a_mirror_counts_in_the_shadow_clusters_stats_and_not_in_istios_requests() {
     let main = Upstream::fixed(200, "main").await;
     let mirror = Upstream::fixed(500, "mirror").await;
-    let proxy = TestProxy::start(
-        vhost(mirrored_to_shadow(|_| {})),
-        vec![],
-        vec![
-            cluster("svc", &[main.addr]),
-            cluster("shadow", &[mirror.addr]),
-        ],
-    )
-    .await;
+    let proxy = mirroring(main.addr, mirror.addr, |_| {}).await;
     for _ in 0..3 {
         assert_eq!(proxy.get("/reviews").await.status, 200);
     }
-    let shadow = "cluster_name=\"shadow\"";
-    until(
-        &proxy,
-        &format!("envoy_cluster_upstream_rq_total{{{shadow}}}"),
-        3,
-    )
-    .await;
+    let total = "envoy_cluster_upstream_rq_total";
+    until(&proxy, &cluster_stat(total, None, "shadow"), 3).await;
     // Envoy's accounting: the shadow's own status, in the shadow cluster.
+    let rq = "envoy_cluster_upstream_rq";
+    let xx = "envoy_cluster_upstream_rq_xx";
     for (series, want) in [
-        (format!("envoy_cluster_upstream_rq_total{{{shadow}}}"), 3),
-        (
-            format!("envoy_cluster_upstream_rq{{envoy_response_code=\"500\",{shadow}}}"),
-            3,
-        ),
-        (
-            format!("envoy_cluster_upstream_rq_xx{{envoy_response_code_class=\"5\",{shadow}}}"),
-            3,
-        ),
-        (
-            "envoy_cluster_upstream_rq_total{cluster_name=\"svc\"}".to_string(),
-            3,
-        ),
-        (
-            "envoy_cluster_upstream_rq{envoy_response_code=\"500\",cluster_name=\"svc\"}"
-                .to_string(),
-            0,
-        ),
+        (cluster_stat(total, None, "shadow"), 3),
+        (cluster_stat(rq, Some((CODE, "500")), "shadow"), 3),
+        (cluster_stat(xx, Some((CLASS, "5")), "shadow"), 3),
+        (cluster_stat(total, None, "svc"), 3),
+        (cluster_stat(rq, Some((CODE, "500")), "svc"), 0),
     ] {
         assert_eq!(sample(&proxy, &series), want, "{series}");
     }
@@ -205,37 +207,20 @@ async fn a_mirror_counts_in_the_shadow_clusters_stats_and_not_in_istios_requests
 #[tokio::test]
 async fn a_mirror_that_cannot_connect_counts_a_connect_failure_and_a_503() {
     let main = Upstream::fixed(200, "main").await;
-    let proxy = TestProxy::start(
-        vhost(mirrored_to_shadow(|_| {})),
-        vec![],
-        vec![
-            cluster("svc", &[main.addr]),
-            cluster("shadow", &[dead_address().await]),
-        ],
-    )
-    .await;
+    let proxy = mirroring(main.addr, dead_address().await, |_| {}).await;
     assert_eq!(proxy.get("/reviews").await.status, 200);
-    let shadow = "cluster_name=\"shadow\"";
-    until(
-        &proxy,
-        &format!("envoy_cluster_upstream_rq{{envoy_response_code=\"503\",{shadow}}}"),
-        1,
-    )
-    .await;
-    assert_eq!(
-        sample(
-            &proxy,
-            &format!("envoy_cluster_upstream_cx_connect_fail{{{shadow}}}")
-        ),
-        1
-    );
-    assert_eq!(
-        sample(
-            &proxy,
-            &format!("envoy_cluster_upstream_rq_total{{{shadow}}}")
-        ),
-        1
-    );
+    let unavailable = cluster_stat("envoy_cluster_upstream_rq", Some((CODE, "503")), "shadow");
+    until(&proxy, &unavailable, 1).await;
+    for stat in [
+        "envoy_cluster_upstream_cx_connect_fail",
+        "envoy_cluster_upstream_rq_total",
+    ] {
+        assert_eq!(
+            sample(&proxy, &cluster_stat(stat, None, "shadow")),
+            1,
+            "{stat}"
+        );
+    }
 }
 
 /// On tokio's paused clock: both upstreams hang, so the only way forward is the route's
@@ -249,34 +234,17 @@ async fn a_mirror_that_runs_out_of_time_counts_a_timeout_and_a_504() {
         })
     };
     let (main, mirror) = (hung().await, hung().await);
-    let proxy = TestProxy::start(
-        vhost(mirrored_to_shadow(|ra| {
-            ra.timeout = Some(xds_protos::pb::google::protobuf::Duration {
-                seconds: 0,
-                nanos: 250_000_000,
-            })
-        })),
-        vec![],
-        vec![
-            cluster("svc", &[main.addr]),
-            cluster("shadow", &[mirror.addr]),
-        ],
-    )
+    let proxy = mirroring(main.addr, mirror.addr, |ra| {
+        ra.timeout = Some(xds_protos::pb::google::protobuf::Duration {
+            seconds: 0,
+            nanos: 250_000_000,
+        })
+    })
     .await;
     assert_eq!(proxy.get("/reviews").await.status, 504);
-    let shadow = "cluster_name=\"shadow\"";
-    until(
-        &proxy,
-        &format!("envoy_cluster_upstream_rq{{envoy_response_code=\"504\",{shadow}}}"),
-        1,
-    )
-    .await;
-    assert_eq!(
-        sample(
-            &proxy,
-            &format!("envoy_cluster_upstream_rq_timeout{{{shadow}}}")
-        ),
-        1
-    );
+    let timed_out = cluster_stat("envoy_cluster_upstream_rq", Some((CODE, "504")), "shadow");
+    until(&proxy, &timed_out, 1).await;
+    let timeouts = cluster_stat("envoy_cluster_upstream_rq_timeout", None, "shadow");
+    assert_eq!(sample(&proxy, &timeouts), 1);
     assert_eq!(mirror.requests(), 1);
 }
