@@ -1,4 +1,5 @@
-//! Protos that several test modules build the same way: what istiod sends.
+//! Protos that several test modules build the same way (what istiod and weftd send), and the
+//! one way they read a sample off the Prometheus page.
 
 use prost::Message;
 use std::net::SocketAddr;
@@ -7,7 +8,7 @@ use xds_protos::pb::envoy::config::cluster::v3::{
     Cluster,
 };
 use xds_protos::pb::envoy::config::core::v3::{
-    address, socket_address::PortSpecifier, Address, SocketAddress,
+    address, socket_address::PortSpecifier, Address, Metadata, SocketAddress,
 };
 use xds_protos::pb::envoy::config::endpoint::v3::{
     lb_endpoint::HostIdentifier, ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints,
@@ -16,7 +17,7 @@ use xds_protos::pb::envoy::config::route::v3::{
     retry_policy::{retry_host_predicate, RetryHostPredicate},
     RetryPolicy,
 };
-use xds_protos::pb::google::protobuf::{Any, UInt32Value};
+use xds_protos::pb::google::protobuf::{value::Kind, Any, Struct, UInt32Value, Value};
 use xds_protos::type_url;
 
 pub(crate) fn any<M: Message>(type_url: &str, m: &M) -> Any {
@@ -84,4 +85,47 @@ pub(crate) fn istio_default_retry() -> RetryPolicy {
         retriable_status_codes: vec![503],
         ..Default::default()
     }
+}
+
+/// The telemetry metadata weftd puts on an endpoint (`istio.workload`): istiod's five fields
+/// (workload, namespace, canonical service and revision, cluster), then app and version; the
+/// namespace is `bookinfo`, the cluster unset.
+pub(crate) fn workload_metadata(workload: &str, app: &str, version: &str) -> Metadata {
+    let encoded = format!("{workload};bookinfo;{app};{version};;{app};{version}");
+    let field = Value {
+        kind: Some(Kind::StringValue(encoded)),
+    };
+    Metadata {
+        filter_metadata: [(
+            "istio".to_string(),
+            Struct {
+                fields: [("workload".to_string(), field)].into(),
+            },
+        )]
+        .into(),
+        ..Default::default()
+    }
+}
+
+/// The value of the one sample of metric `name` on a Prometheus text page whose labels
+/// include every one of `labels`; panics, showing the page, unless exactly one does.
+pub(crate) fn prometheus_sample(page: &str, name: &str, labels: &[(&str, &str)]) -> u64 {
+    let hits: Vec<&str> = page
+        .lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{'))
+        })
+        .filter(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .collect();
+    assert_eq!(hits.len(), 1, "{name} {labels:?} in\n{page}");
+    hits[0]
+        .rsplit(' ')
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no value in {}", hits[0]))
 }

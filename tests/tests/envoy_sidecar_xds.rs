@@ -13,27 +13,12 @@ use weft_e2e::eventually;
 /// The Envoy's pod IP: reviews-v1 and the `legacy` and `greeter` endpoints are this pod.
 const POD_IP: &str = "10.77.0.1";
 
-const MESH: &str = r#"
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: reviews, namespace: default}
-spec:
-  hosts: [reviews.default.svc.cluster.local]
-  addresses: [10.96.0.20]
-  ports: [{number: 9080, name: http, protocol: HTTP}]
-  resolution: STATIC
-  workloadSelector: {labels: {app: reviews}}
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {name: reviews-v1, namespace: default}
-spec: {address: 10.77.0.1, labels: {app: reviews, version: v1}}
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {name: reviews-v2, namespace: default}
-spec: {address: 10.77.0.2, labels: {app: reviews, version: v2}}
----
+/// The sidecar mesh the sidecar-mode tests share (its pod is [`POD_IP`]).
+const MESH: &str = include_str!("../../control-plane/tests/fixtures/sidecar-mesh.yaml");
+
+/// What this test adds: BookInfo's routing of reviews by subset, and a gRPC service whose
+/// port differs from its target port, served by the pod.
+const ROUTING_AND_GRPC: &str = r#"
 apiVersion: networking.istio.io/v1
 kind: DestinationRule
 metadata: {name: reviews, namespace: default}
@@ -54,43 +39,6 @@ spec:
   - route:
     - {destination: {host: reviews, subset: v1}, weight: 80}
     - {destination: {host: reviews, subset: v2}, weight: 20}
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: mongo, namespace: default}
-spec:
-  hosts: [mongo.default.svc.cluster.local]
-  addresses: [10.96.0.30]
-  ports: [{number: 27017, name: mongo, protocol: MONGO}]
-  resolution: STATIC
-  endpoints: [{address: 10.77.0.7}]
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: a-redis, namespace: default}
-spec:
-  hosts: [a-redis.default.svc.cluster.local]
-  ports: [{number: 6379, name: redis, protocol: TCP}]
-  resolution: STATIC
-  endpoints: [{address: 10.77.0.8}]
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: b-redis, namespace: default}
-spec:
-  hosts: [b-redis.default.svc.cluster.local]
-  ports: [{number: 6379, name: redis, protocol: TCP}]
-  resolution: STATIC
-  endpoints: [{address: 10.77.0.9}]
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: legacy, namespace: default}
-spec:
-  hosts: [legacy.default.svc.cluster.local]
-  ports: [{number: 8000, name: legacy}]
-  resolution: STATIC
-  endpoints: [{address: 10.77.0.1, ports: {legacy: 8001}}]
 ---
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -245,6 +193,7 @@ async fn check_sidecar(mesh: &Mesh, unclaimed_vhost: &str, traced: bool, delta: 
 async fn envoy_as_a_sidecar_acks_weftds_sidecar_layout() {
     let mut mesh = Mesh::new();
     mesh.write("mesh.yaml", MESH);
+    mesh.write("routing-and-grpc.yaml", ROUTING_AND_GRPC);
     mesh.start_weftd().await;
     check_sidecar(&mesh, "allow_any", false, false).await;
     mesh.kill_weftd();

@@ -151,36 +151,9 @@ async fn proxy_config_reads_envoy_the_same_way() {
 const POD_IP: &str = "10.77.0.1";
 const MONGO: &str = "outbound|27017||mongo.default.svc.cluster.local";
 
-const SIDECAR_MESH: &str = r#"
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: reviews, namespace: default}
-spec:
-  hosts: [reviews.default.svc.cluster.local]
-  addresses: [10.96.0.20]
-  ports: [{number: 9080, name: http, protocol: HTTP}]
-  resolution: STATIC
-  endpoints: [{address: 10.77.0.1}]
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: mongo, namespace: default}
-spec:
-  hosts: [mongo.default.svc.cluster.local]
-  addresses: [10.96.0.30]
-  ports: [{number: 27017, name: mongo, protocol: MONGO}]
-  resolution: STATIC
-  endpoints: [{address: 10.77.0.7}]
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: legacy, namespace: default}
-spec:
-  hosts: [legacy.default.svc.cluster.local]
-  ports: [{number: 8000, name: legacy}]
-  resolution: STATIC
-  endpoints: [{address: 10.77.0.8}]
-"#;
+/// The sidecar mesh the sidecar-mode tests share: reviews-v1 (this sidecar) serves reviews
+/// on 9080 and `legacy` on 8001; mongo has a VIP, two redis services share 6379.
+const SIDECAR_MESH: &str = include_str!("../../control-plane/tests/fixtures/sidecar-mesh.yaml");
 
 /// A sidecar binds 0.0.0.0:15001 and 0.0.0.0:15006, which belong to the machine, not to one
 /// test: a test holds this lock (a file lock, so it holds across test processes) while its
@@ -264,6 +237,28 @@ fn check_sidecar_listeners(proxy: &Proxy, inline: &str) {
         "Cluster: outbound|8000||legacy.default.svc.cluster.local",
     );
     has("10.96.0.30", "27017", "ALL", &format!("Cluster: {MONGO}"));
+    // Two TCP services on one port without addresses: told apart by endpoint IP, the first
+    // taking the rest.
+    has(
+        "0.0.0.0",
+        "6379",
+        "Addr: 10.77.0.9/32",
+        "Cluster: outbound|6379||b-redis.default.svc.cluster.local",
+    );
+    has(
+        "0.0.0.0",
+        "6379",
+        "ALL",
+        "Cluster: outbound|6379||a-redis.default.svc.cluster.local",
+    );
+    // The pod's undeclared-protocol port, sniffed on the way in too: what is not HTTP goes
+    // to the app as TCP.
+    has(
+        "0.0.0.0",
+        "15006",
+        "Addr: *:8001",
+        "Cluster: inbound|8001||",
+    );
     // virtualOutbound's default chain is its last row.
     let outbound: Vec<&(String, String, String)> =
         rows.iter().filter(|(_, p, _)| p == "15001").collect();
@@ -273,7 +268,7 @@ fn check_sidecar_listeners(proxy: &Proxy, inline: &str) {
             .is_some_and(|(_, _, r)| r.starts_with("ALL")),
         "{rows:#?}"
     );
-    // Listeners by port: 8000, 9080, 15001, 15006, 27017.
+    // Listeners by port: 6379, 8000, 9080, 15001, 15006, 27017.
     let ports: Vec<u32> = rows.iter().filter_map(|(_, p, _)| p.parse().ok()).collect();
     assert!(ports.windows(2).all(|w| w[0] <= w[1]), "{ports:?}");
 

@@ -263,12 +263,16 @@ fn source_reported(pod: &AppPod) -> u64 {
 }
 
 /// The serving sidecar's Istio metric for the calls it passed to its app: reported from the
-/// destination, which is its own workload. (Istio also names the service, from metadata of its
-/// inbound cluster that weftd does not send; weft-proxy reports it `unknown`.)
+/// destination, which is its own workload. The service is named as Istio's inbound stats name
+/// it when the inbound cluster carries no service metadata (weftd's `inbound|9080||` carries
+/// none): the workload's canonical service (its `app` label), in its own namespace.
 fn destination_reported(pod: &AppPod) -> u64 {
     let destination = [
         ("reporter", "destination"),
         ("destination_workload", pod.workload.pod),
+        ("destination_service", pod.workload.app),
+        ("destination_service_name", pod.workload.app),
+        ("destination_service_namespace", "default"),
         ("response_code", "200"),
     ];
     scrape(pod, "istio_requests_total", &destination)

@@ -152,6 +152,13 @@ pub fn ensure_request_id(headers: &mut HeaderMap) -> HeaderValue {
     v
 }
 
+/// Puts the request's `x-request-id` on its response, as Envoy does for a request that forced
+/// its trace (`x-envoy-force-trace` from an internal client): the caller learns the id under
+/// which the trace was collected. Whatever the upstream sent under that name is replaced.
+pub fn return_request_id(response: &mut HeaderMap, request_id: HeaderValue) {
+    response.insert(X_REQUEST_ID.clone(), request_id);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -65,11 +65,13 @@ pub async fn handle(
         peer,
         &request_id,
     ));
+    // Only an internal request keeps the header past `trace::start`.
+    let forced_trace = req.headers().contains_key(&trace::X_ENVOY_FORCE_TRACE);
 
     // Boxed: the router's state (retry loop, timers, the upstream exchange) is large, and
     // hyper moves the request's future around; one allocation is cheaper than copying
     // kilobytes several times per request (measured with benches/callgrind).
-    let response = Box::pin(run(
+    let mut response = Box::pin(run(
         &snapshot,
         hcm,
         authority.as_str(),
@@ -80,6 +82,9 @@ pub async fn handle(
     ))
     .await;
 
+    if forced_trace {
+        headers::return_request_id(response.headers_mut(), request_id);
+    }
     let outcome = account.outcome();
     if let (Some(cluster), true) = (&outcome.cluster, outcome.forwarded) {
         cluster.runtime.stats.record(response.status().as_u16());

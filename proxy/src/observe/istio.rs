@@ -16,7 +16,8 @@
 //! identity in EDS as istiod does (see `config::WorkloadMetadata`), and the cluster keeps one
 //! [`DestinationMetrics`] per workload, so a request picks its series through the host it
 //! reached with no lookup. A request that reached no host, or a host without metadata, reports
-//! the destination workload as `unknown`, as Istio does.
+//! the destination workload as `unknown`, as Istio does. Outbound TCP connections are counted
+//! the same way: a workload's [`WorkloadSeries`] holds its HTTP and its TCP series.
 //!
 //! What a sidecar receives for its own workload is reported as `reporter="destination"`
 //! ([`IstioMetrics::inbound`]), and TCP connections have their own four counters
@@ -41,7 +42,7 @@ use metrics_exporter_prometheus::{
 };
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
 pub const REQUESTS_TOTAL: &str = "istio_requests_total";
 pub const REQUEST_DURATION: &str = "istio_request_duration_milliseconds";
@@ -129,7 +130,8 @@ impl IstioMetrics {
 
     /// The series of requests the proxy receives for its own workload through the inbound
     /// `cluster` (`reporter="destination"`): the destination is this proxy's workload, the
-    /// service the cluster's when its name carries one (`inbound|PORT|SUBSET|HOST`), and the
+    /// service the cluster's when its name carries one (`inbound|PORT|SUBSET|HOST`), else the
+    /// workload's canonical service, as Istio's inbound stats name it (see `labels`), and the
     /// source `unknown` (the caller's identity travels only in Istio's mTLS metadata
     /// exchange). Create it once per inbound cluster and keep it, like [`Self::destination`].
     pub fn inbound(&self, cluster: &str) -> DestinationMetrics {
@@ -173,6 +175,41 @@ impl IstioMetrics {
     /// scrapes; the admin server runs it periodically.
     pub fn run_upkeep(&self) {
         self.handle.run_upkeep();
+    }
+}
+
+/// Istio's series of one workload behind one cluster, as the source reports them: its HTTP
+/// requests and its TCP connections, each registered by the first request or connection that
+/// workload answers. The cluster's hosts of one workload share one, kept across reloads, so a
+/// request or connection reaches its series through the host it picked, with no lookup.
+#[derive(Default)]
+pub struct WorkloadSeries {
+    http: OnceLock<DestinationMetrics>,
+    tcp: OnceLock<TcpMetrics>,
+}
+
+impl WorkloadSeries {
+    /// The request series of `workload` behind `cluster` (see [`IstioMetrics::destination`]).
+    pub fn http(
+        &self,
+        metrics: &IstioMetrics,
+        cluster: &str,
+        workload: &WorkloadMetadata,
+    ) -> &DestinationMetrics {
+        self.http
+            .get_or_init(|| metrics.destination(cluster, Some(workload)))
+    }
+
+    /// The TCP series of connections to `cluster` that `workload` answered: the
+    /// `destination_*` labels are the endpoint's, as for its HTTP requests.
+    pub fn tcp(
+        &self,
+        metrics: &IstioMetrics,
+        cluster: &str,
+        workload: &WorkloadMetadata,
+    ) -> &TcpMetrics {
+        self.tcp
+            .get_or_init(|| metrics.tcp(cluster, Some(workload), Reporter::Source))
     }
 }
 

@@ -14,7 +14,7 @@ use crate::observe::access_log::LogRecord;
 use crate::observe::istio::Reporter;
 use crate::upstream::connect::{connect_from, ConnectError};
 use crate::upstream::outlier::TryOutcome;
-use crate::upstream::Cluster;
+use crate::upstream::{Cluster, Host};
 use relay::{relay, RelayEnd, Relayed};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -164,9 +164,9 @@ where
     }
     let upstream = connect_upstream(&cluster, cfg.max_connect_attempts, original_dst).await;
     let done = match upstream {
-        Ok(upstream) => {
+        Ok((upstream, host)) => {
             let peer = upstream.peer_addr().ok();
-            let metrics = cluster.tcp_istio_metrics(&ctx.metrics, reporter);
+            let metrics = cluster.tcp_istio_metrics(host.as_deref(), &ctx.metrics, reporter);
             metrics.opened();
             let relayed = relay(downstream, upstream, cfg.idle_timeout).await;
             // Sent is what went to the downstream peer, received what came from it.
@@ -196,12 +196,13 @@ enum Failure {
 }
 
 /// Up to `attempts` connects, each to the host the balancer picks then (a failed host is
-/// reported to outlier detection, so the next pick can avoid it).
+/// reported to outlier detection, so the next pick can avoid it). Returns the connection and
+/// the host it reached (none for an original destination), whose workload the metrics name.
 async fn connect_upstream(
     cluster: &Arc<Cluster>,
     attempts: u32,
     original_dst: Option<SocketAddr>,
-) -> Result<TcpStream, Failure> {
+) -> Result<(TcpStream, Option<Arc<Host>>), Failure> {
     let config = &cluster.config;
     let mut last = Failure::NoHost;
     for _ in 0..attempts {
@@ -223,7 +224,7 @@ async fn connect_upstream(
         )
         .await
         {
-            Ok(stream) => return Ok(stream),
+            Ok(stream) => return Ok((stream, host)),
             Err(e) => {
                 cluster
                     .runtime
@@ -244,3 +245,6 @@ async fn connect_upstream(
     }
     Err(last)
 }
+
+#[cfg(test)]
+mod tests;

@@ -19,7 +19,7 @@ use crate::body::InFlight;
 use crate::config::{ClusterConfig, Endpoint, EndpointAddress, UpstreamProtocol, WorkloadMetadata};
 use crate::envoy_stats::Page;
 use crate::observe::istio::tcp::TcpMetrics;
-use crate::observe::istio::{DestinationMetrics, IstioMetrics, Reporter};
+use crate::observe::istio::{DestinationMetrics, IstioMetrics, Reporter, WorkloadSeries};
 use arc_swap::ArcSwap;
 use lb::{Balancer, LbState};
 use limits::Limits;
@@ -46,10 +46,10 @@ pub struct Host {
     pub outlier: Arc<HostOutlier>,
     /// Who the host is (EDS telemetry metadata), for Istio's `destination_*` labels.
     workload: Option<Arc<WorkloadMetadata>>,
-    /// Istio's metrics of requests to this workload, shared by the cluster's hosts of the same
-    /// workload and kept across reloads; `None` when the host has no workload metadata, whose
-    /// requests count under the cluster's own.
-    istio: Option<Arc<OnceLock<DestinationMetrics>>>,
+    /// Istio's metrics of requests and connections to this workload, shared by the cluster's
+    /// hosts of the same workload and kept across reloads; `None` when the host has no workload
+    /// metadata, whose traffic counts under the cluster's own.
+    istio: Option<Arc<WorkloadSeries>>,
 }
 
 impl Host {
@@ -385,10 +385,8 @@ impl Cluster {
         host: Option<&'a Host>,
         metrics: &IstioMetrics,
     ) -> &'a DestinationMetrics {
-        match host.and_then(|h| Some((h.istio.as_deref()?, h.workload()))) {
-            Some((cell, workload)) => {
-                cell.get_or_init(|| metrics.destination(&self.name, workload))
-            }
+        match host.and_then(|h| Some((h.istio.as_deref()?, h.workload()?))) {
+            Some((series, workload)) => series.http(metrics, &self.name, workload),
             None => self
                 .runtime
                 .istio
@@ -404,9 +402,19 @@ impl Cluster {
             .get_or_init(|| metrics.inbound(&self.name))
     }
 
-    /// Istio's TCP metrics of connections relayed to this cluster. Outbound ones carry the
-    /// cluster's service, not the answering workload (one series per cluster and reporter).
-    pub fn tcp_istio_metrics(&self, metrics: &IstioMetrics, reporter: Reporter) -> &TcpMetrics {
+    /// Istio's TCP metrics of connections relayed to this cluster: an outbound one that `host`
+    /// answered counts under the host's workload, like its HTTP requests; others (inbound, or
+    /// a host without workload metadata) under the cluster's series for `reporter`.
+    pub fn tcp_istio_metrics<'a>(
+        &'a self,
+        host: Option<&'a Host>,
+        metrics: &IstioMetrics,
+        reporter: Reporter,
+    ) -> &'a TcpMetrics {
+        let series = host.and_then(|h| Some((h.istio.as_deref()?, h.workload()?)));
+        if let (Reporter::Source, Some((series, workload))) = (reporter, series) {
+            return series.tcp(metrics, &self.name, workload);
+        }
         let slot = match reporter {
             Reporter::Source => 0,
             Reporter::Destination => 1,
@@ -443,12 +451,12 @@ impl Cluster {
 #[derive(Default)]
 struct HostIdentity {
     workload: Option<Arc<WorkloadMetadata>>,
-    istio: Option<Arc<OnceLock<DestinationMetrics>>>,
+    istio: Option<Arc<WorkloadSeries>>,
 }
 
 /// One metrics cell per workload of a cluster, kept from the previous build, so that the
 /// hosts of a workload share their series and keep them across reloads.
-struct IstioCells(HashMap<Arc<WorkloadMetadata>, Arc<OnceLock<DestinationMetrics>>>);
+struct IstioCells(HashMap<Arc<WorkloadMetadata>, Arc<WorkloadSeries>>);
 
 impl IstioCells {
     fn from_hosts(hosts: &[Arc<Host>]) -> Self {
@@ -460,10 +468,7 @@ impl IstioCells {
         )
     }
 
-    fn cell(
-        &mut self,
-        workload: Option<&Arc<WorkloadMetadata>>,
-    ) -> Option<Arc<OnceLock<DestinationMetrics>>> {
+    fn cell(&mut self, workload: Option<&Arc<WorkloadMetadata>>) -> Option<Arc<WorkloadSeries>> {
         let workload = workload?;
         Some(self.0.entry(workload.clone()).or_default().clone())
     }

@@ -25,65 +25,8 @@ use xds_protos::snapshot::Resources;
 use xds_protos::type_url::{CLUSTER, HTTP_CONNECTION_MANAGER, LISTENER, ROUTE, TCP_PROXY};
 
 /// reviews (HTTP, a VIP, two workloads), mongo (TCP with a VIP), two TCP services without
-/// addresses on 6379, and a service whose port declares no protocol.
-const MESH: &str = r#"
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: reviews, namespace: default}
-spec:
-  hosts: [reviews.default.svc.cluster.local]
-  addresses: [10.96.0.20]
-  ports: [{number: 9080, name: http, protocol: HTTP}]
-  resolution: STATIC
-  workloadSelector: {labels: {app: reviews}}
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {name: reviews-v1, namespace: default}
-spec: {address: 10.0.0.1, labels: {app: reviews, version: v1}}
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {name: reviews-v2, namespace: default}
-spec: {address: 10.0.0.2, ports: {http: 19080}, labels: {app: reviews, version: v2}}
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: mongo, namespace: default}
-spec:
-  hosts: [mongo.default.svc.cluster.local]
-  addresses: [10.96.0.30]
-  ports: [{number: 27017, name: mongo, protocol: MONGO}]
-  resolution: STATIC
-  endpoints: [{address: 10.0.0.7}]
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: caches, namespace: default}
-spec:
-  hosts: [a-redis.default.svc.cluster.local]
-  ports: [{number: 6379, name: redis, protocol: TCP}]
-  resolution: STATIC
-  endpoints: [{address: 10.0.0.8}]
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: b-redis, namespace: default}
-spec:
-  hosts: [b-redis.default.svc.cluster.local]
-  ports: [{number: 6379, name: redis, protocol: TCP}]
-  resolution: STATIC
-  endpoints: [{address: 10.0.0.9}]
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: legacy, namespace: default}
-spec:
-  hosts: [legacy.default.svc.cluster.local]
-  ports: [{number: 8000, name: legacy}]
-  resolution: STATIC
-  endpoints: [{address: 10.0.0.1, ports: {legacy: 8001}}]
-"#;
+/// addresses on 6379, and a service whose port declares no protocol; the pod is 10.77.0.1.
+const MESH: &str = include_str!("../../../tests/fixtures/sidecar-mesh.yaml");
 
 fn sidecar(ip: &str, namespace: &str) -> NodeIdentity {
     NodeIdentity {
@@ -200,7 +143,7 @@ fn listener_filter_names(l: &Listener) -> Vec<&str> {
 
 #[test]
 fn a_sidecar_gets_istios_listeners_by_name() {
-    let r = translate(&mesh(&[MESH]), &sidecar("10.0.0.1", "default"));
+    let r = translate(&mesh(&[MESH]), &sidecar("10.77.0.1", "default"));
     assert_eq!(
         names(&r, LISTENER),
         [
@@ -226,7 +169,7 @@ fn a_sidecar_gets_istios_listeners_by_name() {
 
 #[test]
 fn virtual_outbound_hands_off_by_original_destination_and_passes_the_rest_through() {
-    let r = translate(&mesh(&[MESH]), &sidecar("10.0.0.1", "default"));
+    let r = translate(&mesh(&[MESH]), &sidecar("10.77.0.1", "default"));
     let l: Listener = decode(&r, LISTENER, "virtualOutbound");
     assert_eq!(socket(&l.address), ("0.0.0.0".to_string(), 15001));
     assert_eq!(l.use_original_dst.map(|b| b.value), Some(true));
@@ -243,7 +186,7 @@ fn virtual_outbound_hands_off_by_original_destination_and_passes_the_rest_throug
 #[test]
 fn registry_only_sends_unknown_destinations_to_the_black_hole() {
     let m = with_mesh_config(&[MESH], "outboundTrafficPolicy: {mode: REGISTRY_ONLY}\n");
-    let r = translate(&m, &sidecar("10.0.0.1", "default"));
+    let r = translate(&m, &sidecar("10.77.0.1", "default"));
     let l: Listener = decode(&r, LISTENER, "virtualOutbound");
     let default = l.default_filter_chain.as_ref().expect("default chain");
     assert_eq!(tcp_proxy_cluster(default), "BlackHoleCluster");
@@ -257,7 +200,7 @@ fn registry_only_sends_unknown_destinations_to_the_black_hole() {
     assert_eq!(d.status, 502);
     assert!(rc.virtual_hosts.iter().all(|v| v.name != "allow_any"));
 
-    let r = translate(&mesh(&[MESH]), &sidecar("10.0.0.1", "default"));
+    let r = translate(&mesh(&[MESH]), &sidecar("10.77.0.1", "default"));
     let rc: RouteConfiguration = decode(&r, ROUTE, "9080");
     let last = rc.virtual_hosts.last().expect("vhosts");
     assert_eq!(last.name, "allow_any");
@@ -274,7 +217,7 @@ fn registry_only_sends_unknown_destinations_to_the_black_hole() {
 
 #[test]
 fn an_http_port_listener_is_the_outbound_connection_manager_on_route_config_port() {
-    let r = translate(&mesh(&[MESH]), &sidecar("10.0.0.1", "default"));
+    let r = translate(&mesh(&[MESH]), &sidecar("10.77.0.1", "default"));
     let l: Listener = decode(&r, LISTENER, "0.0.0.0_9080");
     assert_eq!(socket(&l.address), ("0.0.0.0".to_string(), 9080));
     assert_eq!(l.traffic_direction, TrafficDirection::Outbound as i32);
@@ -301,7 +244,7 @@ fn an_http_port_listener_is_the_outbound_connection_manager_on_route_config_port
 
 #[test]
 fn a_tcp_service_with_a_vip_gets_its_own_listener() {
-    let r = translate(&mesh(&[MESH]), &sidecar("10.0.0.1", "default"));
+    let r = translate(&mesh(&[MESH]), &sidecar("10.77.0.1", "default"));
     let l: Listener = decode(&r, LISTENER, "10.96.0.30_27017");
     assert_eq!(socket(&l.address), ("10.96.0.30".to_string(), 27017));
     assert_eq!(l.filter_chains.len(), 1);
@@ -315,7 +258,7 @@ fn a_tcp_service_with_a_vip_gets_its_own_listener() {
 
 #[test]
 fn tcp_services_sharing_a_port_without_addresses_are_told_apart_by_endpoint_ip() {
-    let r = translate(&mesh(&[MESH]), &sidecar("10.0.0.1", "default"));
+    let r = translate(&mesh(&[MESH]), &sidecar("10.77.0.1", "default"));
     let l: Listener = decode(&r, LISTENER, "0.0.0.0_6379");
     let chains: Vec<(Vec<String>, String)> = l
         .filter_chains
@@ -326,7 +269,7 @@ fn tcp_services_sharing_a_port_without_addresses_are_told_apart_by_endpoint_ip()
         chains,
         [
             (
-                vec!["10.0.0.9/32".to_string()],
+                vec!["10.77.0.9/32".to_string()],
                 "outbound|6379||b-redis.default.svc.cluster.local".to_string()
             ),
             (
@@ -339,7 +282,7 @@ fn tcp_services_sharing_a_port_without_addresses_are_told_apart_by_endpoint_ip()
 
 #[test]
 fn an_undeclared_protocol_is_sniffed() {
-    let r = translate(&mesh(&[MESH]), &sidecar("10.0.0.1", "default"));
+    let r = translate(&mesh(&[MESH]), &sidecar("10.77.0.1", "default"));
     let l: Listener = decode(&r, LISTENER, "0.0.0.0_8000");
     assert_eq!(
         listener_filter_names(&l),
@@ -370,9 +313,9 @@ spec:
   hosts: [raw.default.svc.cluster.local]
   ports: [{number: 9080, name: tcp, protocol: TCP}]
   resolution: STATIC
-  endpoints: [{address: 10.0.0.50}]
+  endpoints: [{address: 10.77.0.50}]
 "#;
-    let r = translate(&mesh(&[MESH, extra]), &sidecar("10.0.0.1", "default"));
+    let r = translate(&mesh(&[MESH, extra]), &sidecar("10.77.0.1", "default"));
     let l: Listener = decode(&r, LISTENER, "0.0.0.0_9080");
     assert_eq!(
         listener_filter_names(&l),
@@ -388,7 +331,7 @@ spec:
 
 #[test]
 fn route_config_domains_are_istiods_with_and_without_port_and_the_vip() {
-    let r = translate(&mesh(&[MESH]), &sidecar("10.0.0.1", "default"));
+    let r = translate(&mesh(&[MESH]), &sidecar("10.77.0.1", "default"));
     let rc: RouteConfiguration = decode(&r, ROUTE, "9080");
     let vh = &rc.virtual_hosts[0];
     assert_eq!(vh.name, "reviews.default.svc.cluster.local:9080");
@@ -409,7 +352,7 @@ fn route_config_domains_are_istiods_with_and_without_port_and_the_vip() {
             "reviews:9080",
         ]
     );
-    let elsewhere = translate(&mesh(&[MESH]), &sidecar("10.0.0.1", "prod"));
+    let elsewhere = translate(&mesh(&[MESH]), &sidecar("10.77.0.1", "prod"));
     let rc: RouteConfiguration = decode(&elsewhere, ROUTE, "9080");
     assert!(
         !rc.virtual_hosts[0].domains.iter().any(|d| d == "reviews"),
@@ -439,7 +382,7 @@ spec:
             ..Default::default()
         },
     );
-    let side = translate(&m, &sidecar("10.0.0.1", "default"));
+    let side = translate(&m, &sidecar("10.77.0.1", "default"));
     let lrc: RouteConfiguration = decode(&local, ROUTE, "http_proxy");
     let src: RouteConfiguration = decode(&side, ROUTE, "9080");
     let pick = |rc: &RouteConfiguration| {
@@ -455,7 +398,7 @@ spec:
 
 #[test]
 fn inbound_serves_only_the_workloads_own_ports() {
-    let r = translate(&mesh(&[MESH]), &sidecar("10.0.0.1", "default"));
+    let r = translate(&mesh(&[MESH]), &sidecar("10.77.0.1", "default"));
     let l: Listener = decode(&r, LISTENER, "virtualInbound");
     assert_eq!(socket(&l.address), ("0.0.0.0".to_string(), 15006));
     assert_eq!(l.traffic_direction, TrafficDirection::Inbound as i32);
@@ -508,12 +451,12 @@ fn inbound_serves_only_the_workloads_own_ports() {
     assert_eq!(tcp_proxy_cluster(default), "InboundPassthroughClusterIpv4");
 
     // reviews-v2 serves reviews on its own port 19080, and nothing else.
-    let r = translate(&mesh(&[MESH]), &sidecar("10.0.0.2", "default"));
+    let r = translate(&mesh(&[MESH]), &sidecar("10.77.0.2", "default"));
     let l: Listener = decode(&r, LISTENER, "virtualInbound");
     let ports: Vec<Option<u32>> = l.filter_chains.iter().map(destination_port).collect();
     assert_eq!(ports, [Some(15006), Some(19080)]);
     // A pod the registry does not know has only the passthrough.
-    let r = translate(&mesh(&[MESH]), &sidecar("10.0.0.99", "default"));
+    let r = translate(&mesh(&[MESH]), &sidecar("10.77.0.99", "default"));
     let l: Listener = decode(&r, LISTENER, "virtualInbound");
     assert_eq!(l.filter_chains.len(), 1);
     assert!(l.default_filter_chain.is_some());
@@ -522,7 +465,7 @@ fn inbound_serves_only_the_workloads_own_ports() {
 #[test]
 fn a_sidecar_gets_inbound_and_passthrough_clusters_beside_the_shared_ones() {
     let m = mesh(&[MESH]);
-    let r = translate(&m, &sidecar("10.0.0.1", "default"));
+    let r = translate(&m, &sidecar("10.77.0.1", "default"));
     let mut own: Vec<String> = names(&r, CLUSTER)
         .into_iter()
         .filter(|n| !n.starts_with("outbound|"))
@@ -592,7 +535,7 @@ spec:
   addresses: [10.96.0.40]
   ports: [{number: 5432, name: pg}]
   resolution: STATIC
-  endpoints: [{address: 10.0.0.40}]
+  endpoints: [{address: 10.77.0.40}]
 ---
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -602,7 +545,7 @@ spec:
   addresses: [10.96.0.40, 10.10.0.0/16]
   ports: [{number: 5432, name: pg, protocol: TCP}]
   resolution: STATIC
-  endpoints: [{address: 10.0.0.41}]
+  endpoints: [{address: 10.77.0.41}]
 ---
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -611,9 +554,9 @@ spec:
   hosts: [c-redis.default.svc.cluster.local]
   ports: [{number: 6379, name: redis, protocol: TCP}]
   resolution: STATIC
-  endpoints: [{address: 10.0.0.8}, {address: 10.0.0.10}]
+  endpoints: [{address: 10.77.0.8}, {address: 10.77.0.10}]
 "#;
-    let r = translate(&mesh(&[MESH, extra]), &sidecar("10.0.0.1", "default"));
+    let r = translate(&mesh(&[MESH, extra]), &sidecar("10.77.0.1", "default"));
     // An undeclared protocol on a VIP sniffs there; the second claim of the VIP loses.
     let l: Listener = decode(&r, LISTENER, "10.96.0.40_5432");
     assert_eq!(
@@ -637,7 +580,7 @@ spec:
         tcp_proxy_cluster(&l.filter_chains[0]),
         "outbound|5432||db2.default.svc.cluster.local"
     );
-    // c-redis shares 10.0.0.8 with a-redis, which keeps it.
+    // c-redis shares 10.77.0.8 with a-redis, which keeps it.
     let l: Listener = decode(&r, LISTENER, "0.0.0.0_6379");
     let chains: Vec<(Vec<String>, String)> = l
         .filter_chains
@@ -648,11 +591,11 @@ spec:
         chains,
         [
             (
-                vec!["10.0.0.9/32".to_string()],
+                vec!["10.77.0.9/32".to_string()],
                 "outbound|6379||b-redis.default.svc.cluster.local".to_string()
             ),
             (
-                vec!["10.0.0.10/32".to_string()],
+                vec!["10.77.0.10/32".to_string()],
                 "outbound|6379||c-redis.default.svc.cluster.local".to_string()
             ),
             (
@@ -689,7 +632,7 @@ spec:
             .map(|p| p.value)
     };
     let m = with_mesh_config(&[MESH, server_only], mesh_config);
-    let n = sidecar("10.0.0.1", "default");
+    let n = sidecar("10.77.0.1", "default");
     let r = translate(&m, &n);
     assert_eq!(m.generate_shared(&n), r);
     // virtualInbound's chain 3 is reviews' port 9080 (see inbound_serves_only_...).

@@ -2,6 +2,7 @@
 //! admin page right after the requests, with the proxy's identity and the cluster's service.
 
 use super::harness::*;
+use crate::test_fixtures::{prometheus_sample, workload_metadata};
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
@@ -11,21 +12,7 @@ const CLUSTER: &str = "outbound|9080||reviews.bookinfo.svc.cluster.local";
 
 /// The value of the one `istio_requests_total` sample that has every label in `labels`.
 fn requests_total(page: &str, labels: &[(&str, &str)]) -> u64 {
-    let hits: Vec<&str> = page
-        .lines()
-        .filter(|l| l.starts_with("istio_requests_total{"))
-        .filter(|l| {
-            labels
-                .iter()
-                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-        })
-        .collect();
-    assert_eq!(hits.len(), 1, "{labels:?} in\n{page}");
-    hits[0]
-        .rsplit(' ')
-        .next()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no value in {}", hits[0]))
+    prometheus_sample(page, "istio_requests_total", labels)
 }
 
 #[tokio::test]
@@ -220,29 +207,6 @@ async fn envoys_cluster_stats_count_codes_retries_and_connections_and_go_with_th
     let page = weft_proxy_admin_page(&proxy);
     assert!(!page.contains("envoy_cluster_"), "{page}");
     assert_eq!(value_of(&page, "envoy_server_live"), 1);
-}
-
-/// The telemetry metadata weftd puts on an endpoint: istiod's five fields, then app, version.
-fn workload_metadata(
-    workload: &str,
-    app: &str,
-    version: &str,
-) -> xds_protos::pb::envoy::config::core::v3::Metadata {
-    use xds_protos::pb::google::protobuf::{value::Kind, Struct, Value};
-    let encoded = format!("{workload};bookinfo;{app};{version};;{app};{version}");
-    let field = Value {
-        kind: Some(Kind::StringValue(encoded)),
-    };
-    xds_protos::pb::envoy::config::core::v3::Metadata {
-        filter_metadata: [(
-            "istio".to_string(),
-            Struct {
-                fields: [("workload".to_string(), field)].into(),
-            },
-        )]
-        .into(),
-        ..Default::default()
-    }
 }
 
 #[tokio::test]

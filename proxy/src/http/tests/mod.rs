@@ -8,6 +8,7 @@ pub(crate) mod harness;
 mod metrics;
 mod mutations_and_mirrors;
 mod raw_http2;
+mod request_id;
 mod resilience;
 mod retries;
 mod timeouts;

@@ -7,6 +7,10 @@
 //! side. The peer of an inbound connection is only known through Istio's metadata exchange
 //! over mTLS, which Weft does not have: its source labels are `unknown`, as Istio reports a
 //! peer without metadata.
+//!
+//! The service is the cluster's (see `service_of`). The destination reporter names its own
+//! canonical service when the inbound cluster names none, in its own namespace, as Istio's
+//! inbound stats do (`Service::served_by`).
 
 use super::SourceIdentity;
 use crate::config::WorkloadMetadata;
@@ -113,11 +117,13 @@ impl<'a> Side<'a> {
     }
 }
 
-/// The service a cluster stands for: host, name and namespace, each `unknown` when unknown.
+/// The service a cluster stands for: host, name and namespace, each `None` when the cluster
+/// does not say.
+#[derive(Default)]
 struct Service {
-    host: String,
-    name: String,
-    namespace: String,
+    host: Option<String>,
+    name: Option<String>,
+    namespace: Option<String>,
 }
 
 /// Istio's clusters are named `outbound|PORT|SUBSET|HOST` and (older istiod, and Weft for a
@@ -127,40 +133,47 @@ struct Service {
 /// (`inbound|9080||`) names no service. Other clusters (passthrough, black hole) name the
 /// service by the cluster, as Istio does for `PassthroughCluster`.
 fn service_of(cluster: Option<&str>) -> Service {
-    let unknown = || UNKNOWN.to_string();
     let Some(cluster) = cluster else {
-        return Service {
-            host: unknown(),
-            name: unknown(),
-            namespace: unknown(),
-        };
+        return Service::default();
     };
     match cluster.split('|').collect::<Vec<_>>()[..] {
         ["outbound" | "inbound", _port, _subset, host] if !host.is_empty() => {
             let mut parts = host.split('.');
             match (parts.next(), parts.next(), parts.next()) {
                 (Some(name), Some(ns), Some("svc")) => Service {
-                    host: host.to_string(),
-                    name: name.to_string(),
-                    namespace: ns.to_string(),
+                    host: Some(host.to_string()),
+                    name: Some(name.to_string()),
+                    namespace: Some(ns.to_string()),
                 },
                 _ => Service {
-                    host: host.to_string(),
-                    name: host.to_string(),
-                    namespace: unknown(),
+                    host: Some(host.to_string()),
+                    name: Some(host.to_string()),
+                    namespace: None,
                 },
             }
         }
-        ["inbound", ..] => Service {
-            host: unknown(),
-            name: unknown(),
-            namespace: unknown(),
-        },
+        ["inbound", ..] => Service::default(),
         _ => Service {
-            host: unknown(),
-            name: cluster.to_string(),
-            namespace: unknown(),
+            name: Some(cluster.to_string()),
+            ..Service::default()
         },
+    }
+}
+
+impl Service {
+    /// The service as the server's sidecar reports it (`reporter="destination"`), Istio's way:
+    /// its inbound stats filter does not read the `Host` header (istiod turns that fallback
+    /// off for inbound listeners); it names the service its inbound cluster stands for, and
+    /// when the cluster names none, the workload's own canonical service for both
+    /// `destination_service` and `destination_service_name`. The namespace is always the
+    /// workload's own.
+    fn served_by(self, own: &Side<'_>) -> Service {
+        let canonical = || Some(own.canonical_service.to_string());
+        Service {
+            host: self.host.or_else(canonical),
+            name: self.name.or_else(canonical),
+            namespace: Some(own.namespace.to_string()),
+        }
     }
 }
 
@@ -189,8 +202,12 @@ fn source_labels(reporter: Reporter, source: &Side<'_>) -> Vec<Label> {
 
 /// The `destination_*` labels: the workload's, with the cluster's service between the
 /// workload and the canonical labels (Istio's order).
-fn destination_labels(cluster: Option<&str>, dest: &Side<'_>) -> Vec<Label> {
-    let service = service_of(cluster);
+fn destination_labels(reporter: Reporter, cluster: Option<&str>, dest: &Side<'_>) -> Vec<Label> {
+    let service = match reporter {
+        Reporter::Source => service_of(cluster),
+        Reporter::Destination => service_of(cluster).served_by(dest),
+    };
+    let label = |v: Option<String>| v.as_deref().map_or_else(|| UNKNOWN.to_string(), or_unknown);
     let [workload, canonical_service, canonical_revision, namespace, principal, app, version, dest_cluster] =
         side_labels("destination", dest);
     vec![
@@ -199,11 +216,11 @@ fn destination_labels(cluster: Option<&str>, dest: &Side<'_>) -> Vec<Label> {
         principal,
         app,
         version,
-        Label::new("destination_service", service.host),
+        Label::new("destination_service", label(service.host)),
         canonical_service,
         canonical_revision,
-        Label::new("destination_service_name", service.name),
-        Label::new("destination_service_namespace", service.namespace),
+        Label::new("destination_service_name", label(service.name)),
+        Label::new("destination_service_namespace", label(service.namespace)),
         dest_cluster,
     ]
 }
@@ -224,6 +241,6 @@ pub(super) fn fixed_labels(
         Reporter::Destination => (&peer, &own),
     };
     let mut labels = source_labels(reporter, source);
-    labels.extend(destination_labels(cluster, dest));
+    labels.extend(destination_labels(reporter, cluster, dest));
     labels
 }

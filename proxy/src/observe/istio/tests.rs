@@ -367,14 +367,65 @@ fn inbound_and_outbound_requests_count_in_separate_series() {
         ["1"]
     );
     assert_eq!(count(&["reporter=\"source\""]), ["1"]);
-    // An inbound cluster without a host: the service is unknown, the workload is ours.
+    // An inbound cluster without a host, or no cluster: the service is our workload's
+    // canonical service, in our namespace; the workload is ours.
     assert_eq!(
         count(&[
             "reporter=\"destination\"",
-            "destination_service=\"unknown\"",
+            "destination_service=\"productpage\"",
+            "destination_service_name=\"productpage\"",
+            "destination_service_namespace=\"bookinfo\"",
             "destination_workload=\"productpage-v1\"",
         ])
         .len(),
         2
     );
+}
+
+/// Istio's inbound stats filter: istiod turns its `Host` header fallback off on inbound
+/// listeners, so the service comes from the inbound cluster, and without one the workload's
+/// canonical service stands in; the namespace is always the workload's. A passthrough cluster
+/// names itself, as on the source side.
+#[test]
+fn the_destination_names_the_inbound_clusters_service_or_its_own_canonical_service() {
+    let service = |own: &SourceIdentity, cluster: Option<&str>| {
+        let l = fixed_labels(Reporter::Destination, own, cluster, None);
+        [
+            label(&l, "destination_service"),
+            label(&l, "destination_service_name"),
+            label(&l, "destination_service_namespace"),
+        ]
+    };
+    let own = identity();
+    assert_eq!(
+        service(&own, Some("inbound|9080||")),
+        ["productpage", "productpage", "bookinfo"]
+    );
+    assert_eq!(
+        service(&own, None),
+        ["productpage", "productpage", "bookinfo"]
+    );
+    // The cluster's service wins; its namespace does not (Istio reports the workload's).
+    assert_eq!(
+        service(&own, Some("inbound|9080||details.other.svc.cluster.local")),
+        ["details.other.svc.cluster.local", "details", "bookinfo"]
+    );
+    assert_eq!(
+        service(&own, Some("InboundPassthroughClusterIpv4")),
+        ["productpage", "InboundPassthroughClusterIpv4", "bookinfo"]
+    );
+    // No `app` label: the canonical service is the workload's name.
+    let bare = SourceIdentity {
+        workload: "batch".into(),
+        namespace: "jobs".into(),
+        app: None,
+        version: None,
+    };
+    assert_eq!(
+        service(&bare, Some("inbound|8080||")),
+        ["batch", "batch", "jobs"]
+    );
+    // The source side is unchanged: a cluster without a service names none.
+    let l = fixed_labels(Reporter::Source, &own, Some("inbound|9080||"), None);
+    assert_eq!(label(&l, "destination_service"), "unknown");
 }

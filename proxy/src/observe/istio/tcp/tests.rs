@@ -140,8 +140,10 @@ connection_security_policy=\"none\"";
     }
 }
 
+/// As Istio's inbound stats do without service metadata on the inbound cluster: the
+/// workload's canonical service names the service, in the workload's namespace.
 #[test]
-fn an_inbound_cluster_without_a_host_names_no_service() {
+fn an_inbound_cluster_without_a_host_names_the_workloads_canonical_service() {
     let m = IstioMetrics::new(&identity());
     let tcp = m.tcp("inbound|9080||", None, Reporter::Destination);
     tcp.opened();
@@ -149,9 +151,9 @@ fn an_inbound_cluster_without_a_host_names_no_service() {
     let line = lines(&text, CONNECTIONS_OPENED);
     assert_eq!(line.len(), 1, "{text}");
     for want in [
-        "destination_service=\"unknown\"",
-        "destination_service_name=\"unknown\"",
-        "destination_service_namespace=\"unknown\"",
+        "destination_service=\"productpage\"",
+        "destination_service_name=\"productpage\"",
+        "destination_service_namespace=\"bookinfo\"",
         "destination_workload=\"productpage-v1\"",
     ] {
         assert!(line[0].contains(want), "{want} in {}", line[0]);
