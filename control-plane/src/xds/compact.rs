@@ -8,7 +8,8 @@
 //! versions exactly its versions), so it is kept as a reference to that map plus the few names
 //! that differ. [`NameSet::rebase`] and [`HeldVersions::rebase`] move them onto a newer map.
 
-use super::resources::{NamedResources, VersionedResource};
+use super::map_diff::MapDiffs;
+use super::resources::NamedResources;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
@@ -110,7 +111,7 @@ impl NameSet {
     /// walk over the two maps. A set holding few names of a large map (a wildcard type's
     /// empty subscription, measured: 3,000 cluster names copied into `missing` per session,
     /// 0.5 GiB at 2,000 sessions) stays relative to nothing.
-    pub fn rebase(&mut self, base: &Arc<NamedResources>) {
+    pub fn rebase(&mut self, base: &Arc<NamedResources>, diffs: &MapDiffs) {
         if Arc::ptr_eq(&self.base, base) {
             return;
         }
@@ -125,31 +126,32 @@ impl NameSet {
             }
             return;
         }
-        let mut extra = BTreeSet::new();
-        let mut missing = BTreeSet::new();
-        join(&self.base, base, |name, old, new| {
-            let in_self = if old.is_some() {
-                !self.missing.contains(name)
-            } else {
-                self.extra.contains(name)
-            };
-            match (in_self, new.is_some()) {
-                (true, false) => {
-                    extra.insert(name.clone());
+        // Names in both maps keep their membership; of the names only one map has, those
+        // the old base has and the set holds become extra, those the new base has and the
+        // set lacks become missing.
+        let mut missing: BTreeSet<String> = self
+            .missing
+            .iter()
+            .filter(|n| base.contains_key(*n))
+            .cloned()
+            .collect();
+        let mut extra: BTreeSet<String> = self
+            .extra
+            .iter()
+            .filter(|n| !base.contains_key(*n))
+            .cloned()
+            .collect();
+        for c in &diffs.between(&self.base, base).changed {
+            match (c.old_version.is_some(), c.in_new) {
+                (true, false) if !self.missing.contains(&c.name) => {
+                    extra.insert(c.name.clone());
                 }
-                (false, true) => {
-                    missing.insert(name.clone());
+                (false, true) if !self.extra.contains(&c.name) => {
+                    missing.insert(c.name.clone());
                 }
                 _ => {}
             }
-        });
-        // Extra names are never in the old base; those not in the new one either stay extra.
-        extra.extend(
-            self.extra
-                .iter()
-                .filter(|n| !base.contains_key(*n))
-                .cloned(),
-        );
+        }
         *self = NameSet {
             base: base.clone(),
             extra,
@@ -229,35 +231,30 @@ impl HeldVersions {
     }
 
     /// The same versions, relative to `base` when that makes the difference smaller (a client
-    /// holding a few names of a large map stays relative to nothing). One ordered walk over
-    /// the two maps: at 2,000 sessions, lookups by name were most of a change's CPU.
-    pub fn rebase(&mut self, base: &Arc<NamedResources>) {
+    /// holding a few names of a large map stays relative to nothing). Only the names that
+    /// differ between the two maps (found once for every session, see [`MapDiffs`]) and the
+    /// session's own difference are looked at.
+    pub fn rebase(&mut self, base: &Arc<NamedResources>, diffs: &MapDiffs) {
         if Arc::ptr_eq(&self.base, base) {
             return;
         }
-        if self.base.is_empty() && self.diff.is_empty() {
-            // Holding nothing stays relative to nothing (a new session's first push).
+        let held = self.held_count();
+        if held == 0 || (self.base.is_empty() && held * 2 < base.len()) {
+            // Holding nothing, or a few names of a large map: stays relative to nothing.
+            if !self.base.is_empty() {
+                *self = HeldVersions::default();
+            }
             return;
         }
         let mut diff = HashMap::new();
-        let mut held = 0usize;
-        join(&self.base, base, |name, old, new| {
-            let version = if self.diff.is_empty() {
-                old.map(|r| r.version.as_str())
-            } else {
-                match self.diff.get(name) {
-                    Some(v) => v.as_deref(),
-                    None => old.map(|r| r.version.as_str()),
-                }
-            };
-            held += usize::from(version.is_some());
-            if version != new.map(|r| r.version.as_str()) {
-                diff.insert(name.clone(), version.map(str::to_string));
+        for c in &diffs.between(&self.base, base).changed {
+            // A name of the session's own difference is held in the version it says.
+            if !self.diff.contains_key(&c.name) {
+                diff.insert(c.name.clone(), c.old_version.clone());
             }
-        });
+        }
         for (name, version) in &self.diff {
-            if version.is_some() && !self.base.contains_key(name) && !base.contains_key(name) {
-                held += 1;
+            if version.as_deref() != base.get(name).map(|r| r.version.as_str()) {
                 diff.insert(name.clone(), version.clone());
             }
         }
@@ -279,8 +276,21 @@ impl HeldVersions {
         }
     }
 
+    /// How many names are held.
+    fn held_count(&self) -> usize {
+        let mut held = self.base.len();
+        for (name, version) in &self.diff {
+            match (self.base.contains_key(name), version.is_some()) {
+                (true, false) => held -= 1,
+                (false, true) => held += 1,
+                _ => {}
+            }
+        }
+        held
+    }
+
     /// [`HeldVersions::rebase`], also when already relative to `base` (after inserts).
-    pub fn rebase_now(&mut self, base: &Arc<NamedResources>) {
+    pub fn rebase_now(&mut self, base: &Arc<NamedResources>, diffs: &MapDiffs) {
         if Arc::ptr_eq(&self.base, base) {
             if self.diff.is_empty() {
                 return;
@@ -292,7 +302,7 @@ impl HeldVersions {
             });
             return;
         }
-        self.rebase(base);
+        self.rebase(base, diffs);
     }
 
     /// Whether the versions are kept relative to `map` (then only [`HeldVersions::differing`]
@@ -325,44 +335,6 @@ fn sorted_unique(names: &[String]) -> Vec<&str> {
         sorted.dedup();
     }
     sorted
-}
-
-/// Walks two maps in key order together, calling `f` once per name in either.
-fn join<'a>(
-    a: &'a NamedResources,
-    b: &'a NamedResources,
-    mut f: impl FnMut(&'a String, Option<&'a VersionedResource>, Option<&'a VersionedResource>),
-) {
-    let mut a = a.iter().peekable();
-    let mut b = b.iter().peekable();
-    loop {
-        match (a.peek(), b.peek()) {
-            (None, None) => return,
-            (Some((ka, ra)), None) => {
-                f(ka, Some(ra), None);
-                a.next();
-            }
-            (None, Some((kb, rb))) => {
-                f(kb, None, Some(rb));
-                b.next();
-            }
-            (Some((ka, ra)), Some((kb, rb))) => match ka.cmp(kb) {
-                std::cmp::Ordering::Less => {
-                    f(ka, Some(ra), None);
-                    a.next();
-                }
-                std::cmp::Ordering::Greater => {
-                    f(kb, None, Some(rb));
-                    b.next();
-                }
-                std::cmp::Ordering::Equal => {
-                    f(ka, Some(ra), Some(rb));
-                    a.next();
-                    b.next();
-                }
-            },
-        }
-    }
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@
 mod compact;
 mod delta;
 mod driver;
+mod map_diff;
 pub mod resources;
 pub mod sequencer;
 mod service;
@@ -58,6 +59,8 @@ pub struct Shared {
     push_slots: Arc<Semaphore>,
     /// Whole maps' resources, encoded once for every session that sends them.
     whole_maps: wire::WholeMaps,
+    /// What changed between shared maps, found once for every session that rebases.
+    map_diffs: map_diff::MapDiffs,
 }
 
 /// How many generations may run at once: one per core, leaving the async workers free.
@@ -242,6 +245,7 @@ impl AdsService {
                 generation: Semaphore::new(generation_slots()),
                 push_slots: Arc::new(Semaphore::new(push_slots.max(1))),
                 whole_maps: wire::WholeMaps::default(),
+                map_diffs: map_diff::MapDiffs::default(),
             }),
         }
     }

@@ -164,7 +164,7 @@ impl Stream {
         };
         let current = self.s.resources.shared_of_type(type_url);
         if let Some(current) = current {
-            state.subscribed.rebase(current);
+            state.subscribed.rebase(current, &self.s.shared.map_diffs);
         }
         let next = wanted_now(state, current, phase);
         let whole_map = current.is_some_and(|c| Arc::ptr_eq(c, &next));
@@ -202,8 +202,8 @@ impl Stream {
         };
         let current = self.s.resources.shared_of_type(type_url).cloned();
         let all = current.unwrap_or_default();
-        state.subscribed.rebase(&all);
-        state.held.rebase(&all);
+        state.subscribed.rebase(&all, &self.s.shared.map_diffs);
+        state.held.rebase(&all, &self.s.shared.map_diffs);
         let wanted = |name: &str| state.wildcard || state.subscribed.contains(name);
         let held_everything_wanted = state.wildcard || state.subscribed.covers(&all);
 
@@ -302,7 +302,7 @@ impl Stream {
                 for name in &gone {
                     state.held.remove(name);
                 }
-                state.held.rebase_now(&all);
+                state.held.rebase_now(&all, &self.s.shared.map_diffs);
             }
         }
         self.finish_response(type_url, &head.nonce, count, response)

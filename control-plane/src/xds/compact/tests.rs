@@ -32,7 +32,7 @@ fn a_name_set_is_the_same_set_whatever_its_base() {
     let mut s = NameSet::of_list(&list(&["a", "b", "x"]), &old);
     assert!(s.same_as_list(&list(&["a", "b", "x"])));
     assert_eq!((s.extra.len(), s.missing.len()), (1, 1));
-    s.rebase(&new);
+    s.rebase(&new, &MapDiffs::default());
     assert!(s.same_as_list(&list(&["a", "b", "x"])));
     s.insert("d".into());
     s.remove("a");
@@ -58,9 +58,9 @@ fn held_versions_follow_inserts_and_removals_across_rebases() {
     let mut h = HeldVersions::default();
     h.insert("a", &old["a"].version);
     h.insert("b", &old["b"].version);
-    h.rebase(&old);
+    h.rebase(&old, &MapDiffs::default());
     assert_eq!(h.own_entries(), 0, "holds exactly the map");
-    h.rebase(&new);
+    h.rebase(&new, &MapDiffs::default());
     assert_eq!(h.get("a"), Some(old["a"].version.as_str()));
     assert_eq!(h.get("b"), Some(new["b"].version.as_str()));
     assert_eq!(h.get("c"), None);
@@ -80,7 +80,7 @@ fn a_client_holding_little_of_a_large_map_stays_relative_to_nothing() {
     let big = map(&[("a", b"1"), ("b", b"1"), ("c", b"1"), ("d", b"1")]);
     let mut h = HeldVersions::default();
     h.insert("a", &big["a"].version);
-    h.rebase(&big);
+    h.rebase(&big, &MapDiffs::default());
     assert_eq!(h.own_entries(), 1);
     let held: BTreeSet<String> = h.names().cloned().collect();
     assert_eq!(held, names(&["a"]));
@@ -94,9 +94,9 @@ fn after_a_rebase_only_changed_names_differ() {
     for (n, r) in old.iter() {
         h.insert(n, &r.version);
     }
-    h.rebase(&old);
+    h.rebase(&old, &MapDiffs::default());
     assert!(h.based_on(&old) && h.differing().next().is_none());
-    h.rebase(&new);
+    h.rebase(&new, &MapDiffs::default());
     assert!(h.based_on(&new));
     let differing: BTreeSet<String> = h.differing().cloned().collect();
     // b changed, c is held but gone, d is new and not held; a is the same.
@@ -128,10 +128,10 @@ fn a_first_response_leaves_nothing_of_its_own_once_rebased() {
         3,
         "relative to nothing, every name is its own"
     );
-    h.rebase_now(&m);
+    h.rebase_now(&m, &MapDiffs::default());
     assert_eq!(h.own_entries(), 0);
     h.insert("z", "v");
-    h.rebase_now(&m);
+    h.rebase_now(&m, &MapDiffs::default());
     assert_eq!(h.own_entries(), 1, "a name not in the map stays");
     assert_eq!(h.get("z"), Some("v"));
 }
@@ -164,7 +164,7 @@ fn a_request_list_is_compared_and_kept_like_a_set() {
 fn holding_nothing_stays_relative_to_nothing() {
     let m = map(&[("a", b"1"), ("b", b"1")]);
     let mut h = HeldVersions::default();
-    h.rebase(&m);
+    h.rebase(&m, &MapDiffs::default());
     assert_eq!(h.own_entries(), 0);
     assert!(!h.based_on(&m));
     assert_eq!(h.get("a"), None);
@@ -185,7 +185,7 @@ fn holding_exactly_a_map_costs_nothing_of_its_own() {
 fn a_set_holding_few_names_of_a_large_map_stays_relative_to_nothing() {
     let big = map(&[("a", b"1"), ("b", b"1"), ("c", b"1"), ("d", b"1")]);
     let mut empty = NameSet::default();
-    empty.rebase(&big);
+    empty.rebase(&big, &MapDiffs::default());
     assert!(empty.missing.is_empty() && empty.extra.is_empty() && empty.len() == 0);
     let mut one = NameSet::of_list(&list(&["a"]), &big);
     assert!(one.missing.is_empty() && !one.based_on(&big));
@@ -202,9 +202,9 @@ fn a_set_holding_few_names_of_a_large_map_stays_relative_to_nothing() {
         ("d", b"1"),
         ("e", b"1"),
     ]);
-    all.rebase(&bigger);
+    all.rebase(&bigger, &MapDiffs::default());
     assert!(!all.based_on(&bigger) && all.missing.is_empty());
     assert!(all.same_as_list(&list(&["a"])));
-    one.rebase(&bigger);
+    one.rebase(&bigger, &MapDiffs::default());
     assert!(one.same_as_list(&list(&["a"])));
 }
