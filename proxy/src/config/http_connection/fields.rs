@@ -19,7 +19,7 @@
 //! | `http_protocol_options` | HTTP/1 options: each field at the value weft-proxy (hyper) behaves as, else refused (see [`http1_options`]) |
 //! | `http2_protocol_options` | acted on in part, the rest refused by name (`downstream`) |
 //! | `http3_protocol_options` | refused: weft-proxy serves no HTTP/3 |
-//! | `server_name`, `server_header_transformation` | acted on: the `server` response header (`crate::http::headers::set_server`) |
+//! | `server_name`, `server_header_transformation` | acted on: the `server` response header (`crate::http::headers::finish_response`) |
 //! | `scheme_header_transformation` | refused when it transforms anything |
 //! | `max_request_headers_kb` | acted on (`downstream`) |
 //! | `stream_idle_timeout` | acted on (`http_connection`, `crate::http::plan`) |
@@ -34,23 +34,23 @@
 //! | `use_remote_address` | unset or `false` accepted, `true` refused: see [`use_remote_address`] |
 //! | `xff_num_trusted_hops` | 0 only |
 //! | `original_ip_detection_extensions`, `early_header_mutation_extensions` | refused when not empty |
-//! | `internal_address_config` | refused: weft-proxy uses Envoy's default internal ranges (`crate::observe::trace::force_trace`) |
+//! | `internal_address_config` | exactly Envoy's default internal ranges only: weft-proxy knows no others (see [`internal_address_config`]) |
 //! | `skip_xff_append` | `false` only: weft-proxy always appends the peer to `x-forwarded-for` |
 //! | `via` | refused when not empty |
 //! | `generate_request_id` | unset or `true` only: weft-proxy always gives a request without one an `x-request-id` (tracing and the access log use it) |
 //! | `preserve_external_request_id` | accepted, either value: Envoy replaces a request id only on an edge request (`use_remote_address: true`, refused), and weft-proxy keeps it |
-//! | `always_set_request_id_in_response` | acted on (`crate::http::stream`) |
+//! | `always_set_request_id_in_response` | acted on (`crate::http::headers::finish_response`) |
 //! | `forward_client_cert_details` | acted on: `x-forwarded-client-cert` is removed from requests, except with `ALWAYS_FORWARD_ONLY`. weft-proxy terminates no TLS (a filter chain's `transport_socket` is refused), and on a connection without a client certificate Envoy removes the header in every other mode and adds none |
 //! | `set_current_client_cert_details` | accepted: it only says what goes into the header for a client certificate, and there never is one (see above) |
 //! | `forward_client_cert_matcher` | refused |
 //! | `proxy_100_continue` | `false` only: hyper answers `Expect: 100-continue` itself, and the header is not forwarded (`crate::http::upstream_request`) |
 //! | `represent_ipv4_remote_address_as_ipv4_mapped_ipv6` | `false` only |
-//! | `upgrade_configs` | empty, or Istio's `websocket` (see [`upgrade_configs`]); others refused |
-//! | `normalize_path`, `merge_slashes`, `path_with_escaped_slashes_action` | acted on: `crate::http::headers::normalize_path`, except `UNESCAPE_AND_REDIRECT` (refused) |
+//! | `upgrade_configs` | empty, disabled ones, or Istio's `websocket` (see [`upgrade_configs`]); others refused |
+//! | `normalize_path`, `merge_slashes`, `path_with_escaped_slashes_action` | acted on (`crate::http::headers::prepare_request`, RFC 3986 §6.2.2 normalization), except `UNESCAPE_AND_REDIRECT` (refused) |
 //! | `path_normalization_options` | refused |
 //! | `request_id_extension` | the UUID extension with `pack_trace_reason: false` only (see [`request_id_extension`]) |
 //! | `local_reply_config` | refused when it maps or formats anything |
-//! | `strip_matching_host_port`, `strip_any_host_port` | acted on: `crate::http::headers::strip_host_port` |
+//! | `strip_matching_host_port`, `strip_any_host_port` | acted on (`crate::http::headers::prepare_request`) |
 //! | `stream_error_on_invalid_http_message` | unset or `false` only: hyper answers an invalid HTTP/1 message and closes the connection |
 //! | `strip_trailing_host_dot` | `false` only |
 //! | `proxy_status_config` | refused |
@@ -60,12 +60,14 @@
 //! | `add_proxy_protocol_connection_state` | accepted, either value: it only exposes PROXY protocol state, and PROXY protocol is refused on listeners |
 //! | `forward_proto_config` | refused |
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
 use http::HeaderValue;
 use prost::Message;
 use xds_protos::pb::envoy::config::core::v3::Http1ProtocolOptions;
 use xds_protos::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     http_connection_manager::{
-        CodecType, ForwardClientCertDetails, PathWithEscapedSlashesAction,
+        CodecType, ForwardClientCertDetails, InternalAddressConfig, PathWithEscapedSlashesAction,
         ServerHeaderTransformation, StripPortMode, UpgradeConfig,
     },
     HttpConnectionManager, LocalReplyConfig, RequestIdExtension,
@@ -188,10 +190,6 @@ pub(crate) fn head_policy(hcm: &HttpConnectionManager) -> Result<HeadPolicy, Fie
             "early_header_mutation_extensions",
             !hcm.early_header_mutation_extensions.is_empty(),
         ),
-        (
-            "internal_address_config",
-            hcm.internal_address_config.is_some(),
-        ),
         ("skip_xff_append", hcm.skip_xff_append),
         ("via", !hcm.via.is_empty()),
         (
@@ -227,6 +225,9 @@ pub(crate) fn head_policy(hcm: &HttpConnectionManager) -> Result<HeadPolicy, Fie
         ("forward_proto_config", hcm.forward_proto_config.is_some()),
     ])?;
     codec_type(hcm.codec_type)?;
+    if let Some(internal) = &hcm.internal_address_config {
+        internal_address_config(internal).at("internal_address_config")?;
+    }
     use_remote_address(hcm)?;
     if let Some(h1) = &hcm.http_protocol_options {
         http1_options(h1).at("http_protocol_options")?;
@@ -303,6 +304,43 @@ fn use_remote_address(hcm: &HttpConnectionManager) -> Result<(), FieldError> {
     Ok(())
 }
 
+/// Envoy's default internal ranges (RFC 1918, loopback, `fd00::/8`), the only ones weft-proxy
+/// knows (`crate::observe::trace::force_trace`): a configuration listing exactly them, in any
+/// order, means what weft-proxy does. `unix_sockets` has no effect: weft-proxy listens on no
+/// Unix socket.
+fn internal_address_config(c: &InternalAddressConfig) -> Result<(), FieldError> {
+    const WEFT_INTERNAL: [(IpAddr, u32); 6] = [
+        (IpAddr::V4(Ipv4Addr::new(10, 0, 0, 0)), 8),
+        (IpAddr::V4(Ipv4Addr::new(172, 16, 0, 0)), 12),
+        (IpAddr::V4(Ipv4Addr::new(192, 168, 0, 0)), 16),
+        (IpAddr::V4(Ipv4Addr::LOCALHOST), 32),
+        (IpAddr::V6(Ipv6Addr::LOCALHOST), 128),
+        (IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0)), 8),
+    ];
+    let mut given = Vec::with_capacity(c.cidr_ranges.len());
+    for (i, r) in c.cidr_ranges.iter().enumerate() {
+        let addr: IpAddr = r.address_prefix.parse().map_err(|_| {
+            FieldError::new(
+                format!("cidr_ranges[{i}]"),
+                format!("{:?} is not an IP address", r.address_prefix),
+            )
+        })?;
+        given.push((addr, r.prefix_len.map_or(0, |l| l.value)));
+    }
+    given.sort();
+    given.dedup();
+    let mut weft = WEFT_INTERNAL.to_vec();
+    weft.sort();
+    if given != weft {
+        return Err(FieldError::new(
+            "cidr_ranges",
+            "only Envoy's default internal ranges are supported (10.0.0.0/8, 172.16.0.0/12, \
+             192.168.0.0/16, 127.0.0.1/32, ::1/128, fd00::/8)",
+        ));
+    }
+    Ok(())
+}
+
 /// The HTTP/1 options, each accepted at the value that describes hyper's server.
 #[allow(deprecated)] // `use_balsa_parser` is deprecated but still sent.
 pub(crate) fn http1_options(h1: &Http1ProtocolOptions) -> Result<(), FieldError> {
@@ -337,16 +375,17 @@ pub(crate) fn http1_options(h1: &Http1ProtocolOptions) -> Result<(), FieldError>
     Ok(())
 }
 
-/// Istio's sidecars list `websocket` (enabled, no filters of its own). weft-proxy proxies no
-/// upgrades: an upgrade request gets a 403, as Envoy answers an upgrade not configured. The
-/// Istio value is accepted so Istio-shaped configuration still loads, a known difference;
-/// every other upgrade configuration is refused.
+/// weft-proxy proxies no upgrades: an upgrade request gets a 403, as Envoy answers an upgrade
+/// not configured, so an upgrade configured disabled (`enabled: false`) means what weft-proxy
+/// does. Istio's sidecars list `websocket` (enabled, no filters of its own); it is accepted so
+/// Istio-shaped configuration still loads, a known difference (the WebSocket handshake is
+/// answered 403). Every other upgrade configuration is refused.
 fn upgrade_configs(upgrades: &[UpgradeConfig]) -> Result<(), FieldError> {
     for (i, u) in upgrades.iter().enumerate() {
-        let istio_websocket = u.upgrade_type.eq_ignore_ascii_case("websocket")
-            && u.filters.is_empty()
-            && u.enabled.is_none_or(|b| b.value);
-        if !istio_websocket {
+        let disabled = u.enabled.is_some_and(|b| !b.value);
+        let istio_websocket =
+            u.upgrade_type.eq_ignore_ascii_case("websocket") && u.filters.is_empty();
+        if !disabled && !istio_websocket {
             return Err(FieldError::new(
                 format!("upgrade_configs[{i}]"),
                 format!(

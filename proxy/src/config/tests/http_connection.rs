@@ -4,7 +4,8 @@
 
 use prost::Message;
 use xds_protos::pb::envoy::config::core::v3::{
-    Http1ProtocolOptions, Http3ProtocolOptions, SchemeHeaderTransformation, TypedExtensionConfig,
+    CidrRange, Http1ProtocolOptions, Http3ProtocolOptions, SchemeHeaderTransformation,
+    TypedExtensionConfig,
 };
 use xds_protos::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     http_connection_manager::{
@@ -17,7 +18,7 @@ use xds_protos::pb::envoy::extensions::filters::network::http_connection_manager
 };
 use xds_protos::pb::envoy::extensions::request_id::uuid::v3::UuidRequestIdConfig;
 use xds_protos::pb::envoy::r#type::v3::Percent;
-use xds_protos::pb::google::protobuf::{Any, BoolValue, Duration as ProtoDuration};
+use xds_protos::pb::google::protobuf::{Any, BoolValue, Duration as ProtoDuration, UInt32Value};
 use xds_protos::pb::xds::r#type::matcher::v3::Matcher;
 
 use super::listener::{chain, hcm_filter, listener, rds};
@@ -53,6 +54,16 @@ fn extension(name: &str) -> TypedExtensionConfig {
         name: name.into(),
         typed_config: Some(Any::default()),
     }
+}
+
+fn cidrs(ranges: &[(&str, u32)]) -> Vec<CidrRange> {
+    ranges
+        .iter()
+        .map(|(a, len)| CidrRange {
+            address_prefix: (*a).into(),
+            prefix_len: Some(UInt32Value { value: *len }),
+        })
+        .collect()
 }
 
 fn uuid(pack_trace_reason: Option<BoolValue>) -> Option<RequestIdExtension> {
@@ -233,10 +244,20 @@ fn refused() -> Vec<(&'static str, HttpConnectionManager)> {
             },
         ),
         (
-            "internal_address_config",
+            "internal_address_config.cidr_ranges",
             HttpConnectionManager {
                 internal_address_config: Some(InternalAddressConfig {
-                    unix_sockets: true,
+                    cidr_ranges: cidrs(&[("10.0.0.0", 8)]),
+                    ..Default::default()
+                }),
+                ..base.clone()
+            },
+        ),
+        (
+            "internal_address_config.cidr_ranges[0]",
+            HttpConnectionManager {
+                internal_address_config: Some(InternalAddressConfig {
+                    cidr_ranges: cidrs(&[("ten", 8)]),
                     ..Default::default()
                 }),
                 ..base.clone()
@@ -487,6 +508,24 @@ fn values_that_mean_what_weft_does_are_accepted() {
         forward_client_cert_details: ForwardClientCertDetails::SanitizeSet as i32,
         local_reply_config: Some(LocalReplyConfig::default()),
         stream_error_on_invalid_http_message: no(),
+        // Envoy's default internal ranges, in another order.
+        internal_address_config: Some(InternalAddressConfig {
+            unix_sockets: true,
+            cidr_ranges: cidrs(&[
+                ("fd00::", 8),
+                ("192.168.0.0", 16),
+                ("10.0.0.0", 8),
+                ("172.16.0.0", 12),
+                ("::1", 128),
+                ("127.0.0.1", 32),
+            ]),
+        }),
+        // An upgrade configured off is what weft-proxy does with every upgrade.
+        upgrade_configs: vec![UpgradeConfig {
+            upgrade_type: "CONNECT".into(),
+            enabled: no(),
+            ..Default::default()
+        }],
         add_proxy_protocol_connection_state: no(),
         path_with_escaped_slashes_action:
             PathWithEscapedSlashesAction::ImplementationSpecificDefault as i32,
