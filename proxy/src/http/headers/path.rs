@@ -1,13 +1,15 @@
 //! The connection manager's path normalization (`normalize_path`, `merge_slashes`,
 //! `path_with_escaped_slashes_action`), done before the filters and routing see the request
-//! and kept for the upstream, in Envoy's order: escaped slashes first, then RFC 3986
-//! normalization, then merging slashes (so `%2F` decoded into `//` is merged too).
+//! and kept for the upstream, in Envoy's order: escaped slashes first, then normalization,
+//! then merging slashes (so `%2F` decoded into `//` is merged too).
 //!
-//! RFC 3986 normalization here is its §6.2.2, syntax-based: percent-encodings of unreserved
-//! characters are decoded (`%7E` is `~`, `%2e` is `.`), the others get upper-case hex digits,
-//! and `.` and `..` segments are removed (§5.2.4). A `%` not followed by two hex digits makes
-//! the path malformed, and the request is answered 400 as Envoy does. The query is never
-//! touched.
+//! Normalization is RFC 3986's syntax-based one (§6.2.2) as Envoy applies it, checked against
+//! Envoy 1.40 on the same paths: percent-encodings of unreserved characters are decoded (`%7E`
+//! is `~`, `%2e` is `.`), other encodings are kept as written (case included), and `.` and
+//! `..` segments are removed (§5.2.4). Like a browser, Envoy also takes `\` for `/` and
+//! percent-encodes what may not appear in a path (space, `"`, `<`, `>`, `^`, `` ` ``, `{`,
+//! `|`, `}`, control and non-ASCII bytes). A `%` without two hex digits after it is kept as it
+//! is; `%00` makes the request answered 400. The query is never touched.
 
 use crate::config::{EscapedSlashes, PathNormalization};
 
@@ -36,8 +38,8 @@ pub fn normalize(
         out = unescape_slashes(&out).into();
     }
     if opts.normalize {
-        if out.contains('%') {
-            out = normalize_percent_encoding(&out)?.into();
+        if out.bytes().any(needs_canonical_form) {
+            out = canonical_bytes(&out)?.into();
         }
         if has_dot_segment(&out) {
             out = remove_dot_segments(&out).into();
@@ -91,38 +93,60 @@ fn is_unreserved(c: u8) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~')
 }
 
+/// Bytes a path may not carry as they are.
+fn must_be_escaped(c: u8) -> bool {
+    !c.is_ascii_graphic() || matches!(c, b'"' | b'<' | b'>' | b'^' | b'`' | b'{' | b'|' | b'}')
+}
+
+fn needs_canonical_form(c: u8) -> bool {
+    c == b'%' || c == b'\\' || must_be_escaped(c)
+}
+
 fn hex(c: u8) -> Option<u8> {
     (c as char).to_digit(16).map(|d| d as u8)
 }
 
-/// RFC 3986 §6.2.2.1 and §6.2.2.2.
-fn normalize_percent_encoding(path: &str) -> Result<String, PathRejected> {
+/// Unreserved characters decoded, `\` as `/`, forbidden bytes encoded; other encodings kept
+/// as written. `%00` is refused.
+fn canonical_bytes(path: &str) -> Result<String, PathRejected> {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let b = path.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] != b'%' {
-            out.push(b[i]);
-            i += 1;
-            continue;
+        let c = b[i];
+        i += 1;
+        match c {
+            b'%' => {
+                let decoded = match (
+                    b.get(i).copied().and_then(hex),
+                    b.get(i + 1).copied().and_then(hex),
+                ) {
+                    (Some(hi), Some(lo)) => hi << 4 | lo,
+                    // Not an encoding: kept as it came.
+                    _ => {
+                        out.push(b'%');
+                        continue;
+                    }
+                };
+                if decoded == 0 {
+                    return Err(PathRejected);
+                }
+                if is_unreserved(decoded) {
+                    out.push(decoded);
+                } else {
+                    out.extend_from_slice(&b[i - 1..i + 2]);
+                }
+                i += 2;
+            }
+            b'\\' => out.push(b'/'),
+            c if must_be_escaped(c) => {
+                out.extend_from_slice(&[b'%', HEX[usize::from(c >> 4)], HEX[usize::from(c & 15)]]);
+            }
+            c => out.push(c),
         }
-        let (Some(hi), Some(lo)) = (
-            b.get(i + 1).copied().and_then(hex),
-            b.get(i + 2).copied().and_then(hex),
-        ) else {
-            return Err(PathRejected);
-        };
-        let c = hi << 4 | lo;
-        if is_unreserved(c) {
-            out.push(c);
-        } else {
-            out.push(b'%');
-            out.push(b[i + 1].to_ascii_uppercase());
-            out.push(b[i + 2].to_ascii_uppercase());
-        }
-        i += 3;
     }
-    // Only ASCII bytes were replaced by ASCII bytes, so the text is still UTF-8.
+    // Every byte out is ASCII.
     String::from_utf8(out).map_err(|_| PathRejected)
 }
 
@@ -210,11 +234,36 @@ mod tests {
     fn percent_encoding_is_normalized_before_dot_segments() {
         let o = opts(true, false, EscapedSlashes::Keep);
         assert_eq!(run("/a/%2e%2E/b", o).unwrap(), "/b");
+        assert_eq!(run("/a/.%2e/b", o).unwrap(), "/b");
+        assert_eq!(run("/a%2e", o).unwrap(), "/a.");
         assert_eq!(run("/%7e%41%2d", o).unwrap(), "/~A-");
-        assert_eq!(run("/x%3a%2f", o).unwrap(), "/x%3A%2F");
+        // Other encodings are kept as written; `..%2f` is one segment, not a dot segment.
+        assert_eq!(run("/x%3a%2f", o).unwrap(), "/x%3a%2f");
+        assert_eq!(run("/a/%2e%2e%2fb", o).unwrap(), "/a/..%2fb");
+        assert_eq!(run("/a%2Fb/../c", o).unwrap(), "/c");
         assert_eq!(run("/caf%C3%A9", o).unwrap(), "/caf%C3%A9");
-        assert_eq!(run("/a%2", o), Err(PathRejected));
-        assert_eq!(run("/a%zz", o), Err(PathRejected));
+        // Not encodings: kept.
+        assert_eq!(run("/a%2", o).unwrap(), "/a%2");
+        assert_eq!(run("/a%zz", o).unwrap(), "/a%zz");
+        assert_eq!(run("/a%", o).unwrap(), "/a%");
+        assert_eq!(run("/a%00b", o), Err(PathRejected));
+    }
+
+    #[test]
+    fn backslashes_are_slashes_and_forbidden_bytes_are_encoded() {
+        let o = opts(true, false, EscapedSlashes::Keep);
+        assert_eq!(run("/a\\..\\b", o).unwrap(), "/b");
+        assert_eq!(
+            run("/a\"b|c^d`e{f}<g>", o).unwrap(),
+            "/a%22b%7Cc%5Ed%60e%7Bf%7D%3Cg%3E"
+        );
+        assert_eq!(run("/café", o).unwrap(), "/caf%C3%A9");
+        assert_eq!(
+            run("/a'b[c]!$&()*+,;=:@", o).unwrap(),
+            "/a'b[c]!$&()*+,;=:@"
+        );
+        // `%5C` is an encoding like any other.
+        assert_eq!(run("/a%5c..%5cb", o).unwrap(), "/a%5c..%5cb");
     }
 
     #[test]
@@ -233,13 +282,13 @@ mod tests {
     #[test]
     fn escaped_slashes_kept_rejected_or_unescaped() {
         let keep = opts(true, false, EscapedSlashes::Keep);
-        assert_eq!(run("/a%2fb", keep).unwrap(), "/a%2Fb");
+        assert_eq!(run("/a%2fb", keep).unwrap(), "/a%2fb");
         let reject = opts(false, false, EscapedSlashes::Reject);
         assert_eq!(run("/a%2Fb", reject), Err(PathRejected));
         assert_eq!(run("/a%5cb", reject), Err(PathRejected));
         assert_eq!(run("/a/b?x=%2F", reject).unwrap(), "/a/b?x=%2F");
         let unescape = opts(true, true, EscapedSlashes::Unescape);
-        assert_eq!(run("/a%2F%2Fb%5Cc", unescape).unwrap(), "/a/b\\c");
+        assert_eq!(run("/a%2F%2Fb%5Cc", unescape).unwrap(), "/a/b/c");
         assert_eq!(run("/a/b%2F..%2Fc", unescape).unwrap(), "/a/c");
     }
 }
