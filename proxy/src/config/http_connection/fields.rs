@@ -31,10 +31,10 @@
 //! | `delayed_close_timeout` | unset or 0 only. 0 disables the delayed close, and weft-proxy closes as soon as its last response is written; unset (Envoy's 1s of draining reads before the close) is accepted as sent by every control plane, a known difference |
 //! | `access_log` | acted on (`access_log`) |
 //! | `access_log_flush_interval`, `flush_access_log_on_new_request`, `access_log_options` | refused when set: weft-proxy writes one entry per finished stream |
-//! | `use_remote_address` | unset or `false` accepted, `true` refused: see [`use_remote_address`] |
+//! | `use_remote_address` | unset or `false` accepted with known differences, `true` refused: see [`use_remote_address`] |
 //! | `xff_num_trusted_hops` | 0 only |
 //! | `original_ip_detection_extensions`, `early_header_mutation_extensions` | refused when not empty |
-//! | `internal_address_config` | exactly Envoy's default internal ranges only: weft-proxy knows no others (see [`internal_address_config`]) |
+//! | `internal_address_config` | exactly the ranges weft-proxy treats as internal only (RFC 1918, loopback, `fd00::/8`; see [`internal_address_config`]) |
 //! | `skip_xff_append` | `false` only: weft-proxy always appends the peer to `x-forwarded-for` |
 //! | `via` | refused when not empty |
 //! | `generate_request_id` | unset or `true` only: weft-proxy always gives a request without one an `x-request-id` (tracing and the access log use it) |
@@ -291,9 +291,12 @@ fn codec_type(codec: i32) -> Result<(), FieldError> {
 /// strips `x-envoy-decorator-operation` and friends. weft-proxy does none of that, so `true`
 /// is refused.
 ///
-/// Unset and `false` (what weftd and Istio's sidecars send) are accepted with one known
-/// difference: weft-proxy always appends the peer to `x-forwarded-for`, where Envoy appends
-/// nothing unless `use_remote_address` is `true`.
+/// Unset and `false` (what weftd and Istio's sidecars send) are accepted with known
+/// differences (checked against Envoy 1.40): weft-proxy always appends the peer to
+/// `x-forwarded-for`, where Envoy leaves the header as it came; and Envoy then finds no request
+/// internal, so it removes `x-envoy-force-trace`, `x-envoy-upstream-rq-timeout-ms` and the
+/// other `x-envoy-*` controls from every request, where weft-proxy honours them from internal
+/// peers (`crate::observe::trace::force_trace`, `crate::http::plan`).
 fn use_remote_address(hcm: &HttpConnectionManager) -> Result<(), FieldError> {
     if hcm.use_remote_address.is_some_and(|b| b.value) {
         return Err(FieldError::new(
@@ -304,10 +307,11 @@ fn use_remote_address(hcm: &HttpConnectionManager) -> Result<(), FieldError> {
     Ok(())
 }
 
-/// Envoy's default internal ranges (RFC 1918, loopback, `fd00::/8`), the only ones weft-proxy
-/// knows (`crate::observe::trace::force_trace`): a configuration listing exactly them, in any
-/// order, means what weft-proxy does. `unix_sockets` has no effect: weft-proxy listens on no
-/// Unix socket.
+/// The ranges weft-proxy treats as internal (`crate::observe::trace::force_trace`): RFC 1918,
+/// loopback and `fd00::/8`, Envoy's former default. A configuration listing exactly them, in
+/// any order, means what weft-proxy does. (Unset, Envoy 1.40 treats no address as internal:
+/// checked against it. weft-proxy keeps its ranges then, a known difference.) `unix_sockets`
+/// has no effect: weft-proxy listens on no Unix socket.
 fn internal_address_config(c: &InternalAddressConfig) -> Result<(), FieldError> {
     const WEFT_INTERNAL: [(IpAddr, u32); 6] = [
         (IpAddr::V4(Ipv4Addr::new(10, 0, 0, 0)), 8),
@@ -334,8 +338,8 @@ fn internal_address_config(c: &InternalAddressConfig) -> Result<(), FieldError> 
     if given != weft {
         return Err(FieldError::new(
             "cidr_ranges",
-            "only Envoy's default internal ranges are supported (10.0.0.0/8, 172.16.0.0/12, \
-             192.168.0.0/16, 127.0.0.1/32, ::1/128, fd00::/8)",
+            "only the ranges weft-proxy treats as internal are supported (10.0.0.0/8, \
+             172.16.0.0/12, 192.168.0.0/16, 127.0.0.1/32, ::1/128, fd00::/8)",
         ));
     }
     Ok(())

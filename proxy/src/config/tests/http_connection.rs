@@ -508,7 +508,7 @@ fn values_that_mean_what_weft_does_are_accepted() {
         forward_client_cert_details: ForwardClientCertDetails::SanitizeSet as i32,
         local_reply_config: Some(LocalReplyConfig::default()),
         stream_error_on_invalid_http_message: no(),
-        // Envoy's default internal ranges, in another order.
+        // The ranges weft-proxy treats as internal, in another order.
         internal_address_config: Some(InternalAddressConfig {
             unix_sockets: true,
             cidr_ranges: cidrs(&[
