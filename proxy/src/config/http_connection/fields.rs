@@ -295,8 +295,9 @@ fn codec_type(codec: i32) -> Result<(), FieldError> {
 /// differences (checked against Envoy 1.40): weft-proxy always appends the peer to
 /// `x-forwarded-for`, where Envoy leaves the header as it came; and Envoy then finds no request
 /// internal, so it removes `x-envoy-force-trace`, `x-envoy-upstream-rq-timeout-ms` and the
-/// other `x-envoy-*` controls from every request, where weft-proxy honours them from internal
-/// peers (`crate::observe::trace::force_trace`, `crate::http::plan`).
+/// other `x-envoy-*` controls from every request, where weft-proxy honours
+/// `x-envoy-force-trace` from internal peers (`crate::observe::trace::force_trace`) and the
+/// timeout headers from any client (`crate::http::plan`).
 fn use_remote_address(hcm: &HttpConnectionManager) -> Result<(), FieldError> {
     if hcm.use_remote_address.is_some_and(|b| b.value) {
         return Err(FieldError::new(
