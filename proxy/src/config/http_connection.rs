@@ -1,5 +1,13 @@
 //! `envoy.filters.network.http_connection_manager` to what the HTTP layer needs: where routes
-//! come from, the HTTP filters, how to log and trace, and the downstream limits.
+//! come from, the HTTP filters, how to log and trace, the downstream limits, and what is done
+//! to every request and response head. Every other field is refused or accepted by value, one
+//! by one, in [`fields`] (its module documentation is the table of all of them).
+
+mod fields;
+
+pub use fields::{
+    EscapedSlashes, HeadPolicy, PathNormalization, ServerHeader, StripPort, DEFAULT_SERVER_NAME,
+};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +43,9 @@ pub struct HttpConnectionConfig {
     pub downstream: Arc<DownstreamLimits>,
     /// `tracing`; `None` when it traces nothing.
     pub tracing: Option<Arc<TracingConfig>>,
+    /// Path normalization, host port stripping, `x-forwarded-client-cert`, the `server` header
+    /// and the request id in responses.
+    pub head: HeadPolicy,
 }
 
 /// Envoy's default `stream_idle_timeout`.
@@ -55,6 +66,7 @@ pub(crate) fn http_connection(
     listener_stat_prefix: &str,
     listener_name: &str,
 ) -> Result<HttpConnectionConfig, FieldError> {
+    let head = fields::head_policy(hcm)?;
     let route_source = route_source(hcm)?;
     let access_log = access_logs(&hcm.access_log)?.into();
     let http_filters = Arc::new(http_filter_chain(&hcm.http_filters)?);
@@ -84,6 +96,7 @@ pub(crate) fn http_connection(
         stream_idle_timeout,
         downstream,
         tracing,
+        head,
     })
 }
 

@@ -49,7 +49,10 @@ pub use downstream::{
 };
 pub use endpoint::{compile_load_assignment, Endpoint, EndpointAddress};
 pub use error::ValidationError;
-pub use http_connection::{HttpConnectionConfig, RouteSource, DEFAULT_STREAM_IDLE_TIMEOUT};
+pub use http_connection::{
+    EscapedSlashes, HeadPolicy, HttpConnectionConfig, PathNormalization, RouteSource, ServerHeader,
+    StripPort, DEFAULT_SERVER_NAME, DEFAULT_STREAM_IDLE_TIMEOUT,
+};
 pub use listener::{
     compile_listener, ChainAction, FilterChainConfig, FilterChains, ListenerConfig,
     DEFAULT_LISTENER_FILTERS_TIMEOUT, HTTP_CONNECTION_MANAGER_NAME,

@@ -1,11 +1,21 @@
-//! Request and response header handling a proxy owes the hops on either side (RFC 9110 §7.6).
+//! Request and response header handling a proxy owes the hops on either side (RFC 9110 §7.6),
+//! and what the connection manager's configuration does to every head ([`prepare_request`],
+//! [`finish_response`]).
 
+mod path;
+
+pub use path::PathRejected;
+
+use crate::config::{HeadPolicy, ServerHeader, StripPort};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{Authority, Uri};
+use http::Request;
 use std::net::IpAddr;
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub static X_FORWARDED_CLIENT_CERT: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 static HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
@@ -159,6 +169,100 @@ pub fn return_request_id(response: &mut HeaderMap, request_id: HeaderValue) {
     response.insert(X_REQUEST_ID.clone(), request_id);
 }
 
+/// What the connection manager does to a request before its filters and routing see it:
+/// removes `x-forwarded-client-cert` (no client certificate ever backs it: see
+/// `config::HeadPolicy::forward_client_cert`), strips the host's port, normalizes the path.
+/// `listener_port` is the port `strip_matching_host_port` compares with. An error is a path
+/// the request must be answered 400 for.
+pub fn prepare_request<B>(
+    req: &mut Request<B>,
+    policy: &HeadPolicy,
+    listener_port: u16,
+) -> Result<(), PathRejected> {
+    if !policy.forward_client_cert {
+        req.headers_mut().remove(&X_FORWARDED_CLIENT_CERT);
+    }
+    if policy.strip_port != StripPort::Keep {
+        strip_host_port(req, policy.strip_port, listener_port);
+    }
+    if !policy.path.is_off() {
+        let normalized = req
+            .uri()
+            .path_and_query()
+            .map(|p| path::normalize(p.as_str(), &policy.path))
+            .transpose()?
+            .flatten();
+        if let Some(new) = normalized {
+            let mut parts = req.uri().clone().into_parts();
+            parts.path_and_query = Some(new.parse().map_err(|_| PathRejected)?);
+            *req.uri_mut() = Uri::from_parts(parts).map_err(|_| PathRejected)?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes the port from the request's authority (the target's and `Host`), any port or only
+/// `listener_port`, so routing and the upstream see the host alone.
+fn strip_host_port<B>(req: &mut Request<B>, mode: StripPort, listener_port: u16) {
+    let strip = |port: u16| mode == StripPort::Any || port == listener_port;
+    if let Some(a) = req.uri().authority() {
+        if a.port_u16().is_some_and(strip) {
+            if let Ok(host) = Authority::try_from(a.host()) {
+                let mut parts = req.uri().clone().into_parts();
+                parts.authority = Some(host);
+                if let Ok(uri) = Uri::from_parts(parts) {
+                    *req.uri_mut() = uri;
+                }
+            }
+        }
+    }
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .and_then(split_port)
+        .filter(|(_, port)| strip(*port))
+        .and_then(|(name, _)| HeaderValue::from_str(name).ok());
+    if let Some(host) = host {
+        req.headers_mut().insert(header::HOST, host);
+    }
+}
+
+/// `host:port` split at the port; IPv6 literals only in brackets (`[::1]:80`).
+fn split_port(host: &str) -> Option<(&str, u16)> {
+    let (name, port) = host.rsplit_once(':')?;
+    let bracketed = name.starts_with('[') && name.ends_with(']');
+    if name.is_empty() || (name.contains(':') && !bracketed) {
+        return None;
+    }
+    Some((name, port.parse().ok()?))
+}
+
+/// What the connection manager does to every response head it sends: the `server` header
+/// (`server_name` under `server_header_transformation`), and the request's id when the
+/// request forced its trace or `always_set_request_id_in_response` asks for it.
+pub fn finish_response(
+    response: &mut HeaderMap,
+    policy: &HeadPolicy,
+    request_id: HeaderValue,
+    forced_trace: bool,
+) {
+    match &policy.server_header {
+        ServerHeader::Overwrite(name) => {
+            response.insert(header::SERVER, name.clone());
+        }
+        ServerHeader::AppendIfAbsent(name) => {
+            if !response.contains_key(header::SERVER) {
+                response.insert(header::SERVER, name.clone());
+            }
+        }
+        ServerHeader::PassThrough => {}
+    }
+    if forced_trace || policy.request_id_in_response {
+        return_request_id(response, request_id);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,6 +334,17 @@ mod tests {
         let mut h = map(&[("x-forwarded-for", "10.0.0.1")]);
         append_forwarded_for(&mut h, "127.0.0.1".parse().unwrap());
         assert_eq!(h.get("x-forwarded-for").unwrap(), "10.0.0.1,127.0.0.1");
+    }
+
+    #[test]
+    fn host_ports_split_only_where_there_is_one() {
+        assert_eq!(split_port("svc:9080"), Some(("svc", 9080)));
+        assert_eq!(split_port("[::1]:80"), Some(("[::1]", 80)));
+        assert_eq!(split_port("svc"), None);
+        assert_eq!(split_port("::1"), None);
+        assert_eq!(split_port("[::1]"), None);
+        assert_eq!(split_port("svc:http"), None);
+        assert_eq!(split_port(":80"), None);
     }
 
     #[test]

@@ -38,6 +38,7 @@ pub async fn handle(
 ) -> Response<ResponseBody> {
     let snapshot = ctx.snapshot.load_full();
     let request_id = headers::ensure_request_id(req.headers_mut());
+    let path_ok = headers::prepare_request(&mut req, &hcm.head, conn.local.port()).is_ok();
     let authority = RequestAuthority::of(&req);
     let peer = conn.peer;
     let grpc_request = is_grpc(req.headers());
@@ -71,20 +72,27 @@ pub async fn handle(
     // Boxed: the router's state (retry loop, timers, the upstream exchange) is large, and
     // hyper moves the request's future around; one allocation is cheaper than copying
     // kilobytes several times per request (measured with benches/callgrind).
-    let mut response = Box::pin(run(
-        &snapshot,
-        hcm,
-        authority.as_str(),
-        conn,
-        req,
-        grpc_request,
-        account.outcome(),
-    ))
-    .await;
+    let mut response = if path_ok {
+        Box::pin(run(
+            &snapshot,
+            hcm,
+            authority.as_str(),
+            conn,
+            req,
+            grpc_request,
+            account.outcome(),
+        ))
+        .await
+    } else {
+        account.outcome().details = ResponseCodeDetails::PathNormalizationFailed;
+        let mut r = local_reply(StatusCode::BAD_REQUEST, "");
+        if grpc_request {
+            into_grpc(&mut r, None);
+        }
+        r
+    };
 
-    if forced_trace {
-        headers::return_request_id(response.headers_mut(), request_id);
-    }
+    headers::finish_response(response.headers_mut(), &hcm.head, request_id, forced_trace);
     let outcome = account.outcome();
     if let (Some(cluster), true) = (&outcome.cluster, outcome.forwarded) {
         cluster.runtime.stats.record(response.status().as_u16());

@@ -4,6 +4,7 @@
 mod cluster;
 mod downstream;
 mod endpoint;
+mod http_connection;
 mod listener;
 mod resilience;
 mod route;

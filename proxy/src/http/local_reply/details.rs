@@ -34,6 +34,8 @@ pub enum ResponseCodeDetails {
     CorsResponse,
     /// An upgrade no route allows.
     UpgradeFailed,
+    /// The path is malformed, or has an escaped slash where those are rejected.
+    PathNormalizationFailed,
     /// A retry was needed but the request body had outgrown what was kept to resend it.
     RequestPayloadExceededRetryBufferLimit,
     /// The client went away before the response was complete.
@@ -95,6 +97,7 @@ impl ResponseCodeDetails {
             ResponseCodeDetails::DirectResponse => "direct_response",
             ResponseCodeDetails::CorsResponse => "cors_response",
             ResponseCodeDetails::UpgradeFailed => "upgrade_failed",
+            ResponseCodeDetails::PathNormalizationFailed => "path_normalization_failed",
             ResponseCodeDetails::RequestPayloadExceededRetryBufferLimit => {
                 "request_payload_exceeded_retry_buffer_limit"
             }

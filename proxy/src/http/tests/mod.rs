@@ -2,6 +2,7 @@
 //! proxy's connection handling, and scripted upstreams. Each file covers one feature group.
 
 mod access_log;
+mod connection_manager_heads;
 mod downstream;
 mod faults_and_cors;
 pub(crate) mod harness;
