@@ -334,24 +334,50 @@ async fn cds_stream(
     (tx, responses)
 }
 
+/// Whether `b` is answered within a short wait (used to show it is not, while another
+/// stream holds the only push slot).
+async fn answered_soon<T>(b: &mut tonic::Streaming<T>) -> bool {
+    tokio::time::timeout(Duration::from_millis(300), b.message())
+        .await
+        .is_ok()
+}
+
 #[tokio::test]
-async fn a_proxy_waits_for_a_push_slot_until_the_one_holding_it_answers() {
+async fn a_proxy_waits_for_a_push_slot_until_the_one_holding_it_is_configured() {
     let (url, _publish, _) = server_with_slots(config("v1", &["a"], 1), 1).await;
     let (a_tx, mut a) = cds_stream(&url).await;
-    let first = next(&mut a).await;
+    let cds = next(&mut a).await;
     let (_b_tx, mut b) = cds_stream(&url).await;
     // The only slot is a's until a answers: b gets nothing meanwhile.
-    let early = tokio::time::timeout(Duration::from_millis(300), b.message()).await;
-    assert!(early.is_err(), "b was answered while a held the only slot");
+    assert!(
+        !answered_soon(&mut b).await,
+        "b was answered while a held the only slot"
+    );
+    let ack =
+        |r: &xds_protos::DiscoveryResponse, type_url: &str, names: &[&str]| DiscoveryRequest {
+            type_url: type_url.into(),
+            version_info: r.version_info.clone(),
+            response_nonce: r.nonce.clone(),
+            resource_names: names.iter().map(|n| n.to_string()).collect(),
+            ..Default::default()
+        };
+    a_tx.send(ack(&cds, CLUSTER, &[])).await.expect("ack");
+    // a answered everything it was sent, but it was sent clusters whose endpoints it has not
+    // asked for yet: connecting, it keeps the slot for them.
+    assert!(
+        !answered_soon(&mut b).await,
+        "b was answered before a asked for endpoints"
+    );
     a_tx.send(DiscoveryRequest {
-        node: node(),
-        type_url: CLUSTER.into(),
-        version_info: first.version_info.clone(),
-        response_nonce: first.nonce.clone(),
+        type_url: ENDPOINT.into(),
+        resource_names: vec!["a".into()],
         ..Default::default()
     })
     .await
-    .expect("ack");
+    .expect("eds request");
+    let eds = next(&mut a).await;
+    assert_eq!(eds.type_url, ENDPOINT);
+    a_tx.send(ack(&eds, ENDPOINT, &["a"])).await.expect("ack");
     let cds = next(&mut b).await;
     assert_eq!((cds.type_url.as_str(), cds.resources.len()), (CLUSTER, 1));
 }

@@ -38,12 +38,17 @@ impl NameSet {
             .chain(self.extra.iter())
     }
 
-    pub fn insert(&mut self, name: String) {
-        if self.base.contains_key(&name) {
-            self.missing.remove(&name);
+    pub fn insert(&mut self, name: &str) {
+        if self.base.contains_key(name) {
+            self.missing.remove(name);
         } else {
-            self.extra.insert(name);
+            self.extra.insert(name.to_string());
         }
+    }
+
+    /// [`NameSet::contains`] for a name known to be a key of the base: no lookup in it.
+    pub fn contains_base_key(&self, name: &str) -> bool {
+        !self.missing.contains(name)
     }
 
     pub fn remove(&mut self, name: &str) {
@@ -68,12 +73,16 @@ impl NameSet {
 
     /// The names of a request, kept relative to `base`: one ordered walk over the two.
     pub fn of_list(names: &[String], base: &Arc<NamedResources>) -> Self {
-        let sorted = sorted_unique(names);
+        Self::of_sorted(&sorted_unique(names), base)
+    }
+
+    /// [`NameSet::of_list`] for names already sorted and unique.
+    pub fn of_sorted(sorted: &[&str], base: &Arc<NamedResources>) -> Self {
         if sorted.len() * 2 < base.len() {
             // Few names of a large map: relative to nothing (see `rebase`).
             return NameSet {
                 base: Arc::default(),
-                extra: sorted.into_iter().map(str::to_string).collect(),
+                extra: sorted.iter().map(|n| n.to_string()).collect(),
                 missing: BTreeSet::new(),
             };
         }
@@ -189,6 +198,14 @@ impl HeldVersions {
         match self.diff.get(name) {
             Some(v) => v.as_deref(),
             None => self.base.get(name).map(|r| r.version.as_str()),
+        }
+    }
+
+    /// [`HeldVersions::get`] for a name the base has in `base_version`: no lookup in it.
+    pub fn get_base_key<'a>(&'a self, name: &str, base_version: &'a str) -> Option<&'a str> {
+        match self.diff.get(name) {
+            Some(v) => v.as_deref(),
+            None => Some(base_version),
         }
     }
 
@@ -328,7 +345,7 @@ fn strictly_sorted(names: &[String]) -> bool {
 }
 
 /// The names, sorted, each once, borrowed.
-fn sorted_unique(names: &[String]) -> Vec<&str> {
+pub fn sorted_unique(names: &[String]) -> Vec<&str> {
     let mut sorted: Vec<&str> = names.iter().map(String::as_str).collect();
     if !strictly_sorted(names) {
         sorted.sort_unstable();

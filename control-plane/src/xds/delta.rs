@@ -5,12 +5,12 @@
 //! removed. A reconnecting proxy announces what it holds in `initial_resource_versions`, and is
 //! not sent those again.
 
-use super::compact::{HeldVersions, NameSet};
+use super::compact::{sorted_unique, HeldVersions, NameSet};
 use super::driver::{Protocol, StreamEnd};
 use super::resources::{NamedResources, VersionedResource};
 use super::sequencer::Phase;
 use super::{wire, Session};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use tracing::{debug, warn};
 use xds_protos::pb::envoy::config::core::v3::Node;
@@ -57,7 +57,7 @@ impl Protocol for Stream {
     }
 
     async fn push(&mut self, type_url: &'static str, phase: Phase) -> Result<bool, StreamEnd> {
-        self.send_changes(type_url, phase, &BTreeSet::new()).await
+        self.send_changes(type_url, phase, &[]).await
     }
 
     fn all_answered(&self) -> bool {
@@ -117,16 +117,21 @@ impl Stream {
         // Names subscribed in this request are answered even if the proxy is thought to hold
         // them (it may have dropped them), and names that do not exist are answered as removed,
         // so the proxy does not wait for them.
-        let mut asked = BTreeSet::new();
-        for name in &req.resource_names_subscribe {
-            if name == "*" {
-                changed |= !state.wildcard;
-                state.wildcard = true;
-            } else {
-                state.subscribed.insert(name.clone());
-                asked.insert(name.as_str());
-                changed = true;
+        let mut asked = sorted_unique(&req.resource_names_subscribe);
+        if let Ok(star) = asked.binary_search(&"*") {
+            asked.remove(star);
+            changed |= !state.wildcard;
+            state.wildcard = true;
+        }
+        changed |= !asked.is_empty();
+        match self.s.resources.shared_of_type(type_url) {
+            // A first subscription by name (a sidecar's endpoints: every cluster's) is kept
+            // relative to the current map in one ordered walk, nothing copied when it names
+            // exactly the map.
+            Some(all) if state.subscribed.len() == 0 && !asked.is_empty() => {
+                state.subscribed = NameSet::of_sorted(&asked, all);
             }
+            _ => asked.iter().for_each(|name| state.subscribed.insert(name)),
         }
         for name in &req.resource_names_unsubscribe {
             if name == "*" {
@@ -149,7 +154,7 @@ impl Stream {
         &mut self,
         type_url: &'static str,
         phase: Phase,
-        asked: &BTreeSet<&str>,
+        asked: &[&str],
     ) -> Result<bool, StreamEnd> {
         let Some(state) = self.types.get_mut(type_url) else {
             return Ok(false);
@@ -162,41 +167,60 @@ impl Stream {
             state.subscribed.rebase(all, &self.s.shared.map_diffs);
             state.held.rebase(all, &self.s.shared.map_diffs);
         }
+        let held_on_all = state.held.based_on(all);
+        let subscribed_on_all = state.subscribed.based_on(all);
         let wanted = |name: &str| state.wildcard || state.subscribed.contains(name);
         // Held versions kept relative to the current map differ from it only in their
         // difference: the names to look at are those, not every name of the map.
-        let mut candidates: BTreeSet<&str> = if state.held.based_on(all) {
+        let mut candidates: Vec<&str> = if held_on_all {
             state.held.differing().map(String::as_str).collect()
         } else if state.wildcard {
             all.keys().map(String::as_str).collect()
         } else {
             state.subscribed.iter().map(String::as_str).collect()
         };
-        candidates.extend(asked.iter().copied());
+        candidates.extend_from_slice(asked);
+        // Mostly in order already (the map's, the request's): sorting is a walk.
+        candidates.sort_unstable();
+        candidates.dedup();
+        // The candidates the map has, found by walking it alongside when they are many (a
+        // first subscription: thousands of names), else looked up.
+        let (present, absent) = split_by_map(&candidates, all);
         let mut to_send: Vec<(&String, &Arc<VersionedResource>)> = Vec::new();
-        for &name in &candidates {
-            let Some((name, r)) = all.get_key_value(name) else {
-                continue;
+        for (name, r) in present {
+            let held = if held_on_all {
+                state.held.get_base_key(name, &r.version)
+            } else {
+                state.held.get(name)
             };
-            let stale = state.held.get(name) != Some(r.version.as_str());
-            if (wanted(name) && stale) || asked.contains(name.as_str()) {
+            let stale = held != Some(r.version.as_str());
+            let wanted = state.wildcard
+                || if subscribed_on_all {
+                    state.subscribed.contains_base_key(name)
+                } else {
+                    state.subscribed.contains(name)
+                };
+            if (wanted && stale) || asked.binary_search(&name.as_str()).is_ok() {
                 to_send.push((name, r));
             }
         }
-        let removable: Vec<&str> = if state.held.based_on(all) {
-            candidates.iter().copied().collect()
-        } else {
-            state.held.names().map(String::as_str).collect()
-        };
+        // What the proxy holds (and wants) that the map does not have any more; names asked
+        // for that do not exist are answered as removed too.
         let mut removed: Vec<String> = match phase {
-            Phase::Exact => removable
-                .into_iter()
-                .filter(|n| state.held.get(n).is_some() && wanted(n) && !all.contains_key(*n))
-                .map(str::to_string)
+            Phase::Exact if held_on_all => absent
+                .iter()
+                .filter(|n| state.held.get(n).is_some() && wanted(n))
+                .map(|n| n.to_string())
+                .collect(),
+            Phase::Exact => state
+                .held
+                .names()
+                .filter(|n| !all.contains_key(*n) && wanted(n))
+                .cloned()
                 .collect(),
             Phase::Add => Vec::new(),
         };
-        for &n in asked.iter().filter(|n| !all.contains_key(**n)) {
+        for &n in absent.iter().filter(|n| asked.binary_search(n).is_ok()) {
             if !removed.iter().any(|r| r == n) {
                 removed.push(n.to_string());
             }
@@ -252,4 +276,32 @@ impl Stream {
         self.s.io.send(response).await?;
         Ok(true)
     }
+}
+
+/// The entries of `all` named in `sorted` (sorted, unique), and the names it lacks: one walk
+/// of the map when the names are a good part of it, else a lookup per name.
+fn split_by_map<'a, 'n>(
+    sorted: &[&'n str],
+    all: &'a NamedResources,
+) -> (Vec<(&'a String, &'a Arc<VersionedResource>)>, Vec<&'n str>) {
+    let mut present = Vec::with_capacity(sorted.len().min(all.len()));
+    let mut absent = Vec::new();
+    if sorted.len() * 8 < all.len() {
+        for &name in sorted {
+            match all.get_key_value(name) {
+                Some(entry) => present.push(entry),
+                None => absent.push(name),
+            }
+        }
+        return (present, absent);
+    }
+    let mut entries = all.iter().peekable();
+    for &name in sorted {
+        while entries.next_if(|(k, _)| k.as_str() < name).is_some() {}
+        match entries.next_if(|(k, _)| k.as_str() == name) {
+            Some(entry) => present.push(entry),
+            None => absent.push(name),
+        }
+    }
+    (present, absent)
 }

@@ -218,7 +218,7 @@ mod tests {
                 let name = format!("n{}", next(14));
                 match next(4) {
                     0 => {
-                        set.insert(name.clone());
+                        set.insert(&name);
                         model_set.insert(name);
                     }
                     1 => {

@@ -34,7 +34,7 @@ fn a_name_set_is_the_same_set_whatever_its_base() {
     assert_eq!((s.extra.len(), s.missing.len()), (1, 1));
     s.rebase(&new, &MapDiffs::default());
     assert!(s.same_as_list(&list(&["a", "b", "x"])));
-    s.insert("d".into());
+    s.insert("d");
     s.remove("a");
     s.remove("zz");
     assert!(s.same_as_list(&list(&["b", "d", "x"])));
