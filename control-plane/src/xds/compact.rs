@@ -63,16 +63,16 @@ impl NameSet {
     /// repeated. A sotw proxy repeats its whole subscription in every request (thousands of
     /// endpoint names), almost always unchanged and in the same order: that case is one walk
     /// of string comparisons, with nothing allocated.
-    pub fn same_as_list(&self, names: &[String]) -> bool {
+    pub fn same_as_list<S: AsRef<str>>(&self, names: &[S]) -> bool {
         if self.extra.is_empty() && names.len() == self.len() && strictly_sorted(names) {
-            return self.iter().zip(names).all(|(a, b)| a == b);
+            return self.iter().zip(names).all(|(a, b)| a == b.as_ref());
         }
         let sorted = sorted_unique(names);
         sorted.len() == self.len() && sorted.iter().all(|n| self.contains(n))
     }
 
     /// The names of a request, kept relative to `base`: one ordered walk over the two.
-    pub fn of_list(names: &[String], base: &Arc<NamedResources>) -> Self {
+    pub fn of_list<S: AsRef<str>>(names: &[S], base: &Arc<NamedResources>) -> Self {
         Self::of_sorted(&sorted_unique(names), base)
     }
 
@@ -340,13 +340,13 @@ impl HeldVersions {
     }
 }
 
-fn strictly_sorted(names: &[String]) -> bool {
-    names.windows(2).all(|w| w[0] < w[1])
+fn strictly_sorted<S: AsRef<str>>(names: &[S]) -> bool {
+    names.windows(2).all(|w| w[0].as_ref() < w[1].as_ref())
 }
 
 /// The names, sorted, each once, borrowed.
-pub fn sorted_unique(names: &[String]) -> Vec<&str> {
-    let mut sorted: Vec<&str> = names.iter().map(String::as_str).collect();
+pub fn sorted_unique<S: AsRef<str>>(names: &[S]) -> Vec<&str> {
+    let mut sorted: Vec<&str> = names.iter().map(AsRef::as_ref).collect();
     if !strictly_sorted(names) {
         sorted.sort_unstable();
         sorted.dedup();

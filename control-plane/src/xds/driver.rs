@@ -64,7 +64,13 @@ pub(super) async fn run<P: Protocol>(shared: Arc<Shared>, io: StreamIo<P::Reques
     };
     let mut stream = P::new(session);
     if let Err(e) = drive(&mut stream, first).await {
-        debug!(conn = stream.session().conn, error = %e, "stream ended");
+        let s = stream.session();
+        if let StreamEnd::BadRequest(why) = &e {
+            warn!(node = %s.identity.id, error = %why, "ending the stream");
+            s.io.fail(tonic::Status::invalid_argument(why.clone()))
+                .await;
+        }
+        debug!(conn = s.conn, error = %e, "stream ended");
     }
 }
 
@@ -125,4 +131,7 @@ pub(super) enum StreamEnd {
     Grpc(tonic::Status),
     #[error("the server is stopping")]
     ServerStopping,
+    /// A request weftd cannot read: the proxy is told why and the stream ends.
+    #[error("bad request: {0}")]
+    BadRequest(String),
 }

@@ -23,7 +23,10 @@ use std::sync::Arc;
 use tracing::{debug, warn};
 use xds_protos::pb::envoy::config::core::v3::Node;
 use xds_protos::type_url::{is_wildcard_type, PUSH_ORDER};
-use xds_protos::{DiscoveryRequest, DiscoveryResponse};
+use xds_protos::DiscoveryResponse;
+
+mod request;
+use request::SotwRequest;
 
 #[derive(Default)]
 struct TypeState {
@@ -44,30 +47,30 @@ struct TypeState {
 
 /// A sotw stream: the common session plus the per-type state.
 pub(super) struct Stream {
-    s: Session<DiscoveryRequest>,
+    s: Session<SotwRequest>,
     types: HashMap<&'static str, TypeState>,
 }
 
 impl Protocol for Stream {
-    type Request = DiscoveryRequest;
+    type Request = SotwRequest;
     const NAME: &'static str = "sotw";
 
-    fn node(req: &DiscoveryRequest) -> Option<&Node> {
+    fn node(req: &SotwRequest) -> Option<&Node> {
         req.node.as_ref()
     }
 
-    fn new(s: Session<DiscoveryRequest>) -> Self {
+    fn new(s: Session<SotwRequest>) -> Self {
         Stream {
             s,
             types: HashMap::new(),
         }
     }
 
-    fn session(&mut self) -> &mut Session<DiscoveryRequest> {
+    fn session(&mut self) -> &mut Session<SotwRequest> {
         &mut self.s
     }
 
-    async fn on_request(&mut self, req: DiscoveryRequest) -> Result<(), StreamEnd> {
+    async fn on_request(&mut self, req: SotwRequest) -> Result<(), StreamEnd> {
         self.read(req).await
     }
 
@@ -85,7 +88,7 @@ impl Protocol for Stream {
 }
 
 impl Stream {
-    async fn read(&mut self, req: DiscoveryRequest) -> Result<(), StreamEnd> {
+    async fn read(&mut self, req: SotwRequest) -> Result<(), StreamEnd> {
         let Some(type_url) = known_type(&req.type_url) else {
             warn!(type_url = %req.type_url, "ignoring request for an unsupported type");
             return Ok(());
@@ -116,16 +119,18 @@ impl Stream {
             self.s.seq.answered(type_url);
         }
 
-        let names = &req.resource_names;
-        let wildcard =
-            is_wildcard_type(type_url) && (names.is_empty() || names.iter().any(|n| n == "*"));
         let first_request = !answered;
-        let changed = !state.subscribed.same_as_list(names) || wildcard != state.wildcard;
-        if changed {
-            let current = self.s.resources.shared_of_type(type_url);
-            state.subscribed = NameSet::of_list(names, current.unwrap_or(&Arc::default()));
-        }
-        state.wildcard = wildcard;
+        let changed = {
+            let names = req.names().map_err(StreamEnd::BadRequest)?;
+            let wildcard = is_wildcard_type(type_url) && (names.is_empty() || names.contains(&"*"));
+            let changed = !state.subscribed.same_as_list(&names) || wildcard != state.wildcard;
+            if changed {
+                let current = self.s.resources.shared_of_type(type_url);
+                state.subscribed = NameSet::of_list(&names, current.unwrap_or(&Arc::default()));
+            }
+            state.wildcard = wildcard;
+            changed
+        };
         // Not kept while the response waits for a push slot: an endpoint request names every
         // cluster.
         drop(req);

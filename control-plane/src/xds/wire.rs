@@ -429,8 +429,10 @@ impl<Req: Message + Default> RequestStream<Req> {
             self.buf.reserve(GRPC_HEADER + len - self.buf.len());
             return Ok(None);
         }
-        let frame = self.buf.split_to(GRPC_HEADER + len);
-        let msg = Req::decode(&frame[GRPC_HEADER..]).map_err(|e| {
+        // Decoded from shared bytes: `bytes` fields (a sotw request's names) are slices of the
+        // frame, not copies.
+        let frame = self.buf.split_to(GRPC_HEADER + len).freeze();
+        let msg = Req::decode(frame.slice(GRPC_HEADER..)).map_err(|e| {
             tonic::Status::invalid_argument(format!("cannot decode the request: {e}"))
         })?;
         if frame.len() > KEEP_REQUEST_BUFFER {
