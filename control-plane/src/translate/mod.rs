@@ -108,8 +108,8 @@ impl MeshSnapshot {
 pub fn translate(mesh: &MeshSnapshot, node: &NodeIdentity) -> Resources {
     use xds_protos::node::ProxyMode;
     use xds_protos::type_url::{CLUSTER, ENDPOINT, LISTENER, ROUTE};
-    // Clusters, endpoints and routes come from what the proxy may reach (`scope`); listeners
-    // (and a sidecar's inbound side) from the whole mesh.
+    // Clusters, endpoints, routes and a sidecar's outbound listeners come from what the proxy
+    // may reach (`scope`); its inbound side, and local mode's listener, from the whole mesh.
     let scope = scope::scope_of(mesh, node);
     let view = scope.view.as_ref().unwrap_or(mesh);
     let mut out = Resources::default();
@@ -127,7 +127,7 @@ pub fn translate(mesh: &MeshSnapshot, node: &NodeIdentity) -> Resources {
         out.insert(ENDPOINT, cla.cluster_name, any);
     }
     let listeners = if sidecar {
-        sidecar::listeners(mesh, node)
+        sidecar::listeners(view, mesh, node)
     } else {
         listeners::listeners(mesh, node)
     };

@@ -70,18 +70,23 @@ type Slot = Arc<OnceLock<Arc<NamedResources>>>;
 /// depend on the ports only.
 type InboundClass = (Vec<InboundPort>, NodeIdentity);
 
+/// What a proxy's listeners are translated from: the part of the proxy they read (see
+/// [`MeshSnapshot::listener_class`]) and, for a sidecar whose scope hides part of the mesh,
+/// that scope (its port listeners are those of the hosts it reaches, as istiod builds them).
+type ListenerClass = (NodeIdentity, Option<super::scope::ScopeClass>);
+
 /// The per-snapshot caches.
 #[derive(Default)]
 pub(super) struct TranslationCache {
     node_independent: OnceLock<NodeIndependent>,
-    listeners: Mutex<HashMap<NodeIdentity, Slot>>,
+    listeners: Mutex<HashMap<ListenerClass, Slot>>,
     routes: Mutex<HashMap<RouteClass, Slot>>,
     inbound_listener: Mutex<HashMap<InboundClass, Slot>>,
     /// Every cluster of the sidecars serving these ports in one scope: the scope's, the passthrough
     /// ones and their `inbound|PORT||`.
     sidecar_clusters: Mutex<HashMap<(Vec<InboundPort>, super::scope::ScopeClass), Slot>>,
     /// A sidecar's outbound listeners joined with its inbound one, per pair of classes.
-    sidecar_listeners: Mutex<HashMap<(NodeIdentity, InboundClass), Slot>>,
+    sidecar_listeners: Mutex<HashMap<(ListenerClass, InboundClass), Slot>>,
     /// Every label key a `sourceLabels` match names.
     source_label_keys: BTreeSet<String>,
     counts: Counts,
@@ -197,14 +202,20 @@ impl MeshSnapshot {
     }
 
     fn listeners_of(&self, node: &NodeIdentity) -> Arc<NamedResources> {
-        let representative = self.listener_class(node);
-        let slot = slot(&self.cache.listeners, representative.clone());
+        let class = self.listener_class(node);
+        let slot = slot(&self.cache.listeners, class.clone());
         slot.get_or_init(|| {
             self.cache.counts.listeners.fetch_add(1, Ordering::Relaxed);
+            let (representative, scope) = class;
+            let scoped = scope.map(|c| self.scoped_of(c));
+            let view = scoped
+                .as_ref()
+                .and_then(|s| s.scope.view.as_ref())
+                .unwrap_or(self);
             let mut out = NamedResources::new();
             let translated = match representative.mode {
                 ProxyMode::Local => listeners::listeners(self, &representative),
-                ProxyMode::Sidecar => sidecar::outbound::listeners(self, &representative),
+                ProxyMode::Sidecar => sidecar::outbound::listeners(view, &representative),
             };
             for l in translated {
                 let any = xds_protos::any::pack(LISTENER, &l);
@@ -216,8 +227,8 @@ impl MeshSnapshot {
     }
 
     /// The part of `node` its listeners (a sidecar's outbound ones) are translated from.
-    fn listener_class(&self, node: &NodeIdentity) -> NodeIdentity {
-        NodeIdentity {
+    fn listener_class(&self, node: &NodeIdentity) -> ListenerClass {
+        let representative = NodeIdentity {
             // A sidecar's listeners are at the capture ports, wherever it says it listens.
             outbound_addr: match node.mode {
                 ProxyMode::Local => node.outbound_addr.clone(),
@@ -225,7 +236,14 @@ impl MeshSnapshot {
             },
             mode: node.mode,
             ..self.tracing_class(node)
-        }
+        };
+        // Most sidecars see the whole mesh: their listeners stay shared across namespaces.
+        let scope = match node.mode {
+            ProxyMode::Sidecar => Some(self.scope_class(node))
+                .filter(|class| self.scoped_of(class.clone()).scope.view.is_some()),
+            ProxyMode::Local => None,
+        };
+        (representative, scope)
     }
 
     /// The part of `node` its connection managers' tracing and access logs read: nothing

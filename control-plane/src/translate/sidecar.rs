@@ -39,9 +39,10 @@ use xds_protos::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
 use xds_protos::pb::google::protobuf::{Any, UInt32Value};
 use xds_protos::type_url::TCP_PROXY;
 
-/// Every listener of a sidecar: the outbound ones and `virtualInbound`.
-pub fn listeners(mesh: &MeshSnapshot, node: &NodeIdentity) -> Vec<Listener> {
-    let mut out = outbound::listeners(mesh, node);
+/// Every listener of a sidecar: the outbound ones, of the hosts its scope `view` reaches, and
+/// `virtualInbound`, of the pod's own ports in the whole `mesh`.
+pub fn listeners(view: &MeshSnapshot, mesh: &MeshSnapshot, node: &NodeIdentity) -> Vec<Listener> {
+    let mut out = outbound::listeners(view, node);
     out.push(inbound::listener(
         mesh,
         node,

@@ -243,3 +243,47 @@ fn cluster_names_map_to_their_service() {
     assert_eq!(service_of("outbound|80||a.b"), Some("a.b"));
     assert_eq!(service_of("opentelemetry|4317||collector"), None);
 }
+
+#[test]
+fn a_sidecars_port_listeners_are_those_of_the_hosts_its_scope_reaches() {
+    use xds_protos::node::ProxyMode;
+    use xds_protos::type_url::LISTENER;
+    let m = mesh(&[BOOKINFO, ONLY_OWN_NAMESPACE]);
+    let sidecar = |namespace: &str| NodeIdentity {
+        mode: ProxyMode::Sidecar,
+        ip: Some("10.99.0.1".into()),
+        ..node(namespace)
+    };
+    let scoped = resources(&m, &sidecar("default"));
+    let everything = resources(&m, &sidecar("prod"));
+    let listeners = |r: &Resources| names(r, LISTENER);
+    // greeter (prod, port 80) is outside default's Sidecar: no port listener for it, as
+    // istiod builds none; prod's sidecar, without a Sidecar, has one.
+    assert!(
+        !listeners(&scoped).contains(&"0.0.0.0_80".to_string()),
+        "{:?}",
+        listeners(&scoped)
+    );
+    assert!(
+        listeners(&everything).contains(&"0.0.0.0_80".to_string()),
+        "{:?}",
+        listeners(&everything)
+    );
+    // What the scope reaches keeps its listener.
+    assert!(listeners(&scoped).contains(&"0.0.0.0_9080".to_string()));
+    // Every listener's cluster is one the proxy has.
+    let clusters = names(&scoped, CLUSTER);
+    let listener_map = scoped.shared_of_type(LISTENER).unwrap();
+    for (name, l) in listener_map.iter() {
+        let text = String::from_utf8_lossy(&l.encoded).into_owned();
+        for c in text
+            .split(|ch: char| !(ch.is_ascii_graphic()))
+            .filter(|w| w.starts_with("outbound|"))
+        {
+            assert!(
+                clusters.iter().any(|k| c.starts_with(k.as_str())),
+                "{name} names {c}, which the proxy lacks"
+            );
+        }
+    }
+}
