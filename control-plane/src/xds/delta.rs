@@ -57,7 +57,7 @@ impl Protocol for Stream {
     }
 
     async fn push(&mut self, type_url: &'static str, phase: Phase) -> Result<bool, StreamEnd> {
-        self.send_changes(type_url, phase, &[]).await
+        self.send_changes(type_url, phase, &NameSet::default()).await
     }
 
     fn all_answered(&self) -> bool {
@@ -117,22 +117,27 @@ impl Stream {
         // Names subscribed in this request are answered even if the proxy is thought to hold
         // them (it may have dropped them), and names that do not exist are answered as removed,
         // so the proxy does not wait for them.
-        let mut asked = sorted_unique(&req.resource_names_subscribe);
-        if let Ok(star) = asked.binary_search(&"*") {
-            asked.remove(star);
-            changed |= !state.wildcard;
-            state.wildcard = true;
-        }
-        changed |= !asked.is_empty();
-        match self.s.resources.shared_of_type(type_url) {
-            // A first subscription by name (a sidecar's endpoints: every cluster's) is kept
-            // relative to the current map in one ordered walk, nothing copied when it names
-            // exactly the map.
-            Some(all) if state.subscribed.len() == 0 && !asked.is_empty() => {
-                state.subscribed = NameSet::of_sorted(&asked, all);
+        // They are kept relative to the current map (nothing copied when they are names of
+        // it), so that the request itself (a sidecar's endpoints: every cluster's name) is not
+        // held while the response waits for a push slot.
+        let empty = Arc::default();
+        let all = self.s.resources.shared_of_type(type_url).unwrap_or(&empty);
+        let asked = {
+            let mut sorted = sorted_unique(&req.resource_names_subscribe);
+            if let Ok(star) = sorted.binary_search(&"*") {
+                sorted.remove(star);
+                changed |= !state.wildcard;
+                state.wildcard = true;
             }
-            _ => asked.iter().for_each(|name| state.subscribed.insert(name)),
-        }
+            if state.subscribed.len() == 0 {
+                // A first subscription: one ordered walk of the map.
+                state.subscribed = NameSet::of_sorted(&sorted, all);
+            } else {
+                sorted.iter().for_each(|name| state.subscribed.insert(name));
+            }
+            NameSet::of_sorted(&sorted, all)
+        };
+        changed |= asked.len() > 0;
         for name in &req.resource_names_unsubscribe {
             if name == "*" {
                 state.wildcard = false;
@@ -142,6 +147,7 @@ impl Stream {
             // The proxy dropped it: if it subscribes again it must be sent again.
             state.held.remove(name);
         }
+        drop(req);
         if changed {
             self.send_changes(type_url, Phase::Exact, &asked).await?;
         }
@@ -154,8 +160,13 @@ impl Stream {
         &mut self,
         type_url: &'static str,
         phase: Phase,
-        asked: &[&str],
+        asked: &NameSet,
     ) -> Result<bool, StreamEnd> {
+        if asked.len() > 0 {
+            // A subscription is always answered: the slot first, then the work of the answer
+            // (thousands of names at a first subscription) in it.
+            self.s.take_slot().await;
+        }
         let Some(state) = self.types.get_mut(type_url) else {
             return Ok(false);
         };
@@ -179,7 +190,7 @@ impl Stream {
         } else {
             state.subscribed.iter().map(String::as_str).collect()
         };
-        candidates.extend_from_slice(asked);
+        candidates.extend(asked.iter().map(String::as_str));
         // Mostly in order already (the map's, the request's): sorting is a walk.
         candidates.sort_unstable();
         candidates.dedup();
@@ -200,7 +211,7 @@ impl Stream {
                 } else {
                     state.subscribed.contains(name)
                 };
-            if (wanted && stale) || asked.binary_search(&name.as_str()).is_ok() {
+            if (wanted && stale) || asked.contains(name) {
                 to_send.push((name, r));
             }
         }
@@ -220,7 +231,7 @@ impl Stream {
                 .collect(),
             Phase::Add => Vec::new(),
         };
-        for &n in absent.iter().filter(|n| asked.binary_search(n).is_ok()) {
+        for &n in absent.iter().filter(|n| asked.contains(n)) {
             if !removed.iter().any(|r| r == n) {
                 removed.push(n.to_string());
             }
