@@ -20,7 +20,7 @@
 use crate::configs::{push_probe, write_atomic};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -148,6 +148,7 @@ async fn drive(args: AdsArgs) -> Result<()> {
     let mut versions: Vec<[Option<String>; 4]> = vec![Default::default(); args.clients];
     let mut errors = Vec::new();
     let follow = Rc::new(FollowCache::default());
+    let deltas = Rc::new(DeltaDeps::default());
     for i in 0..args.clients {
         let channel = endpoint.connect().await.context("connect to weftd")?;
         let tx = tx.clone();
@@ -155,9 +156,10 @@ async fn drive(args: AdsArgs) -> Result<()> {
         let (err_tx, err_rx) = tokio::sync::oneshot::channel();
         errors.push(err_rx);
         let follow = follow.clone();
+        let deltas = deltas.clone();
         tokio::task::spawn_local(async move {
             let r = if delta {
-                delta_client(i, channel, tx).await
+                delta_client(i, channel, tx, &deltas).await
             } else {
                 sotw_client(i, channel, tx, &follow).await
             };
@@ -410,7 +412,12 @@ async fn sotw_client(
 }
 
 /// One delta (incremental) proxy.
-async fn delta_client(i: usize, channel: Channel, acks: mpsc::UnboundedSender<Ack>) -> Result<()> {
+async fn delta_client(
+    i: usize,
+    channel: Channel,
+    acks: mpsc::UnboundedSender<Ack>,
+    deps_cache: &DeltaDeps,
+) -> Result<()> {
     let (tx, rx) = mpsc::unbounded_channel::<DeltaDiscoveryRequest>();
     let node = identity(i).to_node("weft-bench-ads-load");
     for (n, t) in [CLUSTER, LISTENER].iter().enumerate() {
@@ -425,32 +432,51 @@ async fn delta_client(i: usize, channel: Channel, acks: mpsc::UnboundedSender<Ac
         .delta_aggregated_resources(UnboundedReceiverStream::new(rx))
         .await?
         .into_inner();
-    // Clusters and listeners held, with the names they make us follow.
-    let mut held: [BTreeMap<String, Vec<String>>; 4] = Default::default();
-    let mut subscribed: [BTreeSet<String>; 4] = Default::default();
+    // Per followed type (clusters, listeners): what each held resource makes us follow, and
+    // how many held resources follow each name, so a response changes the subscription by
+    // what it carries only.
+    let mut held: [HashMap<String, Rc<[String]>>; 4] = Default::default();
+    let mut following: [HashMap<String, usize>; 4] = Default::default();
     while let Some(resp) = stream.message().await? {
         let Some(t) = type_index(&resp.type_url) else {
             continue;
         };
+        let (mut add, mut drop) = (Vec::new(), Vec::new());
         if t == 0 || t == 2 {
+            let dep = t + 1;
+            let mut unfollow = |deps: &[String], following: &mut HashMap<String, usize>| {
+                for d in deps {
+                    if let Some(n) = following.get_mut(d) {
+                        *n -= 1;
+                        if *n == 0 {
+                            following.remove(d);
+                            drop.push(d.clone());
+                        }
+                    }
+                }
+            };
             for r in &resp.resources {
                 let Some(any) = &r.resource else { continue };
-                let deps = if t == 0 {
-                    unpack::<Cluster>(CLUSTER, any)
-                        .ok()
-                        .and_then(|c| eds_name(&c))
-                        .into_iter()
-                        .collect()
-                } else {
-                    unpack::<Listener>(LISTENER, any)
-                        .map(|l| rds_names(&l))
-                        .unwrap_or_default()
-                };
-                held[t].insert(r.name.clone(), deps);
+                let deps = deps_cache.of(t, r, any);
+                if let Some(old) = held[t].insert(r.name.clone(), deps.clone()) {
+                    unfollow(&old, &mut following[dep]);
+                }
+                for d in deps.iter() {
+                    let n = following[dep].entry(d.clone()).or_insert(0);
+                    *n += 1;
+                    if *n == 1 {
+                        add.push(d.clone());
+                    }
+                }
             }
             for name in &resp.removed_resources {
-                held[t].remove(name);
+                if let Some(old) = held[t].remove(name) {
+                    unfollow(&old, &mut following[dep]);
+                }
             }
+            // A name dropped and followed again within one response stays.
+            add.retain(|d| !drop.contains(d));
+            drop.retain(|d| !following[dep].contains_key(d));
         }
         tx.send(DeltaDiscoveryRequest {
             type_url: resp.type_url.clone(),
@@ -463,23 +489,50 @@ async fn delta_client(i: usize, channel: Channel, acks: mpsc::UnboundedSender<Ac
             version: resp.system_version_info.clone(),
             at: Instant::now(),
         });
-        if t == 0 || t == 2 {
-            let dep = t + 1;
-            let wanted: BTreeSet<String> = held[t].values().flatten().cloned().collect();
-            let add: Vec<String> = wanted.difference(&subscribed[dep]).cloned().collect();
-            let drop: Vec<String> = subscribed[dep].difference(&wanted).cloned().collect();
-            if !add.is_empty() || !drop.is_empty() {
-                subscribed[dep] = wanted;
-                tx.send(DeltaDiscoveryRequest {
-                    type_url: TYPES[dep].to_string(),
-                    resource_names_subscribe: add,
-                    resource_names_unsubscribe: drop,
-                    ..Default::default()
-                })?;
-            }
+        if !add.is_empty() || !drop.is_empty() {
+            add.sort_unstable();
+            tx.send(DeltaDiscoveryRequest {
+                type_url: TYPES[t + 1].to_string(),
+                resource_names_subscribe: add,
+                resource_names_unsubscribe: drop,
+                ..Default::default()
+            })?;
         }
     }
     bail!("client {i}: weftd closed the stream")
+}
+
+/// What a delta cluster or listener makes a proxy follow, by (type index, name, resource
+/// version): the same resource is decoded once for every simulated proxy.
+#[derive(Default)]
+struct DeltaDeps(std::cell::RefCell<HashMap<(usize, String, String), Rc<[String]>>>);
+
+impl DeltaDeps {
+    fn of(
+        &self,
+        t: usize,
+        r: &xds_protos::Resource,
+        any: &xds_protos::pb::google::protobuf::Any,
+    ) -> Rc<[String]> {
+        let key = (t, r.name.clone(), r.version.clone());
+        if let Some(deps) = self.0.borrow().get(&key) {
+            return deps.clone();
+        }
+        let deps: Rc<[String]> = if t == 0 {
+            unpack::<Cluster>(CLUSTER, any)
+                .ok()
+                .and_then(|c| eds_name(&c))
+                .into_iter()
+                .collect()
+        } else {
+            unpack::<Listener>(LISTENER, any)
+                .map(|l| rds_names(&l))
+                .unwrap_or_default()
+                .into()
+        };
+        self.0.borrow_mut().insert(key, deps.clone());
+        deps
+    }
 }
 
 #[cfg(test)]

@@ -8,6 +8,13 @@ use weft_control_plane::daemon::{self, DaemonConfig, LocalPortMap};
 use weft_control_plane::model::{load_mesh_config, MeshConfig};
 use weft_control_plane::translate::{access_log, AccessLogFormat, TranslateOptions};
 
+/// jemalloc rather than glibc's malloc: weftd allocates on every worker and blocking-pool
+/// thread, and glibc gives each thread its own arena that keeps what was freed. Measured with
+/// 10,000 ServiceEntries, 5,000 VirtualServices and 500 proxies, peak RSS (sotw/delta): glibc
+/// 529/563 MiB, mimalloc 481/494 MiB, jemalloc 428/375 MiB.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "weftd",

@@ -57,7 +57,8 @@ impl Protocol for Stream {
     }
 
     async fn push(&mut self, type_url: &'static str, phase: Phase) -> Result<bool, StreamEnd> {
-        self.send_changes(type_url, phase, &NameSet::default()).await
+        self.send_changes(type_url, phase, &NameSet::default())
+            .await
     }
 
     fn all_answered(&self) -> bool {
