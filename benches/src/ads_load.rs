@@ -505,7 +505,10 @@ async fn delta_client(
 /// What a delta cluster or listener makes a proxy follow, by (type index, name, resource
 /// version): the same resource is decoded once for every simulated proxy.
 #[derive(Default)]
-struct DeltaDeps(std::cell::RefCell<HashMap<(usize, String, String), Rc<[String]>>>);
+struct DeltaDeps(std::cell::RefCell<HashMap<DeltaResourceKey, Rc<[String]>>>);
+
+/// (type index, resource name, resource version).
+type DeltaResourceKey = (usize, String, String);
 
 impl DeltaDeps {
     fn of(
