@@ -17,6 +17,7 @@
 //! It prints JSON lines: `{"phase":"connected",...}` once every client holds a full config
 //! (the harness samples weftd's CPU and memory then), and `{"phase":"done",...}` at the end.
 
+use crate::ads_wire;
 use crate::configs::{push_probe, write_atomic};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -39,7 +40,7 @@ use xds_protos::pb::envoy::extensions::filters::network::http_connection_manager
     http_connection_manager::RouteSpecifier, HttpConnectionManager,
 };
 use xds_protos::type_url::{CLUSTER, ENDPOINT, HTTP_CONNECTION_MANAGER, LISTENER, ROUTE};
-use xds_protos::{AggregatedDiscoveryServiceClient, DeltaDiscoveryRequest, DiscoveryRequest};
+use xds_protos::{DeltaDiscoveryRequest, DiscoveryRequest};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct AdsArgs {
@@ -279,13 +280,6 @@ fn identity(i: usize) -> NodeIdentity {
     }
 }
 
-fn ads_client(channel: Channel) -> AggregatedDiscoveryServiceClient<Channel> {
-    // With 10,000 services a whole state-of-the-world response is several MB.
-    AggregatedDiscoveryServiceClient::new(channel)
-        .max_decoding_message_size(usize::MAX)
-        .max_encoding_message_size(usize::MAX)
-}
-
 /// The EDS name of a cluster that gets its endpoints from EDS.
 fn eds_name(c: &Cluster) -> Option<String> {
     let is_eds = matches!(c.cluster_discovery_type, Some(ClusterDiscoveryType::Type(t)) if t == DiscoveryType::Eds as i32);
@@ -342,10 +336,7 @@ async fn sotw_client(
             ..Default::default()
         })?;
     }
-    let mut stream = ads_client(channel)
-        .stream_aggregated_resources(UnboundedReceiverStream::new(rx))
-        .await?
-        .into_inner();
+    let mut stream = ads_wire::sotw(channel, UnboundedReceiverStream::new(rx)).await?;
     // Per type: the names subscribed, the last ACKed version and nonce.
     let mut names: [Vec<String>; 4] = Default::default();
     let mut acked: [(String, String); 4] = Default::default();
@@ -361,7 +352,8 @@ async fn sotw_client(
                     let set: BTreeSet<String> = resp
                         .resources
                         .iter()
-                        .filter_map(|a| unpack::<Cluster>(CLUSTER, a).ok())
+                        .filter_map(ads_wire::any)
+                        .filter_map(|a| unpack::<Cluster>(CLUSTER, &a).ok())
                         .filter_map(|c| eds_name(&c))
                         .collect();
                     set.into_iter().collect()
@@ -373,7 +365,8 @@ async fn sotw_client(
                     let set: BTreeSet<String> = resp
                         .resources
                         .iter()
-                        .filter_map(|a| unpack::<Listener>(LISTENER, a).ok())
+                        .filter_map(ads_wire::any)
+                        .filter_map(|a| unpack::<Listener>(LISTENER, &a).ok())
                         .flat_map(|l| rds_names(&l))
                         .collect();
                     set.into_iter().collect()
@@ -428,10 +421,7 @@ async fn delta_client(
             ..Default::default()
         })?;
     }
-    let mut stream = ads_client(channel)
-        .delta_aggregated_resources(UnboundedReceiverStream::new(rx))
-        .await?
-        .into_inner();
+    let mut stream = ads_wire::delta(channel, UnboundedReceiverStream::new(rx)).await?;
     // Per followed type (clusters, listeners): what each held resource makes us follow, and
     // how many held resources follow each name, so a response changes the subscription by
     // what it carries only.
@@ -456,8 +446,7 @@ async fn delta_client(
                 }
             };
             for r in &resp.resources {
-                let Some(any) = &r.resource else { continue };
-                let deps = deps_cache.of(t, r, any);
+                let deps = deps_cache.of(t, r);
                 if let Some(old) = held[t].insert(r.name.clone(), deps.clone()) {
                     unfollow(&old, &mut following[dep]);
                 }
@@ -511,24 +500,22 @@ struct DeltaDeps(std::cell::RefCell<HashMap<DeltaResourceKey, Rc<[String]>>>);
 type DeltaResourceKey = (usize, String, String);
 
 impl DeltaDeps {
-    fn of(
-        &self,
-        t: usize,
-        r: &xds_protos::Resource,
-        any: &xds_protos::pb::google::protobuf::Any,
-    ) -> Rc<[String]> {
+    fn of(&self, t: usize, r: &ads_wire::DeltaResource) -> Rc<[String]> {
         let key = (t, r.name.clone(), r.version.clone());
         if let Some(deps) = self.0.borrow().get(&key) {
             return deps.clone();
         }
+        let Some(any) = ads_wire::any(&r.resource) else {
+            return Rc::from([]);
+        };
         let deps: Rc<[String]> = if t == 0 {
-            unpack::<Cluster>(CLUSTER, any)
+            unpack::<Cluster>(CLUSTER, &any)
                 .ok()
                 .and_then(|c| eds_name(&c))
                 .into_iter()
                 .collect()
         } else {
-            unpack::<Listener>(LISTENER, any)
+            unpack::<Listener>(LISTENER, &any)
                 .map(|l| rds_names(&l))
                 .unwrap_or_default()
                 .into()

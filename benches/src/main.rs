@@ -7,6 +7,7 @@
 //! not inside the harness's own process.
 
 mod ads_load;
+mod ads_wire;
 mod configs;
 mod contenders;
 mod grpc;
