@@ -425,16 +425,16 @@ async fn delta_client(
     // Per followed type (clusters, listeners): what each held resource makes us follow, and
     // how many held resources follow each name, so a response changes the subscription by
     // what it carries only.
-    let mut held: [HashMap<String, Rc<[String]>>; 4] = Default::default();
-    let mut following: [HashMap<String, usize>; 4] = Default::default();
+    let mut held: [HashMap<Rc<str>, Rc<[Rc<str>]>>; 4] = Default::default();
+    let mut following: [HashMap<Rc<str>, usize>; 4] = Default::default();
     while let Some(resp) = stream.message().await? {
         let Some(t) = type_index(&resp.type_url) else {
             continue;
         };
-        let (mut add, mut drop) = (Vec::new(), Vec::new());
+        let (mut add, mut drop): (Vec<Rc<str>>, Vec<Rc<str>>) = (Vec::new(), Vec::new());
         if t == 0 || t == 2 {
             let dep = t + 1;
-            let mut unfollow = |deps: &[String], following: &mut HashMap<String, usize>| {
+            let mut unfollow = |deps: &[Rc<str>], following: &mut HashMap<Rc<str>, usize>| {
                 for d in deps {
                     if let Some(n) = following.get_mut(d) {
                         *n -= 1;
@@ -446,11 +446,11 @@ async fn delta_client(
                 }
             };
             for r in &resp.resources {
-                let deps = deps_cache.of(t, r);
-                if let Some(old) = held[t].insert(r.name.clone(), deps.clone()) {
+                let f = deps_cache.of(t, r);
+                if let Some(old) = held[t].insert(f.name, f.deps.clone()) {
                     unfollow(&old, &mut following[dep]);
                 }
-                for d in deps.iter() {
+                for d in f.deps.iter() {
                     let n = following[dep].entry(d.clone()).or_insert(0);
                     *n += 1;
                     if *n == 1 {
@@ -459,7 +459,7 @@ async fn delta_client(
                 }
             }
             for name in &resp.removed_resources {
-                if let Some(old) = held[t].remove(name) {
+                if let Some(old) = held[t].remove(name.as_str()) {
                     unfollow(&old, &mut following[dep]);
                 }
             }
@@ -482,8 +482,8 @@ async fn delta_client(
             add.sort_unstable();
             tx.send(DeltaDiscoveryRequest {
                 type_url: TYPES[t + 1].to_string(),
-                resource_names_subscribe: add,
-                resource_names_unsubscribe: drop,
+                resource_names_subscribe: add.iter().map(|d| d.to_string()).collect(),
+                resource_names_unsubscribe: drop.iter().map(|d| d.to_string()).collect(),
                 ..Default::default()
             })?;
         }
@@ -491,37 +491,44 @@ async fn delta_client(
     bail!("client {i}: weftd closed the stream")
 }
 
-/// What a delta cluster or listener makes a proxy follow, by (type index, name, resource
-/// version): the same resource is decoded once for every simulated proxy.
-#[derive(Default)]
-struct DeltaDeps(std::cell::RefCell<HashMap<DeltaResourceKey, Rc<[String]>>>);
+/// What a delta resource makes a proxy follow: its name and its dependencies, shared (not
+/// copied) by every simulated proxy that holds it.
+#[derive(Clone)]
+struct Followed {
+    name: Rc<str>,
+    deps: Rc<[Rc<str>]>,
+}
 
-/// (type index, resource name, resource version).
-type DeltaResourceKey = (usize, String, String);
+/// [`Followed`] by type index and resource name, for the version last seen: the same resource
+/// is decoded once for every simulated proxy.
+#[derive(Default)]
+struct DeltaDeps(std::cell::RefCell<[HashMap<Rc<str>, (String, Followed)>; 4]>);
 
 impl DeltaDeps {
-    fn of(&self, t: usize, r: &ads_wire::DeltaResource) -> Rc<[String]> {
-        let key = (t, r.name.clone(), r.version.clone());
-        if let Some(deps) = self.0.borrow().get(&key) {
-            return deps.clone();
+    fn of(&self, t: usize, r: &ads_wire::DeltaResource) -> Followed {
+        if let Some((version, f)) = self.0.borrow()[t].get(r.name.as_str()) {
+            if *version == r.version {
+                return f.clone();
+            }
         }
-        let Some(any) = ads_wire::any(&r.resource) else {
-            return Rc::from([]);
-        };
-        let deps: Rc<[String]> = if t == 0 {
-            unpack::<Cluster>(CLUSTER, &any)
+        let any = ads_wire::any(&r.resource);
+        let deps: Vec<String> = match (t, any) {
+            (0, Some(any)) => unpack::<Cluster>(CLUSTER, &any)
                 .ok()
                 .and_then(|c| eds_name(&c))
                 .into_iter()
-                .collect()
-        } else {
-            unpack::<Listener>(LISTENER, &any)
+                .collect(),
+            (_, Some(any)) => unpack::<Listener>(LISTENER, &any)
                 .map(|l| rds_names(&l))
-                .unwrap_or_default()
-                .into()
+                .unwrap_or_default(),
+            (_, None) => Vec::new(),
         };
-        self.0.borrow_mut().insert(key, deps.clone());
-        deps
+        let f = Followed {
+            name: Rc::from(r.name.as_str()),
+            deps: deps.into_iter().map(Rc::from).collect(),
+        };
+        self.0.borrow_mut()[t].insert(f.name.clone(), (r.version.clone(), f.clone()));
+        f
     }
 }
 
