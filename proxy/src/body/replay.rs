@@ -11,6 +11,9 @@
 //!
 //! A copy dropped while others wait wakes them, so one of them takes over the reading.
 //!
+//! A copy ends with the source's last data frame when the source says it has ended
+//! (`is_end_stream`), not one poll later, so an HTTP/2 sender can mark that frame END_STREAM.
+//!
 //! It also notes when the last frame arrived from the client, so the stream idle timeout can
 //! tell a slow upload from a dead one, and counts the bytes the client sent (each once, however
 //! many copies read them) for the request's accounting.
@@ -210,6 +213,13 @@ where
                             .fetch_add(data.len() as u64, Ordering::Relaxed);
                         shared.record(&data);
                         this.next += 1;
+                        // The source's last frame: ending here lets the sender put END_STREAM
+                        // on this DATA frame instead of sending an empty one after it (gRPC
+                        // peers on h2 count small non-final DATA frames against a flood budget
+                        // and answer a burst of them with GOAWAY `too_many_data_frames`).
+                        if shared.source.is_end_stream() {
+                            shared.done = true;
+                        }
                         Frame::data(data)
                     }
                     Err(frame) => match frame.into_trailers() {

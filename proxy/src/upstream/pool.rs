@@ -15,6 +15,7 @@
 //! await.
 
 mod h2_conns;
+mod unique_values;
 
 use super::connect::{connect_from, ConnectError};
 use super::limits::{Limits, Overflow};
@@ -33,6 +34,7 @@ use tracing::debug;
 
 pub use h2_conns::unprocessed;
 use h2_conns::{H2Conns, H2State, StreamSlot};
+use unique_values::never_index_unique_values;
 
 /// One HTTP/2 connection attempt, awaited by every request that needs the connection.
 type H2Attempt = Shared<BoxFuture<'static, Result<(), Arc<ConnectError>>>>;
@@ -457,6 +459,8 @@ impl Connection {
                 Ok(resp.map(|body| UpstreamBody::new(body, Some(ret))))
             }
             Connection::Http2(mut sender, stream) => {
+                let mut req = req;
+                never_index_unique_values(req.headers_mut());
                 let resp = match sender.try_send_request(req).await {
                     Ok(resp) => resp,
                     Err(mut e) => {
@@ -506,3 +510,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod end_stream_tests;

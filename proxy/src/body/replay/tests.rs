@@ -111,3 +111,75 @@ async fn a_source_error_reaches_every_copy() {
         Err(ReplayError::Source(_))
     ));
 }
+
+/// A body whose end is known with its last data frame, as an HTTP/2 DATA frame carrying
+/// END_STREAM, and (optionally) trailers after it.
+struct KnownEnd {
+    data: Option<Bytes>,
+    trailers: Option<HeaderMap>,
+}
+
+impl Body for KnownEnd {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        let this = self.get_mut();
+        let frame = match this.data.take() {
+            Some(d) => Frame::data(d),
+            None => match this.trailers.take() {
+                Some(t) => Frame::trailers(t),
+                None => return Poll::Ready(None),
+            },
+        };
+        Poll::Ready(Some(Ok(frame)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.data.is_none() && self.trailers.is_none()
+    }
+}
+
+async fn next_frame<B>(body: &mut ReplayBody<B>) -> Frame<Bytes>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    body.frame().await.unwrap().unwrap()
+}
+
+#[tokio::test]
+async fn a_copy_ends_with_the_last_data_frame_of_a_source_that_has_ended() {
+    let source = KnownEnd {
+        data: Some(Bytes::from_static(b"\0\0\0\0\0")),
+        trailers: None,
+    };
+    let mut first = ReplayBody::new(source, 1024);
+    let mut second = first.replay().unwrap();
+    assert!(!first.is_end_stream());
+    assert!(next_frame(&mut first).await.is_data());
+    // Known now, so the sender can put END_STREAM on the frame just read.
+    assert!(first.is_end_stream());
+    assert!(!second.is_end_stream());
+    assert!(next_frame(&mut second).await.is_data());
+    assert!(second.is_end_stream());
+    assert!(first.frame().await.is_none());
+}
+
+#[tokio::test]
+async fn a_copy_whose_source_has_trailers_to_come_does_not_end_with_the_data() {
+    let mut trailers = HeaderMap::new();
+    trailers.insert("x-checksum", "1".parse().unwrap());
+    let source = KnownEnd {
+        data: Some(Bytes::from_static(b"body")),
+        trailers: Some(trailers.clone()),
+    };
+    let mut body = ReplayBody::new(source, 1024);
+    assert!(next_frame(&mut body).await.is_data());
+    assert!(!body.is_end_stream());
+    assert_eq!(next_frame(&mut body).await.trailers_ref(), Some(&trailers));
+    assert!(body.is_end_stream());
+}
