@@ -45,7 +45,7 @@
 //! | `forward_client_cert_matcher` | refused |
 //! | `proxy_100_continue` | `false` only: hyper answers `Expect: 100-continue` itself, and the header is not forwarded (`crate::http::upstream_request`) |
 //! | `represent_ipv4_remote_address_as_ipv4_mapped_ipv6` | `false` only |
-//! | `upgrade_configs` | empty, disabled ones, or Istio's `websocket` (see [`upgrade_configs`]); others refused |
+//! | `upgrade_configs` | acted on for `websocket` (HTTP/1.1 upgrades proxied by `crate::http::upgrade`; a route's `upgrade_configs` overrides it); other types only disabled, `filters` refused (see [`upgrade_configs`]) |
 //! | `normalize_path`, `merge_slashes`, `path_with_escaped_slashes_action` | acted on (`crate::http::headers::prepare_request`, RFC 3986 §6.2.2 normalization), except `UNESCAPE_AND_REDIRECT` (refused) |
 //! | `path_normalization_options` | refused |
 //! | `request_id_extension` | the UUID extension with `pack_trace_reason: false` only (see [`request_id_extension`]) |
@@ -245,7 +245,6 @@ pub(crate) fn head_policy(hcm: &HttpConnectionManager) -> Result<HeadPolicy, Fie
             ));
         }
     }
-    upgrade_configs(&hcm.upgrade_configs)?;
     if let Some(ext) = &hcm.request_id_extension {
         request_id_extension(ext).at("request_id_extension")?;
     }
@@ -380,28 +379,48 @@ pub(crate) fn http1_options(h1: &Http1ProtocolOptions) -> Result<(), FieldError>
     Ok(())
 }
 
-/// weft-proxy proxies no upgrades: an upgrade request gets a 403, as Envoy answers an upgrade
-/// not configured, so an upgrade configured disabled (`enabled: false`) means what weft-proxy
-/// does. Istio's sidecars list `websocket` (enabled, no filters of its own); it is accepted so
-/// Istio-shaped configuration still loads, a known difference (the WebSocket handshake is
-/// answered 403). Every other upgrade configuration is refused.
-fn upgrade_configs(upgrades: &[UpgradeConfig]) -> Result<(), FieldError> {
+/// HTTP/1.1 upgrades: `websocket` is proxied (`crate::http::upgrade`), so an entry for it
+/// says whether the connection manager allows it (`enabled`, default true) unless a route says
+/// otherwise (`RouteAction.upgrade_configs`). Its own filter chain (`filters`) is refused:
+/// upgrades run the connection manager's chain. An entry for another upgrade type is accepted
+/// only disabled, which means what weft-proxy does with every upgrade not configured (403).
+/// `CONNECT` (and WebSocket over HTTP/2, extended CONNECT) is not proxied: enabling it is
+/// refused, as is `http2_protocol_options.allow_connect`. A type listed twice is refused, as
+/// Envoy refuses it.
+///
+/// Returns whether the connection manager allows WebSocket upgrades.
+pub(crate) fn upgrade_configs(upgrades: &[UpgradeConfig]) -> Result<bool, FieldError> {
+    let mut websocket = false;
     for (i, u) in upgrades.iter().enumerate() {
-        let disabled = u.enabled.is_some_and(|b| !b.value);
-        let istio_websocket =
-            u.upgrade_type.eq_ignore_ascii_case("websocket") && u.filters.is_empty();
-        if !disabled && !istio_websocket {
-            return Err(FieldError::new(
-                format!("upgrade_configs[{i}]"),
-                format!(
-                    "upgrade {:?} is not supported (weft-proxy answers upgrade requests 403)",
-                    u.upgrade_type
-                ),
-            ));
+        let at = |m: String| FieldError::new(format!("upgrade_configs[{i}]"), m);
+        if upgrades[..i]
+            .iter()
+            .any(|p| p.upgrade_type.eq_ignore_ascii_case(&u.upgrade_type))
+        {
+            return Err(at(format!("upgrade {:?} is listed twice", u.upgrade_type)));
+        }
+        let enabled = u.enabled.is_none_or(|b| b.value);
+        if u.upgrade_type.eq_ignore_ascii_case(WEBSOCKET) {
+            if !u.filters.is_empty() {
+                return Err(FieldError::new(
+                    format!("upgrade_configs[{i}].filters"),
+                    "an upgrade's own filter chain is not supported (upgrades run the \
+                     connection manager's filters)",
+                ));
+            }
+            websocket = enabled;
+        } else if enabled {
+            return Err(at(format!(
+                "upgrade {:?} is not supported (only websocket is proxied)",
+                u.upgrade_type
+            )));
         }
     }
-    Ok(())
+    Ok(websocket)
 }
+
+/// The one upgrade type weft-proxy proxies.
+pub const WEBSOCKET: &str = "websocket";
 
 /// The UUID extension, without the trace decision packed into the id: weft-proxy generates a
 /// plain version 4 UUID and samples at random, which is what `pack_trace_reason: false`

@@ -590,3 +590,32 @@ fn bad_values_are_named() {
     .unwrap_err();
     assert!(err.contains("codec_type: 9 is not a codec type"), "{err}");
 }
+
+#[test]
+fn websocket_upgrades_follow_upgrade_configs() {
+    let websocket = |upgrades: Vec<UpgradeConfig>| {
+        let hcm = HttpConnectionManager {
+            upgrade_configs: upgrades,
+            ..rds("r")
+        };
+        compile_listener(&listener(vec![chain(vec![hcm_filter(&hcm)])]))
+            .map(|l| l.only_http().websocket)
+            .map_err(|e| e.to_string())
+    };
+    let ws = |enabled| UpgradeConfig {
+        upgrade_type: "WebSocket".into(),
+        enabled,
+        ..Default::default()
+    };
+    assert_eq!(websocket(vec![]), Ok(false));
+    assert_eq!(websocket(vec![ws(None)]), Ok(true));
+    assert_eq!(websocket(vec![ws(yes())]), Ok(true));
+    assert_eq!(websocket(vec![ws(no())]), Ok(false));
+    let filtered = UpgradeConfig {
+        filters: vec![HttpFilter::default()],
+        ..ws(None)
+    };
+    assert!(websocket(vec![filtered])
+        .unwrap_err()
+        .contains("upgrade_configs[0].filters: an upgrade's own filter chain is not supported"));
+}
