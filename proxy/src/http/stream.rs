@@ -37,6 +37,8 @@ pub async fn handle(
     mut req: Request<Incoming>,
 ) -> Response<ResponseBody> {
     let snapshot = ctx.snapshot.load_full();
+    // Before the request id is read: an edge request's id is replaced.
+    headers::forwarding::sanitize(req.headers_mut(), &hcm.head.forwarding, conn.peer.ip());
     let request_id = headers::ensure_request_id(req.headers_mut());
     let path_ok = headers::prepare_request(&mut req, &hcm.head, conn.local.port()).is_ok();
     let authority = RequestAuthority::of(&req);

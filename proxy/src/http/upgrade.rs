@@ -104,7 +104,6 @@ pub async fn forward(
     let mut head = UpstreamHead::new(
         parts,
         f.authority,
-        f.peer,
         f.route,
         f.cluster_settings,
         &RouterHeaders {
