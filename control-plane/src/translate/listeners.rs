@@ -17,7 +17,7 @@ use xds_protos::pb::envoy::extensions::filters::http::cors::v3::Cors;
 use xds_protos::pb::envoy::extensions::filters::http::fault::v3::HttpFault;
 use xds_protos::pb::envoy::extensions::filters::http::router::v3::Router;
 use xds_protos::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
-    http_connection_manager::{CodecType, InternalAddressConfig, RouteSpecifier},
+    http_connection_manager::{CodecType, InternalAddressConfig, RouteSpecifier, UpgradeConfig},
     http_filter, HttpConnectionManager, HttpFilter, Rds,
 };
 use xds_protos::pb::google::protobuf::{BoolValue, UInt32Value};
@@ -100,6 +100,11 @@ pub(super) fn outbound_hcm(
         http_filters: http_filters(),
         tracing: super::tracing::hcm_tracing(mesh, node),
         access_log: super::access_log::access_log(mesh, node, Side::Client),
+        // As istiod: WebSocket upgrades are allowed on every HTTP listener.
+        upgrade_configs: vec![UpgradeConfig {
+            upgrade_type: "websocket".to_string(),
+            ..Default::default()
+        }],
         ..Default::default()
     }
 }

@@ -243,6 +243,12 @@ fn the_local_outbound_listener_is_the_edge_for_loopback_and_private_callers() {
     let hcm = HttpConnectionManager::decode(any.value.as_slice()).unwrap();
     assert_eq!(hcm.use_remote_address.map(|b| b.value), Some(true));
     assert!(hcm.preserve_external_request_id);
+    let upgrades: Vec<&str> = hcm
+        .upgrade_configs
+        .iter()
+        .map(|u| u.upgrade_type.as_str())
+        .collect();
+    assert_eq!(upgrades, ["websocket"]);
     let ranges: Vec<(String, u32)> = hcm
         .internal_address_config
         .expect("internal_address_config")
