@@ -11,16 +11,26 @@ use super::tracing::Side;
 use super::MeshSnapshot;
 use xds_protos::any::pack;
 use xds_protos::node::NodeIdentity;
-use xds_protos::pb::envoy::config::core::v3::TrafficDirection;
+use xds_protos::pb::envoy::config::core::v3::{CidrRange, TrafficDirection};
 use xds_protos::pb::envoy::config::listener::v3::{filter, Filter, FilterChain, Listener};
 use xds_protos::pb::envoy::extensions::filters::http::cors::v3::Cors;
 use xds_protos::pb::envoy::extensions::filters::http::fault::v3::HttpFault;
 use xds_protos::pb::envoy::extensions::filters::http::router::v3::Router;
 use xds_protos::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
-    http_connection_manager::{CodecType, RouteSpecifier},
+    http_connection_manager::{CodecType, InternalAddressConfig, RouteSpecifier, UpgradeConfig},
     http_filter, HttpConnectionManager, HttpFilter, Rds,
 };
+use xds_protos::pb::google::protobuf::{BoolValue, UInt32Value};
 use xds_protos::type_url::{CORS, HTTP_CONNECTION_MANAGER, HTTP_FAULT, ROUTER};
+
+/// The addresses local mode's HTTP proxy listener treats as internal: loopback and RFC 1918.
+pub const LOCAL_INTERNAL_RANGES: [(&str, u32); 5] = [
+    ("127.0.0.0", 8),
+    ("::1", 128),
+    ("10.0.0.0", 8),
+    ("172.16.0.0", 12),
+    ("192.168.0.0", 16),
+];
 
 pub fn listeners(mesh: &MeshSnapshot, node: &NodeIdentity) -> Vec<Listener> {
     let Some((host, port)) = node
@@ -35,12 +45,30 @@ pub fn listeners(mesh: &MeshSnapshot, node: &NodeIdentity) -> Vec<Listener> {
 }
 
 fn outbound_listener(mesh: &MeshSnapshot, node: &NodeIdentity, host: &str, port: u32) -> Listener {
-    let hcm = outbound_hcm(
+    let mut hcm = outbound_hcm(
         mesh,
         node,
         format!("outbound_{host}_{port}"),
         HTTP_PROXY_ROUTE,
     );
+    // The application calls through this listener as through a front proxy: the proxy is the
+    // edge (it appends its peer to `x-forwarded-for`), and callers on loopback or private
+    // addresses are internal, so their `x-envoy-*` controls (forced traces, timeouts) are
+    // honoured. A caller's `x-request-id` is kept even when it is external (another local
+    // proxy in a chain is: it forwarded the request), so one id follows a request through
+    // every hop. A sidecar's listeners keep istiod's `use_remote_address: false`.
+    hcm.use_remote_address = Some(BoolValue { value: true });
+    hcm.preserve_external_request_id = true;
+    hcm.internal_address_config = Some(InternalAddressConfig {
+        cidr_ranges: LOCAL_INTERNAL_RANGES
+            .iter()
+            .map(|(prefix, len)| CidrRange {
+                address_prefix: (*prefix).to_string(),
+                prefix_len: Some(UInt32Value { value: *len }),
+            })
+            .collect(),
+        ..Default::default()
+    });
     Listener {
         name: VIRTUAL_OUTBOUND.to_string(),
         traffic_direction: TrafficDirection::Outbound as i32,
@@ -72,6 +100,11 @@ pub(super) fn outbound_hcm(
         http_filters: http_filters(),
         tracing: super::tracing::hcm_tracing(mesh, node),
         access_log: super::access_log::access_log(mesh, node, Side::Client),
+        // As istiod: WebSocket upgrades are allowed on every HTTP listener.
+        upgrade_configs: vec![UpgradeConfig {
+            upgrade_type: "websocket".to_string(),
+            ..Default::default()
+        }],
         ..Default::default()
     }
 }

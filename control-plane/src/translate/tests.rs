@@ -231,6 +231,40 @@ fn the_outbound_listener_binds_where_the_proxy_said_and_uses_rds() {
 }
 
 #[test]
+fn the_local_outbound_listener_is_the_edge_for_loopback_and_private_callers() {
+    use xds_protos::pb::envoy::config::listener::v3::filter;
+    use xds_protos::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
+    let r = translate(&mesh(&[BOOKINFO]), &node("default"));
+    let l: Listener = decode(&r, LISTENER, "virtualOutbound");
+    let Some(filter::ConfigType::TypedConfig(any)) = &l.filter_chains[0].filters[0].config_type
+    else {
+        panic!("no typed config");
+    };
+    let hcm = HttpConnectionManager::decode(any.value.as_slice()).unwrap();
+    assert_eq!(hcm.use_remote_address.map(|b| b.value), Some(true));
+    assert!(hcm.preserve_external_request_id);
+    let upgrades: Vec<&str> = hcm
+        .upgrade_configs
+        .iter()
+        .map(|u| u.upgrade_type.as_str())
+        .collect();
+    assert_eq!(upgrades, ["websocket"]);
+    let ranges: Vec<(String, u32)> = hcm
+        .internal_address_config
+        .expect("internal_address_config")
+        .cidr_ranges
+        .into_iter()
+        .map(|c| (c.address_prefix, c.prefix_len.map_or(0, |l| l.value)))
+        .collect();
+    let expected: Vec<(String, u32)> = super::listeners::LOCAL_INTERNAL_RANGES
+        .iter()
+        .map(|(a, l)| (a.to_string(), *l))
+        .collect();
+    assert_eq!(ranges, expected);
+    assert!(ranges.contains(&("127.0.0.0".to_string(), 8)));
+}
+
+#[test]
 fn virtual_hosts_answer_every_name_of_a_service() {
     let r = translate(&mesh(&[BOOKINFO]), &node("default"));
     let rc: RouteConfiguration = decode(&r, ROUTE, "http_proxy");

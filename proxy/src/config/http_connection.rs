@@ -6,7 +6,8 @@
 mod fields;
 
 pub use fields::{
-    EscapedSlashes, HeadPolicy, PathNormalization, ServerHeader, StripPort, DEFAULT_SERVER_NAME,
+    Cidr, EscapedSlashes, Forwarding, HeadPolicy, PathNormalization, ServerHeader, StripPort,
+    DEFAULT_SERVER_NAME, WEBSOCKET,
 };
 
 use std::sync::Arc;
@@ -46,6 +47,8 @@ pub struct HttpConnectionConfig {
     /// Path normalization, host port stripping, `x-forwarded-client-cert`, the `server` header
     /// and the request id in responses.
     pub head: HeadPolicy,
+    /// `upgrade_configs` enables WebSocket upgrades (a route's own setting wins).
+    pub websocket: bool,
 }
 
 /// Envoy's default `stream_idle_timeout`.
@@ -67,6 +70,7 @@ pub(crate) fn http_connection(
     listener_name: &str,
 ) -> Result<HttpConnectionConfig, FieldError> {
     let head = fields::head_policy(hcm)?;
+    let websocket = fields::upgrade_configs(&hcm.upgrade_configs)?;
     let route_source = route_source(hcm)?;
     let access_log = access_logs(&hcm.access_log)?.into();
     let http_filters = Arc::new(http_filter_chain(&hcm.http_filters)?);
@@ -97,6 +101,7 @@ pub(crate) fn http_connection(
         downstream,
         tracing,
         head,
+        websocket,
     })
 }
 

@@ -50,8 +50,9 @@ pub use downstream::{
 pub use endpoint::{compile_load_assignment, Endpoint, EndpointAddress};
 pub use error::ValidationError;
 pub use http_connection::{
-    EscapedSlashes, HeadPolicy, HttpConnectionConfig, PathNormalization, RouteSource, ServerHeader,
-    StripPort, DEFAULT_SERVER_NAME, DEFAULT_STREAM_IDLE_TIMEOUT,
+    Cidr, EscapedSlashes, Forwarding, HeadPolicy, HttpConnectionConfig, PathNormalization,
+    RouteSource, ServerHeader, StripPort, DEFAULT_SERVER_NAME, DEFAULT_STREAM_IDLE_TIMEOUT,
+    WEBSOCKET,
 };
 pub use listener::{
     compile_listener, ChainAction, FilterChainConfig, FilterChains, ListenerConfig,

@@ -277,6 +277,7 @@ fn compile_route(r: &Route, up: &Inherited) -> Result<CompiledRoute, FieldError>
         policy.rewrite = p.rewrite;
         policy.cluster_not_found_status = p.cluster_not_found_status;
         policy.hash_policy = p.hash_policy;
+        policy.websocket = p.websocket;
     }
     Ok(CompiledRoute {
         name: r.name.as_str().into(),

@@ -34,6 +34,9 @@ pub(crate) struct ActionPolicy {
     /// The status when the route's cluster does not exist (Envoy's default 503).
     pub cluster_not_found_status: u16,
     pub hash_policy: Box<[HashPolicy]>,
+    /// `upgrade_configs`: whether this route allows WebSocket upgrades, overriding the
+    /// connection manager; `None` when it does not say.
+    pub websocket: Option<bool>,
 }
 
 #[allow(deprecated)] // `max_grpc_timeout`, `grpc_timeout_offset`, `cors` and
@@ -51,7 +54,6 @@ pub(crate) fn action_policy(ra: &ProtoRouteAction) -> Result<ActionPolicy, Field
         ),
         (!ra.rate_limits.is_empty(), "rate_limits"),
         (ra.cors.is_some(), "cors"),
-        (!ra.upgrade_configs.is_empty(), "upgrade_configs"),
         (
             ra.internal_redirect_policy.is_some(),
             "internal_redirect_policy",
@@ -109,7 +111,41 @@ pub(crate) fn action_policy(ra: &ProtoRouteAction) -> Result<ActionPolicy, Field
         rewrite: rewrite(ra)?,
         cluster_not_found_status,
         hash_policy: compile_hash_policies(&ra.hash_policy)?.into(),
+        websocket: route_upgrades(&ra.upgrade_configs)?,
     })
+}
+
+/// A route's `upgrade_configs`: an entry for `websocket` overrides the connection manager's
+/// setting either way (Envoy's table: the route wins when it says). Another type may only be
+/// disabled (weft-proxy proxies no other upgrade); `connect_config` is refused with CONNECT.
+fn route_upgrades(upgrades: &[route_action::UpgradeConfig]) -> Result<Option<bool>, FieldError> {
+    let mut websocket = None;
+    for (i, u) in upgrades.iter().enumerate() {
+        let at = |m: String| FieldError::new(format!("upgrade_configs[{i}]"), m);
+        if upgrades[..i]
+            .iter()
+            .any(|p| p.upgrade_type.eq_ignore_ascii_case(&u.upgrade_type))
+        {
+            return Err(at(format!("upgrade {:?} is listed twice", u.upgrade_type)));
+        }
+        if u.connect_config.is_some() {
+            return Err(FieldError::unsupported(&format!(
+                "upgrade_configs[{i}].connect_config"
+            )));
+        }
+        let enabled = u.enabled.is_none_or(|b| b.value);
+        if u.upgrade_type
+            .eq_ignore_ascii_case(crate::config::WEBSOCKET)
+        {
+            websocket = Some(enabled);
+        } else if enabled {
+            return Err(at(format!(
+                "upgrade {:?} is not supported (only websocket is proxied)",
+                u.upgrade_type
+            )));
+        }
+    }
+    Ok(websocket)
 }
 
 #[allow(deprecated)]

@@ -108,7 +108,8 @@ pub async fn serve_http<T>(
     });
     let builder = server_builder(&limits);
     let io = TokioIo::new(Tracked::new(io, activity.clone()));
-    let conn = builder.serve_connection(io, service);
+    // Upgrades: hyper hands an upgraded connection to `http::upgrade` after its 101.
+    let conn = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
     let idle_timeout = limits.idle_timeout;
     let headers_timeout = limits.request_headers_timeout;

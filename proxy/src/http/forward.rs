@@ -30,7 +30,8 @@ use crate::upstream::stats::ClusterStats;
 use crate::upstream::{Cluster, Host};
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use replies::{failure_reply, overflow_reply, RESET_TEXT};
+use replies::RESET_TEXT;
+pub(super) use replies::{failure_reply, overflow_reply};
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -84,7 +85,6 @@ pub async fn forward<'s>(
     let head = UpstreamHead::new(
         parts,
         f.authority,
-        f.peer,
         f.route,
         f.cluster_settings,
         &RouterHeaders {

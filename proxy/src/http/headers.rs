@@ -2,6 +2,7 @@
 //! and what the connection manager's configuration does to every head ([`prepare_request`],
 //! [`finish_response`]).
 
+pub mod forwarding;
 mod path;
 
 pub use path::PathRejected;

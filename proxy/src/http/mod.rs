@@ -10,6 +10,7 @@ pub mod mirror;
 pub mod plan;
 pub mod redirect;
 pub mod stream;
+pub mod upgrade;
 pub mod upstream_request;
 
 pub use connection::serve_http;

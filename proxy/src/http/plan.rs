@@ -2,8 +2,9 @@
 //! decides the route, what the route does (which cluster, with which headers; or a redirect or
 //! a direct answer) and the request's timeouts. Executing the plan is `forward.rs`'s job.
 //!
-//! Timeouts follow Envoy's router: the route's `timeout`, which a trusted caller may replace
-//! with `x-envoy-upstream-rq-timeout-ms`; for gRPC, the caller's `grpc-timeout` when the route
+//! Timeouts follow Envoy's router: the route's `timeout`, which an internal caller may replace
+//! with `x-envoy-upstream-rq-timeout-ms` (the connection manager removed the header from any
+//! other request: `headers::forwarding`); for gRPC, the caller's `grpc-timeout` when the route
 //! says to honour it; the retry policy's per-try timeout (or
 //! `x-envoy-upstream-rq-per-try-timeout-ms`) when shorter; and the stream idle timeout, the
 //! route's own or the connection manager's.

@@ -37,6 +37,8 @@ pub async fn handle(
     mut req: Request<Incoming>,
 ) -> Response<ResponseBody> {
     let snapshot = ctx.snapshot.load_full();
+    // Before the request id is read: an edge request's id is replaced.
+    headers::forwarding::sanitize(req.headers_mut(), &hcm.head.forwarding, conn.peer.ip());
     let request_id = headers::ensure_request_id(req.headers_mut());
     let path_ok = headers::prepare_request(&mut req, &hcm.head, conn.local.port()).is_ok();
     let authority = RequestAuthority::of(&req);
@@ -110,19 +112,18 @@ async fn run<'s>(
     grpc: bool,
     outcome: &mut Outcome,
 ) -> Response<ProxyBody> {
-    if let Some(upgrade) = req.headers().get(header::UPGRADE) {
-        if upgrade.as_bytes().eq_ignore_ascii_case(b"h2c") {
+    let mut upgrade = false;
+    if let Some(offer) = req.headers().get(header::UPGRADE) {
+        if offer.as_bytes().eq_ignore_ascii_case(b"h2c") {
             // An offer to switch to cleartext HTTP/2: declined by carrying on in HTTP/1.1, as
             // the offer allows (some clients make it on every request).
             headers::strip_h2c_upgrade(req.headers_mut());
         } else if req.version() < Version::HTTP_2 {
-            // Upgrades (WebSocket and friends) are not configured on any route: refuse them
-            // cleanly, as Envoy does when a route does not allow the upgrade type.
-            outcome.details = ResponseCodeDetails::UpgradeFailed;
-            return local_reply(StatusCode::FORBIDDEN, "");
+            upgrade = super::upgrade::requested(req.headers());
         }
     }
-    let mut response = route_and_forward(snapshot, hcm, authority, conn, req, outcome).await;
+    let mut response =
+        route_and_forward(snapshot, hcm, authority, conn, req, upgrade, outcome).await;
     // The proxy's own error answers only: upstream answers and gRPC-shaped ones pass as they are.
     let own_error = response.status().as_u16() >= 400
         && !matches!(response.body(), ProxyBody::Upstream(_))
@@ -141,6 +142,7 @@ async fn route_and_forward<'s>(
     authority: &str,
     conn: &DownstreamConnection,
     mut req: Request<Incoming>,
+    upgrade: bool,
     outcome: &mut Outcome,
 ) -> Response<ProxyBody> {
     let origin_form = req.uri().authority().is_none() && req.version() < Version::HTTP_2;
@@ -161,6 +163,11 @@ async fn route_and_forward<'s>(
         };
         table.find(&view)
     };
+    if upgrade && !super::upgrade::allowed(hcm, route, req.headers()) {
+        // As Envoy: an upgrade neither the route nor the connection manager allows.
+        outcome.details = ResponseCodeDetails::UpgradeFailed;
+        return local_reply(StatusCode::FORBIDDEN, "");
+    }
     let Some(route) = route else {
         outcome.fail(ResponseFlag::NoRoute, ResponseCodeDetails::RouteNotFound);
         return no_route(authority, origin_form);
@@ -214,7 +221,11 @@ async fn route_and_forward<'s>(
                 peer: conn.peer,
                 original_dst: conn.original_dst,
             };
-            forward(f, req, outcome).await
+            if upgrade {
+                super::upgrade::forward(f, req, outcome).await
+            } else {
+                forward(f, req, outcome).await
+            }
         }
         Target::Redirect(r) => {
             outcome.details = ResponseCodeDetails::DirectResponse;

@@ -15,7 +15,6 @@ use crate::router::{rewrite_path, Route};
 use http::request::Parts;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version};
-use std::net::SocketAddr;
 use std::time::Duration;
 
 pub static X_ENVOY_ORIGINAL_PATH: HeaderName = HeaderName::from_static("x-envoy-original-path");
@@ -47,7 +46,6 @@ impl UpstreamHead {
     pub fn new(
         parts: Parts,
         authority: &str,
-        peer: SocketAddr,
         route: &Route,
         cluster: ClusterSettings<'_>,
         router: &RouterHeaders,
@@ -68,7 +66,6 @@ impl UpstreamHead {
             h.remove(&X_ENVOY_UPSTREAM_RQ_PER_TRY_TIMEOUT_MS);
             h.remove(&X_ENVOY_EXPECTED_RQ_TIMEOUT_MS);
         }
-        headers::append_forwarded_for(h, peer.ip());
         if !h.contains_key(&X_FORWARDED_PROTO) {
             h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
         }
@@ -209,10 +206,6 @@ mod tests {
         assert_eq!(shadow_authority("[::1]:80"), "[::1]-shadow:80");
     }
 
-    fn x_forwarded_for(h: &HeaderMap) -> &str {
-        h.get(&headers::X_FORWARDED_FOR).unwrap().to_str().unwrap()
-    }
-
     #[test]
     fn the_head_carries_forwarding_headers_and_drops_control_ones() {
         let req = Request::get("http://reviews:9080/a?b=1")
@@ -232,7 +225,6 @@ mod tests {
         let head = UpstreamHead::new(
             parts,
             "reviews:9080",
-            "10.0.0.1:5000".parse().unwrap(),
             &route,
             ClusterSettings::default(),
             &RouterHeaders {
@@ -240,7 +232,8 @@ mod tests {
                 suppress_envoy_headers: false,
             },
         );
-        assert_eq!(x_forwarded_for(&head.headers), "10.0.0.1");
+        // `x-forwarded-for` is the connection manager's (`headers::forwarding`), before routing.
+        assert!(!head.headers.contains_key(&headers::X_FORWARDED_FOR));
         assert!(!head.headers.contains_key("connection"));
         assert!(!head.headers.contains_key("x-envoy-upstream-rq-timeout-ms"));
         assert_eq!(head.headers["x-envoy-expected-rq-timeout-ms"], "250");

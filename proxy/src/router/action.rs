@@ -68,6 +68,8 @@ pub struct RoutePolicy {
     pub hash_policy: Box<[HashPolicy]>,
     /// The route's `decorator`: the name of the request's span.
     pub decorator: Option<Arc<Decorator>>,
+    /// The route's `upgrade_configs` for WebSocket: `Some` overrides the connection manager.
+    pub websocket: Option<bool>,
 }
 
 /// A route's `decorator`.
@@ -94,6 +96,7 @@ impl Default for RoutePolicy {
             cluster_not_found_status: 503,
             hash_policy: Box::default(),
             decorator: None,
+            websocket: None,
         }
     }
 }

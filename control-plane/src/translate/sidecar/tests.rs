@@ -230,6 +230,9 @@ fn an_http_port_listener_is_the_outbound_connection_manager_on_route_config_port
     let h = hcm(&l.filter_chains[0]);
     assert_eq!(h.stat_prefix, "outbound_0.0.0.0_9080");
     assert_eq!(rds_name(&h), "9080");
+    // istiod's sidecar: not the edge, no address internal.
+    assert!(!h.use_remote_address.is_some_and(|b| b.value));
+    assert!(h.internal_address_config.is_none());
     let filters: Vec<&str> = h.http_filters.iter().map(|f| f.name.as_str()).collect();
     assert_eq!(
         filters,

@@ -31,21 +31,21 @@
 //! | `delayed_close_timeout` | unset or 0 only. 0 disables the delayed close, and weft-proxy closes as soon as its last response is written; unset (Envoy's 1s of draining reads before the close) is accepted as sent by every control plane, a known difference |
 //! | `access_log` | acted on (`access_log`) |
 //! | `access_log_flush_interval`, `flush_access_log_on_new_request`, `access_log_options` | refused when set: weft-proxy writes one entry per finished stream |
-//! | `use_remote_address` | unset or `false` accepted with known differences, `true` refused: see [`use_remote_address`] |
+//! | `use_remote_address` | acted on (`crate::http::headers::forwarding`): `x-forwarded-for`, `x-forwarded-proto`, which requests are internal, the edge's `x-envoy-external-address` and request id |
 //! | `xff_num_trusted_hops` | 0 only |
 //! | `original_ip_detection_extensions`, `early_header_mutation_extensions` | refused when not empty |
-//! | `internal_address_config` | exactly the ranges weft-proxy treats as internal only (RFC 1918, loopback, `fd00::/8`; see [`internal_address_config`]) |
-//! | `skip_xff_append` | `false` only: weft-proxy always appends the peer to `x-forwarded-for` |
+//! | `internal_address_config` | acted on: `cidr_ranges` are the internal addresses (none unless configured, as Envoy 1.40); `unix_sockets` has no effect (weft-proxy listens on no Unix socket) |
+//! | `skip_xff_append` | `false` only: with `use_remote_address` weft-proxy always appends the peer to `x-forwarded-for` |
 //! | `via` | refused when not empty |
 //! | `generate_request_id` | unset or `true` only: weft-proxy always gives a request without one an `x-request-id` (tracing and the access log use it) |
-//! | `preserve_external_request_id` | accepted, either value: Envoy replaces a request id only on an edge request (`use_remote_address: true`, refused), and weft-proxy keeps it |
+//! | `preserve_external_request_id` | acted on: an edge request's (`use_remote_address: true`, not internal) `x-request-id` is replaced unless it is set |
 //! | `always_set_request_id_in_response` | acted on (`crate::http::headers::finish_response`) |
 //! | `forward_client_cert_details` | acted on: `x-forwarded-client-cert` is removed from requests, except with `ALWAYS_FORWARD_ONLY`. weft-proxy terminates no TLS (a filter chain's `transport_socket` is refused), and on a connection without a client certificate Envoy removes the header in every other mode and adds none |
 //! | `set_current_client_cert_details` | accepted: it only says what goes into the header for a client certificate, and there never is one (see above) |
 //! | `forward_client_cert_matcher` | refused |
 //! | `proxy_100_continue` | `false` only: hyper answers `Expect: 100-continue` itself, and the header is not forwarded (`crate::http::upstream_request`) |
 //! | `represent_ipv4_remote_address_as_ipv4_mapped_ipv6` | `false` only |
-//! | `upgrade_configs` | empty, disabled ones, or Istio's `websocket` (see [`upgrade_configs`]); others refused |
+//! | `upgrade_configs` | acted on for `websocket` (HTTP/1.1 upgrades proxied by `crate::http::upgrade`; a route's `upgrade_configs` overrides it); other types only disabled, `filters` refused (see [`upgrade_configs`]) |
 //! | `normalize_path`, `merge_slashes`, `path_with_escaped_slashes_action` | acted on (`crate::http::headers::prepare_request`, RFC 3986 §6.2.2 normalization), except `UNESCAPE_AND_REDIRECT` (refused) |
 //! | `path_normalization_options` | refused |
 //! | `request_id_extension` | the UUID extension with `pack_trace_reason: false` only (see [`request_id_extension`]) |
@@ -60,7 +60,8 @@
 //! | `add_proxy_protocol_connection_state` | accepted, either value: it only exposes PROXY protocol state, and PROXY protocol is refused on listeners |
 //! | `forward_proto_config` | refused |
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
+use std::sync::Arc;
 
 use http::HeaderValue;
 use prost::Message;
@@ -93,6 +94,45 @@ pub struct HeadPolicy {
     pub server_header: ServerHeader,
     /// `always_set_request_id_in_response`.
     pub request_id_in_response: bool,
+    /// `use_remote_address`, `internal_address_config`, `preserve_external_request_id`.
+    pub forwarding: Forwarding,
+}
+
+/// Who the client is and which requests are internal (`crate::http::headers::forwarding`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Forwarding {
+    /// `use_remote_address`: the proxy is the edge and appends the peer to `x-forwarded-for`.
+    pub use_remote_address: bool,
+    /// `internal_address_config.cidr_ranges`; empty: no request is internal.
+    pub internal: Arc<[Cidr]>,
+    pub preserve_external_request_id: bool,
+}
+
+/// An address range: `addr` with its first `prefix` bits significant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl Cidr {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
 }
 
 impl Default for HeadPolicy {
@@ -103,6 +143,7 @@ impl Default for HeadPolicy {
             forward_client_cert: false,
             server_header: ServerHeader::Overwrite(HeaderValue::from_static(DEFAULT_SERVER_NAME)),
             request_id_in_response: false,
+            forwarding: Forwarding::default(),
         }
     }
 }
@@ -225,10 +266,10 @@ pub(crate) fn head_policy(hcm: &HttpConnectionManager) -> Result<HeadPolicy, Fie
         ("forward_proto_config", hcm.forward_proto_config.is_some()),
     ])?;
     codec_type(hcm.codec_type)?;
-    if let Some(internal) = &hcm.internal_address_config {
-        internal_address_config(internal).at("internal_address_config")?;
-    }
-    use_remote_address(hcm)?;
+    let internal = match &hcm.internal_address_config {
+        Some(internal) => internal_address_config(internal).at("internal_address_config")?,
+        None => Vec::new(),
+    };
     if let Some(h1) = &hcm.http_protocol_options {
         http1_options(h1).at("http_protocol_options")?;
     }
@@ -245,7 +286,6 @@ pub(crate) fn head_policy(hcm: &HttpConnectionManager) -> Result<HeadPolicy, Fie
             ));
         }
     }
-    upgrade_configs(&hcm.upgrade_configs)?;
     if let Some(ext) = &hcm.request_id_extension {
         request_id_extension(ext).at("request_id_extension")?;
     }
@@ -258,6 +298,11 @@ pub(crate) fn head_policy(hcm: &HttpConnectionManager) -> Result<HeadPolicy, Fie
         forward_client_cert: forward_client_cert(hcm)?,
         server_header: server_header(hcm)?,
         request_id_in_response: hcm.always_set_request_id_in_response,
+        forwarding: Forwarding {
+            use_remote_address: hcm.use_remote_address.is_some_and(|b| b.value),
+            internal: internal.into(),
+            preserve_external_request_id: hcm.preserve_external_request_id,
+        },
     })
 }
 
@@ -286,64 +331,34 @@ fn codec_type(codec: i32) -> Result<(), FieldError> {
     }
 }
 
-/// `true` makes Envoy treat a request from an external peer as an edge request: it sets
-/// `x-envoy-external-address`, replaces the request id, overwrites `x-forwarded-proto` and
-/// strips `x-envoy-decorator-operation` and friends. weft-proxy does none of that, so `true`
-/// is refused.
-///
-/// Unset and `false` (what weftd and Istio's sidecars send) are accepted with known
-/// differences (checked against Envoy 1.40): weft-proxy always appends the peer to
-/// `x-forwarded-for`, where Envoy leaves the header as it came; and Envoy then finds no request
-/// internal, so it removes `x-envoy-force-trace`, `x-envoy-upstream-rq-timeout-ms` and the
-/// other `x-envoy-*` controls from every request, where weft-proxy honours
-/// `x-envoy-force-trace` from internal peers (`crate::observe::trace::force_trace`) and the
-/// timeout headers from any client (`crate::http::plan`).
-fn use_remote_address(hcm: &HttpConnectionManager) -> Result<(), FieldError> {
-    if hcm.use_remote_address.is_some_and(|b| b.value) {
-        return Err(FieldError::new(
-            "use_remote_address",
-            "true is not supported (weft-proxy does not treat external requests as edge requests)",
-        ));
-    }
-    Ok(())
-}
-
-/// The ranges weft-proxy treats as internal (`crate::observe::trace::force_trace`): RFC 1918,
-/// loopback and `fd00::/8`, Envoy's former default. A configuration listing exactly them, in
-/// any order, means what weft-proxy does. (Unset, Envoy 1.40 treats no address as internal:
-/// checked against it. weft-proxy keeps its ranges then, a known difference.) `unix_sockets`
-/// has no effect: weft-proxy listens on no Unix socket.
-fn internal_address_config(c: &InternalAddressConfig) -> Result<(), FieldError> {
-    const WEFT_INTERNAL: [(IpAddr, u32); 6] = [
-        (IpAddr::V4(Ipv4Addr::new(10, 0, 0, 0)), 8),
-        (IpAddr::V4(Ipv4Addr::new(172, 16, 0, 0)), 12),
-        (IpAddr::V4(Ipv4Addr::new(192, 168, 0, 0)), 16),
-        (IpAddr::V4(Ipv4Addr::LOCALHOST), 32),
-        (IpAddr::V6(Ipv6Addr::LOCALHOST), 128),
-        (IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0)), 8),
-    ];
-    let mut given = Vec::with_capacity(c.cidr_ranges.len());
-    for (i, r) in c.cidr_ranges.iter().enumerate() {
-        let addr: IpAddr = r.address_prefix.parse().map_err(|_| {
-            FieldError::new(
-                format!("cidr_ranges[{i}]"),
-                format!("{:?} is not an IP address", r.address_prefix),
-            )
-        })?;
-        given.push((addr, r.prefix_len.map_or(0, |l| l.value)));
-    }
-    given.sort();
-    given.dedup();
-    let mut weft = WEFT_INTERNAL.to_vec();
-    weft.sort();
-    if given != weft {
-        return Err(FieldError::new(
-            "cidr_ranges",
-            "only the ranges weft-proxy treats as internal are supported (10.0.0.0/8, \
-             172.16.0.0/12, 192.168.0.0/16, 127.0.0.1/32, ::1/128, fd00::/8)",
-        ));
-    }
-    Ok(())
+/// The internal ranges, as given (Envoy 1.40 treats no address as internal without them:
+/// checked against it).
+fn internal_address_config(c: &InternalAddressConfig) -> Result<Vec<Cidr>, FieldError> {
+    c.cidr_ranges
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let at = format!("cidr_ranges[{i}]");
+            let addr: IpAddr = r.address_prefix.parse().map_err(|_| {
+                FieldError::new(
+                    at.clone(),
+                    format!("{:?} is not an IP address", r.address_prefix),
+                )
+            })?;
+            let max = if addr.is_ipv4() { 32 } else { 128 };
+            let prefix = r.prefix_len.map_or(0, |l| l.value);
+            if prefix > max {
+                return Err(FieldError::new(
+                    format!("{at}.prefix_len"),
+                    format!("{prefix} is longer than the address ({max} bits)"),
+                ));
+            }
+            Ok(Cidr {
+                addr,
+                prefix: prefix as u8,
+            })
+        })
+        .collect()
 }
 
 /// The HTTP/1 options, each accepted at the value that describes hyper's server.
@@ -380,28 +395,48 @@ pub(crate) fn http1_options(h1: &Http1ProtocolOptions) -> Result<(), FieldError>
     Ok(())
 }
 
-/// weft-proxy proxies no upgrades: an upgrade request gets a 403, as Envoy answers an upgrade
-/// not configured, so an upgrade configured disabled (`enabled: false`) means what weft-proxy
-/// does. Istio's sidecars list `websocket` (enabled, no filters of its own); it is accepted so
-/// Istio-shaped configuration still loads, a known difference (the WebSocket handshake is
-/// answered 403). Every other upgrade configuration is refused.
-fn upgrade_configs(upgrades: &[UpgradeConfig]) -> Result<(), FieldError> {
+/// HTTP/1.1 upgrades: `websocket` is proxied (`crate::http::upgrade`), so an entry for it
+/// says whether the connection manager allows it (`enabled`, default true) unless a route says
+/// otherwise (`RouteAction.upgrade_configs`). Its own filter chain (`filters`) is refused:
+/// upgrades run the connection manager's chain. An entry for another upgrade type is accepted
+/// only disabled, which means what weft-proxy does with every upgrade not configured (403).
+/// `CONNECT` (and WebSocket over HTTP/2, extended CONNECT) is not proxied: enabling it is
+/// refused, as is `http2_protocol_options.allow_connect`. A type listed twice is refused, as
+/// Envoy refuses it.
+///
+/// Returns whether the connection manager allows WebSocket upgrades.
+pub(crate) fn upgrade_configs(upgrades: &[UpgradeConfig]) -> Result<bool, FieldError> {
+    let mut websocket = false;
     for (i, u) in upgrades.iter().enumerate() {
-        let disabled = u.enabled.is_some_and(|b| !b.value);
-        let istio_websocket =
-            u.upgrade_type.eq_ignore_ascii_case("websocket") && u.filters.is_empty();
-        if !disabled && !istio_websocket {
-            return Err(FieldError::new(
-                format!("upgrade_configs[{i}]"),
-                format!(
-                    "upgrade {:?} is not supported (weft-proxy answers upgrade requests 403)",
-                    u.upgrade_type
-                ),
-            ));
+        let at = |m: String| FieldError::new(format!("upgrade_configs[{i}]"), m);
+        if upgrades[..i]
+            .iter()
+            .any(|p| p.upgrade_type.eq_ignore_ascii_case(&u.upgrade_type))
+        {
+            return Err(at(format!("upgrade {:?} is listed twice", u.upgrade_type)));
+        }
+        let enabled = u.enabled.is_none_or(|b| b.value);
+        if u.upgrade_type.eq_ignore_ascii_case(WEBSOCKET) {
+            if !u.filters.is_empty() {
+                return Err(FieldError::new(
+                    format!("upgrade_configs[{i}].filters"),
+                    "an upgrade's own filter chain is not supported (upgrades run the \
+                     connection manager's filters)",
+                ));
+            }
+            websocket = enabled;
+        } else if enabled {
+            return Err(at(format!(
+                "upgrade {:?} is not supported (only websocket is proxied)",
+                u.upgrade_type
+            )));
         }
     }
-    Ok(())
+    Ok(websocket)
 }
+
+/// The one upgrade type weft-proxy proxies.
+pub const WEBSOCKET: &str = "websocket";
 
 /// The UUID extension, without the trace decision packed into the id: weft-proxy generates a
 /// plain version 4 UUID and samples at random, which is what `pack_trace_reason: false`

@@ -23,7 +23,8 @@ use xds_protos::pb::xds::r#type::matcher::v3::Matcher;
 
 use super::listener::{chain, hcm_filter, listener, rds};
 use crate::config::{
-    compile_listener, EscapedSlashes, HeadPolicy, PathNormalization, ServerHeader, StripPort,
+    compile_listener, Cidr, EscapedSlashes, Forwarding, HeadPolicy, PathNormalization,
+    ServerHeader, StripPort,
 };
 
 const PATH: &str = "filter_chains[0].filters[0].typed_config";
@@ -121,6 +122,7 @@ fn istios_sidecar_connection_manager_is_accepted() {
             forward_client_cert: false,
             server_header: ServerHeader::Overwrite("istio-envoy".parse().unwrap()),
             request_id_in_response: false,
+            forwarding: Forwarding::default(),
         }
     );
 }
@@ -216,13 +218,6 @@ fn refused() -> Vec<(&'static str, HttpConnectionManager)> {
             },
         ),
         (
-            "use_remote_address",
-            HttpConnectionManager {
-                use_remote_address: yes(),
-                ..base.clone()
-            },
-        ),
-        (
             "xff_num_trusted_hops",
             HttpConnectionManager {
                 xff_num_trusted_hops: 1,
@@ -240,16 +235,6 @@ fn refused() -> Vec<(&'static str, HttpConnectionManager)> {
             "early_header_mutation_extensions",
             HttpConnectionManager {
                 early_header_mutation_extensions: vec![extension("mutation")],
-                ..base.clone()
-            },
-        ),
-        (
-            "internal_address_config.cidr_ranges",
-            HttpConnectionManager {
-                internal_address_config: Some(InternalAddressConfig {
-                    cidr_ranges: cidrs(&[("10.0.0.0", 8)]),
-                    ..Default::default()
-                }),
                 ..base.clone()
             },
         ),
@@ -504,21 +489,13 @@ fn values_that_mean_what_weft_does_are_accepted() {
         delayed_close_timeout: secs(0),
         use_remote_address: no(),
         generate_request_id: yes(),
-        preserve_external_request_id: true,
         forward_client_cert_details: ForwardClientCertDetails::SanitizeSet as i32,
         local_reply_config: Some(LocalReplyConfig::default()),
         stream_error_on_invalid_http_message: no(),
-        // The ranges weft-proxy treats as internal, in another order.
+        // No range: no request is internal, as without the field.
         internal_address_config: Some(InternalAddressConfig {
             unix_sockets: true,
-            cidr_ranges: cidrs(&[
-                ("fd00::", 8),
-                ("192.168.0.0", 16),
-                ("10.0.0.0", 8),
-                ("172.16.0.0", 12),
-                ("::1", 128),
-                ("127.0.0.1", 32),
-            ]),
+            cidr_ranges: vec![],
         }),
         // An upgrade configured off is what weft-proxy does with every upgrade.
         upgrade_configs: vec![UpgradeConfig {
@@ -560,6 +537,7 @@ fn what_weft_acts_on_is_compiled() {
             forward_client_cert: true,
             server_header: ServerHeader::AppendIfAbsent("weft".parse().unwrap()),
             request_id_in_response: true,
+            forwarding: Forwarding::default(),
         }
     );
     let head = compile(HttpConnectionManager {
@@ -589,4 +567,77 @@ fn bad_values_are_named() {
     })
     .unwrap_err();
     assert!(err.contains("codec_type: 9 is not a codec type"), "{err}");
+}
+
+#[test]
+fn websocket_upgrades_follow_upgrade_configs() {
+    let websocket = |upgrades: Vec<UpgradeConfig>| {
+        let hcm = HttpConnectionManager {
+            upgrade_configs: upgrades,
+            ..rds("r")
+        };
+        compile_listener(&listener(vec![chain(vec![hcm_filter(&hcm)])]))
+            .map(|l| l.only_http().websocket)
+            .map_err(|e| e.to_string())
+    };
+    let ws = |enabled| UpgradeConfig {
+        upgrade_type: "WebSocket".into(),
+        enabled,
+        ..Default::default()
+    };
+    assert_eq!(websocket(vec![]), Ok(false));
+    assert_eq!(websocket(vec![ws(None)]), Ok(true));
+    assert_eq!(websocket(vec![ws(yes())]), Ok(true));
+    assert_eq!(websocket(vec![ws(no())]), Ok(false));
+    let filtered = UpgradeConfig {
+        filters: vec![HttpFilter::default()],
+        ..ws(None)
+    };
+    assert!(websocket(vec![filtered])
+        .unwrap_err()
+        .contains("upgrade_configs[0].filters: an upgrade's own filter chain is not supported"));
+}
+
+#[test]
+fn forwarding_follows_use_remote_address_and_internal_address_config() {
+    let head = compile(HttpConnectionManager {
+        use_remote_address: yes(),
+        preserve_external_request_id: true,
+        internal_address_config: Some(InternalAddressConfig {
+            cidr_ranges: cidrs(&[("10.0.0.0", 8), ("::1", 128)]),
+            ..Default::default()
+        }),
+        ..rds("r")
+    })
+    .unwrap();
+    assert_eq!(
+        head.forwarding,
+        Forwarding {
+            use_remote_address: true,
+            internal: vec![
+                Cidr {
+                    addr: "10.0.0.0".parse().unwrap(),
+                    prefix: 8
+                },
+                Cidr {
+                    addr: "::1".parse().unwrap(),
+                    prefix: 128
+                },
+            ]
+            .into(),
+            preserve_external_request_id: true,
+        }
+    );
+    let err = compile(HttpConnectionManager {
+        internal_address_config: Some(InternalAddressConfig {
+            cidr_ranges: cidrs(&[("10.0.0.0", 33)]),
+            ..Default::default()
+        }),
+        ..rds("r")
+    })
+    .unwrap_err();
+    assert!(
+        err.contains("internal_address_config.cidr_ranges[0].prefix_len: 33 is longer"),
+        "{err}"
+    );
 }

@@ -298,7 +298,23 @@ fn features_not_acted_on_are_refused_with_their_field() {
     assert!(with(|ra| ra.hedge_policy = Some(Default::default()))
         .contains("route.hedge_policy: not supported"));
     assert!(with(|ra| ra.upgrade_configs = vec![Default::default()])
-        .contains("route.upgrade_configs: not supported"));
+        .contains("route.upgrade_configs[0]: upgrade \"\" is not supported"));
+    assert!(with(|ra| {
+        ra.upgrade_configs = vec![route_action::UpgradeConfig {
+            upgrade_type: "CONNECT".into(),
+            connect_config: Some(Default::default()),
+            ..Default::default()
+        }]
+    })
+    .contains("route.upgrade_configs[0].connect_config: not supported"));
+    assert!(with(|ra| {
+        let ws = route_action::UpgradeConfig {
+            upgrade_type: "websocket".into(),
+            ..Default::default()
+        };
+        ra.upgrade_configs = vec![ws.clone(), ws];
+    })
+    .contains("route.upgrade_configs[1]: upgrade \"websocket\" is listed twice"));
     assert!(with(|ra| ra.priority = 1).contains("route.priority: not supported"));
     assert!(with(|ra| ra.retry_policy = Some(ProtoRetryPolicy {
         retry_on: "5xx,sometimes".into(),

@@ -18,7 +18,7 @@ pub(super) const RESET_TEXT: &str =
 
 /// Envoy's answer when a circuit breaker refuses a request: 503 `UO`, and
 /// `x-envoy-overloaded` unless the router suppresses Envoy's headers.
-pub(super) fn overflow_reply(
+pub(in crate::http) fn overflow_reply(
     outcome: &mut Outcome,
     suppress_envoy_headers: bool,
 ) -> Response<ProxyBody> {
@@ -36,7 +36,7 @@ pub(super) fn overflow_reply(
     resp
 }
 
-pub(super) fn failure_reply(
+pub(in crate::http) fn failure_reply(
     failure: TryFailure,
     error: Option<&SendError>,
     outcome: &mut Outcome,

@@ -58,6 +58,21 @@ pub fn vhost(routes: Vec<Route>) -> VirtualHost {
     }
 }
 
+/// Makes the test client (on loopback) internal, as weftd's local mode does: the proxy is the
+/// edge (`use_remote_address`) and 127.0.0.1 is an internal address.
+pub fn loopback_is_internal(hcm: &mut HttpConnectionManager) {
+    use xds_protos::pb::envoy::config::core::v3::CidrRange;
+    use xds_protos::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::InternalAddressConfig;
+    hcm.use_remote_address = Some(xds_protos::pb::google::protobuf::BoolValue { value: true });
+    hcm.internal_address_config = Some(InternalAddressConfig {
+        cidr_ranges: vec![CidrRange {
+            address_prefix: "127.0.0.1".into(),
+            prefix_len: Some(xds_protos::pb::google::protobuf::UInt32Value { value: 32 }),
+        }],
+        ..Default::default()
+    });
+}
+
 /// A proxy listening on loopback with this route configuration and these clusters.
 pub struct TestProxy {
     pub addr: SocketAddr,

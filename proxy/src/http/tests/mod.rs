@@ -14,3 +14,4 @@ mod resilience;
 mod retries;
 mod timeouts;
 mod unprocessed;
+mod upgrades;

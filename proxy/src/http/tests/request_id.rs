@@ -1,6 +1,6 @@
 //! `x-request-id` in responses: Envoy returns the request's id to a caller that forced its
 //! trace with `x-envoy-force-trace` (honoured from internal clients only; the test client is on
-//! loopback, which is internal), so the caller can look the trace up. Otherwise the response
+//! loopback, made internal), so the caller can look the trace up. Otherwise the response
 //! carries whatever the upstream sent.
 
 use super::harness::*;
@@ -38,8 +38,13 @@ async fn a_forced_trace_gets_its_request_id_back() {
     let route = route_to("svc", |r, _| {
         r.r#match.as_mut().unwrap().path_specifier = Some(PathSpecifier::Prefix("/api".into()));
     });
-    let proxy =
-        TestProxy::start(vhost(vec![route]), vec![], vec![cluster("svc", &[up.addr])]).await;
+    let proxy = TestProxy::start_with(
+        vhost(vec![route]),
+        vec![],
+        vec![cluster("svc", &[up.addr])],
+        loopback_is_internal,
+    )
+    .await;
 
     // The caller's own id comes back, and goes upstream with the header still on (internal).
     let reply = proxy.send(forced("/api/a", Some("trace-me-1"))).await;

@@ -45,7 +45,14 @@ async fn a_route_timeout_answers_504_upstream_request_timeout() {
 async fn the_caller_can_shorten_the_timeout_by_header() {
     let up = hung().await;
     let vh = vhost(vec![route_to("svc", |_, ra| ra.timeout = Some(millis(0)))]);
-    let proxy = TestProxy::start(vh, vec![], vec![cluster("svc", &[up.addr])]).await;
+    // Only an internal caller's timeout headers survive the connection manager.
+    let proxy = TestProxy::start_with(
+        vh,
+        vec![],
+        vec![cluster("svc", &[up.addr])],
+        loopback_is_internal,
+    )
+    .await;
     let mut req = get("/");
     req.headers_mut()
         .insert("x-envoy-upstream-rq-timeout-ms", "100".parse().unwrap());
@@ -224,4 +231,23 @@ async fn a_body_that_stalls_is_cut_at_the_route_timeout() {
     assert!(resp.into_body().collect().await.is_err(), "the body is cut");
     assert!(start.elapsed() < Duration::from_secs(1));
     drop(tx);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_external_callers_timeout_header_is_removed_and_ignored() {
+    let up = hung().await;
+    let vh = vhost(vec![route_to("svc", |_, ra| {
+        ra.timeout = Some(millis(300))
+    })]);
+    let proxy = TestProxy::start(vh, vec![], vec![cluster("svc", &[up.addr])]).await;
+    let mut req = get("/");
+    req.headers_mut()
+        .insert("x-envoy-upstream-rq-timeout-ms", "100".parse().unwrap());
+    let start = tokio::time::Instant::now();
+    assert_eq!(proxy.send(req).await.status, 504);
+    assert!(start.elapsed() >= Duration::from_millis(300));
+    assert_eq!(
+        up.seen()[0].headers["x-envoy-expected-rq-timeout-ms"],
+        "300"
+    );
 }

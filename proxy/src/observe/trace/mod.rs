@@ -30,7 +30,7 @@ mod tests;
 pub use export::{ExportError, TraceExport};
 pub use span::SpanEnd;
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -99,8 +99,7 @@ impl RequestTrace {
     }
 }
 
-/// The request-start hook. `None` when the listener does not trace (an external request's
-/// `x-envoy-force-trace` is still removed, as Envoy sanitizes it on every listener).
+/// The request-start hook. `None` when the listener does not trace.
 pub fn start<B>(
     config: Option<&Arc<TracingConfig>>,
     req: &mut Request<B>,
@@ -108,49 +107,17 @@ pub fn start<B>(
     peer: SocketAddr,
     request_id: &HeaderValue,
 ) -> Option<RequestTrace> {
-    let Some(config) = config else {
-        force_trace(req.headers_mut(), peer.ip());
-        return None;
-    };
+    let config = config?;
     start_with(config, req, authority, peer, request_id, &mut rand::random)
 }
 
-/// Whether the request forces its trace: it carries `x-envoy-force-trace` (any value) and is
-/// internal. Envoy honours the header only on internal requests and removes it from external
-/// ones, so a client outside the trusted network cannot make every request traced; this does
-/// the same, and an internal request keeps the header so the hops after it trace too.
-///
-/// Internal is Envoy's default test of the downstream address: RFC 1918 (10/8, 172.16/12,
-/// 192.168/16), 127.0.0.1, `::1` and `fd00::/8`. weft-proxy always appends the connection's
-/// peer to `x-forwarded-for` (Envoy's `use_remote_address: true` behaviour), so the peer is
-/// the address Envoy would test; `internal_address_config` is not read.
-pub fn force_trace(headers: &mut http::HeaderMap, peer: IpAddr) -> bool {
-    if !headers.contains_key(&X_ENVOY_FORCE_TRACE) {
-        return false;
-    }
-    if is_internal(peer) {
-        return true;
-    }
-    headers.remove(&X_ENVOY_FORCE_TRACE);
-    false
-}
-
-/// Envoy's default internal addresses (see [`force_trace`]).
-fn is_internal(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            a == 10
-                || (a == 172 && (16..=31).contains(&b))
-                || (a == 192 && b == 168)
-                || v4 == Ipv4Addr::LOCALHOST
-        }
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            // An IPv4 client on a dual-stack socket.
-            Some(v4) => is_internal(IpAddr::V4(v4)),
-            None => v6 == Ipv6Addr::LOCALHOST || v6.octets()[0] == 0xfd,
-        },
-    }
+/// Whether the request forces its trace: it carries `x-envoy-force-trace` (any value). Envoy
+/// honours the header only on internal requests; the connection manager has already removed
+/// it from every other one (`crate::http::headers::forwarding`), so a client outside the
+/// trusted network cannot make every request traced. An internal request keeps the header so
+/// the hops after it trace too.
+pub fn force_trace(headers: &http::HeaderMap) -> bool {
+    headers.contains_key(&X_ENVOY_FORCE_TRACE)
 }
 
 /// [`start`] with the random source given, so tests can fix the rolls.
@@ -173,7 +140,7 @@ fn start_with<B>(
     } else {
         None
     };
-    let forced = force_trace(req.headers_mut(), peer.ip());
+    let forced = force_trace(req.headers());
     // Envoy's order: a client trace id at the client rate, else a forced trace, else the
     // random rate; whatever chose the trace, the overall rate can still drop it.
     let sampled = match incoming.sampled {
