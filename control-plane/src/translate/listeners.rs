@@ -100,13 +100,18 @@ pub(super) fn outbound_hcm(
         http_filters: http_filters(),
         tracing: super::tracing::hcm_tracing(mesh, node),
         access_log: super::access_log::access_log(mesh, node, Side::Client),
-        // As istiod: WebSocket upgrades are allowed on every HTTP listener.
-        upgrade_configs: vec![UpgradeConfig {
-            upgrade_type: "websocket".to_string(),
-            ..Default::default()
-        }],
+        upgrade_configs: websocket_upgrades(),
         ..Default::default()
     }
+}
+
+/// As istiod: WebSocket upgrades are allowed on every HTTP connection manager, outbound and
+/// inbound.
+pub(super) fn websocket_upgrades() -> Vec<UpgradeConfig> {
+    vec![UpgradeConfig {
+        upgrade_type: "websocket".to_string(),
+        ..Default::default()
+    }]
 }
 
 /// The network filter that runs `hcm`.

@@ -178,6 +178,7 @@ fn inbound_hcm(mesh: &MeshSnapshot, node: &NodeIdentity, port: u32) -> HttpConne
     };
     HttpConnectionManager {
         stat_prefix: format!("inbound_{}", listener_name("0.0.0.0", port)),
+        upgrade_configs: crate::translate::listeners::websocket_upgrades(),
         codec_type: CodecType::Auto as i32,
         route_specifier: Some(RouteSpecifier::RouteConfig(RouteConfiguration {
             name: cluster,

@@ -436,6 +436,13 @@ fn inbound_serves_only_the_workloads_own_ports() {
     assert_eq!(tcp_proxy_cluster(&l.filter_chains[2]), "inbound|8001||");
     let h = hcm(&l.filter_chains[3]);
     assert_eq!(h.stat_prefix, "inbound_0.0.0.0_9080");
+    // WebSocket passes the serving sidecar too, as istiod allows it inbound.
+    let upgrades: Vec<&str> = h
+        .upgrade_configs
+        .iter()
+        .map(|u| u.upgrade_type.as_str())
+        .collect();
+    assert_eq!(upgrades, ["websocket"]);
     let Some(RouteSpecifier::RouteConfig(rc)) = &h.route_specifier else {
         panic!("inline route config: {h:?}")
     };
