@@ -271,13 +271,17 @@ impl HostPool {
             return Ok(conn);
         }
         let _pending = self.limits.try_pending()?;
+        let mut counted_overflow = false;
         loop {
             let freed = self.h2_stream_freed.notified();
             let released = self.limits.released.notified();
             tokio::pin!(freed, released);
             freed.as_mut().enable();
             released.as_mut().enable();
-            if let Some(conn) = self.open_or_share_h2(connect_timeout).await? {
+            if let Some(conn) = self
+                .open_or_share_h2(connect_timeout, &mut counted_overflow)
+                .await?
+            {
                 return Ok(conn);
             }
             tokio::select! {
@@ -288,10 +292,12 @@ impl HostPool {
     }
 
     /// `None` when every connection carries the cluster's `max_concurrent_streams` and no new
-    /// one may be opened.
+    /// one may be opened. A request's connection overflow is counted once, however often it
+    /// comes back here.
     async fn open_or_share_h2(
         self: &Arc<Self>,
         connect_timeout: Duration,
+        counted_overflow: &mut bool,
     ) -> Result<Option<Connection>, SendError> {
         for _ in 0..H2_OPEN_ROUNDS {
             let attempt = {
@@ -304,10 +310,12 @@ impl HostPool {
                     Some(a) if a.peek().is_none() => a.clone(),
                     _ => {
                         if !self.limits.try_connection() {
-                            self.limits
-                                .stats
-                                .cx_overflow
-                                .fetch_add(1, Ordering::Relaxed);
+                            if !std::mem::replace(counted_overflow, true) {
+                                self.limits
+                                    .stats
+                                    .cx_overflow
+                                    .fetch_add(1, Ordering::Relaxed);
+                            }
                             match lock(&self.h2).least_busy() {
                                 LeastBusy::Stream(sender, stream) => {
                                     return Ok(Some(Connection::Http2(sender, stream)))
