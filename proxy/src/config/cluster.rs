@@ -10,7 +10,6 @@
 
 use std::time::Duration;
 
-use prost::Message;
 use xds_protos::pb::envoy::config::cluster::v3::{
     cluster::{
         common_lb_config::LocalityConfigSpecifier, ring_hash_lb_config::HashFunction,
@@ -20,15 +19,8 @@ use xds_protos::pb::envoy::config::cluster::v3::{
     },
     Cluster,
 };
-use xds_protos::pb::envoy::config::core::v3::{
-    HttpProtocolOptions as CommonHttpOptions, RuntimeDouble,
-};
-use xds_protos::pb::envoy::extensions::upstreams::http::v3::{
-    http_protocol_options::{explicit_http_config::ProtocolConfig, UpstreamProtocolOptions},
-    HttpProtocolOptions,
-};
+use xds_protos::pb::envoy::config::core::v3::RuntimeDouble;
 use xds_protos::pb::envoy::r#type::v3::Percent as ProtoPercent;
-use xds_protos::type_url;
 
 use super::endpoint::{endpoints, Endpoint};
 use super::error::{duration, AtField, FieldError, ValidationError};
@@ -36,6 +28,7 @@ use super::resilience::{
     circuit_breakers, connection_options, outlier_detection, upstream_bind_config,
     upstream_connection_options, CircuitBreakers, ConnectionOptions, OutlierDetection,
 };
+use super::upstream_http::{protocol_options, HTTP_PROTOCOL_OPTIONS_KEY};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterConfig {
@@ -134,8 +127,9 @@ impl Finite {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum UpstreamProtocol {
+    #[default]
     Http1,
     Http2,
 }
@@ -150,9 +144,6 @@ pub const DEFAULT_MAGLEV_TABLE_SIZE: u64 = 65537;
 /// The largest table Envoy's validation accepts.
 pub const MAX_MAGLEV_TABLE_SIZE: u64 = 5_000_011;
 const DEFAULT_SLOW_START_MIN_WEIGHT_PERCENT: f64 = 10.0;
-
-/// The key of `typed_extension_protocol_options` that carries the upstream HTTP settings.
-const HTTP_PROTOCOL_OPTIONS_KEY: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 
 pub fn compile_cluster(c: &Cluster) -> Result<ClusterConfig, ValidationError> {
     compile(c).map_err(|e| e.into_error("Cluster", &c.name))
@@ -209,21 +200,22 @@ fn compile(c: &Cluster) -> Result<ClusterConfig, FieldError> {
             "a LOGICAL_DNS cluster needs exactly one endpoint",
         ));
     }
-    let (protocol, common_http) = protocol(c)?;
+    let options = protocol_options(c)?;
     #[allow(deprecated)] // Still sent by control planes in the cluster's own fields.
-    let mut connection = match &common_http {
-        Some(common) => connection_options(Some(common), c.max_requests_per_connection)
-        .map_err(|e| {
+    let mut connection = if let Some(common) = &options.common {
+        connection_options(Some(common), c.max_requests_per_connection).map_err(|e| {
             e.under(&format!(
                 "typed_extension_protocol_options[{HTTP_PROTOCOL_OPTIONS_KEY:?}].common_http_protocol_options"
             ))
-        })?,
-        None => connection_options(
+        })?
+    } else {
+        connection_options(
             c.common_http_protocol_options.as_ref(),
             c.max_requests_per_connection,
         )
-        .map_err(|e| e.under("common_http_protocol_options"))?,
+        .map_err(|e| e.under("common_http_protocol_options"))?
     };
+    connection.http2 = options.http2;
     if let Some(u) = &c.upstream_connection_options {
         connection.tcp_keepalive =
             upstream_connection_options(u).at("upstream_connection_options")?;
@@ -236,7 +228,7 @@ fn compile(c: &Cluster) -> Result<ClusterConfig, FieldError> {
         discovery,
         lb_policy,
         healthy_panic_threshold,
-        protocol,
+        protocol: options.protocol,
         circuit_breakers: circuit_breakers(c.circuit_breakers.as_ref()).at("circuit_breakers")?,
         connection,
         outlier_detection: c
@@ -586,45 +578,4 @@ fn dns_settings(c: &Cluster) -> Result<(), FieldError> {
         Some((field, _)) => Err(FieldError::unsupported(field)),
         None => Ok(()),
     }
-}
-
-/// HTTP/2 only when asked for explicitly; `use_downstream_protocol_config` and `auto_config`
-/// are not implemented and fall back to HTTP/1.1. Also returns the extension's
-/// `common_http_protocol_options`, if any.
-#[allow(deprecated)] // `http2_protocol_options` on the cluster is deprecated but still sent.
-fn protocol(c: &Cluster) -> Result<(UpstreamProtocol, Option<CommonHttpOptions>), FieldError> {
-    if let Some(any) = c
-        .typed_extension_protocol_options
-        .get(HTTP_PROTOCOL_OPTIONS_KEY)
-    {
-        let field = format!("typed_extension_protocol_options[{HTTP_PROTOCOL_OPTIONS_KEY:?}]");
-        if any.type_url != type_url::HTTP_PROTOCOL_OPTIONS {
-            return Err(FieldError::new(
-                field,
-                format!(
-                    "expected {}, got {}",
-                    type_url::HTTP_PROTOCOL_OPTIONS,
-                    any.type_url
-                ),
-            ));
-        }
-        let options = HttpProtocolOptions::decode(any.value.as_slice())
-            .map_err(|e| FieldError::new(field, format!("cannot decode: {e}")))?;
-        let common = options.common_http_protocol_options;
-        if let Some(UpstreamProtocolOptions::ExplicitHttpConfig(explicit)) =
-            &options.upstream_protocol_options
-        {
-            if let Some(ProtocolConfig::Http2ProtocolOptions(_)) = &explicit.protocol_config {
-                return Ok((UpstreamProtocol::Http2, common));
-            }
-        }
-        if c.http2_protocol_options.is_some() {
-            return Ok((UpstreamProtocol::Http2, common));
-        }
-        return Ok((UpstreamProtocol::Http1, common));
-    }
-    if c.http2_protocol_options.is_some() {
-        return Ok((UpstreamProtocol::Http2, None));
-    }
-    Ok((UpstreamProtocol::Http1, None))
 }

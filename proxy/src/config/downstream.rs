@@ -242,7 +242,7 @@ fn http2_limits(h2: &Http2ProtocolOptions) -> Result<Http2Limits, FieldError> {
     Ok(out)
 }
 
-fn window(value: Option<u32>, field: &str) -> Result<Option<u32>, FieldError> {
+pub(crate) fn window(value: Option<u32>, field: &str) -> Result<Option<u32>, FieldError> {
     match value {
         Some(v) if !(MIN_WINDOW..=DEFAULT_MAX_CONCURRENT_STREAMS).contains(&v) => Err(
             FieldError::new(field, format!("{v} is out of range (65535..=2147483647)")),
@@ -252,7 +252,7 @@ fn window(value: Option<u32>, field: &str) -> Result<Option<u32>, FieldError> {
 }
 
 /// `None` when `interval` is unset or 0: Envoy sends no interval PINGs then.
-fn keepalive(k: &KeepaliveSettings) -> Result<Option<Http2Keepalive>, FieldError> {
+pub(crate) fn keepalive(k: &KeepaliveSettings) -> Result<Option<Http2Keepalive>, FieldError> {
     if k.interval_jitter.as_ref().is_some_and(|p| p.value != 0.0) {
         // hyper pings at a fixed interval; a jitter would be accepted and not applied.
         return Err(FieldError::unsupported("interval_jitter"));

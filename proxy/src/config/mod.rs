@@ -32,6 +32,7 @@ mod route_match;
 mod route_policy;
 mod tcp_proxy;
 mod tracing;
+mod upstream_http;
 mod workload_metadata;
 
 #[cfg(test)]
@@ -71,4 +72,5 @@ pub use tcp_proxy::{TcpProxyConfig, TcpTarget, DEFAULT_TCP_IDLE_TIMEOUT};
 pub use tracing::{
     Collector, Tag, TagValue, TracingConfig, DEFAULT_MAX_PATH_TAG_LENGTH, OPEN_TELEMETRY_CONFIG,
 };
+pub use upstream_http::{UpstreamHttp2, DEFAULT_HPACK_TABLE_SIZE};
 pub use workload_metadata::WorkloadMetadata;

@@ -25,6 +25,7 @@ use xds_protos::pb::envoy::config::core::v3::{
 use xds_protos::pb::google::protobuf::UInt32Value;
 
 use super::error::{duration, AtField, FieldError};
+use super::upstream_http::UpstreamHttp2;
 
 /// `circuit_breakers` at DEFAULT priority, Envoy's defaults when unset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +64,8 @@ pub struct ConnectionOptions {
     /// `upstream_bind_config.source_address`: the local address upstream connections are made
     /// from (Istio binds inbound passthrough to 127.0.0.6 so its iptables rules let it by).
     pub source_address: Option<std::net::IpAddr>,
+    /// The HTTP/2 client's settings, for an HTTP/2 cluster's new connections.
+    pub http2: UpstreamHttp2,
 }
 
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -75,6 +78,7 @@ impl Default for ConnectionOptions {
             max_requests_per_connection: None,
             tcp_keepalive: None,
             source_address: None,
+            http2: UpstreamHttp2::default(),
         }
     }
 }

@@ -20,7 +20,7 @@ mod unique_values;
 use super::connect::{connect_from, ConnectError};
 use super::limits::{Limits, Overflow};
 use crate::body::{ConnectionReturn, Http1Connection, IdleSink, ProxyBody, UpstreamBody};
-use crate::config::{ConnectionOptions, EndpointAddress, UpstreamProtocol};
+use crate::config::{ConnectionOptions, EndpointAddress, UpstreamHttp2, UpstreamProtocol};
 use futures::future::{BoxFuture, FutureExt, Shared};
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -33,7 +33,7 @@ use tokio::time::Instant;
 use tracing::debug;
 
 pub use h2_conns::unprocessed;
-use h2_conns::{H2Conns, H2State, StreamSlot};
+use h2_conns::{H2Conns, H2State, LeastBusy, StreamSlot};
 use unique_values::never_index_unique_values;
 
 /// One HTTP/2 connection attempt, awaited by every request that needs the connection.
@@ -61,6 +61,9 @@ pub struct HostPool {
     open: Arc<AtomicU64>,
     /// Wakes requests waiting for a connection of this host when one comes back idle.
     returned: Notify,
+    /// Wakes requests waiting for a stream when one ends on an HTTP/2 connection that was at
+    /// the cluster's `max_concurrent_streams`.
+    h2_stream_freed: Arc<Notify>,
 }
 
 pub enum Connection {
@@ -98,6 +101,7 @@ impl HostPool {
             limits,
             open: Arc::default(),
             returned: Notify::new(),
+            h2_stream_freed: Arc::default(),
         })
     }
 
@@ -257,7 +261,8 @@ impl HostPool {
     }
 
     /// A stream on a connection with room; else one more connection (all waiting requests
-    /// share its opening); else, over the cluster's connection limit, the least busy one.
+    /// share its opening); else, over the cluster's connection limit, the least busy one below
+    /// the cluster's own stream limit, or a wait for a stream or a connection to end.
     async fn checkout_http2(
         self: &Arc<Self>,
         connect_timeout: Duration,
@@ -266,27 +271,60 @@ impl HostPool {
             return Ok(conn);
         }
         let _pending = self.limits.try_pending()?;
+        let mut counted_overflow = false;
+        loop {
+            let freed = self.h2_stream_freed.notified();
+            let released = self.limits.released.notified();
+            tokio::pin!(freed, released);
+            freed.as_mut().enable();
+            released.as_mut().enable();
+            if let Some(conn) = self
+                .open_or_share_h2(connect_timeout, &mut counted_overflow)
+                .await?
+            {
+                return Ok(conn);
+            }
+            tokio::select! {
+                () = freed => {}
+                () = released => {}
+            }
+        }
+    }
+
+    /// `None` when every connection carries the cluster's `max_concurrent_streams` and no new
+    /// one may be opened. A request's connection overflow is counted once, however often it
+    /// comes back here.
+    async fn open_or_share_h2(
+        self: &Arc<Self>,
+        connect_timeout: Duration,
+        counted_overflow: &mut bool,
+    ) -> Result<Option<Connection>, SendError> {
         for _ in 0..H2_OPEN_ROUNDS {
             let attempt = {
                 let mut slot = lock(&self.h2_connecting);
                 if let Some(conn) = self.pick_h2() {
-                    return Ok(conn);
+                    return Ok(Some(conn));
                 }
                 match slot.as_ref() {
                     // A finished attempt is stale: its connection (if any) was already checked.
                     Some(a) if a.peek().is_none() => a.clone(),
                     _ => {
                         if !self.limits.try_connection() {
-                            self.limits
-                                .stats
-                                .cx_overflow
-                                .fetch_add(1, Ordering::Relaxed);
-                            if let Some((sender, stream)) = lock(&self.h2).least_busy() {
-                                return Ok(Connection::Http2(sender, stream));
+                            if !std::mem::replace(counted_overflow, true) {
+                                self.limits
+                                    .stats
+                                    .cx_overflow
+                                    .fetch_add(1, Ordering::Relaxed);
                             }
-                            // A host's first connection opens even over the cluster's limit,
-                            // or its requests could wait for ever.
-                            self.limits.force_connection();
+                            match lock(&self.h2).least_busy() {
+                                LeastBusy::Stream(sender, stream) => {
+                                    return Ok(Some(Connection::Http2(sender, stream)))
+                                }
+                                LeastBusy::AllAtLimit => return Ok(None),
+                                // A host's first connection opens even over the cluster's
+                                // limit, or its requests could wait for ever.
+                                LeastBusy::NoConnection => self.limits.force_connection(),
+                            }
                         }
                         let a = self.clone().open_http2(connect_timeout).boxed().shared();
                         *slot = Some(a.clone());
@@ -300,8 +338,9 @@ impl HostPool {
         }
         // Every new connection filled up before this request got a stream on one.
         match lock(&self.h2).least_busy() {
-            Some((sender, stream)) => Ok(Connection::Http2(sender, stream)),
-            None => Err(SendError::ClosedBeforeSend),
+            LeastBusy::Stream(sender, stream) => Ok(Some(Connection::Http2(sender, stream))),
+            LeastBusy::AllAtLimit => Ok(None),
+            LeastBusy::NoConnection => Err(SendError::ClosedBeforeSend),
         }
     }
 
@@ -322,13 +361,15 @@ impl HostPool {
         let io = connect_from(&self.address, source, connect_timeout, keepalive)
             .await
             .map_err(Arc::new)?;
-        let (sender, conn) = http2::Builder::new(TokioExecutor::new())
-            .timer(hyper_util::rt::TokioTimer::new())
-            .adaptive_window(true)
+        let settings = self.limits.connection.load().http2.clone();
+        let (sender, conn) = http2_builder(&settings)
             .handshake(TokioIo::new(io))
             .await
             .map_err(|e| Arc::new(ConnectError::Handshake(e)))?;
-        let state = H2State::new();
+        let state = H2State::new(
+            settings.max_concurrent_streams,
+            self.h2_stream_freed.clone(),
+        );
         let task_state = state.clone();
         tokio::spawn(async move {
             let ended =
@@ -364,6 +405,29 @@ impl HostPool {
     pub fn open_connections(&self) -> u64 {
         self.open.load(Ordering::Relaxed)
     }
+}
+
+/// The HTTP/2 client for one new connection, with the cluster's settings. Interval PINGs go
+/// out whether or not streams are open, as Envoy's `connection_keepalive` does.
+fn http2_builder(settings: &UpstreamHttp2) -> http2::Builder<TokioExecutor> {
+    let mut b = http2::Builder::new(TokioExecutor::new());
+    b.timer(hyper_util::rt::TokioTimer::new())
+        .max_concurrent_streams(settings.max_concurrent_streams)
+        .header_table_size(settings.hpack_table_size);
+    if settings.initial_stream_window_size.is_none()
+        && settings.initial_connection_window_size.is_none()
+    {
+        b.adaptive_window(true);
+    } else {
+        b.initial_stream_window_size(settings.initial_stream_window_size)
+            .initial_connection_window_size(settings.initial_connection_window_size);
+    }
+    if let Some(k) = settings.keepalive {
+        b.keep_alive_interval(k.interval)
+            .keep_alive_timeout(k.timeout)
+            .keep_alive_while_idle(true);
+    }
+    b
 }
 
 /// Whether a connection is too old to take a request: idle past the idle timeout, or open

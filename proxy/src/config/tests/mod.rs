@@ -9,6 +9,7 @@ mod listener;
 mod resilience;
 mod route;
 mod route_policy;
+mod upstream_http;
 
 use prost::Message;
 use xds_protos::pb::envoy::config::core::v3::{

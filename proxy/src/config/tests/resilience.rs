@@ -121,6 +121,7 @@ fn istio_connection_pool_settings_are_read() {
                 interval: Some(Duration::from_secs(10)),
             }),
             source_address: None,
+            http2: Default::default(),
         }
     );
 }

@@ -1,9 +1,12 @@
 //! A host's HTTP/2 connections: which one a new stream goes on, and when one is retired.
 //!
 //! A host starts with one multiplexed connection and gets another only when every open one
-//! is full: each connection counts the streams it carries against the peer's
-//! `SETTINGS_MAX_CONCURRENT_STREAMS`, as h2 last reported it. Beyond that limit h2 would hold
-//! the request back until a stream ends; a new connection serves it now instead.
+//! is full: each connection counts the streams it carries against the lower of the peer's
+//! `SETTINGS_MAX_CONCURRENT_STREAMS`, as h2 last reported it, and the cluster's own
+//! `max_concurrent_streams` (as Envoy does). Beyond the peer's limit h2 would hold the request
+//! back until a stream ends; a new connection serves it now instead. When no new connection
+//! may be opened, a request goes on the least busy connection below the cluster's limit
+//! (h2 queues it there if the peer's is lower), or waits for a stream to end.
 //!
 //! A connection is retired (never picked again; its streams in flight finish) when the peer
 //! says it is going away (GOAWAY), refuses a stream (`REFUSED_STREAM`), hands a request back
@@ -22,6 +25,7 @@ use hyper::client::conn::http2;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// What the pool and the connection's task share about one connection.
@@ -33,15 +37,21 @@ pub struct H2State {
     streams: AtomicUsize,
     /// No new stream may go on this connection.
     retired: AtomicBool,
+    /// The cluster's `max_concurrent_streams`.
+    local_max: usize,
+    /// Notified when a stream ends on this connection while it was at `local_max`.
+    freed: Arc<Notify>,
 }
 
 impl H2State {
-    pub fn new() -> Arc<Self> {
+    pub fn new(local_max: u32, freed: Arc<Notify>) -> Arc<Self> {
         Arc::new(H2State {
             // h2's own starting value until the peer's SETTINGS say otherwise.
             max_streams: AtomicUsize::new(100),
             streams: AtomicUsize::new(0),
             retired: AtomicBool::new(false),
+            local_max: usize::try_from(local_max).unwrap_or(usize::MAX).max(1),
+            freed,
         })
     }
 
@@ -55,8 +65,16 @@ impl H2State {
 
     fn has_room(&self) -> bool {
         // A peer that allows 0 streams would leave a request nowhere to go: it gets one.
-        let max = self.max_streams.load(Ordering::Relaxed).max(1);
+        let max = self
+            .max_streams
+            .load(Ordering::Relaxed)
+            .min(self.local_max)
+            .max(1);
         self.streams.load(Ordering::Relaxed) < max
+    }
+
+    fn below_local_max(&self) -> bool {
+        self.streams.load(Ordering::Relaxed) < self.local_max
     }
 }
 
@@ -71,8 +89,19 @@ impl StreamSlot {
 
 impl Drop for StreamSlot {
     fn drop(&mut self) {
-        self.0.streams.fetch_sub(1, Ordering::Relaxed);
+        // Only a connection at the cluster's limit can have requests waiting for it.
+        if self.0.streams.fetch_sub(1, Ordering::Relaxed) >= self.0.local_max {
+            self.0.freed.notify_waiters();
+        }
     }
+}
+
+/// What [`H2Conns::least_busy`] found.
+pub enum LeastBusy {
+    Stream(http2::SendRequest<ProxyBody>, StreamSlot),
+    /// Every usable connection carries the cluster's `max_concurrent_streams`.
+    AllAtLimit,
+    NoConnection,
 }
 
 /// One open connection as the pool holds it.
@@ -117,15 +146,28 @@ impl H2Conns {
         Some(Self::take(conn))
     }
 
-    /// The least busy usable connection even if it is full (h2 queues the stream until one
-    /// ends), for when no new connection may be opened.
-    pub fn least_busy(&mut self) -> Option<(http2::SendRequest<ProxyBody>, StreamSlot)> {
-        let conn = self
+    /// The least busy usable connection below the cluster's stream limit, even if it is at
+    /// the peer's (h2 queues the stream until one ends), for when no new connection may be
+    /// opened.
+    pub fn least_busy(&mut self) -> LeastBusy {
+        let mut usable = self
             .conns
             .iter_mut()
             .filter(|c| !c.sender.is_closed() && !c.state.is_retired())
-            .min_by_key(|c| c.state.streams.load(Ordering::Relaxed))?;
-        Some(Self::take(conn))
+            .peekable();
+        if usable.peek().is_none() {
+            return LeastBusy::NoConnection;
+        }
+        match usable
+            .filter(|c| c.state.below_local_max())
+            .min_by_key(|c| c.state.streams.load(Ordering::Relaxed))
+        {
+            Some(conn) => {
+                let (sender, stream) = Self::take(conn);
+                LeastBusy::Stream(sender, stream)
+            }
+            None => LeastBusy::AllAtLimit,
+        }
     }
 
     fn take(conn: &mut H2Conn) -> (http2::SendRequest<ProxyBody>, StreamSlot) {

@@ -166,6 +166,96 @@ mod h2 {
     }
 }
 
+/// The cluster's HTTP/2 settings as the upstream sees them on the wire.
+mod h2_settings {
+    use super::*;
+    use crate::config::{Http2Keepalive, UpstreamHttp2};
+    use tokio::io::AsyncReadExt;
+
+    const SETTINGS: u8 = 0x4;
+    const PING: u8 = 0x6;
+    const WINDOW_UPDATE: u8 = 0x8;
+
+    /// One frame: its type, flags, stream id and payload.
+    async fn frame(s: &mut tokio::net::TcpStream) -> (u8, u8, u32, Vec<u8>) {
+        let mut head = [0u8; 9];
+        s.read_exact(&mut head).await.expect("a frame header");
+        let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+        let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+        let mut payload = vec![0u8; len];
+        s.read_exact(&mut payload).await.expect("a frame payload");
+        (head[3], head[4], stream, payload)
+    }
+
+    #[tokio::test]
+    async fn settings_windows_and_keepalive_pings_follow_the_cluster() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let options = ConnectionOptions {
+            http2: UpstreamHttp2 {
+                max_concurrent_streams: 7,
+                initial_stream_window_size: Some(1 << 20),
+                initial_connection_window_size: Some(4 << 20),
+                hpack_table_size: 0,
+                keepalive: Some(Http2Keepalive {
+                    interval: Duration::from_millis(200),
+                    timeout: Duration::from_secs(60),
+                }),
+            },
+            ..Default::default()
+        };
+        let limits = Arc::new(Limits::new(Default::default(), options, Arc::default()));
+        let pool = HostPool::new(
+            EndpointAddress::Socket(addr),
+            UpstreamProtocol::Http2,
+            limits,
+        );
+        let exchange = tokio::spawn(async move {
+            let _ = pool.send(request(), Duration::from_secs(5)).await;
+        });
+        let (mut s, _) = tokio::time::timeout(Duration::from_secs(10), listener.accept())
+            .await
+            .expect("the pool connects")
+            .unwrap();
+        let mut preface = [0u8; 24];
+        s.read_exact(&mut preface).await.unwrap();
+        assert_eq!(&preface, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+        let (kind, _, stream, payload) = frame(&mut s).await;
+        assert_eq!((kind, stream), (SETTINGS, 0));
+        let settings: std::collections::HashMap<u16, u32> = payload
+            .chunks_exact(6)
+            .map(|c| {
+                (
+                    u16::from_be_bytes([c[0], c[1]]),
+                    u32::from_be_bytes([c[2], c[3], c[4], c[5]]),
+                )
+            })
+            .collect();
+        // HEADER_TABLE_SIZE, MAX_CONCURRENT_STREAMS, INITIAL_WINDOW_SIZE.
+        assert_eq!(settings.get(&0x1), Some(&0));
+        assert_eq!(settings.get(&0x3), Some(&7));
+        assert_eq!(settings.get(&0x4), Some(&(1 << 20)));
+        // The connection window is raised from the protocol's 65535 to the cluster's, and
+        // PINGs follow (no SETTINGS of ours is sent, so nothing else answers them).
+        let (mut window, mut pinged) = (None, false);
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while window.is_none() || !pinged {
+                match frame(&mut s).await {
+                    (WINDOW_UPDATE, _, 0, p) => {
+                        window = Some(u32::from_be_bytes([p[0], p[1], p[2], p[3]]) & 0x7fff_ffff)
+                    }
+                    (PING, flags, 0, _) if flags & 0x1 == 0 => pinged = true,
+                    _ => {}
+                }
+            }
+        })
+        .await
+        .expect("a connection WINDOW_UPDATE and a PING");
+        assert_eq!(window, Some((4 << 20) - 65_535));
+        exchange.abort();
+    }
+}
+
 /// A keep-alive upstream that counts the connections it accepts.
 async fn counting_server() -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

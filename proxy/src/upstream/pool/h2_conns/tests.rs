@@ -97,3 +97,75 @@ async fn a_refused_stream_is_reported_unprocessed_and_retires_its_connection() {
     assert_eq!(body(&pool, request(None)).await, "ok");
     assert_eq!(up.streams(), [(0, 1), (1, 1)]);
 }
+
+fn pool_with(
+    addr: std::net::SocketAddr,
+    breakers: crate::config::CircuitBreakers,
+    max_concurrent_streams: u32,
+) -> Arc<HostPool> {
+    let options = ConnectionOptions {
+        http2: crate::config::UpstreamHttp2 {
+            max_concurrent_streams,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    HostPool::new(
+        EndpointAddress::Socket(addr),
+        UpstreamProtocol::Http2,
+        Arc::new(Limits::new(breakers, options, Arc::default())),
+    )
+}
+
+#[tokio::test]
+async fn a_connection_at_the_clusters_stream_limit_gets_a_sibling() {
+    // The peer allows many streams; the cluster's `max_concurrent_streams` allows one.
+    let up = H2Upstream::start(Script::MaxStreams(100)).await;
+    let pool = pool_with(up.addr, Default::default(), 1);
+    let (a, b) = tokio::join!(body(&pool, request(Some(2))), body(&pool, request(Some(2))));
+    assert_eq!((a.as_str(), b.as_str()), ("together", "together"));
+    assert_eq!(up.connections(), 2);
+}
+
+#[tokio::test]
+async fn over_the_connection_limit_a_request_waits_for_a_stream_below_the_clusters_limit() {
+    let up = H2Upstream::start(Script::GoAwayOnSecond).await;
+    let breakers = crate::config::CircuitBreakers {
+        max_connections: 1,
+        ..Default::default()
+    };
+    let pool = pool_with(up.addr, breakers, 1);
+    let held = tokio::spawn({
+        let pool = pool.clone();
+        async move { body(&pool, request(None)).await }
+    });
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while up.streams().is_empty() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the first request reached the server");
+    let second = tokio::spawn({
+        let pool = pool.clone();
+        async move { body(&pool, request(None)).await }
+    });
+    // The second request is pending: the one connection carries the cluster's one stream and
+    // no other connection may be opened.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while pool.limits.pending.load(Ordering::Relaxed) == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the second request waits");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(up.streams().len(), 1, "sent past the stream limit");
+    // The first response frees the stream; the second request then goes on the same
+    // connection.
+    up.release();
+    assert_eq!(held.await.unwrap(), "first");
+    assert_eq!(second.await.unwrap(), "ok");
+    assert_eq!(up.streams(), [(0, 1), (0, 3)]);
+    assert_eq!(up.connections(), 1);
+}
