@@ -425,7 +425,7 @@ async fn delta_client(
     // Per followed type (clusters, listeners): what each held resource makes us follow, and
     // how many held resources follow each name, so a response changes the subscription by
     // what it carries only.
-    let mut held: [HashMap<Rc<str>, Rc<[Rc<str>]>>; 4] = Default::default();
+    let mut held: [ByName<Names>; 4] = Default::default();
     let mut following: [HashMap<Rc<str>, usize>; 4] = Default::default();
     while let Some(resp) = stream.message().await? {
         let Some(t) = type_index(&resp.type_url) else {
@@ -496,13 +496,17 @@ async fn delta_client(
 #[derive(Clone)]
 struct Followed {
     name: Rc<str>,
-    deps: Rc<[Rc<str>]>,
+    deps: Names,
 }
 
 /// [`Followed`] by type index and resource name, for the version last seen: the same resource
 /// is decoded once for every simulated proxy.
 #[derive(Default)]
-struct DeltaDeps(std::cell::RefCell<[HashMap<Rc<str>, (String, Followed)>; 4]>);
+struct DeltaDeps(std::cell::RefCell<[ByName<(String, Followed)>; 4]>);
+
+/// Names shared by every simulated proxy that holds them.
+type Names = Rc<[Rc<str>]>;
+type ByName<V> = HashMap<Rc<str>, V>;
 
 impl DeltaDeps {
     fn of(&self, t: usize, r: &ads_wire::DeltaResource) -> Followed {

@@ -19,7 +19,7 @@ use xds_protos::pb::envoy::config::cluster::v3::{
     },
     Cluster,
 };
-use xds_protos::pb::envoy::config::core::v3::RuntimeDouble;
+use xds_protos::pb::envoy::config::core::v3::{transport_socket, RuntimeDouble};
 use xds_protos::pb::envoy::r#type::v3::Percent as ProtoPercent;
 
 use super::endpoint::{endpoints, Endpoint};
@@ -164,6 +164,7 @@ fn compile(c: &Cluster) -> Result<ClusterConfig, FieldError> {
         return Err(FieldError::unsupported("lb_subset_config"));
     }
     dns_settings(c)?;
+    transport(c)?;
     if c.load_balancing_policy.is_some() {
         return Err(FieldError::new(
             "load_balancing_policy",
@@ -540,6 +541,37 @@ fn common_lb_config(common: Option<&CommonLbConfig>) -> Result<Finite, FieldErro
     )
     .at("healthy_panic_threshold")?;
     Ok(Finite(threshold.get().round()))
+}
+
+/// weft-proxy speaks plaintext TCP to upstreams. A cluster asking for anything else (TLS,
+/// Istio's mTLS by `transport_socket_matches`) is refused: accepted, its requests would leave
+/// in plaintext. Envoy's explicit plaintext socket is accepted.
+fn transport(c: &Cluster) -> Result<(), FieldError> {
+    const RAW_BUFFER: &str = "envoy.transport_sockets.raw_buffer";
+    const RAW_BUFFER_TYPE: &str =
+        "type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer";
+    if let Some(socket) = &c.transport_socket {
+        let typed = socket.config_type.as_ref().map(|t| match t {
+            transport_socket::ConfigType::TypedConfig(any) => any.type_url.as_str(),
+        });
+        let plaintext = match typed {
+            Some(type_url) => type_url == RAW_BUFFER_TYPE,
+            None => socket.name == RAW_BUFFER,
+        };
+        if !plaintext {
+            return Err(FieldError::new(
+                "transport_socket",
+                format!(
+                    "not supported: {} (weft-proxy connects to upstreams in plaintext only)",
+                    typed.unwrap_or(&socket.name)
+                ),
+            ));
+        }
+    }
+    if !c.transport_socket_matches.is_empty() {
+        return Err(FieldError::unsupported("transport_socket_matches"));
+    }
+    Ok(())
 }
 
 /// Envoy's default `dns_refresh_rate`: how often weft-proxy resolves every DNS name again.

@@ -739,3 +739,44 @@ fn dns_settings_weft_proxy_does_not_follow_are_refused_by_name() {
     };
     assert_eq!(compile_cluster(&v4).unwrap_err().field, "dns_lookup_family");
 }
+
+#[test]
+fn a_cluster_asking_for_tls_is_refused_and_plaintext_accepted() {
+    use xds_protos::pb::envoy::config::cluster::v3::cluster::TransportSocketMatch;
+    use xds_protos::pb::envoy::config::core::v3::{transport_socket::ConfigType, TransportSocket};
+    let socket = |type_url: &str| TransportSocket {
+        name: "envoy.transport_sockets.tls".into(),
+        config_type: Some(ConfigType::TypedConfig(Any {
+            type_url: type_url.into(),
+            value: Vec::new(),
+        })),
+    };
+    let tls = Cluster {
+        transport_socket: Some(socket(
+            "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+        )),
+        ..cluster("c", DiscoveryType::Eds)
+    };
+    let err = compile_cluster(&tls).unwrap_err();
+    assert_eq!(err.field, "transport_socket");
+    assert!(err.reason.contains("UpstreamTlsContext"), "{}", err.reason);
+    // Istio's mTLS: a socket chosen by endpoint metadata.
+    let istio = Cluster {
+        transport_socket_matches: vec![TransportSocketMatch {
+            name: "tlsMode-istio".into(),
+            ..Default::default()
+        }],
+        ..cluster("c", DiscoveryType::Eds)
+    };
+    assert_eq!(
+        compile_cluster(&istio).unwrap_err().field,
+        "transport_socket_matches"
+    );
+    let plaintext = Cluster {
+        transport_socket: Some(socket(
+            "type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer",
+        )),
+        ..cluster("c", DiscoveryType::Eds)
+    };
+    compile(&plaintext);
+}
