@@ -28,7 +28,7 @@ use super::resilience::{
     circuit_breakers, connection_options, outlier_detection, upstream_bind_config,
     upstream_connection_options, CircuitBreakers, ConnectionOptions, OutlierDetection,
 };
-use super::upstream_http::{protocol_options, HTTP_PROTOCOL_OPTIONS_KEY};
+use super::upstream_http::{protocol_options, UpstreamProtocol, HTTP_PROTOCOL_OPTIONS_KEY};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterConfig {
@@ -125,13 +125,6 @@ impl Finite {
     pub fn get(self) -> f64 {
         self.0
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum UpstreamProtocol {
-    #[default]
-    Http1,
-    Http2,
 }
 
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

@@ -40,8 +40,8 @@ mod tests;
 
 pub use cluster::{
     compile_cluster, ClusterConfig, Discovery, Finite, LbPolicy, LeastRequest, RingHash,
-    RingHashFunction, SlowStart, UpstreamProtocol, DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_DNS_REFRESH_RATE, DEFAULT_HEALTHY_PANIC_THRESHOLD,
+    RingHashFunction, SlowStart, DEFAULT_CONNECT_TIMEOUT, DEFAULT_DNS_REFRESH_RATE,
+    DEFAULT_HEALTHY_PANIC_THRESHOLD,
 };
 pub use connection_limit::{ConnectionLimitConfig, CONNECTION_LIMIT_NAME, CONNECTION_LIMIT_TYPE};
 pub use downstream::{
@@ -72,5 +72,5 @@ pub use tcp_proxy::{TcpProxyConfig, TcpTarget, DEFAULT_TCP_IDLE_TIMEOUT};
 pub use tracing::{
     Collector, Tag, TagValue, TracingConfig, DEFAULT_MAX_PATH_TAG_LENGTH, OPEN_TELEMETRY_CONFIG,
 };
-pub use upstream_http::{UpstreamHttp2, DEFAULT_HPACK_TABLE_SIZE};
+pub use upstream_http::{UpstreamHttp2, UpstreamProtocol, DEFAULT_HPACK_TABLE_SIZE};
 pub use workload_metadata::WorkloadMetadata;

@@ -26,9 +26,16 @@ use xds_protos::pb::envoy::extensions::upstreams::http::v3::{
 };
 use xds_protos::type_url;
 
-use super::cluster::UpstreamProtocol;
 use super::downstream::{keepalive, window, Http2Keepalive, DEFAULT_MAX_CONCURRENT_STREAMS};
 use super::error::{AtField, FieldError};
+
+/// Which HTTP version a cluster's requests go upstream in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UpstreamProtocol {
+    #[default]
+    Http1,
+    Http2,
+}
 
 /// The key of `typed_extension_protocol_options` that carries the upstream HTTP settings.
 pub(crate) const HTTP_PROTOCOL_OPTIONS_KEY: &str =
