@@ -166,10 +166,20 @@ fn common_options(c: &HttpProtocolOptions, out: &mut DownstreamLimits) -> Result
     Ok(())
 }
 
-#[allow(deprecated)] // Deprecated fields are still refused by name when a control plane sends them.
+/// A listener's HTTP/2 settings: [`http2_settings`], and its HPACK table size is refused
+/// (the server side does not set it).
 fn http2_limits(h2: &Http2ProtocolOptions) -> Result<Http2Limits, FieldError> {
+    if h2.hpack_table_size.is_some() {
+        return Err(FieldError::unsupported("hpack_table_size"));
+    }
+    http2_settings(h2)
+}
+
+/// What both sides, listener and cluster, read of `Http2ProtocolOptions`: streams per
+/// connection, windows and keepalive. Every field neither side acts on is refused by name.
+#[allow(deprecated)] // Deprecated fields are still refused by name when a control plane sends them.
+pub(crate) fn http2_settings(h2: &Http2ProtocolOptions) -> Result<Http2Limits, FieldError> {
     let unsupported = [
-        ("hpack_table_size", h2.hpack_table_size.is_some()),
         ("allow_connect", h2.allow_connect),
         ("allow_metadata", h2.allow_metadata),
         ("max_outbound_frames", h2.max_outbound_frames.is_some()),
@@ -214,6 +224,8 @@ fn http2_limits(h2: &Http2ProtocolOptions) -> Result<Http2Limits, FieldError> {
         ),
         ("disallow_obs_text", h2.disallow_obs_text.is_some()),
         ("use_oghttp2_codec", h2.use_oghttp2_codec.is_some()),
+        ("stream_reset_burst", h2.stream_reset_burst.is_some()),
+        ("stream_reset_rate", h2.stream_reset_rate.is_some()),
     ];
     if let Some((field, _)) = unsupported.iter().find(|(_, set)| *set) {
         return Err(FieldError::unsupported(field));
@@ -242,7 +254,7 @@ fn http2_limits(h2: &Http2ProtocolOptions) -> Result<Http2Limits, FieldError> {
     Ok(out)
 }
 
-pub(crate) fn window(value: Option<u32>, field: &str) -> Result<Option<u32>, FieldError> {
+fn window(value: Option<u32>, field: &str) -> Result<Option<u32>, FieldError> {
     match value {
         Some(v) if !(MIN_WINDOW..=DEFAULT_MAX_CONCURRENT_STREAMS).contains(&v) => Err(
             FieldError::new(field, format!("{v} is out of range (65535..=2147483647)")),
@@ -252,7 +264,7 @@ pub(crate) fn window(value: Option<u32>, field: &str) -> Result<Option<u32>, Fie
 }
 
 /// `None` when `interval` is unset or 0: Envoy sends no interval PINGs then.
-pub(crate) fn keepalive(k: &KeepaliveSettings) -> Result<Option<Http2Keepalive>, FieldError> {
+fn keepalive(k: &KeepaliveSettings) -> Result<Option<Http2Keepalive>, FieldError> {
     if k.interval_jitter.as_ref().is_some_and(|p| p.value != 0.0) {
         // hyper pings at a fixed interval; a jitter would be accepted and not applied.
         return Err(FieldError::unsupported("interval_jitter"));

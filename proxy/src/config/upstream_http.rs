@@ -26,7 +26,9 @@ use xds_protos::pb::envoy::extensions::upstreams::http::v3::{
 };
 use xds_protos::type_url;
 
-use super::downstream::{keepalive, window, Http2Keepalive, DEFAULT_MAX_CONCURRENT_STREAMS};
+use super::downstream::{
+    http2_settings, Http2Keepalive, Http2Limits, DEFAULT_MAX_CONCURRENT_STREAMS,
+};
 use super::error::{AtField, FieldError};
 
 /// Which HTTP version a cluster's requests go upstream in.
@@ -236,82 +238,22 @@ fn http1(h1: &Http1ProtocolOptions) -> Result<(), FieldError> {
     }
 }
 
-#[allow(deprecated)] // Deprecated fields are still refused by name when a control plane sends them.
+/// A cluster's HTTP/2 settings: what the listener side reads too (`http2_settings`), and the
+/// HPACK table size weft-proxy advertises.
 fn http2(h2: &Http2ProtocolOptions) -> Result<UpstreamHttp2, FieldError> {
-    let unsupported = [
-        ("allow_connect", h2.allow_connect),
-        ("allow_metadata", h2.allow_metadata),
-        ("max_outbound_frames", h2.max_outbound_frames.is_some()),
-        (
-            "max_outbound_control_frames",
-            h2.max_outbound_control_frames.is_some(),
-        ),
-        (
-            "max_consecutive_inbound_frames_with_empty_payload",
-            h2.max_consecutive_inbound_frames_with_empty_payload
-                .is_some(),
-        ),
-        (
-            "max_inbound_priority_frames_per_stream",
-            h2.max_inbound_priority_frames_per_stream.is_some(),
-        ),
-        (
-            "max_inbound_window_update_frames_per_data_frame_sent",
-            h2.max_inbound_window_update_frames_per_data_frame_sent
-                .is_some(),
-        ),
-        (
-            "stream_error_on_invalid_http_messaging",
-            h2.stream_error_on_invalid_http_messaging,
-        ),
-        (
-            "override_stream_error_on_invalid_http_message",
-            h2.override_stream_error_on_invalid_http_message.is_some(),
-        ),
-        (
-            "custom_settings_parameters",
-            !h2.custom_settings_parameters.is_empty(),
-        ),
-        ("max_metadata_size", h2.max_metadata_size.is_some()),
-        (
-            "enable_huffman_encoding",
-            h2.enable_huffman_encoding.is_some(),
-        ),
-        (
-            "max_header_field_size_kb",
-            h2.max_header_field_size_kb.is_some(),
-        ),
-        ("disallow_obs_text", h2.disallow_obs_text.is_some()),
-        ("use_oghttp2_codec", h2.use_oghttp2_codec.is_some()),
-        ("stream_reset_burst", h2.stream_reset_burst.is_some()),
-        ("stream_reset_rate", h2.stream_reset_rate.is_some()),
-    ];
-    if let Some((field, _)) = unsupported.iter().find(|(_, set)| *set) {
-        return Err(FieldError::unsupported(field));
-    }
-    let mut out = UpstreamHttp2::default();
-    if let Some(n) = h2.max_concurrent_streams {
-        if n.value == 0 || n.value > DEFAULT_MAX_CONCURRENT_STREAMS {
-            return Err(FieldError::new(
-                "max_concurrent_streams",
-                format!("{} is out of range (1..=2147483647)", n.value),
-            ));
-        }
-        out.max_concurrent_streams = n.value;
-    }
-    out.initial_stream_window_size = window(
-        h2.initial_stream_window_size.map(|v| v.value),
-        "initial_stream_window_size",
-    )?;
-    out.initial_connection_window_size = window(
-        h2.initial_connection_window_size.map(|v| v.value),
-        "initial_connection_window_size",
-    )?;
-    if let Some(n) = h2.hpack_table_size {
-        out.hpack_table_size = n.value;
-    }
-    if let Some(k) = &h2.connection_keepalive {
-        out.keepalive = keepalive(k).at("connection_keepalive")?;
-    }
-    Ok(out)
+    let Http2Limits {
+        max_concurrent_streams,
+        initial_stream_window_size,
+        initial_connection_window_size,
+        keepalive,
+    } = http2_settings(h2)?;
+    Ok(UpstreamHttp2 {
+        max_concurrent_streams,
+        initial_stream_window_size,
+        initial_connection_window_size,
+        hpack_table_size: h2
+            .hpack_table_size
+            .map_or(DEFAULT_HPACK_TABLE_SIZE, |n| n.value),
+        keepalive,
+    })
 }

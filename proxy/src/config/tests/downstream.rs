@@ -222,6 +222,19 @@ fn fields_not_enforced_downstream_are_refused_by_name() {
         err.contains("connection_keepalive.interval_jitter: not supported"),
         "{err}"
     );
+    // Envoy's reset-flood limit: weft-proxy does not enforce it, so it is refused.
+    let err = with(HttpConnectionManager {
+        http2_protocol_options: Some(Http2ProtocolOptions {
+            stream_reset_burst: Some(xds_protos::pb::google::protobuf::UInt64Value { value: 100 }),
+            ..Default::default()
+        }),
+        ..rds("r")
+    })
+    .unwrap_err();
+    assert!(
+        err.contains("http2_protocol_options.stream_reset_burst: not supported"),
+        "{err}"
+    );
 }
 
 #[test]
