@@ -4,6 +4,7 @@
 //! by one, in [`fields`] (its module documentation is the table of all of them).
 
 mod fields;
+pub(crate) use fields::unique_upgrade_types;
 
 pub use fields::{
     Cidr, EscapedSlashes, Forwarding, HeadPolicy, PathNormalization, ServerHeader, StripPort,

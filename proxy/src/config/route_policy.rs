@@ -119,15 +119,10 @@ pub(crate) fn action_policy(ra: &ProtoRouteAction) -> Result<ActionPolicy, Field
 /// setting either way (Envoy's table: the route wins when it says). Another type may only be
 /// disabled (weft-proxy proxies no other upgrade); `connect_config` is refused with CONNECT.
 fn route_upgrades(upgrades: &[route_action::UpgradeConfig]) -> Result<Option<bool>, FieldError> {
+    super::http_connection::unique_upgrade_types(upgrades.iter().map(|u| u.upgrade_type.as_str()))?;
     let mut websocket = None;
     for (i, u) in upgrades.iter().enumerate() {
         let at = |m: String| FieldError::new(format!("upgrade_configs[{i}]"), m);
-        if upgrades[..i]
-            .iter()
-            .any(|p| p.upgrade_type.eq_ignore_ascii_case(&u.upgrade_type))
-        {
-            return Err(at(format!("upgrade {:?} is listed twice", u.upgrade_type)));
-        }
         if u.connect_config.is_some() {
             return Err(FieldError::unsupported(&format!(
                 "upgrade_configs[{i}].connect_config"

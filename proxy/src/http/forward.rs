@@ -22,7 +22,7 @@ use super::plan::Timeouts;
 use super::upstream_request::{RouterHeaders, UpstreamHead};
 use crate::body::{ProxyBody, ReplayBody, UpstreamBody, DEFAULT_REPLAY_LIMIT};
 use crate::router::filter_config::RouterConfig;
-use crate::router::{request_hash, RequestView, RetryPolicy, Route, TryFailure};
+use crate::router::{request_hash, RequestHash, RequestView, RetryPolicy, Route, TryFailure};
 use crate::snapshot::Snapshot;
 use crate::upstream::outlier::TryOutcome;
 use crate::upstream::pool::SendError;
@@ -57,6 +57,31 @@ pub struct Forward<'s, 'p> {
     pub original_dst: Option<SocketAddr>,
 }
 
+impl Forward<'_, '_> {
+    /// The route's hash of `req` (for ring hash and Maglev), when it has a hash policy.
+    pub(in crate::http) fn request_hash<B>(&self, req: &Request<B>) -> Option<RequestHash> {
+        let policy = &self.route.policy.hash_policy;
+        (!policy.is_empty()).then(|| {
+            let view = RequestView::new(req.method(), req.uri(), req.headers());
+            request_hash(policy, &view, self.peer.ip())
+        })
+    }
+
+    /// The head of the request the upstream is sent, from the downstream request's `parts`.
+    pub(in crate::http) fn upstream_head(&self, parts: http::request::Parts) -> UpstreamHead {
+        UpstreamHead::new(
+            parts,
+            self.authority,
+            self.route,
+            self.cluster_settings,
+            &RouterHeaders {
+                expected_timeout: self.timeouts.per_try.or(self.timeouts.total),
+                suppress_envoy_headers: self.router.suppress_envoy_headers,
+            },
+        )
+    }
+}
+
 pub async fn forward<'s>(
     f: Forward<'s, '_>,
     req: Request<Incoming>,
@@ -77,21 +102,9 @@ pub async fn forward<'s>(
     };
     outcome.forwarded = true;
     let deadline = f.timeouts.total.map(|t| start + t);
-    let hash = (!policy.hash_policy.is_empty()).then(|| {
-        let view = RequestView::new(req.method(), req.uri(), req.headers());
-        request_hash(&policy.hash_policy, &view, f.peer.ip())
-    });
+    let hash = f.request_hash(&req);
     let (parts, body) = req.into_parts();
-    let head = UpstreamHead::new(
-        parts,
-        f.authority,
-        f.route,
-        f.cluster_settings,
-        &RouterHeaders {
-            expected_timeout: f.timeouts.per_try.or(f.timeouts.total),
-            suppress_envoy_headers: f.router.suppress_envoy_headers,
-        },
-    );
+    let head = f.upstream_head(parts);
     let retry = policy.retry.as_deref().filter(|r| r.num_retries > 0);
     let body = RequestBody::new(body, retry.is_some() || !policy.mirrors.is_empty());
     outcome.request_bytes = body.received();

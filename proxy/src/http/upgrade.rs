@@ -30,10 +30,9 @@ use super::forward::{
 };
 use super::headers;
 use super::local_reply::{local_reply, ResponseCodeDetails, ResponseFlag};
-use super::upstream_request::{RouterHeaders, UpstreamHead};
 use crate::body::{ProxyBody, UpstreamBody};
 use crate::config::{Discovery, HttpConnectionConfig, UpstreamProtocol, WEBSOCKET};
-use crate::router::{request_hash, RequestView, Route, TryFailure};
+use crate::router::{Route, TryFailure};
 use crate::upstream::connect::{connect_from, ConnectError};
 use crate::upstream::limits::Limits;
 use crate::upstream::outlier::TryOutcome;
@@ -94,23 +93,11 @@ pub async fn forward(
     let policy = &f.route.policy;
     let downstream = hyper::upgrade::on(&mut req);
     let upgrade = req.headers().get(header::UPGRADE).cloned();
-    let hash = (!policy.hash_policy.is_empty()).then(|| {
-        let view = RequestView::new(req.method(), req.uri(), req.headers());
-        request_hash(&policy.hash_policy, &view, f.peer.ip())
-    });
+    let hash = f.request_hash(&req);
     outcome.forwarded = true;
     outcome.attempts = 1;
     let (parts, body) = req.into_parts();
-    let mut head = UpstreamHead::new(
-        parts,
-        f.authority,
-        f.route,
-        f.cluster_settings,
-        &RouterHeaders {
-            expected_timeout: f.timeouts.per_try.or(f.timeouts.total),
-            suppress_envoy_headers: f.router.suppress_envoy_headers,
-        },
-    );
+    let mut head = f.upstream_head(parts);
     restore_upgrade(&mut head.headers, upgrade);
 
     let host = if cluster.config.discovery == Discovery::OriginalDst {

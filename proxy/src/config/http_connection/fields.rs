@@ -406,15 +406,10 @@ pub(crate) fn http1_options(h1: &Http1ProtocolOptions) -> Result<(), FieldError>
 ///
 /// Returns whether the connection manager allows WebSocket upgrades.
 pub(crate) fn upgrade_configs(upgrades: &[UpgradeConfig]) -> Result<bool, FieldError> {
+    unique_upgrade_types(upgrades.iter().map(|u| u.upgrade_type.as_str()))?;
     let mut websocket = false;
     for (i, u) in upgrades.iter().enumerate() {
         let at = |m: String| FieldError::new(format!("upgrade_configs[{i}]"), m);
-        if upgrades[..i]
-            .iter()
-            .any(|p| p.upgrade_type.eq_ignore_ascii_case(&u.upgrade_type))
-        {
-            return Err(at(format!("upgrade {:?} is listed twice", u.upgrade_type)));
-        }
         let enabled = u.enabled.is_none_or(|b| b.value);
         if u.upgrade_type.eq_ignore_ascii_case(WEBSOCKET) {
             if !u.filters.is_empty() {
@@ -537,4 +532,20 @@ fn server_header(hcm: &HttpConnectionManager) -> Result<ServerHeader, FieldError
             ),
         )),
     }
+}
+
+/// Refuses an upgrade type listed twice (case-insensitively), as Envoy does, on a connection
+/// manager or a route.
+pub(crate) fn unique_upgrade_types<'a>(
+    types: impl Iterator<Item = &'a str> + Clone,
+) -> Result<(), FieldError> {
+    for (i, t) in types.clone().enumerate() {
+        if types.clone().take(i).any(|p| p.eq_ignore_ascii_case(t)) {
+            return Err(FieldError::new(
+                format!("upgrade_configs[{i}]"),
+                format!("upgrade {t:?} is listed twice"),
+            ));
+        }
+    }
+    Ok(())
 }
