@@ -355,4 +355,4 @@ pub fn sorted_unique<S: AsRef<str>>(names: &[S]) -> Vec<&str> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

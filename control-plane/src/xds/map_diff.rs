@@ -133,29 +133,14 @@ impl MapDiffs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::xds::compact::tests::map;
     use crate::xds::compact::{HeldVersions, NameSet};
     use std::collections::{BTreeMap, BTreeSet};
-    use xds_protos::pb::google::protobuf::Any;
-
-    fn map(entries: &[(&str, &str)]) -> Arc<NamedResources> {
-        Arc::new(
-            entries
-                .iter()
-                .map(|(n, v)| {
-                    let any = Any {
-                        type_url: "t".into(),
-                        value: v.as_bytes().to_vec(),
-                    };
-                    (n.to_string(), Arc::new(VersionedResource::new(any)))
-                })
-                .collect(),
-        )
-    }
 
     #[test]
     fn a_diff_names_what_was_added_removed_and_changed_in_order() {
-        let old = map(&[("a", "1"), ("b", "1"), ("c", "1")]);
-        let new = map(&[("b", "2"), ("c", "1"), ("d", "1")]);
+        let old = map(&[("a", b"1"), ("b", b"1"), ("c", b"1")]);
+        let new = map(&[("b", b"2"), ("c", b"1"), ("d", b"1")]);
         let d = MapDiff::between(&old, &new);
         let got: Vec<(&str, bool, bool)> = d
             .changed
@@ -175,8 +160,8 @@ mod tests {
     #[test]
     fn a_pair_of_maps_is_diffed_once_for_every_session() {
         let diffs = MapDiffs::default();
-        let old = map(&[("a", "1")]);
-        let new = map(&[("a", "2")]);
+        let old = map(&[("a", b"1")]);
+        let new = map(&[("a", b"2")]);
         let first = diffs.between(&old, &new);
         assert!(Arc::ptr_eq(&first, &diffs.between(&old, &new)));
         assert!(!Arc::ptr_eq(&first, &diffs.between(&new, &old)));
@@ -206,9 +191,9 @@ mod tests {
                     entries.push((format!("n{i}"), next(3).to_string()));
                 }
             }
-            let refs: Vec<(&str, &str)> = entries
+            let refs: Vec<(&str, &[u8])> = entries
                 .iter()
-                .map(|(n, v)| (n.as_str(), v.as_str()))
+                .map(|(n, v)| (n.as_str(), v.as_bytes()))
                 .collect();
             let m = map(&refs);
             set.rebase(&m, &diffs);

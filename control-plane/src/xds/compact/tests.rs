@@ -2,7 +2,8 @@ use super::*;
 use crate::xds::resources::VersionedResource;
 use xds_protos::pb::google::protobuf::Any;
 
-fn map(entries: &[(&str, &[u8])]) -> Arc<NamedResources> {
+/// A shared map whose resources' contents (and so versions) are the given bytes.
+pub(in crate::xds) fn map(entries: &[(&str, &[u8])]) -> Arc<NamedResources> {
     Arc::new(
         entries
             .iter()
