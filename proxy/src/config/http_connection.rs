@@ -4,7 +4,6 @@
 //! by one, in [`fields`] (its module documentation is the table of all of them).
 
 mod fields;
-pub(crate) use fields::unique_upgrade_types;
 
 pub use fields::{
     Cidr, EscapedSlashes, Forwarding, HeadPolicy, PathNormalization, ServerHeader, StripPort,

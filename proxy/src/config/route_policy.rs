@@ -119,7 +119,7 @@ pub(crate) fn action_policy(ra: &ProtoRouteAction) -> Result<ActionPolicy, Field
 /// setting either way (Envoy's table: the route wins when it says). Another type may only be
 /// disabled (weft-proxy proxies no other upgrade); `connect_config` is refused with CONNECT.
 fn route_upgrades(upgrades: &[route_action::UpgradeConfig]) -> Result<Option<bool>, FieldError> {
-    super::http_connection::unique_upgrade_types(upgrades.iter().map(|u| u.upgrade_type.as_str()))?;
+    unique_upgrade_types(upgrades.iter().map(|u| u.upgrade_type.as_str()))?;
     let mut websocket = None;
     for (i, u) in upgrades.iter().enumerate() {
         let at = |m: String| FieldError::new(format!("upgrade_configs[{i}]"), m);
@@ -253,4 +253,20 @@ fn rewrite(ra: &ProtoRouteAction) -> Result<Rewrite, FieldError> {
         authority,
         append_x_forwarded_host: ra.append_x_forwarded_host,
     })
+}
+
+/// Refuses an upgrade type listed twice (case-insensitively), as Envoy does, on a connection
+/// manager or a route.
+pub(crate) fn unique_upgrade_types<'a>(
+    types: impl Iterator<Item = &'a str> + Clone,
+) -> Result<(), FieldError> {
+    for (i, t) in types.clone().enumerate() {
+        if types.clone().take(i).any(|p| p.eq_ignore_ascii_case(t)) {
+            return Err(FieldError::new(
+                format!("upgrade_configs[{i}]"),
+                format!("upgrade {t:?} is listed twice"),
+            ));
+        }
+    }
+    Ok(())
 }

@@ -406,7 +406,9 @@ pub(crate) fn http1_options(h1: &Http1ProtocolOptions) -> Result<(), FieldError>
 ///
 /// Returns whether the connection manager allows WebSocket upgrades.
 pub(crate) fn upgrade_configs(upgrades: &[UpgradeConfig]) -> Result<bool, FieldError> {
-    unique_upgrade_types(upgrades.iter().map(|u| u.upgrade_type.as_str()))?;
+    super::super::route_policy::unique_upgrade_types(
+        upgrades.iter().map(|u| u.upgrade_type.as_str()),
+    )?;
     let mut websocket = false;
     for (i, u) in upgrades.iter().enumerate() {
         let at = |m: String| FieldError::new(format!("upgrade_configs[{i}]"), m);
@@ -532,20 +534,4 @@ fn server_header(hcm: &HttpConnectionManager) -> Result<ServerHeader, FieldError
             ),
         )),
     }
-}
-
-/// Refuses an upgrade type listed twice (case-insensitively), as Envoy does, on a connection
-/// manager or a route.
-pub(crate) fn unique_upgrade_types<'a>(
-    types: impl Iterator<Item = &'a str> + Clone,
-) -> Result<(), FieldError> {
-    for (i, t) in types.clone().enumerate() {
-        if types.clone().take(i).any(|p| p.eq_ignore_ascii_case(t)) {
-            return Err(FieldError::new(
-                format!("upgrade_configs[{i}]"),
-                format!("upgrade {t:?} is listed twice"),
-            ));
-        }
-    }
-    Ok(())
 }
