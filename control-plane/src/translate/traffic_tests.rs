@@ -15,7 +15,7 @@ use xds_protos::pb::envoy::config::listener::v3::{filter, Listener};
 use xds_protos::pb::envoy::config::route::v3::{
     retry_policy, route,
     route_action::{hash_policy::PolicySpecifier, ClusterSpecifier, HostRewriteSpecifier},
-    RetryPolicy, Route, RouteAction, RouteConfiguration,
+    RetryPolicy, Route, RouteAction, RouteConfiguration, VirtualHost,
 };
 use xds_protos::pb::envoy::extensions::filters::common::fault::v3::fault_delay::FaultDelaySecifier;
 use xds_protos::pb::envoy::extensions::filters::http::cors::v3::CorsPolicy;
@@ -49,14 +49,26 @@ fn reviews_routes(http: &str) -> Vec<Route> {
     )
 }
 
+/// The routes of one virtual host as a proxy applies them: a forwarding route without its own
+/// retry policy gets the virtual host's.
 fn routes_of(m: &MeshSnapshot, vhost: &str) -> Vec<Route> {
+    let vh = virtual_host(m, vhost);
+    let mut routes = vh.routes;
+    for r in &mut routes {
+        if let Some(route::Action::Route(a)) = &mut r.action {
+            a.retry_policy = a.retry_policy.take().or(vh.retry_policy.clone());
+        }
+    }
+    routes
+}
+
+fn virtual_host(m: &MeshSnapshot, vhost: &str) -> VirtualHost {
     let r = translate(m, &node("default"));
     let rc: RouteConfiguration = decode(&r, ROUTE, "http_proxy");
     rc.virtual_hosts
         .into_iter()
         .find(|v| v.name == vhost)
         .unwrap_or_else(|| panic!("no virtual host {vhost}"))
-        .routes
 }
 
 fn action(r: &Route) -> &RouteAction {
@@ -154,6 +166,31 @@ fn default_routes_get_istios_retries_and_no_timeout() {
     assert_eq!(max_grpc_timeout, None);
     assert!(a.hash_policy.is_empty());
     assert!(routes[0].typed_per_filter_config.is_empty());
+}
+
+#[test]
+fn a_retry_policy_every_route_shares_is_sent_once_on_the_virtual_host() {
+    let shared = "  - match: [{uri: {prefix: /a}}]\n    route: [{destination: {host: reviews, subset: v1}}]\n  - route: [{destination: {host: reviews, subset: v2}}]\n";
+    let vs = format!("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: reviews, namespace: default}}\nspec:\n  hosts: [reviews]\n  http:\n{shared}");
+    let vh = virtual_host(
+        &mesh(&[BOOKINFO, &vs]),
+        "reviews.default.svc.cluster.local:9080",
+    );
+    assert_eq!(vh.retry_policy, Some(istio_default_retries(true)));
+    assert!(vh.routes.iter().all(|r| action(r).retry_policy.is_none()));
+    // One route without retries: each keeps its own, so that it does not inherit any.
+    let mixed = "  - match: [{uri: {prefix: /none}}]\n    retries: {attempts: 0}\n    route: [{destination: {host: reviews, subset: v1}}]\n  - route: [{destination: {host: reviews, subset: v1}}]\n";
+    let vs = vs.replace(shared, mixed);
+    let vh = virtual_host(
+        &mesh(&[BOOKINFO, &vs]),
+        "reviews.default.svc.cluster.local:9080",
+    );
+    assert_eq!(vh.retry_policy, None);
+    assert_eq!(action(&vh.routes[0]).retry_policy, None);
+    assert_eq!(
+        action(&vh.routes[1]).retry_policy,
+        Some(istio_default_retries(true))
+    );
 }
 
 #[test]
