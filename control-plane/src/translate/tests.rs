@@ -138,7 +138,8 @@ fn clusters_follow_istio_naming_with_one_per_subset() {
         c.cluster_discovery_type,
         Some(ClusterDiscoveryType::Type(DiscoveryType::Eds as i32))
     );
-    assert_eq!(c.eds_cluster_config.expect("eds").service_name, c.name);
+    // An empty EDS service name: the proxy asks for the cluster's own name.
+    assert_eq!(c.eds_cluster_config.expect("eds").service_name, "");
     assert!(
         c.typed_extension_protocol_options.is_empty(),
         "HTTP/1.1 upstream"
