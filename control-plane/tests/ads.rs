@@ -181,6 +181,8 @@ async fn sotw_versions_acks_nacks_and_push_order() {
         (cds2.type_url.as_str(), cds2.version_info.as_str()),
         (CLUSTER, "v2")
     );
+    // Make before break: until routes no longer use it, the dropped cluster is sent too.
+    assert_eq!(sorted_names(&cds2), ["a", "b", "c"]);
     assert!(
         tokio::time::timeout(Duration::from_millis(300), responses.message())
             .await
@@ -228,6 +230,34 @@ async fn sotw_versions_acks_nacks_and_push_order() {
             .await
             .is_err()
     );
+
+    // Once the endpoints are answered, the clusters are sent again without the dropped one.
+    tx.send(DiscoveryRequest {
+        type_url: ENDPOINT.into(),
+        version_info: eds2.version_info.clone(),
+        response_nonce: eds2.nonce.clone(),
+        resource_names: vec!["a".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let cds3: xds_protos::DiscoveryResponse = next(&mut responses).await;
+    assert_eq!(cds3.type_url, CLUSTER);
+    assert_eq!(sorted_names(&cds3), ["a", "c"]);
+}
+
+/// The names of a response of [`config`]'s resources (each value is its name and a generation
+/// byte).
+fn sorted_names(r: &xds_protos::DiscoveryResponse) -> Vec<String> {
+    let mut names: Vec<String> = names_of(r)
+        .into_iter()
+        .map(|mut n| {
+            n.pop();
+            n
+        })
+        .collect();
+    names.sort();
+    names
 }
 
 #[tokio::test]

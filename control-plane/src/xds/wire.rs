@@ -95,6 +95,14 @@ impl Builder {
         self.body_len += self.scratch.len() - before;
     }
 
+    /// Appends `DiscoveryResponse.resources` fields, one per resource.
+    fn sotw_resources<'a>(&mut self, resources: impl Iterator<Item = &'a VersionedResource>) {
+        for r in resources {
+            self.field_head(RESPONSE_RESOURCES, r.encoded.len());
+            self.shared(&r.encoded);
+        }
+    }
+
     fn shared(&mut self, bytes: &Bytes) {
         if bytes.is_empty() {
             return;
@@ -130,10 +138,21 @@ pub fn sotw_response<'a>(
 ) -> EncodedMessage {
     debug_assert!(head.resources.is_empty());
     let mut b = Builder::new(head, resources.len());
-    for r in resources {
-        b.field_head(RESPONSE_RESOURCES, r.encoded.len());
-        b.shared(&r.encoded);
-    }
+    b.sotw_resources(resources);
+    b.finish()
+}
+
+/// A state-of-the-world response carrying every resource of a shared map (its `resources`
+/// fields from [`WholeMaps`], one reference), then `more` resources.
+pub fn whole_map_and<'a>(
+    head: &DiscoveryResponse,
+    map: &Bytes,
+    more: impl ExactSizeIterator<Item = &'a VersionedResource>,
+) -> EncodedMessage {
+    debug_assert!(head.resources.is_empty());
+    let mut b = Builder::new(head, more.len());
+    b.shared(map);
+    b.sotw_resources(more);
     b.finish()
 }
 
@@ -283,14 +302,28 @@ impl ResponseBody {
         if first.len() >= CHUNK {
             return Some(first);
         }
-        let mut chunk = BytesMut::with_capacity(CHUNK);
+        // Sized to what it holds: HTTP/2 keeps a chunk until the proxy reads it, and most
+        // messages are a few hundred bytes of their own before a shared piece.
+        let joined = self
+            .pending
+            .iter()
+            .take_while(|p| p.len() < CHUNK)
+            .scan(first.len(), |len, p| {
+                *len += p.len();
+                (*len <= CHUNK).then_some(())
+            })
+            .count();
+        let size = first.len()
+            + self
+                .pending
+                .iter()
+                .take(joined)
+                .map(Bytes::len)
+                .sum::<usize>();
+        let mut chunk = BytesMut::with_capacity(size);
         chunk.put_slice(&first);
-        while let Some(next) = self.pending.front() {
-            if next.len() >= CHUNK || chunk.len() + next.len() > CHUNK {
-                break;
-            }
-            chunk.put_slice(next);
-            self.pending.pop_front();
+        for next in self.pending.drain(..joined) {
+            chunk.put_slice(&next);
         }
         Some(chunk.freeze())
     }

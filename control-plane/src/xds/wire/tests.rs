@@ -176,6 +176,18 @@ fn a_whole_map_response_equals_one_listing_every_resource() {
     let whole = whole_map_response(&head, &maps.resources(&map, Form::Sotw));
     let listed = sotw_response(&head, map.values().map(|r| &**r));
     assert_eq!(whole.to_bytes(), listed.to_bytes());
+    // The map and more: as if listed one after the other.
+    let c = resource("t", 30, 3);
+    let more = whole_map_and(&head, &maps.resources(&map, Form::Sotw), [&c].into_iter());
+    let listed = sotw_response(
+        &head,
+        map.values()
+            .map(|r| &**r)
+            .chain([&c])
+            .collect::<Vec<_>>()
+            .into_iter(),
+    );
+    assert_eq!(more.to_bytes(), listed.to_bytes());
 
     let head = DeltaDiscoveryResponse {
         system_version_info: "v1".into(),
