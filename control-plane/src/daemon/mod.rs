@@ -61,14 +61,14 @@ pub async fn run(
         target: CONFIG_LOG_TARGET,
         "loaded {}: version {version}, {} resources served; {}",
         cfg.config_dir.display(),
-        store.config().len(),
+        store.len(),
         problems(errors, warnings)
     );
     if !cfg.local_port_map.is_empty() {
         info!(target: CONFIG_LOG_TARGET, "moving loopback endpoint ports {}", cfg.local_port_map);
     }
     let mesh = build_snapshot(
-        cfg.local_port_map.apply(store.config().clone()),
+        cfg.local_port_map.apply(store.config()),
         cfg.options.clone(),
     )
     .await;
@@ -111,7 +111,7 @@ pub async fn run(
                     problems(errors, warnings)
                 );
                 let mesh = build_snapshot(
-                    cfg.local_port_map.apply(store.config().clone()),
+                    cfg.local_port_map.apply(store.config()),
                     cfg.options.clone(),
                 )
                 .await;

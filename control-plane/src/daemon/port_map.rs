@@ -132,7 +132,7 @@ spec:
         let mut store = crate::source::Store::new();
         let outcome = store.apply(vec![parsed]);
         assert!(!outcome.has_errors(), "{:?}", outcome.diagnostics);
-        store.config().clone()
+        store.config()
     }
 
     #[test]

@@ -19,7 +19,6 @@ use crate::model::{
     resolve_destination_rule, resolve_virtual_service, AnyResource, ConfigSet, Diagnostic,
     FieldPath, Kind, ParsedFile, Resource, ResourceKey, Severity,
 };
-use crate::registry::Registry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -42,12 +41,13 @@ impl ApplyOutcome {
     }
 }
 
+/// The store keeps each resource once: the set translation reads is built from it on demand
+/// ([`Store::config`]) and handed over, not kept beside it (with 10,000 ServiceEntries, each
+/// copy of every resource is tens of MB, and a reload holds the old and the new).
 #[derive(Debug, Default)]
 pub struct Store {
-    /// The resources of `config`, by key.
+    /// Every good resource, by key.
     good: BTreeMap<ResourceKey, AnyResource>,
-    config: ConfigSet,
-    registry: Registry,
     version: u64,
 }
 
@@ -172,14 +172,11 @@ impl Store {
         }
         next.extend(accepted);
 
-        let config = ConfigSet::from_resources(next.values().cloned());
-        diagnostics.extend(host_conflicts(&config));
-        diagnostics.extend(sidecar_conflicts(&config));
-        let changed = config != self.config;
+        diagnostics.extend(host_conflicts(&next));
+        diagnostics.extend(sidecar_conflicts(&next));
+        let changed = next != self.good;
         if changed {
             self.version += 1;
-            self.registry = Registry::build(&config);
-            self.config = config;
         }
         self.good = next;
         diagnostics.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
@@ -192,14 +189,18 @@ impl Store {
         }
     }
 
-    /// The current good set.
-    pub fn config(&self) -> &ConfigSet {
-        &self.config
+    /// The current good set (a copy, built from the store's resources).
+    pub fn config(&self) -> ConfigSet {
+        ConfigSet::from_resources(self.good.values().cloned())
     }
 
-    /// The services and endpoints of the current good set.
-    pub fn registry(&self) -> &Registry {
-        &self.registry
+    /// How many resources the good set has.
+    pub fn len(&self) -> usize {
+        self.good.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.good.is_empty()
     }
 
     /// Starts at 0 and goes up by one whenever the config set changes.
@@ -208,7 +209,7 @@ impl Store {
     }
 
     pub fn into_config(self) -> ConfigSet {
-        self.config
+        ConfigSet::from_resources(self.good.into_values())
     }
 }
 
@@ -317,10 +318,15 @@ fn keeping(file: &ParsedFile, at: Origin, key: &ResourceKey, old: &AnyResource) 
 
 /// The registry has one service per host name: when several ServiceEntries declare a
 /// host, the first by namespace and name provides it.
-fn host_conflicts(config: &ConfigSet) -> Vec<Diagnostic> {
+fn host_conflicts(good: &BTreeMap<ResourceKey, AnyResource>) -> Vec<Diagnostic> {
     let mut first: BTreeMap<&str, ResourceKey> = BTreeMap::new();
     let mut out = Vec::new();
-    for se in &config.service_entries {
+    // By key: by namespace and name.
+    let service_entries = good.values().filter_map(|r| match r {
+        AnyResource::ServiceEntry(se) => Some(se),
+        _ => None,
+    });
+    for se in service_entries {
         for (i, host) in se.spec.hosts.iter().enumerate() {
             match first.get(host.as_str()) {
                 Some(owner) if *owner != se.key() => out.push(
@@ -343,14 +349,14 @@ fn host_conflicts(config: &ConfigSet) -> Vec<Diagnostic> {
 
 /// Istio leaves undefined which of two Sidecars without a selector in one namespace applies;
 /// weft uses the first by name (`ConfigSet::sidecar_for`) and says so.
-fn sidecar_conflicts(config: &ConfigSet) -> Vec<Diagnostic> {
+fn sidecar_conflicts(good: &BTreeMap<ResourceKey, AnyResource>) -> Vec<Diagnostic> {
     let mut first: BTreeMap<&str, ResourceKey> = BTreeMap::new();
     let mut out = Vec::new();
-    for sc in config
-        .sidecars
-        .iter()
-        .filter(|s| s.spec.workload_selector.is_none())
-    {
+    let without_selector = good.values().filter_map(|r| match r {
+        AnyResource::Sidecar(sc) if sc.spec.workload_selector.is_none() => Some(sc),
+        _ => None,
+    });
+    for sc in without_selector {
         match first.get(sc.meta.namespace.as_str()) {
             Some(owner) => out.push(
                 Diagnostic::warning(
