@@ -143,6 +143,7 @@ async fn drive(args: AdsArgs) -> Result<()> {
     let (tx, mut rx) = mpsc::unbounded_channel::<Ack>();
     let endpoint = Endpoint::from_shared(format!("http://{}", args.xds_addr))?
         .tcp_nodelay(true)
+        .max_frame_size(1024 * 1024u32)
         .connect_timeout(Duration::from_secs(10));
     let start = Instant::now();
     // versions[client][type]: the last version the client ACKed.

@@ -83,13 +83,6 @@ impl ConfigSet {
         vs.chain(dr).chain(se).chain(we).chain(te).chain(sc)
     }
 
-    /// The DestinationRules that apply to `host` (a resolved host name): those for exactly
-    /// it, else those of the most specific wildcard matching it.
-    pub fn destination_rules_for(&self, host: &str) -> Vec<&Resource<DestinationRule>> {
-        let all: Vec<&Resource<DestinationRule>> = self.destination_rules.iter().collect();
-        super::validate::cross::rules_for_host(host, &all)
-    }
-
     /// The Sidecar that applies to a workload of `namespace` with `labels`: one in the
     /// namespace selecting the workload, else the namespace's one without a selector, else the
     /// root namespace's one without a selector. Where Istio leaves the choice undefined (two

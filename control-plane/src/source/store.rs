@@ -14,7 +14,7 @@
 //! to a subset no DestinationRule defines is rejected, and keeps its last good version.
 
 use super::folder::parse_dir;
-use crate::model::validate::cross::check_subsets;
+use crate::model::validate::cross::{check_subsets, RulesByHost};
 use crate::model::{
     resolve_destination_rule, resolve_virtual_service, AnyResource, ConfigSet, Diagnostic,
     FieldPath, Kind, ParsedFile, Resource, ResourceKey, Severity,
@@ -141,11 +141,12 @@ impl Store {
                     _ => None,
                 })
                 .collect();
+            let by_host = RulesByHost::new(&destination_rules);
             for (key, resource) in virtual_services {
                 let AnyResource::VirtualService(vs) = &resource else {
                     continue;
                 };
-                let findings = check_subsets(&vs.spec, &destination_rules);
+                let findings = check_subsets(&vs.spec, &destination_rules, &by_host);
                 if findings.is_empty() {
                     accepted.push((key, resource));
                     continue;

@@ -36,7 +36,6 @@ pub fn clusters(mesh: &MeshSnapshot) -> Vec<Cluster> {
     for svc in &mesh.registry.services {
         // As for subsets, the most specific DestinationRule for the host is the one in force.
         let rule = mesh
-            .config
             .destination_rules_for(&svc.hostname)
             .into_iter()
             .next()

@@ -46,7 +46,7 @@ pub fn for_destination<'a>(
     dest: &Destination,
     port: u32,
 ) -> Option<&'a ConsistentHashLb> {
-    let rules = mesh.config.destination_rules_for(&dest.host);
+    let rules = mesh.destination_rules_for(&dest.host);
     let rule = &rules.first()?.spec;
     let policy = rule.traffic_policy.as_ref();
     let subset_policy = dest.subset.as_deref().and_then(|name| {

@@ -25,7 +25,8 @@ pub mod tracing;
 #[cfg(test)]
 mod traffic_tests;
 
-use crate::model::ConfigSet;
+use crate::model::validate::cross::RulesByHost;
+use crate::model::{ConfigSet, DestinationRule, Resource};
 use crate::registry::Registry;
 use xds_protos::node::NodeIdentity;
 use xds_protos::snapshot::Resources;
@@ -70,6 +71,8 @@ impl Default for TranslateOptions {
 pub struct MeshSnapshot {
     pub config: ConfigSet,
     pub registry: Registry,
+    /// `config.destination_rules` by host.
+    rules_by_host: RulesByHost,
     pub options: TranslateOptions,
     cache: shared::TranslationCache,
     scopes: scope::ScopeCache,
@@ -79,6 +82,7 @@ impl MeshSnapshot {
     pub fn new(config: ConfigSet, options: TranslateOptions) -> Self {
         let registry = Registry::build(&config);
         MeshSnapshot {
+            rules_by_host: RulesByHost::new(&config.destination_rules),
             cache: shared::TranslationCache::new(&config),
             scopes: Default::default(),
             config,
@@ -95,11 +99,17 @@ impl MeshSnapshot {
         &'a self,
         hostname: &str,
     ) -> impl Iterator<Item = &'a crate::model::Subset> {
-        self.config
-            .destination_rules_for(hostname)
+        self.destination_rules_for(hostname)
             .into_iter()
             .take(1)
             .flat_map(|dr| dr.spec.subsets.iter())
+    }
+
+    /// The DestinationRules that apply to `host` (a resolved host name): those for exactly
+    /// it, else those of the most specific wildcard matching it.
+    pub fn destination_rules_for(&self, host: &str) -> Vec<&Resource<DestinationRule>> {
+        self.rules_by_host
+            .for_host(&self.config.destination_rules, host)
     }
 }
 
