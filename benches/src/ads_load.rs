@@ -66,6 +66,9 @@ pub struct AdsArgs {
     /// Pause between pushes, so each is timed on its own and not merged by weftd's debounce.
     #[arg(long, default_value_t = 300)]
     pub gap_ms: u64,
+    /// The HTTP/2 frame size the proxies accept: weft-proxy's by default; 16384 is Envoy's.
+    #[arg(long, default_value_t = xds_protos::CLIENT_MAX_FRAME_SIZE)]
+    pub max_frame_size: u32,
     /// Where to write the final JSON; stdout still gets it.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -143,7 +146,7 @@ async fn drive(args: AdsArgs) -> Result<()> {
     let (tx, mut rx) = mpsc::unbounded_channel::<Ack>();
     let endpoint = Endpoint::from_shared(format!("http://{}", args.xds_addr))?
         .tcp_nodelay(true)
-        .max_frame_size(1024 * 1024u32)
+        .max_frame_size(args.max_frame_size)
         .connect_timeout(Duration::from_secs(10));
     let start = Instant::now();
     // versions[client][type]: the last version the client ACKed.

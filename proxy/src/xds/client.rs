@@ -86,6 +86,7 @@ impl XdsClient {
         let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{}", self.address))?
             .connect_timeout(Duration::from_secs(2))
             .tcp_nodelay(true)
+            .max_frame_size(xds_protos::CLIENT_MAX_FRAME_SIZE)
             .http2_keep_alive_interval(Duration::from_secs(30));
         let channel = endpoint.connect().await?;
         let mut client =
