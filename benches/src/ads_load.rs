@@ -17,9 +17,11 @@
 //! It prints JSON lines: `{"phase":"connected",...}` once every client holds a full config
 //! (the harness samples weftd's CPU and memory then), and `{"phase":"done",...}` at the end.
 
-use crate::ads_wire;
+use crate::ads_wire::{self, EncodedNames};
 use crate::configs::{push_probe, write_atomic};
 use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+use prost::Message;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -98,17 +100,18 @@ const TYPES: [&str; 4] = [CLUSTER, ENDPOINT, LISTENER, ROUTE];
 const CHANGED: [usize; 3] = [0, 1, 3];
 
 /// The names a whole state-of-the-world CDS or LDS response makes a proxy follow, by (type
-/// index, `version_info`): what every proxy of the class is sent for that version.
+/// index, `version_info`), encoded for its requests: what every proxy of the class is sent
+/// for that version.
 #[derive(Default)]
-struct FollowCache(std::cell::RefCell<HashMap<(usize, String), Vec<String>>>);
+struct FollowCache(std::cell::RefCell<HashMap<(usize, String), EncodedNames>>);
 
 impl FollowCache {
-    fn get_or(&self, t: usize, version: &str, read: impl FnOnce() -> Vec<String>) -> Vec<String> {
+    fn get_or(&self, t: usize, version: &str, read: impl FnOnce() -> Vec<String>) -> EncodedNames {
         let key = (t, version.to_string());
         if let Some(v) = self.0.borrow().get(&key) {
             return v.clone();
         }
-        let v = read();
+        let v = EncodedNames::new(&read());
         self.0.borrow_mut().insert(key, v.clone());
         v
     }
@@ -331,30 +334,37 @@ async fn sotw_client(
     acks: mpsc::UnboundedSender<Ack>,
     cache: &FollowCache,
 ) -> Result<()> {
-    let (tx, rx) = mpsc::unbounded_channel::<DiscoveryRequest>();
+    let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
     let node = identity(i).to_node("weft-bench-ads-load");
+    let nothing = EncodedNames::default();
     for (n, t) in [CLUSTER, LISTENER].iter().enumerate() {
-        tx.send(DiscoveryRequest {
+        let head = DiscoveryRequest {
             node: (n == 0).then(|| node.clone()),
             type_url: t.to_string(),
             ..Default::default()
-        })?;
+        };
+        tx.send(ads_wire::sotw_request(&head, &nothing))?;
     }
     let mut stream = ads_wire::sotw(channel, UnboundedReceiverStream::new(rx)).await?;
     // Per type: the names subscribed, the last ACKed version and nonce.
-    let mut names: [Vec<String>; 4] = Default::default();
+    let mut names: [EncodedNames; 4] = Default::default();
     let mut acked: [(String, String); 4] = Default::default();
-    while let Some(resp) = stream.message().await? {
+    while let Some(message) = stream.message().await? {
+        let resp = ads_wire::SotwHead::decode(message.clone())?;
         let Some(t) = type_index(&resp.type_url) else {
             continue;
         };
         // What the names of dependent resources are now, from clusters and listeners.
+        let resources = || -> Vec<Bytes> {
+            ads_wire::SotwResponse::decode(message.clone())
+                .map(|r| r.resources)
+                .unwrap_or_default()
+        };
         let follow = match t {
             0 => Some((
                 1,
                 cache.get_or(t, &resp.version_info, || {
-                    let set: BTreeSet<String> = resp
-                        .resources
+                    let set: BTreeSet<String> = resources()
                         .iter()
                         .filter_map(ads_wire::any)
                         .filter_map(|a| unpack::<Cluster>(CLUSTER, &a).ok())
@@ -366,8 +376,7 @@ async fn sotw_client(
             2 => Some((
                 3,
                 cache.get_or(t, &resp.version_info, || {
-                    let set: BTreeSet<String> = resp
-                        .resources
+                    let set: BTreeSet<String> = resources()
                         .iter()
                         .filter_map(ads_wire::any)
                         .filter_map(|a| unpack::<Listener>(LISTENER, &a).ok())
@@ -379,13 +388,13 @@ async fn sotw_client(
             _ => None,
         };
         acked[t] = (resp.version_info.clone(), resp.nonce.clone());
-        tx.send(DiscoveryRequest {
+        let ack = DiscoveryRequest {
             version_info: resp.version_info.clone(),
             response_nonce: resp.nonce.clone(),
             type_url: resp.type_url.clone(),
-            resource_names: names[t].clone(),
             ..Default::default()
-        })?;
+        };
+        tx.send(ads_wire::sotw_request(&ack, &names[t]))?;
         let _ = acks.send(Ack {
             client: i,
             type_idx: t,
@@ -395,13 +404,13 @@ async fn sotw_client(
         if let Some((dep, wanted)) = follow {
             if wanted != names[dep] {
                 names[dep] = wanted;
-                tx.send(DiscoveryRequest {
+                let subscribe = DiscoveryRequest {
                     version_info: acked[dep].0.clone(),
                     response_nonce: acked[dep].1.clone(),
                     type_url: TYPES[dep].to_string(),
-                    resource_names: names[dep].clone(),
                     ..Default::default()
-                })?;
+                };
+                tx.send(ads_wire::sotw_request(&subscribe, &names[dep]))?;
             }
         }
     }

@@ -7,7 +7,7 @@
 //! while weftd idled, so it paced what was being measured. A resource is decoded only for the
 //! names it makes a proxy follow, once per version for all the proxies (see `ads_load`).
 
-use bytes::Bytes;
+use bytes::{Buf, BufMut, Bytes};
 use prost::Message;
 use tonic::transport::Channel;
 use xds_protos::pb::google::protobuf::Any;
@@ -86,12 +86,106 @@ where
         .into_inner())
 }
 
-/// A state-of-the-world ADS stream.
+/// A state-of-the-world ADS stream, messages as their encoded bytes both ways: a proxy's
+/// requests repeat its whole endpoint subscription (3,000 names at 1,000 services), and every
+/// response is read for its version and nonce only, so the client builds neither per proxy.
 pub async fn sotw(
     channel: Channel,
-    requests: impl tokio_stream::Stream<Item = DiscoveryRequest> + Send + 'static,
-) -> Result<tonic::Streaming<SotwResponse>, tonic::Status> {
-    open(channel, "StreamAggregatedResources", requests).await
+    requests: impl tokio_stream::Stream<Item = Bytes> + Send + 'static,
+) -> Result<tonic::Streaming<Bytes>, tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(channel)
+        .max_decoding_message_size(usize::MAX)
+        .max_encoding_message_size(usize::MAX);
+    grpc.ready()
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let path = http::uri::PathAndQuery::from_static(
+        "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources",
+    );
+    Ok(grpc
+        .streaming(tonic::Request::new(requests), path, RawCodec)
+        .await?
+        .into_inner())
+}
+
+/// A `DiscoveryResponse`'s fields but its resources (skipped when decoding: no copy of them).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SotwHead {
+    #[prost(string, tag = "1")]
+    pub version_info: String,
+    #[prost(string, tag = "4")]
+    pub type_url: String,
+    #[prost(string, tag = "5")]
+    pub nonce: String,
+}
+
+/// A `DiscoveryRequest`'s `resource_names`, encoded once for every proxy that subscribes to
+/// the same names.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EncodedNames(Bytes);
+
+impl EncodedNames {
+    pub fn new(names: &[String]) -> Self {
+        let mut out = bytes::BytesMut::new();
+        prost::encoding::string::encode_repeated(3, names, &mut out);
+        EncodedNames(out.freeze())
+    }
+}
+
+/// A `DiscoveryRequest`: `head` (its `resource_names` empty) followed by `names`. A protobuf
+/// message is the concatenation of its fields, in any order.
+pub fn sotw_request(head: &DiscoveryRequest, names: &EncodedNames) -> Bytes {
+    debug_assert!(head.resource_names.is_empty());
+    let mut out = bytes::BytesMut::with_capacity(head.encoded_len() + names.0.len());
+    // Encoding into a growable buffer cannot fail.
+    let _ = head.encode(&mut out);
+    out.extend_from_slice(&names.0);
+    out.freeze()
+}
+
+/// Messages as their encoded bytes.
+#[derive(Debug, Clone, Copy, Default)]
+struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Bytes;
+    type Decode = Bytes;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+}
+
+impl tonic::codec::Encoder for RawCodec {
+    type Item = Bytes;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: Bytes,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawCodec {
+    type Item = Bytes;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Bytes>, tonic::Status> {
+        Ok(Some(src.copy_to_bytes(src.remaining())))
+    }
 }
 
 /// A delta ADS stream.
@@ -146,5 +240,34 @@ mod tests {
         };
         let light = SotwResponse::decode(sotw.encode_to_vec().as_slice()).unwrap();
         assert_eq!(super::any(&light.resources[0]), Some(any));
+        let head = SotwHead::decode(sotw.encode_to_vec().as_slice()).unwrap();
+        assert_eq!(
+            (
+                head.version_info.as_str(),
+                head.type_url.as_str(),
+                head.nonce.as_str()
+            ),
+            ("v", "u", "n")
+        );
+    }
+
+    #[test]
+    fn a_request_with_encoded_names_is_the_request_with_those_names() {
+        let names = vec!["a".to_string(), "b".to_string()];
+        let head = DiscoveryRequest {
+            version_info: "v".into(),
+            type_url: "t".into(),
+            response_nonce: "n".into(),
+            ..Default::default()
+        };
+        let sent = sotw_request(&head, &EncodedNames::new(&names));
+        let read = DiscoveryRequest::decode(sent).unwrap();
+        assert_eq!(
+            read,
+            DiscoveryRequest {
+                resource_names: names,
+                ..head
+            }
+        );
     }
 }

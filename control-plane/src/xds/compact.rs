@@ -59,16 +59,35 @@ impl NameSet {
         }
     }
 
+    /// Every name, in order: the base's (but the missing) merged with the extra ones, which
+    /// the base does not have.
+    fn sorted_iter(&self) -> impl Iterator<Item = &str> {
+        let mut base = self
+            .base
+            .keys()
+            .filter(|k| !self.missing.contains(*k))
+            .map(String::as_str)
+            .peekable();
+        let mut extra = self.extra.iter().map(String::as_str).peekable();
+        std::iter::from_fn(move || match (base.peek(), extra.peek()) {
+            (Some(b), Some(e)) if e < b => extra.next(),
+            (Some(_), _) => base.next(),
+            (None, _) => extra.next(),
+        })
+    }
+
     /// Whether this set holds exactly the names of a request, listed in any order, possibly
     /// repeated. A sotw proxy repeats its whole subscription in every request (thousands of
-    /// endpoint names), almost always unchanged and in the same order: that case is one walk
-    /// of string comparisons, with nothing allocated.
+    /// endpoint names): one ordered walk of the set beside the names, sorted first if they
+    /// are not (a lookup per name was a fifth of a sotw change's CPU, measured, whenever the
+    /// set was not exactly its base).
     pub fn same_as_list<S: AsRef<str>>(&self, names: &[S]) -> bool {
-        if self.extra.is_empty() && names.len() == self.len() && strictly_sorted(names) {
-            return self.iter().zip(names).all(|(a, b)| a == b.as_ref());
+        if strictly_sorted(names) {
+            return names.len() == self.len()
+                && self.sorted_iter().zip(names).all(|(a, b)| a == b.as_ref());
         }
         let sorted = sorted_unique(names);
-        sorted.len() == self.len() && sorted.iter().all(|n| self.contains(n))
+        sorted.len() == self.len() && self.sorted_iter().zip(sorted).all(|(a, b)| a == b)
     }
 
     /// The names of a request, kept relative to `base`: one ordered walk over the two.

@@ -158,6 +158,9 @@ fn a_request_list_is_compared_and_kept_like_a_set() {
     assert!(some.same_as_list(&list(&["0", "a", "c", "x"])));
     assert!(some.same_as_list(&list(&["0", "a", "c", "x"])));
     assert!(!some.same_as_list(&list(&["0", "a", "b", "x"])));
+    assert!(some.same_as_list(&list(&["x", "c", "0", "a", "x"])));
+    assert!(!some.same_as_list(&list(&["x", "c", "0"])));
+    assert!(!some.same_as_list(&list(&["x", "c", "0", "b"])));
     assert!(some.based_on(&m) && !some.based_on(&map(&[])));
 }
 
