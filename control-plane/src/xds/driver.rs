@@ -7,6 +7,7 @@
 //! subscriptions, ACK and NACK) and what a response carries — is the [`Protocol`] part.
 
 use super::sequencer::Phase;
+use super::wire::FromFrame;
 use super::{Session, Shared, StreamIo};
 use std::sync::Arc;
 use tracing::{debug, warn};
@@ -15,7 +16,7 @@ use xds_protos::type_url::{CLUSTER, ENDPOINT, LISTENER, ROUTE};
 
 /// The per-protocol part of a stream: it owns the [`Session`] and its per-type state.
 pub(super) trait Protocol: Sized {
-    type Request: prost::Message + Default + Send + 'static;
+    type Request: FromFrame + Send + 'static;
     /// For logs and `/debug/syncz`.
     const NAME: &'static str;
 

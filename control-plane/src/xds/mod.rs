@@ -136,7 +136,7 @@ struct Session<Req> {
     slot: Option<(OwnedSemaphorePermit, tokio::time::Instant)>,
 }
 
-impl<Req: prost::Message + Default> Session<Req> {
+impl<Req: wire::FromFrame> Session<Req> {
     /// Reads the first request, which must name the proxy, and registers the stream.
     async fn open(
         shared: Arc<Shared>,

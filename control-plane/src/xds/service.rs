@@ -1,7 +1,7 @@
 //! The Aggregated Discovery Service as a gRPC service for tonic's server; requests and
 //! responses are framed by [`super::wire`].
 
-use super::wire::{RequestStream, ResponseBody};
+use super::wire::{FromFrame, RequestStream, ResponseBody};
 use super::{delta, driver, sotw, Shared, StreamIo};
 use std::convert::Infallible;
 use std::future::{ready, Future, Ready};
@@ -40,7 +40,7 @@ impl AdsServer {
     /// Starts a session of one protocol on this request's stream.
     fn open<Req, F, Fut>(&self, req: http::Request<Body>, run: F) -> http::Response<Body>
     where
-        Req: prost::Message + Default + Send + 'static,
+        Req: FromFrame + Send + 'static,
         F: FnOnce(Arc<Shared>, StreamIo<Req>) -> Fut,
         Fut: Future<Output = ()> + Send + 'static,
     {

