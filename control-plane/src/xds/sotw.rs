@@ -63,7 +63,6 @@ impl WholeSet {
         self.map.len() + self.dropped.len()
     }
 
-    /// Whether both hold the same names in the same versions.
     /// Whether both hold the same names in the same versions. Two shared maps are compared
     /// by their difference, found once for every session (each session walking 3,000
     /// clusters of both was 4 % of a sotw change, measured).
