@@ -152,17 +152,34 @@ async fn one_push(weftd: &Weftd, nodes: &[(Kind, String)], k: u64) -> Result<Vec
     Ok(done)
 }
 
+/// What the ADS load client is asked to do.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct AdsLoad {
+    pub clients: usize,
+    pub delta: bool,
+    /// How many changes to time.
+    pub pushes: usize,
+    /// Seconds before a push (or the initial config) counts as timed out.
+    pub timeout: f64,
+    /// The HTTP/2 frame size the clients accept; `None`: weft-proxy's.
+    pub max_frame_size: Option<u32>,
+}
+
 /// Runs `weft-bench ads-load` against `weftd`; returns (report, weftd CPU s and RSS at
 /// "connected").
 pub(super) async fn ads_run(
     ctx: &Ctx,
     weftd: &Weftd,
-    clients: usize,
-    delta: bool,
-    pushes: usize,
-    timeout: f64,
+    load: &AdsLoad,
     log: &str,
 ) -> Result<(AdsReport, f64, u64)> {
+    let AdsLoad {
+        clients,
+        delta,
+        pushes,
+        timeout,
+        max_frame_size,
+    } = *load;
     let mut args = vec![
         "ads-load".to_string(),
         "--xds-addr".into(),
@@ -178,6 +195,9 @@ pub(super) async fn ads_run(
     ];
     if delta {
         args.push("--delta".into());
+    }
+    if let Some(size) = max_frame_size {
+        args.extend(["--max-frame-size".into(), size.to_string()]);
     }
     let mut child = LineChild::spawn(log, ctx.cores.load, &ctx.self_exe, &args, &ctx.work)?;
     let pid = weftd.proc.pid();
@@ -265,16 +285,14 @@ pub async fn ads_push_latency(ctx: &mut Ctx, upstream: &Upstream) {
                 Duration::from_secs(30),
             )
             .await?;
-            let r = ads_run(
-                ctx,
-                &w,
+            let load = AdsLoad {
                 clients,
                 delta,
-                ctx.plan.push_rounds,
-                30.0,
-                &format!("ads-load-{i}"),
-            )
-            .await;
+                pushes: ctx.plan.push_rounds,
+                timeout: 30.0,
+                max_frame_size: None,
+            };
+            let r = ads_run(ctx, &w, &load, &format!("ads-load-{i}")).await;
             w.proc.stop().await;
             r
         }
