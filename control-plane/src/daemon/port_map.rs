@@ -12,6 +12,7 @@
 use crate::model::{ConfigSet, WorkloadEntrySpec};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// Declared port -> the port the workload really listens on.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -52,11 +53,12 @@ impl LocalPortMap {
         if self.is_empty() {
             return config;
         }
+        // Copies of the (shared) resources, for this one use.
         for we in &mut config.workload_entries {
-            self.apply_to(&mut we.spec);
+            self.apply_to(&mut Arc::make_mut(we).spec);
         }
         for se in &mut config.service_entries {
-            for endpoint in &mut se.spec.endpoints {
+            for endpoint in &mut Arc::make_mut(se).spec.endpoints {
                 self.apply_to(endpoint);
             }
         }

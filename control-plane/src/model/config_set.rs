@@ -4,17 +4,18 @@ use super::meta::{AnyResource, Resource};
 use super::{DestinationRule, ServiceEntry, Sidecar, Telemetry, VirtualService, WorkloadEntrySpec};
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Every valid resource, each kind sorted by (namespace, name). Hosts in VirtualServices and
 /// DestinationRules are resolved to fully qualified names (`model::fqdn`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ConfigSet {
-    pub virtual_services: Vec<Resource<VirtualService>>,
-    pub destination_rules: Vec<Resource<DestinationRule>>,
-    pub service_entries: Vec<Resource<ServiceEntry>>,
-    pub workload_entries: Vec<Resource<WorkloadEntrySpec>>,
-    pub telemetries: Vec<Resource<Telemetry>>,
-    pub sidecars: Vec<Resource<Sidecar>>,
+    pub virtual_services: Vec<Arc<Resource<VirtualService>>>,
+    pub destination_rules: Vec<Arc<Resource<DestinationRule>>>,
+    pub service_entries: Vec<Arc<Resource<ServiceEntry>>>,
+    pub workload_entries: Vec<Arc<Resource<WorkloadEntrySpec>>>,
+    pub telemetries: Vec<Arc<Resource<Telemetry>>>,
+    pub sidecars: Vec<Arc<Resource<Sidecar>>>,
 }
 
 impl ConfigSet {
@@ -31,7 +32,7 @@ impl ConfigSet {
                 AnyResource::Sidecar(r) => set.sidecars.push(r),
             }
         }
-        fn by_name<T>(r: &Resource<T>) -> (String, String) {
+        fn by_name<T>(r: &Arc<Resource<T>>) -> (String, String) {
             (r.meta.namespace.clone(), r.meta.name.clone())
         }
         set.virtual_services.sort_by_key(by_name);
@@ -104,6 +105,7 @@ impl ConfigSet {
             self.sidecars
                 .iter()
                 .filter(|r| r.meta.namespace == ns)
+                .map(|r| &**r)
                 .collect()
         };
         let own = in_ns(namespace);

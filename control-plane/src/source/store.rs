@@ -21,6 +21,7 @@ use crate::model::{
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// What a reload did.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -137,7 +138,7 @@ impl Store {
             let destination_rules: Vec<&Resource<_>> = next
                 .values()
                 .filter_map(|r| match r {
-                    AnyResource::DestinationRule(dr) => Some(dr),
+                    AnyResource::DestinationRule(dr) => Some(&**dr),
                     _ => None,
                 })
                 .collect();
@@ -175,7 +176,16 @@ impl Store {
 
         diagnostics.extend(host_conflicts(&next));
         diagnostics.extend(sidecar_conflicts(&next));
-        let changed = next != self.good;
+        // An unchanged resource keeps the allocation of the last set, which the last snapshot
+        // shares: until sessions move on, a reload then holds a second copy only of what
+        // changed (every file is parsed again).
+        let mut changed = next.len() != self.good.len();
+        for (key, resource) in next.iter_mut() {
+            match self.good.get(key) {
+                Some(old) if old == resource => *resource = old.clone(),
+                _ => changed = true,
+            }
+        }
         if changed {
             self.version += 1;
         }
@@ -292,10 +302,13 @@ fn resolve_hosts(
     let is_declared = |host: &str| declared.contains(host);
     for (_, resource) in routing.iter_mut() {
         match resource {
+            // Just parsed, so not shared yet: no copy.
             AnyResource::VirtualService(r) => {
+                let r = Arc::make_mut(r);
                 resolve_virtual_service(&mut r.spec, &r.meta.namespace, &is_declared)
             }
             AnyResource::DestinationRule(r) => {
+                let r = Arc::make_mut(r);
                 resolve_destination_rule(&mut r.spec, &r.meta.namespace, &is_declared)
             }
             _ => {}

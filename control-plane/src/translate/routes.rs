@@ -164,6 +164,7 @@ fn virtual_service_for<'a>(
         .filter(|vs| {
             vs.spec.gateways.is_empty() || vs.spec.gateways.iter().any(|g| g == MESH_GATEWAY)
         })
+        .map(|vs| &**vs)
         .collect();
     let exact = vss
         .iter()

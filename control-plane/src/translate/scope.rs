@@ -67,18 +67,20 @@ impl Scope {
                 .sidecars
                 .iter()
                 .find(|s| &s.meta.namespace == ns && &s.meta.name == name)
+                .map(|s| &**s)
         });
         let egress = sidecar.and_then(Egress::of);
         let ns = class.namespace.as_str();
         let covers =
             |res_ns: &str, host: &str| egress.as_ref().is_none_or(|e| e.covers(res_ns, host));
 
-        let se_visible =
-            |se: &Resource<ServiceEntry>| exported_to(&se.spec.export_to, &se.meta.namespace, ns);
-        let dr_visible = |dr: &Resource<DestinationRule>| {
+        let se_visible = |se: &Arc<Resource<ServiceEntry>>| {
+            exported_to(&se.spec.export_to, &se.meta.namespace, ns)
+        };
+        let dr_visible = |dr: &Arc<Resource<DestinationRule>>| {
             exported_to(&dr.spec.export_to, &dr.meta.namespace, ns)
         };
-        let vs_applies = |vs: &Resource<VirtualService>| {
+        let vs_applies = |vs: &Arc<Resource<VirtualService>>| {
             exported_to(&vs.spec.export_to, &vs.meta.namespace, ns)
                 && vs.spec.hosts.iter().any(|h| covers(&vs.meta.namespace, h))
         };

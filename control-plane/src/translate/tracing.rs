@@ -20,6 +20,7 @@ use super::MeshSnapshot;
 use crate::model::telemetry::{CustomTag, Telemetry};
 use crate::model::{OtelProvider, Resource};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::net::IpAddr;
 use xds_protos::any::pack;
 use xds_protos::node::NodeIdentity;
@@ -133,7 +134,7 @@ pub fn resolve_side(
 
 /// The Telemetry resources that cover `node`, widest first.
 pub(super) fn covering<'a>(
-    all: &'a [Resource<Telemetry>],
+    all: &'a [Arc<Resource<Telemetry>>],
     root: &'a str,
     node: &'a NodeIdentity,
 ) -> impl Iterator<Item = &'a Resource<Telemetry>> {
@@ -156,6 +157,7 @@ pub(super) fn covering<'a>(
         .take(1)
         .chain(namespace.take(1))
         .chain(workload.take(1))
+        .map(|t| &**t)
 }
 
 /// The label keys some Telemetry selector names, plus those the span tags read: the part of a

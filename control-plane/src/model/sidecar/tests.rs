@@ -90,7 +90,7 @@ fn the_narrowest_sidecar_applies() {
             }),
             ..Default::default()
         };
-        Resource::new(ns, name, spec)
+        std::sync::Arc::new(Resource::new(ns, name, spec))
     };
     let config = ConfigSet {
         sidecars: vec![
