@@ -13,7 +13,7 @@
 //! Checks across resources run on the set that would result: a VirtualService that routes
 //! to a subset no DestinationRule defines is rejected, and keeps its last good version.
 
-use super::folder::parse_dir;
+use super::folder::{parse_dir_cached, ParseCache};
 use crate::model::validate::cross::{check_subsets, RulesByHost};
 use crate::model::{
     resolve_destination_rule, resolve_virtual_service, AnyResource, ConfigSet, Diagnostic,
@@ -50,6 +50,8 @@ pub struct Store {
     /// Every good resource, by key.
     good: BTreeMap<ResourceKey, AnyResource>,
     version: u64,
+    /// The files as last read (a reload parses only those that changed).
+    files: ParseCache,
 }
 
 /// Where a resource was read in this reload: file index and document index.
@@ -67,7 +69,7 @@ impl Store {
     /// Reads the folder again and merges it in. If the folder cannot be listed at all,
     /// nothing changes.
     pub fn reload_dir(&mut self, dir: &Path) -> ApplyOutcome {
-        match parse_dir(dir) {
+        match parse_dir_cached(dir, &mut self.files) {
             Ok(files) => self.apply(files),
             Err(err) => ApplyOutcome {
                 changed: false,
@@ -302,14 +304,21 @@ fn resolve_hosts(
     let is_declared = |host: &str| declared.contains(host);
     for (_, resource) in routing.iter_mut() {
         match resource {
-            // Just parsed, so not shared yet: no copy.
+            // Resolved from the resource as written (which the file cache shares) into a copy
+            // only when that changes a host: most hosts are written in full.
             AnyResource::VirtualService(r) => {
-                let r = Arc::make_mut(r);
-                resolve_virtual_service(&mut r.spec, &r.meta.namespace, &is_declared)
+                let mut spec = r.spec.clone();
+                resolve_virtual_service(&mut spec, &r.meta.namespace, &is_declared);
+                if spec != r.spec {
+                    Arc::make_mut(r).spec = spec;
+                }
             }
             AnyResource::DestinationRule(r) => {
-                let r = Arc::make_mut(r);
-                resolve_destination_rule(&mut r.spec, &r.meta.namespace, &is_declared)
+                let mut spec = r.spec.clone();
+                resolve_destination_rule(&mut spec, &r.meta.namespace, &is_declared);
+                if spec != r.spec {
+                    Arc::make_mut(r).spec = spec;
+                }
             }
             _ => {}
         }

@@ -432,3 +432,62 @@ fn load_dir_reads_a_folder_recursively_in_order() {
         .message
         .contains("cannot read the configuration folder"));
 }
+
+#[test]
+fn a_reload_parses_only_changed_files_and_resolves_hosts_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vs = "\
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: httpbin}
+spec:
+  hosts: [httpbin.org]
+  http:
+  - route: [{destination: {host: httpbin.org}}]
+";
+    std::fs::write(dir.path().join("a-services.yaml"), SE).expect("write");
+    std::fs::write(dir.path().join("b-routes.yaml"), vs).expect("write");
+    let mut store = Store::new();
+    store.reload_dir(dir.path());
+    let before = store.config();
+    // Not declared by any ServiceEntry: read as `name.namespace`.
+    assert_eq!(
+        before.virtual_services[0].spec.hosts,
+        ["httpbin.org.svc.cluster.local"]
+    );
+
+    // A ServiceEntry for httpbin.org, in the other file: the unchanged VirtualService is not
+    // parsed again, but its hosts are resolved again, now as written.
+    let se = "\
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: httpbin}
+spec:
+  hosts: [httpbin.org]
+  ports: [{number: 80, name: http}]
+  resolution: DNS
+";
+    std::fs::write(dir.path().join("a-services.yaml"), format!("{SE}---\n{se}")).expect("write");
+    let outcome = store.reload_dir(dir.path());
+    assert!(outcome.changed && !outcome.has_errors(), "{outcome:#?}");
+    let after = store.config();
+    assert_eq!(after.virtual_services[0].spec.hosts, ["httpbin.org"]);
+    // The reviews ServiceEntry did not change: the same allocation, shared with the set the
+    // last snapshot was built from.
+    let reviews = |c: &ConfigSet| {
+        c.service_entries
+            .iter()
+            .find(|s| s.meta.name == "reviews")
+            .cloned()
+            .expect("reviews")
+    };
+    assert!(Arc::ptr_eq(&reviews(&before), &reviews(&after)));
+
+    // Nothing changed: nothing parsed, nothing new.
+    let outcome = store.reload_dir(dir.path());
+    assert!(!outcome.changed);
+    assert!(Arc::ptr_eq(
+        &store.config().virtual_services[0],
+        &after.virtual_services[0]
+    ));
+}
