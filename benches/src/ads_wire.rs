@@ -61,14 +61,17 @@ pub fn any(encoded: &Bytes) -> Option<Any> {
 
 const SERVICE: &str = "/envoy.service.discovery.v3.AggregatedDiscoveryService/";
 
-async fn open<Req, Resp>(
+/// Opens an ADS stream of `method`, its messages read and written by `codec`.
+async fn open<C>(
     channel: Channel,
     method: &'static str,
-    requests: impl tokio_stream::Stream<Item = Req> + Send + 'static,
-) -> Result<tonic::Streaming<Resp>, tonic::Status>
+    requests: impl tokio_stream::Stream<Item = C::Encode> + Send + 'static,
+    codec: C,
+) -> Result<tonic::Streaming<C::Decode>, tonic::Status>
 where
-    Req: Message + Send + Sync + 'static,
-    Resp: Message + Default + Send + Sync + 'static,
+    C: tonic::codec::Codec,
+    C::Encode: Send + Sync + 'static,
+    C::Decode: Send + Sync + 'static,
 {
     let mut grpc = tonic::client::Grpc::new(channel)
         // With 10,000 services a whole state-of-the-world response is several MB.
@@ -79,7 +82,6 @@ where
         .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
     let path = http::uri::PathAndQuery::from_maybe_shared(format!("{SERVICE}{method}"))
         .map_err(|e| tonic::Status::internal(e.to_string()))?;
-    let codec = tonic_prost::ProstCodec::<Req, Resp>::default();
     Ok(grpc
         .streaming(tonic::Request::new(requests), path, codec)
         .await?
@@ -93,19 +95,7 @@ pub async fn sotw(
     channel: Channel,
     requests: impl tokio_stream::Stream<Item = Bytes> + Send + 'static,
 ) -> Result<tonic::Streaming<Bytes>, tonic::Status> {
-    let mut grpc = tonic::client::Grpc::new(channel)
-        .max_decoding_message_size(usize::MAX)
-        .max_encoding_message_size(usize::MAX);
-    grpc.ready()
-        .await
-        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-    let path = http::uri::PathAndQuery::from_static(
-        "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources",
-    );
-    Ok(grpc
-        .streaming(tonic::Request::new(requests), path, RawCodec)
-        .await?
-        .into_inner())
+    open(channel, "StreamAggregatedResources", requests, RawCodec).await
 }
 
 /// A `DiscoveryResponse`'s fields but its resources (skipped when decoding: no copy of them).
@@ -193,7 +183,8 @@ pub async fn delta(
     channel: Channel,
     requests: impl tokio_stream::Stream<Item = DeltaDiscoveryRequest> + Send + 'static,
 ) -> Result<tonic::Streaming<DeltaResponse>, tonic::Status> {
-    open(channel, "DeltaAggregatedResources", requests).await
+    let codec = tonic_prost::ProstCodec::<DeltaDiscoveryRequest, DeltaResponse>::default();
+    open(channel, "DeltaAggregatedResources", requests, codec).await
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ use xds_protos::pb::envoy::config::core::v3::{transport_socket, RuntimeDouble};
 use xds_protos::pb::envoy::r#type::v3::Percent as ProtoPercent;
 
 use super::endpoint::{endpoints, Endpoint};
-use super::error::{duration, AtField, FieldError, ValidationError};
+use super::error::{duration, refuse_set, AtField, FieldError, ValidationError};
 use super::resilience::{
     circuit_breakers, connection_options, outlier_detection, upstream_bind_config,
     upstream_connection_options, CircuitBreakers, ConnectionOptions, OutlierDetection,
@@ -599,8 +599,5 @@ fn dns_settings(c: &Cluster) -> Result<(), FieldError> {
             c.typed_dns_resolver_config.is_some(),
         ),
     ];
-    match unsupported.iter().find(|(_, set)| *set) {
-        Some((field, _)) => Err(FieldError::unsupported(field)),
-        None => Ok(()),
-    }
+    refuse_set(&unsupported)
 }

@@ -13,7 +13,7 @@ use xds_protos::pb::envoy::config::core::v3::{
 };
 use xds_protos::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
 
-use super::error::{duration, AtField, FieldError};
+use super::error::{duration, refuse_set, AtField, FieldError};
 
 /// Envoy's default `max_request_headers_kb`: 60 KiB.
 pub const DEFAULT_MAX_REQUEST_HEADERS_KB: u32 = 60;
@@ -227,9 +227,7 @@ pub(crate) fn http2_settings(h2: &Http2ProtocolOptions) -> Result<Http2Limits, F
         ("stream_reset_burst", h2.stream_reset_burst.is_some()),
         ("stream_reset_rate", h2.stream_reset_rate.is_some()),
     ];
-    if let Some((field, _)) = unsupported.iter().find(|(_, set)| *set) {
-        return Err(FieldError::unsupported(field));
-    }
+    refuse_set(&unsupported)?;
     let mut out = Http2Limits::default();
     if let Some(n) = h2.max_concurrent_streams {
         if n.value == 0 || n.value > DEFAULT_MAX_CONCURRENT_STREAMS {

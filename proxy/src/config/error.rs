@@ -92,3 +92,12 @@ pub(crate) fn duration(d: &ProtoDuration) -> Result<Duration, FieldError> {
     let secs = u64::try_from(d.seconds).map_err(|_| FieldError::new("", "must not be negative"))?;
     Ok(Duration::new(secs, nanos))
 }
+
+/// Refuses the first of `fields` that is set, by name: the check every config section makes
+/// for the fields weft-proxy does not act on.
+pub(crate) fn refuse_set(fields: &[(&str, bool)]) -> Result<(), FieldError> {
+    match fields.iter().find(|(_, set)| *set) {
+        Some((field, _)) => Err(FieldError::unsupported(field)),
+        None => Ok(()),
+    }
+}

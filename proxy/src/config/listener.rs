@@ -24,7 +24,7 @@ use super::connection_limit::{
     connection_limit, ConnectionLimitConfig, CONNECTION_LIMIT_NAME, CONNECTION_LIMIT_TYPE,
 };
 use super::endpoint::{endpoint_address, EndpointAddress};
-use super::error::{duration, AtField, FieldError, ValidationError};
+use super::error::{duration, refuse_set, AtField, FieldError, ValidationError};
 use super::filter_chain_match::{filter_chain_match, ChainMatch};
 use super::http_connection::{http_connection, HttpConnectionConfig};
 use super::listener_filters::{listener_filters, ListenerFilters};
@@ -190,10 +190,7 @@ fn refuse_unsupported(l: &Listener) -> Result<(), FieldError> {
         ("api_listener", l.api_listener.is_some()),
         ("access_log", !l.access_log.is_empty()),
     ];
-    match unsupported.iter().find(|(_, set)| *set) {
-        Some((field, _)) => Err(FieldError::unsupported(field)),
-        None => Ok(()),
-    }
+    refuse_set(&unsupported)
 }
 
 fn filter_chains(l: &Listener) -> Result<FilterChains, FieldError> {

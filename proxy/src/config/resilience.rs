@@ -24,7 +24,7 @@ use xds_protos::pb::envoy::config::core::v3::{
 };
 use xds_protos::pb::google::protobuf::UInt32Value;
 
-use super::error::{duration, AtField, FieldError};
+use super::error::{duration, refuse_set, AtField, FieldError};
 use super::upstream_http::UpstreamHttp2;
 
 /// `circuit_breakers` at DEFAULT priority, Envoy's defaults when unset.
@@ -223,9 +223,7 @@ pub(crate) fn upstream_bind_config(b: &BindConfig) -> Result<std::net::IpAddr, F
         ),
         ("local_address_selector", b.local_address_selector.is_some()),
     ];
-    if let Some((field, _)) = unsupported.iter().find(|(_, set)| *set) {
-        return Err(FieldError::unsupported(field));
-    }
+    refuse_set(&unsupported)?;
     let Some(a) = &b.source_address else {
         return Err(FieldError::new("source_address", "is required"));
     };

@@ -14,7 +14,7 @@ use xds_protos::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
 };
 
 use super::access_log::access_logs;
-use super::error::{duration, AtField, FieldError};
+use super::error::{duration, refuse_set, AtField, FieldError};
 use super::log_format::LogFormat;
 
 pub const TCP_PROXY_NAME: &str = "envoy.filters.network.tcp_proxy";
@@ -111,9 +111,7 @@ pub(crate) fn tcp_proxy(t: &TcpProxy) -> Result<TcpProxyConfig, FieldError> {
             t.flush_access_log_on_connected,
         ),
     ];
-    if let Some((field, _)) = unsupported.iter().find(|(_, set)| *set) {
-        return Err(FieldError::unsupported(field));
-    }
+    refuse_set(&unsupported)?;
     if t.stat_prefix.is_empty() {
         return Err(FieldError::new("stat_prefix", "must not be empty"));
     }

@@ -29,7 +29,7 @@ use xds_protos::type_url;
 use super::downstream::{
     http2_settings, Http2Keepalive, Http2Limits, DEFAULT_MAX_CONCURRENT_STREAMS,
 };
-use super::error::{AtField, FieldError};
+use super::error::{refuse_set, AtField, FieldError};
 
 /// Which HTTP version a cluster's requests go upstream in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -160,9 +160,7 @@ fn extension(o: &HttpProtocolOptions) -> Result<ProtocolOptions, FieldError> {
         ("hash_policy", !o.hash_policy.is_empty()),
         ("retry_policy", o.retry_policy.is_some()),
     ];
-    if let Some((field, _)) = unsupported.iter().find(|(_, set)| *set) {
-        return Err(FieldError::unsupported(field));
-    }
+    refuse_set(&unsupported)?;
     let mut out = ProtocolOptions::default();
     match &o.upstream_protocol_options {
         // Envoy requires one; weft-proxy has long read its absence as HTTP/1.1.
@@ -232,10 +230,7 @@ fn http1(h1: &Http1ProtocolOptions) -> Result<(), FieldError> {
             !h1.ignore_http_11_upgrade.is_empty(),
         ),
     ];
-    match unsupported.iter().find(|(_, set)| *set) {
-        Some((field, _)) => Err(FieldError::unsupported(field)),
-        None => Ok(()),
-    }
+    refuse_set(&unsupported)
 }
 
 /// A cluster's HTTP/2 settings: what the listener side reads too (`http2_settings`), and the

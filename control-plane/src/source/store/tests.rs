@@ -28,6 +28,27 @@ spec:
   - {name: v2, labels: {version: v2}}
 ";
 
+/// An external service whose two-label host would otherwise read as `name.namespace`.
+const HTTPBIN_SE: &str = "\
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: httpbin}
+spec:
+  hosts: [httpbin.org]
+  ports: [{number: 80, name: http}]
+  resolution: DNS
+";
+
+const HTTPBIN_VS: &str = "\
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: httpbin}
+spec:
+  hosts: [httpbin.org]
+  http:
+  - route: [{destination: {host: httpbin.org}}]
+";
+
 fn vs(prefix: &str) -> String {
     format!(
         "\
@@ -326,26 +347,8 @@ fn the_subset_check_runs_against_the_resulting_set() {
 
 #[test]
 fn hosts_a_service_entry_declares_are_not_expanded() {
-    let se = "\
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: httpbin}
-spec:
-  hosts: [httpbin.org]
-  ports: [{number: 80, name: http}]
-  resolution: DNS
-";
-    let vs = "\
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: httpbin}
-spec:
-  hosts: [httpbin.org]
-  http:
-  - route: [{destination: {host: httpbin.org}}]
-";
     let mut store = Store::new();
-    store.apply(files(&[("a.yaml", se), ("b.yaml", vs)]));
+    store.apply(files(&[("a.yaml", HTTPBIN_SE), ("b.yaml", HTTPBIN_VS)]));
     let spec = &store.config().virtual_services[0].spec;
     assert_eq!(spec.hosts, ["httpbin.org"]);
     assert_eq!(spec.http[0].route[0].destination.host, "httpbin.org");
@@ -434,19 +437,10 @@ fn load_dir_reads_a_folder_recursively_in_order() {
 }
 
 #[test]
-fn a_reload_parses_only_changed_files_and_resolves_hosts_again() {
+fn a_reload_resolves_unchanged_hosts_again_and_keeps_unchanged_resources_shared() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let vs = "\
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: httpbin}
-spec:
-  hosts: [httpbin.org]
-  http:
-  - route: [{destination: {host: httpbin.org}}]
-";
     std::fs::write(dir.path().join("a-services.yaml"), SE).expect("write");
-    std::fs::write(dir.path().join("b-routes.yaml"), vs).expect("write");
+    std::fs::write(dir.path().join("b-routes.yaml"), HTTPBIN_VS).expect("write");
     let mut store = Store::new();
     store.reload_dir(dir.path());
     let before = store.config();
@@ -456,18 +450,13 @@ spec:
         ["httpbin.org.svc.cluster.local"]
     );
 
-    // A ServiceEntry for httpbin.org, in the other file: the unchanged VirtualService is not
-    // parsed again, but its hosts are resolved again, now as written.
-    let se = "\
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: httpbin}
-spec:
-  hosts: [httpbin.org]
-  ports: [{number: 80, name: http}]
-  resolution: DNS
-";
-    std::fs::write(dir.path().join("a-services.yaml"), format!("{SE}---\n{se}")).expect("write");
+    // A ServiceEntry for httpbin.org, in the other file: the unchanged VirtualService file is
+    // not parsed again (`folder::ParseCache`), but its hosts are resolved again, now as written.
+    std::fs::write(
+        dir.path().join("a-services.yaml"),
+        format!("{SE}---\n{HTTPBIN_SE}"),
+    )
+    .expect("write");
     let outcome = store.reload_dir(dir.path());
     assert!(outcome.changed && !outcome.has_errors(), "{outcome:#?}");
     let after = store.config();

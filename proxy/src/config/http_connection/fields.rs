@@ -75,7 +75,7 @@ use xds_protos::pb::envoy::extensions::filters::network::http_connection_manager
 };
 use xds_protos::pb::envoy::extensions::request_id::uuid::v3::UuidRequestIdConfig;
 
-use crate::config::error::{duration, AtField, FieldError};
+use crate::config::error::{duration, refuse_set, AtField, FieldError};
 
 /// Envoy's `server_name` when none is given.
 pub const DEFAULT_SERVER_NAME: &str = "envoy";
@@ -307,13 +307,6 @@ pub(crate) fn head_policy(hcm: &HttpConnectionManager) -> Result<HeadPolicy, Fie
 }
 
 /// The first field of `fields` that is set, refused by name.
-fn refuse_set(fields: &[(&str, bool)]) -> Result<(), FieldError> {
-    match fields.iter().find(|(_, set)| *set) {
-        Some((field, _)) => Err(FieldError::unsupported(field)),
-        None => Ok(()),
-    }
-}
-
 fn codec_type(codec: i32) -> Result<(), FieldError> {
     match CodecType::try_from(codec) {
         Ok(CodecType::Auto) => Ok(()),
