@@ -140,7 +140,10 @@ async fn weighted_split(kind: Kind) {
 async fn defaults_and_flags(kind: Kind) {
     let f = fixture(kind, false).await;
     let mut conn = ProxyConn::new(f.proxy.outbound);
-    // No VirtualService: round robin over every endpoint, by any of the service's names.
+    // No VirtualService: every endpoint is reached, by any of the service's names. The
+    // default balancer is least request (Istio's), which picks at random among idle
+    // endpoints: 12 requests missed one of 3 about 2 % of the time (seen in CI); 40 miss
+    // one with a probability of 1 in 3 million.
     let mut seen = std::collections::BTreeSet::new();
     for url in [
         "http://reviews:9080/",
@@ -148,7 +151,7 @@ async fn defaults_and_flags(kind: Kind) {
         "http://reviews.default.svc:9080/",
         "http://reviews.default.svc.cluster.local:9080/",
     ] {
-        for _ in 0..3 {
+        for _ in 0..10 {
             let r = conn.get(url, &[]).await.expect("request");
             assert_eq!(r.status, 200, "{kind:?} {url}: {}", r.body);
             seen.insert(r.served_by().to_string());
