@@ -338,6 +338,82 @@ async fn delta_sends_changes_and_removals_only() {
     assert_eq!(eds.removed_resources, ["nope"]);
 }
 
+/// A delta proxy subscribes to a new cluster's endpoints in the middle of a push (before it
+/// ACKs the clusters, as Envoy and weft-proxy do): the answer adds them, and does not remove
+/// the endpoints of a dropped cluster that the routes not yet replaced still use.
+#[tokio::test]
+async fn a_delta_subscription_during_a_push_removes_nothing_before_the_routes_change() {
+    let (url, publish, _status) = server(config("v1", &["a", "b"], 1)).await;
+    let mut client = AggregatedDiscoveryServiceClient::connect(url)
+        .await
+        .expect("connect");
+    let (tx, rx) = mpsc::channel(16);
+    let mut responses = client
+        .delta_aggregated_resources(ReceiverStream::new(rx))
+        .await
+        .expect("stream")
+        .into_inner();
+    let ack = |r: &xds_protos::DeltaDiscoveryResponse| DeltaDiscoveryRequest {
+        type_url: r.type_url.clone(),
+        response_nonce: r.nonce.clone(),
+        ..Default::default()
+    };
+    tx.send(DeltaDiscoveryRequest {
+        node: node(),
+        type_url: CLUSTER.into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let cds = next(&mut responses).await;
+    tx.send(DeltaDiscoveryRequest {
+        type_url: ENDPOINT.into(),
+        resource_names_subscribe: vec!["a".into(), "b".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    tx.send(ack(&cds)).await.unwrap();
+    let eds = next(&mut responses).await;
+    assert_eq!(eds.resources.len(), 2);
+    tx.send(ack(&eds)).await.unwrap();
+
+    publish.send(config("v2", &["a", "c"], 2)).unwrap();
+    let cds = next(&mut responses).await;
+    assert_eq!(
+        (cds.type_url.as_str(), cds.removed_resources.len()),
+        (CLUSTER, 0)
+    );
+    tx.send(DeltaDiscoveryRequest {
+        type_url: ENDPOINT.into(),
+        resource_names_subscribe: vec!["c".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let eds = next(&mut responses).await;
+    let names: Vec<_> = eds.resources.iter().map(|r| r.name.as_str()).collect();
+    assert!(names.contains(&"c"), "{names:?}");
+    assert!(
+        eds.removed_resources.is_empty(),
+        "b's endpoints went before the routes changed: {:?}",
+        eds.removed_resources
+    );
+    tx.send(ack(&eds)).await.unwrap();
+    tx.send(ack(&cds)).await.unwrap();
+    // The rest of the push: the removals come last, clusters before endpoints.
+    let mut removals = Vec::new();
+    while removals.len() < 2 {
+        let r = next(&mut responses).await;
+        if !r.removed_resources.is_empty() {
+            assert_eq!(r.removed_resources, ["b"]);
+            removals.push(r.type_url.clone());
+        }
+        tx.send(ack(&r)).await.unwrap();
+    }
+    assert_eq!(removals, [CLUSTER, ENDPOINT]);
+}
+
 /// Opens a sotw stream and asks for the clusters.
 async fn cds_stream(
     url: &str,

@@ -150,7 +150,8 @@ impl Stream {
         }
         drop(req);
         if changed {
-            self.send_changes(type_url, Phase::Exact, &asked).await?;
+            let phase = self.s.seq.phase_now(type_url);
+            self.send_changes(type_url, phase, &asked).await?;
         }
         Ok(())
     }

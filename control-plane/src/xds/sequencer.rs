@@ -68,6 +68,23 @@ impl PushSequencer {
         self.queue.pop_front()
     }
 
+    /// The phase of a response sent now, outside the sequence (an answer to the proxy's
+    /// request): while the push has yet to reach the step that removes what went away for
+    /// this type, only additions. A proxy asks for a new cluster's endpoints in the middle of
+    /// a push; removing the dropped cluster's endpoints in that answer would empty a cluster
+    /// the routes not yet replaced still send to.
+    pub fn phase_now(&self, type_url: &str) -> Phase {
+        let removal_pending = self
+            .queue
+            .iter()
+            .any(|s| s.type_url == type_url && s.phase == Phase::Exact);
+        if removal_pending {
+            Phase::Add
+        } else {
+            Phase::Exact
+        }
+    }
+
     pub fn wait_for(&mut self, type_url: &'static str) {
         self.waiting = Some((type_url, tokio::time::Instant::now() + ACK_WAIT));
     }
@@ -129,6 +146,24 @@ mod tests {
             .position(|x| x.phase == Phase::Exact && x.type_url == CLUSTER)
             .unwrap();
         assert!(route < removal, "{steps:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn answers_only_add_until_the_removal_step() {
+        let mut s = PushSequencer::default();
+        assert_eq!(s.phase_now(ENDPOINT), Phase::Exact, "no push: exact");
+        s.start(Instant::now());
+        while let Some(next) = s.next_step() {
+            if next == step(ENDPOINT, Phase::Exact) {
+                break;
+            }
+            assert_eq!(s.phase_now(ENDPOINT), Phase::Add, "at {next:?}");
+        }
+        assert_eq!(
+            s.phase_now(ENDPOINT),
+            Phase::Exact,
+            "the removal step is reached"
+        );
     }
 
     #[tokio::test(start_paused = true)]

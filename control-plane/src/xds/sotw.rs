@@ -174,7 +174,8 @@ impl Stream {
             } else {
                 Carry::Changes
             };
-            self.send(type_url, Phase::Exact, true, carry).await?;
+            let phase = self.s.seq.phase_now(type_url);
+            self.send(type_url, phase, true, carry).await?;
         }
         Ok(())
     }
