@@ -207,22 +207,21 @@ impl XdsCache {
     /// Builds the snapshot the request path will read, carrying over runtime state (pools,
     /// balancer positions, counters) from `previous`.
     pub fn build_snapshot(&self, previous: &Snapshot) -> Snapshot {
-        let no_endpoints = Vec::new();
         let clusters = self
             .clusters
             .iter()
             .map(|(name, entry)| {
                 let cfg = &entry.compiled;
-                let endpoints = match cfg.discovery {
+                let assignment = match cfg.discovery {
                     Discovery::Eds => self
                         .endpoints
                         .get(&cfg.eds_service_name)
-                        .map_or(&no_endpoints, |e| &*e.compiled),
-                    _ => &cfg.static_endpoints,
+                        .map(|e| &e.compiled),
+                    _ => None,
                 };
-                let prev = previous.clusters.get(name.as_str()).map(|c| &**c);
-                let cluster = Cluster::build(cfg.clone(), endpoints, prev);
-                (cluster.name.clone(), Arc::new(cluster))
+                let prev = previous.clusters.get(name.as_str());
+                let cluster = Cluster::for_snapshot(cfg, assignment, prev);
+                (cluster.name.clone(), cluster)
             })
             .collect();
         let listeners = self
