@@ -342,6 +342,8 @@ async fn start_envoy(env: &Env<'_>) -> Result<Running> {
         outbound.to_string(),
         "--admin-addr".into(),
         admin.to_string(),
+        // Delta, as weft-proxy speaks by default (and Istio's sidecars since 1.22).
+        "--delta".into(),
     ];
     let yaml = crate::procs::run_tool(
         "weftctl",

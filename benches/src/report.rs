@@ -95,6 +95,10 @@ impl Table {
         });
     }
 
+    pub fn has_row(&self, label: &str) -> bool {
+        self.rows.iter().any(|r| r.label == label)
+    }
+
     /// A row with no figures, saying why.
     pub fn missing(&mut self, label: &str, why: &str) {
         let cells = vec![None; self.columns.len()];

@@ -468,6 +468,7 @@ async fn measure_all(ctx: &mut Ctx) -> Result<()> {
     }
     if !ctx.plan.weftd_scale_proxies.is_empty() && ctx.wants("weftd-scale") {
         weftd_scale::run(ctx, &upstream).await;
+        weftd_scale::sidecars(ctx, &upstream).await;
     }
     if ctx.wants("soak") {
         let (duration, out) = (ctx.soak_duration, ctx.soak_out.clone());

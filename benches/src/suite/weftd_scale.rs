@@ -10,11 +10,15 @@
 //! takes to reach (be ACKed by) every proxy — p99 over proxies — and weftd's CPU per change,
 //! which should not grow with the number of proxies in one class beyond what sending costs.
 //! Both tables come from one measurement, [`measure`].
+//!
+//! `sidecar-scale` (with `weftd-scale`) is the other side of the same mesh: one real weft-proxy
+//! and one real Envoy, each configured by weftd with the 1,000 services, and what holding
+//! them and taking a change costs each.
 
-use super::xds::{ads_run, start_weftd, AdsLoad};
+use super::xds::{ads_run, one_push, start_weftd, AdsLoad};
 use super::Ctx;
 use crate::configs;
-use crate::contenders::Upstream;
+use crate::contenders::{self, Kind, Upstream};
 use crate::procstat::{cpu_seconds, mib, rss_bytes, PeakRss};
 use crate::report::{Column, Table, Unit};
 use std::time::Duration;
@@ -240,4 +244,95 @@ pub async fn big_mesh(ctx: &mut Ctx, upstream: &Upstream) {
         }
     }
     ctx.push(t);
+}
+
+/// One real weft-proxy and one real Envoy holding the 1,000 services (delta xDS, both): time to
+/// the first routed request, memory, and CPU per change.
+pub async fn sidecars(ctx: &mut Ctx, upstream: &Upstream) {
+    let pushes = ctx.plan.scale_pushes.max(1) * 5;
+    let mut t = Table::new(
+        "sidecar-scale",
+        "Sidecars at scale — one weft-proxy and one Envoy, each holding the 1,000 services of weftd-scale (delta xDS)",
+        "Both connected to one weftd at once, one worker each. Ready: from start until a request is routed to the upstream \
+         (the whole mesh received and applied). RSS once ready. CPU per change: the proxy's CPU from /proc over changes that each \
+         add a service, waiting for its ACK of the new clusters, endpoints and routes (weftd's /debug/syncz).",
+        vec![
+            Column::vs_envoy("ready", Unit::Seconds),
+            Column::vs_envoy("RSS", Unit::Mib),
+            Column::vs_envoy("CPU per change", Unit::Millis),
+        ],
+    );
+    let labels = [Kind::Weft.name(), Kind::Envoy.name()];
+    if let Err(e) = sidecars_measured(ctx, upstream, pushes, &mut t).await {
+        for label in labels {
+            if !t.has_row(label) {
+                t.missing(label, &format!("{e:#}"));
+            }
+        }
+    }
+    ctx.push(t);
+}
+
+async fn sidecars_measured(
+    ctx: &Ctx,
+    upstream: &Upstream,
+    pushes: usize,
+    t: &mut Table,
+) -> anyhow::Result<()> {
+    let dir = ctx.work.join("mesh-sidecar-scale");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(
+        dir.join("upstream.yaml"),
+        configs::base_mesh(upstream.h1.port(), upstream.grpc.port()),
+    )?;
+    std::fs::write(
+        dir.join("services.yaml"),
+        configs::istio_services(SERVICES, upstream.h1.port()),
+    )?;
+    let (mut weftd, _) =
+        start_weftd(ctx, "weftd-sidecar-scale", &dir, Duration::from_secs(60)).await?;
+    let mut running = Vec::new();
+    for kind in [Kind::Weft, Kind::Envoy] {
+        let mut env = ctx.env(upstream, Some(&weftd), "-sidecar-scale");
+        env.ready_limit = Duration::from_secs(60);
+        match contenders::start(kind, &env).await {
+            Ok(r) => running.push((kind, r)),
+            Err(e) => t.missing(kind.name(), &format!("{e:#}")),
+        }
+    }
+    // Settled: what the first configuration allocated and freed is behind.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let nodes: Vec<(Kind, String)> = running.iter().map(|(k, _)| (*k, k.node_id())).collect();
+    let pid = |r: &contenders::Running| r.pid().unwrap_or(0);
+    let cpu_before: Vec<f64> = running
+        .iter()
+        .map(|(_, r)| cpu_seconds(pid(r)).unwrap_or(0.0))
+        .collect();
+    let rss: Vec<u64> = running
+        .iter()
+        .map(|(_, r)| rss_bytes(pid(r)).unwrap_or(0))
+        .collect();
+    let mut outcome = Ok(());
+    for k in 0..pushes {
+        if let Err(e) = one_push(&weftd, &nodes, 2_000_000 + k as u64).await {
+            outcome = Err(e);
+            break;
+        }
+    }
+    for (i, (kind, r)) in running.iter_mut().enumerate() {
+        let cpu = cpu_seconds(pid(r)).unwrap_or(0.0) - cpu_before[i];
+        let per_change = outcome.is_ok().then_some(cpu * 1000.0 / pushes as f64);
+        t.row(
+            kind.name(),
+            vec![
+                Some(r.time_to_ready.as_secs_f64()),
+                Some(mib(rss[i])),
+                per_change,
+            ],
+            format!("{pushes} changes"),
+        );
+        r.stop().await;
+    }
+    weftd.proc.stop().await;
+    outcome
 }

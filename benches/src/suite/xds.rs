@@ -62,7 +62,7 @@ fn acks(syncz: &[Value]) -> Acks {
 pub async fn proxies_push_latency(ctx: &mut Ctx, weftd: &Weftd, slots: &[Slot]) {
     let mut t = Table::new(
         "xds-push-proxies",
-        "xDS push latency — one real proxy (state of the world)",
+        "xDS push latency — one real proxy (delta xDS)",
         "From writing a changed file into weftd's folder to weftd recording the proxy's ACK of the new clusters, endpoints and routes \
          (/debug/syncz polled every 5 ms; weftd debounces file events by 100 ms). Both proxies are connected to the same weftd.",
         vec![Column::vs_envoy("p50", Unit::Millis), Column::vs_envoy("max", Unit::Millis)],
@@ -113,7 +113,11 @@ pub async fn proxies_push_latency(ctx: &mut Ctx, weftd: &Weftd, slots: &[Slot]) 
 }
 
 /// One change; returns (node id, ms to ACK) for every node.
-async fn one_push(weftd: &Weftd, nodes: &[(Kind, String)], k: u64) -> Result<Vec<(String, f64)>> {
+pub(super) async fn one_push(
+    weftd: &Weftd,
+    nodes: &[(Kind, String)],
+    k: u64,
+) -> Result<Vec<(String, f64)>> {
     let before = acks(&weftd.syncz().await?);
     for (kind, node) in nodes {
         anyhow::ensure!(

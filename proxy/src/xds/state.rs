@@ -162,31 +162,18 @@ impl XdsCache {
 
     /// Route configurations the listeners ask for.
     pub fn wanted_routes(&self) -> BTreeSet<String> {
-        self.listeners
-            .values()
-            .flat_map(|l| l.compiled.http_connection_managers())
-            .filter_map(|h| match &h.route_source {
-                RouteSource::Rds(name) => Some(name.clone()),
-                RouteSource::Inline(_) => None,
-            })
-            .collect()
+        owned(route_names(&self.listeners))
     }
 
     /// Endpoint assignments the EDS clusters ask for.
     pub fn wanted_endpoints(&self) -> BTreeSet<String> {
-        self.clusters
-            .values()
-            .filter(|c| matches!(c.compiled.discovery, Discovery::Eds))
-            .map(|c| c.compiled.eds_service_name.clone())
-            .collect()
+        owned(endpoint_names(&self.clusters))
     }
 
     /// Drops routes and endpoints nobody refers to any more.
     pub fn prune(&mut self) {
-        let routes = self.wanted_routes();
-        self.routes.retain(|name, _| routes.contains(name));
-        let endpoints = self.wanted_endpoints();
-        self.endpoints.retain(|name, _| endpoints.contains(name));
+        retain_sorted(&mut self.routes, &route_names(&self.listeners));
+        retain_sorted(&mut self.endpoints, &endpoint_names(&self.clusters));
     }
 
     /// Whether the first full configuration has arrived: listeners and clusters, and every
@@ -194,14 +181,8 @@ impl XdsCache {
     pub fn is_complete(&self) -> bool {
         self.received.contains(type_url::LISTENER)
             && self.received.contains(type_url::CLUSTER)
-            && self
-                .wanted_routes()
-                .iter()
-                .all(|r| self.routes.contains_key(r))
-            && self
-                .wanted_endpoints()
-                .iter()
-                .all(|e| self.endpoints.contains_key(e))
+            && sorted_subset(route_names(&self.listeners), self.routes.keys())
+            && sorted_subset(endpoint_names(&self.clusters), self.endpoints.keys())
     }
 
     /// Builds the snapshot the request path will read, carrying over runtime state (pools,
@@ -242,6 +223,54 @@ impl XdsCache {
             complete: self.is_complete(),
         }
     }
+}
+
+/// The route configurations `listeners` ask for.
+fn route_names(listeners: &Entries<Listeners>) -> BTreeSet<&str> {
+    listeners
+        .values()
+        .flat_map(|l| l.compiled.http_connection_managers())
+        .filter_map(|h| match &h.route_source {
+            RouteSource::Rds(name) => Some(name.as_str()),
+            RouteSource::Inline(_) => None,
+        })
+        .collect()
+}
+
+/// The endpoint assignments the EDS clusters among `clusters` ask for.
+fn endpoint_names(clusters: &Entries<Clusters>) -> BTreeSet<&str> {
+    clusters
+        .values()
+        .filter(|c| matches!(c.compiled.discovery, Discovery::Eds))
+        .map(|c| c.compiled.eds_service_name.as_str())
+        .collect()
+}
+
+fn owned(names: BTreeSet<&str>) -> BTreeSet<String> {
+    names.into_iter().map(str::to_string).collect()
+}
+
+/// Keeps the entries named in `wanted`, in one ordered walk of both (a lookup per entry was a
+/// tenth of a sidecar's CPU for a change, with 3,000 endpoint assignments).
+fn retain_sorted<V>(entries: &mut BTreeMap<String, V>, wanted: &BTreeSet<&str>) {
+    let mut wanted = wanted.iter().peekable();
+    // `retain` visits keys in ascending order, as `wanted` iterates.
+    entries.retain(|name, _| {
+        while wanted.next_if(|w| **w < name.as_str()).is_some() {}
+        wanted.peek().is_some_and(|w| **w == name.as_str())
+    });
+}
+
+/// Whether every name of `sub` is in `sup`, both ascending, in one walk.
+fn sorted_subset<'a>(
+    sub: impl IntoIterator<Item = &'a str>,
+    sup: impl Iterator<Item = &'a String>,
+) -> bool {
+    let mut sup = sup.peekable();
+    sub.into_iter().all(|name| {
+        while sup.next_if(|s| s.as_str() < name).is_some() {}
+        sup.peek().is_some_and(|s| s.as_str() == name)
+    })
 }
 
 /// Where the cache keeps each resource type's entries.

@@ -317,3 +317,18 @@ fn a_delta_resource_is_refused_by_name_and_the_rest_apply() {
     assert!(Arc::ptr_eq(&cache.listeners["b"].compiled, &b));
     assert_eq!(cache.versions[LISTENER], "1");
 }
+
+#[test]
+fn ordered_walks_keep_and_find_exactly_the_wanted_names() {
+    let mut entries: BTreeMap<String, u8> = ["a", "b", "c", "e", "g"]
+        .into_iter()
+        .map(|n| (n.to_string(), 0))
+        .collect();
+    retain_sorted(&mut entries, &BTreeSet::from(["0", "b", "d", "e", "z"]));
+    assert_eq!(entries.keys().collect::<Vec<_>>(), ["b", "e"]);
+    let held: Vec<String> = ["b", "d", "e"].map(String::from).to_vec();
+    assert!(sorted_subset(["b", "e"], held.iter()));
+    assert!(sorted_subset([], held.iter()));
+    assert!(!sorted_subset(["b", "c"], held.iter()));
+    assert!(!sorted_subset(["f"], held.iter()));
+}
