@@ -338,6 +338,60 @@ async fn delta_sends_changes_and_removals_only() {
     assert_eq!(eds.removed_resources, ["nope"]);
 }
 
+/// A delta proxy's first request of a type is answered even when there is nothing to send:
+/// weft-proxy counts a type as received on its first answer, so an empty mesh must still get
+/// one. A reconnecting proxy that subscribes by name to what it holds is sent only what it
+/// holds in an old version, or lacks.
+#[tokio::test]
+async fn delta_answers_every_first_request_and_resends_only_stale_subscriptions() {
+    let (url, _publish, _status) = server(config("v1", &[], 1)).await;
+    let mut client = AggregatedDiscoveryServiceClient::connect(url.clone())
+        .await
+        .expect("connect");
+    let (tx, rx) = mpsc::channel(16);
+    let mut responses = client
+        .delta_aggregated_resources(ReceiverStream::new(rx))
+        .await
+        .expect("stream")
+        .into_inner();
+    tx.send(DeltaDiscoveryRequest {
+        node: node(),
+        type_url: CLUSTER.into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let empty = next(&mut responses).await;
+    assert_eq!(empty.type_url, CLUSTER);
+    assert!(empty.resources.is_empty() && empty.removed_resources.is_empty());
+
+    let (url, _publish, _status) = server(config("v1", &["a", "b"], 1)).await;
+    let mut client = AggregatedDiscoveryServiceClient::connect(url)
+        .await
+        .expect("connect");
+    let (tx, rx) = mpsc::channel(16);
+    let mut responses = client
+        .delta_aggregated_resources(ReceiverStream::new(rx))
+        .await
+        .expect("stream")
+        .into_inner();
+    let current = Fixed(BTreeMap::from([(ENDPOINT, vec!["a".to_string()])]), 1)
+        .generate(&NodeIdentity::default());
+    let a_version = current.get(ENDPOINT, "a").expect("a").version.clone();
+    tx.send(DeltaDiscoveryRequest {
+        node: node(),
+        type_url: ENDPOINT.into(),
+        resource_names_subscribe: vec!["a".into(), "b".into()],
+        initial_resource_versions: [("a".to_string(), a_version)].into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let eds = next(&mut responses).await;
+    let names: Vec<_> = eds.resources.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["b"], "a is held at its current version");
+}
+
 /// A delta proxy subscribes to a new cluster's endpoints in the middle of a push (before it
 /// ACKs the clusters, as Envoy and weft-proxy do): the answer adds them, and does not remove
 /// the endpoints of a dropped cluster that the routes not yet replaced still use.

@@ -255,7 +255,8 @@ pub async fn sidecars(ctx: &mut Ctx, upstream: &Upstream) {
         "Sidecars at scale — one weft-proxy and one Envoy, each holding the 1,000 services of weftd-scale (delta xDS)",
         "Both connected to one weftd at once, one worker each. Ready: from start until a request is routed to the upstream \
          (the whole mesh received and applied). RSS once ready. CPU per change: the proxy's CPU from /proc over changes that each \
-         add a service, waiting for its ACK of the new clusters, endpoints and routes (weftd's /debug/syncz).",
+         add a service and remove the previous change's, waiting for its ACK of the new clusters, endpoints and routes (weftd's \
+         /debug/syncz).",
         vec![
             Column::vs_envoy("ready", Unit::Seconds),
             Column::vs_envoy("RSS", Unit::Mib),
@@ -303,15 +304,13 @@ async fn sidecars_measured(
     // Settled: what the first configuration allocated and freed is behind.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let nodes: Vec<(Kind, String)> = running.iter().map(|(k, _)| (*k, k.node_id())).collect();
-    let pid = |r: &contenders::Running| r.pid().unwrap_or(0);
-    let cpu_before: Vec<f64> = running
+    // What /proc cannot tell (no process, or gone) is no figure, not a zero.
+    let cpu = |r: &contenders::Running| r.pid().and_then(|p| cpu_seconds(p).ok());
+    let rss: Vec<Option<f64>> = running
         .iter()
-        .map(|(_, r)| cpu_seconds(pid(r)).unwrap_or(0.0))
+        .map(|(_, r)| r.pid().and_then(|p| rss_bytes(p).ok()).map(mib))
         .collect();
-    let rss: Vec<u64> = running
-        .iter()
-        .map(|(_, r)| rss_bytes(pid(r)).unwrap_or(0))
-        .collect();
+    let cpu_before: Vec<Option<f64>> = running.iter().map(|(_, r)| cpu(r)).collect();
     let mut outcome = Ok(());
     for k in 0..pushes {
         if let Err(e) = one_push(&weftd, &nodes, 2_000_000 + k as u64).await {
@@ -320,15 +319,15 @@ async fn sidecars_measured(
         }
     }
     for (i, (kind, r)) in running.iter_mut().enumerate() {
-        let cpu = cpu_seconds(pid(r)).unwrap_or(0.0) - cpu_before[i];
-        let per_change = outcome.is_ok().then_some(cpu * 1000.0 / pushes as f64);
+        let per_change = match (cpu_before[i], cpu(r)) {
+            (Some(before), Some(after)) if outcome.is_ok() => {
+                Some((after - before) * 1000.0 / pushes as f64)
+            }
+            _ => None,
+        };
         t.row(
             kind.name(),
-            vec![
-                Some(r.time_to_ready.as_secs_f64()),
-                Some(mib(rss[i])),
-                per_change,
-            ],
+            vec![Some(r.time_to_ready.as_secs_f64()), rss[i], per_change],
             format!("{pushes} changes"),
         );
         r.stop().await;

@@ -57,7 +57,7 @@ impl Protocol for Stream {
     }
 
     async fn push(&mut self, type_url: &'static str, phase: Phase) -> Result<bool, StreamEnd> {
-        self.send_changes(type_url, phase, &NameSet::default())
+        self.send_changes(type_url, phase, &NameSet::default(), false)
             .await
     }
 
@@ -136,6 +136,11 @@ impl Stream {
             } else {
                 sorted.iter().for_each(|name| state.subscribed.insert(name));
             }
+            if new_type {
+                // What a reconnecting proxy says it holds is not asked for again: it is sent
+                // only when its version is not the current one, as the held versions decide.
+                sorted.retain(|n| !req.initial_resource_versions.contains_key(*n));
+            }
             NameSet::of_sorted(&sorted, all)
         };
         changed |= asked.len() > 0;
@@ -151,18 +156,23 @@ impl Stream {
         drop(req);
         if changed {
             let phase = self.s.seq.phase_now(type_url);
-            self.send_changes(type_url, phase, &asked).await?;
+            // The first request of a type is always answered, even with nothing: a proxy
+            // waits for that answer before it counts the type as received (with an empty
+            // mesh, there would be nothing to send ever).
+            self.send_changes(type_url, phase, &asked, new_type).await?;
         }
         Ok(())
     }
 
     /// Sends what the proxy lacks or holds in an old version and, in the exact phase, what it
-    /// holds that is gone. Names in `asked` are sent (or reported missing) regardless.
+    /// holds that is gone. Names in `asked` are sent (or reported missing) regardless; with
+    /// `answer_always`, a response goes out even when it carries nothing.
     async fn send_changes(
         &mut self,
         type_url: &'static str,
         phase: Phase,
         asked: &NameSet,
+        answer_always: bool,
     ) -> Result<bool, StreamEnd> {
         let current: Option<Arc<NamedResources>> =
             self.s.resources.shared_of_type(type_url).cloned();
@@ -243,7 +253,7 @@ impl Stream {
                 removed.push(n.to_string());
             }
         }
-        if to_send.is_empty() && removed.is_empty() {
+        if to_send.is_empty() && removed.is_empty() && !answer_always {
             return Ok(false);
         }
         // Before copying the resources into a response: one waiting for its slot would be

@@ -41,7 +41,10 @@ pub struct ClusterStats {
     pub outlier_reports_dropped: Arc<AtomicU64>,
     /// Views of other state, set by [`ClusterStats::render`].
     pub(super) gauges: ClusterGauges,
-    by_code: Box<[OnceLock<Arc<AtomicU64>>]>,
+    /// A counter per response code, the table made on the cluster's first request: it is 8 KB,
+    /// and most clusters of a big mesh never carry a request through a given sidecar (with
+    /// 3,000 clusters, the tables were 24 MB of a sidecar's heap, measured with heaptrack).
+    by_code: OnceLock<Box<[OnceLock<Arc<AtomicU64>>]>>,
     by_class: [OnceLock<Arc<AtomicU64>>; 5],
 }
 
@@ -128,7 +131,7 @@ impl ClusterStats {
             ),
             outlier_reports_dropped: c("weft_cluster_outlier_reports_dropped"),
             gauges,
-            by_code: (FIRST_CODE..=LAST_CODE).map(|_| OnceLock::new()).collect(),
+            by_code: OnceLock::new(),
             by_class: Default::default(),
             scope,
         }
@@ -137,9 +140,12 @@ impl ClusterStats {
     /// Counts a finished request with the response status the client got.
     pub fn record(&self, status: u16) {
         self.rq_total.fetch_add(1, Ordering::Relaxed);
+        let by_code = self
+            .by_code
+            .get_or_init(|| (FIRST_CODE..=LAST_CODE).map(|_| OnceLock::new()).collect());
         let Some(slot) = status
             .checked_sub(FIRST_CODE)
-            .and_then(|i| self.by_code.get(usize::from(i)))
+            .and_then(|i| by_code.get(usize::from(i)))
         else {
             return;
         };
@@ -164,7 +170,9 @@ impl ClusterStats {
     /// (code, count) for every code seen.
     pub fn codes(&self) -> impl Iterator<Item = (u16, u64)> + '_ {
         self.by_code
-            .iter()
+            .get()
+            .into_iter()
+            .flat_map(|by_code| by_code.iter())
             .zip(FIRST_CODE..)
             .filter_map(|(c, code)| {
                 let n = c.get()?.load(Ordering::Relaxed);
@@ -195,6 +203,7 @@ mod tests {
         let s = ClusterStats::new("outbound|9080||reviews");
         let before = page(&s);
         assert!(!before.contains("envoy_cluster_upstream_rq{"), "{before}");
+        assert_eq!(s.codes().count(), 0);
         assert!(
             before.contains(
                 "envoy_cluster_upstream_rq_total{cluster_name=\"outbound|9080||reviews\"} 0"

@@ -6,14 +6,15 @@
 //! clusters decoded and compared again at every proxy. weftd's side is measured in
 //! `benches/results/weftd-scale.md`: at 2,000 proxies a change reaches all of them in about a
 //! third of the time state of the world takes. A control plane that does not serve delta (the
-//! RPC is unimplemented) gets state of the world instead.
+//! RPC is unimplemented) gets state of the world instead, for the rest of the proxy's life.
 //!
-//! Each response is applied to the [`XdsCache`] as one transaction; the proxy answers with an
-//! ACK and publishes a new snapshot, or with a NACK whose `error_detail` names every rejected
-//! resource and field, keeping everything it had. When a new cluster or listener needs endpoints or routes, the request for them
-//! goes out before the ACK, so the control plane can push them before anything uses the new
-//! cluster. When the stream breaks, the proxy keeps serving what it has and reconnects with
-//! jittered exponential back-off, re-announcing the versions and names it holds.
+//! Each response is applied to the [`XdsCache`] resource by resource and published as one new
+//! snapshot; the proxy answers with an ACK, or with a NACK whose `error_detail` names every
+//! refused resource and field (those keep their last good version; the rest apply). When a new
+//! cluster or listener needs endpoints or routes, the request for them goes out before the
+//! ACK, so the control plane can push them before anything uses the new cluster. When the
+//! stream breaks, the proxy keeps serving what it has and reconnects with jittered exponential
+//! back-off, re-announcing the versions and names it holds.
 
 use super::state::{Applied, XdsCache};
 use crate::context::ProxyContext;

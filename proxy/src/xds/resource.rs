@@ -14,18 +14,20 @@ use xds_protos::pb::envoy::config::listener::v3::Listener;
 use xds_protos::pb::envoy::config::route::v3::RouteConfiguration;
 use xds_protos::type_url;
 
-/// A resource as received and as compiled, with the version it came in (a delta stream
-/// announces it when it reconnects, so what is held is not sent again).
-pub struct Entry<P, C> {
-    pub proto: P,
+/// A resource as received (its encoding: what is compared with the next version of it, far
+/// smaller than the decoded message, whose every field is inline) and as compiled, with the
+/// version it came in (a delta stream announces it when it reconnects, so what is held is not
+/// sent again).
+pub struct Entry<C> {
+    pub encoded: Vec<u8>,
     pub compiled: Arc<C>,
     pub version: String,
 }
 
-impl<P: Clone, C> Clone for Entry<P, C> {
+impl<C> Clone for Entry<C> {
     fn clone(&self) -> Self {
         Entry {
-            proto: self.proto.clone(),
+            encoded: self.encoded.clone(),
             compiled: self.compiled.clone(),
             version: self.version.clone(),
         }
@@ -33,8 +35,7 @@ impl<P: Clone, C> Clone for Entry<P, C> {
 }
 
 /// The entries of one resource type, by name.
-pub type Entries<T> =
-    BTreeMap<String, Entry<<T as ResourceType>::Proto, <T as ResourceType>::Compiled>>;
+pub type Entries<T> = BTreeMap<String, Entry<<T as ResourceType>::Compiled>>;
 
 pub trait ResourceType {
     const TYPE_URL: &'static str;
@@ -42,7 +43,7 @@ pub trait ResourceType {
     /// is removed), or only the resources named in the request (RDS, EDS: a response adds or
     /// replaces, and what nobody refers to any more is pruned).
     const WHOLE_SET: bool;
-    type Proto: Message + Default + Clone + PartialEq;
+    type Proto: Message + Default;
     type Compiled;
 
     fn name(proto: &Self::Proto) -> String;

@@ -23,20 +23,16 @@ use crate::upstream::Cluster;
 use prost::Message;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
-use xds_protos::pb::envoy::config::cluster::v3::Cluster as ClusterProto;
-use xds_protos::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
-use xds_protos::pb::envoy::config::listener::v3::Listener;
-use xds_protos::pb::envoy::config::route::v3::RouteConfiguration;
 use xds_protos::pb::google::protobuf::Any;
 use xds_protos::type_url;
 use xds_protos::Resource;
 
 #[derive(Default)]
 pub struct XdsCache {
-    pub listeners: BTreeMap<String, Entry<Listener, ListenerConfig>>,
-    pub routes: BTreeMap<String, Entry<RouteConfiguration, RouteTable>>,
-    pub clusters: BTreeMap<String, Entry<ClusterProto, ClusterConfig>>,
-    pub endpoints: BTreeMap<String, Entry<ClusterLoadAssignment, Vec<Endpoint>>>,
+    pub listeners: BTreeMap<String, Entry<ListenerConfig>>,
+    pub routes: BTreeMap<String, Entry<RouteTable>>,
+    pub clusters: BTreeMap<String, Entry<ClusterConfig>>,
+    pub endpoints: BTreeMap<String, Entry<Vec<Endpoint>>>,
     pub versions: BTreeMap<String, String>,
     /// Types that have had at least one accepted response.
     received: BTreeSet<String>,
@@ -57,7 +53,7 @@ impl Applied {
 }
 
 impl XdsCache {
-    /// Applies a state-of-the-world response of any supported type, all or nothing.
+    /// Applies a state-of-the-world response of any supported type (see [`XdsCache::apply_typed`]).
     pub fn apply(&mut self, type_url_: &str, version: &str, resources: &[Any]) -> Applied {
         match type_url_ {
             type_url::LISTENER => self.apply_typed::<Listeners>(version, resources),
@@ -334,33 +330,62 @@ fn decode_all<'a, T: Stored>(
     let mut seen: HashMap<String, usize> = HashMap::new();
     for (i, incoming) in resources.enumerate() {
         let declared = incoming.wrapper.map(|r| r.name.as_str());
-        let proto = match decode_one::<T>(&incoming) {
-            Ok(p) => p,
-            Err(reason) => {
-                out.rejected.push(format!("resources[{i}]: {reason}"));
-                match declared {
-                    Some(name) => {
-                        out.refused_names.insert(name.to_string());
-                    }
-                    None => out.unnamed_failure = true,
+        let refuse = |out: &mut Decoded<T>, reason: String| {
+            out.rejected.push(format!("resources[{i}]: {reason}"));
+            match declared {
+                Some(name) => {
+                    out.refused_names.insert(name.to_string());
                 }
+                None => out.unnamed_failure = true,
+            }
+        };
+        let any = match checked::<T>(&incoming) {
+            Ok(any) => any,
+            Err(reason) => {
+                refuse(&mut out, reason);
                 continue;
             }
         };
-        let name = T::name(&proto);
-        if name.is_empty() {
-            out.rejected
-                .push(format!("resources[{i}]: name: must not be empty"));
-            out.unnamed_failure = true;
-            continue;
-        }
-        if let Some(declared) = declared.filter(|d| *d != name) {
-            // Which name was meant is unknown: neither is touched.
-            out.rejected.push(format!(
-                "resources[{i}]: name: {declared:?} holds a resource named {name:?}"
-            ));
-            continue;
-        }
+        // Unchanged resources keep their compiled form (and its identity), skipping the work.
+        // A delta resource names itself, so when its bytes are what is held under that name
+        // it is not even decoded.
+        let unchanged = |name: &str| {
+            current
+                .get(name)
+                .filter(|e| e.encoded == any.value)
+                .map(|e| e.compiled.clone())
+        };
+        let (name, compiled) = match declared.and_then(|d| Some((d, unchanged(d)?))) {
+            Some((name, compiled)) => (name.to_string(), Ok(compiled)),
+            None => {
+                let proto = match T::Proto::decode(any.value.as_slice()) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        refuse(&mut out, format!("cannot decode: {e}"));
+                        continue;
+                    }
+                };
+                let name = T::name(&proto);
+                if name.is_empty() {
+                    out.rejected
+                        .push(format!("resources[{i}]: name: must not be empty"));
+                    out.unnamed_failure = true;
+                    continue;
+                }
+                if let Some(declared) = declared.filter(|d| *d != name) {
+                    // Which name was meant is unknown: neither is touched.
+                    out.rejected.push(format!(
+                        "resources[{i}]: name: {declared:?} holds a resource named {name:?}"
+                    ));
+                    continue;
+                }
+                let compiled = match unchanged(&name) {
+                    Some(compiled) => Ok(compiled),
+                    None => T::compile(&proto).map(Arc::new),
+                };
+                (name, compiled)
+            }
+        };
         if let Some(first) = seen.get(&name) {
             // Which of the two was meant is unknown: neither replaces the last good one.
             out.rejected.push(format!(
@@ -371,22 +396,14 @@ fn decode_all<'a, T: Stored>(
             continue;
         }
         seen.insert(name.clone(), i);
-        // Unchanged resources keep their compiled form (and its identity), skipping the work.
-        let compiled = match current.get(&name) {
-            Some(e) if e.proto == proto => Ok(e.compiled.clone()),
-            _ => T::compile(&proto).map(Arc::new),
-        };
         match compiled {
             Ok(compiled) => {
-                let version = incoming.version.to_string();
-                out.good.insert(
-                    name,
-                    Entry {
-                        proto,
-                        compiled,
-                        version,
-                    },
-                );
+                let entry = Entry {
+                    encoded: any.value.clone(),
+                    compiled,
+                    version: incoming.version.to_string(),
+                };
+                out.good.insert(name, entry);
             }
             Err(reason) => {
                 out.rejected.push(reason);
@@ -397,8 +414,9 @@ fn decode_all<'a, T: Stored>(
     out
 }
 
-/// The resource inside one item of a response, or why it is refused (without the index).
-fn decode_one<T: Stored>(incoming: &Incoming) -> Result<T::Proto, String> {
+/// The resource inside one item of a response, if weft-proxy can take it; else why not
+/// (without the index).
+fn checked<'a, T: Stored>(incoming: &Incoming<'a>) -> Result<&'a Any, String> {
     if let Some(wrapper) = incoming.wrapper {
         // A resource that expires must not outlive its TTL: weft-proxy keeps resources until
         // they are removed, so it refuses what it would not honour.
@@ -416,7 +434,7 @@ fn decode_one<T: Stored>(incoming: &Incoming) -> Result<T::Proto, String> {
             any.type_url
         ));
     }
-    T::Proto::decode(any.value.as_slice()).map_err(|e| format!("cannot decode: {e}"))
+    Ok(any)
 }
 
 #[cfg(test)]

@@ -196,7 +196,10 @@ fn routes_and_endpoints_add_to_what_is_held() {
         ],
     );
     assert!(applied.error_detail().is_some());
-    assert_eq!(cache.endpoints["e1"].proto, endpoints("e1", &[addr(2)]));
+    assert_eq!(
+        cache.endpoints["e1"].encoded,
+        endpoints("e1", &[addr(2)]).encode_to_vec()
+    );
 }
 
 #[test]
@@ -288,6 +291,13 @@ fn a_delta_response_changes_and_removes_only_what_it_names() {
         ("1", "c1"),
         "each resource keeps the version it came in"
     );
+    // The same bytes again under the same name: kept as compiled, at the new version.
+    let compiled = cache.listeners["c"].compiled.clone();
+    let again = delta_resource("c", "c2", Some(any(LISTENER, &listener("c", None, "svc"))));
+    let applied = cache.apply_delta_typed::<Listeners>("3", &[again], &[]);
+    assert!(applied.error_detail().is_none());
+    assert!(Arc::ptr_eq(&cache.listeners["c"].compiled, &compiled));
+    assert_eq!(cache.held_versions(LISTENER)["c"], "c2");
 }
 
 #[test]
