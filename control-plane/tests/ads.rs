@@ -378,11 +378,17 @@ async fn delta_answers_every_first_request_and_resends_only_stale_subscriptions(
     let current = Fixed(BTreeMap::from([(ENDPOINT, vec!["a".to_string()])]), 1)
         .generate(&NodeIdentity::default());
     let a_version = current.get(ENDPOINT, "a").expect("a").version.clone();
+    // "a" held at its current version, "b" at an old one, "gone" no longer exists.
     tx.send(DeltaDiscoveryRequest {
         node: node(),
         type_url: ENDPOINT.into(),
-        resource_names_subscribe: vec!["a".into(), "b".into()],
-        initial_resource_versions: [("a".to_string(), a_version)].into(),
+        resource_names_subscribe: vec!["a".into(), "b".into(), "gone".into()],
+        initial_resource_versions: [
+            ("a".to_string(), a_version),
+            ("b".to_string(), "old".to_string()),
+            ("gone".to_string(), "old".to_string()),
+        ]
+        .into(),
         ..Default::default()
     })
     .await
@@ -390,6 +396,23 @@ async fn delta_answers_every_first_request_and_resends_only_stale_subscriptions(
     let eds = next(&mut responses).await;
     let names: Vec<_> = eds.resources.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names, ["b"], "a is held at its current version");
+    // "gone" is reported removed, in this answer or, while a push runs, in its removal step.
+    let mut removed = eds.removed_resources.clone();
+    let mut nonce = eds.nonce.clone();
+    while removed.is_empty() {
+        tx.send(DeltaDiscoveryRequest {
+            type_url: ENDPOINT.into(),
+            response_nonce: nonce,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let r = next(&mut responses).await;
+        assert_eq!(r.type_url, ENDPOINT);
+        removed = r.removed_resources;
+        nonce = r.nonce;
+    }
+    assert_eq!(removed, ["gone"]);
 }
 
 /// A delta proxy subscribes to a new cluster's endpoints in the middle of a push (before it

@@ -116,8 +116,9 @@ impl Stream {
         }
         let mut changed = new_type;
         // Names subscribed in this request are answered even if the proxy is thought to hold
-        // them (it may have dropped them), and names that do not exist are answered as removed,
-        // so the proxy does not wait for them.
+        // them (it may have dropped them), except those a new stream's first request says it
+        // holds (`initial_resource_versions`); names that do not exist are answered as
+        // removed, so the proxy does not wait for them.
         // They are kept relative to the current map (nothing copied when they are names of
         // it), so that the request itself (a sidecar's endpoints: every cluster's name) is not
         // held while the response waits for a push slot.
