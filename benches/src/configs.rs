@@ -274,6 +274,15 @@ pub fn push_probe(generation: u64, endpoint_port: u16) -> String {
     )
 }
 
+/// Creates `dir` holding `files` (name, text): a config folder for weftd.
+pub fn write_mesh(dir: &Path, files: &[(&str, &str)]) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text)?;
+    }
+    Ok(())
+}
+
 /// Writes a file the way an editor or `kubectl cp` would: whole, in one rename, so weftd never
 /// reads half of it. The temporary name is hidden, which weftd skips.
 pub fn write_atomic(dir: &Path, name: &str, text: &str) -> std::io::Result<()> {

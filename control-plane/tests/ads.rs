@@ -82,6 +82,44 @@ async fn server_with_slots(
     (format!("http://{addr}"), tx, status)
 }
 
+/// A state-of-the-world ADS stream to `url`: what to send on, what comes back.
+async fn open_sotw(
+    url: &str,
+) -> (
+    mpsc::Sender<DiscoveryRequest>,
+    tonic::Streaming<xds_protos::DiscoveryResponse>,
+) {
+    let mut client = AggregatedDiscoveryServiceClient::connect(url.to_string())
+        .await
+        .expect("connect");
+    let (tx, rx) = mpsc::channel(16);
+    let responses = client
+        .stream_aggregated_resources(ReceiverStream::new(rx))
+        .await
+        .expect("stream")
+        .into_inner();
+    (tx, responses)
+}
+
+/// A delta ADS stream to `url`.
+async fn open_delta(
+    url: &str,
+) -> (
+    mpsc::Sender<DeltaDiscoveryRequest>,
+    tonic::Streaming<xds_protos::DeltaDiscoveryResponse>,
+) {
+    let mut client = AggregatedDiscoveryServiceClient::connect(url.to_string())
+        .await
+        .expect("connect");
+    let (tx, rx) = mpsc::channel(16);
+    let responses = client
+        .delta_aggregated_resources(ReceiverStream::new(rx))
+        .await
+        .expect("stream")
+        .into_inner();
+    (tx, responses)
+}
+
 /// The next message on a stream, failing the test if none comes in time.
 async fn next<T>(stream: &mut tonic::Streaming<T>) -> T {
     tokio::time::timeout(Duration::from_secs(5), stream.message())
@@ -104,15 +142,7 @@ fn node() -> Option<xds_protos::pb::envoy::config::core::v3::Node> {
 #[tokio::test]
 async fn sotw_versions_acks_nacks_and_push_order() {
     let (url, publish, status) = server(config("v1", &["a", "b"], 1)).await;
-    let mut client = AggregatedDiscoveryServiceClient::connect(url)
-        .await
-        .expect("connect");
-    let (tx, rx) = mpsc::channel(16);
-    let mut responses = client
-        .stream_aggregated_resources(ReceiverStream::new(rx))
-        .await
-        .expect("stream")
-        .into_inner();
+    let (tx, mut responses) = open_sotw(&url).await;
 
     tx.send(DiscoveryRequest {
         node: node(),
@@ -263,15 +293,7 @@ fn sorted_names(r: &xds_protos::DiscoveryResponse) -> Vec<String> {
 #[tokio::test]
 async fn delta_sends_changes_and_removals_only() {
     let (url, publish, _status) = server(config("v1", &["a", "b"], 1)).await;
-    let mut client = AggregatedDiscoveryServiceClient::connect(url)
-        .await
-        .expect("connect");
-    let (tx, rx) = mpsc::channel(16);
-    let mut responses = client
-        .delta_aggregated_resources(ReceiverStream::new(rx))
-        .await
-        .expect("stream")
-        .into_inner();
+    let (tx, mut responses) = open_delta(&url).await;
 
     // Reconnecting with "b" already held at its current version: only "a" is sent.
     let held_b = Fixed(BTreeMap::from([(CLUSTER, vec!["b".to_string()])]), 1)
@@ -345,15 +367,7 @@ async fn delta_sends_changes_and_removals_only() {
 #[tokio::test]
 async fn delta_answers_every_first_request_and_resends_only_stale_subscriptions() {
     let (url, _publish, _status) = server(config("v1", &[], 1)).await;
-    let mut client = AggregatedDiscoveryServiceClient::connect(url.clone())
-        .await
-        .expect("connect");
-    let (tx, rx) = mpsc::channel(16);
-    let mut responses = client
-        .delta_aggregated_resources(ReceiverStream::new(rx))
-        .await
-        .expect("stream")
-        .into_inner();
+    let (tx, mut responses) = open_delta(&url).await;
     tx.send(DeltaDiscoveryRequest {
         node: node(),
         type_url: CLUSTER.into(),
@@ -366,15 +380,7 @@ async fn delta_answers_every_first_request_and_resends_only_stale_subscriptions(
     assert!(empty.resources.is_empty() && empty.removed_resources.is_empty());
 
     let (url, _publish, _status) = server(config("v1", &["a", "b"], 1)).await;
-    let mut client = AggregatedDiscoveryServiceClient::connect(url)
-        .await
-        .expect("connect");
-    let (tx, rx) = mpsc::channel(16);
-    let mut responses = client
-        .delta_aggregated_resources(ReceiverStream::new(rx))
-        .await
-        .expect("stream")
-        .into_inner();
+    let (tx, mut responses) = open_delta(&url).await;
     let current = Fixed(BTreeMap::from([(ENDPOINT, vec!["a".to_string()])]), 1)
         .generate(&NodeIdentity::default());
     let a_version = current.get(ENDPOINT, "a").expect("a").version.clone();
@@ -421,15 +427,7 @@ async fn delta_answers_every_first_request_and_resends_only_stale_subscriptions(
 #[tokio::test]
 async fn a_delta_subscription_during_a_push_removes_nothing_before_the_routes_change() {
     let (url, publish, _status) = server(config("v1", &["a", "b"], 1)).await;
-    let mut client = AggregatedDiscoveryServiceClient::connect(url)
-        .await
-        .expect("connect");
-    let (tx, rx) = mpsc::channel(16);
-    let mut responses = client
-        .delta_aggregated_resources(ReceiverStream::new(rx))
-        .await
-        .expect("stream")
-        .into_inner();
+    let (tx, mut responses) = open_delta(&url).await;
     let ack = |r: &xds_protos::DeltaDiscoveryResponse| DeltaDiscoveryRequest {
         type_url: r.type_url.clone(),
         response_nonce: r.nonce.clone(),
@@ -498,15 +496,7 @@ async fn cds_stream(
     mpsc::Sender<DiscoveryRequest>,
     tonic::Streaming<xds_protos::DiscoveryResponse>,
 ) {
-    let mut client = AggregatedDiscoveryServiceClient::connect(url.to_string())
-        .await
-        .expect("connect");
-    let (tx, rx) = mpsc::channel(16);
-    let responses = client
-        .stream_aggregated_resources(ReceiverStream::new(rx))
-        .await
-        .expect("stream")
-        .into_inner();
+    let (tx, responses) = open_sotw(url).await;
     tx.send(DiscoveryRequest {
         node: node(),
         type_url: CLUSTER.into(),
@@ -604,15 +594,7 @@ fn names_of(r: &xds_protos::DiscoveryResponse) -> Vec<String> {
 #[tokio::test]
 async fn sotw_resends_only_the_endpoints_that_changed_or_are_newly_subscribed() {
     let (url, publish, _) = server(per_name("v1", &[("a", 1), ("b", 1)])).await;
-    let mut client = AggregatedDiscoveryServiceClient::connect(url)
-        .await
-        .expect("connect");
-    let (tx, rx) = mpsc::channel(16);
-    let mut responses = client
-        .stream_aggregated_resources(ReceiverStream::new(rx))
-        .await
-        .expect("stream")
-        .into_inner();
+    let (tx, mut responses) = open_sotw(&url).await;
     let request =
         |type_url: &str, names: &[&str], answered: Option<&xds_protos::DiscoveryResponse>| {
             DiscoveryRequest {
@@ -775,15 +757,7 @@ const ALL_VISIBLE_CLUSTERS: [&str; 2] = [
 #[tokio::test]
 async fn a_proxy_with_an_egress_sidecar_gets_only_the_allowed_clusters_over_sotw() {
     let (url, publish, _status) = server(mesh_config("v1", &[SCOPED_MESH, RATINGS_SIDECAR])).await;
-    let mut client = AggregatedDiscoveryServiceClient::connect(url)
-        .await
-        .expect("connect");
-    let (tx, rx) = mpsc::channel(16);
-    let mut responses = client
-        .stream_aggregated_resources(ReceiverStream::new(rx))
-        .await
-        .expect("stream")
-        .into_inner();
+    let (tx, mut responses) = open_sotw(&url).await;
     tx.send(DiscoveryRequest {
         node: ratings_node(),
         type_url: CLUSTER.into(),
@@ -829,15 +803,7 @@ async fn a_proxy_with_an_egress_sidecar_gets_only_the_allowed_clusters_over_sotw
 #[tokio::test]
 async fn a_proxy_with_an_egress_sidecar_gets_only_the_allowed_clusters_over_delta() {
     let (url, publish, _status) = server(mesh_config("v1", &[SCOPED_MESH, RATINGS_SIDECAR])).await;
-    let mut client = AggregatedDiscoveryServiceClient::connect(url)
-        .await
-        .expect("connect");
-    let (tx, rx) = mpsc::channel(16);
-    let mut responses = client
-        .delta_aggregated_resources(ReceiverStream::new(rx))
-        .await
-        .expect("stream")
-        .into_inner();
+    let (tx, mut responses) = open_delta(&url).await;
     tx.send(DeltaDiscoveryRequest {
         node: ratings_node(),
         type_url: CLUSTER.into(),

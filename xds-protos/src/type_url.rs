@@ -45,6 +45,12 @@ pub const PREVIOUS_PRIORITIES_CONFIG: &str =
 /// The push order: CDS, EDS, LDS, RDS ("make before break").
 pub const PUSH_ORDER: [&str; 4] = [CLUSTER, ENDPOINT, LISTENER, ROUTE];
 
+/// The four resource types weft serves and consumes, as their constant (which code can keep
+/// as `&'static str`); `None` for any other type URL.
+pub fn known(type_url: &str) -> Option<&'static str> {
+    PUSH_ORDER.into_iter().find(|t| *t == type_url)
+}
+
 /// The short name operators know a type by ("Cluster", "Listener", ...).
 pub fn short_name(type_url: &str) -> &str {
     type_url.rsplit('.').next().unwrap_or(type_url)
@@ -53,4 +59,18 @@ pub fn short_name(type_url: &str) -> &str {
 /// Whether a subscription to this type is a wildcard (all resources) rather than by name.
 pub fn is_wildcard_type(type_url: &str) -> bool {
     type_url == CLUSTER || type_url == LISTENER
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_gives_the_constant_of_the_four_types_only() {
+        let url = String::from(CLUSTER);
+        assert_eq!(known(&url), Some(CLUSTER));
+        assert_eq!(known(ROUTE), Some(ROUTE));
+        assert_eq!(known(HTTP_CONNECTION_MANAGER), None);
+        assert_eq!(known(""), None);
+    }
 }

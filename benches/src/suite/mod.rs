@@ -404,11 +404,8 @@ async fn measure_all(ctx: &mut Ctx) -> Result<()> {
     if needs_dataplane {
         // weftd for the data-plane runs shares the load core: it is idle while traffic flows.
         let mesh_dir = ctx.work.join("mesh");
-        std::fs::create_dir_all(&mesh_dir)?;
-        std::fs::write(
-            mesh_dir.join("upstream.yaml"),
-            crate::configs::base_mesh(upstream.h1.port(), upstream.grpc.port()),
-        )?;
+        let base = crate::configs::base_mesh(upstream.h1.port(), upstream.grpc.port());
+        crate::configs::write_mesh(&mesh_dir, &[("upstream.yaml", &base)])?;
         let weftd = match &ctx.peers.weft {
             Ok(bins) => Weftd::start(
                 bins,

@@ -161,15 +161,9 @@ pub async fn run(ctx: &mut Ctx, upstream: &Upstream) {
 async fn start_weftd(ctx: &Ctx, upstream: &Upstream) -> Result<Weftd> {
     let bins = ctx.peers.weft.clone().map_err(anyhow::Error::msg)?;
     let dir = ctx.work.join("mesh-routing");
-    std::fs::create_dir_all(&dir)?;
-    std::fs::write(
-        dir.join("upstream.yaml"),
-        configs::base_mesh(upstream.h1.port(), upstream.grpc.port()),
-    )?;
-    std::fs::write(
-        dir.join("scale.yaml"),
-        configs::scale_mesh(SERVICES, SERVICES, ROUTES_PER_SERVICE, upstream.h1.port()),
-    )?;
+    let base = configs::base_mesh(upstream.h1.port(), upstream.grpc.port());
+    let scale = configs::scale_mesh(SERVICES, SERVICES, ROUTES_PER_SERVICE, upstream.h1.port());
+    configs::write_mesh(&dir, &[("upstream.yaml", &base), ("scale.yaml", &scale)])?;
     let (w, took) = Weftd::start(
         &bins,
         "weftd-routing",

@@ -74,10 +74,7 @@ async fn measure(
     max_frame_size: Option<u32>,
 ) -> anyhow::Result<Measured> {
     let dir = ctx.work.join(format!("mesh-{tag}"));
-    std::fs::create_dir_all(&dir)?;
-    for (name, text) in files {
-        std::fs::write(dir.join(name), text)?;
-    }
+    configs::write_mesh(&dir, files)?;
     let (mut w, load) =
         start_weftd(ctx, &format!("weftd-{tag}"), &dir, Duration::from_secs(120)).await?;
     let pid = w.proc.pid();
@@ -281,14 +278,11 @@ async fn sidecars_measured(
     t: &mut Table,
 ) -> anyhow::Result<()> {
     let dir = ctx.work.join("mesh-sidecar-scale");
-    std::fs::create_dir_all(&dir)?;
-    std::fs::write(
-        dir.join("upstream.yaml"),
-        configs::base_mesh(upstream.h1.port(), upstream.grpc.port()),
-    )?;
-    std::fs::write(
-        dir.join("services.yaml"),
-        configs::istio_services(SERVICES, upstream.h1.port()),
+    let base = configs::base_mesh(upstream.h1.port(), upstream.grpc.port());
+    let services = configs::istio_services(SERVICES, upstream.h1.port());
+    configs::write_mesh(
+        &dir,
+        &[("upstream.yaml", &base), ("services.yaml", &services)],
     )?;
     let (mut weftd, _) =
         start_weftd(ctx, "weftd-sidecar-scale", &dir, Duration::from_secs(60)).await?;

@@ -277,11 +277,8 @@ pub async fn ads_push_latency(ctx: &mut Ctx, upstream: &Upstream) {
         }
         let res = async {
             let dir = ctx.work.join(format!("mesh-ads-{i}"));
-            std::fs::create_dir_all(&dir)?;
-            std::fs::write(
-                dir.join("upstream.yaml"),
-                configs::base_mesh(upstream.h1.port(), upstream.grpc.port()),
-            )?;
+            let base = configs::base_mesh(upstream.h1.port(), upstream.grpc.port());
+            configs::write_mesh(&dir, &[("upstream.yaml", &base)])?;
             let (mut w, _) = start_weftd(
                 ctx,
                 &format!("weftd-ads-{i}"),

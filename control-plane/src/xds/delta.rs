@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use tracing::{debug, warn};
 use xds_protos::pb::envoy::config::core::v3::Node;
-use xds_protos::type_url::{is_wildcard_type, PUSH_ORDER};
+use xds_protos::type_url::{self, is_wildcard_type};
 use xds_protos::{DeltaDiscoveryRequest, DeltaDiscoveryResponse};
 
 #[derive(Default)]
@@ -72,7 +72,7 @@ impl Protocol for Stream {
 
 impl Stream {
     async fn read(&mut self, req: DeltaDiscoveryRequest) -> Result<(), StreamEnd> {
-        let Some(type_url) = PUSH_ORDER.iter().copied().find(|t| *t == req.type_url) else {
+        let Some(type_url) = type_url::known(&req.type_url) else {
             warn!(type_url = %req.type_url, "ignoring request for an unsupported type");
             return Ok(());
         };

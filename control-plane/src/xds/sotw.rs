@@ -23,7 +23,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use tracing::{debug, warn};
 use xds_protos::pb::envoy::config::core::v3::Node;
-use xds_protos::type_url::{is_wildcard_type, PUSH_ORDER};
+use xds_protos::type_url::{self, is_wildcard_type};
 use xds_protos::DiscoveryResponse;
 
 mod request;
@@ -121,7 +121,7 @@ impl Protocol for Stream {
 
 impl Stream {
     async fn read(&mut self, req: SotwRequest) -> Result<(), StreamEnd> {
-        let Some(type_url) = known_type(&req.type_url) else {
+        let Some(type_url) = type_url::known(&req.type_url) else {
             warn!(type_url = %req.type_url, "ignoring request for an unsupported type");
             return Ok(());
         };
@@ -463,8 +463,4 @@ fn same_versions(a: &NamedResources, b: &NamedResources) -> bool {
             && a.iter()
                 .zip(b.iter())
                 .all(|((na, ra), (nb, rb))| na == nb && ra.version == rb.version))
-}
-
-fn known_type(type_url: &str) -> Option<&'static str> {
-    PUSH_ORDER.iter().copied().find(|t| *t == type_url)
 }

@@ -52,25 +52,57 @@ impl Applied {
     }
 }
 
-impl XdsCache {
-    /// Applies a state-of-the-world response of any supported type (see [`XdsCache::apply_typed`]).
-    pub fn apply(&mut self, type_url_: &str, version: &str, resources: &[Any]) -> Applied {
-        match type_url_ {
-            type_url::LISTENER => self.apply_typed::<Listeners>(version, resources),
-            type_url::ROUTE => self.apply_typed::<Routes>(version, resources),
-            type_url::CLUSTER => self.apply_typed::<Clusters>(version, resources),
-            type_url::ENDPOINT => self.apply_typed::<Endpoints>(version, resources),
-            other => Applied {
-                rejected: vec![format!("unsupported type {other}")],
-                changed: false,
-            },
+/// Evaluates `$body` with `$T` naming the resource type of `$url`, or `$other` for a type URL
+/// the proxy does not consume: the one place the four types are told apart by URL.
+macro_rules! by_type {
+    ($url:expr, $T:ident => $body:expr, _ => $other:expr) => {
+        match $url {
+            type_url::LISTENER => {
+                type $T = Listeners;
+                $body
+            }
+            type_url::ROUTE => {
+                type $T = Routes;
+                $body
+            }
+            type_url::CLUSTER => {
+                type $T = Clusters;
+                $body
+            }
+            type_url::ENDPOINT => {
+                type $T = Endpoints;
+                $body
+            }
+            _ => $other,
         }
+    };
+}
+
+impl XdsCache {
+    /// Applies a state-of-the-world response of any supported type, as `apply_typed` says.
+    pub fn apply(&mut self, type_url_: &str, version: &str, resources: &[Any]) -> Applied {
+        by_type!(type_url_, T => self.apply_typed::<T>(version, resources), _ => unsupported(type_url_))
+    }
+
+    /// Applies a delta response of any supported type, as `apply_delta_typed` says.
+    pub fn apply_delta(
+        &mut self,
+        type_url_: &str,
+        system_version: &str,
+        resources: &[Resource],
+        removed: &[String],
+    ) -> Applied {
+        by_type!(
+            type_url_,
+            T => self.apply_delta_typed::<T>(system_version, resources, removed),
+            _ => unsupported(type_url_)
+        )
     }
 
     /// Applies a state-of-the-world response of type `T`: for a whole-set type the response
     /// replaces the set; otherwise its resources are added or replaced, and the ones no longer
     /// wanted are pruned by [`XdsCache::prune`].
-    pub fn apply_typed<T: Stored>(&mut self, version: &str, resources: &[Any]) -> Applied {
+    fn apply_typed<T: Stored>(&mut self, version: &str, resources: &[Any]) -> Applied {
         let incoming = resources.iter().map(|any| Incoming {
             body: Some(any),
             version,
@@ -92,7 +124,7 @@ impl XdsCache {
     /// Applies a delta response of type `T`: its resources are added or replaced and the
     /// names it lists as removed are dropped, whatever the type. Each resource names itself
     /// in the response, so a refused one never puts another at risk.
-    pub fn apply_delta_typed<T: Stored>(
+    fn apply_delta_typed<T: Stored>(
         &mut self,
         system_version: &str,
         resources: &[Resource],
@@ -141,19 +173,14 @@ impl XdsCache {
     /// What the cache holds of type `T`, name -> version: a delta stream's
     /// `initial_resource_versions` when it reconnects.
     pub fn held_versions(&self, type_url_: &str) -> HashMap<String, String> {
-        fn of<T: Stored>(cache: &XdsCache) -> HashMap<String, String> {
-            T::entries(cache)
+        by_type!(
+            type_url_,
+            T => T::entries(self)
                 .iter()
                 .map(|(name, e)| (name.clone(), e.version.clone()))
-                .collect()
-        }
-        match type_url_ {
-            type_url::LISTENER => of::<Listeners>(self),
-            type_url::ROUTE => of::<Routes>(self),
-            type_url::CLUSTER => of::<Clusters>(self),
-            type_url::ENDPOINT => of::<Endpoints>(self),
-            _ => HashMap::new(),
-        }
+                .collect(),
+            _ => HashMap::new()
+        )
     }
 
     /// Route configurations the listeners ask for.
@@ -218,6 +245,13 @@ impl XdsCache {
             versions: self.versions.clone(),
             complete: self.is_complete(),
         }
+    }
+}
+
+fn unsupported(type_url_: &str) -> Applied {
+    Applied {
+        rejected: vec![format!("unsupported type {type_url_}")],
+        changed: false,
     }
 }
 

@@ -5,7 +5,6 @@
 //! what went away while it was gone.
 
 use super::{rpc_error, StreamError, XdsClient};
-use crate::xds::resource::{Clusters, Endpoints, Listeners, Routes};
 use crate::xds::state::Applied;
 use std::collections::BTreeSet;
 use std::convert::Infallible;
@@ -104,28 +103,15 @@ impl XdsClient {
                 "removed_resource_names: not supported (resources are named by name)".into(),
             );
         }
-        let version = &resp.system_version_info;
-        let (resources, removed) = (&resp.resources, &resp.removed_resources);
-        let cache = &mut self.cache;
-        Ok(match resp.type_url.as_str() {
-            LISTENER => (
-                LISTENER,
-                cache.apply_delta_typed::<Listeners>(version, resources, removed),
-            ),
-            ROUTE => (
-                ROUTE,
-                cache.apply_delta_typed::<Routes>(version, resources, removed),
-            ),
-            CLUSTER => (
-                CLUSTER,
-                cache.apply_delta_typed::<Clusters>(version, resources, removed),
-            ),
-            ENDPOINT => (
-                ENDPOINT,
-                cache.apply_delta_typed::<Endpoints>(version, resources, removed),
-            ),
-            other => return Err(format!("unsupported type {other}")),
-        })
+        let t = type_url::known(&resp.type_url)
+            .ok_or_else(|| format!("unsupported type {}", resp.type_url))?;
+        let applied = self.cache.apply_delta(
+            t,
+            &resp.system_version_info,
+            &resp.resources,
+            &resp.removed_resources,
+        );
+        Ok((t, applied))
     }
 
     /// Changes the subscription to routes or endpoints to `names`, by what it adds and drops.

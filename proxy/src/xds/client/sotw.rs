@@ -3,8 +3,6 @@
 //! the whole subscription with the nonce of the latest response.
 
 use super::{rpc_error, StreamError, XdsClient};
-use crate::xds::resource::{Clusters, Endpoints, Listeners, Routes};
-use crate::xds::state::{Applied, Stored};
 use std::collections::BTreeSet;
 use std::convert::Infallible;
 use tokio::sync::mpsc;
@@ -50,30 +48,27 @@ impl XdsClient {
     }
 
     async fn on_response(&mut self, resp: DiscoveryResponse, tx: &mpsc::Sender<DiscoveryRequest>) {
-        let (t, mut applied) = match resp.type_url.as_str() {
-            LISTENER => self.apply::<Listeners>(&resp),
-            ROUTE => self.apply::<Routes>(&resp),
-            CLUSTER => self.apply::<Clusters>(&resp),
-            ENDPOINT => self.apply::<Endpoints>(&resp),
-            other => {
-                let reason = format!("unsupported type {other}");
-                warn!(%reason, "NACK");
-                let _ = tx
-                    .send(DiscoveryRequest {
-                        type_url: resp.type_url.clone(),
-                        response_nonce: resp.nonce.clone(),
-                        error_detail: Some(rpc_error(reason)),
-                        ..Default::default()
-                    })
-                    .await;
-                return;
-            }
+        let Some(t) = type_url::known(&resp.type_url) else {
+            let reason = format!("unsupported type {}", resp.type_url);
+            warn!(%reason, "NACK");
+            let _ = tx
+                .send(DiscoveryRequest {
+                    type_url: resp.type_url.clone(),
+                    response_nonce: resp.nonce.clone(),
+                    error_detail: Some(rpc_error(reason)),
+                    ..Default::default()
+                })
+                .await;
+            return;
         };
+        // A NACK names the version the proxy still runs, not the one it refused.
+        let previous_version = self.cache.versions.get(t).cloned().unwrap_or_default();
+        let mut outcome = self.cache.apply(t, &resp.version_info, &resp.resources);
         self.stream_delivered = true;
         self.last_nonce.insert(t, resp.nonce.clone());
         // What was accepted serves, even when the response also held refused resources.
-        if applied.outcome.changed {
-            self.bind_listeners(t, &mut applied.outcome);
+        if outcome.changed {
+            self.bind_listeners(t, &mut outcome);
             // Ask for the routes and endpoints new listeners and clusters need before ACKing
             // them (each is a no-op when the names did not change).
             self.resubscribe(ENDPOINT, self.cache.wanted_endpoints(), tx)
@@ -83,11 +78,10 @@ impl XdsClient {
             self.settle();
         }
 
-        let error = applied.outcome.error_detail();
+        let error = outcome.error_detail();
         let version = match &error {
             None => resp.version_info.clone(),
-            // A NACK names the version the proxy still runs, not the one it refused.
-            Some(_) => applied.previous_version,
+            Some(_) => previous_version,
         };
         if let Some(reason) = &error {
             warn!(type_url = type_url::short_name(t), nonce = %resp.nonce, %reason, "NACK");
@@ -99,26 +93,6 @@ impl XdsClient {
             ..req
         };
         let _ = tx.send(req).await;
-    }
-
-    /// Applies one response of type `T` to the cache, resource by resource.
-    fn apply<T: Stored>(&mut self, resp: &DiscoveryResponse) -> (&'static str, Response) {
-        let previous_version = self
-            .cache
-            .versions
-            .get(T::TYPE_URL)
-            .cloned()
-            .unwrap_or_default();
-        let outcome = self
-            .cache
-            .apply_typed::<T>(&resp.version_info, &resp.resources);
-        (
-            T::TYPE_URL,
-            Response {
-                outcome,
-                previous_version,
-            },
-        )
     }
 
     async fn resubscribe(
@@ -163,12 +137,4 @@ impl XdsClient {
             ..Default::default()
         }
     }
-}
-
-/// What became of one response.
-struct Response {
-    /// What the cache took and refused (a listener that then fails to bind still NACKs).
-    outcome: Applied,
-    /// The version held before it, which a NACK reports.
-    previous_version: String,
 }
